@@ -1,0 +1,90 @@
+"""What methods and datasets exist, described without importing torch.
+
+The API validates run requests with this catalog, and it must never import torch (DESIGN.md section 1).
+The torch implementations live in `amst_core.methods` and `amst_core.data`; their registries are checked
+against this catalog by a test, so a new method is one module, one registry line and one entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MODALITIES: tuple[str, ...] = ("audio", "text", "visual")  # sorted: this order drives ALT updates
+Fusion = Literal["concat", "lsum", "msum"]
+SkipMode = Literal["faithful", "fast"]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoParams(_Params):
+    pass
+
+
+class SkipParams(_Params):
+    skip_mode: SkipMode = Field(
+        "faithful",
+        description="faithful: skipped encoders still run forward in train mode (reference); "
+        "fast: a skipped modality's encoder does no work at all in that epoch",
+    )
+
+
+class FullParams(SkipParams):
+    full_joint_update: Literal["alt", "joint"] = Field(
+        "alt",
+        description="alt: the joint module is trained with per-modality losses (reference code); "
+        "joint: one CE loss over its concat head (paper figure)",
+    )
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    summary: str
+    params: type[_Params]
+    default_fusion: Fusion
+    fusion_fixed: bool  # True when the method forces its own heads
+    uses_skip: bool
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    summary: str
+    modalities: tuple[str, ...]
+    classes: tuple[str, ...] = field(default=())  # empty: discovered from the data
+    splits: tuple[str, ...] = ("train", "val", "test")
+    prepare_command: str | None = None
+
+
+METHODS: dict[str, MethodInfo] = {
+    m.name: m
+    for m in [
+        MethodInfo("naive", "joint training of all modalities with one fused loss", NoParams, "concat",
+                   fusion_fixed=False, uses_skip=False),
+        MethodInfo("amst_alt", "alternating unimodal updates through a shared head, with skip factors",
+                   SkipParams, "msum", fusion_fixed=True, uses_skip=True),
+        MethodInfo("amst_joint", "joint concat training that leaves skipped modalities out",
+                   SkipParams, "concat", fusion_fixed=True, uses_skip=True),
+        MethodInfo("amst_full", "alternating module plus joint module, predictions averaged",
+                   FullParams, "concat", fusion_fixed=True, uses_skip=True),
+    ]
+}
+
+_DIGITS = tuple(str(d) for d in range(10))
+DATASETS: dict[str, DatasetInfo] = {
+    d.name: d
+    for d in [
+        DatasetInfo("avdigits", "spoken digits (FSDD MFCC) paired with MNIST images by label",
+                    ("audio", "visual"), _DIGITS, prepare_command="amst prepare avdigits"),
+        DatasetInfo("synthetic", "generated tensors with a controllable signal per modality (tests)",
+                    ("audio", "visual")),
+        DatasetInfo("cremad", "CREMA-D in the reference preprocessed layout",
+                    ("audio", "visual"), ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad")),
+        DatasetInfo("ave", "AVE in the reference preprocessed layout", ("audio", "visual")),
+    ]
+}

@@ -1,0 +1,154 @@
+"""`amst`: prepare data, train, resume and evaluate from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from amst_core.config import ConfigError, RunConfig, dump_config, load_config
+
+RESUMABLE_FIELDS = {"epochs", "device", "num_workers"}  # anything else would change the run being continued
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from amst_core.data import avdigits
+
+    if args.dataset != "avdigits":
+        raise ConfigError("dataset", f"`amst prepare` knows avdigits only; {args.dataset} ships preprocessed")
+    out = Path(args.out) if args.out else None
+    avdigits.prepare(out, seed=args.seed, force=args.force, log=lambda msg: print(msg, file=sys.stderr))
+    return 0
+
+
+def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool | None) -> dict[str, Any]:
+    from amst_core.engine import Trainer
+    from amst_core.sinks import ConsoleSink, JsonlSink
+
+    sinks = [JsonlSink(out / "metrics.jsonl"), ConsoleSink(cfg.epochs)]
+    trainer = Trainer(cfg, out_dir=out, sinks=sinks, run_id=out.name, progress=progress)
+    if resume:
+        trainer.resume()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_config(cfg))
+    try:
+        summary = trainer.fit()
+    finally:
+        for sink in sinks:
+            sink.close()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def resume_config(run_dir: Path, overrides: list[str]) -> RunConfig:
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        raise ConfigError("--resume", f"{run_dir} holds no config.yaml: not a run folder")
+    changed = {item.partition("=")[0].strip() for item in overrides}
+    refused = sorted(changed - RESUMABLE_FIELDS)
+    if refused:
+        raise ConfigError(refused[0], f"cannot change when resuming (allowed: {', '.join(sorted(RESUMABLE_FIELDS))})")
+    return load_config(saved, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    progress = False if args.no_progress else None
+    if args.resume:
+        out = Path(args.resume)
+        cfg = resume_config(out, args.set)
+        if not (out / "checkpoints" / "last.pt").exists():
+            raise ConfigError("--resume", f"{out} has no checkpoints/last.pt to resume from")
+    else:
+        if not args.config:
+            raise ConfigError("config", "give a config file, or --resume DIR")
+        cfg = load_config(args.config, args.set)
+        out = Path(args.out) if args.out else Path("runs") / cfg.display_name
+        if (out / "metrics.jsonl").exists():
+            raise ConfigError("--out", f"{out} already holds a run; continue it with --resume {out} "
+                                       "or choose another --out")
+    summary = _train(cfg, out, resume=bool(args.resume), progress=progress)
+    print(json.dumps({k: summary[k] for k in ("best_epoch", "best_val_acc", "test_acc_at_best")}))
+    print(f"run folder: {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from amst_core.engine import evaluate_run
+
+    points = evaluate_run(Path(args.run_dir), split=args.split, which=args.checkpoint, device=args.device)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in points], indent=1))
+        return 0
+    print(f"{'component':<14}{'modality':<10}{'acc':>8}{'loss':>9}{'macro_f1':>10}{'acc_prob':>10}")
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for p in points:
+        rows.setdefault((p.component, p.modality or "-"), {})[p.name] = p.value
+    for (component, modality), v in rows.items():
+        if "acc" in v and "loss" in v:
+            print(f"{component:<14}{modality:<10}{v['acc']:>8.4f}{v['loss']:>9.4f}{v['macro_f1']:>10.4f}"
+                  f"{v['acc_prob']:>10.4f}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print the fully resolved config (defaults filled in)."""
+    cfg = load_config(args.config, args.set)
+    print(dump_config(cfg), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="amst", description="AMST Studio: multimodal training without a "
+                                                              "dominant modality.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="download and build a dataset under AMST_DATA_ROOT")
+    p.add_argument("dataset", help="avdigits")
+    p.add_argument("--out", help="folder to write (default AMST_DATA_ROOT/avdigits)")
+    p.add_argument("--seed", type=int, default=0, help="pairing and split seed")
+    p.add_argument("--force", action="store_true", help="rebuild even if already prepared")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train a run from a YAML config, or resume one")
+    p.add_argument("config", nargs="?", help="YAML run config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a field")
+    p.add_argument("--out", help="run folder (default runs/<name>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (to --set epochs=N)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics of a saved run on one split")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--device", help="override the run's device")
+    p.add_argument("--json", action="store_true", help="print metric points as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("config", help="validate a config and print it with every default filled in")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; continue with `amst train --resume DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,280 @@
+"""RunConfig: the one description of a training run, shared by the CLI, the API and the worker.
+
+Defaults are the reference settings (amst_method.md section 4). Validation names the offending field, and
+nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from amst_core.catalog import DATASETS, METHODS, MODALITIES, Fusion
+
+AVDIGITS_PRESETS: dict[str, dict[str, float]] = {
+    # Clean pairs: both modalities are easy.
+    "easy": {"image_pca_energy": 0.0, "audio_noise": 0.0},
+    # Audio clearly beats visual alone: the image components holding most energy are removed (AV-MNIST style).
+    "hard": {"image_pca_energy": 0.95, "audio_noise": 0.0},
+}
+
+
+class ConfigError(ValueError):
+    """A run configuration that cannot be trained; each line of the message starts with the field path."""
+
+    def __init__(self, field: str | None, message: str):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitFiles(_Strict):
+    train: str
+    val: str
+    test: str
+
+
+class SyntheticConfig(_Strict):
+    """Generated data for tests: per-modality signal strength decides which modality is easy."""
+
+    modalities: list[Literal["audio", "text", "visual"]] = ["audio", "visual"]
+    num_classes: int = Field(4, ge=2, le=1000)
+    samples: dict[str, int] = {"train": 64, "val": 32, "test": 32}
+    signal: dict[str, float] = {"audio": 2.0, "visual": 0.5, "text": 1.0}
+    audio_shape: tuple[int, int] = (16, 8)
+    image_size: int = Field(8, ge=4)
+    frames: int = Field(1, ge=1)
+    text_length: int = Field(8, ge=2)
+    vocab_size: int = Field(50, ge=8)
+
+    @field_validator("modalities")
+    @classmethod
+    def _sorted_unique(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one modality is needed")
+        return sorted(set(v))
+
+
+class DatasetConfig(_Strict):
+    name: str
+    root: str | None = Field(None, description="folder relative to AMST_DATA_ROOT (default: the dataset name)")
+    split_files: SplitFiles | None = None
+    preset: str | None = Field(None, description="avdigits difficulty preset: " + ", ".join(AVDIGITS_PRESETS))
+    image_pca_energy: float | None = Field(
+        None, ge=0.0, lt=1.0, description="avdigits: remove the top PCA components holding this share of energy"
+    )
+    audio_noise: float | None = Field(None, ge=0.0, description="avdigits: std of Gaussian noise on audio")
+    synthetic: SyntheticConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset {v!r}; known: {', '.join(sorted(DATASETS))}")
+        return v
+
+    @field_validator("root")
+    @classmethod
+    def _inside_data_root(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        path = PurePosixPath(v.replace("\\", "/"))
+        if path.is_absolute() or ".." in path.parts or not path.parts:
+            raise ValueError(f"{v!r} must be a folder inside AMST_DATA_ROOT, given relative to it")
+        return str(path)
+
+    @model_validator(mode="after")
+    def _knobs_fit_dataset(self) -> DatasetConfig:
+        avdigits_knobs = {"preset": self.preset, "image_pca_energy": self.image_pca_energy,
+                          "audio_noise": self.audio_noise}
+        if self.name != "avdigits":
+            for knob, value in avdigits_knobs.items():
+                if value is not None:
+                    raise ValueError(f"dataset.{knob} applies to avdigits only, not {self.name}")
+        if self.preset is not None and self.preset not in AVDIGITS_PRESETS:
+            raise ValueError(f"dataset.preset: unknown preset {self.preset!r}; known: {', '.join(AVDIGITS_PRESETS)}")
+        if (self.synthetic is not None) != (self.name == "synthetic") and self.synthetic is not None:
+            raise ValueError("dataset.synthetic is only for the synthetic dataset")
+        if self.name == "synthetic" and self.synthetic is None:
+            self.synthetic = SyntheticConfig()
+        return self
+
+    def knob(self, key: str) -> float:
+        """An avdigits knob: explicit value, else the preset's, else off."""
+        value = getattr(self, key)
+        if value is not None:
+            return float(value)
+        return AVDIGITS_PRESETS.get(self.preset or "easy", {}).get(key, 0.0)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        if self.synthetic is not None:
+            return tuple(self.synthetic.modalities)
+        return DATASETS[self.name].modalities
+
+
+class SkipFactors(_Strict):
+    """Modality m is updated in epoch e iff e % k_m == 0 (epochs counted from 0)."""
+
+    audio: int = Field(1, ge=1)
+    visual: int = Field(1, ge=1)
+    text: int = Field(1, ge=1)
+
+    def factor(self, modality: str) -> int:
+        return int(getattr(self, modality))
+
+
+class OptimConfig(_Strict):
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    lr_step: int = Field(70, ge=1)
+    lr_gamma: float = Field(0.1, gt=0, le=1)
+
+
+class ModelConfig(_Strict):
+    frames: int = Field(3, ge=1, description="video frames per sample")
+    image_size: int = Field(224, ge=8)
+    audio_frames: int = Field(1024, ge=4, description="time steps of the audio feature map")
+    mel_bins: int = Field(128, ge=4)
+    text_model: str | None = Field(None, description="local folder of a RoBERTa-style model")
+    text_trainable_layers: int = Field(5, ge=0)
+
+
+class RunConfig(_Strict):
+    name: str | None = None
+    tags: list[str] = []
+    dataset: DatasetConfig
+    method: str
+    fusion: Fusion | None = Field(None, description="fusion head for naive; AMST methods fix their own")
+    skip: SkipFactors = SkipFactors()
+    method_params: dict[str, Any] = {}
+    optim: OptimConfig = OptimConfig()
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(64, ge=1)
+    seed: int = Field(0, ge=0)
+    model: ModelConfig = ModelConfig()
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    num_workers: int = Field(0, ge=0)
+    max_restarts: int = Field(2, ge=0)
+    test_every_epoch: bool = Field(False, description="run the test split every epoch, not only on improvement")
+    checkpoint_every: int = Field(1, ge=1, description="write last.pt every N epochs (and at the end)")
+    deterministic: bool = True
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        if v not in METHODS:
+            raise ValueError(f"unknown method {v!r}; known: {', '.join(METHODS)}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        ok = v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
+        if not ok:
+            raise ValueError(f"{v!r} is not a device; use auto, cpu, cuda or cuda:N")
+        return v
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> RunConfig:
+        info = METHODS[self.method]
+        try:
+            params = info.params.model_validate(self.method_params)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"method_params.{where}: {first['msg']}") from None
+        # Store the typed params back as a plain dict (defaults filled in) so the config round-trips as YAML/JSON.
+        object.__setattr__(self, "method_params", params.model_dump())
+        if self.fusion is not None and info.fusion_fixed and self.fusion != info.default_fusion:
+            raise ValueError(f"fusion: {self.method} fixes its own heads; leave fusion unset")
+        return self
+
+    @property
+    def params(self) -> Any:
+        return METHODS[self.method].params.model_validate(self.method_params)
+
+    @property
+    def fusion_head(self) -> str:
+        return self.fusion or METHODS[self.method].default_fusion
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.dataset.modalities
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"{self.method}_{self.dataset.name}_{self.seed}"
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line per problem, each starting with the dotted field path."""
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {msg}" if where else msg)
+    return "\n".join(lines)
+
+
+def set_by_path(data: dict[str, Any], dotted: str, raw_value: str) -> None:
+    """Apply one `--set key.path=value`; the value is parsed as YAML so numbers and lists work."""
+    keys = dotted.split(".")
+    if not all(keys):
+        raise ConfigError(dotted, "empty key in --set path")
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(dotted, f"{key} is not a section")
+        node = child
+    node[keys[-1]] = yaml.safe_load(raw_value)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML config (or a dict), apply `key=value` overrides, validate. Raises ConfigError."""
+    data: dict[str, Any] = dict(base or {})
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError("config", f"file not found: {path}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError("config", f"{path} is not valid YAML: {err}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError("config", f"{path} must hold a mapping of fields")
+        data.update(loaded)
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(item, "--set needs key.path=value")
+        set_by_path(data, key.strip(), value)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(None, format_validation_error(err)) from None
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("AMST_DATA_ROOT", "./data")).expanduser()
+
+
+def dataset_dir(cfg: DatasetConfig) -> Path:
+    return data_root() / (cfg.root or cfg.name)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+__all__ = ["MODALITIES", "ConfigError", "RunConfig", "dump_config", "load_config"]

@@ -1,0 +1,26 @@
+"""Dataset registry: a dataset is one module plus one line here (and an entry in amst_core.catalog)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from amst_core.data import avdigits, reference_av, synthetic
+from amst_core.data.base import Batch, DatasetSource, Sample, TensorSamples, make_loader, to_device
+
+if TYPE_CHECKING:
+    from amst_core.config import RunConfig
+
+DATASET_SOURCES: dict[str, DatasetSource] = {
+    "avdigits": avdigits.AVDigits(),
+    "synthetic": synthetic.Synthetic(),
+    "cremad": reference_av.CremaD(),
+    "ave": reference_av.AVE(),
+}
+
+
+def source_for(cfg: RunConfig) -> DatasetSource:
+    return DATASET_SOURCES[cfg.dataset.name]
+
+
+__all__ = ["DATASET_SOURCES", "Batch", "DatasetSource", "Sample", "TensorSamples", "make_loader", "source_for",
+           "to_device"]

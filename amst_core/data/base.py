@@ -1,0 +1,80 @@
+"""What every dataset module provides, and the loaders built on it.
+
+A sample is a dict: one tensor per modality plus "label" (int). Shapes, per sample:
+  audio  (1, T, F)          time x frequency feature map, one channel
+  visual (3, frames, H, W)  channels first, then frames (the reference's C,T,H,W)
+  text   (L,) token ids, with "text_mask" (L,) float, 1 for real tokens
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+if TYPE_CHECKING:
+    from amst_core.config import RunConfig
+
+Sample = dict[str, Any]
+Batch = dict[str, torch.Tensor]
+
+
+class DatasetSource(Protocol):
+    """One dataset layout. Registered by name in `amst_core.data.DATASET_SOURCES`."""
+
+    def check(self, cfg: RunConfig) -> None:
+        """Raise ConfigError (naming dataset.root or the missing file) if the data cannot be read."""
+
+    def classes(self, cfg: RunConfig) -> tuple[str, ...]:
+        """Class names; the label of a sample is its index here."""
+
+    def split(self, cfg: RunConfig, split: str, train: bool) -> Dataset:
+        """The samples of one split; `train` selects training-time augmentation."""
+
+
+class TensorSamples(Dataset):
+    """Samples held in memory as stacked tensors (one per key); `expand` views are applied per item."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], labels: torch.Tensor):
+        n = len(labels)
+        for key, t in tensors.items():
+            if len(t) != n:
+                raise ValueError(f"{key}: {len(t)} samples but {n} labels")
+        self.tensors = tensors
+        self.labels = labels.long()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> Sample:
+        sample: Sample = {k: t[i] for k, t in self.tensors.items()}
+        sample["label"] = self.labels[i]
+        return sample
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The shuffle order of an epoch depends only on (seed, epoch), so a resumed run sees the same batches."""
+    g = torch.Generator()
+    g.manual_seed(seed * 1_000_003 + epoch)
+    return g
+
+
+def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
+                num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    sampler = RandomSampler(dataset, generator=epoch_generator(seed, epoch)) if shuffle else None
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        drop_last=False,  # the reference keeps the last partial batch
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        generator=epoch_generator(seed, epoch + 7_919) if num_workers else None,  # worker seeds for augmentation
+    )
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

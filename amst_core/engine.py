@@ -1,0 +1,278 @@
+"""The training engine: epochs, evaluation, model selection, checkpoints, exact resume.
+
+It knows nothing of HTTP, Celery or SQL: points go to MetricSinks, and a `should_stop` callback (checked at
+every batch) lets a caller cancel. Exact resume rests on two things: the shuffle order of an epoch depends only
+on (seed, epoch), and last.pt holds every RNG state as of the end of its epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from amst_core.config import ConfigError, RunConfig
+from amst_core.data import make_loader, source_for, to_device
+from amst_core.methods import Method, build_method
+from amst_core.metrics import EpochMeters, MetricPoint, imbalance_points
+from amst_core.sinks import MetricSink
+
+CHECKPOINT_VERSION = 1
+
+
+class RunCancelled(Exception):
+    """Raised inside the epoch loop when `should_stop()` answers True."""
+
+
+@dataclass
+class BestSoFar:
+    epoch: int = -1
+    val_acc: float = -1.0
+    test_acc: float | None = None
+    test_modalities: dict[str, dict[str, float]] = field(default_factory=dict)  # component -> modality -> acc
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("device", f"{spec} requested but CUDA is not available on this machine")
+        index = int(spec.split(":")[1]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError("device", f"{spec}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return torch.device(spec)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)  # a reader never sees a half-written checkpoint
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, *, out_dir: Path | None = None, sinks: Sequence[MetricSink] = (),
+                 run_id: str = "", attempt: int = 1, should_stop: Callable[[], bool] | None = None,
+                 progress: bool | None = None):
+        self.cfg = cfg
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.sinks = list(sinks)
+        self.run_id = run_id or cfg.display_name
+        self.attempt = attempt
+        self.should_stop = should_stop
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        source = source_for(cfg)
+        source.check(cfg)  # fail before any training if the data are missing
+        self.classes = source.classes(cfg)
+        self.device = resolve_device(cfg.device)
+        seed_everything(cfg.seed, cfg.deterministic)
+        self.method: Method = build_method(cfg, len(self.classes), self.device)
+        self.datasets = {split: source.split(cfg, split, train=(split == "train"))
+                         for split in ("train", "val", "test")}
+        self.best = BestSoFar()
+        self.start_epoch = 0
+
+    # ---- checkpoints ------------------------------------------------------------------------------------------
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        assert self.out_dir is not None
+        return self.out_dir / "checkpoints"
+
+    def checkpoint(self, epoch: int) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "epoch": epoch,
+            "config": self.cfg.model_dump(mode="json"),
+            "classes": list(self.classes),
+            "method": self.method.state_dict(),
+            "best": asdict(self.best),
+            "rng": rng_state(),
+        }
+
+    def save_checkpoints(self, epoch: int, improved: bool) -> None:
+        if self.out_dir is None:
+            return
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        last, best = self.checkpoint_dir / "last.pt", self.checkpoint_dir / "best.pt"
+        is_last_epoch = epoch == self.cfg.epochs - 1
+        if (epoch + 1) % self.cfg.checkpoint_every == 0 or is_last_epoch or improved:
+            save_atomic(self.checkpoint(epoch), last)
+        if improved:
+            shutil.copyfile(last, best.with_suffix(".pt.tmp"))
+            os.replace(best.with_suffix(".pt.tmp"), best)
+
+    def resume(self) -> None:
+        """Continue from checkpoints/last.pt: weights, optimizers, schedulers, best-so-far and RNG states."""
+        state = load_checkpoint(self.checkpoint_dir / "last.pt")  # RNG states must stay on the CPU
+        self.method.load_state_dict(state["method"])
+        self.best = BestSoFar(**state["best"])
+        self.start_epoch = state["epoch"] + 1
+        set_rng_state(state["rng"])
+
+    # ---- epochs -----------------------------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        for sink in self.sinks:
+            sink.begin(self.start_epoch)
+        last_points: list[MetricPoint] = []
+        started = time.perf_counter()
+        for epoch in range(self.start_epoch, self.cfg.epochs):
+            last_points = self.run_epoch(epoch)
+        return self.summary(last_points, time.perf_counter() - started)
+
+    def run_epoch(self, epoch: int) -> list[MetricPoint]:
+        lrs = self.method.learning_rates()  # the rates used during this epoch
+        t0 = time.perf_counter()
+        points, samples = self.train_epoch(epoch)
+        train_time = time.perf_counter() - t0
+        self.method.scheduler_step()
+        points += self.evaluate("val", epoch)
+        val_acc = next(p.value for p in points if p.split == "val" and p.component == "fused" and p.name == "acc")
+        improved = val_acc > self.best.val_acc  # accuracies are rounded to 4 dp, as the reference compares them
+        if improved or self.cfg.test_every_epoch:
+            points += self.evaluate("test", epoch)
+        if improved:
+            self.best = self.best_from(points, epoch, val_acc)
+        for split in ("train", "val", "test"):
+            points += imbalance_points(points, split, epoch)
+        points += self.run_points(epoch, lrs, samples, train_time, time.perf_counter() - t0)
+        steps = (epoch + 1) * math.ceil(len(self.datasets["train"]) / self.cfg.batch_size)
+        for p in points:
+            p.run_id, p.attempt, p.step = self.run_id, self.attempt, steps
+        for sink in self.sinks:
+            sink.write(points)  # metrics first, checkpoint second: a crash in between only repeats the epoch
+        self.save_checkpoints(epoch, improved)
+        return points
+
+    def check_stop(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise RunCancelled()
+
+    def batches(self, split: str, epoch: int, desc: str):
+        loader = make_loader(self.datasets[split], self.cfg.batch_size, shuffle=(split == "train"),
+                             seed=self.cfg.seed, epoch=epoch, num_workers=self.cfg.num_workers,
+                             pin_memory=self.device.type == "cuda")
+        for batch in tqdm(loader, desc=desc, leave=False, disable=not self.progress, file=sys.stderr):
+            self.check_stop()
+            yield to_device(batch, self.device)
+
+    def train_epoch(self, epoch: int) -> tuple[list[MetricPoint], int]:
+        self.method.train_mode(True)
+        meters = EpochMeters(len(self.classes), self.device)
+        samples = 0
+        for batch in self.batches("train", epoch, f"epoch {epoch + 1}/{self.cfg.epochs} train"):
+            meters.update(self.method.train_batch(batch, epoch), batch["label"])
+            samples += len(batch["label"])
+        return meters.points("train", epoch), samples
+
+    def evaluate(self, split: str, epoch: int) -> list[MetricPoint]:
+        self.method.train_mode(False)
+        meters = EpochMeters(len(self.classes), self.device)
+        for batch in self.batches(split, epoch, f"epoch {epoch + 1}/{self.cfg.epochs} {split}"):
+            meters.update(self.method.eval_batch(batch), batch["label"])
+        return meters.points(split, epoch)
+
+    def run_points(self, epoch: int, lrs: dict[str, float], samples: int, train_time: float,
+                   epoch_time: float) -> list[MetricPoint]:
+        updated = set(self.method.schedule.updated(epoch))
+        points = [MetricPoint("train", "run", m, "skip", epoch, float(m in updated)) for m in self.method.modalities]
+        points += [MetricPoint("train", part, None, "lr", epoch, lr) for part, lr in lrs.items()]
+        points += [
+            MetricPoint("train", "run", None, "epoch_time", epoch, epoch_time),
+            MetricPoint("train", "run", None, "train_time", epoch, train_time),
+            MetricPoint("train", "run", None, "samples_per_s", epoch, samples / max(train_time, 1e-9)),
+        ]
+        return points
+
+    @staticmethod
+    def best_from(points: list[MetricPoint], epoch: int, val_acc: float) -> BestSoFar:
+        test = [p for p in points if p.split == "test" and p.name == "acc"]
+        per_modality: dict[str, dict[str, float]] = {}
+        for p in test:
+            if p.modality is not None:
+                per_modality.setdefault(p.component, {})[p.modality] = p.value
+        test_acc = next((p.value for p in test if p.component == "fused"), None)
+        return BestSoFar(epoch, val_acc, test_acc, per_modality)
+
+    def summary(self, last_points: list[MetricPoint], seconds: float) -> dict[str, Any]:
+        final: dict[str, dict[str, dict[str, float]]] = {}
+        for p in last_points:
+            if p.name == "acc" and p.modality is not None and p.split in ("val", "test"):
+                final.setdefault(p.split, {}).setdefault(p.component, {})[p.modality] = p.value
+        schedule = self.method.schedule
+        summary = {
+            "run_id": self.run_id,
+            "method": self.cfg.method,
+            "dataset": self.cfg.dataset.name,
+            "epochs": self.cfg.epochs,
+            "best_epoch": self.best.epoch,
+            "best_val_acc": self.best.val_acc,
+            "test_acc_at_best": self.best.test_acc,
+            "test_at_best": self.best.test_modalities,
+            "final_epoch": last_points[0].epoch if last_points else self.start_epoch - 1,
+            "final": final,
+            "skip_factors": dict(schedule.factors),
+            "skipped_epochs": {m: [e for e in range(self.cfg.epochs) if not schedule.is_updated(m, e)]
+                               for m in schedule.factors},
+            "seconds_this_session": round(seconds, 2),
+        }
+        return summary
+
+
+def evaluate_run(run_dir: Path, split: str = "test", which: str = "best",
+                 device: str | None = None) -> list[MetricPoint]:
+    """Metrics of a saved run on one split, from checkpoints/<which>.pt (FULL uses its averaged prediction)."""
+    state = load_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.pt")
+    cfg = RunConfig.model_validate(state["config"])
+    if device is not None:
+        cfg = cfg.model_copy(update={"device": device})
+    trainer = Trainer(cfg, progress=False)
+    trainer.method.load_state_dict(state["method"])
+    points = trainer.evaluate(split, state["epoch"])
+    return points + imbalance_points(points, split, state["epoch"])

@@ -1,0 +1,211 @@
+"""The per-batch skeleton every method shares (amst_method.md section 1, "common per-batch skeleton").
+
+1. forward the encoders in train mode (graph kept): all modalities, or in `fast` skip mode only the updated ones;
+2. metrics pass without grad on detached embeddings (so train metrics reflect the weights before this update);
+3. helper logits on detached embeddings;
+4. the method's own update (`update`);
+5. helper update (never skipped).
+A method subclass says which networks it trains (`net_specs`), how they predict (`head_outputs`) and how
+they learn (`update`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim import SGD
+from torch.optim.lr_scheduler import StepLR
+
+from amst_core.catalog import METHODS
+from amst_core.config import RunConfig
+from amst_core.metrics import Key
+from amst_core.models import MultimodalNet
+from amst_core.skip import SkipSchedule
+
+Embeddings = dict[str, torch.Tensor]
+PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class TrainedNet:
+    """A network with one SGD optimizer and one StepLR per part (encoders, head, helpers)."""
+
+    net: MultimodalNet
+    optimizers: dict[str, SGD]
+    schedulers: dict[str, StepLR]
+    prefix: str  # component prefix in metric names: "" or "alt_" / "joint_" (FULL)
+
+    @classmethod
+    def build(cls, net: MultimodalNet, cfg: RunConfig, prefix: str = "") -> TrainedNet:
+        o = cfg.optim
+        optimizers = {part: SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+                      for part, params in net.parts().items()}
+        schedulers = {part: StepLR(opt, step_size=o.lr_step, gamma=o.lr_gamma) for part, opt in optimizers.items()}
+        return cls(net, optimizers, schedulers, prefix)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "net": self.net.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in self.schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+
+
+class Method(ABC):
+    name: ClassVar[str]
+
+    def __init__(self, cfg: RunConfig, num_classes: int, device: torch.device):
+        self.cfg = cfg
+        self.modalities = tuple(sorted(cfg.modalities))
+        self.n = len(self.modalities)
+        self.device = device
+        info = METHODS[self.name]
+        factors = {m: cfg.skip.factor(m) if info.uses_skip else 1 for m in self.modalities}
+        self.schedule = SkipSchedule(factors)
+        self.skip_mode = getattr(cfg.params, "skip_mode", "faithful")
+        self.nets: dict[str, TrainedNet] = {
+            key: TrainedNet.build(MultimodalNet(self.modalities, num_classes, fusion).to(device), cfg, prefix)
+            for key, (fusion, prefix) in self.net_specs().items()
+        }
+        self.amp_dtype = PRECISION_DTYPES.get(cfg.precision)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+
+    # ---- what a method defines --------------------------------------------------------------------------------
+
+    def net_specs(self) -> dict[str, tuple[str, str]]:
+        """name -> (fusion head, metric component prefix). One network unless a method needs more."""
+        return {"model": (self.cfg.fusion_head, "")}
+
+    def head_outputs(self, embeddings: dict[str, Embeddings]) -> dict[Key, torch.Tensor]:
+        """Prediction ("fused") and per-modality branch logits, from embeddings of the present modalities."""
+        head = self.nets["model"].net.head
+        branches = head.branches(embeddings["model"])
+        out: dict[Key, torch.Tensor] = {("fused", None): head.combine(list(branches.values()))}
+        out.update({("branch", m): logits for m, logits in branches.items()})
+        return out
+
+    @abstractmethod
+    def update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
+        """The method's own step(s) on this batch, given embeddings with their graphs."""
+
+    # ---- shared machinery --------------------------------------------------------------------------------------
+
+    def forward_modalities(self, epoch: int) -> tuple[str, ...]:
+        if self.skip_mode == "fast":
+            return self.schedule.updated(epoch)  # a skipped encoder does no work at all
+        return self.modalities
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels)
+
+    def step(self, loss: torch.Tensor, trained: TrainedNet, parts: tuple[str, ...]) -> None:
+        """zero_grad (to None: parts without a gradient are not moved at all), backward, step each part."""
+        for part in parts:
+            trained.optimizers[part].zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        for part in parts:
+            self.scaler.step(trained.optimizers[part])
+        self.scaler.update()
+
+    def train_mode(self, training: bool) -> None:
+        for trained in self.nets.values():
+            trained.net.train(training)
+
+    def train_batch(self, batch: dict[str, torch.Tensor], epoch: int) -> dict[Key, torch.Tensor]:
+        """One batch of training; returns detached logits for the train metrics (pre-update weights)."""
+        labels = batch["label"]
+        modalities = self.forward_modalities(epoch)
+        if not modalities:
+            return {}
+        with self.autocast():
+            embeddings = {k: t.net.embed(batch, modalities) for k, t in self.nets.items()}
+            helper_logits = {k: t.net.helpers(embeddings[k]) for k, t in self.nets.items()}
+            with torch.no_grad():
+                detached = {k: {m: e.detach() for m, e in embs.items()} for k, embs in embeddings.items()}
+                outputs = self.head_outputs(detached)
+        outputs.update(self._helper_keys({k: {m: h.detach() for m, h in hl.items()}
+                                          for k, hl in helper_logits.items()}))
+        self.update(embeddings, labels, epoch)
+        self.update_helpers(helper_logits, labels)
+        return outputs
+
+    def update_helpers(self, helper_logits: dict[str, dict[str, torch.Tensor]], labels: torch.Tensor) -> None:
+        loss = sum(self.loss(logits, labels) for hl in helper_logits.values() for logits in hl.values())
+        for key in helper_logits:
+            self.nets[key].optimizers["helpers"].zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        for key in helper_logits:
+            self.scaler.step(self.nets[key].optimizers["helpers"])
+        self.scaler.update()
+
+    @torch.no_grad()
+    def eval_batch(self, batch: dict[str, torch.Tensor]) -> dict[Key, torch.Tensor]:
+        with self.autocast():
+            embeddings = {k: t.net.embed(batch, self.modalities) for k, t in self.nets.items()}
+            outputs = self.head_outputs(embeddings)
+            outputs.update(self._helper_keys({k: t.net.helpers(embeddings[k]) for k, t in self.nets.items()}))
+        return outputs
+
+    def _helper_keys(self, helper_logits: dict[str, dict[str, torch.Tensor]]) -> dict[Key, torch.Tensor]:
+        return {(self.nets[k].prefix + "helper", m): logits
+                for k, hl in helper_logits.items() for m, logits in hl.items()}
+
+    def scheduler_step(self) -> None:
+        for trained in self.nets.values():
+            for scheduler in trained.schedulers.values():
+                scheduler.step()
+
+    def learning_rates(self) -> dict[str, float]:
+        first = next(iter(self.nets.values()))
+        return {part: opt.param_groups[0]["lr"] for part, opt in first.optimizers.items()}
+
+    def modules(self) -> Iterator[nn.Module]:
+        for trained in self.nets.values():
+            yield trained.net
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"nets": {k: t.state_dict() for k, t in self.nets.items()}, "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, t in self.nets.items():
+            t.load_state_dict(state["nets"][k])
+        self.scaler.load_state_dict(state["scaler"])
+
+    # ---- update building blocks used by several methods -------------------------------------------------------
+
+    def alternating_update(self, trained: TrainedNet, embeddings: Embeddings, labels: torch.Tensor,
+                           epoch: int) -> None:
+        """AMST-ALT: for each modality in sorted order, a unimodal loss through its head branch; the head
+        steps once per updated modality, each encoder at most once. Skipped modalities get no backward."""
+        for m in self.schedule.updated(epoch):
+            with self.autocast():
+                logits = trained.net.head.branch(m, embeddings[m])
+            self.step(self.loss(logits, labels), trained, ("head", "encoders"))
+
+    def joint_update(self, trained: TrainedNet, embeddings: Embeddings, labels: torch.Tensor,
+                     present: tuple[str, ...]) -> None:
+        """One fused loss over the present modalities (absent ones left out of the head)."""
+        if not present:
+            return
+        with self.autocast():
+            logits = trained.net.head({m: embeddings[m] for m in present})
+        self.step(self.loss(logits, labels), trained, ("head", "encoders"))

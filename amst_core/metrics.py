@@ -1,0 +1,115 @@
+"""Classification metrics accumulated on the device and read once per epoch, and the MetricPoint record.
+
+Definitions follow the reference (amst_method.md section 4): accuracy; mean loss = sum of per-batch mean CE
+divided by the number of batches; acc_prob = for each true class the mean max-softmax probability over samples
+correctly predicted as that class (0 if none), averaged over all classes; plus macro-F1 (our addition), averaged
+over the classes that occur in the labels or the predictions (as scikit-learn does).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+Key = tuple[str, str | None]  # (component, modality)
+
+
+@dataclass
+class MetricPoint:
+    split: str
+    component: str
+    modality: str | None
+    name: str
+    epoch: int
+    value: float
+    step: int = 0
+    run_id: str = ""
+    attempt: int = 1
+    recorded_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def series(self) -> tuple[str, str, str | None, str]:
+        return (self.split, self.component, self.modality, self.name)
+
+
+class ClassificationMeter:
+    """Sums for one (component, modality) over an epoch; no host sync until `compute`."""
+
+    def __init__(self, num_classes: int, device: torch.device):
+        self.num_classes = num_classes
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+        self.correct_conf = torch.zeros(num_classes, dtype=torch.float64, device=device)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.batches = 0
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        logits = logits.float()
+        c = self.num_classes
+        self.loss_sum += F.cross_entropy(logits, labels).double()
+        self.batches += 1
+        probs = logits.softmax(dim=1)
+        conf, pred = probs.max(dim=1)
+        self.confusion += torch.bincount(labels * c + pred, minlength=c * c).view(c, c)
+        hit = pred == labels
+        self.correct_conf.index_add_(0, labels[hit], conf[hit].double())
+
+    def compute(self) -> dict[str, float]:
+        confusion = self.confusion.double().cpu()
+        total = confusion.sum().item()
+        tp = confusion.diag()
+        support = confusion.sum(dim=1)
+        predicted = confusion.sum(dim=0)
+        acc_prob = torch.where(tp > 0, self.correct_conf.cpu() / tp.clamp(min=1), torch.zeros_like(tp))
+        f1_den = support + predicted
+        present = f1_den > 0
+        f1 = torch.where(present, 2 * tp / f1_den.clamp(min=1), torch.zeros_like(tp))
+        return {
+            "loss": (self.loss_sum.item() / self.batches) if self.batches else float("nan"),
+            "acc": round(tp.sum().item() / total, 4) if total else 0.0,
+            "acc_prob": acc_prob.mean().item(),
+            "macro_f1": (f1[present].mean().item()) if present.any() else 0.0,
+        }
+
+
+class EpochMeters:
+    """One meter per (component, modality) key, created on first use."""
+
+    def __init__(self, num_classes: int, device: torch.device):
+        self.num_classes = num_classes
+        self.device = device
+        self.meters: dict[Key, ClassificationMeter] = {}
+
+    def update(self, outputs: dict[Key, torch.Tensor], labels: torch.Tensor) -> None:
+        for key, logits in outputs.items():
+            meter = self.meters.get(key)
+            if meter is None:
+                meter = self.meters[key] = ClassificationMeter(self.num_classes, self.device)
+            meter.update(logits, labels)
+
+    def points(self, split: str, epoch: int) -> list[MetricPoint]:
+        out = []
+        for (component, modality), meter in sorted(self.meters.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+            for name, value in meter.compute().items():
+                out.append(MetricPoint(split, component, modality, name, epoch, value))
+        return out
+
+
+def imbalance_points(points: list[MetricPoint], split: str, epoch: int) -> list[MetricPoint]:
+    """Strongest minus weakest per-modality accuracy, for every component with two or more modalities."""
+    by_component: dict[str, list[float]] = {}
+    for p in points:
+        if p.split == split and p.name == "acc" and p.modality is not None:
+            by_component.setdefault(p.component, []).append(p.value)
+    return [
+        MetricPoint(split, component, None, "acc_gap", epoch, max(accs) - min(accs))
+        for component, accs in sorted(by_component.items())
+        if len(accs) >= 2
+    ]

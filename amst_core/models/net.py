@@ -1,0 +1,36 @@
+"""A multimodal classifier: one encoder per modality, a fusion head and helper probes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from amst_core.config import ConfigError
+from amst_core.models.encoders import ENCODERS, embedding_dim
+from amst_core.models.fusion import FusionHead, HelperHeads, build_head
+
+
+class MultimodalNet(nn.Module):
+    def __init__(self, modalities: tuple[str, ...], num_classes: int, fusion: str):
+        super().__init__()
+        self.modalities = tuple(sorted(modalities))
+        unsupported = [m for m in self.modalities if m not in ENCODERS]
+        if unsupported:
+            raise ConfigError("dataset", f"no encoder for modality {', '.join(unsupported)} yet")
+        dim = embedding_dim(self.modalities)
+        self.encoders = nn.ModuleDict({m: ENCODERS[m](dim) for m in self.modalities})
+        self.head: FusionHead = build_head(fusion, self.modalities, dim, num_classes)
+        self.helpers = HelperHeads(self.modalities, dim, num_classes)
+
+    def embed(self, batch: dict[str, torch.Tensor], modalities: Iterable[str]) -> dict[str, torch.Tensor]:
+        return {m: self.encoders[m](batch[m]) for m in modalities}
+
+    def parts(self) -> dict[str, list[nn.Parameter]]:
+        """Parameter groups with their own optimizer each (reference: encoders, fusion head, helpers)."""
+        return {
+            "encoders": list(self.encoders.parameters()),
+            "head": list(self.head.parameters()),
+            "helpers": list(self.helpers.parameters()),
+        }

@@ -1,0 +1,373 @@
+"""The reference CREMA-D / AVE layout, on tiny fixtures built from the first lines of the real split files."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from amst_core.catalog import DATASETS
+from amst_core.config import ConfigError, RunConfig
+from amst_core.data.reference_av import (
+    AVE,
+    AVE_LAYOUT,
+    CREMAD_LAYOUT,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AVLayout,
+    CremaD,
+    ReferenceAV,
+    pick_frames,
+    read_class_file,
+    read_split_file,
+)
+
+SPLITS = ("train", "val", "test")
+REAL_FOLDERS = {"cremad": "CREMAD", "ave": "AVE"}
+LAYOUTS = {"cremad": CREMAD_LAYOUT, "ave": AVE_LAYOUT}
+SOURCES = {"cremad": CremaD, "ave": AVE}
+LINES_PER_SPLIT = 6
+FBANK_FRAMES = 40
+FRAME_NAMES = ("00030.jpg", "00005.jpg", "00012.jpg", "00047.jpg", "00021.jpg")  # written unsorted
+FRAME_REDS = (20, 70, 120, 170, 220)  # red value of the k-th frame in SORTED name order
+
+
+def splits_dir() -> Path:
+    candidates = [Path(__file__).resolve().parents[3] / "shared/data/splits"]
+    if os.environ.get("AMST_SPLITS_DIR"):
+        candidates.append(Path(os.environ["AMST_SPLITS_DIR"]))
+    for path in candidates:
+        if (path / "CREMAD").is_dir() and (path / "AVE").is_dir():
+            return path
+    pytest.skip(f"real split files not found in {[str(p) for p in candidates]} (set AMST_SPLITS_DIR)")
+
+
+def real_file(dataset: str, name: str) -> Path:
+    return splits_dir() / REAL_FOLDERS[dataset] / name
+
+
+def make_cfg(dataset: str, **overrides) -> RunConfig:
+    model = {"frames": 3, "image_size": 16, "audio_frames": 64, "mel_bins": 128}
+    model.update(overrides.pop("model", {}))
+    data = {"dataset": {"name": dataset, **overrides}, "method": "naive", "model": model}
+    return RunConfig.model_validate(data)
+
+
+def write_frames(folder: Path, count: int) -> None:
+    """`count` solid-colour frames, written in unsorted name order; colour encodes the sorted rank."""
+    folder.mkdir(parents=True)
+    names = FRAME_NAMES[:count]
+    for name in names:
+        rank = sorted(names).index(name)
+        Image.new("RGB", (20, 20), (FRAME_REDS[rank], 0, 0)).save(folder / name, quality=100)
+
+
+def write_fbank(path: Path, frames: int = FBANK_FRAMES, bins: int = 128) -> np.ndarray:
+    arr = (np.arange(frames * bins, dtype=np.float32).reshape(frames, bins) + 1.0) / 100
+    np.save(path, arr)
+    return arr
+
+
+def build(tmp_path: Path, dataset: str, root: str | None = None, n_frames: int = 5) -> Path:
+    """A dataset folder: the real class file, the first lines of each real split file, tiny media."""
+    layout = LAYOUTS[dataset]
+    folder = tmp_path / (root or dataset)
+    (folder / layout.audio_dir).mkdir(parents=True)
+    (folder / layout.class_file).write_text(real_file(dataset, layout.class_file).read_text())
+    for split in SPLITS:
+        name = layout.default_split_file(split)
+        lines = real_file(dataset, name).read_text().splitlines()[:LINES_PER_SPLIT]
+        (folder / name).write_text("\n".join(lines) + "\n")
+        for line in lines:
+            clip_id = line.split(layout.separator)[0].strip()
+            if not (folder / layout.audio_dir / f"{clip_id}.npy").exists():
+                write_fbank(folder / layout.audio_dir / f"{clip_id}.npy")
+                write_frames(folder / layout.frames_dir / clip_id, n_frames)
+    return folder
+
+
+@pytest.fixture
+def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("AMST_DATA_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def first_ids(dataset: str, split: str) -> list[tuple[str, str]]:
+    layout = LAYOUTS[dataset]
+    lines = real_file(dataset, layout.default_split_file(split)).read_text().splitlines()[:LINES_PER_SPLIT]
+    return [(a.strip(), b.strip()) for a, b in (line.split(layout.separator) for line in lines)]
+
+
+def reds(visual: torch.Tensor) -> list[int]:
+    """The red value (0-255) at the centre of each frame, undoing the ImageNet normalisation."""
+    centre = visual[0, :, visual.shape[2] // 2, visual.shape[3] // 2]
+    return [round(float(v) * IMAGENET_STD[0] * 255 + IMAGENET_MEAN[0] * 255) for v in centre]
+
+
+# ---------------------------------------------------------------- classes and line parsing
+
+
+def test_cremad_classes_are_sorted_and_match_catalog(data_root: Path) -> None:
+    build(data_root, "cremad")
+    classes = CremaD().classes(make_cfg("cremad"))
+    assert classes == ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad")
+    assert classes == DATASETS["cremad"].classes
+
+
+def test_ave_classes_sorted_with_commas(data_root: Path) -> None:
+    build(data_root, "ave")
+    classes = AVE().classes(make_cfg("ave"))
+    assert len(classes) == 28
+    assert classes == tuple(sorted(classes))
+    assert classes[0] == "Accordion" and classes[-1] == "Violin, fiddle"
+    assert classes.index("Church bell") == 8  # spec section 5 order
+    assert "Male speech, man speaking" in classes
+
+
+def test_class_file_skips_blank_lines_and_strips(tmp_path: Path) -> None:
+    path = tmp_path / "stat.txt"
+    path.write_text("  Sad\n\nAnger \n\n")
+    assert read_class_file(path) == ("Anger", "Sad")
+
+
+def test_parse_lines_with_commas_and_whitespace(tmp_path: Path) -> None:
+    classes = ("Bark", "Male speech, man speaking", "Violin, fiddle")
+    path = tmp_path / "split.txt"
+    path.write_text("abc.mp4 Violin, fiddle\n  x-y_z.mp4   Male speech, man speaking  \nabc.mp4 Bark\n\n")
+    assert read_split_file(path, AVE_LAYOUT, classes) == [("abc", 2), ("x-y_z", 1), ("abc", 0)]
+
+
+def test_split_items_follow_file_order_and_sorted_class_index(data_root: Path) -> None:
+    for dataset, source in SOURCES.items():
+        build(data_root, dataset)
+        cfg = make_cfg(dataset)
+        classes = source().classes(cfg)
+        for split in SPLITS:
+            expected = [(clip_id, classes.index(label)) for clip_id, label in first_ids(dataset, split)]
+            assert source().items(cfg, split) == expected
+
+
+def test_duplicate_ids_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "split.txt"
+    path.write_text("1001_DFA_ANG_XX.flv Anger\n1001_DFA_ANG_XX.flv Anger\n")
+    assert len(read_split_file(path, CREMAD_LAYOUT, ("Anger",))) == 2
+
+
+# ---------------------------------------------------------------- samples
+
+
+@pytest.mark.parametrize("dataset", ["cremad", "ave"])
+@pytest.mark.parametrize("train", [True, False])
+def test_sample_shapes_and_dtypes(data_root: Path, dataset: str, train: bool) -> None:
+    build(data_root, dataset)
+    cfg = make_cfg(dataset)
+    ds = SOURCES[dataset]().split(cfg, "train", train=train)
+    assert len(ds) == LINES_PER_SPLIT
+    sample = ds[0]
+    assert set(sample) == {"audio", "visual", "label"}
+    assert sample["audio"].shape == (1, 64, 128) and sample["audio"].dtype == torch.float32
+    assert sample["visual"].shape == (3, 3, 16, 16) and sample["visual"].dtype == torch.float32
+    assert isinstance(sample["label"], int)
+    assert sample["label"] == SOURCES[dataset]().classes(cfg).index(first_ids(dataset, "train")[0][1])
+
+
+def test_batches_through_a_dataloader(data_root: Path) -> None:
+    build(data_root, "cremad")
+    ds = CremaD().split(make_cfg("cremad"), "val", train=True)
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
+    assert batch["audio"].shape == (4, 1, 64, 128)
+    assert batch["visual"].shape == (4, 3, 3, 16, 16)
+    assert batch["label"].dtype == torch.int64
+
+
+def test_audio_is_zero_padded(data_root: Path) -> None:
+    folder = build(data_root, "cremad")
+    clip_id = first_ids("cremad", "train")[0][0]
+    arr = np.load(folder / "fbank" / f"{clip_id}.npy")
+    audio = CremaD().split(make_cfg("cremad"), "train", train=False)[0]["audio"]
+    assert torch.equal(audio[0, :FBANK_FRAMES], torch.from_numpy(arr))
+    assert torch.count_nonzero(audio[0, FBANK_FRAMES:]) == 0
+
+
+def test_audio_is_cut(data_root: Path) -> None:
+    folder = build(data_root, "cremad")
+    clip_id = first_ids("cremad", "train")[0][0]
+    arr = np.load(folder / "fbank" / f"{clip_id}.npy")
+    audio = CremaD().split(make_cfg("cremad", model={"audio_frames": 32}), "train", train=False)[0]["audio"]
+    assert audio.shape == (1, 32, 128)
+    assert torch.equal(audio[0], torch.from_numpy(arr[:32]))
+
+
+def test_wrong_mel_bins_names_the_file(data_root: Path) -> None:
+    build(data_root, "cremad")
+    cfg = make_cfg("cremad", model={"mel_bins": 64})
+    clip_id = first_ids("cremad", "train")[0][0]
+    with pytest.raises(ConfigError, match=rf"model\.mel_bins: .*{clip_id}\.npy") as err:
+        CremaD().split(cfg, "train", train=False)[0]
+    assert "(40, 128)" in str(err.value)
+    with pytest.raises(ConfigError, match=r"model\.mel_bins: .*\.npy"):
+        CremaD().check(cfg)
+
+
+def test_frames_from_sorted_list_with_stride(data_root: Path) -> None:
+    build(data_root, "ave")
+    ave = AVE()
+    # 5 frames, 3 wanted: s = 1 -> sorted ranks 0, 1, 2
+    visual = ave.split(make_cfg("ave"), "test", train=False)[0]["visual"]
+    assert [abs(r - e) <= 3 for r, e in zip(reds(visual), FRAME_REDS[:3], strict=True)] == [True] * 3
+    # 5 frames, 2 wanted: s = 2 -> sorted ranks 0, 2
+    visual = ave.split(make_cfg("ave", model={"frames": 2}), "test", train=False)[0]["visual"]
+    assert visual.shape == (3, 2, 16, 16)
+    got = reds(visual)
+    assert abs(got[0] - FRAME_REDS[0]) <= 3 and abs(got[1] - FRAME_REDS[2]) <= 3
+
+
+def test_fewer_frames_than_wanted_repeat_the_first(data_root: Path) -> None:
+    build(data_root, "cremad", n_frames=2)
+    visual = CremaD().split(make_cfg("cremad"), "train", train=False)[0]["visual"]
+    assert all(abs(r - FRAME_REDS[0]) <= 3 for r in reds(visual))
+    assert torch.equal(visual[:, 0], visual[:, 2])
+
+
+def test_non_jpg_files_are_ignored(data_root: Path) -> None:
+    folder = build(data_root, "cremad")
+    clip_id = first_ids("cremad", "train")[0][0]
+    (folder / "IMAGE_KEPT_1_PER_SEC" / clip_id / "00000.txt").write_text("not a frame")
+    visual = CremaD().split(make_cfg("cremad"), "train", train=False)[0]["visual"]
+    assert abs(reds(visual)[0] - FRAME_REDS[0]) <= 3
+
+
+def test_pick_frames() -> None:
+    assert pick_frames(5, 3) == [0, 1, 2]
+    assert pick_frames(10, 3) == [0, 3, 6]
+    assert pick_frames(3, 3) == [0, 1, 2]
+    assert pick_frames(2, 3) == [0, 0, 0]
+    assert pick_frames(7, 1) == [0]
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_split_files_override_and_custom_root(data_root: Path) -> None:
+    folder = build(data_root, "cremad", root="sets/cre")
+    custom = folder / "mine"
+    custom.mkdir()
+    lines = (folder / "80_train_cre.txt").read_text().splitlines()
+    (custom / "tr.txt").write_text("\n".join(lines[:2]) + "\n")
+    (custom / "va.txt").write_text(lines[2] + "\n")
+    (custom / "te.txt").write_text(lines[3] + "\n")
+    cfg = make_cfg("cremad", root="sets/cre",
+                   split_files={"train": "mine/tr.txt", "val": "mine/va.txt", "test": "mine/te.txt"})
+    source = CremaD()
+    source.check(cfg)
+    assert [len(source.split(cfg, s, train=False)) for s in SPLITS] == [2, 1, 1]
+    assert source.items(cfg, "val")[0][0] == lines[2].split(".flv")[0]
+
+
+def test_check_passes_on_complete_fixture(data_root: Path) -> None:
+    for dataset, source in SOURCES.items():
+        build(data_root, dataset)
+        source().check(make_cfg(dataset))
+
+
+def test_missing_root(data_root: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^dataset\.root: .*cremad.* does not exist") as err:
+        CremaD().check(make_cfg("cremad"))
+    assert err.value.field == "dataset.root"
+    assert "fbank/<id>.npy" in str(err.value) and "IMAGE_KEPT_1_PER_SEC/<id>/*.jpg" in str(err.value)
+    with pytest.raises(ConfigError, match=r"^dataset\.root: "):
+        CremaD().split(make_cfg("cremad"), "train", train=True)
+
+
+def test_missing_split_file(data_root: Path) -> None:
+    folder = build(data_root, "ave")
+    (folder / "my_val_ave.txt").unlink()
+    expected = r"^dataset\.split_files: the val split file .*my_val_ave\.txt"
+    with pytest.raises(ConfigError, match=expected) as err:
+        AVE().check(make_cfg("ave"))
+    assert err.value.field == "dataset.split_files"
+
+
+def test_missing_class_file(data_root: Path) -> None:
+    folder = build(data_root, "cremad")
+    (folder / "stat_cre.txt").unlink()
+    with pytest.raises(ConfigError, match=r"^dataset\.split_files: the class file .*stat_cre\.txt"):
+        CremaD().check(make_cfg("cremad"))
+
+
+def test_missing_fbank_names_the_sample(data_root: Path) -> None:
+    folder = build(data_root, "cremad")
+    victims = [first_ids("cremad", "val")[1][0], first_ids("cremad", "test")[0][0]]
+    for clip_id in victims:
+        (folder / "fbank" / f"{clip_id}.npy").unlink()
+    with pytest.raises(ConfigError, match=r"^dataset\.root: 2 of \d+ clips") as err:
+        CremaD().check(make_cfg("cremad"))
+    assert f"{victims[0]!r} (val split) has no fbank/{victims[0]}.npy" in str(err.value)
+
+
+def test_missing_frame_folder_names_the_sample(data_root: Path) -> None:
+    folder = build(data_root, "ave")
+    clip_id = first_ids("ave", "train")[3][0]
+    for frame in (folder / "IMAGE_KEPT_1_PER_SEC" / clip_id).iterdir():
+        frame.unlink()
+    (folder / "IMAGE_KEPT_1_PER_SEC" / clip_id).rmdir()
+    expected = rf"^dataset\.root: 1 of \d+ clips.*{clip_id}.*IMAGE_KEPT_1_PER_SEC/{clip_id}/"
+    with pytest.raises(ConfigError, match=expected):
+        AVE().check(make_cfg("ave"))
+
+
+def test_unknown_label_names_file_and_line(data_root: Path) -> None:
+    folder = build(data_root, "cremad")
+    path = folder / "10_test_cre.txt"
+    lines = path.read_text().splitlines()
+    lines[2] = "1001_DFA_XXX_XX.flv Joy"
+    path.write_text("\n".join(lines) + "\n")
+    expected = r"^dataset\.split_files: .*10_test_cre\.txt line 3: unknown label 'Joy'"
+    for call in (lambda: CremaD().check(make_cfg("cremad")),
+                 lambda: CremaD().split(make_cfg("cremad"), "test", train=False)):
+        with pytest.raises(ConfigError, match=expected):
+            call()
+
+
+def test_line_without_separator(tmp_path: Path) -> None:
+    path = tmp_path / "split.txt"
+    path.write_text("1001_DFA_ANG_XX.wav Anger\n")
+    with pytest.raises(ConfigError, match=r"dataset\.split_files: .*line 1: expected '<id>\.flv <label>'"):
+        read_split_file(path, CREMAD_LAYOUT, ("Anger",))
+
+
+def test_unknown_split_name(data_root: Path) -> None:
+    build(data_root, "cremad")
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        CremaD().split(make_cfg("cremad"), "dev", train=False)
+
+
+def test_layout_is_a_frozen_value() -> None:
+    assert isinstance(CremaD(), ReferenceAV) and isinstance(AVE(), ReferenceAV)
+    with pytest.raises(AttributeError):
+        CREMAD_LAYOUT.separator = ".mp4"  # type: ignore[misc]
+    assert AVLayout("x", "a", "b", "c", ".x", "s").frames_dir == "IMAGE_KEPT_1_PER_SEC"
+
+
+# ---------------------------------------------------------------- the real split files
+
+
+@pytest.mark.parametrize(("dataset", "sizes"), [("cremad", (5962, 742, 742)), ("ave", (3338, 402, 402))])
+def test_real_split_files_parse_completely(dataset: str, sizes: tuple[int, int, int]) -> None:
+    layout = LAYOUTS[dataset]
+    classes = read_class_file(real_file(dataset, layout.class_file))
+    assert len(classes) == (6 if dataset == "cremad" else 28)
+    files = {s: real_file(dataset, layout.default_split_file(s)) for s in SPLITS}
+    parsed = {s: read_split_file(path, layout, classes) for s, path in files.items()}
+    assert tuple(len(parsed[s]) for s in SPLITS) == sizes
+    for items in parsed.values():
+        assert all(clip_id and " " not in clip_id and 0 <= label < len(classes) for clip_id, label in items)
+    if dataset == "cremad":  # per-class train counts from spec section 5
+        counts = Counter(classes[label] for _, label in parsed["train"])
+        assert counts == {"Anger": 1015, "Disgust": 1017, "Fear": 1033, "Happy": 1031, "Neutral": 854,
+                          "Sad": 1012}
