@@ -72,6 +72,9 @@ class DatasetConfig(_Strict):
     )
     audio_noise: float | None = Field(None, ge=0.0, description="avdigits: std of Gaussian noise on audio")
     synthetic: SyntheticConfig | None = None
+    modalities_used: list[Literal["audio", "text", "visual"]] | None = Field(
+        None, description="train on a subset of the dataset's modalities (e.g. [audio] for a unimodal run)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -104,6 +107,12 @@ class DatasetConfig(_Strict):
             raise ValueError("dataset.synthetic is only for the synthetic dataset")
         if self.name == "synthetic" and self.synthetic is None:
             self.synthetic = SyntheticConfig()
+        if self.modalities_used is not None:
+            available = self.all_modalities
+            extra = sorted(set(self.modalities_used) - set(available))
+            if extra or not self.modalities_used:
+                raise ValueError(f"dataset.modalities_used: {self.name} has modalities {', '.join(available)}; "
+                                 f"got {self.modalities_used}")
         return self
 
     def knob(self, key: str) -> float:
@@ -114,10 +123,15 @@ class DatasetConfig(_Strict):
         return AVDIGITS_PRESETS.get(self.preset or "easy", {}).get(key, 0.0)
 
     @property
-    def modalities(self) -> tuple[str, ...]:
+    def all_modalities(self) -> tuple[str, ...]:
         if self.synthetic is not None:
             return tuple(self.synthetic.modalities)
         return DATASETS[self.name].modalities
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities this run trains on, sorted."""
+        return tuple(sorted(set(self.modalities_used))) if self.modalities_used else self.all_modalities
 
 
 class SkipFactors(_Strict):

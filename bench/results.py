@@ -1,0 +1,146 @@
+"""The avdigits (preset hard) results table and curves of Doc/results.md.
+
+Trains every method of `RUNS` for each seed with `amst train` (a run whose summary.json exists is reused, so
+the script can be stopped and started again), then prints a markdown table (mean and spread over seeds) and
+writes one PNG per method: per-modality validation accuracy by epoch.
+
+    python bench/results.py [--seeds 0 1 2] [--out runs/results] [--img Doc/img/results] [--epochs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+RUNS: dict[str, tuple[str, list[str]]] = {
+    # label: (config, extra --set overrides)
+    "audio only": ("configs/avdigits/naive.yaml", ["dataset.modalities_used=[audio]"]),
+    "visual only": ("configs/avdigits/naive.yaml", ["dataset.modalities_used=[visual]"]),
+    "naive (concat)": ("configs/avdigits/naive.yaml", []),
+    "amst_alt": ("configs/avdigits/amst_alt.yaml", []),
+    "amst_joint": ("configs/avdigits/amst_joint.yaml", []),
+    "amst_full": ("configs/avdigits/amst_full.yaml", []),
+}
+COLOURS = {"audio": "#1f77b4", "visual": "#ff7f0e", "text": "#2ca02c", None: "black"}
+
+
+def run_dir(out: Path, label: str, seed: int) -> Path:
+    return out / f"{label.replace(' ', '_').replace('(', '').replace(')', '')}-s{seed}"
+
+
+def train(out: Path, label: str, seed: int, extra: list[str]) -> Path:
+    config, overrides = RUNS[label]
+    folder = run_dir(out, label, seed)
+    if (folder / "summary.json").exists():
+        return folder
+    sets = [f"seed={seed}", *overrides, *extra]
+    cmd = [sys.executable, "-m", "amst_core.cli", "train", config, "--out", str(folder), "--no-progress"]
+    if (folder / "checkpoints" / "last.pt").exists():
+        cmd = [sys.executable, "-m", "amst_core.cli", "train", "--resume", str(folder), "--no-progress"]
+        sets = [s for s in sets if s.startswith("epochs=")]
+    for s in sets:
+        cmd += ["--set", s]
+    print(f"== {label} seed {seed}", file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True)
+    return folder
+
+
+def load_points(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def helper_components(summary: dict) -> dict[str, str]:
+    """modality -> the helper component to report (FULL: the alternating module's helpers)."""
+    at_best = summary["test_at_best"]
+    component = "alt_helper" if "alt_helper" in at_best else "helper"
+    return {m: component for m in at_best.get(component, {})}
+
+
+def mean_spread(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def table(out: Path, seeds: list[int]) -> str:
+    rows = ["| method | skip (audio, visual) | best val acc | test acc at best | audio helper test | "
+            "visual helper test | epoch time (s) |", "|---|---|---|---|---|---|---|"]
+    for label in RUNS:
+        summaries = [json.loads((run_dir(out, label, s) / "summary.json").read_text()) for s in seeds]
+        helpers = {m: [s["test_at_best"][c][m] for s in summaries for m2, c in helper_components(s).items()
+                       if m2 == m] for m in ("audio", "visual")}
+        times = [p["value"] for s in seeds for p in load_points(run_dir(out, label, s)) if p["name"] == "train_time"]
+        skip = summaries[0]["skip_factors"]
+        rows.append(
+            f"| {label} | {skip.get('audio', '–')}, {skip.get('visual', '–')} | "
+            f"{mean_spread([s['best_val_acc'] for s in summaries])} | "
+            f"{mean_spread([s['test_acc_at_best'] for s in summaries])} | "
+            f"{mean_spread(helpers['audio'])} | {mean_spread(helpers['visual'])} | {statistics.mean(times):.1f} |"
+        )
+    return "\n".join(rows)
+
+
+def plot(out: Path, label: str, seeds: list[int], img: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[tuple[str, str | None], dict[int, list[float]]] = {}
+    for s in seeds:
+        for p in load_points(run_dir(out, label, s)):
+            if p["split"] == "val" and p["name"] == "acc" and p["component"] != "run":
+                series.setdefault((p["component"], p["modality"]), {}).setdefault(p["epoch"], []).append(p["value"])
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for (component, modality), by_epoch in sorted(series.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        if modality is None and component not in ("fused",):
+            continue
+        epochs = sorted(by_epoch)
+        means = [statistics.mean(by_epoch[e]) for e in epochs]
+        lows = [min(by_epoch[e]) for e in epochs]
+        highs = [max(by_epoch[e]) for e in epochs]
+        style = "-" if "branch" in component or component == "fused" else "--"
+        width = 2.8 if component == "fused" else 1.4
+        name = "fused" if modality is None else f"{component} {modality}"
+        ax.plot(epochs, means, style, color=COLOURS[modality], linewidth=width, label=name)
+        ax.fill_between(epochs, lows, highs, color=COLOURS[modality], alpha=0.12)
+    ax.set(title=f"avdigits (hard) – {label}: validation accuracy, mean and range over seeds {seeds}",
+           xlabel="epoch", ylabel="accuracy", ylim=(0, 1.0))
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    img.mkdir(parents=True, exist_ok=True)
+    path = img / f"{run_dir(Path(), label, 0).name.removesuffix('-s0')}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("runs/results"))
+    parser.add_argument("--img", type=Path, default=Path("Doc/img/results"))
+    parser.add_argument("--only", nargs="+", choices=list(RUNS), help="train only these")
+    parser.add_argument("--set", action="append", default=[], help="extra override for every run")
+    args = parser.parse_args()
+    labels = args.only or list(RUNS)
+    for seed in args.seeds:
+        for label in labels:
+            train(args.out, label, seed, args.set)
+    if args.only:
+        return
+    print(table(args.out, args.seeds))
+    for label in RUNS:
+        print(f"curves: {plot(args.out, label, args.seeds, args.img)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

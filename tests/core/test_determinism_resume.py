@@ -1,0 +1,125 @@
+"""Same seed, same metrics; stop at epoch k and resume to N, the metrics of an uninterrupted N-epoch run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_config
+
+from amst_core.cli import main
+from amst_core.engine import RunCancelled, Trainer
+from amst_core.sinks import JsonlSink, MemorySink
+
+TIMING = {"epoch_time", "train_time", "samples_per_s"}
+
+
+def comparable(points) -> list[tuple]:
+    """Everything but wall-clock measures, attempt and timestamps."""
+    rows = []
+    for p in points:
+        d = p if isinstance(p, dict) else p.to_dict()
+        if d["name"] not in TIMING:
+            rows.append((d["split"], d["component"], d["modality"], d["name"], d["epoch"], d["step"], d["value"]))
+    return sorted(rows, key=lambda r: tuple("" if v is None else str(v) for v in r))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def write_config(path: Path, cfg) -> Path:
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    return path
+
+
+@pytest.mark.parametrize("method", ["naive", "amst_full"])
+def test_same_seed_same_metrics(method: str) -> None:
+    cfg = tiny_config(method, skip={"audio": 2} if method != "naive" else {})
+    runs = []
+    for _ in range(2):
+        sink = MemorySink()
+        Trainer(cfg, sinks=[sink], progress=False).fit()
+        runs.append(comparable(sink.points))
+    assert runs[0] == runs[1]
+    assert len(runs[0]) > 50
+
+
+def test_different_seed_different_metrics() -> None:
+    a, b = MemorySink(), MemorySink()
+    Trainer(tiny_config("naive", seed=1), sinks=[a], progress=False).fit()
+    Trainer(tiny_config("naive", seed=2), sinks=[b], progress=False).fit()
+    assert comparable(a.points) != comparable(b.points)
+
+
+@pytest.mark.parametrize("method", ["amst_alt", "amst_full"])
+def test_resume_equals_uninterrupted_run(tmp_path: Path, method: str) -> None:
+    cfg = tiny_config(method, epochs=4, skip={"audio": 3}, optim={"lr_step": 2})
+    config = write_config(tmp_path / "run.yaml", cfg)
+    full, split = tmp_path / "full", tmp_path / "split"
+    assert main(["train", str(config), "--out", str(full), "--no-progress"]) == 0
+    assert main(["train", str(config), "--out", str(split), "--set", "epochs=2", "--no-progress"]) == 0
+    assert main(["train", "--resume", str(split), "--set", "epochs=4", "--no-progress"]) == 0
+    assert comparable(read_jsonl(split / "metrics.jsonl")) == comparable(read_jsonl(full / "metrics.jsonl"))
+    s_full = json.loads((full / "summary.json").read_text())
+    s_split = json.loads((split / "summary.json").read_text())
+    for key in ("best_epoch", "best_val_acc", "test_acc_at_best", "final"):
+        assert s_full[key] == s_split[key]
+
+
+def test_cancel_mid_epoch_then_resume_has_no_gap_and_no_duplicate(tmp_path: Path) -> None:
+    cfg = tiny_config("amst_joint", epochs=3, skip={"audio": 2})
+    reference = MemorySink()
+    Trainer(cfg, sinks=[reference], progress=False).fit()
+
+    out = tmp_path / "run"
+    calls = {"n": 0}
+
+    def stop_in_second_epoch() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 8  # epoch 0: 3 train + 2 val + 2 test batches; stop at the 2nd batch of epoch 1
+
+    sink = JsonlSink(out / "metrics.jsonl")
+    with pytest.raises(RunCancelled):
+        Trainer(cfg, out_dir=out, sinks=[sink], should_stop=stop_in_second_epoch, progress=False).fit()
+    sink.close()
+    assert {p["epoch"] for p in read_jsonl(out / "metrics.jsonl")} == {0}
+
+    sink = JsonlSink(out / "metrics.jsonl")
+    trainer = Trainer(cfg, out_dir=out, sinks=[sink], progress=False)
+    trainer.resume()
+    trainer.fit()
+    sink.close()
+    assert comparable(read_jsonl(out / "metrics.jsonl")) == comparable(reference.points)
+
+
+def test_resume_refuses_changed_method_fields(tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path / "run.yaml", tiny_config("naive", epochs=1))
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "r"), "--set", "optim.lr=0.5"]) == 2
+    assert "optim.lr" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_trains_on_cpu(precision: str) -> None:
+    sink = MemorySink()
+    summary = Trainer(tiny_config("amst_full", epochs=1, precision=precision), sinks=[sink], progress=False).fit()
+    assert summary["best_epoch"] == 0
+    assert all(p.value == p.value for p in sink.points), "no NaN metrics"
+
+
+def test_evaluate_reproduces_validation_metrics_of_best_checkpoint(tmp_path: Path) -> None:
+    from amst_core.engine import evaluate_run
+
+    cfg = tiny_config("amst_full", epochs=2)
+    config = write_config(tmp_path / "run.yaml", cfg)
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    points = evaluate_run(tmp_path / "r", split="val", which="best")
+    fused = next(p.value for p in points if p.component == "fused" and p.name == "acc")
+    assert fused == summary["best_val_acc"]
+    test_points = evaluate_run(tmp_path / "r", split="test", which="best")
+    assert next(p.value for p in test_points if p.component == "fused" and p.name == "acc") == \
+        summary["test_acc_at_best"]
