@@ -67,9 +67,13 @@ class MemorySink:
 class ConsoleSink:
     """A one-line summary per epoch: fused accuracy per split and each modality's branch and helper."""
 
-    def __init__(self, epochs: int, stream: TextIO = sys.stderr):
+    def __init__(self, epochs: int, stream: TextIO | None = None):
         self.epochs = epochs
-        self.stream = stream
+        self._stream = stream
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream or sys.stderr  # resolved late: stderr may be replaced after construction
 
     def begin(self, start_epoch: int) -> None:
         if start_epoch:

@@ -176,10 +176,15 @@ def crop_or_pad(seq: np.ndarray, frames: int) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=8)
-def image_statistics(root: str, energy: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+def image_statistics(root: Path, energy: float) -> tuple[np.ndarray, np.ndarray, float, float]:
     """PCA removal basis fitted on the training images, and the pixel mean/std after removal."""
-    train = read_split(Path(root), "train")["image"]
+    path = root / FILES["train"]
+    return _image_statistics(str(path), path.stat().st_mtime, energy)
+
+
+@lru_cache(maxsize=8)
+def _image_statistics(path: str, mtime: float, energy: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    train = _arrays(path, mtime)["image"]
     mean, basis = pca_removal_basis(train, energy)
     kept = remove_components(train, mean, basis)
     return mean, basis, float(kept.mean()), float(kept.std() + 1e-6)
@@ -212,15 +217,16 @@ class AVDigits:
         """Normalised audio (N, T, 13), normalised images (N, 28, 28) after the knobs, labels."""
         root = dataset_dir(cfg.dataset)
         train, data = read_split(root, "train"), read_split(root, split)
-        audio = crop_or_pad(data["audio"], cfg.model.audio_frames)
         valid = np.arange(train["audio"].shape[1])[None, :] < train["lengths"][:, None]
         frames = train["audio"][valid]  # every real (not padding) MFCC frame of the training set
-        audio = (audio - frames.mean(0)) / (frames.std(0) + 1e-6)
+        audio = (data["audio"] - frames.mean(0)) / (frames.std(0) + 1e-6)
+        audio[np.arange(audio.shape[1])[None, :] >= data["lengths"][:, None]] = 0.0  # padding stays at the mean
+        audio = crop_or_pad(audio, cfg.model.audio_frames)
         noise = cfg.dataset.knob("audio_noise")
         if noise > 0:
             rng = np.random.default_rng(1_000 + SPLITS.index(split))
             audio = audio + rng.normal(0.0, noise, size=audio.shape).astype(np.float32)
-        mean, basis, pixel_mean, pixel_std = image_statistics(str(root), cfg.dataset.knob("image_pca_energy"))
+        mean, basis, pixel_mean, pixel_std = image_statistics(root, cfg.dataset.knob("image_pca_energy"))
         images = remove_components(data["image"], mean, basis)
         images = (images - pixel_mean) / pixel_std
         return audio.astype(np.float32), images.astype(np.float32), data["label"]
