@@ -3,8 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import torch
 
 from amst_core.config import RunConfig, load_config
+
+# The models in tests are tiny: one thread is faster than two fighting over cache, and it keeps CI (2 cores)
+# from oversubscribing when a test starts worker processes of its own.
+torch.set_num_threads(1)
 
 
 def tiny_config(method: str = "naive", **fields: Any) -> RunConfig:
