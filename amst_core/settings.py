@@ -1,0 +1,60 @@
+"""Service settings (pydantic-settings), read from the environment; shared by the API and the workers.
+
+The embedded default needs nothing set: SQLite and kombu's SQLAlchemy transport under ./.amst/.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from amst_core.store.db import home, normalise_url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field("", alias="DATABASE_URL", description="SQLAlchemy URL; default SQLite in .amst/")
+    broker_url: str = Field("", alias="BROKER_URL", description="Celery broker; default SQLite transport in .amst/")
+    api_token: str = Field("", alias="AMST_API_TOKEN", description="bearer token for mutating routes, if set")
+    data_root: Path = Field(Path("./data"), alias="AMST_DATA_ROOT")
+    artifacts: Path = Field(Path(""), alias="AMST_ARTIFACTS", description="checkpoints; default .amst/artifacts")
+    heartbeat_s: float = Field(10.0, alias="AMST_HEARTBEAT_S", gt=0)
+    lost_after_heartbeats: int = Field(3, alias="AMST_LOST_AFTER", ge=2)
+    stalled_factor: float = Field(5.0, alias="AMST_STALLED_FACTOR", gt=1, description="x median epoch time")
+    stalled_min_s: float = Field(120.0, alias="AMST_STALLED_MIN_S", gt=0)
+    cancel_poll_s: float = Field(1.0, alias="AMST_CANCEL_POLL_S", gt=0)
+    sse_poll_s: float = Field(0.25, alias="AMST_SSE_POLL_S", gt=0)
+    reaper_s: float = Field(5.0, alias="AMST_REAPER_S", gt=0)
+
+    @property
+    def db_url(self) -> str:
+        return normalise_url(self.database_url or f"sqlite:///{home() / 'amst.db'}")
+
+    @property
+    def celery_broker(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{home() / 'broker.db'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return (self.artifacts if str(self.artifacts) not in ("", ".") else home() / "artifacts").resolve()
+
+    @property
+    def lost_after_s(self) -> float:
+        return self.heartbeat_s * self.lost_after_heartbeats
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.artifacts_dir / "runs" / run_id
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def queue_for(device: str) -> str:
+    """Queues by device class: runs asking for the CPU go to `cpu`, every other run to `gpu`."""
+    return "cpu" if device == "cpu" else "gpu"
