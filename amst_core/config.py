@@ -18,10 +18,10 @@ from amst_core.catalog import DATASETS, METHODS, MODALITIES, Fusion
 AVDIGITS_PRESETS: dict[str, dict[str, float]] = {
     # Clean pairs: both modalities are easy.
     "easy": {"image_pca_energy": 0.0, "audio_noise": 0.0},
-    # Audio clearly beats visual alone (about 0.89 vs 0.72 val accuracy after 6 epochs, Doc/results.md), and
-    # neither is perfect: the image components holding 80% of the energy are removed (AV-MNIST style) and the
-    # MFCCs get noise of one standard deviation.
-    "hard": {"image_pca_energy": 0.8, "audio_noise": 1.0},
+    # Audio clearly beats visual alone and learns much faster (20 epochs alone: about 0.91 vs 0.80 val accuracy;
+    # visual is still at chance after 6), as audio does on CREMA-D: the image components holding 95% of the
+    # energy are removed (AV-MNIST style) and the MFCCs get noise of one standard deviation. Doc/results.md.
+    "hard": {"image_pca_energy": 0.95, "audio_noise": 1.0},
 }
 
 

@@ -93,7 +93,7 @@ def test_load_yaml_file(tmp_path):
     cfg = load_config(path)
     assert cfg.method == "amst_full"
     assert cfg.dataset.preset == "hard"
-    assert cfg.dataset.knob("image_pca_energy") == 0.8
+    assert cfg.dataset.knob("image_pca_energy") == 0.95
     assert cfg.dataset.knob("audio_noise") == 1.0
     assert cfg.skip.audio == 3
     assert cfg.skip.visual == 1
