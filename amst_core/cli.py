@@ -99,6 +99,32 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    from amst_core.store import migrate
+
+    migrate.upgrade()
+    print(f"database at revision {migrate.current()}", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from amst_core import serve
+
+    if args.role == "api":
+        serve.serve_api(args.host, args.port or 8000)
+    elif args.role == "worker":
+        serve.serve_worker(args.gpu, args.queue)
+    else:
+        raise ConfigError("role", f"{args.role}: the dashboard arrives with the dashboard issue")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from amst_core import serve
+
+    return serve.up(args.port, ui=False, ui_port=args.ui_port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="amst", description="AMST Studio: multimodal training without a "
                                                               "dominant modality.")
@@ -126,6 +152,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="override the run's device")
     p.add_argument("--json", action="store_true", help="print metric points as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("db", help="database maintenance")
+    p.add_argument("action", choices=["upgrade"], help="upgrade: migrate the run store to the current schema")
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("serve", help="run one service process (api or worker)")
+    p.add_argument("role", choices=["api", "worker"])
+    p.add_argument("--port", type=int, help="api: port (default 8000)")
+    p.add_argument("--host", default="127.0.0.1", help="api: interface to listen on")
+    p.add_argument("--gpu", type=int, help="worker: pin this process to GPU N (one worker process per GPU)")
+    p.add_argument("--queue", help="worker: comma-separated queues (default gpu,cpu; with --gpu: gpu)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("up", help="start the API and a worker on this machine (embedded default)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--ui-port", type=int, default=8501)
+    p.add_argument("--no-ui", action="store_true", help="do not start the dashboard")
+    p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("config", help="validate a config and print it with every default filled in")
     p.add_argument("config")

@@ -96,6 +96,15 @@ def finish(s: Session, run_id: str, worker_id: str, attempt: int, status: RunSta
     return ok
 
 
+def release(s: Session, run_id: str, worker_id: str, attempt: int) -> str | None:
+    """Hand a live run back to the queue (its worker is shutting down); returns its queue, or None."""
+    ok = s.execute(update(Run).where(Run.id == run_id, Run.worker_id == worker_id, Run.status.in_(LIVE))
+                   .values(status=RunStatus.queued, worker_id=None)).rowcount == 1
+    s.execute(update(Attempt).where(Attempt.run_id == run_id, Attempt.number == attempt, Attempt.ended_at.is_(None))
+              .values(status="interrupted", ended_at=utcnow(), error="worker shut down"))
+    return s.scalar(select(Run.queue).where(Run.id == run_id)) if ok else None
+
+
 def request_cancel(s: Session, run: Run) -> Run:
     """A queued run is cancelled at once; a live one is flagged and its worker stops within seconds."""
     if run.status in TERMINAL:

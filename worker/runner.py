@@ -1,0 +1,178 @@
+"""Executing one run on this worker: lease, heartbeat, cancel, checkpoint resume, final state.
+
+A worker process trains one run at a time (one process per GPU). Beside the training thread, a watcher
+thread polls the run row: it refreshes the lease (heartbeat), turns `cancel_requested` into the engine's
+stop flag within `cancel_poll_s`, and stops training if the lease was taken away (the run was reaped).
+A maintenance thread keeps the worker row alive and reaps runs whose worker died.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import traceback
+
+from amst_core.config import ConfigError, RunConfig, dump_config
+from amst_core.settings import Settings, get_settings
+from amst_core.store import lifecycle
+from amst_core.store.db import session_scope
+from amst_core.store.models import Run, RunStatus
+from amst_core.store.writer import DbSink
+
+log = logging.getLogger("amst.worker")
+
+
+def device_label() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:0 ({torch.cuda.get_device_name(0)})"
+    return "cpu"
+
+
+class RunWatcher(threading.Thread):
+    """Heartbeats the lease and raises the stop flag on cancel or when the lease is lost."""
+
+    def __init__(self, settings: Settings, run_id: str, worker_id: str):
+        super().__init__(daemon=True, name=f"watch-{run_id}")
+        self.settings, self.run_id, self.worker_id = settings, run_id, worker_id
+        self.stop_training = threading.Event()
+        self.lease_lost = False
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.settings.cancel_poll_s):
+            try:
+                with session_scope(self.settings.db_url) as s:
+                    cancel = lifecycle.heartbeat(s, self.run_id, self.worker_id)
+            except Exception:  # a database hiccup must not kill training; the next tick retries
+                log.exception("heartbeat of run %s failed", self.run_id)
+                continue
+            if cancel is None:
+                self.lease_lost = True
+                self.stop_training.set()
+            elif cancel:
+                self.stop_training.set()
+
+
+class Executor:
+    def __init__(self, settings: Settings, worker_id: str, device: str):
+        self.settings, self.worker_id, self.device = settings, worker_id, device
+        self.current_run: str | None = None
+        self.watcher: RunWatcher | None = None
+        self.shutting_down = False
+        self.send = None  # set by the worker: re-dispatches a run this worker hands back
+
+    def shutdown(self) -> None:
+        """The worker is stopping: end the current run at the next batch and hand it back to the queue."""
+        self.shutting_down = True
+        if self.watcher is not None:
+            self.watcher.stop_training.set()
+
+    def execute(self, run_id: str) -> str | None:
+        with session_scope(self.settings.db_url) as s:
+            attempt = lifecycle.claim(s, run_id, self.worker_id, self.device)
+            run = s.get(Run, run_id) if attempt else None
+            config = dict(run.config) if run else None
+        if attempt is None or config is None:
+            log.info("run %s not claimed (taken, cancelled, or gone)", run_id)
+            return None
+        log.info("run %s attempt %d starts on %s", run_id, attempt, self.worker_id)
+        self.current_run = run_id
+        watcher = self.watcher = RunWatcher(self.settings, run_id, self.worker_id)
+        watcher.start()
+        try:
+            status, error, summary = self.train(run_id, attempt, config, watcher)
+        finally:
+            watcher.done.set()
+            self.current_run = self.watcher = None
+        if watcher.lease_lost:
+            log.warning("run %s: lease lost (reaped); this worker's result is dropped", run_id)
+            return None
+        if status == RunStatus.cancelled and self.shutting_down:
+            with session_scope(self.settings.db_url) as s:
+                handed_back = lifecycle.release(s, run_id, self.worker_id, attempt)
+            if handed_back and self.send is not None:
+                self.send(run_id, handed_back)
+            log.info("run %s handed back to the queue (worker shutting down)", run_id)
+            return RunStatus.queued
+        with session_scope(self.settings.db_url) as s:
+            lifecycle.finish(s, run_id, self.worker_id, attempt, status, error=error, summary=summary)
+        log.info("run %s attempt %d ended: %s", run_id, attempt, status)
+        return status
+
+    def train(self, run_id: str, attempt: int, config: dict, watcher: RunWatcher):
+        from amst_core.engine import RunCancelled, Trainer
+
+        try:
+            cfg = RunConfig.model_validate(config)
+            out = self.settings.run_dir(run_id)
+            trainer = Trainer(cfg, out_dir=out, sinks=[DbSink(run_id, self.settings.db_url)], run_id=run_id,
+                              attempt=attempt, should_stop=watcher.stop_training.is_set, progress=False)
+            if (out / "checkpoints" / "last.pt").exists():
+                trainer.resume()  # a restarted or retried run continues where its last epoch ended
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.yaml").write_text(dump_config(cfg))
+            with session_scope(self.settings.db_url) as s:
+                lifecycle.set_running(s, run_id, self.worker_id, attempt, trainer.start_epoch)
+            summary = trainer.fit()
+            (out / "summary.json").write_text(json.dumps(summary, indent=2))
+            return RunStatus.succeeded, None, summary
+        except RunCancelled:
+            return RunStatus.cancelled, None, None
+        except ConfigError as err:
+            return RunStatus.failed, str(err), None
+        except Exception as err:  # the run fails, the worker lives on for the next one
+            log.exception("run %s failed", run_id)
+            tail = "".join(traceback.format_exception(err)[-6:])
+            return RunStatus.failed, f"{type(err).__name__}: {err}\n{tail}"[-4000:], None
+
+
+class Maintenance(threading.Thread):
+    """Worker row heartbeat and the reaper (lost and stalled runs), for the worker's whole life."""
+
+    def __init__(self, executor: Executor, queues: str, send):
+        super().__init__(daemon=True, name="maintenance")
+        self.executor, self.queues, self.send = executor, queues, send
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        settings, worker_id = self.executor.settings, self.executor.worker_id
+        with session_scope(settings.db_url) as s:
+            lifecycle.register_worker(s, worker_id, socket.gethostname(), os.getpid(), self.queues,
+                                      self.executor.device)
+        while not self.stopped.wait(min(settings.heartbeat_s, settings.reaper_s)):
+            try:
+                with session_scope(settings.db_url) as s:
+                    lifecycle.worker_heartbeat(s, worker_id, self.executor.current_run)
+                    reaped = lifecycle.reap(s, settings)
+                for run_id, queue in reaped.requeued:
+                    log.warning("run %s lost its worker; re-queued on %s", run_id, queue)
+                    self.send(run_id, queue)
+            except Exception:
+                log.exception("maintenance tick failed")
+        with session_scope(settings.db_url) as s:
+            lifecycle.worker_stopped(s, worker_id)
+
+
+_executor: Executor | None = None
+
+
+def current_executor() -> Executor:
+    """The executor of this worker process, created on first use."""
+    global _executor
+    if _executor is None:
+        settings = get_settings()
+        worker_id = os.environ.get("AMST_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}"
+        _executor = Executor(settings, worker_id, device_label())
+    return _executor
+
+
+def start_maintenance(queues: str, send) -> Maintenance:
+    current_executor().send = send
+    thread = Maintenance(current_executor(), queues, send)
+    thread.start()
+    return thread
