@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_config
+from tiny import tiny_config
 
 from amst_core.cli import main
 from amst_core.engine import RunCancelled, Trainer

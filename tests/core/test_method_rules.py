@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import tiny_config
+from tiny import tiny_config
 
 from amst_core.data import make_loader, source_for
 from amst_core.methods import build_method

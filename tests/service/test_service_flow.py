@@ -1,0 +1,110 @@
+"""The run service end to end, with real processes: API, Celery workers, database and broker."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+import httpx
+from svc import Service, tiny_run, wait_until
+
+TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
+
+
+def get_run(svc: Service, run_id: str) -> dict:
+    return httpx.get(f"{svc.url}/runs/{run_id}", timeout=5).json()
+
+
+def follow_events(svc: Service, run_id: str, timeout: float = 240) -> list[tuple[str, dict]]:
+    """Read the SSE stream until its `end` event; returns (event, data) pairs."""
+    events: list[tuple[str, dict]] = []
+    event = "message"
+    with httpx.stream("GET", f"{svc.url}/runs/{run_id}/events", timeout=httpx.Timeout(10, read=timeout)) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        for line in resp.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                events.append((event, json.loads(line.split(":", 1)[1])))
+                if event == "end":
+                    break
+    return events
+
+
+def series_of(svc: Service, run_id: str) -> list[dict]:
+    resp = httpx.get(f"{svc.url}/runs/{run_id}/metrics", timeout=10)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["series"]
+
+
+def assert_complete_curves(series: list[dict], epochs: int) -> None:
+    """Per-modality curves exist, and every series has each epoch exactly once (no gap, no duplicate)."""
+    keys = Counter((s["split"], s["component"], s["modality"], s["name"]) for s in series)
+    assert all(n == 1 for n in keys.values()), "a series listed twice"
+    for split in ("train", "val"):
+        for component in ("alt_branch", "alt_helper", "joint_branch"):
+            for modality in ("audio", "visual"):
+                assert (split, component, modality, "acc") in keys, (split, component, modality)
+    for s in series:
+        if s["split"] in ("train", "val") and s["name"] in ("acc", "loss") and s["component"] != "run":
+            assert s["epochs"] == list(range(epochs)), (s["split"], s["component"], s["modality"], s["epochs"])
+
+
+def test_post_run_follow_to_success_with_per_modality_curves(service: Service) -> None:
+    service.start_api()
+    service.start_worker()
+    resp = httpx.post(f"{service.url}/runs", json=tiny_run(), timeout=10)
+    assert resp.status_code == 201, resp.text
+    run_id = resp.json()["id"]
+
+    events = follow_events(service, run_id)
+    statuses = [d["status"] for e, d in events if e == "status"]
+    assert statuses[-1] == "succeeded", service.logs("worker")
+    streamed_epochs = sorted({e for ev, d in events if ev == "metrics" for s in d["series"] for e in s["epochs"]})
+    assert streamed_epochs == [0, 1]
+
+    run = get_run(service, run_id)
+    assert run["status"] == "succeeded" and run["epochs_done"] == 2 and run["attempt"] == 1
+    assert run["best_val_acc"] is not None
+    assert_complete_curves(series_of(service, run_id), epochs=2)
+
+
+def test_cancel_mid_run_then_worker_takes_the_next_run(service: Service) -> None:
+    service.start_api()
+    service.start_worker()
+    long_run = httpx.post(f"{service.url}/runs", json=tiny_run(method="naive", epochs=500), timeout=10).json()
+    wait_until(lambda: get_run(service, long_run["id"])["epochs_done"] >= 1, 240, message="first epoch")
+    asked = time.monotonic()
+    assert httpx.post(f"{service.url}/runs/{long_run['id']}/cancel", timeout=10).status_code == 200
+    wait_until(lambda: get_run(service, long_run["id"])["status"] == "cancelled", 10, message="cancelled")
+    assert time.monotonic() - asked < 10
+
+    short = httpx.post(f"{service.url}/runs", json=tiny_run(method="naive", epochs=1), timeout=10).json()
+    wait_until(lambda: get_run(service, short["id"])["status"] in TERMINAL, 240, message="next run")
+    assert get_run(service, short["id"])["status"] == "succeeded", service.logs("worker")
+
+
+def test_killed_worker_is_lost_then_resumed_by_another_worker(service: Service) -> None:
+    service.start_api()
+    service.start_worker("worker-a")
+    epochs = 6
+    run_id = httpx.post(f"{service.url}/runs", json=tiny_run(method="amst_alt", epochs=epochs),
+                        timeout=10).json()["id"]
+    wait_until(lambda: get_run(service, run_id)["epochs_done"] >= 2, 300, message="two epochs on worker a")
+    service.kill("worker-a")  # SIGKILL: no goodbye, no final state
+    wait_until(lambda: get_run(service, run_id)["restarts"] == 1, 30, message="lost and re-queued")
+
+    service.start_worker("worker-b")
+    wait_until(lambda: get_run(service, run_id)["status"] in TERMINAL, 300, message="resumed run ends")
+    run = get_run(service, run_id)
+    assert run["status"] == "succeeded", service.logs("worker-b")
+    assert run["attempt"] == 2
+    attempts = run["attempts"]
+    assert [a["status"] for a in attempts] == ["lost", "succeeded"]
+    assert attempts[1]["start_epoch"] >= 1, "the second attempt resumed from a checkpoint"
+    series = series_of(service, run_id)
+    for s in series:
+        if s["split"] in ("train", "val") and s["name"] == "acc" and s["component"] != "run":
+            assert s["epochs"] == list(range(epochs)), (s["component"], s["modality"], s["epochs"])
