@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, func, select, text, tuple_, update
+from sqlalchemy import Engine, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -20,7 +20,8 @@ from amst_core.metrics import MetricPoint
 from amst_core.store.db import get_engine
 from amst_core.store.models import Modality, Point, Run, RunStatus, Series, utcnow
 
-SeriesKey = tuple[str, str, Modality, str]  # split, component, modality, name
+SeriesKey = tuple[str, str, str | None, str]  # split, component, modality (None: run level), name
+SERIES_CHUNK = 500
 
 
 PG_UPSERT_POINTS = text("""
@@ -42,7 +43,13 @@ def _insert(engine: Engine):
 
 
 def series_key(p: MetricPoint) -> SeriesKey:
-    return (p.split, p.component, Modality.from_api(p.modality), p.name)
+    return (p.split, p.component, p.modality, p.name)
+
+
+def pg_array(values) -> str:
+    """A PostgreSQL array literal; str() of a float round-trips exactly, and joining is far cheaper than
+    having the driver adapt every element."""
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 class DbSink:
@@ -101,15 +108,15 @@ class DbSink:
     def ensure_series(self, s: Session, keys: set[SeriesKey]) -> dict[SeriesKey, int]:
         missing = [k for k in keys if k not in self.series_ids]
         if missing:
-            rows = [{"run_id": self.run_id, "split": k[0], "component": k[1], "modality": k[2], "name": k[3]}
-                    for k in missing]
-            s.execute(_insert(self.engine)(Series).values(rows).on_conflict_do_nothing())
-            found = s.execute(
-                select(Series.id, Series.split, Series.component, Series.modality, Series.name)
-                .where(Series.run_id == self.run_id,
-                       tuple_(Series.split, Series.component, Series.modality, Series.name).in_(missing)))
+            rows = [{"run_id": self.run_id, "split": k[0], "component": k[1], "modality": Modality.from_api(k[2]),
+                     "name": k[3]} for k in missing]
+            insert = _insert(self.engine)
+            for i in range(0, len(rows), SERIES_CHUNK):  # bound parameters per statement stay far below limits
+                s.execute(insert(Series).values(rows[i:i + SERIES_CHUNK]).on_conflict_do_nothing())
+            found = s.execute(select(Series.id, Series.split, Series.component, Series.modality, Series.name)
+                              .where(Series.run_id == self.run_id))
             for sid, split, component, modality, name in found:
-                self.series_ids[(split, component, Modality(modality), name)] = sid
+                self.series_ids[(split, component, Modality(modality).to_api(), name)] = sid
         return self.series_ids
 
     def upsert_points(self, s: Session, ids: dict[SeriesKey, int], points: Sequence[MetricPoint]) -> None:
@@ -122,7 +129,7 @@ class DbSink:
             "recorded_at": [p.recorded_at for p in points],
         }
         if self.postgres:  # one statement, one round trip: the rows travel as six arrays
-            s.execute(PG_UPSERT_POINTS, columns)
+            s.execute(PG_UPSERT_POINTS, {name: pg_array(col) for name, col in columns.items()})
             return
         rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         s.connection().execute(self.sqlite_upsert, rows)  # executemany of one cached statement, in-process
@@ -142,8 +149,8 @@ class DbSink:
             if sid not in newest or p.epoch >= newest[sid].epoch:
                 newest[sid] = p
         if self.postgres:
-            s.execute(PG_ADVANCE_LATEST, {"sid": list(newest), "ep": [p.epoch for p in newest.values()],
-                                          "val": [float(p.value) for p in newest.values()]})
+            s.execute(PG_ADVANCE_LATEST, {"sid": pg_array(newest), "ep": pg_array(p.epoch for p in newest.values()),
+                                          "val": pg_array(float(p.value) for p in newest.values())})
             return
         table = Series.__table__
         s.connection().execute(

@@ -1,0 +1,175 @@
+"""Read queries of the run store, for the API and the dashboard (DESIGN.md sections 4 and 6).
+
+Every function takes a Session and runs a fixed, small number of indexed statements: a page of runs is one
+query plus one for its tags, one run's curves are one query on `series` plus one range scan of the `points`
+primary key. Nothing here loads a run's whole history to answer a list, and nothing imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session, defer
+
+from amst_core.store.models import Attempt, Modality, Point, Run, RunTag, Series, Worker
+
+# Columns never needed by a list of runs; loading them anyway would be an error (raiseload), not a silent N+1.
+LIST_DEFERRED = (defer(Run.config, raiseload=True), defer(Run.summary, raiseload=True))
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """Filters of a run list. Each tuple is "any of" its values, except tags: a run must carry every tag."""
+
+    statuses: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PageKey:
+    """Where a page of runs ends in the (created_at DESC, id DESC) order; the next page starts after it."""
+
+    created_at: datetime
+    id: str
+
+
+def list_runs(s: Session, filters: RunFilters, limit: int, after: PageKey | None = None
+              ) -> tuple[list[Run], PageKey | None]:
+    """One page of runs, newest first, and the key of its last run when another page follows."""
+    stmt = select(Run).options(*LIST_DEFERRED)
+    if filters.statuses:
+        stmt = stmt.where(Run.status.in_(filters.statuses))
+    if filters.methods:
+        stmt = stmt.where(Run.method.in_(filters.methods))
+    if filters.datasets:
+        stmt = stmt.where(Run.dataset.in_(filters.datasets))
+    for tag in filters.tags:  # ix_run_tags_tag (tag, run_id) answers each of these
+        stmt = stmt.where(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == tag)))
+    if after is not None:  # keyset pagination: ix_runs_created (created_at, id), read backwards
+        stmt = stmt.where(tuple_(Run.created_at, Run.id) < tuple_(after.created_at, after.id))
+    stmt = stmt.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)
+    runs = list(s.scalars(stmt))  # Run.tags is lazy="selectin": one more query for the whole page
+    if len(runs) <= limit:
+        return runs, None
+    last = runs[limit - 1]
+    return runs[:limit], PageKey(last.created_at, last.id)
+
+
+def get_run(s: Session, run_id: str, for_update: bool = False) -> Run | None:
+    """The run, locked for the rest of the transaction when it is about to change (PostgreSQL; SQLite
+    serialises writers anyway)."""
+    return s.get(Run, run_id, with_for_update=for_update or None)
+
+
+def attempts(s: Session, run_id: str) -> list[Attempt]:
+    return list(s.scalars(select(Attempt).where(Attempt.run_id == run_id).order_by(Attempt.number)))
+
+
+@dataclass
+class LatestValue:
+    split: str
+    component: str
+    modality: str | None
+    name: str
+    epoch: int
+    value: float | None
+
+
+def latest_values(s: Session, run_id: str) -> list[LatestValue]:
+    """The newest value of every series of a run, from the small `series` table (no scan of points)."""
+    rows = s.execute(
+        select(Series.split, Series.component, Series.modality, Series.name, Series.last_epoch, Series.last_value)
+        .where(Series.run_id == run_id, Series.last_epoch.is_not(None))
+        .order_by(Series.split, Series.component, Series.modality, Series.name))
+    return [LatestValue(r.split, r.component, Modality(r.modality).to_api(), r.name, r.last_epoch,
+                        finite(r.last_value)) for r in rows]
+
+
+@dataclass(frozen=True)
+class SeriesFilters:
+    """Which series of a run to read; an empty tuple means no filter on that dimension."""
+
+    splits: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()
+    modalities: tuple[Modality, ...] = ()
+    names: tuple[str, ...] = ()
+
+
+@dataclass
+class SeriesPoints:
+    split: str
+    component: str
+    modality: str | None
+    name: str
+    epochs: list[int] = field(default_factory=list)
+    values: list[float | None] = field(default_factory=list)
+
+
+def series_points(s: Session, run_id: str, filters: SeriesFilters, since_epoch: int, before_epoch: int,
+                  max_points: int | None = None) -> list[SeriesPoints]:
+    """Points of the run's matching series with since_epoch < epoch < before_epoch, ordered by epoch.
+
+    The caller passes `before_epoch = run.epochs_done`: the writer commits an epoch's points and the new
+    epochs_done together, so a reader never sees half an epoch. Series without points in the window are left out.
+    """
+    if before_epoch <= since_epoch + 1:
+        return []
+    found = run_series(s, run_id, filters)
+    if not found:
+        return []
+    rows = s.execute(
+        select(Point.series_id, Point.epoch, Point.value)
+        .where(Point.series_id.in_(list(found)), Point.epoch > since_epoch, Point.epoch < before_epoch)
+        .order_by(Point.series_id, Point.epoch))
+    for series_id, epoch, value in rows:
+        out = found[series_id]
+        out.epochs.append(epoch)
+        out.values.append(finite(value))
+    result = [p for p in found.values() if p.epochs]
+    if max_points is not None:
+        for p in result:
+            p.epochs, p.values = downsample(p.epochs, p.values, max_points)
+    return result
+
+
+def run_series(s: Session, run_id: str, filters: SeriesFilters) -> dict[int, SeriesPoints]:
+    """The run's series that match, by id, in a stable order (uq_series_key starts with run_id)."""
+    stmt = select(Series.id, Series.split, Series.component, Series.modality, Series.name).where(
+        Series.run_id == run_id)
+    if filters.splits:
+        stmt = stmt.where(Series.split.in_(filters.splits))
+    if filters.components:
+        stmt = stmt.where(Series.component.in_(filters.components))
+    if filters.modalities:
+        stmt = stmt.where(Series.modality.in_(filters.modalities))
+    if filters.names:
+        stmt = stmt.where(Series.name.in_(filters.names))
+    stmt = stmt.order_by(Series.split, Series.component, Series.modality, Series.name)
+    return {r.id: SeriesPoints(r.split, r.component, Modality(r.modality).to_api(), r.name)
+            for r in s.execute(stmt)}
+
+
+def downsample(epochs: Sequence[int], values: Sequence[float | None], max_points: int
+               ) -> tuple[list[int], list[float | None]]:
+    """At most max_points (>= 2) points at a uniform stride, always keeping the first and the last."""
+    n = len(epochs)
+    if n <= max_points:
+        return list(epochs), list(values)
+    # Strictly increasing indices from 0 to n-1: the step (n-1)/(max_points-1) is > 1 because n > max_points.
+    picks = [round(i * (n - 1) / (max_points - 1)) for i in range(max_points)]
+    return [epochs[i] for i in picks], [values[i] for i in picks]
+
+
+def workers(s: Session, limit: int = 500) -> list[Worker]:
+    return list(s.scalars(select(Worker).order_by(Worker.heartbeat_at.desc(), Worker.id).limit(limit)))
+
+
+def finite(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: a diverged loss is reported as null."""
+    return value if value is not None and math.isfinite(value) else None
