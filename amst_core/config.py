@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,8 +33,11 @@ class ConfigError(ValueError):
         self.field = field
 
 
+INT32 = 2**31 - 1  # what the run store's integer columns hold
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class SplitFiles(_Strict):
@@ -165,24 +168,24 @@ class ModelConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    name: str | None = None
-    tags: list[str] = []
+    name: str | None = Field(None, max_length=200)
+    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = []
     dataset: DatasetConfig
     method: str
     fusion: Fusion | None = Field(None, description="fusion head for naive; AMST methods fix their own")
     skip: SkipFactors = SkipFactors()
     method_params: dict[str, Any] = {}
     optim: OptimConfig = OptimConfig()
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(64, ge=1)
-    seed: int = Field(0, ge=0)
+    epochs: int = Field(100, ge=1, le=INT32)
+    batch_size: int = Field(64, ge=1, le=INT32)
+    seed: int = Field(0, ge=0, le=INT32)
     model: ModelConfig = ModelConfig()
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    num_workers: int = Field(0, ge=0)
-    max_restarts: int = Field(2, ge=0)
+    num_workers: int = Field(0, ge=0, le=INT32)
+    max_restarts: int = Field(2, ge=0, le=INT32)
     test_every_epoch: bool = Field(False, description="run the test split every epoch, not only on improvement")
-    checkpoint_every: int = Field(1, ge=1, description="write last.pt every N epochs (and at the end)")
+    checkpoint_every: int = Field(1, ge=1, le=INT32, description="write last.pt every N epochs (and at the end)")
     deterministic: bool = True
 
     @field_validator("method")

@@ -22,7 +22,9 @@ STOP_GRACE_S = 20.0
 def serve_api(host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")
+    # An open server-sent event stream would otherwise hold a graceful shutdown forever.
+    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info",
+                timeout_graceful_shutdown=5)
 
 
 def serve_worker(gpu: int | None, queue: str | None) -> None:

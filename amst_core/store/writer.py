@@ -7,6 +7,7 @@ best-so-far, so that readers see an epoch all at once or not at all.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from functools import cached_property
@@ -49,7 +50,13 @@ def series_key(p: MetricPoint) -> SeriesKey:
 def pg_array(values) -> str:
     """A PostgreSQL array literal; str() of a float round-trips exactly, and joining is far cheaper than
     having the driver adapt every element."""
-    return "{" + ",".join(map(str, values)) + "}"
+    return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+
+
+def finite_or_none(value: float) -> float | None:
+    """Non-finite values (a diverged loss) are stored as NULL: JSON has no NaN and the series stays readable."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 class DbSink:
@@ -123,7 +130,7 @@ class DbSink:
         columns = {
             "series_id": [ids[series_key(p)] for p in points],
             "epoch": [p.epoch for p in points],
-            "value": [float(p.value) for p in points],
+            "value": [finite_or_none(p.value) for p in points],
             "step": [p.step for p in points],
             "attempt": [p.attempt for p in points],
             "recorded_at": [p.recorded_at for p in points],
@@ -150,14 +157,14 @@ class DbSink:
                 newest[sid] = p
         if self.postgres:
             s.execute(PG_ADVANCE_LATEST, {"sid": pg_array(newest), "ep": pg_array(p.epoch for p in newest.values()),
-                                          "val": pg_array(float(p.value) for p in newest.values())})
+                                          "val": pg_array(finite_or_none(p.value) for p in newest.values())})
             return
         table = Series.__table__
         s.connection().execute(
             update(table).where(table.c.id == bindparam("sid"))
             .where(table.c.last_epoch.is_(None) | (table.c.last_epoch <= bindparam("ep")))
             .values(last_epoch=bindparam("ep"), last_value=bindparam("val")),
-            [{"sid": sid, "ep": p.epoch, "val": float(p.value)} for sid, p in newest.items()],
+            [{"sid": sid, "ep": p.epoch, "val": finite_or_none(p.value)} for sid, p in newest.items()],
         )
 
     def update_run(self, s: Session, points: Sequence[MetricPoint]) -> None:

@@ -115,7 +115,7 @@ def upgrade() -> None:
         "points",
         sa.Column("series_id", sa.Integer(), nullable=False),
         sa.Column("epoch", sa.Integer(), nullable=False),
-        sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("value", sa.Float(), nullable=True),
         sa.Column("step", sa.Integer(), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("recorded_at", sa.Float(), nullable=False),

@@ -1,0 +1,42 @@
+"""The API's side of Celery: queue a run for the workers, or revoke its message. No worker code here.
+
+The database is the source of truth (DESIGN.md section 5): a message only says "run <id> may start"; the worker
+takes a lease on the run row. So a lost message is re-sent by the reaper, and a duplicate one is harmless.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Protocol
+
+from celery import Celery
+
+from amst_core.settings import Settings
+
+TASK_NAME = "amst.execute_run"
+
+
+class RunDispatcher(Protocol):
+    def send(self, run_id: str, queue: str) -> str:
+        """Queue the run on `queue`; returns the task id. Raises when the broker cannot take the message."""
+
+    def revoke(self, task_id: str) -> None: ...
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings):
+        self.broker = settings.celery_broker
+
+    @cached_property
+    def celery(self) -> Celery:
+        # Created on first use: building the app object is cheap, but nothing should touch the broker before a
+        # run is actually submitted (tests and /health never do).
+        app = Celery("amst-api", broker=self.broker, set_as_current=False)
+        app.conf.update(task_serializer="json", accept_content=["json"], broker_connection_retry_on_startup=False)
+        return app
+
+    def send(self, run_id: str, queue: str) -> str:
+        return self.celery.send_task(TASK_NAME, args=[run_id], queue=queue).id
+
+    def revoke(self, task_id: str) -> None:
+        self.celery.control.revoke(task_id)

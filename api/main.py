@@ -1,0 +1,136 @@
+"""The FastAPI app. Start it with `uvicorn.run("api.main:create_app", factory=True, ...)`.
+
+Building the app touches neither the database nor the broker; the lifespan checks that the database answers and
+runs the reaper: lost runs are re-queued and queued runs whose broker message may be lost are dispatched again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy import inspect, update
+from sqlalchemy.orm import sessionmaker
+
+from amst_core.config import RunConfig
+from amst_core.settings import Settings
+from amst_core.store import lifecycle, queries
+from amst_core.store.db import get_engine
+from amst_core.store.models import Run, utcnow
+from api.dispatch import Dispatcher
+from api.errors import install_error_handlers
+from api.routes import meta, runs
+from api.routes.meta import package_version
+from api.settings import api_settings
+
+log = logging.getLogger("amst.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = api_settings(settings)
+    app = FastAPI(title="AMST Studio", version=package_version(), lifespan=lifespan,
+                  description="Submit, watch and compare AMST training runs. Mutating routes need "
+                              "`Authorization: Bearer <AMST_API_TOKEN>` when the server sets a token.")
+    app.state.settings = settings
+    app.state.engine = get_engine(settings.db_url)  # lazy: connects on first use
+    app.state.sessions = sessionmaker(app.state.engine, expire_on_commit=False)
+    app.state.dispatcher = Dispatcher(settings)  # tests replace it with a fake
+    install_error_handlers(app)
+    app.include_router(runs.router)
+    app.include_router(meta.router)
+    app.openapi = lambda: custom_openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    try:  # an unroutable database host must not hold up the start for minutes
+        await asyncio.wait_for(asyncio.to_thread(check_database, app), timeout=10)
+    except TimeoutError:
+        log.error("database %s did not answer within 10 s", app.state.engine.url.render_as_string())
+    reaper = asyncio.create_task(reaper_loop(app), name="amst-reaper")
+    try:
+        yield
+    finally:
+        reaper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reaper
+
+
+def check_database(app: FastAPI) -> None:
+    """Say at startup what is wrong with the database, but keep serving: /health reports it, and the database
+    may come up after the API does."""
+    try:
+        if not inspect(app.state.engine).has_table("runs"):
+            log.warning("the database has no run store yet: run `amst db upgrade`")
+    except Exception as err:
+        log.error("database %s is not reachable: %s", app.state.engine.url.render_as_string(), err)
+
+
+async def reaper_loop(app: FastAPI) -> None:
+    while True:
+        await asyncio.sleep(app.state.settings.reaper_s)
+        try:
+            await asyncio.to_thread(reap_once, app)
+        except Exception:  # the loop must outlive a database hiccup
+            log.exception("reaper pass failed")
+
+
+def reap_once(app: FastAPI) -> list[str]:
+    """One reaper pass; returns the ids of the runs dispatched again: those re-queued after their worker was lost,
+    and those queued for long on a queue whose live worker sits idle (their broker message was lost)."""
+    settings = app.state.settings
+    with app.state.sessions() as s:
+        result = lifecycle.reap(s, settings)
+        waiting = lifecycle.queued_runs_without_lease(s, older_than_s=max(60.0, 6 * settings.reaper_s))
+        idle = queries.idle_queues(s, utcnow() - timedelta(seconds=settings.lost_after_s))
+        waiting = [(run_id, queue) for run_id, queue in waiting if queue in idle]
+        s.commit()
+        for run_id in result.lost:
+            log.warning("run %s lost its worker and has no restart left", run_id)
+        again = list(dict.fromkeys(result.requeued + waiting))
+        sent = []
+        for run_id, queue in again:
+            try:
+                task_id = app.state.dispatcher.send(run_id, queue)
+            except Exception as err:  # the broker is down: the next pass tries again
+                log.error("could not re-dispatch run %s: %s", run_id, err)
+                continue
+            # Also bumps updated_at, so a run waiting in a long queue is re-sent once per period, not every pass.
+            s.execute(update(Run).where(Run.id == run_id).values(task_id=task_id))
+            s.commit()
+            sent.append(run_id)
+        return sent
+
+
+def custom_openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated schema, plus RunConfig: POST /runs reads its body itself (to answer malformed JSON and
+    invalid fields with our JSON errors), so FastAPI cannot see the model."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        config = RunConfig.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(config.pop("$defs", {}))
+        components["RunConfig"] = config
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+@lru_cache(maxsize=1)
+def _default_app() -> FastAPI:
+    return create_app()
+
+
+def __getattr__(name: str) -> Any:
+    """`api.main:app` also works (uvicorn without --factory): the app is built on first access, not at import."""
+    if name == "app":
+        return _default_app()
+    raise AttributeError(name)

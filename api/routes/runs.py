@@ -1,0 +1,265 @@
+"""Runs: submit, list, inspect, stream, cancel, retry, delete, download (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import yaml
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from amst_core.config import RunConfig
+from amst_core.store import lifecycle, queries
+from amst_core.store.models import Modality, Run, RunStatus, utcnow
+from api.auth import require_token
+from api.deps import DispatcherDep, SessionDep, SettingsDep, choices, find_run, split_values
+from api.errors import ApiError
+from api.events import RunEvents
+from api.pagination import decode_cursor, encode_cursor
+from api.runconfig import (
+    RUN_CONFIG_BODY,
+    check_dataset_folder,
+    idempotency_key,
+    request_hash,
+    run_config_body,
+)
+from api.schemas import ErrorResponse, MetricsOut, RunDetail, RunPage, RunSummary
+
+log = logging.getLogger("amst.api")
+router = APIRouter(tags=["runs"])
+
+EPOCH_MAX = 2**31 - 1
+MODALITY_CHOICES = ("audio", "text", "visual", "none", "null")
+SPLITS = ("train", "val", "test")
+Auth = [Depends(require_token)]
+Errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 422)}
+
+FilterValues = Annotated[list[str] | None, Query(description="repeat it or separate values with commas")]
+
+
+def run_detail(s: Session, run: Run, now: datetime) -> RunDetail:
+    """RunDetail in four small queries: tags came with the run; attempts, latest values, queue position."""
+    return RunDetail.build(run, now, lifecycle.queue_position(s, run), queries.attempts(s, run.id),
+                           queries.latest_values(s, run.id))
+
+
+@router.post("/runs", status_code=201, response_model=RunDetail, dependencies=Auth, openapi_extra=RUN_CONFIG_BODY,
+             responses={**Errors, 503: {"model": ErrorResponse}})
+def submit_run(response: Response, s: SessionDep, settings: SettingsDep, dispatch: DispatcherDep,
+               cfg: Annotated[RunConfig, Depends(run_config_body)],
+               key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> RunDetail:
+    """Queue a run. Only `method` and `dataset.name` are required. With an `Idempotency-Key`, repeating the same
+    request returns the first run (200, `Idempotent-Replayed: true`); the same key with another body is a 409."""
+    key = idempotency_key(key)
+    digest = request_hash(cfg)
+    if key is not None and (earlier := s.scalar(select(Run).where(Run.idempotency_key == key))) is not None:
+        return replay(s, response, earlier, digest)
+    check_dataset_folder(cfg, settings)
+    run = lifecycle.create_run(s, cfg, key, digest)
+    try:
+        s.commit()
+    except IntegrityError:  # a concurrent request with the same key won the race
+        s.rollback()
+        earlier = s.scalar(select(Run).where(Run.idempotency_key == key)) if key else None
+        if earlier is None:
+            raise
+        return replay(s, response, earlier, digest)
+    try:
+        run.task_id = dispatch.send(run.id, run.queue)
+    except Exception as err:  # the broker is down: nothing must remain of this request
+        s.execute(delete(Run).where(Run.id == run.id))
+        s.commit()
+        log.error("could not queue run %s: %s", run.id, err)
+        raise ApiError(503, f"could not queue the run: {err}") from None
+    s.commit()
+    response.headers["Location"] = f"/runs/{run.id}"
+    return run_detail(s, run, utcnow())
+
+
+def replay(s: Session, response: Response, run: Run, digest: str) -> RunDetail:
+    if run.request_hash != digest:
+        raise ApiError(409, "Idempotency-Key was already used for a different run request; use a new key",
+                       "Idempotency-Key")
+    response.status_code = 200
+    response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/runs/{run.id}"
+    return run_detail(s, run, utcnow())
+
+
+@router.get("/runs", response_model=RunPage, responses=Errors)
+def list_runs(s: SessionDep, status: FilterValues = None, method: FilterValues = None, dataset: FilterValues = None,
+              tag: Annotated[list[str] | None, Query(description="repeatable; a run must carry every tag")] = None,
+              limit: Annotated[int, Query(ge=1, le=200)] = 50,
+              cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+              ) -> RunPage:
+    """Runs, newest first, a page at a time. Filters combine with AND; values of one filter with OR."""
+    filters = queries.RunFilters(
+        statuses=choices(split_values(status, "status"), tuple(RunStatus), "status"),
+        methods=split_values(method, "method"), datasets=split_values(dataset, "dataset"),
+        tags=split_values(tag, "tag", commas=False))
+    runs, next_key = queries.list_runs(s, filters, limit, decode_cursor(cursor))
+    now = utcnow()
+    return RunPage(items=[RunSummary.of(r, now) for r in runs],
+                   next_cursor=encode_cursor(next_key) if next_key else None)
+
+
+@router.get("/runs/{run_id}", response_model=RunDetail, responses=Errors)
+def get_run(run_id: str, s: SessionDep) -> RunDetail:
+    """Config, status, attempts, progress, best metrics, heartbeat age, queue position, device, ETA."""
+    return run_detail(s, find_run(s, run_id), utcnow())
+
+
+def series_filters(split: FilterValues = None, component: FilterValues = None, modality: FilterValues = None,
+                   name: FilterValues = None) -> queries.SeriesFilters:
+    modalities = choices(split_values(modality, "modality"), MODALITY_CHOICES, "modality")
+    return queries.SeriesFilters(
+        splits=choices(split_values(split, "split"), SPLITS, "split"),
+        components=split_values(component, "component"),
+        modalities=tuple(dict.fromkeys(Modality.none if m == "null" else Modality(m) for m in modalities)),
+        names=split_values(name, "name"))
+
+
+SeriesFiltersDep = Annotated[queries.SeriesFilters, Depends(series_filters)]
+SinceEpoch = Annotated[int, Query(ge=-1, le=EPOCH_MAX, description="only epochs after this one")]
+
+
+@router.get("/runs/{run_id}/metrics", response_model=MetricsOut, responses=Errors)
+def get_metrics(run_id: str, s: SessionDep, filters: SeriesFiltersDep, since_epoch: SinceEpoch = -1,
+                max_points: Annotated[int | None, Query(ge=2, le=100_000, description="per series")] = None,
+                ) -> MetricsOut:
+    """Curves of a run. `modality=none` selects run-level series. Only whole epochs are returned."""
+    run = find_run(s, run_id)
+    series = queries.series_points(s, run.id, filters, since_epoch, run.epochs_done, max_points)
+    return MetricsOut.build(run.id, run.status, run.epochs_done, series, since_epoch)
+
+
+@router.get("/runs/{run_id}/events", response_class=StreamingResponse, responses={
+    200: {"content": {"text/event-stream": {}}, "description": "status, metrics and end events"}, **Errors})
+async def run_events(request: Request, run_id: str, filters: SeriesFiltersDep, since_epoch: SinceEpoch = -1,
+                     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+                     ) -> StreamingResponse:
+    """Server-sent events: `status` on every change, `metrics` for new epochs, `end` when the run is over.
+    Each event's id is the last epoch sent; reconnecting with Last-Event-ID resumes after it."""
+    state = request.app.state
+    since = resume_epoch(last_event_id, since_epoch)
+
+    def exists() -> None:  # a 404 must come before the stream starts
+        with state.sessions() as s:
+            find_run(s, run_id)
+
+    await asyncio.to_thread(exists)
+    events = RunEvents(state.sessions, run_detail, run_id, filters, since, state.settings.sse_poll_s,
+                       state.settings.sse_keepalive_s)
+    return StreamingResponse(events.stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def resume_epoch(last_event_id: str | None, since_epoch: int) -> int:
+    """The header wins over the query: a browser's EventSource reconnects to the same URL with the header."""
+    if last_event_id is None or not last_event_id.strip():
+        return since_epoch
+    try:
+        value = int(last_event_id.strip())
+    except ValueError:
+        value = None
+    if value is None or not -1 <= value <= EPOCH_MAX:
+        raise ApiError(422, "Last-Event-ID: must be an epoch number (the id of an event of this stream)",
+                       "Last-Event-ID")
+    return value
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunDetail, dependencies=Auth, responses=Errors)
+def cancel_run(run_id: str, s: SessionDep, dispatch: DispatcherDep) -> RunDetail:
+    """A queued run is cancelled at once; a running one is flagged and its worker stops within seconds."""
+    run = find_run(s, run_id, for_update=True)
+    try:
+        lifecycle.request_cancel(s, run)
+    except lifecycle.TransitionError as err:
+        raise ApiError(409, str(err), "run_id") from None
+    s.commit()
+    if run.task_id:
+        revoke(dispatch, run.task_id)
+    return run_detail(s, run, utcnow())
+
+
+def revoke(dispatch: DispatcherDep, task_id: str) -> None:
+    """Best effort: the database already says cancelled, and a worker checks it before starting."""
+    try:
+        dispatch.revoke(task_id)
+    except Exception as err:
+        log.warning("could not revoke task %s: %s", task_id, err)
+
+
+RETRY_RESTORE = ("status", "cancel_requested", "error", "finished_at", "worker_id")
+
+
+@router.post("/runs/{run_id}/retry", response_model=RunDetail, dependencies=Auth,
+             responses={**Errors, 503: {"model": ErrorResponse}})
+def retry_run(run_id: str, s: SessionDep, dispatch: DispatcherDep) -> RunDetail:
+    """Queue a failed, cancelled or lost run again; it resumes from its last checkpoint."""
+    run = find_run(s, run_id, for_update=True)
+    before = {k: getattr(run, k) for k in RETRY_RESTORE}
+    try:
+        lifecycle.retry(s, run)
+    except lifecycle.TransitionError as err:
+        raise ApiError(409, str(err), "run_id") from None
+    s.commit()
+    try:
+        run.task_id = dispatch.send(run.id, run.queue)
+    except Exception as err:  # put the run back as it was, so the answer and the state agree
+        for k, v in before.items():
+            setattr(run, k, v)
+        s.commit()
+        raise ApiError(503, f"could not queue the run: {err}") from None
+    s.commit()
+    return run_detail(s, run, utcnow())
+
+
+@router.delete("/runs/{run_id}", status_code=204, dependencies=Auth, responses=Errors)
+def delete_run(run_id: str, s: SessionDep, settings: SettingsDep, dispatch: DispatcherDep) -> Response:
+    """Delete a run that is not running, with its points and checkpoints."""
+    run = find_run(s, run_id, for_update=True)
+    message = f"run {run.id} is {run.status}; cancel it first (POST /runs/{run.id}/cancel)"
+    if run.status in lifecycle.LIVE:
+        raise ApiError(409, message, "run_id")
+    # Conditional, so a worker that claimed the run a moment ago wins; series, points, tags and attempts go with
+    # it (ON DELETE CASCADE).
+    if s.execute(delete(Run).where(Run.id == run.id, Run.status.not_in(lifecycle.LIVE))).rowcount != 1:
+        raise ApiError(409, message, "run_id")
+    s.commit()
+    if run.status == RunStatus.queued and run.task_id:
+        revoke(dispatch, run.task_id)
+    shutil.rmtree(settings.run_dir(run.id), ignore_errors=True)
+    return Response(status_code=204)
+
+
+@router.get("/runs/{run_id}/checkpoint", response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}}}, **Errors})
+def get_checkpoint(run_id: str, s: SessionDep, settings: SettingsDep,
+                   which: Annotated[Literal["best", "last"], Query()] = "best") -> FileResponse:
+    """Download the run's best (highest validation accuracy) or last checkpoint."""
+    run = find_run(s, run_id)
+    path = settings.run_dir(run.id) / "checkpoints" / f"{which}.pt"
+    if not path.is_file():
+        raise ApiError(404, f"run {run.id} has no {which} checkpoint yet", "which")
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{run.id}-{which}.pt")
+
+
+@router.get("/runs/{run_id}/config", responses={200: {"content": {"application/yaml": {}}}, **Errors})
+def get_config(run_id: str, s: SessionDep,
+               format: Annotated[Literal["json", "yaml"], Query()] = "json") -> Response:
+    """The run's full config (defaults filled in): JSON, or a YAML file for `amst train`."""
+    run = find_run(s, run_id)
+    if format == "json":
+        return JSONResponse(run.config)
+    text = yaml.safe_dump(run.config, sort_keys=False)
+    return Response(text, media_type="application/yaml",
+                    headers={"Content-Disposition": f'attachment; filename="{run.id}.yaml"'})
+

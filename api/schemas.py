@@ -1,0 +1,197 @@
+"""Response models of the API, and how they are built from rows of the run store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from amst_core.store.lifecycle import LIVE
+from amst_core.store.models import ACTIVE, Attempt, Run, RunStatus, Worker
+from amst_core.store.queries import LatestValue, SeriesPoints, finite
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    message: str
+    field: str | None = Field(None, description="the input the error is about: dotted body path, parameter, header")
+    details: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class RunSummary(BaseModel):
+    id: str
+    name: str
+    status: RunStatus
+    method: str
+    dataset: str
+    seed: int
+    tags: list[str]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempt: int
+    epochs_done: int
+    epochs_total: int
+    progress: float = Field(description="epochs_done / epochs_total, 0..1")
+    best_epoch: int | None
+    best_val_acc: float | None
+    test_acc_at_best: float | None
+    queue: str
+    device: str | None
+    heartbeat_age_s: float | None = Field(description="seconds since the worker's last heartbeat (live runs)")
+
+    @classmethod
+    def fields_of(cls, run: Run, now: datetime) -> dict[str, Any]:
+        live = run.status in LIVE and run.heartbeat_at is not None
+        return {
+            "id": run.id, "name": run.name, "status": run.status, "method": run.method, "dataset": run.dataset,
+            "seed": run.seed, "tags": run.tag_names, "created_at": run.created_at, "started_at": run.started_at,
+            "finished_at": run.finished_at, "attempt": run.attempt, "epochs_done": run.epochs_done,
+            "epochs_total": run.epochs_total,
+            "progress": min(1.0, run.epochs_done / run.epochs_total) if run.epochs_total > 0 else 0.0,
+            "best_epoch": run.best_epoch, "best_val_acc": finite(run.best_val_acc),
+            "test_acc_at_best": finite(run.test_acc_at_best), "queue": run.queue, "device": run.device,
+            "heartbeat_age_s": round((now - run.heartbeat_at).total_seconds(), 3) if live else None,
+        }
+
+    @classmethod
+    def of(cls, run: Run, now: datetime) -> RunSummary:
+        return cls(**cls.fields_of(run, now))
+
+
+class RunPage(BaseModel):
+    items: list[RunSummary]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
+class AttemptOut(BaseModel):
+    number: int
+    status: str
+    worker_id: str | None
+    start_epoch: int
+    started_at: datetime
+    ended_at: datetime | None
+    error: str | None
+
+    @classmethod
+    def of(cls, a: Attempt) -> AttemptOut:
+        return cls(number=a.number, status=a.status, worker_id=a.worker_id, start_epoch=a.start_epoch,
+                   started_at=a.started_at, ended_at=a.ended_at, error=a.error)
+
+
+class LatestOut(BaseModel):
+    split: str
+    component: str
+    modality: str | None
+    name: str
+    epoch: int
+    value: float | None
+
+
+class RunDetail(RunSummary):
+    config: dict[str, Any]
+    error: str | None
+    restarts: int
+    max_restarts: int
+    cancel_requested: bool
+    worker_id: str | None
+    queue_position: int | None = Field(description="queued runs ahead of this one on its queue")
+    median_epoch_s: float | None
+    eta_s: float | None = Field(description="median epoch time x epochs left; null when unknown or finished")
+    last_epoch_at: datetime | None
+    summary: dict[str, Any] | None = Field(description="the worker's final summary of the run, when it ended")
+    attempts: list[AttemptOut]
+    latest: list[LatestOut] = Field(description="the newest value of every series")
+
+    @classmethod
+    def build(cls, run: Run, now: datetime, queue_position: int | None, attempts: list[Attempt],
+              latest: list[LatestValue]) -> RunDetail:
+        eta = None
+        if run.status in ACTIVE and run.median_epoch_s is not None:
+            eta = round(run.median_epoch_s * max(0, run.epochs_total - run.epochs_done), 3)
+        return cls(
+            **cls.fields_of(run, now), config=run.config, error=run.error, restarts=run.restarts,
+            max_restarts=run.max_restarts, cancel_requested=run.cancel_requested, worker_id=run.worker_id,
+            queue_position=queue_position, median_epoch_s=finite(run.median_epoch_s), eta_s=finite(eta),
+            last_epoch_at=run.last_epoch_at, summary=run.summary, attempts=[AttemptOut.of(a) for a in attempts],
+            latest=[LatestOut(**vars(v)) for v in latest],
+        )
+
+
+class SeriesOut(BaseModel):
+    split: str
+    component: str
+    modality: str | None = Field(description="audio, text, visual, or null for run-level series")
+    name: str
+    epochs: list[int]
+    values: list[float | None] = Field(description="null where the value was not finite (e.g. a diverged loss)")
+
+
+class MetricsOut(BaseModel):
+    run_id: str
+    status: RunStatus
+    epochs_done: int
+    series: list[SeriesOut]
+    next_since_epoch: int = Field(description="pass as since_epoch to get only newer points")
+
+    @classmethod
+    def build(cls, run_id: str, status: str, epochs_done: int, series: list[SeriesPoints],
+              since_epoch: int) -> MetricsOut:
+        newest = max((p.epochs[-1] for p in series if p.epochs), default=since_epoch)
+        return cls(run_id=run_id, status=RunStatus(status), epochs_done=epochs_done,
+                   series=[SeriesOut(**vars(p)) for p in series], next_since_epoch=max(newest, since_epoch))
+
+
+class MethodOut(BaseModel):
+    name: str
+    summary: str
+    default_fusion: str
+    fusion_fixed: bool
+    uses_skip: bool
+    params_schema: dict[str, Any]
+    params_defaults: dict[str, Any]
+
+
+class DatasetOut(BaseModel):
+    name: str
+    summary: str
+    modalities: list[str]
+    classes: list[str] = Field(description="empty when the classes are read from the data")
+    splits: list[str]
+    prepared: bool = Field(description="its folder exists under AMST_DATA_ROOT (always true for synthetic)")
+    prepare_command: str | None
+
+
+class WorkerOut(BaseModel):
+    id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    device: str
+    started_at: datetime
+    heartbeat_at: datetime
+    heartbeat_age_s: float
+    alive: bool
+    current_run_id: str | None
+    stopped_at: datetime | None
+
+    @classmethod
+    def of(cls, w: Worker, now: datetime, lost_after_s: float) -> WorkerOut:
+        age = (now - w.heartbeat_at).total_seconds()
+        return cls(id=w.id, hostname=w.hostname, pid=w.pid, queues=[q for q in w.queues.split(",") if q],
+                   device=w.device, started_at=w.started_at, heartbeat_at=w.heartbeat_at,
+                   heartbeat_age_s=round(age, 3), alive=w.stopped_at is None and age <= lost_after_s,
+                   current_run_id=w.current_run_id, stopped_at=w.stopped_at)
+
+
+class HealthOut(BaseModel):
+    status: str = Field(description="ok, or unavailable when the database cannot be reached")
+    database_reachable: bool
+    database: str = Field(description="database backend: sqlite or postgresql")
+    broker: str = Field(description="scheme of the broker URL (redis, sqla+sqlite, ...)")
+    version: str

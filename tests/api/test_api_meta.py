@@ -1,0 +1,163 @@
+"""Catalog, workers, health, OpenAPI, the reaper, and the promise that the API never imports torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from api_testkit import FakeDispatcher, FakeWorker, submit
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from amst_core.catalog import DATASETS, METHODS
+from amst_core.store import lifecycle
+from amst_core.store.db import get_engine
+from amst_core.store.models import Run, Worker, utcnow
+from api.main import create_app, reap_once
+from api.settings import ApiSettings, Settings
+
+
+def test_methods(client: TestClient) -> None:
+    methods = {m["name"]: m for m in client.get("/methods").json()}
+    assert set(methods) == set(METHODS)
+    full = methods["amst_full"]
+    assert full["fusion_fixed"] and full["uses_skip"] and full["default_fusion"] == "concat"
+    assert full["params_defaults"] == {"skip_mode": "faithful", "full_joint_update": "alt"}
+    assert "full_joint_update" in full["params_schema"]["properties"]
+    assert methods["naive"]["params_defaults"] == {} and not methods["naive"]["fusion_fixed"]
+
+
+def test_datasets_say_whether_prepared(client: TestClient, data_root: Path) -> None:
+    datasets = {d["name"]: d for d in client.get("/datasets").json()}
+    assert set(datasets) == set(DATASETS)
+    assert datasets["synthetic"]["prepared"] and not datasets["avdigits"]["prepared"]
+    assert datasets["avdigits"]["prepare_command"] == "amst prepare avdigits"
+    assert datasets["avdigits"]["modalities"] == ["audio", "visual"] and len(datasets["avdigits"]["classes"]) == 10
+    (data_root / "avdigits").mkdir()
+    assert {d["name"]: d for d in client.get("/datasets").json()}["avdigits"]["prepared"]
+
+
+def test_workers(client: TestClient, db_url: str) -> None:
+    with Session(get_engine(db_url)) as s, s.begin():
+        lifecycle.register_worker(s, "gpu0@box", "box", 11, "gpu", "cuda:0")
+        lifecycle.register_worker(s, "cpu@box", "box", 12, "cpu", "cpu")
+        s.execute(update(Worker).where(Worker.id == "cpu@box").values(heartbeat_at=utcnow() - timedelta(hours=1)))
+    workers = client.get("/workers").json()
+    assert [w["id"] for w in workers] == ["gpu0@box", "cpu@box"]
+    assert workers[0]["alive"] and workers[0]["queues"] == ["gpu"] and workers[0]["heartbeat_age_s"] < 60
+    assert not workers[1]["alive"] and workers[1]["heartbeat_age_s"] > 3000
+
+
+def test_health(client: TestClient, db_url: str) -> None:
+    body = client.get("/health").json()
+    backend = "postgresql" if db_url.startswith("postgresql") else "sqlite"
+    assert body == {"status": "ok", "database_reachable": True, "database": backend, "broker": "memory",
+                    "version": body["version"]}
+
+
+def test_health_without_database(make_settings: Callable[..., ApiSettings]) -> None:
+    app = create_app(make_settings(database_url="postgresql://postgres@127.0.0.1:1/nothing_listens_here"))
+    with TestClient(app) as c:  # the API still starts, and says what is wrong
+        r = c.get("/health")
+    assert r.status_code == 503 and r.json()["status"] == "unavailable" and not r.json()["database_reachable"]
+
+
+def test_openapi_documents_every_route(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    paths = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    assert paths >= {("POST", "/runs"), ("GET", "/runs"), ("GET", "/runs/{run_id}"),
+                     ("GET", "/runs/{run_id}/metrics"), ("GET", "/runs/{run_id}/events"),
+                     ("POST", "/runs/{run_id}/cancel"), ("POST", "/runs/{run_id}/retry"),
+                     ("DELETE", "/runs/{run_id}"), ("GET", "/runs/{run_id}/checkpoint"), ("GET", "/methods"),
+                     ("GET", "/datasets"), ("GET", "/workers"), ("GET", "/health")}
+    body = spec["paths"]["/runs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/RunConfig"}
+    schemas = spec["components"]["schemas"]
+    assert {"RunConfig", "SkipFactors", "DatasetConfig"} <= set(schemas)
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert client.get("/docs").status_code == 200
+
+
+def test_shared_settings_are_accepted(db_url: str, tmp_path: Path) -> None:
+    app = create_app(Settings(database_url=db_url, api_token="t", data_root=tmp_path))
+    assert app.state.settings.api_token == "t" and app.state.settings.sse_keepalive_s == 15.0
+    assert TestClient(app).get("/health").status_code == 200
+
+
+def test_unexpected_errors_are_json_500(app: FastAPI) -> None:
+    def boom() -> None:
+        raise RuntimeError("bug")
+
+    app.add_api_route("/boom", boom)
+    r = TestClient(app, raise_server_exceptions=False).get("/boom")
+    assert r.status_code == 500 and r.json()["error"]["message"].startswith("internal error")
+
+
+def test_reaper_requeues_a_lost_run(app: FastAPI, client: TestClient, dispatcher: FakeDispatcher,
+                                    db_url: str) -> None:
+    run_id = submit(client)["id"]
+    FakeWorker(db_url, run_id).start().go_silent()
+    assert reap_once(app) == [run_id]
+    assert dispatcher.sent[-1] == (run_id, "cpu")
+    detail = client.get(f"/runs/{run_id}").json()
+    assert detail["status"] == "queued" and detail["restarts"] == 1 and "stopped heartbeating" in detail["error"]
+    assert reap_once(app) == []  # dispatched once, not on every pass
+
+
+def test_reaper_resends_a_message_only_an_idle_worker_could_have_lost(
+        app: FastAPI, client: TestClient, dispatcher: FakeDispatcher, db_url: str) -> None:
+    waiting = submit(client)["id"]
+    with Session(get_engine(db_url)) as s, s.begin():
+        s.execute(update(Run).where(Run.id == waiting).values(updated_at=utcnow() - timedelta(days=1)))
+        lifecycle.register_worker(s, "busy", "box", 1, "cpu,gpu", "cpu")
+        lifecycle.worker_heartbeat(s, "busy", "another-run")
+    assert reap_once(app) == []  # the only worker is training: the run is simply waiting its turn
+    with Session(get_engine(db_url)) as s, s.begin():
+        lifecycle.register_worker(s, "idle", "box", 2, "cpu", "cpu")
+    assert reap_once(app) == [waiting]
+    assert dispatcher.sent[-1] == (waiting, "cpu")
+    assert reap_once(app) == []  # updated_at moved: not again on the next pass
+
+
+def test_lifespan_runs_the_reaper(make_settings: Callable[..., ApiSettings], dispatcher: FakeDispatcher,
+                                  db_url: str) -> None:
+    app = create_app(make_settings(reaper_s=0.05))
+    app.state.dispatcher = dispatcher
+    with TestClient(app) as c:
+        run_id = submit(c)["id"]
+        FakeWorker(db_url, run_id).start().go_silent()
+        deadline = time.monotonic() + 5
+        while len(dispatcher.sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert dispatcher.sent == [(run_id, "cpu"), (run_id, "cpu")]
+
+
+def test_api_never_imports_torch(tmp_path: Path) -> None:
+    code = textwrap.dedent(f"""
+        import sys
+        from fastapi.testclient import TestClient
+        from amst_core.store.migrate import upgrade
+        from api.main import create_app
+        from api.settings import ApiSettings, Settings
+        url = "sqlite:///{tmp_path}/amst.db"
+        upgrade(url)
+        app = create_app(ApiSettings(database_url=url, data_root="{tmp_path}"))
+        app.state.dispatcher.send = lambda run_id, queue: "t"
+        c = TestClient(app)
+        run = c.post("/runs", json={{"method": "amst_full", "dataset": {{"name": "synthetic"}}}}).json()
+        for path in ("/runs", "/runs/" + run["id"], "/runs/" + run["id"] + "/metrics", "/methods", "/datasets",
+                     "/workers", "/health", "/openapi.json"):
+            assert c.get(path).status_code == 200, path
+        loaded = [m for m in sys.modules if m.split(".")[0] == "torch" or m.startswith(("amst_core.engine",
+                  "amst_core.methods", "amst_core.models", "amst_core.data", "amst_core.metrics"))]
+        sys.exit(f"imported {{loaded}}" if loaded else 0)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
