@@ -4,10 +4,9 @@ Fills a fresh database (bulk inserts, not the API), then times GET /runs (a page
 first and deeper pages) and GET /runs/{id}/metrics (one run's curves) in-process through the ASGI app, and
 prints p50/p95 in milliseconds. Targets (issue): p95 < 50 ms for a page of runs, < 25 ms for one run's curves.
 
-    python tests/api/latency_bench.py [--url postgresql://postgres@127.0.0.1:5432/test] [--requests 200]
+    python bench/api.py [--url postgresql://postgres@127.0.0.1:5432/test] [--requests 200]
 
 With a PostgreSQL URL a scratch database is created next to the given one and dropped at the end.
-Also run (at a smaller scale) by test_api_latency.py.
 """
 
 from __future__ import annotations
