@@ -23,7 +23,7 @@ run: prepare
 	$(BIN)/amst train configs/avdigits/amst_full.yaml --set epochs=3 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
