@@ -36,6 +36,12 @@ class ConfigError(ValueError):
 INT32 = 2**31 - 1  # what the run store's integer columns hold
 
 
+def known(value: str, catalog: dict[str, Any], what: str) -> str:
+    if value not in catalog:
+        raise ValueError(f"unknown {what} {value!r}; known: {', '.join(catalog)}")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
@@ -84,9 +90,7 @@ class DatasetConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r}; known: {', '.join(sorted(DATASETS))}")
-        return v
+        return known(v, DATASETS, "dataset")
 
     @field_validator("root")
     @classmethod
@@ -191,9 +195,7 @@ class RunConfig(_Strict):
     @field_validator("method")
     @classmethod
     def _known_method(cls, v: str) -> str:
-        if v not in METHODS:
-            raise ValueError(f"unknown method {v!r}; known: {', '.join(METHODS)}")
-        return v
+        return known(v, METHODS, "method")
 
     @field_validator("device")
     @classmethod
