@@ -91,6 +91,7 @@ def plot(out: Path, label: str, seeds: list[int], img: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     series: dict[tuple[str, str | None], dict[int, list[float]]] = {}
     for s in seeds:
@@ -113,6 +114,7 @@ def plot(out: Path, label: str, seeds: list[int], img: Path) -> Path:
     ax.set(title=f"avdigits (hard) – {label}: validation accuracy, mean and range over seeds {seeds}",
            xlabel="epoch", ylabel="accuracy", ylim=(0, 1.0))
     ax.title.set_fontsize(9)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
     img.mkdir(parents=True, exist_ok=True)
