@@ -67,22 +67,26 @@ def up(port: int, ui: bool, ui_port: int) -> int:
     commands = {"api": [*amst, "serve", "api", "--port", str(port)], "worker": [*amst, "serve", "worker"]}
     if ui:
         commands["ui"] = [*amst, "serve", "ui", "--port", str(ui_port)]
-    children = {name: subprocess.Popen(cmd, env=env, start_new_session=True) for name, cmd in commands.items()}
     print(f"API:  http://127.0.0.1:{port}  (docs at /docs)", flush=True)
     if ui:
         print(f"dashboard: http://127.0.0.1:{ui_port}", flush=True)
-    return supervise(children)
+    return supervise(commands, env)
 
 
-def supervise(children: dict[str, subprocess.Popen]) -> int:
-    """Wait until a signal or a child exits, then stop every child (its whole process group)."""
+def supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
+    """Start the children, wait until a signal arrives or one exits, then stop all of them (whole process
+    groups). The handlers are installed first, so a Ctrl-C at any moment still stops every child."""
     stopping = {"signal": None}
 
     def on_signal(signum, _frame) -> None:
         stopping["signal"] = signum
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    children: dict[str, subprocess.Popen] = {}
     try:
+        for name, cmd in commands.items():
+            if stopping["signal"] is None:
+                children[name] = subprocess.Popen(cmd, env=env, start_new_session=True)
         while stopping["signal"] is None:
             exited = [name for name, p in children.items() if p.poll() is not None]
             if exited:

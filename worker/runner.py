@@ -73,6 +73,11 @@ class Executor:
             self.watcher.stop_training.set()
 
     def execute(self, run_id: str) -> str | None:
+        if self.shutting_down:  # a message taken during warm shutdown: give it back for another worker
+            from celery.exceptions import Reject
+
+            log.info("run %s not taken: this worker is shutting down", run_id)
+            raise Reject(f"worker {self.worker_id} is shutting down", requeue=True)
         with session_scope(self.settings.db_url) as s:
             attempt = lifecycle.claim(s, run_id, self.worker_id, self.device)
             run = s.get(Run, run_id) if attempt else None

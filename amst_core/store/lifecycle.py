@@ -67,8 +67,9 @@ def claim(s: Session, run_id: str, worker_id: str, device: str) -> int | None:
 def set_running(s: Session, run_id: str, worker_id: str, attempt: int, start_epoch: int) -> bool:
     ok = s.execute(update(Run).where(Run.id == run_id, Run.worker_id == worker_id, Run.status == RunStatus.starting)
                    .values(status=RunStatus.running, heartbeat_at=utcnow())).rowcount == 1
-    s.execute(update(Attempt).where(Attempt.run_id == run_id, Attempt.number == attempt)
-              .values(status=RunStatus.running, start_epoch=start_epoch))
+    if ok:
+        s.execute(update(Attempt).where(Attempt.run_id == run_id, Attempt.number == attempt)
+                  .values(status=RunStatus.running, start_epoch=start_epoch))
     return ok
 
 
@@ -91,8 +92,10 @@ def finish(s: Session, run_id: str, worker_id: str, attempt: int, status: RunSta
         values["summary"] = summary
     ok = s.execute(update(Run).where(Run.id == run_id, Run.worker_id == worker_id, Run.status.in_(LIVE))
                    .values(**values)).rowcount == 1
-    s.execute(update(Attempt).where(Attempt.run_id == run_id, Attempt.number == attempt, Attempt.ended_at.is_(None))
-              .values(status=status, ended_at=now, error=error))
+    if ok:
+        s.execute(update(Attempt).where(Attempt.run_id == run_id, Attempt.number == attempt,
+                                        Attempt.ended_at.is_(None))
+                  .values(status=status, ended_at=now, error=error))
     return ok
 
 
@@ -100,6 +103,8 @@ def release(s: Session, run_id: str, worker_id: str, attempt: int) -> str | None
     """Hand a live run back to the queue (its worker is shutting down); returns its queue, or None."""
     ok = s.execute(update(Run).where(Run.id == run_id, Run.worker_id == worker_id, Run.status.in_(LIVE))
                    .values(status=RunStatus.queued, worker_id=None)).rowcount == 1
+    if not ok:
+        return None
     s.execute(update(Attempt).where(Attempt.run_id == run_id, Attempt.number == attempt, Attempt.ended_at.is_(None))
               .values(status="interrupted", ended_at=utcnow(), error="worker shut down"))
     return s.scalar(select(Run.queue).where(Run.id == run_id)) if ok else None
@@ -142,13 +147,14 @@ def reap(s: Session, settings: Settings) -> ReapResult:
     progress (stalled). Safe to run from any number of processes at once."""
     now = utcnow()
     result = ReapResult([], [], [])
-    dead = s.execute(select(Run.id, Run.queue, Run.restarts, Run.max_restarts, Run.attempt, Run.worker_id)
+    dead = s.execute(select(Run.id, Run.queue, Run.restarts, Run.max_restarts, Run.attempt, Run.worker_id,
+                            Run.cancel_requested)
                      .where(Run.status.in_(LIVE), Run.heartbeat_at < now - timedelta(seconds=settings.lost_after_s)))
     for row in dead.all():
-        requeue = row.restarts < row.max_restarts
+        requeue = row.restarts < row.max_restarts and not row.cancel_requested
         values: dict[str, Any] = (
-            {"status": RunStatus.queued, "restarts": Run.restarts + 1, "worker_id": None}
-            if requeue else {"status": RunStatus.lost, "finished_at": now}
+            {"status": RunStatus.queued, "restarts": Run.restarts + 1, "worker_id": None} if requeue
+            else {"status": RunStatus.cancelled if row.cancel_requested else RunStatus.lost, "finished_at": now}
         )
         won = s.execute(update(Run).where(Run.id == row.id, Run.worker_id == row.worker_id, Run.status.in_(LIVE),
                                           Run.heartbeat_at < now - timedelta(seconds=settings.lost_after_s))
@@ -158,7 +164,10 @@ def reap(s: Session, settings: Settings) -> ReapResult:
         s.execute(update(Attempt).where(Attempt.run_id == row.id, Attempt.number == row.attempt,
                                         Attempt.ended_at.is_(None))
                   .values(status=RunStatus.lost, ended_at=now, error="worker stopped heartbeating"))
-        (result.requeued.append((row.id, row.queue)) if requeue else result.lost.append(row.id))
+        if requeue:
+            result.requeued.append((row.id, row.queue))
+        elif not row.cancel_requested:
+            result.lost.append(row.id)
     result.stalled = mark_stalled(s, settings)
     return result
 

@@ -65,7 +65,7 @@ class DbSink:
         self.engine = get_engine(url)
         self.postgres = self.engine.dialect.name == "postgresql"
         self.series_ids: dict[SeriesKey, int] = {}
-        self.epoch_times: list[float] = []
+        self.epoch_times: dict[int, float] = {}
 
     # ---- MetricSink -------------------------------------------------------------------------------------------
 
@@ -82,9 +82,10 @@ class DbSink:
             for series_id, epoch, value in rows.all():
                 s.execute(update(Series).where(Series.id == series_id).values(last_epoch=epoch, last_value=value))
             s.execute(update(Run).where(Run.id == self.run_id).values(epochs_done=start_epoch, **self.best_before(s)))
-            self.epoch_times = list(s.scalars(
-                select(Point.value).join(Series, Series.id == Point.series_id)
-                .where(Series.run_id == self.run_id, Series.name == "epoch_time", Point.epoch < start_epoch)))
+            self.epoch_times = dict(s.execute(
+                select(Point.epoch, Point.value).join(Series, Series.id == Point.series_id)
+                .where(Series.run_id == self.run_id, Series.component == "run", Series.name == "epoch_time",
+                       Point.epoch < start_epoch, Point.value.is_not(None))).all())
 
     def best_before(self, s: Session) -> dict[str, Any]:
         """Best-so-far among the epochs kept: the first epoch with the highest fused val accuracy."""
@@ -101,11 +102,15 @@ class DbSink:
     def write(self, points: Sequence[MetricPoint]) -> None:
         if not points:
             return
-        with Session(self.engine) as s, s.begin():
-            ids = self.ensure_series(s, {series_key(p) for p in points})
-            self.upsert_points(s, ids, points)
-            self.advance_latest(s, ids, points)
-            self.update_run(s, points)
+        try:
+            with Session(self.engine) as s, s.begin():
+                ids = self.ensure_series(s, {series_key(p) for p in points})
+                self.upsert_points(s, ids, points)
+                self.advance_latest(s, ids, points)
+                self.update_run(s, points)
+        except BaseException:
+            self.series_ids.clear()  # ids created in the rolled-back transaction do not exist
+            raise
 
     def close(self) -> None:
         pass
@@ -170,9 +175,10 @@ class DbSink:
     def update_run(self, s: Session, points: Sequence[MetricPoint]) -> None:
         epoch = max(p.epoch for p in points)
         values: dict[str, Any] = {"epochs_done": epoch + 1, "last_epoch_at": utcnow()}
-        self.epoch_times += [p.value for p in points if p.name == "epoch_time" and p.component == "run"]
+        self.epoch_times.update({p.epoch: p.value for p in points if p.name == "epoch_time" and p.component == "run"
+                                 and finite_or_none(p.value) is not None})
         if self.epoch_times:
-            values["median_epoch_s"] = statistics.median(self.epoch_times)
+            values["median_epoch_s"] = statistics.median(self.epoch_times.values())
         run = s.execute(select(Run.best_val_acc, Run.status).where(Run.id == self.run_id)).first()
         if run is None:
             raise LookupError(f"run {self.run_id} does not exist")

@@ -1,0 +1,196 @@
+"""`amst up`, the embedded default, as a user starts it: in an empty folder, with nothing configured.
+
+It must create .amst/ there (SQLite run store and broker), serve the API, train a run, and on SIGINT (Ctrl-C) or
+SIGTERM stop its children and exit 0, leaving no process behind. Its children run in sessions of their own, so
+the check follows the process tree recorded while it ran, not only `amst up`'s own process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from svc import free_port, tiny_run, wait_until, write_tiny_avdigits
+
+EXIT_WITHIN_S = 40  # supervise() gives its children 20 s to stop before it kills them
+TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
+
+
+# ---- processes, from /proc ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    state: str
+    start: int  # clock ticks since boot: (pid, start) names a process even after its pid is reused
+
+    @classmethod
+    def read(cls, pid: int) -> Proc | None:
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            return None
+        fields = raw[raw.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
+        return cls(pid, int(fields[1]), int(fields[2]), int(fields[3]), fields[0], int(fields[19]))
+
+    @property
+    def alive(self) -> bool:
+        now = Proc.read(self.pid)
+        return now is not None and now.start == self.start and now.state not in ("Z", "X")
+
+    def describe(self) -> str:
+        with contextlib.suppress(OSError):
+            cmd = Path(f"/proc/{self.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            return f"pid {self.pid} (sid {self.sid}, state {self.state}): {cmd.strip()}"
+        return f"pid {self.pid}"
+
+
+def all_procs() -> list[Proc]:
+    procs = (Proc.read(int(d)) for d in os.listdir("/proc") if d.isdigit())
+    return [p for p in procs if p is not None]
+
+
+def descendants(root: int) -> list[Proc]:
+    procs = all_procs()
+    found, frontier = [], {root}
+    while frontier:
+        children = [p for p in procs if p.ppid in frontier]
+        found += children
+        frontier = {p.pid for p in children}
+    return found
+
+
+def leftovers(up_pid: int, tree: list[Proc]) -> list[Proc]:
+    """Live processes of the recorded tree, or of any session or group that `amst up` or its children led."""
+    sessions = {up_pid} | {p.sid for p in tree} | {p.pgid for p in tree}
+    alive = [p for p in tree if p.alive]
+    alive += [p for p in all_procs() if (p.sid in sessions or p.pgid in sessions) and p.state not in ("Z", "X")
+              and p not in alive]
+    return alive
+
+
+# ---- `amst up` in an empty folder ----------------------------------------------------------------------------------
+
+@dataclass
+class Up:
+    proc: subprocess.Popen
+    cwd: Path
+    url: str
+    log: Path
+    tree: list[Proc]
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
+
+    def get(self, path: str) -> dict:
+        resp = httpx.get(f"{self.url}{path}", timeout=10)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def record_tree(self) -> None:
+        known = {(p.pid, p.start) for p in self.tree}
+        self.tree += [p for p in descendants(self.proc.pid) if (p.pid, p.start) not in known]
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    cwd, data = tmp_path / "cwd", tmp_path / "data"
+    cwd.mkdir()
+    write_tiny_avdigits(data)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AMST_HOME", "AMST_ARTIFACTS", "DATABASE_URL", "BROKER_URL", "AMST_API_TOKEN")}
+    env.update({"AMST_DATA_ROOT": str(data), "AMST_HEARTBEAT_S": "0.5", "AMST_CANCEL_POLL_S": "0.2",
+                "AMST_REAPER_S": "0.5", "AMST_SSE_POLL_S": "0.1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    port = free_port()
+    log = tmp_path / "amst-up.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "amst_core.cli", "up", "--port", str(port), "--no-ui"],
+                                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Up(proc, cwd, f"http://127.0.0.1:{port}", log, [])
+    try:
+        def healthy() -> bool:
+            assert proc.poll() is None, f"amst up exited with {proc.returncode}:\n{server.logs()}"
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"{server.url}/health", timeout=2).status_code == 200
+            return False
+
+        wait_until(healthy, 120, interval=0.3, message="amst up's API to answer /health")
+        server.record_tree()
+        yield server
+    finally:  # whatever the test found, leave nothing running
+        for group in {proc.pid} | {p.pgid for p in server.tree}:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+
+def train_one(up: Up) -> str:
+    resp = httpx.post(f"{up.url}/runs", json=tiny_run(method="naive", epochs=1), timeout=10)
+    assert resp.status_code == 201, resp.text
+    run_id = resp.json()["id"]
+    up.record_tree()
+    wait_until(lambda: up.get(f"/runs/{run_id}")["status"] in TERMINAL, 240, message="the run to end")
+    run = up.get(f"/runs/{run_id}")
+    assert run["status"] == "succeeded", up.logs()
+    assert run["epochs_done"] == 1 and run["best_val_acc"] is not None
+    series = up.get(f"/runs/{run_id}/metrics")["series"]
+    assert {(s["split"], s["component"], s["name"]) for s in series} >= {("val", "fused", "acc"),
+                                                                         ("train", "fused", "loss")}
+    assert all(s["epochs"] == [0] for s in series if s["split"] == "val")
+    return run_id
+
+
+def stop_and_check(up: Up, sig: int) -> None:
+    up.record_tree()
+    assert len([p for p in up.tree if p.ppid == up.proc.pid]) >= 2, "amst up has children (API, worker)"
+    assert len(leftovers(up.proc.pid, up.tree)) >= 3, "the check sees amst up and its children while they run"
+    asked = time.monotonic()
+    os.kill(up.proc.pid, sig)  # to `amst up` only, as a supervisor or a terminal would
+    try:
+        code = up.proc.wait(timeout=EXIT_WITHIN_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"amst up still running {EXIT_WITHIN_S} s after {signal.Signals(sig).name}:\n{up.logs()}")
+    print(f"\namst up exited {time.monotonic() - asked:.1f} s after {signal.Signals(sig).name}")
+    assert code == 0, up.logs()
+    # Its children were waited for; allow a moment for anything they left to be reaped before looking.
+    with contextlib.suppress(AssertionError):
+        wait_until(lambda: not leftovers(up.proc.pid, up.tree), 5, message="no process left")
+    left = leftovers(up.proc.pid, up.tree)
+    assert not left, "left behind:\n" + "\n".join(p.describe() for p in left)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(up.proc.pid, 0)
+    assert (up.cwd / ".amst" / "amst.db").is_file()
+    assert (up.cwd / ".amst" / "broker.db").is_file()
+
+
+def test_amst_up_trains_a_run_and_stops_cleanly_on_sigint(up: Up) -> None:
+    train_one(up)
+    stop_and_check(up, signal.SIGINT)
+
+
+def test_amst_up_stops_cleanly_on_sigterm_and_hands_a_running_run_back(up: Up) -> None:
+    train_one(up)
+    resp = httpx.post(f"{up.url}/runs", json=tiny_run(method="naive", epochs=500), timeout=10)
+    assert resp.status_code == 201, resp.text
+    long_id = resp.json()["id"]
+    wait_until(lambda: up.get(f"/runs/{long_id}")["epochs_done"] >= 1, 240, message="the long run's first epoch")
+    stop_and_check(up, signal.SIGTERM)
+    with contextlib.closing(sqlite3.connect(up.cwd / ".amst" / "amst.db")) as db:
+        status, worker = db.execute("SELECT status, worker_id FROM runs WHERE id = ?", (long_id,)).fetchone()
+        attempts = db.execute("SELECT status FROM attempts WHERE run_id = ?", (long_id,)).fetchall()
+    assert (status, worker) == ("queued", None), "the stopping worker hands its run back to the queue"
+    assert attempts == [("interrupted",)]

@@ -1,0 +1,466 @@
+"""Run lifecycle in the store (amst_core.store.lifecycle, DESIGN.md section 5), on a SQLite file and on PostgreSQL.
+
+Every transition is a conditional UPDATE: these tests drive the functions directly with two "workers" (ids) and,
+for the reaper, two database sessions at once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+from tiny import tiny_config
+
+from amst_core.metrics import MetricPoint
+from amst_core.settings import Settings
+from amst_core.store import lifecycle
+from amst_core.store.db import get_engine, normalise_url
+from amst_core.store.lifecycle import TransitionError
+from amst_core.store.migrate import upgrade
+from amst_core.store.models import TERMINAL, Attempt, Run, RunStatus, utcnow
+from amst_core.store.writer import DbSink
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+# Small, explicit values: lost after 2 x 1 s without a heartbeat; stalled after max(5 x median, 60 s).
+SETTINGS = Settings(AMST_HEARTBEAT_S=1, AMST_LOST_AFTER=2, AMST_STALLED_FACTOR=5, AMST_STALLED_MIN_S=60)
+LONG_AGO = timedelta(hours=1)
+
+
+# ---- one fresh database per test, on both backends ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file per module; each test works on a copy."""
+    path = tmp_path_factory.mktemp("lifecycle") / "amst.db"
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    get_engine(url).dispose()  # checkpoints the WAL: the file alone is the database
+    return path
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.Error as err:
+        pytest.skip(f"PostgreSQL at {PG_ADMIN} is not reachable ({type(err).__name__}); the SQLite variant still runs")
+    name = f"amst_lifecycle_{uuid.uuid4().hex[:10]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = normalise_url(f"postgresql://postgres@127.0.0.1:5432/{name}")
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        get_engine(url).dispose()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("pg_database")
+        with get_engine(pg).begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '10s'"))  # a leaked transaction fails, never hangs
+            conn.execute(text("TRUNCATE runs, run_tags, attempts, series, points, workers RESTART IDENTITY CASCADE"))
+        yield pg
+        return
+    path = tmp_path / "amst.db"
+    shutil.copy(sqlite_template, path)
+    yield f"sqlite:///{path}"
+    get_engine(f"sqlite:///{path}").dispose()
+
+
+# ---- helpers --------------------------------------------------------------------------------------------------
+
+@contextmanager
+def tx(url: str) -> Iterator[Session]:
+    """One transaction; objects stay readable after it."""
+    with sessionmaker(get_engine(url), expire_on_commit=False)() as s, s.begin():
+        yield s
+
+
+def new_run(url: str, **fields) -> str:
+    with tx(url) as s:
+        return lifecycle.create_run(s, tiny_config(**fields)).id
+
+
+def load(url: str, run_id: str) -> Run:
+    with tx(url) as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        return run
+
+
+def attempts(url: str, run_id: str) -> list[Attempt]:
+    with tx(url) as s:
+        return list(s.scalars(select(Attempt).where(Attempt.run_id == run_id).order_by(Attempt.number)))
+
+
+def set_fields(url: str, run_id: str, **values) -> None:
+    with tx(url) as s:
+        s.execute(update(Run).where(Run.id == run_id).values(**values))
+
+
+def running(url: str, worker: str = "w1", **fields) -> tuple[str, int]:
+    """A run leased by `worker` and running; returns (run id, attempt)."""
+    run_id = new_run(url, **fields)
+    with tx(url) as s:
+        attempt = lifecycle.claim(s, run_id, worker, "cpu")
+        assert attempt is not None
+        assert lifecycle.set_running(s, run_id, worker, attempt, 0)
+    return run_id, attempt
+
+
+def reap(url: str, settings: Settings = SETTINGS) -> lifecycle.ReapResult:
+    with tx(url) as s:
+        return lifecycle.reap(s, settings)
+
+
+# ---- create, claim, start --------------------------------------------------------------------------------------
+
+def test_create_run_picks_the_queue_by_device_and_keeps_tags(url: str) -> None:
+    cpu = load(url, new_run(url, device="cpu", tags=["b", "a", "b"], max_restarts=4))
+    assert (cpu.queue, cpu.status, cpu.attempt, cpu.restarts, cpu.max_restarts) == ("cpu", "queued", 0, 0, 4)
+    assert cpu.tag_names == ["a", "b"]
+    assert cpu.epochs_total == 2 and cpu.epochs_done == 0 and not cpu.cancel_requested
+    for device in ("cuda", "cuda:1", "auto"):
+        assert load(url, new_run(url, device=device)).queue == "gpu", device
+
+
+def test_claim_succeeds_once(url: str) -> None:
+    run_id = new_run(url)
+    with tx(url) as s:
+        assert lifecycle.claim(s, run_id, "w1", "cpu") == 1
+    with tx(url) as s:
+        assert lifecycle.claim(s, run_id, "w2", "cpu") is None
+    run = load(url, run_id)
+    assert (run.status, run.worker_id, run.attempt, run.device) == ("starting", "w1", 1, "cpu")
+    assert run.heartbeat_at is not None and run.started_at is not None
+    [row] = attempts(url, run_id)
+    assert (row.number, row.worker_id, row.status, row.ended_at) == (1, "w1", "starting", None)
+
+
+def test_claim_refused_when_cancel_was_requested(url: str) -> None:
+    run_id = new_run(url)
+    set_fields(url, run_id, cancel_requested=True)
+    with tx(url) as s:
+        assert lifecycle.claim(s, run_id, "w1", "cpu") is None
+    assert load(url, run_id).status == "queued" and attempts(url, run_id) == []
+
+
+@pytest.mark.parametrize("status", ["starting", "running", "stalled", "succeeded", "failed", "cancelled", "lost"])
+def test_claim_refused_for_a_run_that_is_not_queued(url: str, status: str) -> None:
+    run_id = new_run(url)
+    set_fields(url, run_id, status=status)
+    with tx(url) as s:
+        assert lifecycle.claim(s, run_id, "w1", "cpu") is None
+    assert load(url, run_id).status == status and attempts(url, run_id) == []
+
+
+def test_claim_of_a_missing_run_returns_none(url: str) -> None:
+    with tx(url) as s:
+        assert lifecycle.claim(s, "no-such-run", "w1", "cpu") is None
+
+
+def test_set_running_by_the_lease_holder_only(url: str) -> None:
+    run_id = new_run(url)
+    with tx(url) as s:
+        attempt = lifecycle.claim(s, run_id, "w1", "cpu")
+    with tx(url) as s:
+        assert not lifecycle.set_running(s, run_id, "w2", attempt, 0)
+    assert load(url, run_id).status == "starting"
+    with tx(url) as s:
+        assert lifecycle.set_running(s, run_id, "w1", attempt, 3)
+    assert load(url, run_id).status == "running"
+    [row] = attempts(url, run_id)
+    assert (row.status, row.start_epoch) == ("running", 3)
+
+
+# ---- heartbeat, finish, release --------------------------------------------------------------------------------
+
+def test_heartbeat_reports_cancel_and_lease_loss(url: str) -> None:
+    run_id, _ = running(url)
+    set_fields(url, run_id, heartbeat_at=utcnow() - LONG_AGO)
+    with tx(url) as s:
+        assert lifecycle.heartbeat(s, run_id, "w1") is False
+    assert utcnow() - load(url, run_id).heartbeat_at < timedelta(minutes=5), "the lease was refreshed"
+    with tx(url) as s:
+        assert lifecycle.heartbeat(s, run_id, "w2") is None, "w2 never held the run"
+
+    set_fields(url, run_id, heartbeat_at=utcnow() - LONG_AGO)
+    assert reap(url).requeued == [(run_id, "cpu")]  # the lease is taken away
+    before = load(url, run_id).heartbeat_at
+    with tx(url) as s:
+        assert lifecycle.heartbeat(s, run_id, "w1") is None
+    assert load(url, run_id).heartbeat_at == before, "a reaped worker must not refresh the run"
+
+    cancelled, _ = running(url, worker="w3")
+    with tx(url) as s:
+        lifecycle.request_cancel(s, s.get(Run, cancelled))
+    with tx(url) as s:
+        assert lifecycle.heartbeat(s, cancelled, "w3") is True
+
+
+def test_heartbeat_of_a_run_leased_to_another_worker_returns_none(url: str) -> None:
+    run_id, _ = running(url, worker="w2")
+    with tx(url) as s:
+        assert lifecycle.heartbeat(s, run_id, "w1") is None
+    with tx(url) as s:
+        assert lifecycle.heartbeat(s, run_id, "missing") is None
+        assert lifecycle.heartbeat(s, "no-such-run", "w2") is None
+
+
+def test_finish_by_the_lease_holder(url: str) -> None:
+    run_id, attempt = running(url)
+    with tx(url) as s:
+        assert lifecycle.finish(s, run_id, "w1", attempt, RunStatus.succeeded, summary={"best_epoch": 1})
+    run = load(url, run_id)
+    assert run.status == "succeeded" and run.finished_at is not None and run.summary == {"best_epoch": 1}
+    [row] = attempts(url, run_id)
+    assert row.status == "succeeded" and row.ended_at is not None
+    with tx(url) as s:  # a second finish (a duplicate delivery) changes nothing
+        assert not lifecycle.finish(s, run_id, "w1", attempt, RunStatus.failed, error="late")
+    assert load(url, run_id).status == "succeeded"
+
+
+def test_finish_by_another_worker_is_a_no_op(url: str) -> None:
+    run_id, attempt = running(url)
+    with tx(url) as s:
+        assert not lifecycle.finish(s, run_id, "w2", attempt, RunStatus.failed, error="not mine")
+    run = load(url, run_id)
+    assert (run.status, run.error, run.finished_at, run.worker_id) == ("running", None, None, "w1")
+
+
+@pytest.mark.parametrize("call", ["finish", "release", "set_running"])
+def test_a_worker_without_the_lease_leaves_the_attempt_row_alone(url: str, call: str) -> None:
+    run_id, attempt = running(url)
+    with tx(url) as s:
+        if call == "finish":
+            lifecycle.finish(s, run_id, "w2", attempt, RunStatus.failed, error="not mine")
+        elif call == "release":
+            lifecycle.release(s, run_id, "w2", attempt)
+        else:
+            lifecycle.set_running(s, run_id, "w2", attempt, 7)
+    [row] = attempts(url, run_id)
+    assert (row.status, row.ended_at, row.error, row.start_epoch) == ("running", None, None, 0)
+
+
+def test_finish_of_a_reaped_worker_is_dropped(url: str) -> None:
+    run_id, attempt = running(url)
+    set_fields(url, run_id, heartbeat_at=utcnow() - LONG_AGO)
+    reap(url)
+    with tx(url) as s:
+        assert not lifecycle.finish(s, run_id, "w1", attempt, RunStatus.succeeded)
+    run = load(url, run_id)
+    assert run.status == "queued" and run.finished_at is None
+    assert attempts(url, run_id)[0].status == "lost"
+
+
+def test_release_hands_the_run_back_to_the_queue(url: str) -> None:
+    run_id, attempt = running(url)
+    with tx(url) as s:
+        assert lifecycle.release(s, run_id, "w2", attempt) is None, "only the lease holder releases"
+    assert load(url, run_id).status == "running"
+    with tx(url) as s:
+        assert lifecycle.release(s, run_id, "w1", attempt) == "cpu"
+    run = load(url, run_id)
+    assert (run.status, run.worker_id, run.finished_at) == ("queued", None, None)
+    [row] = attempts(url, run_id)
+    assert row.status == "interrupted" and row.ended_at is not None
+    with tx(url) as s:
+        assert lifecycle.claim(s, run_id, "w2", "cpu") == 2, "the next worker takes it as attempt 2"
+
+
+# ---- cancel and retry ------------------------------------------------------------------------------------------
+
+def test_cancel_of_a_queued_run_is_immediate(url: str) -> None:
+    run_id = new_run(url)
+    with tx(url) as s:
+        lifecycle.request_cancel(s, s.get(Run, run_id))
+    run = load(url, run_id)
+    assert run.status == "cancelled" and run.cancel_requested and run.finished_at is not None
+
+
+@pytest.mark.parametrize("status", ["starting", "running", "stalled"])
+def test_cancel_of_a_live_run_only_raises_the_flag(url: str, status: str) -> None:
+    run_id, _ = running(url)
+    set_fields(url, run_id, status=status)
+    with tx(url) as s:
+        lifecycle.request_cancel(s, s.get(Run, run_id))
+    run = load(url, run_id)
+    assert run.status == status and run.cancel_requested and run.finished_at is None
+
+
+@pytest.mark.parametrize("status", [str(s) for s in TERMINAL])
+def test_cancel_of_a_finished_run_is_refused(url: str, status: str) -> None:
+    run_id = new_run(url)
+    set_fields(url, run_id, status=status)
+    with tx(url) as s, pytest.raises(TransitionError):
+        lifecycle.request_cancel(s, s.get(Run, run_id))
+    assert not load(url, run_id).cancel_requested
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled", "lost"])
+def test_retry_resets_the_run(url: str, status: str) -> None:
+    run_id, _ = running(url)
+    set_fields(url, run_id, status=status, cancel_requested=True, error="boom", finished_at=utcnow())
+    with tx(url) as s:
+        lifecycle.retry(s, s.get(Run, run_id))
+    run = load(url, run_id)
+    assert (run.status, run.cancel_requested, run.error, run.finished_at, run.worker_id) == (
+        "queued", False, None, None, None)
+    assert run.attempt == 1, "the attempt count is history: the next claim makes it 2"
+    with tx(url) as s:
+        assert lifecycle.claim(s, run_id, "w2", "cpu") == 2
+
+
+@pytest.mark.parametrize("status", ["queued", "starting", "running", "stalled", "succeeded"])
+def test_retry_refused_unless_failed_cancelled_or_lost(url: str, status: str) -> None:
+    run_id = new_run(url)
+    set_fields(url, run_id, status=status)
+    with tx(url) as s, pytest.raises(TransitionError):
+        lifecycle.retry(s, s.get(Run, run_id))
+    assert load(url, run_id).status == status
+
+
+# ---- reaper: lost and stalled ------------------------------------------------------------------------------------
+
+def test_reap_requeues_a_silent_run_then_marks_it_lost(url: str) -> None:
+    run_id, _ = running(url, max_restarts=1)
+    set_fields(url, run_id, heartbeat_at=utcnow() - LONG_AGO)
+    result = reap(url)
+    assert result.requeued == [(run_id, "cpu")] and result.lost == []
+    run = load(url, run_id)
+    assert (run.status, run.restarts, run.worker_id, run.finished_at) == ("queued", 1, None, None)
+    assert "w1" in run.error
+    [first] = attempts(url, run_id)
+    assert first.status == "lost" and first.ended_at is not None
+
+    with tx(url) as s:  # the restart: another worker, attempt 2, dies as well
+        assert lifecycle.claim(s, run_id, "w2", "cpu") == 2
+        lifecycle.set_running(s, run_id, "w2", 2, 0)
+    set_fields(url, run_id, heartbeat_at=utcnow() - LONG_AGO)
+    result = reap(url)
+    assert result.requeued == [] and result.lost == [run_id]
+    run = load(url, run_id)
+    assert (run.status, run.restarts) == ("lost", 1) and run.finished_at is not None
+    assert [a.status for a in attempts(url, run_id)] == ["lost", "lost"]
+    assert reap(url) == lifecycle.ReapResult([], [], []), "a lost run is terminal"
+
+
+def test_reap_of_a_silent_run_whose_cancel_was_requested_ends_it(url: str) -> None:
+    """Its worker died after the cancel was asked for: re-queued, no worker could ever claim it (claim refuses
+    a run with cancel_requested), so it would sit in `queued` for ever."""
+    run_id, _ = running(url)
+    with tx(url) as s:
+        lifecycle.request_cancel(s, s.get(Run, run_id))
+    set_fields(url, run_id, heartbeat_at=utcnow() - LONG_AGO)
+    result = reap(url)
+    run = load(url, run_id)
+    assert result.requeued == [], "a run nobody may claim was re-queued"
+    assert run.status in TERMINAL and run.finished_at is not None
+
+
+def test_reap_leaves_runs_with_a_fresh_heartbeat_alone(url: str) -> None:
+    run_id, _ = running(url)
+    queued = new_run(url)
+    set_fields(url, queued, heartbeat_at=utcnow() - LONG_AGO)  # not live: no lease to lose
+    assert reap(url) == lifecycle.ReapResult([], [], [])
+    assert load(url, run_id).status == "running" and load(url, run_id).restarts == 0
+    assert load(url, queued).status == "queued"
+
+
+def test_two_reapers_requeue_a_run_once(url: str) -> None:
+    """Reaper A updates but has not committed; reaper B, started meanwhile, must wait and then find nothing."""
+    run_id, _ = running(url)
+    set_fields(url, run_id, heartbeat_at=utcnow() - LONG_AGO)
+    engine = get_engine(url)
+    results: dict[str, lifecycle.ReapResult] = {}
+    errors: list[BaseException] = []
+
+    def reaper_b() -> None:
+        try:
+            with Session(engine) as s, s.begin():
+                results["b"] = lifecycle.reap(s, SETTINGS)
+        except BaseException as err:  # reported by the main thread
+            errors.append(err)
+
+    with Session(engine) as a:
+        a.begin()
+        results["a"] = lifecycle.reap(a, SETTINGS)
+        thread = threading.Thread(target=reaper_b, daemon=True)
+        thread.start()
+        thread.join(0.5)  # B reads the run as dead and blocks on A's write (or has not got that far yet)
+        a.commit()
+    thread.join(30)
+    assert not thread.is_alive(), "reaper B never finished"
+    assert not errors, errors
+    assert results["a"].requeued == [(run_id, "cpu")]
+    assert results["b"].requeued == [] and results["b"].lost == []
+    run = load(url, run_id)
+    assert (run.status, run.restarts) == ("queued", 1)
+
+
+def test_stalled_after_the_longer_of_factor_times_median_and_the_floor(url: str) -> None:
+    now = utcnow()
+    cases = {  # (median epoch s, seconds since the last epoch) -> stalled?
+        "within_factor": (100.0, 300, False),  # limit max(5 x 100, 60) = 500 s
+        "past_factor": (100.0, 600, True),
+        "within_floor": (1.0, 30, False),  # limit max(5 x 1, 60) = 60 s
+        "past_floor": (1.0, 120, True),
+    }
+    ids = {}
+    for name, (median, ago, _) in cases.items():
+        ids[name], _ = running(url, worker=name)
+        set_fields(url, ids[name], median_epoch_s=median, last_epoch_at=now - timedelta(seconds=ago),
+                   epochs_done=1, heartbeat_at=utcnow())
+    no_epoch_yet, _ = running(url, worker="fresh")
+    set_fields(url, no_epoch_yet, started_at=now - timedelta(seconds=120), heartbeat_at=utcnow())
+
+    result = reap(url)
+    expected = {ids[n] for n, (_, _, stalled) in cases.items() if stalled} | {no_epoch_yet}
+    assert set(result.stalled) == expected and result.requeued == [] and result.lost == []
+    for name, (_, _, stalled) in cases.items():
+        assert load(url, ids[name]).status == ("stalled" if stalled else "running"), name
+    assert reap(url).stalled == [], "a stalled run is reported once"
+
+    with tx(url) as s:  # stalled is still alive: the heartbeat keeps the lease
+        assert lifecycle.heartbeat(s, ids["past_factor"], "past_factor") is False
+
+    sink = DbSink(ids["past_factor"], url)
+    sink.write([MetricPoint("val", "fused", None, "acc", 1, 0.5),
+                MetricPoint("train", "run", None, "epoch_time", 1, 100.0)])
+    run = load(url, ids["past_factor"])
+    assert run.status == "running" and run.epochs_done == 2, "a new epoch ends the stall"
+
+
+# ---- queue position ----------------------------------------------------------------------------------------------
+
+def test_queue_position_counts_queued_runs_ahead_in_the_same_queue(url: str) -> None:
+    c1 = new_run(url, device="cpu")
+    g1 = new_run(url, device="cuda")
+    c2 = new_run(url, device="cpu")
+    g2 = new_run(url, device="cuda")
+    c3 = new_run(url, device="cpu")
+
+    def positions() -> dict[str, int | None]:
+        with tx(url) as s:
+            return {r: lifecycle.queue_position(s, s.get(Run, r)) for r in (c1, c2, c3, g1, g2)}
+
+    assert positions() == {c1: 0, c2: 1, c3: 2, g1: 0, g2: 1}
+    with tx(url) as s:
+        assert lifecycle.claim(s, c1, "w1", "cpu") == 1
+        lifecycle.request_cancel(s, s.get(Run, g1))
+    assert positions() == {c1: None, c2: 0, c3: 1, g1: None, g2: 0}

@@ -1,0 +1,343 @@
+"""DbSink, the worker's metric writer (amst_core.store.writer), and the migrations, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+from tiny import tiny_config
+
+from amst_core.metrics import MetricPoint
+from amst_core.store import lifecycle
+from amst_core.store.db import get_engine, normalise_url
+from amst_core.store.migrate import alembic_config, current, upgrade
+from amst_core.store.models import Modality, Point, Run, Series
+from amst_core.store.writer import DbSink
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+# ---- databases ------------------------------------------------------------------------------------------------
+
+def pg_admin() -> psycopg.Connection:
+    try:
+        return psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.Error as err:
+        pytest.skip(f"PostgreSQL at {PG_ADMIN} is not reachable ({type(err).__name__}); the SQLite variant still runs")
+
+
+@contextmanager
+def empty_pg_database(prefix: str) -> Iterator[str]:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with pg_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = normalise_url(f"postgresql://postgres@127.0.0.1:5432/{name}")
+    try:
+        yield url
+    finally:
+        get_engine(url).dispose()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("writer") / "amst.db"
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    get_engine(url).dispose()
+    return path
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    with empty_pg_database("amst_writer") as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("pg_database")
+        with get_engine(pg).begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+            conn.execute(text("TRUNCATE runs, run_tags, attempts, series, points, workers RESTART IDENTITY CASCADE"))
+        yield pg
+        return
+    path = tmp_path / "amst.db"
+    shutil.copy(sqlite_template, path)
+    yield f"sqlite:///{path}"
+    get_engine(f"sqlite:///{path}").dispose()
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------------
+
+@contextmanager
+def tx(url: str) -> Iterator[Session]:
+    with sessionmaker(get_engine(url), expire_on_commit=False)() as s, s.begin():
+        yield s
+
+
+def new_run(url: str) -> str:
+    with tx(url) as s:
+        return lifecycle.create_run(s, tiny_config(epochs=10)).id
+
+
+def load(url: str, run_id: str) -> Run:
+    with tx(url) as s:
+        return s.get(Run, run_id)
+
+
+def epoch(e: int, val: float = 0.5, test: float | None = None, loss: float = 1.0,
+          epoch_time: float = 2.0) -> list[MetricPoint]:
+    """One epoch as the engine writes it (a subset): fused and per-modality curves, and run-level series."""
+    points = [MetricPoint("val", "fused", None, "acc", e, val),
+              MetricPoint("test", "fused", None, "acc", e, val / 2 if test is None else test),
+              MetricPoint("train", "fused", None, "loss", e, loss),
+              MetricPoint("train", "run", None, "epoch_time", e, epoch_time)]
+    points += [MetricPoint(split, "branch", m, "acc", e, val + 0.01 * i)
+               for split in ("train", "val") for i, m in enumerate(("audio", "visual"))]
+    return points
+
+
+def stored(url: str, run_id: str) -> dict[tuple[str, str, str | None, str], dict[int, float | None]]:
+    """Every point of a run: {(split, component, modality, name): {epoch: value}}, failing on duplicates."""
+    out: dict[tuple[str, str, str | None, str], dict[int, float | None]] = {}
+    with tx(url) as s:
+        rows = s.execute(select(Series.split, Series.component, Series.modality, Series.name, Point.epoch,
+                                Point.value).join(Point, Point.series_id == Series.id)
+                         .where(Series.run_id == run_id))
+        for split, component, modality, name, ep, value in rows:
+            key = (split, component, Modality(modality).to_api(), name)
+            assert ep not in out.setdefault(key, {}), f"duplicate point {key} epoch {ep}"
+            out[key][ep] = value
+    return out
+
+
+def latest(url: str, run_id: str) -> dict[tuple[str, str, str | None, str], tuple[int | None, float | None]]:
+    with tx(url) as s:
+        rows = s.execute(select(Series.split, Series.component, Series.modality, Series.name, Series.last_epoch,
+                                Series.last_value).where(Series.run_id == run_id))
+        return {(sp, c, Modality(m).to_api(), n): (ep, v) for sp, c, m, n, ep, v in rows}
+
+
+def best(url: str, run_id: str) -> tuple[int | None, float | None, float | None]:
+    run = load(url, run_id)
+    return run.best_epoch, run.best_val_acc, run.test_acc_at_best
+
+
+VAL_ACC = ("val", "fused", None, "acc")
+
+
+def broken(*_args, **_kwargs):
+    raise RuntimeError("database went away")
+
+
+# ---- one epoch, one transaction, upserts ----------------------------------------------------------------------------
+
+def test_an_epoch_is_written_in_one_transaction(url: str) -> None:
+    run_id = new_run(url)
+    sink = DbSink(run_id, url)
+    commits: list[int] = []
+
+    def listener(_conn) -> None:
+        commits.append(1)
+
+    event.listen(sink.engine, "commit", listener)
+    try:
+        sink.write(epoch(0))
+        assert len(commits) == 1
+        sink.write(epoch(1))
+        assert len(commits) == 2
+    finally:
+        event.remove(sink.engine, "commit", listener)
+    assert len(stored(url, run_id)) == len(epoch(0))
+    assert load(url, run_id).epochs_done == 2
+
+
+def test_a_failed_write_leaves_nothing_behind(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = new_run(url)
+    sink = DbSink(run_id, url)
+    sink.write(epoch(0))
+
+    monkeypatch.setattr(sink, "update_run", broken)  # the last step of the write fails
+    extra = [*epoch(1), MetricPoint("val", "helper", "audio", "acc", 1, 0.3)]  # with a series new in this write
+    with pytest.raises(RuntimeError):
+        sink.write(extra)
+    points = stored(url, run_id)
+    assert all(set(v) == {0} for v in points.values()), "half an epoch became visible"
+    assert ("val", "helper", "audio", "acc") not in points
+    assert load(url, run_id).epochs_done == 1
+
+
+def test_the_same_sink_writes_again_after_a_failed_write(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = new_run(url)
+    sink = DbSink(run_id, url)
+    sink.write(epoch(0))
+    extra = [*epoch(1), MetricPoint("val", "helper", "audio", "acc", 1, 0.3)]
+    with monkeypatch.context() as m:
+        m.setattr(sink, "update_run", broken)
+        with pytest.raises(RuntimeError):
+            sink.write(extra)
+    sink.write(extra)  # the worker's retry of the same epoch
+    assert stored(url, run_id)[("val", "helper", "audio", "acc")] == {1: 0.3}
+    assert load(url, run_id).epochs_done == 2
+
+
+def test_writing_an_epoch_twice_keeps_one_point_per_series_and_epoch(url: str) -> None:
+    run_id = new_run(url)
+    sink = DbSink(run_id, url)
+    sink.write(epoch(0, val=0.4, loss=2.0))
+    sink.write(epoch(0, val=0.6, loss=1.5))
+    DbSink(run_id, url).write(epoch(0, val=0.7, loss=1.2))  # a fresh sink (another process) as well
+    points = stored(url, run_id)  # fails on duplicates
+    assert len(points) == len(epoch(0))
+    assert points[VAL_ACC] == {0: 0.7} and points[("train", "fused", None, "loss")] == {0: 1.2}
+    assert latest(url, run_id)[VAL_ACC] == (0, 0.7)
+    with tx(url) as s:
+        assert s.scalar(select(func.count()).select_from(Point)) == len(epoch(0))
+
+
+# ---- latest values, begin(k), best-so-far ---------------------------------------------------------------------------
+
+def test_latest_values_only_move_forward(url: str) -> None:
+    run_id = new_run(url)
+    sink = DbSink(run_id, url)
+    sink.write(epoch(2, val=0.9))
+    sink.write(epoch(1, val=0.1))  # an older epoch arrives late
+    assert latest(url, run_id)[VAL_ACC] == (2, 0.9)
+    assert stored(url, run_id)[VAL_ACC] == {1: 0.1, 2: 0.9}
+    sink.write([MetricPoint(*VAL_ACC, epoch=4, value=0.2), MetricPoint(*VAL_ACC, epoch=3, value=0.3)])
+    assert latest(url, run_id)[VAL_ACC] == (4, 0.2), "the newest epoch within one write wins"
+
+
+def test_begin_removes_later_epochs_and_recomputes_latest_and_best(url: str) -> None:
+    run_id = new_run(url)
+    sink = DbSink(run_id, url)
+    vals = [0.5, 0.8, 0.8, 0.9, 0.95]
+    times = [4.0, 2.0, 3.0, 100.0, 100.0]
+    for e, (v, t) in enumerate(zip(vals, times, strict=True)):
+        sink.write(epoch(e, val=v, test=0.1 * (e + 1), epoch_time=t))
+    sink.write([MetricPoint("val", "helper", "audio", "acc", 3, 0.5)])  # a series with points only from epoch 3
+    assert best(url, run_id) == (4, 0.95, 0.5)
+
+    resumed = DbSink(run_id, url)  # the next attempt's sink resumes from the epoch-3 checkpoint
+    resumed.begin(3)
+    points = stored(url, run_id)
+    assert all(max(v) == 2 for v in points.values()), "epochs >= 3 are gone"
+    assert ("val", "helper", "audio", "acc") not in points
+    last = latest(url, run_id)
+    assert last[VAL_ACC] == (2, 0.8) and last[("train", "run", None, "epoch_time")] == (2, 3.0)
+    assert last[("val", "helper", "audio", "acc")] == (None, None)
+    run = load(url, run_id)
+    assert run.epochs_done == 3
+    assert best(url, run_id) == (1, 0.8, pytest.approx(0.2)), "the first epoch with the highest val acc"
+
+    resumed.write(epoch(3, val=0.85, test=0.7, epoch_time=1.0))
+    assert best(url, run_id) == (3, 0.85, 0.7)
+    assert latest(url, run_id)[VAL_ACC] == (3, 0.85)
+    assert load(url, run_id).median_epoch_s == pytest.approx(2.5), "median of 4, 2, 3 and the new 1"
+
+    DbSink(run_id, url).begin(0)  # a restart from scratch
+    assert stored(url, run_id) == {}
+    assert best(url, run_id) == (None, None, None) and load(url, run_id).epochs_done == 0
+
+
+def test_best_so_far_needs_a_strictly_greater_val_acc(url: str) -> None:
+    run_id = new_run(url)
+    sink = DbSink(run_id, url)
+    for e, (v, t) in enumerate([(0.5, 0.40), (0.5, 0.45), (0.6, 0.55), (0.6, 0.65), (0.4, 0.9)]):
+        sink.write(epoch(e, val=v, test=t))
+        assert load(url, run_id).epochs_done == e + 1
+    assert best(url, run_id) == (2, 0.6, 0.55)
+    sink.write([MetricPoint("train", "fused", None, "loss", 5, 0.1)])  # an epoch without val acc keeps the best
+    assert best(url, run_id) == (2, 0.6, 0.55)
+
+
+def test_non_finite_values_are_stored_as_null(url: str) -> None:
+    run_id = new_run(url)
+    sink = DbSink(run_id, url)
+    sink.write([*epoch(0), MetricPoint("train", "branch", "audio", "loss", 0, math.nan),
+                MetricPoint("train", "branch", "visual", "loss", 0, math.inf),
+                MetricPoint("val", "branch", "visual", "loss", 0, -math.inf)])
+    points = stored(url, run_id)
+    for key in (("train", "branch", "audio", "loss"), ("train", "branch", "visual", "loss"),
+                ("val", "branch", "visual", "loss")):
+        assert points[key] == {0: None}, key
+        assert latest(url, run_id)[key] == (0, None)
+    sink.write([MetricPoint("train", "branch", "audio", "loss", 1, 0.25)])  # the series goes on
+    assert stored(url, run_id)[("train", "branch", "audio", "loss")] == {0: None, 1: 0.25}
+
+
+def test_median_epoch_time(url: str) -> None:
+    run_id = new_run(url)
+    sink = DbSink(run_id, url)
+    for e, t in enumerate([3.0, 1.0, 2.0]):
+        sink.write(epoch(e, epoch_time=t))
+    assert load(url, run_id).median_epoch_s == pytest.approx(2.0)
+    sink.write(epoch(3, epoch_time=40.0))
+    assert load(url, run_id).median_epoch_s == pytest.approx(2.5)
+    sink.write([MetricPoint("val", "fused", None, "epoch_time", 4, 1000.0)])  # not the run's series
+    assert load(url, run_id).median_epoch_s == pytest.approx(2.5)
+
+
+def test_median_epoch_time_counts_a_rewritten_epoch_once(url: str) -> None:
+    run_id = new_run(url)
+    sink = DbSink(run_id, url)
+    for e, t in enumerate([1.0, 2.0, 30.0]):
+        sink.write(epoch(e, epoch_time=t))
+    sink.write(epoch(2, epoch_time=30.0))  # a retried write of the same epoch
+    sink.write(epoch(2, epoch_time=30.0))
+    assert load(url, run_id).median_epoch_s == pytest.approx(2.0), "median of the stored points 1, 2, 30"
+
+
+def test_a_large_epoch_fits_the_parameter_limits(url: str) -> None:
+    """30,000 points of 30,000 new series in one write: chunking keeps every statement within the driver limits."""
+    run_id = new_run(url)
+    points = [MetricPoint(split, f"combo:{i}", None, name, 0, 0.5 + i * 1e-6)
+              for i in range(2500) for split in ("train", "val", "test") for name in ("loss", "acc", "acc_prob",
+                                                                                       "macro_f1")]
+    assert len(points) == 30_000
+    DbSink(run_id, url).write(points)
+    with tx(url) as s:
+        assert s.scalar(select(func.count()).select_from(Series).where(Series.run_id == run_id)) == 30_000
+        assert s.scalar(select(func.count()).select_from(Point)) == 30_000
+        assert s.scalar(select(Series.last_value).where(Series.run_id == run_id, Series.component == "combo:2499",
+                                                        Series.split == "test", Series.name == "acc")) \
+            == pytest.approx(0.5 + 2499e-6)
+    assert load(url, run_id).epochs_done == 1
+
+
+# ---- migrations ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "postgresql":
+        with empty_pg_database("amst_migrate") as url:
+            yield url
+        return
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    yield url
+    get_engine(url).dispose()
+
+
+def test_migrations_upgrade_an_empty_database_to_head_without_drift(empty_url: str) -> None:
+    cfg = alembic_config(empty_url)
+    assert current(empty_url) is None
+    command.upgrade(cfg, "head")
+    assert current(empty_url) == ScriptDirectory.from_config(cfg).get_current_head()
+    command.check(cfg)  # raises AutogenerateDiffsDetected when the models and the migrations disagree
+    command.upgrade(cfg, "head")  # idempotent
+    with tx(empty_url) as s:
+        lifecycle.create_run(s, tiny_config())
