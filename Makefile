@@ -28,8 +28,16 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-bench: prepare
+PG_BENCH ?= postgresql://postgres@127.0.0.1:5432/test
+
+# Every benchmark prints ratios or percentiles measured side by side in one run; figures in Doc/benchmarks.md.
+bench: $(STAMP)
 	$(BIN)/python bench/trainer.py
+	$(BIN)/python bench/store.py --url $(PG_BENCH)
+	$(BIN)/python bench/store.py --url sqlite:///$(CURDIR)/.amst/bench-store.db
+	$(BIN)/python bench/api.py --url $(PG_BENCH)
+	$(BIN)/python bench/api.py
+	$(BIN)/python bench/live_latency.py --pg-url $(PG_BENCH)
 
 results: prepare
 	$(BIN)/python bench/results.py
