@@ -10,7 +10,8 @@ from typing import Any
 
 from amst_core.config import ConfigError, RunConfig, dump_config, load_config
 
-RESUMABLE_FIELDS = {"epochs", "device", "num_workers"}  # anything else would change the run being continued
+# Anything else would change the run being continued (num_workers too: it changes the augmentation stream).
+RESUMABLE_FIELDS = {"epochs", "device"}
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -122,6 +123,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from amst_core import serve
 
+    if not args.no_ui:
+        print("amst up: the dashboard is not part of this version yet; starting API and worker", file=sys.stderr)
     return serve.up(args.port, ui=False, ui_port=args.ui_port)
 
 

@@ -112,7 +112,7 @@ class DatasetConfig(_Strict):
                     raise ValueError(f"dataset.{knob} applies to avdigits only, not {self.name}")
         if self.preset is not None and self.preset not in AVDIGITS_PRESETS:
             raise ValueError(f"dataset.preset: unknown preset {self.preset!r}; known: {', '.join(AVDIGITS_PRESETS)}")
-        if (self.synthetic is not None) != (self.name == "synthetic") and self.synthetic is not None:
+        if self.synthetic is not None and self.name != "synthetic":
             raise ValueError("dataset.synthetic is only for the synthetic dataset")
         if self.name == "synthetic" and self.synthetic is None:
             self.synthetic = SyntheticConfig()

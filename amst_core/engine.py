@@ -63,20 +63,22 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = not deterministic
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Every RNG a run draws from. Only the run's own GPU: a resumed run may land on a worker that sees
+    a different number of GPUs."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
         "python": random.getstate(),
     }
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"][0], device)
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = state["python"]
@@ -110,6 +112,8 @@ class Trainer:
         source.check(cfg)  # fail before any training if the data are missing
         self.classes = source.classes(cfg)
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)  # pinned-memory threads and new tensors go to the run's GPU
         seed_everything(cfg.seed, cfg.deterministic)
         self.method: Method = build_method(cfg, len(self.classes), self.device)
         self.datasets = {split: source.split(cfg, split, train=(split == "train"))
@@ -132,7 +136,7 @@ class Trainer:
             "classes": list(self.classes),
             "method": self.method.state_dict(),
             "best": asdict(self.best),
-            "rng": rng_state(),
+            "rng": rng_state(self.device),
         }
 
     def save_checkpoints(self, epoch: int, improved: bool) -> None:
@@ -153,7 +157,7 @@ class Trainer:
         self.method.load_state_dict(state["method"])
         self.best = BestSoFar(**state["best"])
         self.start_epoch = state["epoch"] + 1
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], self.device)
 
     # ---- epochs -----------------------------------------------------------------------------------------------
 
@@ -173,7 +177,10 @@ class Trainer:
         train_time = time.perf_counter() - t0
         self.method.scheduler_step()
         points += self.evaluate("val", epoch)
-        val_acc = next(p.value for p in points if p.split == "val" and p.component == "fused" and p.name == "acc")
+        val_acc = next((p.value for p in points if p.split == "val" and p.component == "fused" and p.name == "acc"),
+                       None)
+        if val_acc is None:
+            raise ConfigError("dataset", "the validation split is empty: model selection needs it")
         improved = val_acc > self.best.val_acc  # accuracies are rounded to 4 dp, as the reference compares them
         if improved or self.cfg.test_every_epoch:
             points += self.evaluate("test", epoch)
@@ -206,6 +213,8 @@ class Trainer:
         self.method.train_mode(True)
         meters = EpochMeters(len(self.classes), self.device)
         samples = 0
+        if not self.method.forward_modalities(epoch):
+            return [], 0  # fast mode, every modality skipped: no work at all in this epoch
         for batch in self.batches("train", epoch, f"epoch {epoch + 1}/{self.cfg.epochs} train"):
             meters.update(self.method.train_batch(batch, epoch), batch["label"])
             samples += len(batch["label"])
@@ -271,7 +280,7 @@ def evaluate_run(run_dir: Path, split: str = "test", which: str = "best",
     state = load_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.pt")
     cfg = RunConfig.model_validate(state["config"])
     if device is not None:
-        cfg = cfg.model_copy(update={"device": device})
+        cfg = RunConfig.model_validate({**state["config"], "device": device})
     trainer = Trainer(cfg, progress=False)
     trainer.method.load_state_dict(state["method"])
     points = trainer.evaluate(split, state["epoch"])

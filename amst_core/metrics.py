@@ -57,9 +57,12 @@ class ClassificationMeter:
         self.batches += 1
         probs = logits.softmax(dim=1)
         conf, pred = probs.max(dim=1)
-        self.confusion += torch.bincount(labels * c + pred, minlength=c * c).view(c, c)
-        hit = pred == labels
-        self.correct_conf.index_add_(0, labels[hit], conf[hit].double())
+        # scatter_add and a one-hot product instead of bincount and boolean indexing: no host-device sync
+        # on CUDA (bincount and masks read sizes back), and bitwise deterministic.
+        cell = labels * c + pred
+        self.confusion.view(-1).scatter_add_(0, cell, torch.ones_like(cell))
+        hit = (pred == labels).double()
+        self.correct_conf += F.one_hot(labels, c).double().T @ (conf.double() * hit)
 
     def compute(self) -> dict[str, float]:
         confusion = self.confusion.double().cpu()

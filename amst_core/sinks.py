@@ -31,8 +31,7 @@ class JsonlSink:
 
     def begin(self, start_epoch: int) -> None:
         if self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["epoch"] < start_epoch]
+            kept = [line for line in self.path.read_text().splitlines() if _epoch_of(line) < start_epoch]
             self.path.write_text("".join(line + "\n" for line in kept))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = self.path.open("a")
@@ -46,6 +45,14 @@ class JsonlSink:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _epoch_of(line: str) -> float:
+    """The epoch of a JSONL line; a line cut short by a kill mid-write counts as not written."""
+    try:
+        return json.loads(line)["epoch"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 class MemorySink:

@@ -75,7 +75,9 @@ def parse_line(line: str, layout: AVLayout) -> tuple[str, str] | None:
 
 
 def read_split_file(path: Path, layout: AVLayout, classes: tuple[str, ...]) -> list[tuple[str, int]]:
-    """(id, class index) per line, in file order. Duplicate ids are kept, each with its own line's label."""
+    """(id, class index) per line, in file order. Duplicate ids are kept (the reference keeps them), and every
+    copy gets the label of the id's LAST line, as the reference's id -> label dictionary does (AVE has 27 train
+    ids listed twice with different labels, amst_method.md 7.8)."""
     index = {name: i for i, name in enumerate(classes)}
     items: list[tuple[str, int]] = []
     for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
@@ -92,7 +94,8 @@ def read_split_file(path: Path, layout: AVLayout, classes: tuple[str, ...]) -> l
                               f"{path} line {lineno}: unknown label {label!r} (id {clip_id!r}); "
                               f"the classes in {layout.class_file} are: {', '.join(classes)}")
         items.append((clip_id, index[label]))
-    return items
+    last_label = dict(items)
+    return [(clip_id, last_label[clip_id]) for clip_id, _ in items]
 
 
 # ---------------------------------------------------------------- media

@@ -25,7 +25,8 @@ class AmstFull(Method):
         alt_branches = alt_head.branches(embeddings["alt"])
         joint_branches = joint_head.branches(embeddings["joint"])
         joint = joint_head.combine(list(joint_branches.values()))
-        # n * mean of A's branches is their sum; with every modality present this is the formula above.
+        # n * mean of A's branches is their sum; with every modality present this is the formula above (in fast
+        # skip mode, train metrics of a skipped epoch divide by the number of present modalities + 1).
         fused = (torch.stack(list(alt_branches.values())).sum(dim=0) + joint) / (len(alt_branches) + 1)
         out: dict[Key, torch.Tensor] = {
             ("fused", None): fused,
@@ -38,7 +39,7 @@ class AmstFull(Method):
 
     def update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
         self.alternating_update(self.nets["alt"], embeddings["alt"], labels, epoch)
-        if self.cfg.params.full_joint_update == "alt":
+        if self.params.full_joint_update == "alt":
             self.alternating_update(self.nets["joint"], embeddings["joint"], labels, epoch)
         else:
             self.joint_update(self.nets["joint"], embeddings["joint"], labels, self.schedule.updated(epoch))

@@ -76,7 +76,8 @@ class Method(ABC):
         info = METHODS[self.name]
         factors = {m: cfg.skip.factor(m) if info.uses_skip else 1 for m in self.modalities}
         self.schedule = SkipSchedule(factors)
-        self.skip_mode = getattr(cfg.params, "skip_mode", "faithful")
+        self.params = cfg.params  # validated once, read every batch
+        self.skip_mode = getattr(self.params, "skip_mode", "faithful")
         self.nets: dict[str, TrainedNet] = {
             key: TrainedNet.build(MultimodalNet(self.modalities, num_classes, fusion).to(device), cfg, prefix)
             for key, (fusion, prefix) in self.net_specs().items()
@@ -137,7 +138,7 @@ class Method(ABC):
         if not modalities:
             return {}
         with self.autocast():
-            embeddings = {k: t.net.embed(batch, modalities) for k, t in self.nets.items()}
+            embeddings = {k: self.embed_for_training(t, batch, modalities, epoch) for k, t in self.nets.items()}
             helper_logits = {k: t.net.helpers(embeddings[k]) for k, t in self.nets.items()}
             with torch.no_grad():
                 detached = {k: {m: e.detach() for m, e in embs.items()} for k, embs in embeddings.items()}
@@ -147,6 +148,16 @@ class Method(ABC):
         self.update(embeddings, labels, epoch)
         self.update_helpers(helper_logits, labels)
         return outputs
+
+    def embed_for_training(self, trained: TrainedNet, batch: dict[str, torch.Tensor], modalities: tuple[str, ...],
+                           epoch: int) -> Embeddings:
+        """Train-mode forward; a skipped modality's forward (faithful mode) builds no graph: no loss ever
+        backpropagates into it, and its BatchNorm statistics move all the same."""
+        updated = set(self.schedule.updated(epoch))
+        out = trained.net.embed(batch, [m for m in modalities if m in updated])
+        with torch.no_grad():
+            out.update(trained.net.embed(batch, [m for m in modalities if m not in updated]))
+        return out
 
     def update_helpers(self, helper_logits: dict[str, dict[str, torch.Tensor]], labels: torch.Tensor) -> None:
         loss = sum(self.loss(logits, labels) for hl in helper_logits.values() for logits in hl.values())

@@ -139,7 +139,7 @@ def test_parse_lines_with_commas_and_whitespace(tmp_path: Path) -> None:
     classes = ("Bark", "Male speech, man speaking", "Violin, fiddle")
     path = tmp_path / "split.txt"
     path.write_text("abc.mp4 Violin, fiddle\n  x-y_z.mp4   Male speech, man speaking  \nabc.mp4 Bark\n\n")
-    assert read_split_file(path, AVE_LAYOUT, classes) == [("abc", 2), ("x-y_z", 1), ("abc", 0)]
+    assert read_split_file(path, AVE_LAYOUT, classes) == [("abc", 0), ("x-y_z", 1), ("abc", 0)]  # last label wins
 
 
 def test_split_items_follow_file_order_and_sorted_class_index(data_root: Path) -> None:
@@ -156,6 +156,12 @@ def test_duplicate_ids_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "split.txt"
     path.write_text("1001_DFA_ANG_XX.flv Anger\n1001_DFA_ANG_XX.flv Anger\n")
     assert len(read_split_file(path, CREMAD_LAYOUT, ("Anger",))) == 2
+
+
+def test_duplicate_ids_take_the_last_label_like_the_reference(tmp_path: Path) -> None:
+    path = tmp_path / "split.txt"
+    path.write_text("x.mp4 Bark\ny.mp4 Bark\nx.mp4 Cat\n")
+    assert read_split_file(path, AVE_LAYOUT, ("Bark", "Cat")) == [("x", 1), ("y", 0), ("x", 1)]
 
 
 # ---------------------------------------------------------------- samples
