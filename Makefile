@@ -34,9 +34,9 @@ PG_BENCH ?= postgresql://postgres@127.0.0.1:5432/test
 bench: $(STAMP)
 	$(BIN)/python bench/trainer.py
 	$(BIN)/python bench/store.py --url $(PG_BENCH)
-	$(BIN)/python bench/store.py --url sqlite:///$(CURDIR)/.amst/bench-store.db
-	$(BIN)/python bench/api.py --url $(PG_BENCH)
-	$(BIN)/python bench/api.py
+	$(BIN)/python bench/store.py --url sqlite
+	$(BIN)/python bench/api_latency.py --url $(PG_BENCH)
+	$(BIN)/python bench/api_latency.py
 	$(BIN)/python bench/live_latency.py --pg-url $(PG_BENCH)
 
 results: prepare

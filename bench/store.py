@@ -15,6 +15,7 @@ import statistics
 import time
 import uuid
 
+from scratch import scratch_database
 from sqlalchemy import insert
 
 from amst_core.metrics import MetricPoint
@@ -72,13 +73,19 @@ def one_insert_per_point(url: str, epochs: list[list[MetricPoint]]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test",
+                        help="PostgreSQL server to create a scratch database on, or sqlite (a temporary file)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--naive-epochs", type=int, default=3, help="epochs for the slow per-point writer")
     args = parser.parse_args()
-    upgrade(args.url)
-    print(f"database: {get_engine(args.url).dialect.name}; {args.rounds} rounds, medians\n")
+    with scratch_database(args.url) as url:
+        upgrade(url)
+        measure(url, args)
+
+
+def measure(url: str, args: argparse.Namespace) -> None:
+    print(f"database: {get_engine(url).dialect.name}; {args.rounds} rounds, medians\n")
     print("| points per epoch (one transaction) | DB sink points/s | one INSERT per point points/s | ratio |")
     print("|---:|---:|---:|---:|")
     for components in (6, 60, 600):
@@ -91,9 +98,9 @@ def main() -> None:
             for name, epochs in order if r % 2 == 0 else reversed(order):
                 n = sum(len(e) for e in epochs)
                 if name == "sink":
-                    fast.append(n / with_sink(args.url, epochs))
+                    fast.append(n / with_sink(url, epochs))
                 else:
-                    slow.append(n / one_insert_per_point(args.url, epochs))
+                    slow.append(n / one_insert_per_point(url, epochs))
         f, s = statistics.median(fast), statistics.median(slow)
         print(f"| {size:,} | {f:,.0f} | {s:,.0f} | {f / s:.1f}x |", flush=True)
 

@@ -189,6 +189,9 @@ class Series(Base):
 
     __table_args__ = (
         UniqueConstraint("run_id", "split", "component", "modality", "name", name="uq_series_key"),
+        # Every epoch rewrites last_epoch/last_value of every series: free space on each page lets PostgreSQL
+        # update in place (HOT, no index churn), which more than halves the cost of that UPDATE.
+        {"postgresql_with": {"fillfactor": 50}},
     )
 
 

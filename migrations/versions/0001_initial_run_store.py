@@ -110,6 +110,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_series_run_id_runs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_series")),
         sa.UniqueConstraint("run_id", "split", "component", "modality", "name", name="uq_series_key"),
+        postgresql_with={"fillfactor": 50},
     )
     op.create_table(
         "points",

@@ -4,7 +4,7 @@ Fills a fresh database (bulk inserts, not the API), then times GET /runs (a page
 first and deeper pages) and GET /runs/{id}/metrics (one run's curves) in-process through the ASGI app, and
 prints p50/p95 in milliseconds. Targets (issue): p95 < 50 ms for a page of runs, < 25 ms for one run's curves.
 
-    python bench/api.py [--url postgresql://postgres@127.0.0.1:5432/test] [--requests 200]
+    python bench/api_latency.py [--url postgresql://postgres@127.0.0.1:5432/test] [--requests 200]
 
 With a PostgreSQL URL a scratch database is created next to the given one and dropped at the end.
 """
@@ -19,16 +19,15 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
 from fastapi.testclient import TestClient
+from scratch import scratch_database
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from amst_core.store.db import get_engine, normalise_url
+from amst_core.store.db import get_engine
 from amst_core.store.migrate import upgrade
 from amst_core.store.models import Modality, Point, Run, RunStatus, RunTag, Series, utcnow
 from api.main import create_app
@@ -117,24 +116,6 @@ def measure(url: str, ids: list[str], n: int) -> dict[str, tuple[float, float]]:
         "GET /runs/{id}/metrics?split=val": timed(client, lambda: f"/runs/{rng.choice(ids)}/metrics?split=val", n),
         "GET /runs/{id}": timed(client, lambda: f"/runs/{rng.choice(ids)}", n),
     }
-
-
-@contextmanager
-def scratch_database(url: str | None) -> Iterator[str]:
-    if url is None:
-        with tempfile.TemporaryDirectory() as tmp:
-            yield f"sqlite:///{tmp}/bench.db"
-        return
-    name = f"amst_latency_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    scratch = normalise_url(url.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        yield scratch
-    finally:
-        get_engine(scratch).dispose()
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:
