@@ -29,17 +29,17 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
+from scratch import scratch_database
 
 from amst_core.config import load_config
 from amst_core.metrics import MetricPoint
 from amst_core.store import lifecycle
-from amst_core.store.db import get_engine, normalise_url, session_scope
+from amst_core.store.db import session_scope
 from amst_core.store.migrate import upgrade
 from amst_core.store.models import RunStatus
 from amst_core.store.writer import DbSink
@@ -77,25 +77,6 @@ def epoch_points(epoch: int, rng: random.Random) -> list[MetricPoint]:
 # ---- databases and the API process --------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def scratch_database(backend: str, pg_url: str) -> Iterator[str]:
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite:///{tmp}/live.db"
-            yield url
-            get_engine(url).dispose()
-        return
-    name = f"amst_live_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = normalise_url(pg_url.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        yield url
-    finally:
-        get_engine(url).dispose()
-        with psycopg.connect(pg_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def pg_reachable(url: str) -> str | None:
     try:
         psycopg.connect(url, connect_timeout=3).close()
@@ -234,7 +215,7 @@ class PollReader(Reader):
 
 def measure(backend: str, pg_url: str, epochs: int, sse_poll_s: float | None, seed: int) -> dict[str, list[float]]:
     rng = random.Random(seed)
-    with scratch_database(backend, pg_url) as url, tempfile.TemporaryDirectory() as home:
+    with scratch_database(None if backend == "sqlite" else pg_url) as url, tempfile.TemporaryDirectory() as home:
         upgrade(url)
         cfg = load_config(base={"method": "amst_full", "dataset": {"name": "avdigits"}, "epochs": epochs + 10,
                                 "device": "cpu"})

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import torch
+from dbkit import empty_pg_database, empty_postgres, migrated_sqlite, sqlite_copy
 from tiny import tiny_config
+
+from amst_core.store.db import get_engine
+from amst_core.store.migrate import upgrade
 
 # The models in tests are tiny: one thread is faster than two fighting over cache, and it keeps CI (2 cores)
 # from oversubscribing when a test starts worker processes of its own.
@@ -12,6 +19,32 @@ torch.set_num_threads(1)
 @pytest.fixture
 def make_config():
     return tiny_config
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file; each test gets a copy (much faster than migrating per test)."""
+    return migrated_sqlite(tmp_path_factory.mktemp("template") / "amst.db")
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    with empty_pg_database("amst_test") as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    """An empty, migrated run store: a SQLite copy, or the session's PostgreSQL database truncated."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_database")
+        empty_postgres(url)
+        yield url
+        return
+    url = sqlite_copy(sqlite_template, tmp_path)
+    yield url
+    get_engine(url).dispose()
 
 
 @pytest.fixture(autouse=True)

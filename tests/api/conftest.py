@@ -3,75 +3,19 @@ at 127.0.0.1:5432; the test ids say which backend ran), with a fake dispatcher i
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from api_testkit import FakeDispatcher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from amst_core.store.db import get_engine, normalise_url
-from amst_core.store.migrate import upgrade
+from amst_core.store.db import get_engine
 from api.main import create_app
 from api.settings import ApiSettings
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One migrated SQLite file; each test gets a copy (much faster than migrating per test)."""
-    path = tmp_path_factory.mktemp("template") / "amst.db"
-    url = f"sqlite:///{path}"
-    upgrade(url)
-    get_engine(url).dispose()  # closes the WAL, so the file alone is the whole database
-    return path
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.Error as err:
-        pytest.skip(f"PostgreSQL at {PG_ADMIN} is not reachable ({err.__class__.__name__}); SQLite only")
-    name = f"amst_api_test_{uuid.uuid4().hex[:10]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = normalise_url(f"postgresql://postgres@127.0.0.1:5432/{name}")
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        get_engine(url).dispose()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _empty_postgres(url: str) -> None:
-    with get_engine(url).begin() as conn:
-        conn.execute(text("SET LOCAL lock_timeout = '10s'"))  # a leaked transaction fails the test, never hangs it
-        conn.execute(text("TRUNCATE runs, run_tags, attempts, series, points, workers RESTART IDENTITY CASCADE"))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_database")
-        _empty_postgres(url)
-        yield url
-        return
-    path = tmp_path / "amst.db"
-    shutil.copy(sqlite_template, path)
-    url = f"sqlite:///{path}"
-    yield url
-    get_engine(url).dispose()
 
 
 @pytest.fixture

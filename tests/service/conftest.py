@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from svc import BACKENDS, REDIS, Service, postgres_database, reachable, redis_db, write_tiny_avdigits
+from dbkit import empty_pg_database
+from svc import BACKENDS, REDIS, Service, reachable, redis_db, write_tiny_avdigits
 
 
 @pytest.fixture(params=BACKENDS)
@@ -25,7 +26,7 @@ def backend_env(request, tmp_path: Path) -> Iterator[dict[str, str]]:
     if request.param == "postgres+redis":
         if not (reachable("127.0.0.1", 5432) and reachable(*REDIS)):
             pytest.skip("PostgreSQL or Redis is not reachable on 127.0.0.1; the embedded variant still runs")
-        with postgres_database() as url:
+        with empty_pg_database("amst_svc") as url:
             env["DATABASE_URL"], env["BROKER_URL"] = url, redis_db()
             print(f"\n[service backend] PostgreSQL {url} + Redis {env['BROKER_URL']}")
             yield env

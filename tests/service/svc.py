@@ -12,13 +12,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS = ("127.0.0.1", 6379)
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,23 +45,6 @@ def write_tiny_avdigits(root: Path, per_class: tuple[int, int, int] = (6, 2, 2),
         np.savez(out / f"{split}.npz", audio=audio, lengths=np.full(len(labels), frames), image=image, label=labels,
                  audio_index=np.arange(len(labels)), image_index=np.arange(len(labels)))
     return out
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    import psycopg
-
-    name = f"amst_svc_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        from amst_core.store.db import get_engine
-
-        get_engine.cache_clear()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def redis_db() -> str:

@@ -6,30 +6,23 @@ for the reaper, two database sessions at once.
 
 from __future__ import annotations
 
-import shutil
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 
-import psycopg
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from tiny import tiny_config
 
 from amst_core.metrics import MetricPoint
 from amst_core.settings import Settings
 from amst_core.store import lifecycle
-from amst_core.store.db import get_engine, normalise_url
+from amst_core.store.db import get_engine
 from amst_core.store.lifecycle import TransitionError
-from amst_core.store.migrate import upgrade
 from amst_core.store.models import TERMINAL, Attempt, Run, RunStatus, utcnow
 from amst_core.store.writer import DbSink
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 # Small, explicit values: lost after 2 x 1 s without a heartbeat; stalled after max(5 x median, 60 s).
 SETTINGS = Settings(AMST_HEARTBEAT_S=1, AMST_LOST_AFTER=2, AMST_STALLED_FACTOR=5, AMST_STALLED_MIN_S=60)
@@ -38,48 +31,10 @@ LONG_AGO = timedelta(hours=1)
 
 # ---- one fresh database per test, on both backends ------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One migrated SQLite file per module; each test works on a copy."""
-    path = tmp_path_factory.mktemp("lifecycle") / "amst.db"
-    url = f"sqlite:///{path}"
-    upgrade(url)
-    get_engine(url).dispose()  # checkpoints the WAL: the file alone is the database
-    return path
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.Error as err:
-        pytest.skip(f"PostgreSQL at {PG_ADMIN} is not reachable ({type(err).__name__}); the SQLite variant still runs")
-    name = f"amst_lifecycle_{uuid.uuid4().hex[:10]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = normalise_url(f"postgresql://postgres@127.0.0.1:5432/{name}")
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        get_engine(url).dispose()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
-    if request.param == "postgresql":
-        pg = request.getfixturevalue("pg_database")
-        with get_engine(pg).begin() as conn:
-            conn.execute(text("SET LOCAL lock_timeout = '10s'"))  # a leaked transaction fails, never hangs
-            conn.execute(text("TRUNCATE runs, run_tags, attempts, series, points, workers RESTART IDENTITY CASCADE"))
-        yield pg
-        return
-    path = tmp_path / "amst.db"
-    shutil.copy(sqlite_template, path)
-    yield f"sqlite:///{path}"
-    get_engine(f"sqlite:///{path}").dispose()
+@pytest.fixture
+def url(db_url: str) -> str:
+    """A fresh store on each backend (tests/conftest.py: db_url)."""
+    return db_url
 
 
 # ---- helpers --------------------------------------------------------------------------------------------------

@@ -3,82 +3,31 @@
 from __future__ import annotations
 
 import math
-import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, func, select, text
+from dbkit import empty_pg_database
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from tiny import tiny_config
 
 from amst_core.metrics import MetricPoint
 from amst_core.store import lifecycle
-from amst_core.store.db import get_engine, normalise_url
-from amst_core.store.migrate import alembic_config, current, upgrade
+from amst_core.store.db import get_engine
+from amst_core.store.migrate import alembic_config, current
 from amst_core.store.models import Modality, Point, Run, Series
 from amst_core.store.writer import DbSink
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
 # ---- databases ------------------------------------------------------------------------------------------------
 
-def pg_admin() -> psycopg.Connection:
-    try:
-        return psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.Error as err:
-        pytest.skip(f"PostgreSQL at {PG_ADMIN} is not reachable ({type(err).__name__}); the SQLite variant still runs")
-
-
-@contextmanager
-def empty_pg_database(prefix: str) -> Iterator[str]:
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with pg_admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = normalise_url(f"postgresql://postgres@127.0.0.1:5432/{name}")
-    try:
-        yield url
-    finally:
-        get_engine(url).dispose()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("writer") / "amst.db"
-    url = f"sqlite:///{path}"
-    upgrade(url)
-    get_engine(url).dispose()
-    return path
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    with empty_pg_database("amst_writer") as url:
-        upgrade(url)
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
-    if request.param == "postgresql":
-        pg = request.getfixturevalue("pg_database")
-        with get_engine(pg).begin() as conn:
-            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
-            conn.execute(text("TRUNCATE runs, run_tags, attempts, series, points, workers RESTART IDENTITY CASCADE"))
-        yield pg
-        return
-    path = tmp_path / "amst.db"
-    shutil.copy(sqlite_template, path)
-    yield f"sqlite:///{path}"
-    get_engine(f"sqlite:///{path}").dispose()
+@pytest.fixture
+def url(db_url: str) -> str:
+    """A fresh store on each backend (tests/conftest.py: db_url)."""
+    return db_url
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------------

@@ -1,0 +1,60 @@
+"""Fresh run-store databases for tests, on SQLite (a copy of one migrated template file) and PostgreSQL
+(one scratch database per session, truncated before each test). Fixtures over them live in tests/conftest.py."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from amst_core.store.db import get_engine, normalise_url
+from amst_core.store.migrate import upgrade
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def pg_admin() -> psycopg.Connection:
+    try:
+        return psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.Error as err:
+        pytest.skip(f"PostgreSQL at {PG_ADMIN} is not reachable ({type(err).__name__}); the SQLite variant still runs")
+
+
+@contextmanager
+def empty_pg_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with pg_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = normalise_url(f"postgresql://postgres@127.0.0.1:5432/{name}")
+    try:
+        yield url
+    finally:
+        get_engine(url).dispose()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def migrated_sqlite(path: Path) -> Path:
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    get_engine(url).dispose()  # checkpoints the WAL: the file alone is the whole database
+    return path
+
+
+def empty_postgres(url: str) -> None:
+    with get_engine(url).begin() as conn:
+        conn.execute(text("SET LOCAL lock_timeout = '10s'"))  # a leaked transaction fails the test, never hangs it
+        conn.execute(text("TRUNCATE runs, run_tags, attempts, series, points, workers RESTART IDENTITY CASCADE"))
+
+
+def sqlite_copy(template: Path, folder: Path) -> str:
+    path = folder / "amst.db"
+    shutil.copy(template, path)
+    return f"sqlite:///{path}"
