@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
 from amst_core.store.db import get_engine, normalise_url
 from amst_core.store.migrate import upgrade
@@ -58,3 +59,10 @@ def sqlite_copy(template: Path, folder: Path) -> str:
     path = folder / "amst.db"
     shutil.copy(template, path)
     return f"sqlite:///{path}"
+
+
+@contextmanager
+def tx(url: str) -> Iterator[Session]:
+    """One transaction; objects stay readable after it."""
+    with sessionmaker(get_engine(url), expire_on_commit=False)() as s, s.begin():
+        yield s

@@ -7,13 +7,12 @@ for the reaper, two database sessions at once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from dbkit import tx
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from tiny import tiny_config
 
 from amst_core.metrics import MetricPoint
@@ -31,20 +30,7 @@ LONG_AGO = timedelta(hours=1)
 
 # ---- one fresh database per test, on both backends ------------------------------------------------------------
 
-@pytest.fixture
-def url(db_url: str) -> str:
-    """A fresh store on each backend (tests/conftest.py: db_url)."""
-    return db_url
-
-
 # ---- helpers --------------------------------------------------------------------------------------------------
-
-@contextmanager
-def tx(url: str) -> Iterator[Session]:
-    """One transaction; objects stay readable after it."""
-    with sessionmaker(get_engine(url), expire_on_commit=False)() as s, s.begin():
-        yield s
-
 
 def new_run(url: str, **fields) -> str:
     with tx(url) as s:

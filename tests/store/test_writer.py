@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from dbkit import empty_pg_database
+from dbkit import empty_pg_database, tx
 from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session, sessionmaker
 from tiny import tiny_config
 
 from amst_core.metrics import MetricPoint
@@ -24,19 +22,7 @@ from amst_core.store.writer import DbSink
 
 # ---- databases ------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def url(db_url: str) -> str:
-    """A fresh store on each backend (tests/conftest.py: db_url)."""
-    return db_url
-
-
 # ---- helpers ----------------------------------------------------------------------------------------------------
-
-@contextmanager
-def tx(url: str) -> Iterator[Session]:
-    with sessionmaker(get_engine(url), expire_on_commit=False)() as s, s.begin():
-        yield s
-
 
 def new_run(url: str) -> str:
     with tx(url) as s:
