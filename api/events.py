@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amst_core.store import queries
-from amst_core.store.models import TERMINAL, Attempt, Run, utcnow
+from amst_core.store.models import TERMINAL, Attempt, Point, Run, Series, utcnow
 from api.schemas import MetricsOut, RunDetail
 
 StateKey = tuple[Any, ...]  # status, epochs_done, heartbeat_at, cancel_requested, attempt
@@ -56,6 +56,7 @@ class RunEvents:
         self.sent_epoch = since_epoch
         self.poll_s = poll_s
         self.keepalive_s = keepalive_s
+        self.rewind_attempt: int | None = None  # an attempt whose rewritten epochs are still to be sent
 
     def poll(self, last_state: StateKey | None) -> Poll:
         """One look at the run (in a worker thread): a cheap row of state, then points and detail only if new."""
@@ -65,23 +66,39 @@ class RunEvents:
             if row is None:
                 return Poll(gone=True)
             out = Poll(state=tuple(row), terminal=row.status in TERMINAL)
-            # An attempt that resumed from an earlier checkpoint rewrites the epochs after it: send them again.
             after = min(self.sent_epoch, row.epochs_done - 1)
             if last_state is not None and last_state[ATTEMPT] != row.attempt:
-                start = s.scalar(select(Attempt.start_epoch).where(Attempt.run_id == self.run_id,
-                                                                   Attempt.number == row.attempt))
-                after = min(after, (start or 0) - 1)
+                self.rewind_attempt = row.attempt
+            if self.rewind_attempt == row.attempt:
+                after, rewritten = self.rewind(s, row.attempt, after)
+                if not rewritten and not out.terminal:  # hold back: those epochs are about to be replaced
+                    out.through_epoch = after
+                    return self.with_detail(s, out, last_state)
             out.through_epoch = max(after, row.epochs_done - 1)
             if out.through_epoch > after:
                 series = queries.series_points(s, self.run_id, self.filters, after, row.epochs_done)
-                if series:
-                    out.metrics = MetricsOut.build(self.run_id, row.status, row.epochs_done, series, after)
-            if out.state != last_state or out.terminal:
-                run = queries.get_run(s, self.run_id)
-                if run is None:
-                    return Poll(gone=True)
-                out.detail = self.detail(s, run, utcnow())
-            return out
+                run = queries.get_run(s, self.run_id) if series else None
+                if run is not None:
+                    out.metrics = MetricsOut.build(run, utcnow(), series, after)
+            return self.with_detail(s, out, last_state)
+
+    def rewind(self, s: Session, attempt: int, after: int) -> tuple[int, bool]:
+        """An attempt that resumed from an earlier checkpoint rewrites the epochs after it: send them again, but
+        only once it has written one (before that, the old attempt's points are still there, or already gone)."""
+        start = s.scalar(select(Attempt.start_epoch).where(Attempt.run_id == self.run_id, Attempt.number == attempt))
+        rewritten = s.scalar(select(Point.epoch).join(Series, Series.id == Point.series_id)
+                             .where(Series.run_id == self.run_id, Point.attempt == attempt).limit(1)) is not None
+        if rewritten:
+            self.rewind_attempt = None
+        return min(after, (start or 0) - 1), rewritten
+
+    def with_detail(self, s: Session, out: Poll, last_state: StateKey | None) -> Poll:
+        if out.state != last_state or out.terminal:
+            run = queries.get_run(s, self.run_id)
+            if run is None:
+                return Poll(gone=True)
+            out.detail = self.detail(s, run, utcnow())
+        return out
 
     async def stream(self) -> AsyncIterator[str]:
         state: StateKey | None = None

@@ -44,10 +44,14 @@ class RunSummary(BaseModel):
     queue: str
     device: str | None
     heartbeat_age_s: float | None = Field(description="seconds since the worker's last heartbeat (live runs)")
+    eta_s: float | None = Field(description="median epoch time x epochs left; null when unknown or finished")
 
     @classmethod
     def fields_of(cls, run: Run, now: datetime) -> dict[str, Any]:
         live = run.status in LIVE and run.heartbeat_at is not None
+        eta = None
+        if run.status in ACTIVE and run.median_epoch_s is not None:
+            eta = round(run.median_epoch_s * max(0, run.epochs_total - run.epochs_done), 3)
         return {
             "id": run.id, "name": run.name, "status": run.status, "method": run.method, "dataset": run.dataset,
             "seed": run.seed, "tags": run.tag_names, "created_at": run.created_at, "started_at": run.started_at,
@@ -57,6 +61,7 @@ class RunSummary(BaseModel):
             "best_epoch": run.best_epoch, "best_val_acc": finite(run.best_val_acc),
             "test_acc_at_best": finite(run.test_acc_at_best), "queue": run.queue, "device": run.device,
             "heartbeat_age_s": round((now - run.heartbeat_at).total_seconds(), 3) if live else None,
+            "eta_s": finite(eta),
         }
 
     @classmethod
@@ -102,7 +107,6 @@ class RunDetail(RunSummary):
     worker_id: str | None
     queue_position: int | None = Field(description="queued runs ahead of this one on its queue")
     median_epoch_s: float | None
-    eta_s: float | None = Field(description="median epoch time x epochs left; null when unknown or finished")
     last_epoch_at: datetime | None
     summary: dict[str, Any] | None = Field(description="the worker's final summary of the run, when it ended")
     attempts: list[AttemptOut]
@@ -111,13 +115,10 @@ class RunDetail(RunSummary):
     @classmethod
     def build(cls, run: Run, now: datetime, queue_position: int | None, attempts: list[Attempt],
               latest: list[LatestValue]) -> RunDetail:
-        eta = None
-        if run.status in ACTIVE and run.median_epoch_s is not None:
-            eta = round(run.median_epoch_s * max(0, run.epochs_total - run.epochs_done), 3)
         return cls(
             **cls.fields_of(run, now), config=run.config, error=run.error, restarts=run.restarts,
             max_restarts=run.max_restarts, cancel_requested=run.cancel_requested, worker_id=run.worker_id,
-            queue_position=queue_position, median_epoch_s=finite(run.median_epoch_s), eta_s=finite(eta),
+            queue_position=queue_position, median_epoch_s=finite(run.median_epoch_s),
             last_epoch_at=run.last_epoch_at, summary=run.summary, attempts=[AttemptOut.of(a) for a in attempts],
             latest=[LatestOut(**vars(v)) for v in latest],
         )
@@ -136,15 +137,17 @@ class MetricsOut(BaseModel):
     run_id: str
     status: RunStatus
     epochs_done: int
+    run: RunSummary = Field(description="the run as it was when these points were read, so that a live view "
+                            "needs one call per refresh")
     series: list[SeriesOut]
     next_since_epoch: int = Field(description="pass as since_epoch to get only newer points")
 
     @classmethod
-    def build(cls, run_id: str, status: str, epochs_done: int, series: list[SeriesPoints],
-              since_epoch: int) -> MetricsOut:
+    def build(cls, run: Run, now: datetime, series: list[SeriesPoints], since_epoch: int) -> MetricsOut:
         newest = max((p.epochs[-1] for p in series if p.epochs), default=since_epoch)
-        return cls(run_id=run_id, status=RunStatus(status), epochs_done=epochs_done,
-                   series=[SeriesOut(**vars(p)) for p in series], next_since_epoch=max(newest, since_epoch))
+        return cls(run_id=run.id, status=RunStatus(run.status), epochs_done=run.epochs_done,
+                   run=RunSummary.of(run, now), series=[SeriesOut(**vars(p)) for p in series],
+                   next_since_epoch=max(newest, since_epoch))
 
 
 class MethodOut(BaseModel):

@@ -82,7 +82,10 @@ class FakeWorker:
         return self
 
     def epoch(self, epoch: int, value: float = 0.5) -> None:
-        self.sink.write(epoch_points(epoch, value))
+        points = epoch_points(epoch, value)
+        for p in points:  # as the trainer does: each point says which attempt wrote it
+            p.attempt = self.attempt
+        self.sink.write(points)
 
     def finish(self, status: RunStatus = RunStatus.succeeded, error: str | None = None) -> None:
         with Session(get_engine(self.url)) as s, s.begin():
