@@ -59,6 +59,8 @@ class DatasetInfo:
     classes: tuple[str, ...] = field(default=())  # empty: discovered from the data
     splits: tuple[str, ...] = ("train", "val", "test")
     prepare_command: str | None = None
+    # Run-config fields that fit this dataset (input shapes, a learning rate that works); a form starts from them.
+    suggested: dict = field(default_factory=dict)
 
 
 METHODS: dict[str, MethodInfo] = {
@@ -80,9 +82,12 @@ DATASETS: dict[str, DatasetInfo] = {
     d.name: d
     for d in [
         DatasetInfo("avdigits", "spoken digits (FSDD MFCC) paired with MNIST images by label",
-                    ("audio", "visual"), _DIGITS, prepare_command="amst prepare avdigits"),
+                    ("audio", "visual"), _DIGITS, prepare_command="amst prepare avdigits",
+                    suggested={"dataset": {"preset": "hard"}, "skip": {"audio": 3},
+                               "model": {"frames": 1, "image_size": 28, "audio_frames": 48, "mel_bins": 13},
+                               "optim": {"lr": 0.01, "lr_step": 15}, "epochs": 20}),
         DatasetInfo("synthetic", "generated tensors with a controllable signal per modality (tests)",
-                    ("audio", "visual")),
+                    ("audio", "visual"), suggested={"model": {"frames": 1}, "optim": {"lr": 0.05}, "epochs": 5}),
         DatasetInfo("cremad", "CREMA-D in the reference preprocessed layout",
                     ("audio", "visual"), ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad")),
         DatasetInfo("ave", "AVE in the reference preprocessed layout", ("audio", "visual")),

@@ -116,16 +116,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     elif args.role == "worker":
         serve.serve_worker(args.gpu, args.queue)
     else:
-        raise ConfigError("role", f"{args.role}: the dashboard arrives with the dashboard issue")
+        serve.serve_ui(args.host, args.port or 8501)
     return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from amst_core import serve
 
-    if not args.no_ui:
-        print("amst up: the dashboard is not part of this version yet; starting API and worker", file=sys.stderr)
-    return serve.up(args.port, ui=False, ui_port=args.ui_port)
+    return serve.up(args.port, ui=not args.no_ui, ui_port=args.ui_port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,15 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade"], help="upgrade: migrate the run store to the current schema")
     p.set_defaults(func=cmd_db)
 
-    p = sub.add_parser("serve", help="run one service process (api or worker)")
-    p.add_argument("role", choices=["api", "worker"])
-    p.add_argument("--port", type=int, help="api: port (default 8000)")
-    p.add_argument("--host", default="127.0.0.1", help="api: interface to listen on")
+    p = sub.add_parser("serve", help="run one service process (api, worker or the ui dashboard)")
+    p.add_argument("role", choices=["api", "worker", "ui"])
+    p.add_argument("--port", type=int, help="api: port (default 8000); ui: port (default 8501)")
+    p.add_argument("--host", default="127.0.0.1", help="api, ui: interface to listen on")
     p.add_argument("--gpu", type=int, help="worker: pin this process to GPU N (one worker process per GPU)")
     p.add_argument("--queue", help="worker: comma-separated queues (default gpu,cpu; with --gpu: gpu)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("up", help="start the API and a worker on this machine (embedded default)")
+    p = sub.add_parser("up", help="start the API, a worker and the dashboard on this machine (embedded default)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--ui-port", type=int, default=8501)
     p.add_argument("--no-ui", action="store_true", help="do not start the dashboard")

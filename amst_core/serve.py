@@ -46,6 +46,23 @@ def serve_worker(gpu: int | None, queue: str | None) -> None:
                      "--without-gossip", "--without-mingle"])
 
 
+def ui_command(host: str, port: int) -> list[str]:
+    """The dashboard: a Streamlit server that talks only to the API (AMST_API_URL). Error details stay in the
+    server log; pages show their own messages."""
+    import ui
+
+    app = Path(ui.__file__).parent / "app.py"
+    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+            "--server.address", host, "--server.port", str(port), "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none", "--client.showErrorDetails", "none", "--client.toolbarMode", "minimal",
+            "--theme.primaryColor", "#0072B2"]
+
+
+def serve_ui(host: str, port: int) -> None:
+    cmd = ui_command(host, port)
+    os.execv(cmd[0], cmd)  # Streamlit becomes this process: signals reach it directly
+
+
 def embedded_env() -> dict[str, str]:
     """The environment of `amst up`'s children: one .amst folder, absolute, shared by every process."""
     env = dict(os.environ)
@@ -65,6 +82,7 @@ def up(port: int, ui: bool, ui_port: int) -> int:
     print(f"amst up: database {backend}, {broker}", flush=True)
     amst = [sys.executable, "-m", "amst_core.cli"]
     commands = {"api": [*amst, "serve", "api", "--port", str(port)], "worker": [*amst, "serve", "worker"]}
+    env.setdefault("AMST_API_URL", f"http://127.0.0.1:{port}")
     if ui:
         commands["ui"] = [*amst, "serve", "ui", "--port", str(ui_port)]
     print(f"API:  http://127.0.0.1:{port}  (docs at /docs)", flush=True)

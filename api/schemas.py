@@ -168,6 +168,7 @@ class DatasetOut(BaseModel):
     splits: list[str]
     prepared: bool = Field(description="its folder exists under AMST_DATA_ROOT (always true for synthetic)")
     prepare_command: str | None
+    suggested: dict[str, Any] = Field(description="run-config fields that fit this dataset (shapes, learning rate)")
 
 
 class WorkerOut(BaseModel):

@@ -161,3 +161,16 @@ def test_api_never_imports_torch(tmp_path: Path) -> None:
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_dataset_suggests_a_valid_run_config(client: TestClient) -> None:
+    """The New run form starts from these: each must be a valid RunConfig fragment for its dataset."""
+    from amst_core.config import load_config
+
+    for d in client.get("/datasets").json():
+        suggested = d["suggested"]
+        dataset = {**suggested.get("dataset", {}), "name": d["name"]}
+        cfg = load_config(base={**suggested, "method": "amst_full", "dataset": dataset})
+        assert cfg.dataset.name == d["name"]
+    avdigits = next(d for d in client.get("/datasets").json() if d["name"] == "avdigits")
+    assert avdigits["suggested"]["model"]["image_size"] == 28  # MNIST frames, not the 224 default

@@ -1,0 +1,1 @@
+"""The AMST Studio dashboard (Streamlit). It talks only to the REST API, through `ui.client`."""

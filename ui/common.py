@@ -1,0 +1,68 @@
+"""What every page shares: the API client of this browser session, error display, run labels, caches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import streamlit as st
+
+from ui.client import ApiClient, ApiError, ApiUnavailable
+from ui.series import RunSeries
+from ui.settings import ui_settings
+
+PAGES = {"runs": "views/runs.py", "new": "views/new_run.py", "run": "views/run.py", "compare": "views/compare.py"}
+
+
+def api() -> ApiClient:
+    """One client per browser session (so its call counter is this session's)."""
+    if "api" not in st.session_state:
+        s = ui_settings()
+        st.session_state.api = ApiClient(s.api_url, s.api_token, s.timeout_s)
+    return st.session_state.api
+
+
+def series_cache() -> dict[str, RunSeries]:
+    return st.session_state.setdefault("series_cache", {})
+
+
+@contextmanager
+def shown_errors() -> Iterator[None]:
+    """The API being down, slow or refusing becomes a message on the page, never a traceback."""
+    try:
+        yield
+    except ApiUnavailable as err:
+        st.error(f"**The API is not available.** {err}", icon=":material/cloud_off:")
+    except ApiError as err:
+        where = f" (`{err.field}`)" if err.field else ""
+        st.error(f"**The API refused this request{where}:** {err.message}", icon=":material/block:")
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def catalog(base_url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Methods and datasets change only with a new release (or a dataset being prepared): cached a minute."""
+    client = api()
+    return client.methods(), client.datasets()
+
+
+def run_label(run: dict[str, Any]) -> str:
+    return f"{run['name']} · {run['method']} · {run['dataset']} · seed {run['seed']} ({run['id'][:8]})"
+
+
+def age(timestamp: str | None, now: datetime | None = None) -> str:
+    """'3 min ago' from an ISO time of the API (UTC)."""
+    if not timestamp:
+        return ""
+    then = datetime.fromisoformat(timestamp)
+    then = then if then.tzinfo else then.replace(tzinfo=UTC)
+    return duration((now or datetime.now(UTC)) - then) + " ago"
+
+
+def duration(delta: Any) -> str:
+    seconds = max(0.0, delta.total_seconds() if hasattr(delta, "total_seconds") else float(delta))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"

@@ -1,0 +1,82 @@
+"""The New run form's rules, apart from Streamlit: the body it submits, and where an API error belongs."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+FORM_FIELDS = ("name", "tags", "dataset.preset", "skip", "method_params", "fusion", "epochs", "batch_size", "seed",
+               "device", "optim.lr", "model")
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else copy.deepcopy(value)
+    return out
+
+
+def starting_config(prefill: dict[str, Any] | None, dataset: dict[str, Any]) -> dict[str, Any]:
+    """What the form shows first: the run being re-run (same dataset), else the dataset's suggestion."""
+    if prefill and prefill.get("dataset", {}).get("name") == dataset["name"]:
+        return copy.deepcopy(prefill)
+    return deep_merge({"dataset": {"name": dataset["name"]}}, dataset.get("suggested", {}))
+
+
+def run_body(start: dict[str, Any], method: dict[str, Any], dataset: dict[str, Any],
+             values: dict[str, Any]) -> dict[str, Any]:
+    """The POST /runs body: the starting config with the form's values on top. Fields the form does not
+    show (optimiser details, model shapes of a re-run, ...) are kept as they were."""
+    body = copy.deepcopy(start)
+    for key in ("id", "status"):
+        body.pop(key, None)
+    body["method"] = method["name"]
+    body["name"] = values.get("name") or None
+    body["tags"] = values.get("tags", [])
+    body.setdefault("dataset", {})["name"] = dataset["name"]
+    if "preset" in values:
+        body["dataset"]["preset"] = values["preset"] or None
+    body["skip"] = {**body.get("skip", {}), **values.get("skip", {})} if method["uses_skip"] else {}
+    body["method_params"] = values.get("method_params", {})
+    if method["fusion_fixed"]:
+        body.pop("fusion", None)
+    elif values.get("fusion"):
+        body["fusion"] = values["fusion"]
+    for key in ("epochs", "batch_size", "seed", "device"):
+        if key in values:
+            body[key] = values[key]
+    if "lr" in values:
+        body.setdefault("optim", {})["lr"] = values["lr"]
+    if values.get("model"):
+        body["model"] = {**body.get("model", {}), **values["model"]}
+    return body
+
+
+def slot_for(field: str | None, slots: list[str]) -> str | None:
+    """The form field an API error names: exact, else the longest slot its dotted path starts with
+    (`skip.audio` -> `skip.audio` or `skip`; `optim.lr` -> `optim.lr`)."""
+    if not field:
+        return None
+    if field in slots:
+        return field
+    matches = [s for s in slots if field.startswith(s + ".") or s.startswith(field + ".")]
+    return max(matches, key=len) if matches else None
+
+
+def param_widgets(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(name, kind, spec) per method parameter from its JSON schema: kind is select, bool, int, float or text."""
+    out = []
+    for name, spec in schema.get("properties", {}).items():
+        if "enum" in spec:
+            kind = "select"
+        elif spec.get("type") == "boolean":
+            kind = "bool"
+        elif spec.get("type") == "integer":
+            kind = "int"
+        elif spec.get("type") == "number":
+            kind = "float"
+        else:
+            kind = "text"
+        out.append((name, kind, spec))
+    return out

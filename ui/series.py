@@ -1,0 +1,214 @@
+"""Metric series on the dashboard's side: an incremental cache per run, and the views the pages draw
+(curves, modality balance, skip strip, AMST-vs-baseline differences, final and best tables, CSV).
+
+Pure functions of the API's JSON, so they are unit-tested without Streamlit.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ui.client import ApiClient
+
+Key = tuple[str, str, str | None, str]  # split, component, modality (None: whole run), name
+TERMINAL = ("succeeded", "failed", "cancelled", "lost")
+COLUMNS = ["split", "component", "modality", "name", "epoch", "value"]
+BRANCH_COMPONENTS = ("branch", "alt_branch", "joint_branch")
+HELPER_COMPONENTS = ("helper", "alt_helper", "joint_helper")
+SETTLED_RECHECK_S = 60.0  # a finished run is asked again after this long (it may have been retried)
+
+
+@dataclass
+class RunSeries:
+    """Everything known of one run's curves; `merge` applies one GET /runs/{id}/metrics answer."""
+
+    run_id: str
+    run: dict[str, Any] = field(default_factory=dict)
+    next_since: int = -1
+    points: dict[Key, dict[int, float | None]] = field(default_factory=dict)
+    fetched_at: float = 0.0
+
+    def merge(self, body: dict[str, Any]) -> None:
+        for s in body["series"]:
+            values = self.points.setdefault((s["split"], s["component"], s["modality"], s["name"]), {})
+            values.update(zip(s["epochs"], s["values"], strict=True))
+        self.run = body["run"]
+        self.next_since = max(self.next_since, body["next_since_epoch"])
+        self.fetched_at = time.monotonic()
+
+    @property
+    def settled(self) -> bool:
+        """Finished and complete: nothing new will come (unless someone retries it)."""
+        return self.run.get("status") in TERMINAL and self.next_since >= self.run.get("epochs_done", 0) - 1
+
+    def series(self, key: Key) -> tuple[list[int], list[float | None]]:
+        values = self.points.get(key, {})
+        epochs = sorted(values)
+        return epochs, [values[e] for e in epochs]
+
+    def series_keys(self) -> list[Key]:
+        return sorted(self.points, key=lambda k: (k[0], k[1], k[2] or "", k[3]))
+
+    def frame(self) -> pd.DataFrame:
+        rows = [(*k, e, v) for k, values in self.points.items() for e, v in values.items()]
+        return pd.DataFrame(rows, columns=COLUMNS).sort_values(["split", "component", "modality", "name", "epoch"],
+                                                               na_position="first", ignore_index=True)
+
+    def modalities(self) -> list[str]:
+        return sorted({k[2] for k in self.points if k[2] is not None})
+
+    def components(self) -> list[str]:
+        return sorted({k[1] for k in self.points if k[1] != "run"})
+
+
+def refresh(client: ApiClient, cache: dict[str, RunSeries], run_id: str) -> RunSeries:
+    """One incremental call (points after the newest epoch held). A new attempt, or a run that went back in
+    epochs, rewrites what came after its checkpoint: then the run is read again from the start."""
+    known = cache.get(run_id)
+    if known is not None and known.settled and time.monotonic() - known.fetched_at < SETTLED_RECHECK_S:
+        return known
+    current = known or RunSeries(run_id)
+    body = client.metrics(run_id, current.next_since)
+    rewound = known is not None and (body["run"]["attempt"] != known.run.get("attempt")
+                                     or body["epochs_done"] - 1 < known.next_since)
+    if rewound:
+        current = RunSeries(run_id)
+        body = client.metrics(run_id, -1)
+    current.merge(body)
+    cache[run_id] = current
+    return current
+
+
+# ---- views --------------------------------------------------------------------------------------------------
+
+def smooth(values: list[float | None], weight: float) -> list[float | None]:
+    """Exponential moving average (TensorBoard's smoothing); gaps (non-finite values) stay gaps."""
+    if weight <= 0:
+        return list(values)
+    out: list[float | None] = []
+    last = None
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        last = v if last is None else weight * last + (1 - weight) * v
+        out.append(last)
+    return out
+
+
+def wall_clock(rs: RunSeries) -> dict[int, float]:
+    """Seconds since the run started at the end of each epoch (the sum of the epoch times before it)."""
+    epochs, times = rs.series(("train", "run", None, "epoch_time"))
+    total, out = 0.0, {}
+    for e, t in zip(epochs, times, strict=True):
+        total += t or 0.0
+        out[e] = round(total, 3)
+    return out
+
+
+def first_present(rs: RunSeries, split: str, components: Iterable[str], modality: str | None, name: str) -> str | None:
+    return next((c for c in components if (split, c, modality, name) in rs.points), None)
+
+
+@dataclass
+class Balance:
+    split: str
+    epoch: int | None
+    rows: list[dict[str, Any]]  # modality, branch, helper (accuracy at the latest epoch)
+    gap_epochs: list[int]
+    gap_values: list[float | None]
+    lagging: str | None
+    leading: str | None
+    gap: float | None
+
+
+def balance(rs: RunSeries, split: str = "val") -> Balance:
+    """Branch and helper accuracy per modality at the latest epoch; the strongest-minus-weakest gap over
+    epochs; the lagging modality (the weakest branch now)."""
+    rows, latest = [], None
+    for m in rs.modalities():
+        row: dict[str, Any] = {"modality": m}
+        for label, components in (("branch", BRANCH_COMPONENTS), ("helper", HELPER_COMPONENTS)):
+            c = first_present(rs, split, components, m, "acc")
+            epochs, values = rs.series((split, c, m, "acc")) if c else ([], [])
+            row[label] = values[-1] if values else None
+            if epochs:
+                latest = max(latest or -1, epochs[-1])
+        rows.append(row)
+    branch = first_present(rs, split, BRANCH_COMPONENTS, None, "acc_gap")
+    gap_epochs, gap_values = rs.series((split, branch, None, "acc_gap")) if branch else ([], [])
+    ranked = sorted((r for r in rows if r["branch"] is not None), key=lambda r: r["branch"])
+    lagging = ranked[0]["modality"] if len(ranked) >= 2 else None
+    leading = ranked[-1]["modality"] if len(ranked) >= 2 else None
+    gap = ranked[-1]["branch"] - ranked[0]["branch"] if len(ranked) >= 2 else None
+    return Balance(split, latest, rows, gap_epochs, gap_values, lagging, leading, gap)
+
+
+def skip_strip(rs: RunSeries) -> tuple[list[str], list[int], list[list[float | None]]]:
+    """Which modality was updated (1) or skipped (0) in which epoch: modalities x epochs."""
+    modalities = [m for m in rs.modalities() if ("train", "run", m, "skip") in rs.points]
+    epochs = sorted({e for m in modalities for e in rs.points[("train", "run", m, "skip")]})
+    grid = [[rs.points[("train", "run", m, "skip")].get(e) for e in epochs] for m in modalities]
+    return modalities, epochs, grid
+
+
+def best_of(name: str, values: Iterable[float | None]) -> float | None:
+    finite = [v for v in values if v is not None]
+    if not finite:
+        return None
+    return min(finite) if name == "loss" else max(finite)
+
+
+def final_and_best(runs: list[RunSeries], labels: dict[str, str], splits=("val", "test"),
+                   name: str = "acc") -> pd.DataFrame:
+    """Per run, component and modality: the last value and the best (max accuracy, min loss) per split."""
+    rows = []
+    for rs in runs:
+        for split_, component, modality, n in rs.series_keys():
+            if n != name or split_ not in splits or component == "run":
+                continue
+            epochs, values = rs.series((split_, component, modality, n))
+            rows.append({"run": labels[rs.run_id], "split": split_, "component": component,
+                         "modality": modality or "fused", "final": values[-1] if values else None,
+                         "best": best_of(name, values), "epochs": len(epochs)})
+    return pd.DataFrame(rows, columns=["run", "split", "component", "modality", "final", "best", "epochs"])
+
+
+def pair_baselines(runs: list[dict[str, Any]], candidates: list[dict[str, Any]],
+                   baseline_method: str = "naive") -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each AMST run with a baseline of the same dataset and seed: a selected one first, else the newest
+    succeeded one among `candidates` (newest first), else the newest of any status."""
+    def key(r: dict[str, Any]) -> tuple[str, int]:
+        return r["dataset"], r["seed"]
+
+    pool = [r for r in runs if r["method"] == baseline_method]
+    pool += sorted((r for r in candidates if r["method"] == baseline_method and r not in pool),
+                   key=lambda r: r["status"] != "succeeded")  # stable: newest first within each group
+    pairs = []
+    for run in runs:
+        if run["method"].startswith("amst"):
+            base = next((b for b in pool if key(b) == key(run)), None)
+            if base is not None:
+                pairs.append((run, base))
+    return pairs
+
+
+def difference(a: RunSeries, b: RunSeries, key: Key) -> tuple[list[int], list[float]]:
+    """a - b over the epochs both have finite values for."""
+    va, vb = a.points.get(key, {}), b.points.get(key, {})
+    epochs = sorted(e for e in va.keys() & vb.keys() if va[e] is not None and vb[e] is not None)
+    return epochs, [va[e] - vb[e] for e in epochs]
+
+
+def to_csv(rs: RunSeries) -> bytes:
+    buffer = io.StringIO()
+    frame = rs.frame()
+    frame.insert(0, "run_id", rs.run_id)
+    frame.to_csv(buffer, index=False)
+    return buffer.getvalue().encode()

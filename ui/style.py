@@ -1,0 +1,37 @@
+"""One look across the whole dashboard: a stable colour per modality, per status, a dash per component."""
+
+from __future__ import annotations
+
+# Colour-blind-safe (Okabe-Ito); fused (the prediction of all modalities) is near-black and drawn bold.
+MODALITY_COLORS: dict[str, str] = {"audio": "#E69F00", "visual": "#0072B2", "text": "#009E73", "fused": "#222222"}
+FUSED_WIDTH, LINE_WIDTH = 3.5, 1.8
+
+STATUS_COLORS: dict[str, str] = {
+    "queued": "#8c8c8c", "starting": "#56B4E9", "running": "#0072B2", "succeeded": "#009E73",
+    "failed": "#D55E00", "cancelled": "#6c6c6c", "lost": "#CC79A7", "stalled": "#E69F00",
+}
+STATUS_BADGE: dict[str, str] = {  # st.badge colours
+    "queued": "gray", "starting": "blue", "running": "blue", "succeeded": "green", "failed": "red",
+    "cancelled": "gray", "lost": "violet", "stalled": "orange",
+}
+ACTIVE = ("queued", "starting", "running", "stalled")
+RETRYABLE = ("failed", "cancelled", "lost")
+CANCELLABLE = ("queued", "starting", "running", "stalled")
+
+COMPONENT_DASH: dict[str, str] = {
+    "fused": "solid", "branch": "solid", "helper": "dot", "alt": "dash", "joint": "dashdot",
+    "alt_branch": "dash", "joint_branch": "dashdot", "alt_helper": "dot", "joint_helper": "longdashdot",
+    "prototype": "longdash",
+}
+# Run colours on the Compare page, where each panel is one modality: none of them is a modality colour.
+RUN_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974",
+              "#64B5CD")
+
+
+def modality_color(modality: str | None) -> str:
+    return MODALITY_COLORS.get(modality or "fused", "#777777")
+
+
+def status_label(status: str) -> str:
+    """For tables, where the cell is coloured by STATUS_COLORS: a dot that needs no emoji font."""
+    return f"● {status}"

@@ -1,0 +1,58 @@
+"""Compare: overlay runs per modality; each AMST run against a baseline of the same dataset and seed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from ui.charts import PLOT_CONFIG, compare_figure, difference_figure
+from ui.common import api, run_label, series_cache, shown_errors
+from ui.series import final_and_best, pair_baselines, refresh
+from ui.settings import ui_settings
+from ui.style import ACTIVE
+
+COMPONENTS = ["branch", "helper", "alt_branch", "joint_branch", "alt_helper", "joint_helper"]
+
+st.title("Compare")
+with shown_errors():
+    runs = api().runs(limit=500)
+    by_id = {r["id"]: r for r in runs}
+    wanted = [i for i in st.query_params.get("runs", "").split(",") if i in by_id]
+    selected: list[dict[str, Any]] = st.multiselect("Runs", runs, [by_id[i] for i in wanted], format_func=run_label,
+                                                    placeholder="choose runs to overlay")
+    st.query_params["runs"] = ",".join(r["id"] for r in selected)
+    a, b, c, d = st.columns(4)
+    split = a.radio("Split", ["val", "test", "train"], horizontal=True)
+    component = b.selectbox("Per-modality component", COMPONENTS, help="the fused prediction has its own panel")
+    name = c.radio("Metric", ["acc", "loss"], horizontal=True)
+    smoothing = d.slider("Smoothing", 0.0, 0.95, 0.0, 0.05)
+    pairs = pair_baselines(selected, runs)
+    live = any(r["status"] in ACTIVE for r in selected + [base for _, base in pairs])
+
+    @st.fragment(run_every=ui_settings().refresh_s if live else None)
+    def charts() -> None:
+        with shown_errors():
+            if not selected:
+                st.info("Choose runs above. AMST runs are paired with a naive run of the same dataset and seed.")
+                return
+            ids = list(dict.fromkeys([r["id"] for r in selected] + [base["id"] for _, base in pairs]))
+            series = {i: refresh(api(), series_cache(), i) for i in ids}  # one incremental call per run
+            labels = {i: run_label(series[i].run) for i in ids}
+            chosen = [series[r["id"]] for r in selected]
+            st.plotly_chart(compare_figure(chosen, labels, split, component, name, smoothing), key="overlay",
+                            config=PLOT_CONFIG)
+            st.subheader("AMST minus baseline")
+            if pairs:
+                st.caption(" · ".join(f"{run_label(amst)} vs {run_label(base)}" for amst, base in pairs))
+                diff = [(series[amst["id"]], series[base["id"]], amst["name"]) for amst, base in pairs]
+                st.plotly_chart(difference_figure(diff, split, component, name), key="difference", config=PLOT_CONFIG)
+            else:
+                st.caption("No AMST run among those chosen has a naive run of the same dataset and seed.")
+            st.subheader("Final and best per modality")
+            table = final_and_best(chosen, labels, (split,), name)
+            st.dataframe(table, hide_index=True, width="stretch",
+                         column_config={"final": st.column_config.NumberColumn(format="%.4f"),
+                                        "best": st.column_config.NumberColumn(format="%.4f")})
+
+    charts()

@@ -1,0 +1,118 @@
+"""New run: a form built from the method and dataset schemas of the API; the API validates it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from ui.client import ApiError
+from ui.common import PAGES, api, catalog, shown_errors
+from ui.form import param_widgets, run_body, slot_for, starting_config
+from ui.settings import ui_settings
+
+FUSIONS = ["concat", "lsum", "msum"]
+PRESETS = ["", "hard"]
+
+
+def pick(options: list[str], value: Any, fallback: int = 0) -> int:
+    return options.index(value) if value in options else fallback
+
+
+def method_params(method: dict[str, Any], current: dict[str, Any], slots: dict[str, Any]) -> dict[str, Any]:
+    values = {}
+    defaults = {**method["params_defaults"], **current}
+    for name, kind, spec in param_widgets(method["params_schema"]):
+        label, help_ = name.replace("_", " "), spec.get("description")
+        if kind == "select":
+            values[name] = st.selectbox(label, spec["enum"], index=pick(spec["enum"], defaults.get(name)), help=help_)
+        elif kind == "bool":
+            values[name] = st.checkbox(label, bool(defaults.get(name)), help=help_)
+        elif kind in ("int", "float"):
+            cast = int if kind == "int" else float
+            values[name] = st.number_input(label, value=cast(defaults.get(name, 0)), help=help_)
+        else:
+            values[name] = st.text_input(label, str(defaults.get(name, "")), help=help_)
+        slots[f"method_params.{name}"] = st.empty()
+    return values
+
+
+st.title("New run")
+with shown_errors():
+    methods, datasets = catalog(ui_settings().api_url)
+    prefill: dict[str, Any] | None = st.session_state.get("prefill")
+    if prefill:
+        st.info(f"Re-running with the config of **{prefill.get('name') or 'a run'}**; change what you like.",
+                icon=":material/replay:")
+    method_names, dataset_names = [m["name"] for m in methods], [d["name"] for d in datasets]
+    c1, c2 = st.columns(2)
+    method_name = c1.selectbox("Method", method_names, index=pick(method_names, (prefill or {}).get("method"), 3),
+                               format_func=lambda n: f"{n} — {next(m['summary'] for m in methods if m['name'] == n)}")
+    dataset_name = c2.selectbox(
+        "Dataset", dataset_names, index=pick(dataset_names, (prefill or {}).get("dataset", {}).get("name")),
+        format_func=lambda n: n if next(d["prepared"] for d in datasets if d["name"] == n) else f"{n} (not prepared)")
+    method = next(m for m in methods if m["name"] == method_name)
+    dataset = next(d for d in datasets if d["name"] == dataset_name)
+    if not dataset["prepared"]:
+        st.warning(f"**{dataset_name}** is not prepared on the server: run `{dataset['prepare_command']}` there "
+                   "first.", icon=":material/inventory_2:")
+    start = starting_config(prefill, dataset)
+    slots: dict[str, Any] = {}
+
+    with st.form("new_run"):
+        a, b = st.columns(2)
+        values: dict[str, Any] = {"name": a.text_input("Name", start.get("name") or "", placeholder="optional")}
+        slots["name"] = a.empty()
+        values["tags"] = [t.strip() for t in b.text_input("Tags", ", ".join(start.get("tags", [])),
+                                                          placeholder="comma-separated").split(",") if t.strip()]
+        slots["tags"] = b.empty()
+        if dataset_name == "avdigits":
+            values["preset"] = st.selectbox("Difficulty preset", PRESETS,
+                                            index=pick(PRESETS, start["dataset"].get("preset") or ""),
+                                            format_func=lambda p: p or "none (clean data)")
+            slots["dataset.preset"] = st.empty()
+        if method["uses_skip"]:
+            st.markdown("**Skip factor per modality** — a modality with factor *k* is updated every *k*-th epoch")
+            columns = st.columns(len(dataset["modalities"]))
+            values["skip"] = {}
+            for col, modality in zip(columns, dataset["modalities"], strict=True):
+                values["skip"][modality] = col.number_input(modality, min_value=1, step=1,
+                                                            value=int(start.get("skip", {}).get(modality, 1)))
+                slots[f"skip.{modality}"] = col.empty()
+            slots["skip"] = st.empty()
+        if not method["fusion_fixed"]:
+            values["fusion"] = st.selectbox("Fusion", FUSIONS, index=pick(FUSIONS, start.get("fusion")
+                                                                          or method["default_fusion"]))
+            slots["fusion"] = st.empty()
+        if method["params_schema"].get("properties"):
+            st.markdown("**Method parameters**")
+            values["method_params"] = method_params(method, start.get("method_params", {}), slots)
+            slots["method_params"] = st.empty()
+        a, b, c, d, e = st.columns(5)
+        values["epochs"] = a.number_input("Epochs", min_value=1, value=int(start.get("epochs", 100)))
+        slots["epochs"] = a.empty()
+        values["batch_size"] = b.number_input("Batch size", min_value=1, value=int(start.get("batch_size", 64)))
+        slots["batch_size"] = b.empty()
+        values["seed"] = c.number_input("Seed", min_value=0, value=int(start.get("seed", 0)))
+        slots["seed"] = c.empty()
+        values["device"] = d.text_input("Device", start.get("device", "auto"), help="auto, cpu, cuda or cuda:N")
+        slots["device"] = d.empty()
+        values["lr"] = e.number_input("Learning rate", min_value=0.0, value=float(start.get("optim", {}).get("lr",
+                                      1e-3)), format="%.5f")
+        slots["optim.lr"] = e.empty()
+        submitted = st.form_submit_button("Submit run", type="primary")
+        general = st.empty()
+
+    if submitted:
+        body = run_body(start, method, dataset, values)
+        try:
+            run = api().submit(body)
+        except ApiError as err:
+            where = slot_for(err.field, list(slots))
+            target = slots[where] if where else general
+            named = f" (`{err.field}`)" if err.field and not where else ""
+            target.error(err.message + named, icon=":material/block:")
+        else:
+            st.session_state.pop("prefill", None)
+            st.session_state.flash = f"Submitted run **{run['name']}** ({run['id']}); it is {run['status']}."
+            st.switch_page(PAGES["run"], query_params={"run": run["id"]})
