@@ -1,0 +1,49 @@
+# One image for every AMST Studio process: `amst db upgrade`, `amst serve api`, `amst serve worker`, `amst serve ui`.
+#
+# Why python:3.11-slim and no nvidia/cuda base image: the project pins torch==2.11.0, and PyPI's Linux x86_64
+# wheel of torch 2.11.0 is the CUDA build (CUDA 13.0); the CUDA runtime, cuDNN, NCCL... arrive as pip dependencies
+# (nvidia-* wheels). The container therefore carries its own CUDA user-space libraries and the host needs only
+# the NVIDIA driver (R580 or newer for CUDA 13) and the NVIDIA Container Toolkit. The same image runs on a host
+# without a GPU (api, ui, CPU workers): torch then falls back to the CPU. Details: Doc/deploy.md.
+#
+# Nothing secret is baked in: every setting comes from the environment at run time (docker-compose.yml, .env).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/var/lib/amst \
+    AMST_HOME=/var/lib/amst \
+    AMST_DATA_ROOT=/data \
+    AMST_ARTIFACTS=/artifacts
+
+# Dependencies first, from pyproject.toml alone: this large layer (torch and its CUDA wheels) is rebuilt only
+# when the pins change, not on every code change.
+COPY pyproject.toml /tmp/deps/pyproject.toml
+RUN python -c "import tomllib; print(*tomllib.load(open('/tmp/deps/pyproject.toml', 'rb'))['project']['dependencies'], sep=chr(10))" \
+      > /tmp/deps/requirements.txt \
+ && pip install --no-cache-dir -r /tmp/deps/requirements.txt \
+ && rm -rf /tmp/deps
+
+# The project itself. amst_core/store/migrate.py finds Alembic's migrations/ next to the amst_core package
+# (Path(__file__).parents[2] / "migrations"), i.e. in site-packages once installed: copy it there, and fail the
+# build if the code would not find it.
+COPY . /tmp/src
+RUN pip install --no-cache-dir --no-deps /tmp/src \
+ && cp -r /tmp/src/migrations "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/migrations" \
+ && rm -rf /tmp/src \
+ && python -c "from amst_core.store.migrate import MIGRATIONS; assert (MIGRATIONS / 'env.py').is_file(), MIGRATIONS" \
+ && amst --help > /dev/null
+
+# A non-root user owning everything the processes write: datasets, artifacts (checkpoints), AMST_HOME (caches).
+# Named volumes mounted on these paths start with this ownership.
+RUN groupadd --system --gid 10001 amst \
+ && useradd --system --uid 10001 --gid amst --home-dir /var/lib/amst --shell /usr/sbin/nologin amst \
+ && mkdir -p /data /artifacts /var/lib/amst \
+ && chown -R amst:amst /data /artifacts /var/lib/amst
+USER amst
+WORKDIR /var/lib/amst
+
+EXPOSE 8000 8501
+ENTRYPOINT ["amst"]
+CMD ["serve", "api", "--host", "0.0.0.0", "--port", "8000"]

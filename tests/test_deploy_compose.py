@@ -1,0 +1,378 @@
+"""docker-compose.yml, Dockerfile, .dockerignore and .env.example, checked without a Docker engine: start order,
+health checks, the GPU reservation, and that every setting they pass is one the code reads, with its default."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shlex
+import tomllib
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+from amst_core.cli import build_parser
+from amst_core.settings import Settings
+from api.settings import ApiSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
+COMPOSE = yaml.safe_load(COMPOSE_TEXT)
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+APP = ("migrate", "api", "worker", "ui")  # the services that run the project's image
+SERVER = ("api", "worker")  # the services that read the run store, the broker, datasets and artifacts
+# Variables the code reads with os.environ.get rather than through a Settings model.
+DIRECT_ENV = {"AMST_HOME": "amst_core/store/db.py"}
+INTERPOLATION = re.compile(r"(?<!\$)\$\{(\w+)(?::?-([^}]*))?\}")  # $${X} is an escaped $, not a variable
+
+
+# ---- helpers -------------------------------------------------------------------------------------------------------
+
+def env_names(model: type[BaseSettings]) -> set[str]:
+    """The environment variables a pydantic-settings model reads (its aliases, else prefix + field name)."""
+    prefix = model.model_config.get("env_prefix", "")
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias or field.alias
+        if isinstance(alias, str):
+            names.add(alias.upper())
+        elif isinstance(alias, AliasChoices):
+            names |= {c.upper() for c in alias.choices if isinstance(c, str)}
+        else:
+            names.add(f"{prefix}{name}".upper())
+    return names
+
+
+def ui_settings_model() -> type[BaseSettings]:
+    return pytest.importorskip("ui.settings", reason="the dashboard (ui/settings.py) is not there yet").UiSettings
+
+
+def field_defaults(model: type[BaseSettings]) -> dict[str, Any]:
+    defaults = {}
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias or field.alias
+        defaults[(alias if isinstance(alias, str) else name).upper()] = field.default
+    return defaults
+
+
+def environment(service: str) -> dict[str, str]:
+    env = SERVICES[service].get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def depends_on(service: str) -> dict[str, str]:
+    deps = SERVICES[service].get("depends_on") or {}
+    if isinstance(deps, list):
+        return dict.fromkeys(deps, "service_started")
+    return {name: spec.get("condition", "service_started") for name, spec in deps.items()}
+
+
+def resolve(value: str) -> str:
+    """Compose interpolation with an empty environment: every ${VAR:-default} becomes its default."""
+    return INTERPOLATION.sub(lambda m: m.group(2) or "", value)
+
+
+def command(service: str) -> list[str]:
+    cmd = SERVICES[service]["command"]
+    return shlex.split(cmd) if isinstance(cmd, str) else [str(c) for c in cmd]
+
+
+def healthcheck_text(service: str) -> str:
+    test = SERVICES[service]["healthcheck"]["test"]
+    return " ".join(test) if isinstance(test, list) else test
+
+
+def seconds(duration: str) -> float:
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, f"not a compose duration: {duration}"
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def volume_mounts(service: str) -> dict[str, tuple[str, bool]]:
+    """target -> (named volume or host path, read_only)."""
+    mounts = {}
+    for spec in SERVICES[service].get("volumes", []):
+        if isinstance(spec, dict):
+            mounts[spec["target"]] = (spec["source"], bool(spec.get("read_only")))
+        else:
+            source, target, *mode = spec.split(":")
+            mounts[target] = (source, "ro" in (mode[0].split(",") if mode else []))
+    return mounts
+
+
+def dotenv(path: Path) -> dict[str, str]:
+    pairs = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep, f"{path.name}: not KEY=VALUE: {line!r}"
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (ROOT / "Dockerfile").read_text()
+    joined = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
+            for line in joined.splitlines() if line.strip()]
+
+
+# ---- services, images, start order ---------------------------------------------------------------------------------
+
+def test_every_service_has_an_image_or_a_build() -> None:
+    assert set(SERVICES) == {"redis", "postgres", "migrate", "api", "worker", "ui"}
+    for name, service in SERVICES.items():
+        assert "image" in service or "build" in service, name
+    assert SERVICES["redis"]["image"] == "redis:7-alpine"
+    assert SERVICES["postgres"]["image"] == "postgres:16-alpine"
+
+
+@pytest.mark.parametrize("name", APP)
+def test_project_services_build_the_root_dockerfile(name: str) -> None:
+    build = SERVICES[name]["build"]
+    context, dockerfile = (build, "Dockerfile") if isinstance(build, str) else \
+        (build.get("context", "."), build.get("dockerfile", "Dockerfile"))
+    assert (ROOT / context).resolve() == ROOT and dockerfile == "Dockerfile", build
+    assert SERVICES[name]["image"] == SERVICES["api"]["image"], "one image, one tag, for every project service"
+
+
+@pytest.mark.parametrize("name", ["redis", "postgres", "api", "ui"])
+def test_health_checks(name: str) -> None:
+    assert SERVICES[name]["healthcheck"]["test"], name
+    text = healthcheck_text(name)
+    expected = {"redis": "redis-cli ping", "postgres": "pg_isready", "api": "http://127.0.0.1:8000/health",
+                "ui": "http://127.0.0.1:8501/_stcore/health"}[name]
+    assert expected in text, text
+    if name in ("api", "ui"):  # the image has no curl: Python's urllib it is
+        assert SERVICES[name]["healthcheck"]["test"][:3] == ["CMD", "python", "-c"], text
+        assert "urllib.request.urlopen" in text
+
+
+def test_start_order_from_depends_on() -> None:
+    graph = {name: set(depends_on(name)) for name in SERVICES}
+    for name, deps in graph.items():
+        assert deps <= set(SERVICES), f"{name} depends on unknown services {deps - set(SERVICES)}"
+    try:
+        order = list(TopologicalSorter(graph).static_order())
+    except CycleError as err:  # pragma: no cover - the assertion message is the point
+        pytest.fail(f"depends_on has a cycle: {err.args[1]}")
+    position = order.index
+    assert position("redis") < position("migrate") and position("postgres") < position("migrate"), order
+    assert position("migrate") < position("api") < position("ui"), order
+    assert position("migrate") < position("worker"), order
+
+    assert depends_on("migrate") == {"postgres": "service_healthy"}
+    ready = {"redis": "service_healthy", "postgres": "service_healthy", "migrate": "service_completed_successfully"}
+    assert depends_on("api") == ready
+    assert depends_on("worker") == ready
+    assert depends_on("ui") == {"api": "service_healthy"}
+    assert SERVICES["migrate"].get("restart") == "no", "the migration runs once and exits"
+
+
+def test_worker_reserves_one_nvidia_gpu_and_has_time_to_hand_back_its_run() -> None:
+    worker = SERVICES["worker"]
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert len(devices) == 1, devices
+    gpu = devices[0]
+    assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"], gpu
+    assert gpu.get("count") == 1 or len(gpu.get("device_ids", [])) == 1, "one GPU per worker process"
+    assert not ("count" in gpu and "device_ids" in gpu), "Docker refuses count together with device_ids"
+    assert seconds(worker["stop_grace_period"]) >= 30, "SIGTERM: the worker stops at a batch and re-queues its run"
+
+
+# ---- commands ------------------------------------------------------------------------------------------------------
+
+def entrypoint() -> list[str]:
+    [(_, value)] = [i for i in dockerfile_instructions() if i[0] == "ENTRYPOINT"]
+    return yaml.safe_load(value)
+
+
+@pytest.mark.parametrize("name", APP)
+def test_service_commands_parse_with_the_cli(name: str) -> None:
+    argv = command(name)
+    if argv[0] == "amst":
+        argv = argv[1:]
+    assert entrypoint() != ["amst"] or command(name)[0] != "amst", "ENTRYPOINT is amst already"
+    args = build_parser().parse_args(argv)
+    expected = {"migrate": ("db", None), "api": ("serve", "api"), "worker": ("serve", "worker"),
+                "ui": ("serve", "ui")}[name]
+    assert (args.command, getattr(args, "role", None)) == expected, argv
+    if name in ("api", "ui"):  # reachable from the other containers, on the port the health check and ports use
+        port = {"api": 8000, "ui": 8501}[name]
+        assert args.host == "0.0.0.0" and args.port == port, argv
+        assert any(str(p).endswith(f":{port}") for p in SERVICES[name]["ports"]), SERVICES[name]["ports"]
+    if name == "worker":
+        assert set(args.queue.split(",")) == {"gpu", "cpu"} and args.gpu is None, \
+            "the container sees its one GPU as device 0: no --gpu inside a container"
+
+
+# ---- environment ---------------------------------------------------------------------------------------------------
+
+def known_server_env() -> set[str]:
+    return env_names(Settings) | env_names(ApiSettings) | set(DIRECT_ENV)
+
+
+@pytest.mark.parametrize(("name", "source"), DIRECT_ENV.items())
+def test_directly_read_variables_are_read(name: str, source: str) -> None:
+    assert f'os.environ.get("{name}"' in (ROOT / source).read_text(), f"{source} no longer reads {name}"
+
+
+@pytest.mark.parametrize("name", ["migrate", "api", "worker"])
+def test_server_environment_holds_only_settings_the_code_reads(name: str) -> None:
+    unknown = set(environment(name)) - known_server_env()
+    assert not unknown, f"{name} sets variables no code reads: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("name", SERVER)
+def test_servers_get_database_broker_data_and_artifacts(name: str) -> None:
+    env = environment(name)
+    for key in ("DATABASE_URL", "BROKER_URL", "AMST_DATA_ROOT", "AMST_ARTIFACTS", "AMST_HOME"):
+        assert env.get(key), f"{name} lacks {key}"
+    mounts = volume_mounts(name)
+    assert mounts[env["AMST_ARTIFACTS"]] == ("artifacts", False), "checkpoints: written by the worker, served and " \
+                                                                  "deleted by the api, one shared volume"
+    assert mounts[env["AMST_DATA_ROOT"]][0] == "data"
+    assert environment("migrate")["DATABASE_URL"] == env["DATABASE_URL"]
+
+
+def test_worker_writes_datasets_and_postgres_keeps_its_volume() -> None:
+    assert volume_mounts("worker")["/data"] == ("data", False), "`docker compose run worker prepare` writes here"
+    assert volume_mounts("postgres")["/var/lib/postgresql/data"][0] == "pgdata"
+    assert {"pgdata", "artifacts", "data"} <= set(COMPOSE["volumes"])
+
+
+def test_urls_point_at_the_compose_services() -> None:
+    from amst_core.store.db import normalise_url
+
+    env = environment("api")
+    database = resolve(env["DATABASE_URL"])
+    pg = {k: resolve(v) for k, v in SERVICES["postgres"]["environment"].items()}
+    assert normalise_url(database) == database == \
+        f"postgresql+psycopg://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}"
+    assert resolve(env["BROKER_URL"]) == "redis://redis:6379/0"
+
+
+def test_passed_through_tunables_default_to_the_code_defaults() -> None:
+    """`KEY: ${KEY:-d}` must give d == the Settings default, or compose silently changes the service."""
+    defaults = field_defaults(ApiSettings)
+    checked = 0
+    for name in ("migrate", "api", "worker"):
+        for key, value in environment(name).items():
+            match = INTERPOLATION.fullmatch(value)
+            if match and match.group(1) == key and key in defaults and match.group(2):
+                assert type(defaults[key])(match.group(2)) == defaults[key], (name, key, match.group(2))
+                checked += 1
+    assert checked >= 8
+
+
+def test_ui_environment_is_what_the_dashboard_reads() -> None:
+    model = ui_settings_model()
+    env = environment("ui")
+    unknown = set(env) - env_names(model)
+    assert not unknown, f"ui sets variables the dashboard does not read: {sorted(unknown)}"
+    assert env["AMST_API_URL"] == "http://api:8000"
+    assert "DATABASE_URL" not in env and "BROKER_URL" not in env, "the dashboard talks to the API only"
+    defaults = field_defaults(model)
+    for key, value in env.items():
+        match = INTERPOLATION.fullmatch(value)
+        if match and match.group(1) == key and match.group(2) and key in defaults:
+            assert type(defaults[key])(match.group(2)) == defaults[key], (key, match.group(2), defaults[key])
+
+
+# ---- .env.example --------------------------------------------------------------------------------------------------
+
+def test_env_example_documents_exactly_what_compose_reads() -> None:
+    example = dotenv(ROOT / ".env.example")
+    interpolated: dict[str, str] = {}
+    for m in INTERPOLATION.finditer(COMPOSE_TEXT):
+        default = interpolated.setdefault(m.group(1), m.group(2) or "")
+        assert default == (m.group(2) or ""), f"{m.group(1)} has two defaults in docker-compose.yml"
+    assert set(example) <= set(interpolated) | known_server_env(), set(example) - set(interpolated)
+    assert set(interpolated) <= set(example), f"not in .env.example: {sorted(set(interpolated) - set(example))}"
+    for key, value in example.items():
+        assert value == interpolated[key], f".env.example {key}={value}, compose default {interpolated[key]!r}"
+
+
+def test_env_example_comments_every_setting() -> None:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() and not line.startswith("#"):
+            assert i > 0 and lines[i - 1].startswith("# "), f"no comment above {line!r}"
+
+
+# ---- Dockerfile and .dockerignore ----------------------------------------------------------------------------------
+
+def test_dockerfile_runs_as_a_non_root_user() -> None:
+    users = [value.strip() for op, value in dockerfile_instructions() if op == "USER"]
+    assert users, "no USER: the processes would run as root"
+    assert users[-1].split(":")[0] not in ("root", "0"), users
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(rf"useradd[^\n]*--uid 10001[^\n]*\b{re.escape(users[-1])}\b", text), "user amst, uid 10001"
+    assert re.search(r"chown -R amst:amst /data /artifacts /var/lib/amst", text)
+
+
+def test_dockerfile_bakes_in_no_secret() -> None:
+    for op, value in dockerfile_instructions():
+        if op in ("ENV", "ARG"):
+            assert not re.search(r"TOKEN|PASSWORD|SECRET|DATABASE_URL|BROKER_URL", value, re.I), (op, value)
+
+
+def test_dockerfile_installs_the_pinned_project_with_its_migrations() -> None:
+    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert "torch==2.11.0" in pins, "the image relies on PyPI's CUDA build of torch 2.11.0"
+    ops = dockerfile_instructions()
+    assert ops[0] == ("FROM", "python:3.11-slim")
+    runs = " ".join(value for op, value in ops if op == "RUN")
+    assert "pyproject.toml" in runs and "pip install --no-cache-dir -r" in runs, "dependencies from the pins"
+    assert re.search(r"pip install --no-cache-dir --no-deps /tmp/src", runs), "the project itself"
+    assert "migrations" in runs and "MIGRATIONS / 'env.py'" in runs, "amst db upgrade needs migrations/"
+    assert entrypoint() == ["amst"]
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatch(p, pattern) or fnmatch.fnmatch(p, pattern.replace("**/", "")) for p in prefixes):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerignore_keeps_the_context_small_and_complete() -> None:
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    for path in (".venv", ".git", "data", ".amst", "runs", "tests", ".env", "amst_core/__pycache__"):
+        assert dockerignored(path, patterns), f"{path} would be sent to the build"
+    for path in ("pyproject.toml", "README.md", "amst_core/cli.py", "amst_core/data/avdigits.py", "api/main.py",
+                 "worker/app.py", "ui/app.py", "migrations/env.py", "migrations/versions/0001_initial_run_store.py"):
+        assert not dockerignored(path, patterns), f"{path} is needed by the build"
+
+
+# ---- Doc/deploy.md: the one-worker-per-GPU override stays in step with the compose file ----------------------------
+
+def test_deploy_doc_gpu_override_matches_the_worker() -> None:
+    doc = (ROOT / "Doc" / "deploy.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", doc, re.S) if "worker-gpu1" in b]
+    assert blocks, "Doc/deploy.md shows no worker-gpu1 override"
+    extra = blocks[0]["services"]
+    assert "worker-gpu1" in extra
+    worker = {k: v for k, v in SERVICES["worker"].items() if k not in ("build", "deploy")}
+    for name, service in extra.items():
+        gpu = re.fullmatch(r"worker-gpu(\d+)", name)
+        assert gpu, name
+        [device] = service["deploy"]["resources"]["reservations"]["devices"]
+        assert device == {"driver": "nvidia", "device_ids": [gpu.group(1)], "capabilities": ["gpu"]}, (name, device)
+        rest = {k: v for k, v in service.items() if k != "deploy"}
+        assert rest == worker, f"{name} differs from the worker service: " \
+                               f"{sorted(k for k in rest.keys() | worker.keys() if rest.get(k) != worker.get(k))}"
