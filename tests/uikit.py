@@ -33,21 +33,27 @@ def curve(epoch: int, speed: float, ceiling: float, rng: random.Random) -> float
     return min(0.999, max(0.05, 0.1 + (ceiling - 0.1) * (1 - math.exp(-(epoch + 1) / speed)) + rng.gauss(0, 0.01)))
 
 
-def epoch_points(method: str, epoch: int, rng: random.Random, skip_audio: int = 3) -> list[MetricPoint]:
+NAMES = ("acc", "loss", "macro_f1")
+
+
+def epoch_points(method: str, epoch: int, rng: random.Random, skip_audio: int = 3,
+                 names: tuple[str, ...] = NAMES) -> list[MetricPoint]:
     """One epoch of a two-modality run: fused, branch and helper curves per split (acc, loss, macro_f1), the
     gaps, the skip schedule and timings; AMST-FULL adds its alt and joint modules."""
     fused_extra = 0.06 if method.startswith("amst") else 0.03
-    components = ["branch", "helper"] + (["alt_branch", "joint_branch"] if method == "amst_full" else [])
+    full = method == "amst_full"  # AMST-FULL's two modules each have branches and helpers (as the method writes)
+    components = ["alt_branch", "joint_branch", "alt_helper", "joint_helper"] if full else ["branch", "helper"]
     points = []
     for split in ("train", "val", "test"):
-        accs = {}
+        accs: dict[str, list[float]] = {}
         for m in MODALITIES:
             for component in components:
-                acc = curve(epoch, SPEED[m], CEILING[m] - (0.04 if component == "helper" else 0), rng)
+                acc = curve(epoch, SPEED[m], CEILING[m] - (0.04 if "helper" in component else 0), rng)
                 accs.setdefault(component, []).append(acc)
-                points += metric_triplet(split, component, m, epoch, acc)
-        fused = min(0.999, max(accs["branch"]) + fused_extra * (1 - math.exp(-epoch / 5)))
-        points += metric_triplet(split, "fused", None, epoch, fused)
+                points += metric_set(split, component, m, epoch, acc, names)
+        fused = min(0.999, max(accs[components[0]]) + fused_extra * (1 - math.exp(-epoch / 5)))
+        for component in ("fused", "alt", "joint") if full else ("fused",):
+            points += metric_set(split, component, None, epoch, fused - (0.01 if component != "fused" else 0), names)
         points += [MetricPoint(split, c, None, "acc_gap", epoch, max(a) - min(a)) for c, a in accs.items()]
     updated = {"audio": epoch % skip_audio == 0 if method.startswith("amst") else True, "visual": True}
     points += [MetricPoint("train", "run", m, "skip", epoch, float(updated[m])) for m in MODALITIES]
@@ -56,14 +62,15 @@ def epoch_points(method: str, epoch: int, rng: random.Random, skip_audio: int = 
     return points
 
 
-def metric_triplet(split: str, component: str, modality: str | None, epoch: int, acc: float) -> list[MetricPoint]:
-    return [MetricPoint(split, component, modality, "acc", epoch, acc),
-            MetricPoint(split, component, modality, "loss", epoch, -math.log(acc) + 0.05),
-            MetricPoint(split, component, modality, "macro_f1", epoch, acc - 0.01)]
+def metric_set(split: str, component: str, modality: str | None, epoch: int, acc: float,
+               names: tuple[str, ...]) -> list[MetricPoint]:
+    value = {"acc": acc, "loss": -math.log(acc) + 0.05, "macro_f1": acc - 0.01, "acc_prob": acc - 0.02}
+    return [MetricPoint(split, component, modality, n, epoch, value[n]) for n in names]
 
 
 def seed_run(url: str, method: str, epochs_done: int, epochs_total: int, status: RunStatus, seed: int = 0,
-             name: str | None = None, dataset: str = "synthetic", tags: tuple[str, ...] = ()) -> SeededRun:
+             name: str | None = None, dataset: str = "synthetic", tags: tuple[str, ...] = (),
+             names: tuple[str, ...] = NAMES) -> SeededRun:
     """A run that reached `epochs_done` and is now `status` (queued runs get no epochs)."""
     cfg = load_config(base={"method": method, "dataset": {"name": dataset}, "epochs": epochs_total, "seed": seed,
                             "name": name, "tags": list(tags), "device": "cpu"})
@@ -79,7 +86,7 @@ def seed_run(url: str, method: str, epochs_done: int, epochs_total: int, status:
     sink, rng = DbSink(run_id, url), random.Random(seed * 1000 + len(method))
     sink.begin(0)
     for epoch in range(epochs_done):
-        points = epoch_points(method, epoch, rng)
+        points = epoch_points(method, epoch, rng, names=names)
         for p in points:
             p.attempt = attempt
         sink.write(points)

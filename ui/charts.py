@@ -5,11 +5,11 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ui.series import Balance, RunSeries, difference, smooth, wall_clock
+from ui.series import Balance, RunSeries, difference, resolve, smooth, wall_clock
 from ui.style import COMPONENT_DASH, FUSED_WIDTH, LINE_WIDTH, MODALITY_COLORS, RUN_COLORS, modality_color
 
 LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h", "y": -0.18},
-          "hovermode": "x unified", "template": "plotly_white"}
+          "hovermode": "x unified"}  # Streamlit's theme styles the rest
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
 
@@ -17,54 +17,61 @@ def curve_label(component: str, modality: str | None) -> str:
     return f"{component} · {modality}" if modality else component
 
 
-def curves_figure(rs: RunSeries, name: str, splits: list[str], components: list[str], x: str = "epoch",
-                  smoothing: float = 0.0, log_y: bool = False, height: int = 420) -> go.Figure:
-    """One panel per split; one line per (component, modality) of metric `name`."""
-    fig = make_subplots(rows=1, cols=max(1, len(splits)), shared_yaxes=True, subplot_titles=splits,
-                        horizontal_spacing=0.03)
+def line_mode(epochs: list[int]) -> str:
+    """Markers while a curve is short (one epoch is a point, not a line), lines alone once it is long."""
+    return "lines+markers" if len(epochs) <= 12 else "lines"
+
+
+def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components: list[str], x: str = "epoch",
+                  smoothing: float = 0.0, log_y: bool = False, row_height: int = 330) -> go.Figure:
+    """A row per metric, a column per split; one line per (component, modality). One figure, so that the
+    browser lays out and redraws one Plotly plot instead of one per metric."""
+    rows, cols = max(1, len(names)), max(1, len(splits))
+    fig = make_subplots(rows=rows, cols=cols, shared_yaxes=True, shared_xaxes=True, horizontal_spacing=0.03,
+                        vertical_spacing=0.08, subplot_titles=[f"{s} {n}" for n in names for s in splits])
     clock = wall_clock(rs) if x == "wall" else {}
-    for col, split in enumerate(splits, start=1):
-        for key in rs.series_keys():
-            s, component, modality, n = key
-            if s != split or n != name or component not in components:
-                continue
-            epochs, values = rs.series(key)
-            xs = [clock.get(e) for e in epochs] if clock else epochs
-            label = curve_label(component, modality)
-            fig.add_trace(go.Scatter(
-                x=xs, y=smooth(values, smoothing), mode="lines", name=label, legendgroup=label,
-                showlegend=col == 1, line={"color": modality_color(modality),
-                                           "width": FUSED_WIDTH if modality is None else LINE_WIDTH,
-                                           "dash": COMPONENT_DASH.get(component, "solid")},
-                hovertemplate=f"{label}: %{{y:.4f}}<extra></extra>"), row=1, col=col)
-    fig.update_layout(height=height, **LAYOUT)
-    fig.update_xaxes(title_text="wall time (s)" if x == "wall" else "epoch")
-    fig.update_yaxes(title_text=name, col=1)
+    in_legend: set[str] = set()
+    for row, name in enumerate(names, start=1):
+        for col, split in enumerate(splits, start=1):
+            for key in rs.series_keys():
+                s, component, modality, n = key
+                if s != split or n != name or component not in components:
+                    continue
+                epochs, values = rs.series(key)
+                label = curve_label(component, modality)
+                fig.add_trace(go.Scatter(
+                    x=[clock.get(e) for e in epochs] if clock else epochs, y=smooth(values, smoothing),
+                    mode=line_mode(epochs), name=label, legendgroup=label, showlegend=label not in in_legend,
+                    line={"color": modality_color(modality), "width": FUSED_WIDTH if modality is None else LINE_WIDTH,
+                          "dash": COMPONENT_DASH.get(component, "solid")},
+                    hovertemplate=f"{label}: %{{y:.4f}}<extra></extra>"), row=row, col=col)
+                in_legend.add(label)
+        fig.update_yaxes(title_text=name, row=row, col=1)
+    fig.update_layout(height=row_height * rows + 60, **LAYOUT)
+    fig.update_xaxes(title_text="wall time (s)" if x == "wall" else "epoch", row=rows)
     if log_y:
         fig.update_yaxes(type="log")
     return fig
 
 
 def balance_figure(b: Balance) -> go.Figure:
-    """Branch (solid) and helper (hatched) accuracy per modality at the latest epoch."""
+    """Left: branch (solid) and helper (hatched) accuracy per modality at the latest epoch. Right: the gap
+    between the strongest and the weakest branch over epochs."""
     modalities = [r["modality"] for r in b.rows]
     colors = [modality_color(m) for m in modalities]
-    fig = go.Figure([
-        go.Bar(x=modalities, y=[r["branch"] for r in b.rows], name="branch", marker={"color": colors},
-               texttemplate="%{y:.3f}"),
-        go.Bar(x=modalities, y=[r["helper"] for r in b.rows], name="helper (linear probe)",
-               marker={"color": colors, "pattern": {"shape": "/"}, "opacity": 0.6}, texttemplate="%{y:.3f}"),
-    ])
-    fig.update_layout(barmode="group", height=300, yaxis={"title": f"{b.split} accuracy", "range": [0, 1]},
-                      title=f"epoch {b.epoch}" if b.epoch is not None else "no epoch yet", **LAYOUT)
-    return fig
-
-
-def gap_figure(b: Balance) -> go.Figure:
-    fig = go.Figure(go.Scatter(x=b.gap_epochs, y=b.gap_values, mode="lines+markers", name="gap",
-                               line={"color": MODALITY_COLORS["fused"]}))
-    fig.update_layout(height=300, title="strongest − weakest branch accuracy", xaxis_title="epoch",
-                      yaxis_title="gap", **LAYOUT)
+    at = f"epoch {b.epoch}" if b.epoch is not None else "no epoch yet"
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"{b.split} accuracy at {at}",
+                                                        "strongest − weakest branch accuracy"])
+    fig.add_trace(go.Bar(x=modalities, y=[r["branch"] for r in b.rows], name="branch", marker={"color": colors},
+                         texttemplate="%{y:.3f}"), row=1, col=1)
+    fig.add_trace(go.Bar(x=modalities, y=[r["helper"] for r in b.rows], name="helper (linear probe)",
+                         marker={"color": colors, "pattern": {"shape": "/"}, "opacity": 0.6},
+                         texttemplate="%{y:.3f}"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=b.gap_epochs, y=b.gap_values, mode="lines+markers", name="gap",
+                             line={"color": MODALITY_COLORS["fused"]}), row=1, col=2)
+    fig.update_layout(barmode="group", height=320, **LAYOUT)
+    fig.update_yaxes(range=[0, 1], row=1, col=1)
+    fig.update_xaxes(title_text="epoch", row=1, col=2)
     return fig
 
 
@@ -87,18 +94,20 @@ def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, co
     """A panel per modality (its title in the modality's colour) and fused; one colour per run."""
     panels = [*sorted({m for rs in runs for m in rs.modalities()}), "fused"]
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=panels, horizontal_spacing=0.03)
+    in_legend: set[str] = set()
     for col, panel in enumerate(panels, start=1):
         modality = None if panel == "fused" else panel
-        comp = "fused" if modality is None else component
         for i, rs in enumerate(runs):
+            comp = "fused" if modality is None else resolve(rs, split, component, modality, name)
             epochs, values = rs.series((split, comp, modality, name))
             if not epochs:
                 continue
             fig.add_trace(go.Scatter(x=epochs, y=smooth(values, smoothing), mode="lines", name=labels[rs.run_id],
-                                     legendgroup=rs.run_id, showlegend=col == 1,
+                                     legendgroup=rs.run_id, showlegend=rs.run_id not in in_legend,
                                      line={"color": RUN_COLORS[i % len(RUN_COLORS)],
                                            "width": FUSED_WIDTH if modality is None else LINE_WIDTH}),
                           row=1, col=col)
+            in_legend.add(rs.run_id)
     for annotation, panel in zip(fig.layout.annotations, panels, strict=False):
         annotation.font = {"color": modality_color(None if panel == "fused" else panel), "size": 15}
     fig.update_layout(height=height, **LAYOUT)

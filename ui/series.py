@@ -112,6 +112,12 @@ def wall_clock(rs: RunSeries) -> dict[int, float]:
     return out
 
 
+def resolve(rs: RunSeries, split: str, component: str, modality: str | None, name: str) -> str:
+    """`branch` and `helper` stand for their family: AMST-FULL has alt_branch and joint_branch instead."""
+    family = {"branch": BRANCH_COMPONENTS, "helper": HELPER_COMPONENTS}.get(component, (component,))
+    return first_present(rs, split, family, modality, name) or component
+
+
 def first_present(rs: RunSeries, split: str, components: Iterable[str], modality: str | None, name: str) -> str | None:
     return next((c for c in components if (split, c, modality, name) in rs.points), None)
 
@@ -200,8 +206,10 @@ def pair_baselines(runs: list[dict[str, Any]], candidates: list[dict[str, Any]],
 
 
 def difference(a: RunSeries, b: RunSeries, key: Key) -> tuple[list[int], list[float]]:
-    """a - b over the epochs both have finite values for."""
-    va, vb = a.points.get(key, {}), b.points.get(key, {})
+    """a - b over the epochs both have finite values for (branch and helper resolved per run)."""
+    split, _, modality, name = key
+    va = a.points.get((split, resolve(a, *key), modality, name), {})
+    vb = b.points.get((split, resolve(b, *key), modality, name), {})
     epochs = sorted(e for e in va.keys() & vb.keys() if va[e] is not None and vb[e] is not None)
     return epochs, [va[e] - vb[e] for e in epochs]
 

@@ -13,6 +13,7 @@ from ui.settings import ui_settings
 from ui.style import ACTIVE
 
 COMPONENTS = ["branch", "helper", "alt_branch", "joint_branch", "alt_helper", "joint_helper"]
+COMPONENT_HELP = "the fused prediction has its own panel; branch and helper mean AMST-FULL's alt_ ones for it"
 
 st.title("Compare")
 with shown_errors():
@@ -24,7 +25,7 @@ with shown_errors():
     st.query_params["runs"] = ",".join(r["id"] for r in selected)
     a, b, c, d = st.columns(4)
     split = a.radio("Split", ["val", "test", "train"], horizontal=True)
-    component = b.selectbox("Per-modality component", COMPONENTS, help="the fused prediction has its own panel")
+    component = b.selectbox("Per-modality component", COMPONENTS, help=COMPONENT_HELP)
     name = c.radio("Metric", ["acc", "loss"], horizontal=True)
     smoothing = d.slider("Smoothing", 0.0, 0.95, 0.0, 0.05)
     pairs = pair_baselines(selected, runs)

@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui.charts import PLOT_CONFIG, balance_figure, curves_figure, gap_figure, skip_figure
+from ui.charts import PLOT_CONFIG, balance_figure, curves_figure, skip_figure
 from ui.client import ApiError, ApiUnavailable
 from ui.common import PAGES, api, duration, run_label, series_cache, shown_errors
 from ui.series import BRANCH_COMPONENTS, HELPER_COMPONENTS, RunSeries, balance, refresh, skip_strip, to_csv
@@ -61,6 +61,7 @@ def controls(detail: dict[str, Any]) -> None:
 def chart_options(rs: RunSeries) -> dict[str, Any]:
     names = sorted({k[3] for k in rs.points if k[3] not in RUN_LEVEL_NAMES}) or ["acc", "loss"]
     components = rs.components() or ["fused", "branch", "helper"]
+    st.session_state.run_components = rs.components()
     default = [c for c in ("fused", "alt", "joint") if c in components]
     default += [next((c for c in group if c in components), None) for group in (BRANCH_COMPONENTS, HELPER_COMPONENTS)]
     with st.expander("Chart options", expanded=False):
@@ -97,10 +98,9 @@ def fmt(value: float | None) -> str:
 
 
 def curves(rs: RunSeries, options: dict[str, Any]) -> None:
-    for name in options["names"]:
-        fig = curves_figure(rs, name, options["splits"], options["components"], options["x"], options["smoothing"],
-                            options["log_y"])
-        st.plotly_chart(fig, key=f"curves-{name}", config=PLOT_CONFIG)
+    fig = curves_figure(rs, options["names"], options["splits"], options["components"], options["x"],
+                        options["smoothing"], options["log_y"])
+    st.plotly_chart(fig, key="curves", config=PLOT_CONFIG)
 
 
 def balance_panel(rs: RunSeries, split: str) -> None:
@@ -112,9 +112,7 @@ def balance_panel(rs: RunSeries, split: str) -> None:
     if b.lagging:
         st.markdown(f"Lagging modality: **{b.lagging}** — {b.gap:.3f} behind **{b.leading}** "
                     f"({split} branch accuracy, epoch {b.epoch})")
-    left, right = st.columns(2)
-    left.plotly_chart(balance_figure(b), key="balance", config=PLOT_CONFIG)
-    right.plotly_chart(gap_figure(b), key="gap", config=PLOT_CONFIG)
+    st.plotly_chart(balance_figure(b), key="balance", config=PLOT_CONFIG)
 
 
 def skip_panel(rs: RunSeries) -> None:
@@ -149,6 +147,8 @@ with shown_errors():
                 run = rs.run
                 if (run_id, run["status"], run["attempt"]) != st.session_state.run_status:
                     st.rerun()  # a new status: the controls, the error and the refresh interval change too
+                if rs.components() != st.session_state.run_components:
+                    st.rerun()  # the first points arrived: the chart options offer their components
                 header(run)
                 curves(rs, options)
                 balance_panel(rs, options["balance_split"])

@@ -1,0 +1,146 @@
+"""Dashboard render time and API calls per refresh, in a real headless Chromium.
+
+Ten running runs of 70 series x 100 epochs each (60 per-modality and fused curves: 3 splits x 5 curves x 4
+metrics; plus gaps, skip and timing series) are written the way a worker writes them into a fresh SQLite store.
+A real API process (`amst serve api`) and dashboard (`amst serve ui`) serve them. It measures, over fresh browser
+sessions (so nothing is cached on the dashboard's side):
+  - Compare with all ten runs overlaid (70 000 points fetched): navigation until every chart is drawn;
+  - Run page of one run (7 000 points, every curve drawn): the same;
+and then, from the API's access log over a window of live refreshes, the calls each page makes per refresh.
+
+    python bench/ui_render.py [--runs 10] [--epochs 100] [--repeats 3] [--window-s 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "service"), str(ROOT / "tests" / "ui")]
+
+from browser import browser_page, wait_for_app  # noqa: E402
+from dbkit import migrated_sqlite  # noqa: E402
+from svc import Service, free_port, wait_until  # noqa: E402
+from uikit import seed_run  # noqa: E402
+
+from amst_core.store.models import RunStatus  # noqa: E402
+
+NAMES = ("acc", "loss", "macro_f1", "acc_prob")
+REFRESH_S = 2.0
+
+
+def drawn(page, url: str, charts: int) -> float:
+    start = time.perf_counter()
+    page.goto(url)
+    wait_for_app(page, 120_000)
+    page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot').length >= {charts}",
+                           timeout=120_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=120_000)
+    return time.perf_counter() - start
+
+
+def metrics_calls(log: Path, offset: int) -> tuple[dict[str, int], int]:
+    text = log.read_text()[offset:]
+    per_run: dict[str, int] = {}
+    other = 0
+    for match in re.finditer(r'"GET (/[^ ]*) HTTP', text):
+        path = match.group(1)
+        if m := re.match(r"/runs/([0-9a-f]+)/metrics", path):
+            per_run[m.group(1)] = per_run.get(m.group(1), 0) + 1
+        else:
+            other += 1
+    return per_run, other
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--window-s", type=float, default=20.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        url = f"sqlite:///{migrated_sqlite(tmp / 'amst.db')}"
+        t = time.perf_counter()
+        # Half AMST-ALT, half naive, paired by seed: Compare draws the overlay and the AMST-minus-baseline chart.
+        ids = [seed_run(url, ("naive", "amst_alt")[i % 2], args.epochs, 2 * args.epochs, RunStatus.running,
+                        seed=i // 2, name=f"run{i}", names=NAMES).id for i in range(args.runs)]
+        print(f"seeded {args.runs} running runs x 70 series x {args.epochs} epochs in {time.perf_counter() - t:.1f} s")
+        env = {"DATABASE_URL": url, "BROKER_URL": f"sqla+sqlite:///{tmp}/broker.db", "AMST_HOME": str(tmp),
+               "AMST_HEARTBEAT_S": "3600", "AMST_UI_REFRESH_S": str(REFRESH_S), "PYTHONUNBUFFERED": "1",
+               "PATH": "/usr/bin:/bin", "HOME": str(tmp)}
+        service = Service(env, tmp)
+        try:
+            service.start_api()
+            service.env["AMST_API_URL"] = service.url
+            ui = f"http://127.0.0.1:{free_port()}"
+            service.start("ui", "serve", "ui", "--port", ui.rsplit(":", 1)[1])
+            baseline = start_baseline(tmp)
+            wait_until(lambda: "URL:" in service.logs("ui") and "URL:" in (tmp / "baseline.log").read_text(), 60,
+                       message="the dashboard and the bare page")
+            measure(service, ui, baseline, ids, args, tmp / "api.log")
+        finally:
+            service.stop()
+            for proc in BASELINE:
+                proc.terminate()
+                proc.wait()
+
+
+BASELINE: list[subprocess.Popen] = []
+
+
+def start_baseline(tmp: Path) -> str:
+    """The bare page, served with `amst serve ui`'s own Streamlit flags."""
+    from amst_core.serve import ui_command
+
+    port = free_port()
+    cmd = ui_command("127.0.0.1", port)
+    cmd[4] = str(ROOT / "bench" / "ui_baseline_app.py")  # python -m streamlit run <script> ...
+    BASELINE.append(subprocess.Popen(cmd, stdout=(tmp / "baseline.log").open("w"), stderr=subprocess.STDOUT))
+    return f"http://127.0.0.1:{port}"
+
+
+def timings(url: str, charts: int, repeats: int) -> tuple[float, float]:
+    """Median seconds until drawn: in a fresh browser (nothing cached), and navigating again in a browser
+    that has shown the page before (what a user sees moving between pages)."""
+    cold, warm = [], []
+    for _ in range(repeats):
+        with browser_page() as page:
+            cold.append(drawn(page, url, charts))
+            warm.append(drawn(page, url, charts))
+    return statistics.median(cold), statistics.median(warm)
+
+
+def measure(service: Service, ui: str, baseline: str, ids: list[str], args: argparse.Namespace, log: Path) -> None:
+    pages = {"compare (10 runs overlaid)": (f"{ui}/compare?runs={','.join(ids)}", 2),
+             "run page (1 run, every curve)": (f"{ui}/run?run={ids[0]}", 3)}
+    with browser_page() as page:
+        drawn(page, f"{ui}/run?run={ids[0]}", 3)  # warm the server's imports once; not measured
+    floor = timings(baseline, 1, args.repeats)
+    print(f"{'bare Streamlit + 1 tiny Plotly':32s} drawn in median {floor[0]:.2f} s fresh, {floor[1]:.2f} s again")
+    for label, (url, charts) in pages.items():
+        cold, warm = timings(url, charts, args.repeats)
+        print(f"{label:32s} drawn in median {cold:.2f} s fresh ({cold / floor[0]:.2f}x the bare page), "
+              f"{warm:.2f} s again ({warm / floor[1]:.2f}x)")
+        with browser_page() as page:
+            drawn(page, url, charts)
+            offset = len(log.read_text())
+            page.wait_for_timeout(args.window_s * 1000)
+            per_run, other = metrics_calls(log, offset)
+        refreshes = args.window_s / REFRESH_S
+        visible = sorted(per_run.values())
+        print(f"{label:32s} over {args.window_s:g} s (~{refreshes:.0f} refreshes): metrics calls per run "
+              f"{visible} -> {sum(visible) / max(1, len(visible)) / refreshes:.2f} per run per refresh; "
+              f"other API calls {other}")
+
+
+if __name__ == "__main__":
+    main()

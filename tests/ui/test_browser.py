@@ -1,0 +1,113 @@
+"""End to end in a real headless Chromium: submit a run through the form, watch it train, screenshot every page.
+
+The whole product runs as processes (API, worker, dashboard on the embedded default); the screenshots land in
+Doc/img/ for the README and the docs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from browser import browser_page, chromium_path, wait_for_app
+from conftest import ROOT, service_env
+from dbkit import migrated_sqlite
+from svc import Service, free_port, wait_until, write_tiny_avdigits
+from uikit import seed_run
+
+from amst_core.store.models import RunStatus
+
+SHOTS = ROOT / "Doc" / "img"
+
+pytestmark = pytest.mark.skipif(chromium_path() is None, reason="Chromium is not installed (make test installs "
+                                "Debian's chromium when it runs as root)")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    """API, one worker and the dashboard, over a store that already holds two finished runs to compare."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    write_tiny_avdigits(tmp / "data", frames=48)  # the audio length avdigits suggests to the form
+    url = f"sqlite:///{migrated_sqlite(tmp / 'amst.db')}"
+    base = seed_run(url, "naive", 30, 30, RunStatus.succeeded, name="naive-s0", tags=("baseline",))
+    full = seed_run(url, "amst_full", 30, 30, RunStatus.succeeded, name="amst-full-s0", tags=("amst",))
+    service = Service(service_env(tmp, AMST_HEARTBEAT_S="1", AMST_CANCEL_POLL_S="0.2"), tmp)
+    service.start_api()
+    service.start_worker()
+    ui_port = free_port()
+    service.env["AMST_API_URL"] = service.url
+    service.start("ui", "serve", "ui", "--port", str(ui_port))
+    ui_url = f"http://127.0.0.1:{ui_port}"
+    wait_until(lambda: healthy(ui_url), 60, message=f"dashboard at {ui_url}")
+    try:
+        yield service, ui_url, {"base": base.id, "full": full.id}
+    finally:
+        service.stop()
+
+
+def healthy(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200
+    return False
+
+
+def legend(page) -> str:
+    return " ".join(page.eval_on_selector_all(".legendtext", "nodes => nodes.map(n => n.textContent)"))
+
+
+def test_submit_watch_and_screenshot_every_page(stack, tmp_path: Path) -> None:
+    service, ui, seeded = stack
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with browser_page() as page:
+        page.goto(f"{ui}/new")
+        wait_for_app(page)
+        page.get_by_label("Name").fill("e2e-amst-full")
+        page.get_by_label("Epochs").fill("2")
+        page.get_by_label("Batch size").fill("20")
+        page.get_by_role("textbox", name="Device").fill("cpu")
+        page.screenshot(path=str(SHOTS / "ui-new-run.png"), full_page=True)
+        page.get_by_role("button", name="Submit run").click()
+
+        page.wait_for_url("**/run?run=*", timeout=30_000)
+        run_id = page.url.split("run=")[1].split("&")[0]
+        # Curves of both modalities appear while the run trains, without reloading the page.
+        page.wait_for_function("() => document.querySelectorAll('.legendtext').length >= 4", timeout=120_000)
+        seen_running = httpx.get(f"{service.url}/runs/{run_id}").json()["status"]
+        assert "audio" in legend(page) and "visual" in legend(page), legend(page)
+        wait_until(lambda: httpx.get(f"{service.url}/runs/{run_id}").json()["status"] == "succeeded", 180,
+                   message="the submitted run to succeed")
+        page.wait_for_function("() => document.body.innerText.includes('2/2')", timeout=30_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(SHOTS / "ui-run.png"), full_page=True)
+        assert seen_running in ("queued", "starting", "running", "succeeded")
+
+        page.goto(ui)
+        wait_for_app(page)
+        page.wait_for_selector("[data-testid='stDataFrame']", timeout=30_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(SHOTS / "ui-runs.png"), full_page=True)
+
+        page.goto(f"{ui}/compare?runs={seeded['full']},{seeded['base']}")
+        wait_for_app(page)
+        page.wait_for_selector(".js-plotly-plot", timeout=30_000)
+        page.wait_for_timeout(1500)
+        assert "amst-full-s0" in legend(page)
+        page.screenshot(path=str(SHOTS / "ui-compare.png"), full_page=True)
+    # The dashboard made no error page on the way.
+    assert "Traceback" not in service.logs("ui")
+
+
+def test_finished_run_page_draws_every_chart(stack) -> None:
+    """Not a timing assertion (machines are noisy): the page must finish drawing, and say how long it took."""
+    _, ui, seeded = stack
+    with browser_page() as page:
+        start = time.perf_counter()
+        page.goto(f"{ui}/run?run={seeded['full']}")
+        wait_for_app(page)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=60_000)
+        print(f"\n[ui] run page of a 30-epoch AMST-FULL run drawn in {time.perf_counter() - start:.2f} s")
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(SHOTS / "ui-run-amst-full.png"), full_page=True)

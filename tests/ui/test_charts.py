@@ -1,0 +1,185 @@
+"""ui.charts: the figures' traces, colours, widths and axes (built from hand-made metrics; nothing rendered)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ui import charts
+from ui.series import RunSeries, balance, skip_strip
+from ui.style import FUSED_WIDTH, LINE_WIDTH, MODALITY_COLORS, RUN_COLORS
+
+
+def metrics_body(run_id: str, series: list[tuple]) -> dict[str, Any]:
+    """A GET /runs/{id}/metrics answer; `series` holds (split, component, modality, name, epochs, values)."""
+    out = [{"split": sp, "component": c, "modality": m, "name": n, "epochs": list(e), "values": list(v)}
+           for sp, c, m, n, e, v in series]
+    newest = max((s["epochs"][-1] for s in out if s["epochs"]), default=-1)
+    run = {"id": run_id, "name": run_id, "status": "succeeded", "method": "amst_alt", "dataset": "synthetic",
+           "seed": 0, "tags": [], "attempt": 1, "epochs_done": newest + 1, "epochs_total": newest + 1}
+    return {"run_id": run_id, "status": "succeeded", "epochs_done": newest + 1, "run": run, "series": out,
+            "next_since_epoch": newest}
+
+
+def make(run_id: str, series: list[tuple]) -> RunSeries:
+    rs = RunSeries(run_id)
+    rs.merge(metrics_body(run_id, series))
+    return rs
+
+
+E = [0, 1, 2]
+
+
+def two_modality_run(run_id: str = "a", shift: float = 0.0) -> RunSeries:
+    series = []
+    for split in ("train", "val"):
+        series += [(split, "fused", None, "acc", E, [0.5 + shift, 0.6 + shift, 0.7 + shift]),
+                   (split, "branch", "audio", "acc", E, [0.4 + shift, 0.5 + shift, 0.6 + shift]),
+                   (split, "branch", "visual", "acc", E, [0.2 + shift, 0.3 + shift, 0.35 + shift]),
+                   (split, "helper", "audio", "acc", E, [0.3, 0.4, 0.5]),
+                   (split, "fused", None, "loss", E, [1.0, 0.5, 0.25])]
+    series += [("train", "run", None, "epoch_time", E, [2.0, 3.0, 1.5]),
+               ("train", "run", "audio", "skip", E, [1.0, 0.0, 1.0]),
+               ("train", "run", "visual", "skip", E, [1.0, 1.0, None])]
+    return make(run_id, series)
+
+
+def by_name(fig) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for trace in fig.data:
+        out.setdefault(trace.name, []).append(trace)
+    return out
+
+
+def test_curves_figure_one_trace_per_component_and_modality_per_split():
+    fig = charts.curves_figure(two_modality_run(), ["acc"], ["train", "val"], ["fused", "branch", "helper"])
+    assert len(fig.data) == 8
+    traces = by_name(fig)
+    assert sorted(traces) == ["branch · audio", "branch · visual", "fused", "helper · audio"]
+    assert all(len(t) == 2 for t in traces.values())
+    assert [t.xaxis for t in traces["fused"]] == ["x", "x2"]
+    for label, modality in (("fused", "fused"), ("branch · audio", "audio"), ("branch · visual", "visual"),
+                            ("helper · audio", "audio")):
+        assert [t.line.color for t in traces[label]] == [MODALITY_COLORS[modality]] * 2
+    assert [t.line.width for t in traces["fused"]] == [FUSED_WIDTH, FUSED_WIDTH] == [3.5, 3.5]
+    assert [t.line.width for t in traces["branch · audio"]] == [LINE_WIDTH, LINE_WIDTH]
+    assert traces["helper · audio"][0].line.dash == "dot"
+    assert traces["branch · audio"][0].line.dash == "solid"
+    assert list(traces["branch · visual"][1].y) == [0.2, 0.3, 0.35]
+    assert list(traces["branch · visual"][1].x) == [0, 1, 2]
+
+
+def test_curves_figure_legend_only_in_the_first_panel():
+    fig = charts.curves_figure(two_modality_run(), ["acc"], ["train", "val"], ["fused", "branch"])
+    assert [(t.xaxis, t.showlegend) for t in fig.data] == [("x", True)] * 3 + [("x2", False)] * 3
+    assert [a.text for a in fig.layout.annotations] == ["train acc", "val acc"]
+
+
+def test_curves_figure_a_row_per_metric_in_one_figure():
+    fig = charts.curves_figure(two_modality_run(), ["acc", "loss"], ["train", "val"], ["fused"])
+    assert [a.text for a in fig.layout.annotations] == ["train acc", "val acc", "train loss", "val loss"]
+    assert [t.xaxis for t in fig.data] == ["x", "x2", "x3", "x4"]
+    assert [t.showlegend for t in fig.data] == [True, False, False, False]  # one legend entry per curve
+    assert fig.layout.yaxis.title.text == "acc" and fig.layout.yaxis3.title.text == "loss"
+
+
+def test_curves_figure_filters_components_and_metric():
+    fig = charts.curves_figure(two_modality_run(), ["loss"], ["val"], ["branch", "fused"])
+    assert [(t.name, list(t.y)) for t in fig.data] == [("fused", [1.0, 0.5, 0.25])]
+    assert fig.layout.yaxis.title.text == "loss"
+    assert fig.layout.xaxis.title.text == "epoch"
+
+
+def test_curves_figure_smoothing():
+    fig = charts.curves_figure(two_modality_run(), ["loss"], ["val"], ["fused"], smoothing=0.5)
+    assert list(fig.data[0].y) == [1.0, 0.75, 0.5]
+
+
+def test_curves_figure_log_scale():
+    fig = charts.curves_figure(two_modality_run(), ["loss"], ["train", "val"], ["fused"], log_y=True)
+    assert fig.layout.yaxis.type == "log"
+    assert fig.layout.yaxis2.type == "log"
+    assert charts.curves_figure(two_modality_run(), ["loss"], ["val"], ["fused"]).layout.yaxis.type is None
+
+
+def test_curves_figure_wall_clock_x():
+    fig = charts.curves_figure(two_modality_run(), ["acc"], ["val"], ["fused"], x="wall")
+    assert list(fig.data[0].x) == [2.0, 5.0, 6.5]
+    assert fig.layout.xaxis.title.text == "wall time (s)"
+
+
+def test_skip_figure_filled_where_updated_open_where_skipped():
+    fig = charts.skip_figure(*skip_strip(two_modality_run()))
+    assert [t.name for t in fig.data] == ["audio updated", "audio skipped", "visual updated", "visual skipped"]
+    assert [t.marker.symbol for t in fig.data] == ["square", "square-open", "square", "square-open"]
+    assert [t.marker.color for t in fig.data] == [MODALITY_COLORS["audio"]] * 2 + [MODALITY_COLORS["visual"]] * 2
+    assert [list(t.x) for t in fig.data] == [[0, 2], [1], [0, 1], []]
+    assert [list(t.y) for t in fig.data] == [["audio", "audio"], ["audio"], ["visual", "visual"], []]
+    assert fig.layout.showlegend is False
+    assert fig.layout.height == 80 + 40 * 2
+
+
+def test_compare_figure_a_panel_per_modality_and_fused():
+    a, b = two_modality_run("a"), two_modality_run("b", shift=0.1)
+    fig = charts.compare_figure([a, b], {"a": "run A", "b": "run B"}, "val", "branch", "acc")
+    assert [ann.text for ann in fig.layout.annotations] == ["audio", "visual", "fused"]
+    assert [ann.font.color for ann in fig.layout.annotations] == [MODALITY_COLORS["audio"],
+                                                                   MODALITY_COLORS["visual"],
+                                                                   MODALITY_COLORS["fused"]]
+    assert [(t.name, t.xaxis, t.line.color, t.line.width, t.showlegend) for t in fig.data] == [
+        ("run A", "x", RUN_COLORS[0], LINE_WIDTH, True), ("run B", "x", RUN_COLORS[1], LINE_WIDTH, True),
+        ("run A", "x2", RUN_COLORS[0], LINE_WIDTH, False), ("run B", "x2", RUN_COLORS[1], LINE_WIDTH, False),
+        ("run A", "x3", RUN_COLORS[0], FUSED_WIDTH, False), ("run B", "x3", RUN_COLORS[1], FUSED_WIDTH, False),
+    ]
+    assert list(fig.data[3].y) == pytest.approx([0.3, 0.4, 0.45])  # run B, visual branch
+    assert list(fig.data[4].y) == [0.5, 0.6, 0.7]  # run A, fused
+    assert fig.layout.yaxis.title.text == "val acc"
+
+
+def test_compare_figure_skips_a_run_without_the_series():
+    a = two_modality_run("a")
+    c = make("c", [("val", "fused", None, "acc", E, [0.1, 0.2, 0.3])])
+    fig = charts.compare_figure([a, c], {"a": "A", "c": "C"}, "val", "helper", "acc")
+    assert [ann.text for ann in fig.layout.annotations] == ["audio", "visual", "fused"]
+    assert [(t.name, t.xaxis) for t in fig.data] == [("A", "x"), ("A", "x3"), ("C", "x3")]
+
+
+def test_difference_figure_zero_line_and_modality_colours():
+    amst, base = two_modality_run("a", shift=0.1), two_modality_run("n")
+    other = two_modality_run("b", shift=-0.1)
+    fig = charts.difference_figure([(amst, base, "A"), (other, base, "B")], "val", "branch", "acc")
+    assert [t.name for t in fig.data] == ["A · audio", "A · visual", "A · fused", "B · audio", "B · visual",
+                                          "B · fused"]
+    assert [t.line.color for t in fig.data] == [MODALITY_COLORS[m] for m in ("audio", "visual", "fused") * 2]
+    assert [t.line.width for t in fig.data] == [LINE_WIDTH, LINE_WIDTH, FUSED_WIDTH] * 2
+    assert [t.line.dash for t in fig.data] == ["solid"] * 3 + ["dash"] * 3
+    assert list(fig.data[0].y) == pytest.approx([0.1, 0.1, 0.1])
+    assert list(fig.data[5].y) == pytest.approx([-0.1, -0.1, -0.1])
+    zero = [s for s in fig.layout.shapes if s.type == "line" and s.y0 == 0 and s.y1 == 0]
+    assert len(zero) == 1
+    assert zero[0].line.color == "#999999"
+
+
+def test_difference_figure_without_common_epochs_has_only_the_zero_line():
+    a = make("a", [("val", "fused", None, "acc", [0, 1], [0.5, 0.6])])
+    b = make("b", [("val", "fused", None, "acc", [2, 3], [0.5, 0.6])])
+    fig = charts.difference_figure([(a, b, "A")], "val", "branch", "acc")
+    assert len(fig.data) == 0
+    assert len(fig.layout.shapes) == 1
+
+
+def test_balance_and_gap_figures():
+    rs = make("a", [("val", "branch", "audio", "acc", E, [0.5, 0.6, 0.8]),
+                    ("val", "branch", "visual", "acc", E, [0.2, 0.3, 0.4]),
+                    ("val", "helper", "audio", "acc", E, [0.4, 0.5, 0.7]),
+                    ("val", "branch", None, "acc_gap", E, [0.3, 0.3, 0.4])])
+    b = balance(rs)
+    fig = charts.balance_figure(b)
+    assert [t.name for t in fig.data] == ["branch", "helper (linear probe)", "gap"]
+    assert list(fig.data[0].y) == [0.8, 0.4]
+    assert list(fig.data[1].y) == [0.7, None]
+    assert list(fig.data[0].marker.color) == [MODALITY_COLORS["audio"], MODALITY_COLORS["visual"]]
+    assert fig.layout.annotations[0].text == "val accuracy at epoch 2"
+    gap = fig.data[2]
+    assert gap.xaxis == "x2" and list(gap.x) == E and list(gap.y) == [0.3, 0.3, 0.4]

@@ -1,0 +1,225 @@
+"""ui.client: every failure of the API becomes ApiError or ApiUnavailable (httpx.MockTransport; no network)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from ui.client import ApiClient, ApiError, ApiUnavailable, error_of
+
+BASE = "http://api.test:8000"
+
+
+def client_of(handler, token: str = "", timeout_s: float = 5.0, base: str = BASE) -> ApiClient:
+    return ApiClient(base, token=token, timeout_s=timeout_s, transport=httpx.MockTransport(handler))
+
+
+def test_json_error_body_becomes_api_error_with_its_field():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(422, json={"error": {"status": 422, "message": "epochs: must be at least 1",
+                                                   "field": "epochs", "details": [{"loc": ["epochs"]}]}})
+
+    with pytest.raises(ApiError) as caught:
+        client_of(handler).submit({"epochs": 0})
+    err = caught.value
+    assert err.status == 422
+    assert err.message == "epochs: must be at least 1"
+    assert str(err) == "epochs: must be at least 1"
+    assert err.field == "epochs"
+    assert err.details == [{"loc": ["epochs"]}]
+
+
+def test_json_error_body_without_field():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"error": {"status": 404, "message": "no run abc"}})
+
+    with pytest.raises(ApiError) as caught:
+        client_of(handler).run("abc")
+    assert (caught.value.status, caught.value.message, caught.value.field, caught.value.details) == \
+        (404, "no run abc", None, [])
+
+
+def test_non_json_502_names_the_status_and_path():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(502, text="<html>Bad Gateway</html>\n")
+
+    with pytest.raises(ApiError) as caught:
+        client_of(handler).runs()
+    assert caught.value.status == 502
+    assert caught.value.field is None
+    assert caught.value.message == "HTTP 502 from /runs: <html>Bad Gateway</html>"
+
+
+def test_empty_error_body_uses_the_reason_phrase():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+    with pytest.raises(ApiError) as caught:
+        client_of(handler).health()
+    assert caught.value.message == "HTTP 503 from /health: Service Unavailable"
+
+
+def test_json_without_error_key_is_described_plainly():
+    response = httpx.Response(500, json={"detail": "boom"}, request=httpx.Request("GET", f"{BASE}/workers"))
+    err = error_of(response)
+    assert err.status == 500
+    assert err.message == 'HTTP 500 from /workers: {"detail":"boom"}'
+    assert err.field is None
+
+
+def test_connection_refused_is_unavailable_naming_the_url_and_amst_up():
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    client = client_of(handler, base=BASE + "/")
+    with pytest.raises(ApiUnavailable) as caught:
+        client.health()
+    message = str(caught.value)
+    assert BASE in message
+    assert f"{BASE}/" not in message  # the trailing slash is dropped
+    assert "`amst up`" in message
+    assert "ConnectError" in message
+    assert "AMST_API_URL" in message
+
+
+def test_timeout_is_unavailable_naming_the_seconds():
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with pytest.raises(ApiUnavailable) as caught:
+        client_of(handler, timeout_s=2.5).metrics("r1")
+    message = str(caught.value)
+    assert "within 2.5 s" in message
+    assert BASE in message
+
+
+def test_success_that_is_not_json_is_unavailable():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>some other service</html>")
+
+    with pytest.raises(ApiUnavailable) as caught:
+        client_of(handler).methods()
+    assert "/methods" in str(caught.value)
+    assert "not JSON" in str(caught.value)
+
+
+@pytest.mark.parametrize(("token", "expected"), [("s3cret", "Bearer s3cret"), ("", None)])
+def test_bearer_token_header(token, expected):
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization"))
+        return httpx.Response(200, json=[])
+
+    client = client_of(handler, token=token)
+    client.workers()
+    client.datasets()
+    assert seen == [expected, expected]
+
+
+def paged_handler(total: int, requests: list[httpx.Request]):
+    """GET /runs over `total` runs named r0, r1, ...: pages of at most `limit`, cursor = next offset."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        assert request.url.path == "/runs"
+        start = int(request.url.params.get("cursor", "0"))
+        end = min(total, start + int(request.url.params["limit"]))
+        cursor = str(end) if end < total else None
+        return httpx.Response(200, json={"items": [{"id": f"r{i}"} for i in range(start, end)],
+                                         "next_cursor": cursor})
+    return handler
+
+
+def test_runs_follows_the_cursor_to_the_last_page():
+    requests: list[httpx.Request] = []
+    client = client_of(paged_handler(450, requests))
+    items = client.runs(limit=1000)
+    assert [i["id"] for i in items] == [f"r{i}" for i in range(450)]
+    assert [(r.url.params["limit"], r.url.params.get("cursor")) for r in requests] == \
+        [("200", None), ("200", "200"), ("200", "400")]
+    assert client.calls == 3
+
+
+def test_runs_stops_at_the_limit():
+    requests: list[httpx.Request] = []
+    client = client_of(paged_handler(1000, requests))
+    items = client.runs(limit=450)
+    assert len(items) == 450
+    assert items[-1] == {"id": "r449"}
+    assert [(r.url.params["limit"], r.url.params.get("cursor")) for r in requests] == \
+        [("200", None), ("200", "200"), ("50", "400")]
+
+
+def test_runs_default_limit_is_one_page_of_200():
+    requests: list[httpx.Request] = []
+    items = client_of(paged_handler(1000, requests)).runs()
+    assert len(items) == 200
+    assert len(requests) == 1
+
+
+def test_runs_passes_only_non_empty_filters_lists_as_repeated_params():
+    requests: list[httpx.Request] = []
+    client_of(paged_handler(3, requests)).runs(limit=10, status=["running", "queued"], method=None, dataset=[],
+                                               tag=["ablation"])
+    params = requests[0].url.params
+    assert params.get_list("status") == ["running", "queued"]
+    assert params.get_list("tag") == ["ablation"]
+    assert "method" not in params
+    assert "dataset" not in params
+    assert "cursor" not in params
+    assert sorted(params.keys()) == ["limit", "status", "tag"]
+
+
+def test_runs_keeps_filters_on_every_page():
+    requests: list[httpx.Request] = []
+    client_of(paged_handler(250, requests)).runs(limit=300, status=["succeeded"])
+    assert [r.url.params.get_list("status") for r in requests] == [["succeeded"], ["succeeded"]]
+    assert requests[1].url.params["cursor"] == "200"
+
+
+def test_calls_counts_every_request_failed_ones_too():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/health":
+            return httpx.Response(200, json={"status": "ok"})
+        if request.url.path.endswith("/cancel"):
+            return httpx.Response(409, json={"error": {"status": 409, "message": "already finished"}})
+        raise httpx.ConnectError("refused", request=request)
+
+    client = client_of(handler)
+    assert client.calls == 0
+    assert client.health() == {"status": "ok"}
+    assert client.calls == 1
+    with pytest.raises(ApiError):
+        client.cancel("r1")
+    with pytest.raises(ApiUnavailable):
+        client.retry("r1")
+    assert client.calls == 3
+
+
+def test_routes_send_what_the_api_expects():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, dict(request.url.params),
+                     json.loads(request.content) if request.content else None))
+        if request.url.path.endswith("/config"):
+            return httpx.Response(200, content=b"method: naive\n")
+        if request.url.path.endswith("/checkpoint"):
+            return httpx.Response(200, content=b"\x00\x01")
+        return httpx.Response(200, json={"ok": True})
+
+    client = client_of(handler)
+    client.metrics("r1", since_epoch=7)
+    client.metrics("r1")
+    client.submit({"method": "naive"})
+    assert client.config_yaml("r1") == b"method: naive\n"
+    assert client.checkpoint("r1", "last") == b"\x00\x01"
+    assert seen == [
+        ("GET", "/runs/r1/metrics", {"since_epoch": "7"}, None),
+        ("GET", "/runs/r1/metrics", {"since_epoch": "-1"}, None),
+        ("POST", "/runs", {}, {"method": "naive"}),
+        ("GET", "/runs/r1/config", {"format": "yaml"}, None),
+        ("GET", "/runs/r1/checkpoint", {"which": "last"}, None),
+    ]

@@ -1,0 +1,169 @@
+"""Each dashboard page in Streamlit's AppTest, against a real API process with seeded runs."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import APP
+
+PAGES = ["views/runs.py", "views/new_run.py", "views/run.py", "views/compare.py"]
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def charts(at) -> list:
+    return at.get("plotly_chart")
+
+
+def no_traceback(at) -> None:
+    assert not at.exception, texts(at.exception)
+
+
+def test_runs_page_lists_and_filters_runs(app, seeded_api) -> None:
+    at = app.run()
+    no_traceback(at)
+    table = at.dataframe[0].value
+    assert set(table["name"]) == {"base-s0", "full-s0", "alt-live", "joint-fail", "waiting"}
+    live = table.set_index("name").loc["alt-live"]
+    assert live["status"] == "● running" and live["progress"] == pytest.approx(0.4) and live["epochs"] == "12/30"
+    assert "live, every" in texts(at.caption)  # a run is active: the table refreshes itself
+    at.multiselect[0].set_value(["failed"]).run()
+    assert list(at.dataframe[0].value["name"]) == ["joint-fail"]
+    at.multiselect[0].set_value([]).run()
+    at.text_input[0].set_value("amst").run()  # tag filter
+    assert set(at.dataframe[0].value["name"]) == {"full-s0", "alt-live"}
+
+
+def test_run_page_shows_live_curves_balance_and_skip_strip(app, seeded_api) -> None:
+    app.run()
+    app.switch_page("views/run.py")
+    app.query_params["run"] = seeded_api.runs["live"].id
+    at = app.run()
+    no_traceback(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Epoch"] == "12/30" and metrics["Attempt"] == "1"
+    assert metrics["ETA"] != "—"  # running, with a median epoch time
+    assert len(charts(at)) == 3  # acc and loss curves, the balance (bars and gap), the skip strip
+    assert "Lagging modality: **visual**" in texts(at.markdown)
+    labels = {b.label for b in at.button}
+    assert {"Cancel", "Re-run with same config"} <= labels and "Retry" not in labels
+    assert {d.label for d in at.get("download_button")} >= {"Config (YAML)", "Best checkpoint", "All points (CSV)"}
+
+
+def test_run_page_cancel_and_retry_go_through_the_api(app, seeded_api) -> None:
+    run_id = seeded_api.runs["failed"].id
+    app.run()
+    app.switch_page("views/run.py")
+    app.query_params["run"] = run_id
+    at = app.run()
+    assert "seeded failure" in texts(at.error)
+    next(b for b in at.button if b.label == "Retry").click().run()
+    no_traceback(at)
+    assert httpx.get(f"{seeded_api.url}/runs/{run_id}").json()["status"] == "queued"
+    next(b for b in at.button if b.label == "Cancel").click().run()
+    assert httpx.get(f"{seeded_api.url}/runs/{run_id}").json()["status"] == "cancelled"
+
+
+def test_new_run_form_shows_the_api_error_next_to_the_field_then_submits(app, seeded_api) -> None:
+    app.run()
+    at = app.switch_page("views/new_run.py").run()
+    no_traceback(at)
+    assert at.selectbox[0].value == "amst_full" and at.selectbox[1].value == "avdigits"
+    assert [n.label for n in at.number_input][:2] == ["audio", "visual"]  # a skip factor per modality
+    next(t for t in at.text_input if t.label == "Device").set_value("tpu")
+    next(t for t in at.text_input if t.label == "Name").set_value("from-the-form")
+    next(n for n in at.number_input if n.label == "Epochs").set_value(2)
+    at.get("form_submit_button")[0].click().run()
+    errors = texts(at.error)
+    assert "device" in errors and "tpu" in errors, errors
+    assert "`device`" not in errors  # shown under the Device field itself, so the message needs no field name
+    device = next(t for t in at.text_input if t.label == "Device")
+    device.set_value("cpu")
+    at.get("form_submit_button")[0].click().run()
+    no_traceback(at)
+    runs = httpx.get(f"{seeded_api.url}/runs", params={"method": "amst_full"}).json()["items"]
+    submitted = next(r for r in runs if r["name"] == "from-the-form")
+    config = httpx.get(f"{seeded_api.url}/runs/{submitted['id']}").json()["config"]
+    assert config["epochs"] == 2 and config["skip"]["audio"] == 3 and config["model"]["image_size"] == 28
+    assert "Submitted run" in texts(at.success)  # the form moved on to the new run's page
+
+
+def test_rerun_with_same_config_prefills_the_form(app, seeded_api) -> None:
+    app.run()
+    app.switch_page("views/run.py")
+    app.query_params["run"] = seeded_api.runs["full"].id
+    at = app.run()
+    next(b for b in at.button if b.label == "Re-run with same config").click().run()
+    no_traceback(at)
+    assert "Re-running with the config of **full-s0**" in texts(at.info)
+    assert at.selectbox[0].value == "amst_full" and at.selectbox[1].value == "synthetic"
+    assert next(n for n in at.number_input if n.label == "Epochs").value == 30
+
+
+def test_compare_page_overlays_pairs_and_tabulates(app, seeded_api) -> None:
+    runs = seeded_api.runs
+    app.run()
+    app.switch_page("views/compare.py")
+    app.query_params["runs"] = f"{runs['full'].id},{runs['live'].id}"
+    at = app.run()
+    no_traceback(at)
+    assert len(charts(at)) == 2  # the overlay and AMST minus baseline
+    assert "vs base-s0" in texts(at.caption)  # both AMST runs paired with the naive run of seed 0
+    table = at.dataframe[0].value
+    assert set(table["modality"]) == {"audio", "visual", "fused"} and (table["split"] == "val").all()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_api_down_is_a_message_not_a_traceback(page: str, ui_env) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    ui_env(f"http://127.0.0.1:{port}")
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    at.switch_page(page).run()
+    no_traceback(at)
+    assert "Cannot reach the AMST API" in texts(at.error)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """Accepts connections and never answers: a hung API."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for c in held:
+        c.close()
+    server.close()
+
+
+def test_slow_api_is_a_message_not_a_traceback(silent_server: str, ui_env) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    ui_env(silent_server, AMST_API_TIMEOUT_S="0.5")
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    no_traceback(at)
+    assert "did not answer within 0.5 s" in texts(at.error)

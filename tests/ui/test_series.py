@@ -1,0 +1,376 @@
+"""ui.series: the incremental metrics cache and the views drawn from it (pure; no Streamlit, no network)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pytest
+
+from ui import series as S
+from ui.series import RunSeries
+
+
+def summary(run_id: str = "r1", status: str = "running", epochs_done: int = 0, attempt: int = 1, **extra: Any):
+    """A RunSummary as the API sends it (api/schemas.py)."""
+    return {"id": run_id, "name": f"run {run_id}", "status": status, "method": "amst_alt", "dataset": "synthetic",
+            "seed": 0, "tags": [], "created_at": "2025-01-01T00:00:00", "started_at": "2025-01-01T00:00:01",
+            "finished_at": None, "attempt": attempt, "epochs_done": epochs_done, "epochs_total": 10,
+            "progress": epochs_done / 10, "best_epoch": None, "best_val_acc": None, "test_acc_at_best": None,
+            "queue": "default", "device": "cpu", "heartbeat_age_s": 1.0, "eta_s": None, **extra}
+
+
+def metrics_body(run_id: str = "r1", status: str = "running", epochs_done: int = 0, attempt: int = 1,
+                 series: list[tuple] | None = None, next_since: int | None = None) -> dict[str, Any]:
+    """A GET /runs/{id}/metrics answer; `series` holds (split, component, modality, name, epochs, values)."""
+    out = [{"split": sp, "component": c, "modality": m, "name": n, "epochs": list(e), "values": list(v)}
+           for sp, c, m, n, e, v in series or []]
+    newest = max((s["epochs"][-1] for s in out if s["epochs"]), default=-1)
+    return {"run_id": run_id, "status": status, "epochs_done": epochs_done,
+            "run": summary(run_id, status, epochs_done, attempt), "series": out,
+            "next_since_epoch": newest if next_since is None else next_since}
+
+
+def make(run_id: str = "r1", series: list[tuple] | None = None, status: str = "succeeded",
+         epochs_done: int | None = None) -> RunSeries:
+    rs = RunSeries(run_id)
+    if epochs_done is None:
+        epochs_done = 1 + max((max(s[4]) for s in series or [] if s[4]), default=-1)
+    rs.merge(metrics_body(run_id, status, epochs_done, series=series))
+    return rs
+
+
+class FakeClient:
+    """Stands in for ApiClient: answers metrics() from a function of (since_epoch, call number)."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.calls: list[tuple[str, int]] = []
+
+    def metrics(self, run_id: str, since_epoch: int = -1) -> dict[str, Any]:
+        self.calls.append((run_id, since_epoch))
+        return self.answer(since_epoch, len(self.calls))
+
+
+# ---- merge and refresh --------------------------------------------------------------------------------------
+
+def test_merge_of_two_incremental_answers():
+    rs = RunSeries("r1")
+    rs.merge(metrics_body(epochs_done=2, series=[("val", "fused", None, "acc", [0, 1], [0.5, 0.6]),
+                                                 ("val", "branch", "audio", "acc", [0, 1], [0.4, None])]))
+    assert rs.next_since == 1
+    rs.merge(metrics_body(epochs_done=4, series=[("val", "fused", None, "acc", [2, 3], [0.7, 0.8]),
+                                                 ("train", "run", "audio", "skip", [3], [0.0])]))
+    assert rs.next_since == 3
+    assert rs.series(("val", "fused", None, "acc")) == ([0, 1, 2, 3], [0.5, 0.6, 0.7, 0.8])
+    assert rs.series(("val", "branch", "audio", "acc")) == ([0, 1], [0.4, None])
+    assert rs.series(("train", "run", "audio", "skip")) == ([3], [0.0])
+    assert rs.series(("test", "fused", None, "acc")) == ([], [])
+    assert rs.run["epochs_done"] == 4
+    assert rs.series_keys() == [("train", "run", "audio", "skip"), ("val", "branch", "audio", "acc"),
+                                ("val", "fused", None, "acc")]
+    assert rs.modalities() == ["audio"]
+    assert rs.components() == ["branch", "fused"]
+
+
+def test_merge_never_moves_next_since_back():
+    rs = RunSeries("r1")
+    rs.merge(metrics_body(epochs_done=3, series=[("val", "fused", None, "acc", [0, 1, 2], [0.1, 0.2, 0.3])]))
+    rs.merge(metrics_body(epochs_done=3, series=[], next_since=2))  # nothing new: the API echoes since_epoch
+    assert rs.next_since == 2
+    rs.merge(metrics_body(epochs_done=3, series=[], next_since=-1))  # an answer to since_epoch=-1 with nothing
+    assert rs.next_since == 2
+    assert rs.series(("val", "fused", None, "acc")) == ([0, 1, 2], [0.1, 0.2, 0.3])
+
+
+def test_merge_overwrites_an_epoch_sent_again():
+    rs = RunSeries("r1")
+    rs.merge(metrics_body(epochs_done=2, series=[("val", "fused", None, "acc", [0, 1], [0.1, 0.2])]))
+    rs.merge(metrics_body(epochs_done=2, series=[("val", "fused", None, "acc", [1], [0.25])]))
+    assert rs.series(("val", "fused", None, "acc")) == ([0, 1], [0.1, 0.25])
+
+
+def test_settled_means_terminal_and_complete():
+    done = make(series=[("val", "fused", None, "acc", [0, 1, 2], [0.1, 0.2, 0.3])], status="succeeded")
+    assert done.settled is True
+    running = make(series=[("val", "fused", None, "acc", [0, 1, 2], [0.1, 0.2, 0.3])], status="running")
+    assert running.settled is False
+    incomplete = make(series=[("val", "fused", None, "acc", [0, 1], [0.1, 0.2])], status="failed", epochs_done=3)
+    assert incomplete.settled is False
+    never_started = make(series=[], status="cancelled", epochs_done=0)
+    assert never_started.settled is True
+
+
+def test_refresh_of_a_running_run_is_one_incremental_call():
+    rs = make(series=[("val", "fused", None, "acc", [0, 1, 2], [0.1, 0.2, 0.3])], status="running")
+    cache = {"r1": rs}
+    client = FakeClient(lambda since, n: metrics_body(
+        epochs_done=4, series=[("val", "fused", None, "acc", [3], [0.4])]))
+    out = S.refresh(client, cache, "r1")
+    assert client.calls == [("r1", 2)]
+    assert out is rs and cache["r1"] is rs
+    assert out.series(("val", "fused", None, "acc")) == ([0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4])
+    assert out.next_since == 3
+
+
+def test_refresh_of_an_unknown_run_reads_it_from_the_start():
+    client = FakeClient(lambda since, n: metrics_body(
+        epochs_done=2, series=[("val", "fused", None, "acc", [0, 1], [0.1, 0.2])]))
+    cache: dict[str, RunSeries] = {}
+    out = S.refresh(client, cache, "r1")
+    assert client.calls == [("r1", -1)]
+    assert cache == {"r1": out}
+    assert out.series(("val", "fused", None, "acc")) == ([0, 1], [0.1, 0.2])
+
+
+def test_refresh_of_a_settled_run_fetched_recently_makes_no_call():
+    rs = make(series=[("val", "fused", None, "acc", [0, 1, 2], [0.1, 0.2, 0.3])], status="succeeded")
+    client = FakeClient(lambda since, n: pytest.fail("a settled run was asked again"))
+    assert S.refresh(client, {"r1": rs}, "r1") is rs
+    assert client.calls == []
+
+
+def test_refresh_of_a_settled_run_asks_again_after_a_while():
+    rs = make(series=[("val", "fused", None, "acc", [0, 1, 2], [0.1, 0.2, 0.3])], status="succeeded")
+    rs.fetched_at -= S.SETTLED_RECHECK_S + 1
+    client = FakeClient(lambda since, n: metrics_body(status="succeeded", epochs_done=3, series=[], next_since=2))
+    S.refresh(client, {"r1": rs}, "r1")
+    assert client.calls == [("r1", 2)]
+
+
+def test_refresh_rereads_everything_when_the_attempt_changes():
+    rs = make(series=[("val", "fused", None, "acc", [0, 1, 2], [0.1, 0.2, 0.3])], status="running")
+
+    def answer(since, n):
+        if since == -1:
+            return metrics_body(attempt=2, epochs_done=4, series=[("val", "fused", None, "acc", [0, 1, 2, 3],
+                                                                  [0.1, 0.2, 0.35, 0.45])])
+        return metrics_body(attempt=2, epochs_done=4, series=[("val", "fused", None, "acc", [3], [0.45])])
+
+    client = FakeClient(answer)
+    cache = {"r1": rs}
+    out = S.refresh(client, cache, "r1")
+    assert client.calls == [("r1", 2), ("r1", -1)]
+    assert out is not rs and cache["r1"] is out
+    assert out.series(("val", "fused", None, "acc")) == ([0, 1, 2, 3], [0.1, 0.2, 0.35, 0.45])
+    assert out.run["attempt"] == 2
+
+
+def test_refresh_rereads_everything_when_epochs_done_goes_back():
+    rs = make(series=[("val", "fused", None, "acc", [0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4]),
+                      ("val", "branch", "audio", "acc", [3], [0.9])], status="running")
+
+    def answer(since, n):  # resumed from the checkpoint of epoch 1 (same attempt number)
+        return metrics_body(epochs_done=2, series=[("val", "fused", None, "acc", [0, 1], [0.1, 0.2])],
+                            next_since=max(since, 1))
+
+    client = FakeClient(answer)
+    out = S.refresh(client, {"r1": rs}, "r1")
+    assert client.calls == [("r1", 3), ("r1", -1)]
+    assert out.series(("val", "fused", None, "acc")) == ([0, 1], [0.1, 0.2])
+    assert ("val", "branch", "audio", "acc") not in out.points
+    assert out.next_since == 1
+
+
+# ---- smoothing and time -------------------------------------------------------------------------------------
+
+def test_smooth_weight_zero_is_identity():
+    values = [0.1, None, 0.5, 0.2]
+    out = S.smooth(values, 0.0)
+    assert out == [0.1, None, 0.5, 0.2]
+    assert out is not values
+
+
+def test_smooth_is_an_exact_ema():
+    assert S.smooth([1.0, 2.0, 4.0], 0.5) == [1.0, 1.5, 2.75]
+    out = S.smooth([0.0, 10.0, 10.0], 0.9)
+    assert out[0] == 0.0
+    assert out[1] == pytest.approx(1.0)
+    assert out[2] == pytest.approx(1.9)
+
+
+def test_smooth_keeps_gaps_and_carries_over_them():
+    assert S.smooth([None, 2.0, None, 4.0, None], 0.5) == [None, 2.0, None, 3.0, None]
+    assert S.smooth([None, None], 0.5) == [None, None]
+
+
+def test_wall_clock_is_the_cumulative_epoch_time():
+    rs = make(series=[("train", "run", None, "epoch_time", [0, 1, 2, 3], [2.0, 1.5, None, 0.25])])
+    assert S.wall_clock(rs) == {0: 2.0, 1: 3.5, 2: 3.5, 3: 3.75}
+    assert S.wall_clock(make(series=[("val", "fused", None, "acc", [0], [0.5])])) == {}
+
+
+# ---- balance ------------------------------------------------------------------------------------------------
+
+def test_balance_rows_lagging_and_gap():
+    rs = make(series=[
+        ("val", "branch", "audio", "acc", [0, 1, 2], [0.5, 0.7, 0.8]),
+        ("val", "branch", "visual", "acc", [0, 1, 2], [0.3, 0.4, 0.45]),
+        ("val", "helper", "audio", "acc", [0, 1, 2], [0.45, 0.6, 0.75]),
+        ("val", "helper", "visual", "acc", [0, 1, 2], [0.2, 0.35, 0.5]),
+        ("val", "branch", None, "acc_gap", [0, 1, 2], [0.2, 0.3, 0.35]),
+        ("test", "branch", "audio", "acc", [0, 1, 2], [0.1, 0.1, 0.1]),
+    ])
+    b = S.balance(rs, "val")
+    assert b.split == "val"
+    assert b.epoch == 2
+    assert b.rows == [{"modality": "audio", "branch": 0.8, "helper": 0.75},
+                      {"modality": "visual", "branch": 0.45, "helper": 0.5}]
+    assert b.lagging == "visual"
+    assert b.leading == "audio"
+    assert b.gap == pytest.approx(0.35)
+    assert b.gap_epochs == [0, 1, 2]
+    assert b.gap_values == [0.2, 0.3, 0.35]
+
+
+def test_balance_uses_amst_full_components_when_plain_ones_are_absent():
+    rs = make(series=[
+        ("val", "alt_branch", "audio", "acc", [0, 1], [0.3, 0.4]),
+        ("val", "alt_branch", "visual", "acc", [0, 1], [0.6, 0.7]),
+        ("val", "alt_helper", "audio", "acc", [0, 1], [0.25, 0.35]),
+        ("val", "joint_helper", "visual", "acc", [0, 1], [0.5, 0.55]),
+        ("val", "alt_branch", None, "acc_gap", [0, 1], [0.3, 0.3]),
+    ])
+    b = S.balance(rs)
+    assert b.rows == [{"modality": "audio", "branch": 0.4, "helper": 0.35},
+                      {"modality": "visual", "branch": 0.7, "helper": 0.55}]
+    assert (b.lagging, b.leading) == ("audio", "visual")
+    assert b.gap == pytest.approx(0.3)
+    assert (b.gap_epochs, b.gap_values) == ([0, 1], [0.3, 0.3])
+
+
+def test_balance_prefers_plain_branch_over_alt_branch():
+    rs = make(series=[
+        ("val", "branch", "audio", "acc", [0], [0.9]), ("val", "alt_branch", "audio", "acc", [0], [0.1]),
+        ("val", "branch", "visual", "acc", [0], [0.2]), ("val", "alt_branch", "visual", "acc", [0], [0.95]),
+    ])
+    b = S.balance(rs)
+    assert [r["branch"] for r in b.rows] == [0.9, 0.2]
+    assert b.lagging == "visual"
+
+
+def test_balance_with_one_modality_or_nothing_has_no_lagging():
+    one = S.balance(make(series=[("val", "branch", "audio", "acc", [0, 1], [0.4, 0.5])]))
+    assert one.rows == [{"modality": "audio", "branch": 0.5, "helper": None}]
+    assert (one.lagging, one.leading, one.gap, one.epoch) == (None, None, None, 1)
+    empty = S.balance(make(series=[]))
+    assert empty.rows == [] and empty.epoch is None and empty.gap_epochs == [] and empty.gap_values == []
+
+
+# ---- skip strip, tables, pairs ------------------------------------------------------------------------------
+
+def test_skip_strip_grid():
+    rs = make(series=[
+        ("train", "run", "audio", "skip", [0, 1, 2, 3], [1.0, 0.0, 0.0, 1.0]),
+        ("train", "run", "visual", "skip", [1, 2, 3], [1.0, 1.0, 1.0]),
+        ("val", "branch", "text", "acc", [0], [0.3]),  # text has no skip series: no row
+    ])
+    modalities, epochs, grid = S.skip_strip(rs)
+    assert modalities == ["audio", "visual"]
+    assert epochs == [0, 1, 2, 3]
+    assert grid == [[1.0, 0.0, 0.0, 1.0], [None, 1.0, 1.0, 1.0]]
+
+
+def test_final_and_best():
+    a = make("a", series=[
+        ("val", "fused", None, "acc", [0, 1, 2], [0.5, 0.9, 0.7]),
+        ("val", "branch", "audio", "acc", [0, 1, 2], [0.2, None, 0.3]),
+        ("test", "fused", None, "acc", [0, 1, 2], [0.4, 0.6, 0.65]),
+        ("train", "fused", None, "acc", [0, 1, 2], [0.9, 0.9, 0.9]),   # split not asked for
+        ("val", "fused", None, "loss", [0, 1, 2], [1.0, 0.5, 0.8]),    # other metric
+        ("train", "run", None, "epoch_time", [0], [1.0]),
+    ])
+    frame = S.final_and_best([a], {"a": "run A"})
+    assert list(frame.columns) == ["run", "split", "component", "modality", "final", "best", "epochs"]
+    assert frame.to_dict("records") == [
+        {"run": "run A", "split": "test", "component": "fused", "modality": "fused", "final": 0.65, "best": 0.65,
+         "epochs": 3},
+        {"run": "run A", "split": "val", "component": "branch", "modality": "audio", "final": 0.3, "best": 0.3,
+         "epochs": 3},
+        {"run": "run A", "split": "val", "component": "fused", "modality": "fused", "final": 0.7, "best": 0.9,
+         "epochs": 3},
+    ]
+    loss = S.final_and_best([a], {"a": "run A"}, splits=("val",), name="loss")
+    assert loss.to_dict("records") == [{"run": "run A", "split": "val", "component": "fused", "modality": "fused",
+                                        "final": 0.8, "best": 0.5, "epochs": 3}]
+
+
+def test_final_and_best_of_nothing_is_an_empty_table():
+    frame = S.final_and_best([], {})
+    assert frame.empty and list(frame.columns) == ["run", "split", "component", "modality", "final", "best",
+                                                   "epochs"]
+
+
+def test_best_of():
+    assert S.best_of("acc", [0.1, None, 0.3, 0.2]) == 0.3
+    assert S.best_of("loss", [0.5, None, 0.3, 0.4]) == 0.3
+    assert S.best_of("acc", [None, None]) is None
+
+
+def r(run_id: str, method: str, dataset: str = "synthetic", seed: int = 0, status: str = "succeeded"):
+    return {"id": run_id, "method": method, "dataset": dataset, "seed": seed, "status": status}
+
+
+def test_pair_baselines_prefers_a_selected_baseline():
+    amst, selected, other = r("a", "amst_alt"), r("n1", "naive", status="failed"), r("n2", "naive")
+    pairs = S.pair_baselines([amst, selected], [other, selected])
+    assert pairs == [(amst, selected)]
+
+
+def test_pair_baselines_prefers_succeeded_candidates_newest_first():
+    amst = r("a", "amst_full", seed=3)
+    candidates = [r("n0", "naive", seed=3, status="failed"), r("n1", "naive", seed=3),
+                  r("n2", "naive", seed=3), r("x", "amst_alt", seed=3)]
+    assert S.pair_baselines([amst], candidates) == [(amst, candidates[1])]
+    only_failed = [r("n0", "naive", seed=3, status="failed"), r("n1", "naive", seed=3, status="running")]
+    assert S.pair_baselines([amst], only_failed) == [(amst, only_failed[0])]
+
+
+def test_pair_baselines_matches_dataset_and_seed():
+    a0, a1, a2 = r("a0", "amst_alt", seed=0), r("a1", "amst_joint", seed=1), r("a2", "amst_alt", dataset="avdigits")
+    n_seed0, n_other_ds = r("n0", "naive", seed=0), r("n9", "naive", seed=1, dataset="avdigits")
+    pairs = S.pair_baselines([a0, a1, a2], [n_other_ds, n_seed0])
+    assert pairs == [(a0, n_seed0)]
+
+
+def test_pair_baselines_none_without_a_naive_match():
+    assert S.pair_baselines([r("a", "amst_alt")], [r("b", "amst_joint"), r("n", "naive", seed=7)]) == []
+    assert S.pair_baselines([r("n", "naive")], [r("n2", "naive")]) == []  # a baseline gets no baseline
+
+
+def test_difference_over_common_finite_epochs():
+    key = ("val", "fused", None, "acc")
+    a = make("a", series=[(*key, [0, 1, 2, 3, 4], [0.5, 0.6, None, 0.8, 0.9])])
+    b = make("b", series=[(*key, [1, 2, 3, 5], [0.5, 0.4, None, 0.1])])
+    epochs, diff = S.difference(a, b, key)
+    assert epochs == [1]
+    assert diff == [pytest.approx(0.1)]
+    c = make("c", series=[(*key, [0, 3, 4], [0.25, 0.5, 1.0])])
+    epochs, diff = S.difference(a, c, key)
+    assert epochs == [0, 3, 4]
+    assert diff == [pytest.approx(0.25), pytest.approx(0.3), pytest.approx(-0.1)]
+    assert S.difference(a, b, ("val", "branch", "audio", "acc")) == ([], [])
+
+
+def test_to_csv_header_and_rows():
+    rs = make("run-9", series=[
+        ("val", "fused", None, "acc", [0, 1], [0.5, None]),
+        ("train", "run", "audio", "skip", [0, 1, 2], [1.0, 0.0, 1.0]),
+    ])
+    data = S.to_csv(rs)
+    assert isinstance(data, bytes)
+    rows = list(csv.reader(io.StringIO(data.decode())))
+    assert rows[0] == ["run_id", "split", "component", "modality", "name", "epoch", "value"]
+    assert len(rows) == 1 + 5
+    assert all(row[0] == "run-9" for row in rows[1:])
+    assert rows[1:] == [["run-9", "train", "run", "audio", "skip", "0", "1.0"],
+                        ["run-9", "train", "run", "audio", "skip", "1", "0.0"],
+                        ["run-9", "train", "run", "audio", "skip", "2", "1.0"],
+                        ["run-9", "val", "fused", "", "acc", "0", "0.5"],
+                        ["run-9", "val", "fused", "", "acc", "1", ""]]
+
+
+def test_frame_of_an_empty_run_has_the_columns():
+    frame = make(series=[]).frame()
+    assert list(frame.columns) == S.COLUMNS and len(frame) == 0
