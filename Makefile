@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 export AMST_DATA_ROOT ?= $(CURDIR)/data
 
-.PHONY: venv run test lint bench prepare results clean
+.PHONY: venv run test lint bench prepare results clean chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,11 +18,24 @@ venv: $(STAMP)
 prepare: $(STAMP)
 	$(BIN)/amst prepare avdigits
 
-# Until the run service exists: train the demo (AMST-FULL on avdigits, preset hard) from the CLI.
+# The product on this machine: API, worker and dashboard on the embedded default (SQLite + SQLite broker in
+# ./.amst; DATABASE_URL / BROKER_URL switch to PostgreSQL / Redis), a short AMST-FULL demo run whose status
+# changes are printed as they happen. Ctrl-C stops everything.
+API_PORT    ?= 8000
+UI_PORT     ?= 8501
+DEMO_EPOCHS ?= 3
 run: prepare
-	$(BIN)/amst train configs/avdigits/amst_full.yaml --set epochs=3 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/amst up --port $(API_PORT) --ui-port $(UI_PORT) --demo configs/avdigits/amst_full.yaml \
+		--demo-epochs $(DEMO_EPOCHS)
 
-test: $(STAMP)
+# The browser tests drive Debian's Chromium; install it when it is missing and we may (root).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; }
+	@command -v chromium >/dev/null 2>&1 || echo "chromium is not installed (not root): browser tests will be skipped"
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -38,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/api_latency.py --url $(PG_BENCH)
 	$(BIN)/python bench/api_latency.py
 	$(BIN)/python bench/live_latency.py --pg-url $(PG_BENCH)
+	$(BIN)/python bench/ui_render.py
 
 results: prepare
 	$(BIN)/python bench/results.py

@@ -123,7 +123,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from amst_core import serve
 
-    return serve.up(args.port, ui=not args.no_ui, ui_port=args.ui_port)
+    demo = None
+    if args.demo:
+        overrides = [f"epochs={args.demo_epochs}"] if args.demo_epochs else []
+        demo = load_config(args.demo, overrides).model_dump(mode="json")
+        demo["tags"] = sorted({*demo["tags"], "demo"})
+    return serve.up(args.port, ui=not args.no_ui, ui_port=args.ui_port, demo=demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--ui-port", type=int, default=8501)
     p.add_argument("--no-ui", action="store_true", help="do not start the dashboard")
+    p.add_argument("--demo", metavar="CONFIG", help="submit this run config once the API answers, and print its "
+                   "status changes")
+    p.add_argument("--demo-epochs", type=int, help="override the demo run's epochs")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("config", help="validate a config and print it with every default filled in")

@@ -1,8 +1,9 @@
-"""`amst serve api|worker` and `amst up`: the service processes, started from the command line.
+"""`amst serve api|worker|ui` and `amst up`: the service processes, started from the command line.
 
 `amst up` is the embedded default: SQLite and kombu's SQLAlchemy broker transport under ./.amst/ (no Redis,
 no Docker), or PostgreSQL and Redis when DATABASE_URL and BROKER_URL are set. It migrates the database,
-starts the API and one worker as child processes, and stops them all on SIGINT or SIGTERM.
+starts the API, one worker and the dashboard as child processes (each in its own process group), optionally
+submits a demo run and prints its status changes, and stops them all on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -71,7 +72,57 @@ def embedded_env() -> dict[str, str]:
     return env
 
 
-def up(port: int, ui: bool, ui_port: int) -> int:
+class DemoRun:
+    """`amst up --demo CONFIG`: once the API answers, submit one run and print its status as it changes.
+    Polled from the supervisor's loop with short timeouts, so Ctrl-C is never held up."""
+
+    def __init__(self, api_url: str, config: dict, every_s: float = 0.5):
+        self.api_url, self.config, self.every_s = api_url, config, every_s
+        self.run_id: str | None = None
+        self.last: tuple | None = None
+        self.next_at = 0.0
+        self.done = False
+
+    def poll(self) -> None:
+        if self.done or time.monotonic() < self.next_at:
+            return
+        self.next_at = time.monotonic() + self.every_s
+        import httpx
+
+        try:
+            if self.run_id is None:
+                if httpx.get(f"{self.api_url}/health", timeout=1).status_code != 200:
+                    return
+                run = httpx.post(f"{self.api_url}/runs", json=self.config, timeout=5).json()
+                self.run_id = run["id"]
+                print(f"demo run {run['id']} submitted: {run['method']} on {run['dataset']}, "
+                      f"{run['epochs_total']} epochs", flush=True)
+            else:
+                run = httpx.get(f"{self.api_url}/runs/{self.run_id}", timeout=2).json()
+        except (httpx.HTTPError, ValueError, KeyError):
+            return  # the API is still starting (or briefly busy): try again on the next poll
+        self.report(run)
+
+    def report(self, run: dict) -> None:
+        state = (run["status"], run["epochs_done"])
+        if state == self.last:
+            return
+        if self.last is None or state[0] != self.last[0]:
+            extra = f" ({run['error']})" if run.get("error") else ""
+            print(f"demo run {run['id']}: {run['status']}{extra}", flush=True)
+        if run["status"] == "running" and run["epochs_done"] and state[1] != (self.last or (None, 0))[1]:
+            best = run["best_val_acc"]
+            print(f"demo run {run['id']}: epoch {run['epochs_done']}/{run['epochs_total']}"
+                  + (f", best val acc {best:.3f}" if best is not None else ""), flush=True)
+        self.last = state
+        if run["status"] in ("succeeded", "failed", "cancelled", "lost"):
+            self.done = True
+            if run["status"] == "succeeded":
+                print(f"demo run {run['id']}: test accuracy at the best epoch {run['test_acc_at_best']:.3f}; "
+                      "press Ctrl-C to stop everything", flush=True)
+
+
+def up(port: int, ui: bool, ui_port: int, demo: dict | None = None) -> int:
     from amst_core.store.migrate import upgrade
 
     env = embedded_env()
@@ -88,34 +139,50 @@ def up(port: int, ui: bool, ui_port: int) -> int:
     print(f"API:  http://127.0.0.1:{port}  (docs at /docs)", flush=True)
     if ui:
         print(f"dashboard: http://127.0.0.1:{ui_port}", flush=True)
-    return supervise(commands, env)
+    watcher = DemoRun(f"http://127.0.0.1:{port}", demo) if demo else None
+    return supervise(commands, env, watcher.poll if watcher else None)
 
 
-def supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
+def supervise(commands: dict[str, list[str]], env: dict[str, str], tick=None) -> int:
     """Start the children, wait until a signal arrives or one exits, then stop all of them (whole process
     groups). The handlers are installed first, so a Ctrl-C at any moment still stops every child."""
     stopping = {"signal": None}
 
     def on_signal(signum, _frame) -> None:
+        if stopping["signal"] is None:
+            print("\namst up: stopping API, worker and dashboard ...", file=sys.stderr, flush=True)
         stopping["signal"] = signum
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     children: dict[str, subprocess.Popen] = {}
+    logs = Path(env["AMST_HOME"]) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"logs: {logs}/{{{','.join(commands)}}}.log", flush=True)
     try:
         for name, cmd in commands.items():
-            if stopping["signal"] is None:
-                children[name] = subprocess.Popen(cmd, env=env, start_new_session=True)
+            if stopping["signal"] is None:  # each child's output goes to its log: the console stays readable
+                with (logs / f"{name}.log").open("a") as out:
+                    children[name] = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=out,
+                                                      stderr=subprocess.STDOUT)
         while stopping["signal"] is None:
             exited = [name for name, p in children.items() if p.poll() is not None]
             if exited:
                 print(f"amst up: {', '.join(exited)} exited; stopping the rest", file=sys.stderr, flush=True)
+                for name in exited:
+                    print(f"--- end of {logs / name}.log ---\n{tail(logs / f'{name}.log')}", file=sys.stderr)
                 break
+            if tick is not None:
+                tick()
             time.sleep(0.2)
     finally:
         stop_all(children)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0 if stopping["signal"] is not None else 1
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
 def stop_all(children: dict[str, subprocess.Popen]) -> None:
