@@ -40,8 +40,9 @@ def serve_worker(gpu: int | None, queue: str | None) -> None:
     def send(run_id: str, q: str) -> None:
         app.send_task(TASK_NAME, args=[run_id], queue=q)
 
-    start_maintenance(queues, send)
+    maintenance = start_maintenance(queues, send)
     signals.worker_shutting_down.connect(lambda **_: current_executor().shutdown(), weak=False)
+    signals.worker_shutdown.connect(lambda **_: maintenance.stop(), weak=False)  # GET /workers: stopped_at
     name = f"amst-{'gpu' + str(gpu) if gpu is not None else 'cpu'}-{os.getpid()}@%h"
     app.worker_main(["worker", "--pool=solo", "--concurrency=1", "-Q", queues, "-n", name, "--loglevel=INFO",
                      "--without-gossip", "--without-mingle"])

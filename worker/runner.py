@@ -162,6 +162,11 @@ class Maintenance(threading.Thread):
         with session_scope(settings.db_url) as s:
             lifecycle.worker_stopped(s, worker_id)
 
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """The worker is shutting down: one last write says so (stopped_at), instead of heartbeats running out."""
+        self.stopped.set()
+        self.join(timeout_s)
+
 
 _executor: Executor | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections import Counter
 
@@ -108,3 +109,17 @@ def test_killed_worker_is_lost_then_resumed_by_another_worker(service: Service) 
     for s in series:
         if s["split"] in ("train", "val") and s["name"] == "acc" and s["component"] != "run":
             assert s["epochs"] == list(range(epochs)), (s["component"], s["modality"], s["epochs"])
+
+
+def test_a_worker_that_stops_cleanly_says_so(service: Service) -> None:
+    service.start_api()
+    service.start_worker("worker-a")
+
+    def workers() -> list[dict]:
+        return httpx.get(f"{service.url}/workers", timeout=5).json()
+
+    wait_until(lambda: any(w["alive"] for w in workers()), 120, message="the worker to register")
+    wait_until(lambda: "ready." in service.logs("worker-a"), 120, message="Celery's worker to be ready")
+    service.kill("worker-a", signal.SIGTERM)
+    (worker,) = workers()
+    assert worker["stopped_at"] is not None and not worker["alive"], worker
