@@ -21,6 +21,7 @@ from uikit import seed_run
 from amst_core.store.models import RunStatus
 
 SHOTS = ROOT / "Doc" / "img"
+TALL = {"width": 1400, "height": 2000}  # Streamlit scrolls inside its own container: a tall window shows it all
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="Chromium is not installed (make test installs "
                                 "Debian's chromium when it runs as root)")
@@ -32,8 +33,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("e2e")
     write_tiny_avdigits(tmp / "data", frames=48)  # the audio length avdigits suggests to the form
     url = f"sqlite:///{migrated_sqlite(tmp / 'amst.db')}"
-    base = seed_run(url, "naive", 30, 30, RunStatus.succeeded, name="naive-s0", tags=("baseline",))
-    full = seed_run(url, "amst_full", 30, 30, RunStatus.succeeded, name="amst-full-s0", tags=("amst",))
+    base = seed_run(url, "naive", 30, 30, RunStatus.succeeded, name="naive-s0", tags=("baseline",),
+                    dataset="avdigits")
+    full = seed_run(url, "amst_full", 30, 30, RunStatus.succeeded, name="amst-full-s0", tags=("amst",),
+                    dataset="avdigits")
     service = Service(service_env(tmp, AMST_HEARTBEAT_S="1", AMST_CANCEL_POLL_S="0.2"), tmp)
     service.start_api()
     service.start_worker()
@@ -61,7 +64,7 @@ def legend(page) -> str:
 def test_submit_watch_and_screenshot_every_page(stack, tmp_path: Path) -> None:
     service, ui, seeded = stack
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with browser_page() as page:
+    with browser_page(**TALL) as page:
         page.goto(f"{ui}/new")
         wait_for_app(page)
         page.get_by_label("Name").fill("e2e-amst-full")
@@ -103,7 +106,7 @@ def test_submit_watch_and_screenshot_every_page(stack, tmp_path: Path) -> None:
 def test_finished_run_page_draws_every_chart(stack) -> None:
     """Not a timing assertion (machines are noisy): the page must finish drawing, and say how long it took."""
     _, ui, seeded = stack
-    with browser_page() as page:
+    with browser_page(**TALL) as page:
         start = time.perf_counter()
         page.goto(f"{ui}/run?run={seeded['full']}")
         wait_for_app(page)
