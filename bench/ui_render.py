@@ -4,8 +4,9 @@ Ten running runs of 70 series x 100 epochs each (60 per-modality and fused curve
 metrics; plus gaps, skip and timing series) are written the way a worker writes them into a fresh SQLite store.
 A real API process (`amst serve api`) and dashboard (`amst serve ui`) serve them. It measures, over fresh browser
 sessions (so nothing is cached on the dashboard's side):
-  - Compare with all ten runs overlaid (70 000 points fetched): navigation until every chart is drawn;
-  - Run page of one run (7 000 points, every curve drawn): the same;
+  - Compare with all ten runs overlaid (it fetches the split and metric it draws: 7 of the 70 series of each
+    run): navigation until every chart is drawn;
+  - Run page of one run (all 7 000 points fetched, 30 acc and loss curves drawn): the same;
 and then, from the API's access log over a window of live refreshes, the calls each page makes per refresh.
 
     python bench/ui_render.py [--runs 10] [--epochs 100] [--repeats 3] [--window-s 20]
@@ -132,6 +133,7 @@ def measure(service: Service, ui: str, baseline: str, ids: list[str], args: argp
               f"{warm:.2f} s again ({warm / floor[1]:.2f}x)")
         with browser_page() as page:
             drawn(page, url, charts)
+            page.wait_for_timeout(2 * REFRESH_S * 1000)  # settled: the count starts between two refreshes
             offset = len(log.read_text())
             page.wait_for_timeout(args.window_s * 1000)
             per_run, other = metrics_calls(log, offset)

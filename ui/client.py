@@ -74,8 +74,9 @@ class ApiClient:
     def run(self, run_id: str) -> dict[str, Any]:
         return self.json("GET", f"/runs/{run_id}")
 
-    def metrics(self, run_id: str, since_epoch: int = -1) -> dict[str, Any]:
-        return self.json("GET", f"/runs/{run_id}/metrics", params={"since_epoch": since_epoch})
+    def metrics(self, run_id: str, since_epoch: int = -1, **only: str) -> dict[str, Any]:
+        """Points after `since_epoch`; `only` filters the series (split, component, modality, name)."""
+        return self.json("GET", f"/runs/{run_id}/metrics", params={"since_epoch": since_epoch, **only})
 
     def submit(self, config: dict[str, Any]) -> dict[str, Any]:
         return self.json("POST", "/runs", json=config)

@@ -67,21 +67,23 @@ class RunSeries:
         return sorted({k[1] for k in self.points if k[1] != "run"})
 
 
-def refresh(client: ApiClient, cache: dict[str, RunSeries], run_id: str) -> RunSeries:
-    """One incremental call (points after the newest epoch held). A new attempt, or a run that went back in
-    epochs, rewrites what came after its checkpoint: then the run is read again from the start."""
-    known = cache.get(run_id)
+def refresh(client: ApiClient, cache: dict[str, RunSeries], run_id: str, **only: str) -> RunSeries:
+    """One incremental call (points after the newest epoch held), of every series or `only` those matching
+    (e.g. split="val", name="acc": what a page draws). A new attempt, or a run that went back in epochs,
+    rewrites what came after its checkpoint: then the run is read again from the start."""
+    key = run_id + "".join(f"&{k}={v}" for k, v in sorted(only.items()))
+    known = cache.get(key)
     if known is not None and known.settled and time.monotonic() - known.fetched_at < SETTLED_RECHECK_S:
         return known
     current = known or RunSeries(run_id)
-    body = client.metrics(run_id, current.next_since)
+    body = client.metrics(run_id, current.next_since, **only)
     rewound = known is not None and (body["run"]["attempt"] != known.run.get("attempt")
                                      or body["epochs_done"] - 1 < known.next_since)
     if rewound:
         current = RunSeries(run_id)
-        body = client.metrics(run_id, -1)
+        body = client.metrics(run_id, -1, **only)
     current.merge(body)
-    cache[run_id] = current
+    cache[key] = current
     return current
 
 

@@ -48,8 +48,8 @@ class FakeClient:
         self.answer = answer
         self.calls: list[tuple[str, int]] = []
 
-    def metrics(self, run_id: str, since_epoch: int = -1) -> dict[str, Any]:
-        self.calls.append((run_id, since_epoch))
+    def metrics(self, run_id: str, since_epoch: int = -1, **only: str) -> dict[str, Any]:
+        self.calls.append((run_id, since_epoch, only) if only else (run_id, since_epoch))
         return self.answer(since_epoch, len(self.calls))
 
 
@@ -374,3 +374,14 @@ def test_to_csv_header_and_rows():
 def test_frame_of_an_empty_run_has_the_columns():
     frame = make(series=[]).frame()
     assert list(frame.columns) == S.COLUMNS and len(frame) == 0
+
+
+def test_refresh_of_only_some_series_is_cached_apart_from_the_whole_run():
+    body = metrics_body(epochs_done=3, series=[("val", "fused", None, "acc", [0, 1, 2], [0.1, 0.2, 0.3])])
+    client, cache = FakeClient(lambda since, n: body), {}
+    S.refresh(client, cache, "r1", split="val", name="acc")
+    S.refresh(client, cache, "r1")
+    S.refresh(client, cache, "r1", name="acc", split="val")  # the same filter in another order: the same entry
+    assert client.calls == [("r1", -1, {"split": "val", "name": "acc"}), ("r1", -1),
+                            ("r1", 2, {"split": "val", "name": "acc"})]
+    assert sorted(cache) == ["r1", "r1&name=acc&split=val"]

@@ -38,7 +38,8 @@ with shown_errors():
                 st.info("Choose runs above. AMST runs are paired with a naive run of the same dataset and seed.")
                 return
             ids = list(dict.fromkeys([r["id"] for r in selected] + [base["id"] for _, base in pairs]))
-            series = {i: refresh(api(), series_cache(), i) for i in ids}  # one incremental call per run
+            # One incremental call per run, for the split and metric drawn (not the run's every series).
+            series = {i: refresh(api(), series_cache(), i, split=split, name=name) for i in ids}
             labels = {i: run_label(series[i].run) for i in ids}
             chosen = [series[r["id"]] for r in selected]
             st.plotly_chart(compare_figure(chosen, labels, split, component, name, smoothing), key="overlay",
