@@ -376,3 +376,16 @@ def test_deploy_doc_gpu_override_matches_the_worker() -> None:
         rest = {k: v for k, v in service.items() if k != "deploy"}
         assert rest == worker, f"{name} differs from the worker service: " \
                                f"{sorted(k for k in rest.keys() | worker.keys() if rest.get(k) != worker.get(k))}"
+
+
+def test_the_installed_package_carries_every_dashboard_page() -> None:
+    """The image installs the project (not editable): each st.Page file must be inside a package setuptools
+    finds, or `amst serve ui` in the container has no pages."""
+    from setuptools import find_packages
+
+    from ui.common import PAGES
+
+    packages = set(find_packages(str(ROOT), include=["ui*"]))
+    for page in PAGES.values():
+        folder = ("ui/" + page).rsplit("/", 1)[0].replace("/", ".")
+        assert folder in packages, f"{page}: {folder} is not a package (add an __init__.py)"

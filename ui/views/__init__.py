@@ -1,0 +1,1 @@
+"""Page scripts of the dashboard (st.Page files, run by Streamlit, not imported)."""
