@@ -104,9 +104,12 @@ def test_resume_refuses_changed_method_fields(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.parametrize(("precision", "method"), [("bf16", "amst_full"), ("fp16", "amst_alt")])
 def test_reduced_precision_trains_on_cpu(precision: str, method: str) -> None:
-    """fp16 exercises the gradient scaler with several steps per batch (ALT); it is slow on a CPU, so smaller."""
+    """fp16 exercises the gradient scaler with several steps per batch (ALT). Reduced-precision convolutions are
+    very slow on a CPU (about 1 s per tiny batch here), so a few batches only."""
     sink = MemorySink()
-    summary = Trainer(tiny_config(method, epochs=1, precision=precision), sinks=[sink], progress=False).fit()
+    few = {"synthetic": {"samples": {"train": 16, "val": 8, "test": 8}}}
+    cfg = tiny_config(method, epochs=1, precision=precision, dataset=few, batch_size=8)
+    summary = Trainer(cfg, sinks=[sink], progress=False).fit()
     assert summary["best_epoch"] == 0
     assert all(p.value == p.value for p in sink.points), "no NaN metrics"
 
