@@ -44,6 +44,9 @@ with shown_errors():
     if prefill:
         st.info(f"Re-running with the config of **{prefill.get('name') or 'a run'}**; change what you like.",
                 icon=":material/replay:")
+        if st.button("Start from the dataset's defaults instead"):
+            st.session_state.pop("prefill")
+            st.rerun()
     method_names, dataset_names = [m["name"] for m in methods], [d["name"] for d in datasets]
     c1, c2 = st.columns(2)
     method_name = c1.selectbox("Method", method_names, index=pick(method_names, (prefill or {}).get("method"), 3),
