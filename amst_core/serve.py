@@ -105,21 +105,20 @@ class DemoRun:
         self.report(run)
 
     def report(self, run: dict) -> None:
-        state = (run["status"], run["epochs_done"])
-        if state == self.last:
-            return
-        if self.last is None or state[0] != self.last[0]:
-            extra = f" ({run['error']})" if run.get("error") else ""
-            print(f"demo run {run['id']}: {run['status']}{extra}", flush=True)
-        if run["status"] == "running" and run["epochs_done"] and state[1] != (self.last or (None, 0))[1]:
+        status, epochs = run["status"], run["epochs_done"]
+        last_status, last_epochs = self.last or (None, 0)
+        if status != last_status:
+            print(f"demo run {run['id']}: {status}" + (f" ({run['error']})" if run.get("error") else ""), flush=True)
+        if status == "running" and epochs > last_epochs:
             best = run["best_val_acc"]
-            print(f"demo run {run['id']}: epoch {run['epochs_done']}/{run['epochs_total']}"
+            print(f"demo run {run['id']}: epoch {epochs}/{run['epochs_total']}"
                   + (f", best val acc {best:.3f}" if best is not None else ""), flush=True)
-        self.last = state
-        if run["status"] in ("succeeded", "failed", "cancelled", "lost"):
+        self.last = (status, epochs)
+        if status in ("succeeded", "failed", "cancelled", "lost"):
             self.done = True
-            if run["status"] == "succeeded":
-                print(f"demo run {run['id']}: test accuracy at the best epoch {run['test_acc_at_best']:.3f}; "
+            test = run["test_acc_at_best"]
+            if status == "succeeded" and test is not None:
+                print(f"demo run {run['id']}: test accuracy at the best epoch {test:.3f}; "
                       "press Ctrl-C to stop everything", flush=True)
 
 

@@ -3,14 +3,14 @@ afterwards), or a temporary SQLite file when no URL is given. Either is migrated
 
 from __future__ import annotations
 
+import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-import psycopg
-
-from amst_core.store.db import get_engine, normalise_url
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from dbkit import scratch_pg_database
 
 
 @contextmanager
@@ -19,13 +19,5 @@ def scratch_database(url: str | None) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{tmp}/bench.db"
         return
-    name = f"amst_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    scratch = normalise_url(url.rsplit("/", 1)[0] + f"/{name}")
-    try:
+    with scratch_pg_database(url, "amst_bench") as scratch:
         yield scratch
-    finally:
-        get_engine(scratch).dispose()
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -28,18 +28,26 @@ def pg_admin() -> psycopg.Connection:
 
 
 @contextmanager
-def empty_pg_database(prefix: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database, dropped afterwards."""
+def scratch_pg_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server of `admin_url`, dropped afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with pg_admin() as admin:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    url = normalise_url(f"postgresql://postgres@127.0.0.1:5432/{name}")
+    url = normalise_url(admin_url.rsplit("/", 1)[0] + f"/{name}")
     try:
         yield url
     finally:
         get_engine(url).dispose()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def empty_pg_database(prefix: str) -> Iterator[str]:
+    """A scratch database on the local server; the test is skipped when PostgreSQL is not reachable."""
+    pg_admin().close()
+    with scratch_pg_database(PG_ADMIN, prefix) as url:
+        yield url
 
 
 def migrated_sqlite(path: Path) -> Path:
