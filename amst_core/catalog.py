@@ -59,8 +59,24 @@ class DatasetInfo:
     classes: tuple[str, ...] = field(default=())  # empty: discovered from the data
     splits: tuple[str, ...] = ("train", "val", "test")
     prepare_command: str | None = None
-    # Run-config fields that fit this dataset (input shapes, a learning rate that works); a form starts from them.
-    suggested: dict = field(default_factory=dict)
+    # Run-config fields the data dictate (input shapes): a request that leaves one out gets this value.
+    defaults: dict = field(default_factory=dict)
+    # Run-config fields that fit this dataset (a learning rate that works, a skip factor); a form starts from
+    # them and from the defaults.
+    recommended: dict = field(default_factory=dict)
+
+    @property
+    def suggested(self) -> dict:
+        return deep_merge(self.defaults, self.recommended)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """`base` with `override` on top; nested sections merge, any other value of `override` wins."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
 
 
 METHODS: dict[str, MethodInfo] = {
@@ -83,11 +99,13 @@ DATASETS: dict[str, DatasetInfo] = {
     for d in [
         DatasetInfo("avdigits", "spoken digits (FSDD MFCC) paired with MNIST images by label",
                     ("audio", "visual"), _DIGITS, prepare_command="amst prepare avdigits",
-                    suggested={"dataset": {"preset": "hard"}, "skip": {"audio": 3},
-                               "model": {"frames": 1, "image_size": 28, "audio_frames": 48, "mel_bins": 13},
-                               "optim": {"lr": 0.01, "lr_step": 15}, "epochs": 20}),
+                    # One 28x28 MNIST frame, FSDD recordings of up to 48 MFCC frames of 13 coefficients.
+                    defaults={"model": {"frames": 1, "image_size": 28, "audio_frames": 48, "mel_bins": 13}},
+                    recommended={"dataset": {"preset": "hard"}, "skip": {"audio": 3},
+                                 "optim": {"lr": 0.01, "lr_step": 15}, "epochs": 20}),
         DatasetInfo("synthetic", "generated tensors with a controllable signal per modality (tests)",
-                    ("audio", "visual"), suggested={"model": {"frames": 1}, "optim": {"lr": 0.05}, "epochs": 5}),
+                    ("audio", "visual"), defaults={"model": {"frames": 1}},
+                    recommended={"optim": {"lr": 0.05}, "epochs": 5}),
         DatasetInfo("cremad", "CREMA-D in the reference preprocessed layout",
                     ("audio", "visual"), ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad")),
         DatasetInfo("ave", "AVE in the reference preprocessed layout", ("audio", "visual")),

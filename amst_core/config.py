@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from amst_core.catalog import DATASETS, METHODS, MODALITIES, Fusion
+from amst_core.catalog import DATASETS, METHODS, MODALITIES, Fusion, deep_merge
 
 AVDIGITS_PRESETS: dict[str, dict[str, float]] = {
     # Clean pairs: both modalities are easy.
@@ -34,6 +34,7 @@ class ConfigError(ValueError):
 
 
 INT32 = 2**31 - 1  # what the run store's integer columns hold
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # names and tags: no control characters (they end up in tables and URLs)
 
 
 def known(value: str, catalog: dict[str, Any], what: str) -> str:
@@ -46,10 +47,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+def relative_inside(value: str, what: str) -> str:
+    """A path given relative to a trusted folder, that cannot leave it by its spelling (the data files module
+    also resolves symlinks)."""
+    path = PurePosixPath(value.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or not path.parts or "\x00" in value:
+        raise ValueError(f"{value!r} must be a path inside {what}, given relative to it (no '..')")
+    return str(path)
+
+
 class SplitFiles(_Strict):
-    train: str
-    val: str
-    test: str
+    """Split files, relative to the dataset folder."""
+
+    train: str = Field(min_length=1, max_length=500)
+    val: str = Field(min_length=1, max_length=500)
+    test: str = Field(min_length=1, max_length=500)
+
+    @field_validator("train", "val", "test")
+    @classmethod
+    def _inside_dataset(cls, v: str) -> str:
+        return relative_inside(v, "the dataset folder")
 
 
 class SyntheticConfig(_Strict):
@@ -57,13 +74,15 @@ class SyntheticConfig(_Strict):
 
     modalities: list[Literal["audio", "text", "visual"]] = ["audio", "visual"]
     num_classes: int = Field(4, ge=2, le=1000)
-    samples: dict[str, int] = {"train": 64, "val": 32, "test": 32}
-    signal: dict[str, float] = {"audio": 2.0, "visual": 0.5, "text": 1.0}
-    audio_shape: tuple[int, int] = (16, 8)
-    image_size: int = Field(8, ge=4)
-    frames: int = Field(1, ge=1)
-    text_length: int = Field(8, ge=2)
-    vocab_size: int = Field(50, ge=8)
+    samples: dict[Literal["train", "val", "test"], Annotated[int, Field(ge=1, le=10_000_000)]] = {
+        "train": 64, "val": 32, "test": 32}
+    signal: dict[Literal["audio", "text", "visual"], Annotated[float, Field(ge=-1e6, le=1e6)]] = {
+        "audio": 2.0, "visual": 0.5, "text": 1.0}
+    audio_shape: tuple[Annotated[int, Field(ge=1, le=65_536)], Annotated[int, Field(ge=1, le=4096)]] = (16, 8)
+    image_size: int = Field(8, ge=4, le=4096)
+    frames: int = Field(1, ge=1, le=256)
+    text_length: int = Field(8, ge=2, le=8192)
+    vocab_size: int = Field(50, ge=8, le=10_000_000)
 
     @field_validator("modalities")
     @classmethod
@@ -71,6 +90,14 @@ class SyntheticConfig(_Strict):
         if not v:
             raise ValueError("at least one modality is needed")
         return sorted(set(v))
+
+    @field_validator("samples")
+    @classmethod
+    def _every_split(cls, v: dict[str, int]) -> dict[str, int]:
+        missing = [s for s in ("train", "val", "test") if s not in v]
+        if missing:
+            raise ValueError(f"samples needs a count for every split; missing {', '.join(missing)}")
+        return v
 
 
 class DatasetConfig(_Strict):
@@ -95,12 +122,7 @@ class DatasetConfig(_Strict):
     @field_validator("root")
     @classmethod
     def _inside_data_root(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        path = PurePosixPath(v.replace("\\", "/"))
-        if path.is_absolute() or ".." in path.parts or not path.parts:
-            raise ValueError(f"{v!r} must be a folder inside AMST_DATA_ROOT, given relative to it")
-        return str(path)
+        return v if v is None else relative_inside(v, "AMST_DATA_ROOT")
 
     @model_validator(mode="after")
     def _knobs_fit_dataset(self) -> DatasetConfig:
@@ -163,17 +185,17 @@ class OptimConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    frames: int = Field(3, ge=1, description="video frames per sample")
-    image_size: int = Field(224, ge=8)
-    audio_frames: int = Field(1024, ge=4, description="time steps of the audio feature map")
-    mel_bins: int = Field(128, ge=4)
-    text_model: str | None = Field(None, description="local folder of a RoBERTa-style model")
-    text_trainable_layers: int = Field(5, ge=0)
+    frames: int = Field(3, ge=1, le=256, description="video frames per sample")
+    image_size: int = Field(224, ge=8, le=4096)
+    audio_frames: int = Field(1024, ge=4, le=65_536, description="time steps of the audio feature map")
+    mel_bins: int = Field(128, ge=4, le=4096)
+    text_model: str | None = Field(None, max_length=500, description="local folder of a RoBERTa-style model")
+    text_trainable_layers: int = Field(5, ge=0, le=1000)
 
 
 class RunConfig(_Strict):
-    name: str | None = Field(None, max_length=200)
-    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = []
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=PRINTABLE)
+    tags: list[Annotated[str, Field(min_length=1, max_length=100, pattern=PRINTABLE)]] = []
     dataset: DatasetConfig
     method: str
     fusion: Fusion | None = Field(None, description="fusion head for naive; AMST methods fix their own")
@@ -186,11 +208,21 @@ class RunConfig(_Strict):
     model: ModelConfig = ModelConfig()
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    num_workers: int = Field(0, ge=0, le=INT32)
-    max_restarts: int = Field(2, ge=0, le=INT32)
+    num_workers: int = Field(0, ge=0, le=1024)
+    max_restarts: int = Field(2, ge=0, le=10_000)
     test_every_epoch: bool = Field(False, description="run the test split every epoch, not only on improvement")
     checkpoint_every: int = Field(1, ge=1, le=INT32, description="write last.pt every N epochs (and at the end)")
     deterministic: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_defaults(cls, data: Any) -> Any:
+        """Fields a request leaves out take its dataset's own values (avdigits: 13 MFCCs, 28x28 images), not the
+        reference's CREMA-D shapes."""
+        name = data.get("dataset", {}).get("name") if isinstance(data, dict) and isinstance(data.get("dataset"),
+                                                                                          dict) else None
+        info = DATASETS.get(name) if isinstance(name, str) else None
+        return deep_merge(info.defaults, data) if info is not None else data
 
     @field_validator("method")
     @classmethod
@@ -288,10 +320,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def data_root() -> Path:
     return Path(os.environ.get("AMST_DATA_ROOT", "./data")).expanduser()
-
-
-def dataset_dir(cfg: DatasetConfig) -> Path:
-    return data_root() / (cfg.root or cfg.name)
 
 
 def dump_config(cfg: RunConfig) -> str:

@@ -5,12 +5,14 @@ The embedded default needs nothing set: SQLite and kombu's SQLAlchemy transport 
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from amst_core.datafiles import DataRoots
 from amst_core.store.db import home, normalise_url
 
 
@@ -21,6 +23,8 @@ class Settings(BaseSettings):
     broker_url: str = Field("", alias="BROKER_URL", description="Celery broker; default SQLite transport in .amst/")
     api_token: str = Field("", alias="AMST_API_TOKEN", description="bearer token for mutating routes, if set")
     data_root: Path = Field(Path("./data"), alias="AMST_DATA_ROOT")
+    data_extra_roots: str = Field("", alias="AMST_DATA_EXTRA_ROOTS",
+                                  description="more folders (os.pathsep-separated) that data symlinks may point to")
     artifacts: Path = Field(Path(""), alias="AMST_ARTIFACTS", description="checkpoints; default .amst/artifacts")
     heartbeat_s: float = Field(10.0, alias="AMST_HEARTBEAT_S", gt=0)
     lost_after_heartbeats: int = Field(3, alias="AMST_LOST_AFTER", ge=2)
@@ -41,6 +45,11 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return (self.artifacts if str(self.artifacts) not in ("", ".") else home() / "artifacts").resolve()
+
+    @property
+    def data_roots(self) -> DataRoots:
+        extra = [p for p in self.data_extra_roots.split(os.pathsep) if p.strip()]
+        return DataRoots(self.data_root, extra)
 
     @property
     def lost_after_s(self) -> float:

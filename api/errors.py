@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from amst_core.config import PRINTABLE
+
 log = logging.getLogger("amst.api")
 
 # A validator message that starts with its own dotted field path ("dataset.preset: unknown preset ...").
@@ -52,6 +54,8 @@ def problems(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             field, message = match.group(1), match.group(2)  # the validator knew the exact field
         if field is None and e.get("type") in ("model_type", "dict_type", "model_attributes_type"):
             message = "the body must be a JSON object of RunConfig fields"
+        if e.get("type") == "string_pattern_mismatch" and (e.get("ctx") or {}).get("pattern") == PRINTABLE:
+            message = "must not contain control characters (NUL, newlines, tabs, ...)"
         out.append({"field": field, "message": message, "type": str(e.get("type", "value_error"))})
     return out
 

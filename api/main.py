@@ -27,6 +27,7 @@ from amst_core.store.db import get_engine
 from amst_core.store.models import Run, utcnow
 from api.dispatch import Dispatcher
 from api.errors import install_error_handlers
+from api.guards import BodyLimit
 from api.routes import meta, runs
 from api.routes.meta import package_version
 from api.settings import api_settings
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = sessionmaker(app.state.engine, expire_on_commit=False)
     app.state.dispatcher = Dispatcher(settings)  # tests replace it with a fake
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.body_bytes)
     app.include_router(runs.router)
     app.include_router(meta.router)
     app.openapi = lambda: custom_openapi(app)  # type: ignore[method-assign]

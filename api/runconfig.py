@@ -8,14 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from pydantic import ValidationError
 
 from amst_core.catalog import DATASETS
-from amst_core.config import RunConfig
+from amst_core.config import ConfigError, RunConfig
+from amst_core.datafiles import check_dataset
+from amst_core.limits import Limits, check_limits
 from api.deps import check_text
 from api.errors import ApiError, validation_error
 from api.settings import ApiSettings
@@ -41,14 +42,23 @@ def parse_json(raw: bytes) -> Any:
         raise ApiError(400, f"malformed JSON: {err}", "body") from None
 
 
-def validate_config(data: Any) -> RunConfig:
+def validate_config(data: Any, limits: Limits) -> RunConfig:
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as err:
         raise validation_error(err.errors()) from None
     except RecursionError:
         raise ApiError(422, "the body is nested too deeply to be a RunConfig", "body") from None
-    check_storable(cfg.model_dump(mode="json"))
+    stored = cfg.model_dump(mode="json")
+    check_storable(stored)
+    size = len(canonical_json(stored))
+    if size > limits.config_bytes:
+        raise ApiError(422, f"the run config takes {size:,} bytes as stored; this server keeps at most "
+                            f"{limits.config_bytes:,} (AMST_MAX_CONFIG_BYTES)", "body")
+    try:
+        check_limits(cfg, limits)
+    except ConfigError as err:
+        raise ApiError(422, str(err), err.field) from None
     return cfg
 
 
@@ -71,28 +81,27 @@ def check_storable(value: Any, path: str = "") -> None:
             check_text(v, where, limit)
 
 
-def check_dataset_folder(cfg: RunConfig, settings: ApiSettings) -> None:
-    """A real dataset must be prepared under AMST_DATA_ROOT before a run can use it (synthetic is generated)."""
-    if cfg.dataset.name == "synthetic":
-        return
-    folder = Path(settings.data_root) / (cfg.dataset.root or cfg.dataset.name)
+def check_dataset_files(cfg: RunConfig, settings: ApiSettings) -> None:
+    """The run's data must be there, confined to AMST_DATA_ROOT and fit the config (the worker's own check, run
+    before anything is queued): a config that cannot work is a 422 naming the field, never a failed run."""
     try:
-        exists = folder.is_dir()
-    except (OSError, ValueError):  # a name too long for the filesystem is simply not there
-        exists = False
-    if exists:
-        return
-    hint = DATASETS[cfg.dataset.name].prepare_command
-    message = f"dataset.root: folder {folder} does not exist under AMST_DATA_ROOT ({settings.data_root})"
-    message += f"; run `{hint}` first" if hint else "; put the dataset there first"
-    raise ApiError(422, message, "dataset.root")
+        check_dataset(cfg, settings.data_roots)
+    except ConfigError as err:
+        message = str(err)
+        hint = DATASETS[cfg.dataset.name].prepare_command
+        if err.field == "dataset.root" and hint and "does not exist" in message and hint not in message:
+            message += f"; run `{hint}` first"
+        raise ApiError(422, message, err.field or "dataset") from None
 
 
 def request_hash(cfg: RunConfig) -> str:
     """sha256 of the canonical JSON of the validated config: equal requests hash equal, whatever their key order
     or spelled-out defaults."""
-    canonical = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(cfg.model_dump(mode="json")).encode()).hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def idempotency_key(value: str | None) -> str | None:
@@ -106,7 +115,7 @@ def idempotency_key(value: str | None) -> str | None:
 
 async def run_config_body(request: Request) -> RunConfig:
     """FastAPI dependency: the validated RunConfig of the request body."""
-    return validate_config(parse_json(await request.body()))
+    return validate_config(parse_json(await request.body()), request.app.state.settings.limits)
 
 
 # The body is read by run_config_body, so OpenAPI is told its schema explicitly (see api.main.custom_openapi).

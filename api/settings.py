@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from amst_core.limits import Limits
 from amst_core.settings import Settings, get_settings
 
 
 class ApiSettings(Settings):
     sse_keepalive_s: float = Field(15.0, alias="AMST_SSE_KEEPALIVE_S", gt=0,
                                    description="idle seconds before an event stream sends a keep-alive comment")
+    limits: Limits = Field(default_factory=Limits, description="what one request may ask (AMST_MAX_*)")
+    allowed_origins: str = Field(
+        "http://127.0.0.1:8501,http://localhost:8501,http://127.0.0.1:8000,http://localhost:8000",
+        alias="AMST_ALLOWED_ORIGINS",
+        description="comma-separated web origins (the dashboard's, /docs) whose pages may change runs when no "
+                    "token is set")
+
+    @property
+    def origins(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())
 
 
 def api_settings(settings: Settings | None = None) -> ApiSettings:

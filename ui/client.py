@@ -11,6 +11,9 @@ from typing import Any
 
 import httpx
 
+# Mutating calls say they are JSON even without a body: an API without a token refuses anything else (CSRF).
+JSON = {"Content-Type": "application/json"}
+
 
 class ApiUnavailable(Exception):
     pass
@@ -82,10 +85,10 @@ class ApiClient:
         return self.json("POST", "/runs", json=config)
 
     def cancel(self, run_id: str) -> dict[str, Any]:
-        return self.json("POST", f"/runs/{run_id}/cancel")
+        return self.json("POST", f"/runs/{run_id}/cancel", headers=JSON)
 
     def retry(self, run_id: str) -> dict[str, Any]:
-        return self.json("POST", f"/runs/{run_id}/retry")
+        return self.json("POST", f"/runs/{run_id}/retry", headers=JSON)
 
     def config_yaml(self, run_id: str) -> bytes:
         return self.request("GET", f"/runs/{run_id}/config", params={"format": "yaml"}).content

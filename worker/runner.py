@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import traceback
+from pathlib import Path
 
 from amst_core.config import ConfigError, RunConfig, dump_config
 from amst_core.settings import Settings, get_settings
@@ -131,9 +132,19 @@ class Executor:
         except ConfigError as err:
             return RunStatus.failed, str(err), None
         except Exception as err:  # the run fails, the worker lives on for the next one
-            log.exception("run %s failed", run_id)
-            tail = "".join(traceback.format_exception(err)[-6:])
-            return RunStatus.failed, f"{type(err).__name__}: {err}\n{tail}"[-4000:], None
+            log.exception("run %s failed", run_id)  # the whole traceback stays in the worker's log
+            return RunStatus.failed, failure_summary(err), None
+
+
+def failure_summary(err: BaseException, limit: int = 300) -> str:
+    """What a run's `error` says about an unexpected exception: its type, the first line of its message (cut
+    short) and where in the code it was raised. Never the traceback's locals or a long message, which could
+    quote data the worker read; the worker's log has the rest."""
+    first_line = (str(err).strip().splitlines() or [""])[0]
+    message = first_line if len(first_line) <= limit else first_line[:limit] + " ..."
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"{type(err).__name__}: {message}{where}; the worker's log has the traceback"
 
 
 class Maintenance(threading.Thread):

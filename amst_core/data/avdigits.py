@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from amst_core.catalog import DATASETS
-from amst_core.config import ConfigError, dataset_dir
 from amst_core.data.base import TensorSamples
+from amst_core.datafiles import AVDIGITS_FILES, DataRoots, avdigits_dir, check_avdigits
 
 if TYPE_CHECKING:
     from amst_core.config import RunConfig
@@ -40,7 +40,7 @@ WHEELS = {
 }
 SPLITS = ("train", "val", "test")
 SPLIT_SHARES = (0.8, 0.1, 0.1)
-FILES = {s: f"{s}.npz" for s in SPLITS}
+FILES = AVDIGITS_FILES
 
 
 def cache_dir() -> Path:
@@ -144,7 +144,7 @@ def prepare(out_dir: Path | None = None, seed: int = 0, force: bool = False, log
 
 @lru_cache(maxsize=8)
 def _arrays(path: str, mtime: float) -> dict[str, np.ndarray]:
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
 
 
@@ -192,13 +192,7 @@ def _image_statistics(path: str, mtime: float, energy: float) -> tuple[np.ndarra
 
 class AVDigits:
     def check(self, cfg: RunConfig) -> None:
-        root = dataset_dir(cfg.dataset)
-        missing = [f for f in FILES.values() if not (root / f).exists()]
-        if missing:
-            raise ConfigError("dataset.root", f"{root} has no avdigits data (missing {', '.join(missing)}); "
-                                              "run `amst prepare avdigits` first")
-        if cfg.model.mel_bins != 13:
-            raise ConfigError("model.mel_bins", f"avdigits audio has 13 MFCC coefficients, not {cfg.model.mel_bins}")
+        check_avdigits(cfg, DataRoots.from_env())
 
     def classes(self, cfg: RunConfig) -> tuple[str, ...]:
         return DATASETS["avdigits"].classes
@@ -215,7 +209,7 @@ class AVDigits:
 
     def arrays(self, cfg: RunConfig, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Normalised audio (N, T, 13), normalised images (N, 28, 28) after the knobs, labels."""
-        root = dataset_dir(cfg.dataset)
+        root = avdigits_dir(cfg)
         train, data = read_split(root, "train"), read_split(root, split)
         valid = np.arange(train["audio"].shape[1])[None, :] < train["lengths"][:, None]
         frames = train["audio"][valid]  # every real (not padding) MFCC frame of the training set

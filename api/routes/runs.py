@@ -18,14 +18,14 @@ from sqlalchemy.orm import Session
 from amst_core.config import RunConfig
 from amst_core.store import lifecycle, queries
 from amst_core.store.models import Modality, Run, RunStatus, utcnow
-from api.auth import require_token
 from api.deps import DispatcherDep, SessionDep, SettingsDep, choices, find_run, split_values
 from api.errors import ApiError
 from api.events import RunEvents
+from api.guards import require_token
 from api.pagination import decode_cursor, encode_cursor
 from api.runconfig import (
     RUN_CONFIG_BODY,
-    check_dataset_folder,
+    check_dataset_files,
     idempotency_key,
     request_hash,
     run_config_body,
@@ -61,7 +61,7 @@ def submit_run(response: Response, s: SessionDep, settings: SettingsDep, dispatc
     digest = request_hash(cfg)
     if key is not None and (earlier := s.scalar(select(Run).where(Run.idempotency_key == key))) is not None:
         return replay(s, response, earlier, digest)
-    check_dataset_folder(cfg, settings)
+    check_dataset_files(cfg, settings)
     run = lifecycle.create_run(s, cfg, key, digest)
     try:
         s.commit()

@@ -56,7 +56,9 @@ def app(settings: ApiSettings, dispatcher: FakeDispatcher) -> FastAPI:
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:  # runs the lifespan (startup check, reaper with a long period)
+    # Mutating calls of an API without a token must say they are JSON (CSRF); tests/api/test_api_guards.py
+    # checks that rule with clients that do not.
+    with TestClient(app, headers={"Content-Type": "application/json"}) as c:  # runs the lifespan
         yield c
 
 

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
+from tiny import write_tiny_avdigits
 
 from amst_core.store.db import get_engine
 from amst_core.store.models import Run, RunStatus, utcnow
@@ -123,10 +124,11 @@ def test_bad_idempotency_key_and_broker_down_write_nothing(client: TestClient, d
 
 
 def test_prepared_dataset_is_accepted(client: TestClient, data_root: Path) -> None:
-    (data_root / "avdigits").mkdir()
+    write_tiny_avdigits(data_root)
     run = submit(client, config(dataset={"name": "avdigits", "preset": "hard"}))
     assert run["dataset"] == "avdigits"
-    (data_root / "mine").mkdir()
+    assert run["config"]["model"]["mel_bins"] == 13  # avdigits' own default, not the reference's 128
+    (data_root / "mine").symlink_to(data_root / "avdigits")  # a link that stays inside AMST_DATA_ROOT is fine
     assert submit(client, config(dataset={"name": "avdigits", "root": "mine"}))["config"]["dataset"]["root"] == "mine"
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from amst_core.config import ConfigError, RunConfig, dump_config, load_config
 
@@ -35,7 +36,7 @@ def with_(**changes: object) -> dict:
 
 
 def test_defaults_are_the_reference_settings():
-    cfg = RunConfig.model_validate(AVDIGITS)
+    cfg = RunConfig.model_validate({**AVDIGITS, "dataset": {"name": "cremad"}})
     assert cfg.optim.lr == 1e-3
     assert cfg.optim.momentum == 0.9
     assert cfg.optim.weight_decay == 1e-4
@@ -51,6 +52,28 @@ def test_defaults_are_the_reference_settings():
     assert cfg.precision == "fp32"
     assert cfg.fusion is None
     assert cfg.tags == []
+
+
+def test_fields_left_out_take_the_datasets_own_values():
+    """The README's request: avdigits gets its MFCC and MNIST shapes, not CREMA-D's 1024 x 128 fbank."""
+    cfg = RunConfig.model_validate({"method": "amst_full", "dataset": {"name": "avdigits", "preset": "hard"},
+                                    "skip": {"audio": 3}, "epochs": 20})
+    assert (cfg.model.frames, cfg.model.image_size, cfg.model.audio_frames, cfg.model.mel_bins) == (1, 28, 48, 13)
+    given = RunConfig.model_validate({**AVDIGITS, "model": {"image_size": 56}})
+    assert (given.model.image_size, given.model.mel_bins) == (56, 13)  # what is given wins, the rest defaults
+    assert RunConfig.model_validate(given.model_dump()).model == given.model  # a stored config round-trips
+    with pytest.raises(ValidationError, match="model"):
+        RunConfig.model_validate({**AVDIGITS, "model": 5})  # a wrong type is still reported, not merged
+
+
+def test_split_files_cannot_leave_the_dataset_folder():
+    for bad in ("/etc/passwd", "../other/train.txt", "a/../../b", ""):
+        with pytest.raises(ValidationError, match=r"split_files\.train"):
+            RunConfig.model_validate({**AVDIGITS, "dataset": {"name": "cremad", "split_files": {
+                "train": bad, "val": "v.txt", "test": "t.txt"}}})
+    ok = RunConfig.model_validate({**AVDIGITS, "dataset": {"name": "cremad", "split_files": {
+        "train": "splits/train.txt", "val": "v.txt", "test": "t.txt"}}})
+    assert ok.dataset.split_files.train == "splits/train.txt"
 
 
 def test_defaults_are_not_shared_between_instances():
@@ -131,7 +154,7 @@ def test_overrides_create_missing_sections(tmp_path):
     path = write_yaml(tmp_path, {"dataset": {"name": "avdigits"}, "method": "amst_alt"})
     cfg = load_config(path, ["model.mel_bins=13", "dataset.audio_noise=0.5"])
     assert cfg.model.mel_bins == 13
-    assert cfg.model.image_size == 224
+    assert cfg.model.image_size == 28  # avdigits' own default
     assert cfg.dataset.knob("audio_noise") == 0.5
 
 

@@ -15,10 +15,11 @@ import uuid
 from pathlib import Path
 
 import httpx
-import numpy as np
+from tiny import write_tiny_avdigits
 
 REDIS = ("127.0.0.1", 6379)
 ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["write_tiny_avdigits"]
 
 
 def reachable(host: str, port: int) -> bool:
@@ -31,20 +32,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def write_tiny_avdigits(root: Path, per_class: tuple[int, int, int] = (6, 2, 2), frames: int = 12) -> Path:
-    """A few avdigits-format samples whose audio and image both carry the label (tests build their own data)."""
-    rng = np.random.default_rng(0)
-    out = root / "avdigits"
-    out.mkdir(parents=True, exist_ok=True)
-    for split, n in zip(("train", "val", "test"), per_class, strict=True):
-        labels = np.repeat(np.arange(10), n)
-        audio = rng.normal(size=(len(labels), frames, 13)).astype(np.float32) + labels[:, None, None] * 0.3
-        image = (rng.uniform(0, 60, size=(len(labels), 28, 28)) + labels[:, None, None] * 15).astype(np.uint8)
-        np.savez(out / f"{split}.npz", audio=audio, lengths=np.full(len(labels), frames), image=image, label=labels,
-                 audio_index=np.arange(len(labels)), image_index=np.arange(len(labels)))
-    return out
 
 
 def redis_db() -> str:

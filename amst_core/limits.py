@@ -1,0 +1,88 @@
+"""Limits on what a run request may ask of the service, set by the operator (environment, `AMST_MAX_*`).
+
+The API refuses a request beyond them with a 422 naming the field, before anything is stored or queued, so a
+single request cannot fill the database, the disk or a worker's memory. RunConfig's own bounds are looser: they
+say what makes sense at all, these say what this service accepts. Doc/service.md lists them.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from amst_core.config import ConfigError
+
+if TYPE_CHECKING:
+    from amst_core.config import RunConfig
+
+MB = 1024 * 1024
+FLOAT_BYTES = 4  # inputs reach the model as float32
+
+
+class Limits(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AMST_MAX_", extra="ignore")
+
+    body_bytes: int = Field(256 * 1024, ge=1024, description="size of a request body")
+    config_bytes: int = Field(32 * 1024, ge=1024, description="size of a run config as stored (canonical JSON)")
+    tags: int = Field(50, ge=0, description="tags on one run")
+    epochs: int = Field(10_000, ge=1, description="epochs of one run")
+    batch_size: int = Field(4096, ge=1, description="samples per batch")
+    num_workers: int = Field(32, ge=0, description="data-loading processes of one run")
+    restarts: int = Field(20, ge=0, description="max_restarts of one run")
+    batch_input_mb: int = Field(2048, ge=1, description="float32 input tensors of one batch, in MiB")
+    synthetic_mb: int = Field(1024, ge=1, description="a generated (synthetic) dataset held in memory, in MiB")
+    points_per_run: int = Field(5_000_000, ge=1, description="metric points one run may write")
+
+
+@lru_cache(maxsize=1)
+def get_limits() -> Limits:
+    return Limits()
+
+
+def sample_floats(cfg: RunConfig) -> int:
+    """Input numbers in one sample of this run (audio feature map plus video frames; text is small)."""
+    present = set(cfg.modalities)
+    spec = cfg.dataset.synthetic
+    if spec is not None:
+        audio = math.prod(spec.audio_shape)
+        visual = 3 * spec.frames * spec.image_size**2
+    else:
+        audio = cfg.model.audio_frames * cfg.model.mel_bins
+        visual = 3 * cfg.model.frames * cfg.model.image_size**2
+    return audio * ("audio" in present) + visual * ("visual" in present)
+
+
+def check_limits(cfg: RunConfig, limits: Limits) -> None:
+    """Raise ConfigError naming the first field beyond a limit."""
+    bounds = [("tags", len(set(cfg.tags)), limits.tags, "tags"), ("epochs", cfg.epochs, limits.epochs, "epochs"),
+              ("batch_size", cfg.batch_size, limits.batch_size, "samples"),
+              ("num_workers", cfg.num_workers, limits.num_workers, "processes"),
+              ("max_restarts", cfg.max_restarts, limits.restarts, "restarts")]
+    for field, value, limit, unit in bounds:
+        if value > limit:
+            raise ConfigError(field, f"at most {limit} {unit} on this server (AMST_MAX_{field.upper()}); "
+                                     f"got {value}")
+    floats = sample_floats(cfg)
+    batch_mb = floats * min(cfg.batch_size, largest_split(cfg)) * FLOAT_BYTES / MB
+    if batch_mb > limits.batch_input_mb:
+        raise ConfigError("model", f"one batch of inputs would take {batch_mb:,.0f} MiB (batch_size x frames x "
+                                   f"image_size^2 x 3 + audio_frames x mel_bins, as float32); this server allows "
+                                   f"{limits.batch_input_mb} MiB (AMST_MAX_BATCH_INPUT_MB): make the inputs or the "
+                                   "batch smaller")
+    spec = cfg.dataset.synthetic
+    if spec is not None:
+        data_mb = floats * sum(spec.samples.values()) * FLOAT_BYTES / MB
+        if data_mb > limits.synthetic_mb:
+            raise ConfigError("dataset.synthetic", f"the generated data would take {data_mb:,.0f} MiB in memory; "
+                                                   f"this server allows {limits.synthetic_mb} MiB "
+                                                   "(AMST_MAX_SYNTHETIC_MB): fewer samples or smaller shapes")
+
+
+def largest_split(cfg: RunConfig) -> int:
+    """A batch is never larger than the split it is drawn from (known only for generated data)."""
+    spec = cfg.dataset.synthetic
+    return max(spec.samples.values()) if spec is not None else cfg.batch_size
