@@ -59,17 +59,18 @@ def submit_run(response: Response, s: SessionDep, settings: SettingsDep, dispatc
     request returns the first run (200, `Idempotent-Replayed: true`); the same key with another body is a 409."""
     key = idempotency_key(key)
     digest = request_hash(cfg)
-    if key is not None and (earlier := s.scalar(select(Run).where(Run.idempotency_key == key))) is not None:
+    if key is not None and (earlier := run_with_key(s, key)) is not None:
         return replay(s, response, earlier, digest)
     check_dataset_files(cfg, settings)
-    run = lifecycle.create_run(s, cfg, key, digest)
     try:
+        run = lifecycle.create_run(s, cfg, key, digest)  # its flush meets the unique key first
         s.commit()
     except IntegrityError:  # a concurrent request with the same key won the race
         s.rollback()
-        earlier = s.scalar(select(Run).where(Run.idempotency_key == key)) if key else None
-        if earlier is None:
-            raise
+        earlier = run_with_key(s, key) if key else None
+        if earlier is None:  # the winner was rolled back (its broker refused it): this one may try again
+            raise ApiError(409, "a concurrent request with this Idempotency-Key did not complete; send the "
+                                "request again", "Idempotency-Key") from None
         return replay(s, response, earlier, digest)
     try:
         run.task_id = dispatch.send(run.id, run.queue)
@@ -81,6 +82,10 @@ def submit_run(response: Response, s: SessionDep, settings: SettingsDep, dispatc
     s.commit()
     response.headers["Location"] = f"/runs/{run.id}"
     return run_detail(s, run, utcnow())
+
+
+def run_with_key(s: Session, key: str) -> Run | None:
+    return s.scalar(select(Run).where(Run.idempotency_key == key))
 
 
 def replay(s: Session, response: Response, run: Run, digest: str) -> RunDetail:
