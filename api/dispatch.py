@@ -10,10 +10,13 @@ from functools import cached_property
 from typing import Protocol
 
 from celery import Celery
+from kombu import Connection
+from sqlalchemy import create_engine, text
 
 from amst_core.settings import Settings
 
 TASK_NAME = "amst.execute_run"
+PING_TIMEOUT_S = 1.5
 
 
 class RunDispatcher(Protocol):
@@ -21,6 +24,9 @@ class RunDispatcher(Protocol):
         """Queue the run on `queue`; returns the task id. Raises when the broker cannot take the message."""
 
     def revoke(self, task_id: str) -> None: ...
+
+    def ping(self) -> None:
+        """Raise unless the broker answers within a second or two."""
 
 
 class Dispatcher:
@@ -40,3 +46,15 @@ class Dispatcher:
 
     def revoke(self, task_id: str) -> None:
         self.celery.control.revoke(task_id)
+
+    def ping(self) -> None:
+        if self.broker.startswith("sqla+"):  # kombu's SQL transport connects lazily: ask its database
+            engine = create_engine(self.broker.removeprefix("sqla+"))
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+            finally:
+                engine.dispose()
+            return
+        with Connection(self.broker, connect_timeout=PING_TIMEOUT_S) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=PING_TIMEOUT_S)

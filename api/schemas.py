@@ -193,9 +193,16 @@ class WorkerOut(BaseModel):
                    current_run_id=w.current_run_id, stopped_at=w.stopped_at)
 
 
+class DependencyOut(BaseModel):
+    backend: str = Field(description="database: sqlite or postgresql; broker: the URL scheme (redis, sqla+sqlite)")
+    reachable: bool
+    error: str | None = Field(description="the kind of failure when not reachable (no address or credentials)")
+    latency_ms: float | None = Field(description="how long the check took")
+
+
 class HealthOut(BaseModel):
-    status: str = Field(description="ok, or unavailable when the database cannot be reached")
-    database_reachable: bool
-    database: str = Field(description="database backend: sqlite or postgresql")
-    broker: str = Field(description="scheme of the broker URL (redis, sqla+sqlite, ...)")
+    status: str = Field(description="ok (200); degraded (503): the database answers but the broker does not, so "
+                                    "runs can be read but not queued; unavailable (503): the database is down")
+    database: DependencyOut
+    broker: DependencyOut
     version: str

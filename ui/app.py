@@ -21,6 +21,11 @@ with st.sidebar:
     st.caption(f"API: {ui_settings().api_url}")
     with shown_errors():
         health = api().health()
-        st.caption(f"database {health['database']} · broker {health['broker']} · v{health['version']}")
+        st.caption(f"database {health['database']['backend']} · broker {health['broker']['backend']} · "
+                   f"v{health['version']}")
+        if not health["database"]["reachable"]:
+            st.error("The API cannot reach its database: runs can be neither read nor submitted.")
+        elif not health["broker"]["reachable"]:
+            st.warning("The API cannot reach the broker: new runs cannot be queued until it is back.")
 
 page.run()

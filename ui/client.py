@@ -33,7 +33,8 @@ class ApiClient:
         self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport)
         self.calls = 0  # requests made, for the per-refresh budget (tests and the benchmark read it)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, allow: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
+        """The response; a status >= 400 (except those in `allow`) raises ApiError."""
         self.calls += 1
         try:
             response = self.http.request(method, path, **kwargs)
@@ -43,7 +44,7 @@ class ApiClient:
         except httpx.HTTPError as err:
             raise ApiUnavailable(f"Cannot reach the AMST API at {self.base_url} ({type(err).__name__}). "
                                  "Is it running? Start everything with `amst up`, or set AMST_API_URL.") from None
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.status_code not in allow:
             raise error_of(response)
         return response
 
@@ -58,7 +59,8 @@ class ApiClient:
     # ---- routes ---------------------------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        return self.json("GET", "/health")
+        """The API's health; 503 is an answer too (the database or the broker is down, and it says which)."""
+        return self.json("GET", "/health", allow=(503,))
 
     def runs(self, limit: int = 200, **filters: list[str] | None) -> list[dict[str, Any]]:
         """Newest first, following the cursor until `limit` runs (one call per 200)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,7 +16,7 @@ from amst_core.catalog import DATASETS, METHODS
 from amst_core.store import queries
 from amst_core.store.models import utcnow
 from api.deps import SessionDep, SettingsDep
-from api.schemas import DatasetOut, HealthOut, MethodOut, WorkerOut
+from api.schemas import DatasetOut, DependencyOut, HealthOut, MethodOut, WorkerOut
 
 router = APIRouter(tags=["meta"])
 
@@ -51,20 +53,38 @@ def list_workers(s: SessionDep, settings: SettingsDep) -> list[WorkerOut]:
     return [WorkerOut.of(w, now, settings.lost_after_s) for w in queries.workers(s)]
 
 
-def database_reachable(request: Request) -> bool:
+HEALTH_CACHE_S = 2.0  # a load balancer polling every second costs the broker one connection every 2 s
+
+
+def probe(check: Callable[[], object], backend: str) -> DependencyOut:
+    started = time.perf_counter()
     try:
+        check()
+        error = None
+    except Exception as err:  # the kind only: the message may hold the address or the password
+        error = type(err).__name__
+    return DependencyOut(backend=backend, reachable=error is None, error=error,
+                         latency_ms=round(1000 * (time.perf_counter() - started), 2))
+
+
+def database_check(request: Request) -> Callable[[], object]:
+    def check() -> None:
         with request.app.state.sessions() as s:
             s.execute(text("SELECT 1"))
-        return True
-    except Exception:
-        return False
+    return check
 
 
 @router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
 def health(request: Request, settings: SettingsDep) -> HealthOut | JSONResponse:
-    """ok (200) when the database answers, unavailable (503) when it does not."""
-    reachable = database_reachable(request)
-    body = HealthOut(status="ok" if reachable else "unavailable", database_reachable=reachable,
-                     database=request.app.state.engine.dialect.name, broker=urlsplit(settings.celery_broker).scheme,
-                     version=package_version())
-    return body if reachable else JSONResponse(body.model_dump(), status_code=503)
+    """The database and the broker, each checked: ok (200) when both answer, else 503 saying which does not."""
+    state = request.app.state
+    cached = getattr(state, "health", None)
+    if cached is None or time.monotonic() - cached[0] > HEALTH_CACHE_S:
+        database = probe(database_check(request), state.engine.dialect.name)
+        broker = probe(state.dispatcher.ping, urlsplit(settings.celery_broker).scheme)
+        cached = state.health = (time.monotonic(), database, broker)
+    _, database, broker = cached
+    status = "ok" if database.reachable and broker.reachable else "degraded" if database.reachable \
+        else "unavailable"
+    body = HealthOut(status=status, database=database, broker=broker, version=package_version())
+    return body if status == "ok" else JSONResponse(body.model_dump(), status_code=503)

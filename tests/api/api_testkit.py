@@ -35,6 +35,10 @@ class FakeDispatcher:
     def revoke(self, task_id: str) -> None:
         self.revoked.append(task_id)
 
+    def ping(self) -> None:
+        if self.fail:
+            raise ConnectionError(self.fail)
+
 
 def config(method: str = "naive", **fields: Any) -> dict[str, Any]:
     """A minimal run request: only what the API requires, plus what a test sets."""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from api_testkit import FakeDispatcher, FakeWorker, submit
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -58,15 +59,29 @@ def test_workers(client: TestClient, db_url: str) -> None:
 def test_health(client: TestClient, db_url: str) -> None:
     body = client.get("/health").json()
     backend = "postgresql" if db_url.startswith("postgresql") else "sqlite"
-    assert body == {"status": "ok", "database_reachable": True, "database": backend, "broker": "memory",
-                    "version": body["version"]}
+    assert body["status"] == "ok"
+    assert body["database"] | {"latency_ms": 0} == {"backend": backend, "reachable": True, "error": None,
+                                                    "latency_ms": 0}
+    assert body["broker"]["backend"] == "memory" and body["broker"]["reachable"]
 
 
 def test_health_without_database(make_settings: Callable[..., ApiSettings]) -> None:
     app = create_app(make_settings(database_url="postgresql://postgres@127.0.0.1:1/nothing_listens_here"))
     with TestClient(app) as c:  # the API still starts, and says what is wrong
         r = c.get("/health")
-    assert r.status_code == 503 and r.json()["status"] == "unavailable" and not r.json()["database_reachable"]
+    assert r.status_code == 503 and r.json()["status"] == "unavailable" and not r.json()["database"]["reachable"]
+    assert r.json()["database"]["error"] == "OperationalError"
+
+
+@pytest.mark.parametrize("broker", ["redis://127.0.0.1:1/0", "sqla+sqlite:////nonexistent-dir/x/broker.db"])
+def test_health_says_when_the_broker_is_down(make_settings: Callable[..., ApiSettings], broker: str) -> None:
+    """The database answers but runs cannot be queued: degraded, 503, and the broker named as the culprit."""
+    with TestClient(create_app(make_settings(broker_url=broker))) as c:
+        r = c.get("/health")
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert body["status"] == "degraded" and body["database"]["reachable"] and not body["broker"]["reachable"]
+    assert "127.0.0.1" not in r.text and "nonexistent" not in r.text, "no address in an open route"
 
 
 def test_openapi_documents_every_route(client: TestClient) -> None:
@@ -86,7 +101,7 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
 
 
 def test_shared_settings_are_accepted(db_url: str, tmp_path: Path) -> None:
-    app = create_app(Settings(database_url=db_url, api_token="t", data_root=tmp_path))
+    app = create_app(Settings(database_url=db_url, broker_url="memory://", api_token="t", data_root=tmp_path))
     assert app.state.settings.api_token == "t" and app.state.settings.sse_keepalive_s == 15.0
     assert TestClient(app).get("/health").status_code == 200
 
@@ -148,7 +163,7 @@ def test_api_never_imports_torch(tmp_path: Path) -> None:
         from api.settings import ApiSettings, Settings
         url = "sqlite:///{tmp_path}/amst.db"
         upgrade(url)
-        app = create_app(ApiSettings(database_url=url, data_root="{tmp_path}"))
+        app = create_app(ApiSettings(database_url=url, broker_url="memory://", data_root="{tmp_path}"))
         app.state.dispatcher.send = lambda run_id, queue: "t"
         c = TestClient(app)
         run = c.post("/runs", json={{"method": "amst_full", "dataset": {{"name": "synthetic"}}}}).json()

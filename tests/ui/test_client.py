@@ -57,8 +57,17 @@ def test_empty_error_body_uses_the_reason_phrase():
         return httpx.Response(503)
 
     with pytest.raises(ApiError) as caught:
-        client_of(handler).health()
-    assert caught.value.message == "HTTP 503 from /health: Service Unavailable"
+        client_of(handler).workers()
+    assert caught.value.message == "HTTP 503 from /workers: Service Unavailable"
+
+
+def test_health_503_is_an_answer_that_says_what_is_down():
+    down = {"status": "degraded", "database": {"reachable": True}, "broker": {"reachable": False}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json=down)
+
+    assert client_of(handler).health() == down
 
 
 def test_json_without_error_key_is_described_plainly():
