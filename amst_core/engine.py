@@ -43,6 +43,37 @@ class BestSoFar:
     test_modalities: dict[str, dict[str, float]] = field(default_factory=dict)  # component -> modality -> acc
 
 
+@dataclass
+class LiveProgress:
+    """Where the engine is inside an epoch, for a watcher thread to report (plain fields: a reader in another
+    thread sees a consistent enough snapshot without a lock)."""
+
+    epoch: int = -1
+    split: str = ""
+    batch: int = 0
+    batches: int = 0
+    samples: int = 0
+    started: float = 0.0  # time.time() when this split's pass began
+    updated: float = 0.0  # time.time() when the last batch finished
+
+    def begin(self, epoch: int, split: str, batches: int) -> None:
+        self.epoch, self.split, self.batch, self.batches, self.samples = epoch, split, 0, batches, 0
+        self.started = self.updated = time.time()
+
+    def advance(self, samples: int) -> None:
+        self.batch += 1
+        self.samples += samples
+        self.updated = time.time()
+
+    def snapshot(self) -> dict[str, Any] | None:
+        if self.epoch < 0:
+            return None
+        seconds = self.updated - self.started
+        return {"epoch": self.epoch, "split": self.split, "batch": self.batch, "batches": self.batches,
+                "samples_per_s": round(self.samples / seconds, 2) if seconds > 0 and self.samples else None,
+                "updated_at": self.updated}
+
+
 def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -120,6 +151,7 @@ class Trainer:
                          for split in ("train", "val", "test")}
         self.best = BestSoFar()
         self.start_epoch = 0
+        self.live = LiveProgress()
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
 
@@ -205,9 +237,11 @@ class Trainer:
         loader = make_loader(self.datasets[split], self.cfg.batch_size, shuffle=(split == "train"),
                              seed=self.cfg.seed, epoch=epoch, num_workers=self.cfg.num_workers,
                              pin_memory=self.device.type == "cuda")
+        self.live.begin(epoch, split, len(loader))
         for batch in tqdm(loader, desc=desc, leave=False, disable=not self.progress, file=sys.stderr):
             self.check_stop()
             yield to_device(batch, self.device)
+            self.live.advance(len(batch["label"]))  # the consumer asked for the next one: this one is done
 
     def train_epoch(self, epoch: int) -> tuple[list[MetricPoint], int]:
         self.method.train_mode(True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -21,6 +21,21 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class LiveOut(BaseModel):
+    epoch: int = Field(description="the epoch in progress (0-based)")
+    split: str = Field(description="the pass in progress: train, val or test")
+    batch: int = Field(description="batches of that pass done")
+    batches: int
+    samples_per_s: float | None
+    updated_at: datetime = Field(description="when the last batch finished")
+
+    @classmethod
+    def of(cls, live: dict[str, Any] | None) -> LiveOut | None:
+        if not live:
+            return None
+        return cls(**{**live, "updated_at": datetime.fromtimestamp(live["updated_at"], UTC)})
 
 
 class RunSummary(BaseModel):
@@ -45,6 +60,7 @@ class RunSummary(BaseModel):
     device: str | None
     heartbeat_age_s: float | None = Field(description="seconds since the worker's last heartbeat (live runs)")
     eta_s: float | None = Field(description="median epoch time x epochs left; null when unknown or finished")
+    live: LiveOut | None = Field(description="progress inside the epoch, from the worker's heartbeat (live runs)")
 
     @classmethod
     def fields_of(cls, run: Run, now: datetime) -> dict[str, Any]:
@@ -61,7 +77,7 @@ class RunSummary(BaseModel):
             "best_epoch": run.best_epoch, "best_val_acc": finite(run.best_val_acc),
             "test_acc_at_best": finite(run.test_acc_at_best), "queue": run.queue, "device": run.device,
             "heartbeat_age_s": round((now - run.heartbeat_at).total_seconds(), 3) if live else None,
-            "eta_s": finite(eta),
+            "eta_s": finite(eta), "live": LiveOut.of(run.live) if run.status in LIVE else None,
         }
 
     @classmethod

@@ -77,7 +77,7 @@ def test_config_prints_resolved_yaml(tmp_path, capsys):
     assert printed["optim"] == {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "lr_step": 70, "lr_gamma": 0.1}
     assert printed["method_params"] == {"skip_mode": "faithful", "full_joint_update": "alt"}
     assert printed["epochs"] == 100
-    assert printed["model"]["frames"] == 3
+    assert printed["model"]["frames"] == 1  # avdigits: one MNIST frame, its own default
     cfg = RunConfig.model_validate(printed)
     assert cfg.optim.lr == 0.05
 

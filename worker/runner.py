@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from amst_core.config import ConfigError, RunConfig, dump_config
@@ -43,12 +44,13 @@ class RunWatcher(threading.Thread):
         self.stop_training = threading.Event()
         self.lease_lost = False
         self.done = threading.Event()
+        self.progress: Callable[[], dict | None] = lambda: None  # the trainer's LiveProgress, once it exists
 
     def run(self) -> None:
         while not self.done.wait(self.settings.cancel_poll_s):
             try:
                 with session_scope(self.settings.db_url) as s:
-                    cancel = lifecycle.heartbeat(s, self.run_id, self.worker_id)
+                    cancel = lifecycle.heartbeat(s, self.run_id, self.worker_id, self.progress())
             except Exception:  # a database hiccup must not kill training; the next tick retries
                 log.exception("heartbeat of run %s failed", self.run_id)
                 continue
@@ -118,6 +120,7 @@ class Executor:
             out = self.settings.run_dir(run_id)
             trainer = Trainer(cfg, out_dir=out, sinks=[DbSink(run_id, self.settings.db_url)], run_id=run_id,
                               attempt=attempt, should_stop=watcher.stop_training.is_set, progress=False)
+            watcher.progress = trainer.live.snapshot
             if (out / "checkpoints" / "last.pt").exists():
                 trainer.resume()  # a restarted or retried run continues where its last epoch ended
             out.mkdir(parents=True, exist_ok=True)

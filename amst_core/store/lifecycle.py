@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -73,10 +73,15 @@ def set_running(s: Session, run_id: str, worker_id: str, attempt: int, start_epo
     return ok
 
 
-def heartbeat(s: Session, run_id: str, worker_id: str) -> bool | None:
-    """Refresh the lease. Returns cancel_requested, or None if this worker no longer holds the run."""
+def heartbeat(s: Session, run_id: str, worker_id: str, live: dict[str, Any] | None = None) -> bool | None:
+    """Refresh the lease, with the progress inside the epoch when given (`amst_core.engine.LiveProgress`).
+    Returns cancel_requested, or None if this worker no longer holds the run."""
+    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    if live is not None:
+        values["live"] = live
+        values["progress_at"] = datetime.fromtimestamp(live["updated_at"], UTC)
     s.execute(update(Run).where(Run.id == run_id, Run.worker_id == worker_id, Run.status.in_(LIVE))
-              .values(heartbeat_at=utcnow()))
+              .values(**values))
     row = s.execute(select(Run.cancel_requested, Run.worker_id, Run.status).where(Run.id == run_id)).first()
     if row is None or row.worker_id != worker_id or row.status not in LIVE:
         return None
@@ -87,7 +92,7 @@ def finish(s: Session, run_id: str, worker_id: str, attempt: int, status: RunSta
            error: str | None = None, summary: dict[str, Any] | None = None) -> bool:
     """End an attempt; only the worker holding the lease may (a reaped worker's late result is dropped)."""
     now = utcnow()
-    values: dict[str, Any] = {"status": status, "finished_at": now, "error": error}
+    values: dict[str, Any] = {"status": status, "finished_at": now, "error": error, "live": None}
     if summary is not None:
         values["summary"] = summary
     ok = s.execute(update(Run).where(Run.id == run_id, Run.worker_id == worker_id, Run.status.in_(LIVE))
@@ -174,11 +179,13 @@ def reap(s: Session, settings: Settings) -> ReapResult:
 
 def mark_stalled(s: Session, settings: Settings) -> list[str]:
     now = utcnow()
-    running = s.execute(select(Run.id, Run.median_epoch_s, Run.last_epoch_at, Run.started_at)
+    running = s.execute(select(Run.id, Run.median_epoch_s, Run.last_epoch_at, Run.started_at, Run.progress_at)
                         .where(Run.status == RunStatus.running))
     stalled = []
     for row in running.all():
-        since = row.last_epoch_at or row.started_at
+        # Progress is a finished epoch or a finished batch: a long first epoch that moves is not stalled.
+        progress = [t for t in (row.last_epoch_at, row.progress_at) if t is not None]
+        since = max(progress) if progress else row.started_at
         limit = max(settings.stalled_min_s, settings.stalled_factor * (row.median_epoch_s or 0.0))
         if since is not None and (now - since).total_seconds() > limit:
             done = s.execute(update(Run).where(Run.id == row.id, Run.status == RunStatus.running)

@@ -134,6 +134,9 @@ class Run(Base):
     best_val_acc: Mapped[float | None] = mapped_column(Float)
     test_acc_at_best: Mapped[float | None] = mapped_column(Float)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # progress within an epoch, from the worker's heartbeat (see amst_core.engine.LiveProgress)
+    live: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    progress_at: Mapped[datetime | None] = mapped_column(Tz)
 
     tags: Mapped[list[RunTag]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 

@@ -387,6 +387,26 @@ def test_stalled_after_the_longer_of_factor_times_median_and_the_floor(url: str)
     assert run.status == "running" and run.epochs_done == 2, "a new epoch ends the stall"
 
 
+def test_a_long_first_epoch_that_makes_progress_is_not_stalled(url: str) -> None:
+    """The newcomer's case: the first epoch takes longer than the floor, but batches keep finishing."""
+    started = utcnow() - timedelta(seconds=600)
+    moving, _ = running(url, worker="moving")
+    set_fields(url, moving, started_at=started, heartbeat_at=utcnow())
+    frozen, _ = running(url, worker="frozen")
+    set_fields(url, frozen, started_at=started, heartbeat_at=utcnow())
+    live = {"epoch": 0, "split": "train", "batch": 40, "batches": 93, "samples_per_s": 12.5,
+            "updated_at": (utcnow() - timedelta(seconds=5)).timestamp()}
+    with tx(url) as s:  # the moving run's worker reports a batch that finished 5 s ago
+        assert lifecycle.heartbeat(s, moving, "moving", live) is False
+    with tx(url) as s:  # the frozen one's last batch was 10 minutes ago
+        assert lifecycle.heartbeat(s, frozen, "frozen", {**live, "updated_at": started.timestamp()}) is False
+    assert reap(url).stalled == [frozen]
+    assert load(url, moving).live == live and load(url, moving).status == "running"
+    with tx(url) as s:
+        assert lifecycle.finish(s, moving, "moving", 1, RunStatus.succeeded)
+    assert load(url, moving).live is None, "a finished run has no progress inside an epoch"
+
+
 # ---- queue position ----------------------------------------------------------------------------------------------
 
 def test_queue_position_counts_queued_runs_ahead_in_the_same_queue(url: str) -> None:
