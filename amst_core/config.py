@@ -101,7 +101,7 @@ class SyntheticConfig(_Strict):
 
 
 class DatasetConfig(_Strict):
-    name: str
+    name: str = Field(json_schema_extra={"enum": list(DATASETS)})
     root: str | None = Field(None, description="folder relative to AMST_DATA_ROOT (default: the dataset name)")
     split_files: SplitFiles | None = None
     preset: str | None = Field(None, description="avdigits difficulty preset: " + ", ".join(AVDIGITS_PRESETS))
@@ -197,7 +197,7 @@ class RunConfig(_Strict):
     name: str | None = Field(None, min_length=1, max_length=200, pattern=PRINTABLE)
     tags: list[Annotated[str, Field(min_length=1, max_length=100, pattern=PRINTABLE)]] = []
     dataset: DatasetConfig
-    method: str
+    method: str = Field(json_schema_extra={"enum": list(METHODS)})
     fusion: Fusion | None = Field(None, description="fusion head for naive; AMST methods fix their own")
     skip: SkipFactors = SkipFactors()
     method_params: dict[str, Any] = {}

@@ -18,7 +18,7 @@ from api.settings import ApiSettings
 
 RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_FILTER_VALUES = 50  # far above any real use; keeps IN lists under SQLite's bound-parameter limit
-MAX_TEXT = 200  # the widest text column a filter is compared with
+MAX_TEXT = 200  # the widest text column
 
 
 def app_settings(request: Request) -> ApiSettings:
@@ -51,25 +51,6 @@ def check_text(value: str, field: str, max_len: int = MAX_TEXT) -> str:
     if len(value) > max_len:
         raise ApiError(422, f"{field}: at most {max_len} characters", field)
     return value
-
-
-def split_values(values: list[str] | None, field: str, commas: bool = True) -> tuple[str, ...]:
-    """A repeatable filter (`?x=a&x=b`, or `?x=a,b` when commas=True) as a tuple of distinct checked values."""
-    items: list[str] = []
-    for raw in values or []:
-        parts = raw.split(",") if commas else [raw]
-        items += [check_text(p.strip(), field) for p in parts if p.strip()]
-    unique = tuple(dict.fromkeys(items))
-    if len(unique) > MAX_FILTER_VALUES:
-        raise ApiError(422, f"{field}: at most {MAX_FILTER_VALUES} values", field)
-    return unique
-
-
-def choices(values: tuple[str, ...], allowed: tuple[str, ...], field: str) -> tuple[str, ...]:
-    bad = [v for v in values if v not in allowed]
-    if bad:
-        raise ApiError(422, f"{field}: unknown value {bad[0]!r}; use one of {', '.join(allowed)}", field)
-    return values
 
 
 def find_run(s: Session, run_id: str, for_update: bool = False) -> Run:

@@ -10,9 +10,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from amst_core.config import PRINTABLE
 
@@ -46,7 +47,9 @@ def problems(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for e in errors:
         loc = [str(p) for p in e.get("loc", ())]
         if loc and loc[0] in _LOCATIONS:
-            loc = loc[1:]
+            # A body path is dotted (dataset.name); a query, header or path parameter is named as it is sent
+            # (`status`, not `status.0` for the first value of a repeated parameter).
+            loc = loc[1:] if loc[0] == "body" else loc[1:2]
         field = ".".join(loc) or None
         message = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
         match = _PATH_PREFIX.match(message)
@@ -74,12 +77,33 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
                         headers=exc.headers)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents at this path, so that `Allow` says what the OpenAPI schema says (Starlette
+    would name only the methods of the first route that matched)."""
+    table = getattr(request.app.state, "allow_table", None)
+    if table is None:
+        table = request.app.state.allow_table = [
+            (compile_path(path)[0], {m.upper() for m in operations})
+            for path, operations in request.app.openapi()["paths"].items()]
+    methods = {"OPTIONS"}
+    for pattern, declared in table:
+        if pattern.match(request.url.path):
+            methods |= declared
+    return sorted(methods)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc, ApiError):
         return await _api_error(request, exc)
+    if exc.status_code == 405:
+        allow = ", ".join(allowed_methods(request))
+        if request.method == "OPTIONS":  # a question about the resource, answered (RFC 9110 9.3.7)
+            return Response(status_code=204, headers={"Allow": allow})
+        message = f"{request.method} is not allowed on {request.url.path}; it allows {allow}"
+        return JSONResponse(error_body(405, message), 405, headers={"Allow": allow})
     message = str(exc.detail)
-    if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):  # routing, not a run
+    if exc.status_code == 404 and message == "Not Found":  # routing, not a run
         message = f"no route for {request.method} {request.url.path}; the API is described at /docs"
     return JSONResponse(error_body(exc.status_code, message), exc.status_code, headers=exc.headers)
 

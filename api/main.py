@@ -115,15 +115,35 @@ def reap_once(app: FastAPI) -> list[str]:
 
 def custom_openapi(app: FastAPI) -> dict[str, Any]:
     """The generated schema, plus RunConfig: POST /runs reads its body itself (to answer malformed JSON and
-    invalid fields with our JSON errors), so FastAPI cannot see the model."""
+    invalid fields with our JSON errors), so FastAPI cannot see the model. Bearer auth is declared only when the
+    server has a token; without one, mutating operations declare the JSON content type they require."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         config = RunConfig.model_json_schema(ref_template="#/components/schemas/{model}")
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(config.pop("$defs", {}))
-        components["RunConfig"] = config
+        components = schema.setdefault("components", {})
+        components.setdefault("schemas", {}).update(config.pop("$defs", {}))
+        components["schemas"]["RunConfig"] = config
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                for parameter in operation.get("parameters", []):
+                    parameter["schema"] = not_null(parameter["schema"])
+        if not app.state.settings.api_token:
+            components.pop("securitySchemes", None)
+            for operations in schema["paths"].values():
+                for method, operation in operations.items():
+                    operation.pop("security", None)
+                    if method == "post":  # api.guards: a POST must be JSON, so it always has a JSON body
+                        operation.setdefault("requestBody", {})["required"] = True
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter is absent or has a value; `X | None` in Python is never a JSON null on the wire."""
+    options = [o for o in schema.get("anyOf", []) if o != {"type": "null"}]
+    if len(options) != 1:
+        return schema
+    return {**{k: v for k, v in schema.items() if k != "anyOf"}, **options[0]}
 
 
 @lru_cache(maxsize=1)

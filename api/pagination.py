@@ -19,7 +19,7 @@ def encode_cursor(key: PageKey) -> str:
 
 
 def decode_cursor(cursor: str | None) -> PageKey | None:
-    if cursor is None:
+    if not cursor:  # absent, or empty as a form leaves it
         return None
     try:
         if len(cursor) > 200:  # ours are about 70 characters

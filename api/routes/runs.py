@@ -11,14 +11,16 @@ from typing import Annotated, Any, Literal
 import yaml
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import StringConstraints
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from amst_core.config import RunConfig
+from amst_core.catalog import DATASETS, METHODS
+from amst_core.config import PRINTABLE, RunConfig
 from amst_core.store import lifecycle, queries
 from amst_core.store.models import Modality, Run, RunStatus, utcnow
-from api.deps import DispatcherDep, SessionDep, SettingsDep, choices, find_run, split_values
+from api.deps import MAX_FILTER_VALUES, DispatcherDep, SessionDep, SettingsDep, find_run
 from api.errors import ApiError
 from api.events import RunEvents
 from api.guards import require_token
@@ -36,12 +38,41 @@ log = logging.getLogger("amst.api")
 router = APIRouter(tags=["runs"])
 
 EPOCH_MAX = 2**31 - 1
-MODALITY_CHOICES = ("audio", "text", "visual", "none", "null")
-SPLITS = ("train", "val", "test")
+EVENT_ID = r"^(-1|[0-9]{1,9})$"  # an event id is an epoch number (-1 before any)
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"  # printable ASCII, no space at either end
 Auth = [Depends(require_token)]
 Errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 422)}
+# Mutating routes also answer 413 (body too large) and 415 (not JSON, when the server has no token).
+Mutation: dict[int | str, dict[str, Any]] = {**Errors, **{code: {"model": ErrorResponse} for code in (413, 415)}}
 
-FilterValues = Annotated[list[str] | None, Query(description="repeat it or separate values with commas")]
+# Filters: repeat a parameter for several values (`?status=queued&status=running`); values of one filter OR,
+# filters AND. Names the catalog knows are enums; free names are bounded like the columns they are compared with.
+MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
+DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
+Split = Literal["train", "val", "test"]
+ModalityName = Literal["audio", "text", "visual", "none", "null"]  # none/null: run-level series
+Text40 = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=PRINTABLE)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=PRINTABLE)]
+
+
+def values(item: Any, what: str) -> Any:
+    return Annotated[list[item] | None, Query(max_length=MAX_FILTER_VALUES, description=what)]
+
+
+# OpenAPI links: what a client (or schemathesis' stateful phase) can do with the id of a submitted run.
+RUN_LINKS = {name: {"operationId": op, "parameters": {"run_id": "$response.body#/id"}} for name, op in (
+    ("GetRun", "get_run_runs__run_id__get"), ("GetMetrics", "get_metrics_runs__run_id__metrics_get"),
+    ("CancelRun", "cancel_run_runs__run_id__cancel_post"), ("RetryRun", "retry_run_runs__run_id__retry_post"),
+    ("DeleteRun", "delete_run_runs__run_id__delete"))}
+# Cancel and retry take no input, but a POST must say it is JSON (api.guards): an empty body or `{}`.
+EMPTY_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
+    "type": "object", "maxProperties": 0, "description": "nothing, or {}"}}}}}
+
+
+async def empty_body(request: Request) -> None:
+    raw = (await request.body()).strip()
+    if raw and raw != b"{}":
+        raise ApiError(422, f"{request.url.path} takes no body (send nothing, or {{}})", "body")
 
 
 def run_detail(s: Session, run: Run, now: datetime) -> RunDetail:
@@ -51,10 +82,13 @@ def run_detail(s: Session, run: Run, now: datetime) -> RunDetail:
 
 
 @router.post("/runs", status_code=201, response_model=RunDetail, dependencies=Auth, openapi_extra=RUN_CONFIG_BODY,
-             responses={**Errors, 503: {"model": ErrorResponse}})
+             responses={**Mutation, 201: {"links": RUN_LINKS}, 503: {"model": ErrorResponse},
+                        200: {"model": RunDetail, "description": "a replay: the run an earlier request with this "
+                                                                 "Idempotency-Key created"}})
 def submit_run(response: Response, s: SessionDep, settings: SettingsDep, dispatch: DispatcherDep,
                cfg: Annotated[RunConfig, Depends(run_config_body)],
-               key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> RunDetail:
+               key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                                 pattern=IDEMPOTENCY_KEY)] = None) -> RunDetail:
     """Queue a run. Only `method` and `dataset.name` are required. With an `Idempotency-Key`, repeating the same
     request returns the first run (200, `Idempotent-Replayed: true`); the same key with another body is a 409."""
     key = idempotency_key(key)
@@ -99,16 +133,16 @@ def replay(s: Session, response: Response, run: Run, digest: str) -> RunDetail:
 
 
 @router.get("/runs", response_model=RunPage, responses=Errors)
-def list_runs(s: SessionDep, status: FilterValues = None, method: FilterValues = None, dataset: FilterValues = None,
-              tag: Annotated[list[str] | None, Query(description="repeatable; a run must carry every tag")] = None,
+def list_runs(s: SessionDep, status: values(RunStatus, "any of these statuses") = None,
+              method: values(MethodName, "any of these methods") = None,
+              dataset: values(DatasetName, "any of these datasets") = None,
+              tag: values(Tag, "a run must carry every one of these tags") = None,
               limit: Annotated[int, Query(ge=1, le=200)] = 50,
-              cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-              ) -> RunPage:
+              cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")]
+              = None) -> RunPage:
     """Runs, newest first, a page at a time. Filters combine with AND; values of one filter with OR."""
-    filters = queries.RunFilters(
-        statuses=choices(split_values(status, "status"), tuple(RunStatus), "status"),
-        methods=split_values(method, "method"), datasets=split_values(dataset, "dataset"),
-        tags=split_values(tag, "tag", commas=False))
+    filters = queries.RunFilters(statuses=distinct(status), methods=distinct(method), datasets=distinct(dataset),
+                                 tags=distinct(tag))
     runs, next_key = queries.list_runs(s, filters, limit, decode_cursor(cursor))
     now = utcnow()
     return RunPage(items=[RunSummary.of(r, now) for r in runs],
@@ -121,14 +155,18 @@ def get_run(run_id: str, s: SessionDep) -> RunDetail:
     return run_detail(s, find_run(s, run_id), utcnow())
 
 
-def series_filters(split: FilterValues = None, component: FilterValues = None, modality: FilterValues = None,
-                   name: FilterValues = None) -> queries.SeriesFilters:
-    modalities = choices(split_values(modality, "modality"), MODALITY_CHOICES, "modality")
+def distinct(items: list[Any] | None) -> tuple[Any, ...]:
+    return tuple(dict.fromkeys(str(i) for i in items or ()))
+
+
+def series_filters(split: values(Split, "any of these splits") = None,
+                   component: values(Text40, "any of these components (fused, branch, helper, ...)") = None,
+                   modality: values(ModalityName, "any of these modalities; none: run-level series") = None,
+                   name: values(Text40, "any of these metric names (acc, loss, ...)") = None,
+                   ) -> queries.SeriesFilters:
     return queries.SeriesFilters(
-        splits=choices(split_values(split, "split"), SPLITS, "split"),
-        components=split_values(component, "component"),
-        modalities=tuple(dict.fromkeys(Modality.none if m == "null" else Modality(m) for m in modalities)),
-        names=split_values(name, "name"))
+        splits=distinct(split), components=distinct(component), names=distinct(name),
+        modalities=tuple(dict.fromkeys(Modality.none if m == "null" else Modality(m) for m in modality or ())))
 
 
 SeriesFiltersDep = Annotated[queries.SeriesFilters, Depends(series_filters)]
@@ -148,7 +186,9 @@ def get_metrics(run_id: str, s: SessionDep, filters: SeriesFiltersDep, since_epo
 @router.get("/runs/{run_id}/events", response_class=StreamingResponse, responses={
     200: {"content": {"text/event-stream": {}}, "description": "status, metrics and end events"}, **Errors})
 async def run_events(request: Request, run_id: str, filters: SeriesFiltersDep, since_epoch: SinceEpoch = -1,
-                     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+                     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", pattern=EVENT_ID,
+                                                                 description="the id of the last event received")]
+                     = None,
                      ) -> StreamingResponse:
     """Server-sent events: `status` on every change, `metrics` for new epochs, `end` when the run is over.
     Each event's id is the last epoch sent; reconnecting with Last-Event-ID resumes after it."""
@@ -167,20 +207,13 @@ async def run_events(request: Request, run_id: str, filters: SeriesFiltersDep, s
 
 
 def resume_epoch(last_event_id: str | None, since_epoch: int) -> int:
-    """The header wins over the query: a browser's EventSource reconnects to the same URL with the header."""
-    if last_event_id is None or not last_event_id.strip():
-        return since_epoch
-    try:
-        value = int(last_event_id.strip())
-    except ValueError:
-        value = None
-    if value is None or not -1 <= value <= EPOCH_MAX:
-        raise ApiError(422, "Last-Event-ID: must be an epoch number (the id of an event of this stream)",
-                       "Last-Event-ID")
-    return value
+    """The header wins over the query: a browser's EventSource reconnects to the same URL with the header.
+    Its form (EVENT_ID) is checked by FastAPI."""
+    return since_epoch if last_event_id is None else int(last_event_id)
 
 
-@router.post("/runs/{run_id}/cancel", response_model=RunDetail, dependencies=Auth, responses=Errors)
+@router.post("/runs/{run_id}/cancel", response_model=RunDetail, dependencies=[*Auth, Depends(empty_body)],
+             responses=Mutation, openapi_extra=EMPTY_BODY)
 def cancel_run(run_id: str, s: SessionDep, dispatch: DispatcherDep) -> RunDetail:
     """A queued run is cancelled at once; a running one is flagged and its worker stops within seconds."""
     run = find_run(s, run_id, for_update=True)
@@ -205,8 +238,8 @@ def revoke(dispatch: DispatcherDep, task_id: str) -> None:
 RETRY_RESTORE = ("status", "cancel_requested", "error", "finished_at", "worker_id")
 
 
-@router.post("/runs/{run_id}/retry", response_model=RunDetail, dependencies=Auth,
-             responses={**Errors, 503: {"model": ErrorResponse}})
+@router.post("/runs/{run_id}/retry", response_model=RunDetail, dependencies=[*Auth, Depends(empty_body)],
+             responses={**Mutation, 503: {"model": ErrorResponse}}, openapi_extra=EMPTY_BODY)
 def retry_run(run_id: str, s: SessionDep, dispatch: DispatcherDep) -> RunDetail:
     """Queue a failed, cancelled or lost run again; it resumes from its last checkpoint."""
     run = find_run(s, run_id, for_update=True)
@@ -227,7 +260,7 @@ def retry_run(run_id: str, s: SessionDep, dispatch: DispatcherDep) -> RunDetail:
     return run_detail(s, run, utcnow())
 
 
-@router.delete("/runs/{run_id}", status_code=204, dependencies=Auth, responses=Errors)
+@router.delete("/runs/{run_id}", status_code=204, dependencies=Auth, responses=Mutation)
 def delete_run(run_id: str, s: SessionDep, settings: SettingsDep, dispatch: DispatcherDep) -> Response:
     """Delete a run that is not running, with its points and checkpoints."""
     run = find_run(s, run_id, for_update=True)

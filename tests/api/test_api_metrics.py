@@ -51,7 +51,7 @@ def test_filters(client: TestClient, db_url: str) -> None:
     assert keys(metrics(client, run_id, modality="none", split="train")) == {
         ("train", "fused", None, "acc"), ("train", "fused", None, "loss"), ("train", "run", None, "epoch_time")}
     assert keys(metrics(client, run_id, modality="null", component="run")) == {("train", "run", None, "epoch_time")}
-    both = metrics(client, run_id, split="val,test", component=["branch", "helper"], modality="audio", name="acc")
+    both = metrics(client, run_id, split=["val", "test"], component=["branch", "helper"], modality="audio", name="acc")
     assert keys(both) == {(sp, c, "audio", "acc") for sp in ("val", "test") for c in ("branch", "helper")}
     assert metrics(client, run_id, name="no_such_metric")["series"] == []
 

@@ -200,7 +200,7 @@ def test_pagination_with_filters(client: TestClient, app: FastAPI, db_url: str) 
     assert [i for p in pages for i in p] == newest_first(db_url, runs["match"])
     item = client.get("/runs", params={"tag": "lr", "limit": 1}).json()["items"][0]
     assert set(item) >= {"progress", "best_val_acc", "heartbeat_age_s", "tags", "queue", "epochs_total"}
-    either = client.get("/runs", params={"status": "queued,failed", "tag": ["sweep", "lr"]}).json()["items"]
+    either = client.get("/runs", params={"status": ["queued", "failed"], "tag": ["sweep", "lr"]}).json()["items"]
     assert {i["id"] for i in either} == {*runs["match"], *runs["method"], *runs["status"]}
     many = client.get("/runs", params=[("status", "failed"), ("status", "queued"), ("method", "amst_alt")]).json()
     assert [i["id"] for i in many["items"]] == runs["method"]
@@ -209,14 +209,15 @@ def test_pagination_with_filters(client: TestClient, app: FastAPI, db_url: str) 
 
 @pytest.mark.parametrize(("params", "status", "field"), [
     ({"cursor": "not-a-cursor"}, 400, "cursor"),
-    ({"cursor": "W" * 1000}, 400, "cursor"),
+    ({"cursor": "W" * 1000}, 422, "cursor"),
     ({"cursor": "WyIyMDI2IiwiJCQkIl0"}, 400, "cursor"),  # ["2026","$$$"]: decodes, but is no cursor of ours
     ({"status": "sleeping"}, 422, "status"),
     ({"limit": 0}, 422, "limit"),
     ({"limit": 201}, 422, "limit"),
     ({"limit": "ten"}, 422, "limit"),
     ({"tag": "a\u0000"}, 422, "tag"),
-    ({"method": ",".join(str(i) for i in range(51))}, 422, "method"),
+    ({"method": "naive,amst_alt"}, 422, "method"),  # repeat the parameter instead
+    ({"method": ["naive"] * 51}, 422, "method"),
 ])
 def test_list_bad_query(client: TestClient, params: dict[str, Any], status: int, field: str) -> None:
     err = error_of(client.get("/runs", params=params), status)

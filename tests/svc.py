@@ -18,7 +18,7 @@ import httpx
 from tiny import write_tiny_avdigits
 
 REDIS = ("127.0.0.1", 6379)
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 __all__ = ["write_tiny_avdigits"]
 
 
