@@ -7,6 +7,7 @@ on (seed, epoch), and last.pt holds every RNG state as of the end of its epoch.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import random
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -116,10 +117,52 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
+class StorageFull(OSError):
+    """The artifacts disk is full: said as such, not as a serialization error."""
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write to a temporary file beside `path`, flush it to the disk, then rename it over `path`: a reader (and a
+    resumed run) sees the old file or the new one, never half of one. A full disk removes the temporary file
+    and raises StorageFull naming the folder."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:  # a Python file: a full disk is an OSError, not torch's opaque RuntimeError
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        full = disk_full(err)
+        if full is not None:
+            free = shutil.disk_usage(path.parent).free
+            raise StorageFull(full, f"no space left on device for checkpoints at {path.parent} "
+                                    f"({free / 2**20:.0f} MiB free); free some space (`amst gc` removes old "
+                                    "runs' checkpoints), then retry the run") from None
+        raise
+
+
+def disk_full(err: BaseException | None) -> int | None:
+    """ENOSPC or EDQUOT anywhere in the chain: torch's writer turns the OSError into a RuntimeError of its own
+    while cleaning up."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return err.errno
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a reader never sees a half-written checkpoint
+    write_atomic(path, lambda f: torch.save(obj, f))
+
+
+def copy_atomic(source: Path, path: Path) -> None:
+    def copy(f: BinaryIO) -> None:
+        with open(source, "rb") as src:
+            shutil.copyfileobj(src, f, length=16 * 2**20)
+
+    write_atomic(path, copy)
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -151,6 +194,7 @@ class Trainer:
                          for split in ("train", "val", "test")}
         self.best = BestSoFar()
         self.start_epoch = 0
+        self.replay: list[MetricPoint] = []  # points saved with the checkpoint a resumed run starts from
         self.live = LiveProgress()
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
@@ -160,7 +204,7 @@ class Trainer:
         assert self.out_dir is not None
         return self.out_dir / "checkpoints"
 
-    def checkpoint(self, epoch: int) -> dict[str, Any]:
+    def checkpoint(self, epoch: int, points: Sequence[MetricPoint]) -> dict[str, Any]:
         return {
             "version": CHECKPOINT_VERSION,
             "epoch": epoch,
@@ -169,19 +213,25 @@ class Trainer:
             "method": self.method.state_dict(),
             "best": asdict(self.best),
             "rng": rng_state(self.device),
+            # The metrics no sink has made durable yet, this epoch's included: a resumed run writes them first,
+            # so that a crash between the checkpoint and the metrics leaves no gap in the curves.
+            "points": [p.to_dict() for p in points],
         }
 
-    def save_checkpoints(self, epoch: int, improved: bool) -> None:
+    def save_checkpoints(self, epoch: int, improved: bool, points: Sequence[MetricPoint]) -> None:
         if self.out_dir is None:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         last, best = self.checkpoint_dir / "last.pt", self.checkpoint_dir / "best.pt"
         is_last_epoch = epoch == self.cfg.epochs - 1
         if (epoch + 1) % self.cfg.checkpoint_every == 0 or is_last_epoch or improved:
-            save_atomic(self.checkpoint(epoch), last)
+            save_atomic(self.checkpoint(epoch, [*self.unsaved_points(), *points]), last)
         if improved:
-            shutil.copyfile(last, best.with_suffix(".pt.tmp"))
-            os.replace(best.with_suffix(".pt.tmp"), best)
+            copy_atomic(last, best)
+
+    def unsaved_points(self) -> list[MetricPoint]:
+        """Points a sink accepted but has not stored yet (the database sink buffers through an outage)."""
+        return [p for sink in self.sinks for p in sink.pending()]
 
     def resume(self) -> None:
         """Continue from checkpoints/last.pt: weights, optimizers, schedulers, best-so-far and RNG states."""
@@ -189,13 +239,18 @@ class Trainer:
         self.method.load_state_dict(state["method"])
         self.best = BestSoFar(**state["best"])
         self.start_epoch = state["epoch"] + 1
+        self.replay = [MetricPoint(**p) for p in state.get("points", [])]
         set_rng_state(state["rng"], self.device)
 
     # ---- epochs -----------------------------------------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
+        replay_from = min([p.epoch for p in self.replay] + [self.start_epoch])
         for sink in self.sinks:
-            sink.begin(self.start_epoch)
+            sink.begin(replay_from)
+        for epoch in sorted({p.epoch for p in self.replay}):  # upserts: rewriting what a sink had is harmless
+            for sink in self.sinks:
+                sink.write([p for p in self.replay if p.epoch == epoch])
         last_points: list[MetricPoint] = []
         started = time.perf_counter()
         for epoch in range(self.start_epoch, self.cfg.epochs):
@@ -224,9 +279,12 @@ class Trainer:
         steps = (epoch + 1) * math.ceil(len(self.datasets["train"]) / self.cfg.batch_size)
         for p in points:
             p.run_id, p.attempt, p.step = self.run_id, self.attempt, steps
+        # Checkpoint first, with these points in it, then the metrics: the stored progress (epochs_done) never
+        # runs ahead of what resume can continue from, a full disk stops the run before its metrics claim the
+        # epoch, and a crash in between is healed by the resumed run, which writes the saved points first.
+        self.save_checkpoints(epoch, improved, points)
         for sink in self.sinks:
-            sink.write(points)  # metrics first, checkpoint second: a crash in between only repeats the epoch
-        self.save_checkpoints(epoch, improved)
+            sink.write(points)
         return points
 
     def check_stop(self) -> None:

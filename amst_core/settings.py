@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     cancel_poll_s: float = Field(1.0, alias="AMST_CANCEL_POLL_S", gt=0)
     sse_poll_s: float = Field(0.25, alias="AMST_SSE_POLL_S", gt=0)
     reaper_s: float = Field(5.0, alias="AMST_REAPER_S", gt=0)
+    db_grace_s: float = Field(300.0, alias="AMST_DB_GRACE_S", ge=0,
+                              description="how long a worker trains on through a database outage")
+    db_buffer_points: int = Field(500_000, alias="AMST_DB_BUFFER_POINTS", ge=1000,
+                                  description="metric points a worker keeps in memory through an outage")
 
     @property
     def db_url(self) -> str:

@@ -19,10 +19,25 @@ class MetricSink(Protocol):
     def write(self, points: Sequence[MetricPoint]) -> None:
         """One epoch's points, in one call."""
 
-    def close(self) -> None: ...
+    def pending(self) -> list[MetricPoint]:
+        """Points accepted but not stored yet (kept in the checkpoint meanwhile); [] for a sink that writes at
+        once."""
+
+    def close(self) -> None:
+        """Everything accepted is stored."""
 
 
-class JsonlSink:
+class WritesAtOnce:
+    """A sink with nothing pending and nothing to close."""
+
+    def pending(self) -> list[MetricPoint]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class JsonlSink(WritesAtOnce):
     """One JSON object per line (the fields of MetricPoint)."""
 
     def __init__(self, path: Path):
@@ -55,7 +70,7 @@ def _epoch_of(line: str) -> float:
         return float("inf")
 
 
-class MemorySink:
+class MemorySink(WritesAtOnce):
     """Keeps points in a list (tests, notebooks)."""
 
     def __init__(self) -> None:
@@ -67,11 +82,8 @@ class MemorySink:
     def write(self, points: Sequence[MetricPoint]) -> None:
         self.points.extend(points)
 
-    def close(self) -> None:
-        pass
 
-
-class ConsoleSink:
+class ConsoleSink(WritesAtOnce):
     """A one-line summary per epoch: fused accuracy per split and each modality's branch and helper."""
 
     def __init__(self, epochs: int, stream: TextIO | None = None):
@@ -108,6 +120,3 @@ class ConsoleSink:
         if seconds is not None:
             parts.append(f"{seconds:.1f}s")
         print(" | ".join(parts), file=self.stream, flush=True)
-
-    def close(self) -> None:
-        pass

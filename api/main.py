@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = get_engine(settings.db_url)  # lazy: connects on first use
     app.state.sessions = sessionmaker(app.state.engine, expire_on_commit=False)
     app.state.dispatcher = Dispatcher(settings)  # tests replace it with a fake
+    app.state.reaper_clock = lifecycle.ReaperClock(settings.lost_after_s)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.limits.body_bytes)
     app.include_router(runs.router)
@@ -82,8 +83,9 @@ async def reaper_loop(app: FastAPI) -> None:
         await asyncio.sleep(app.state.settings.reaper_s)
         try:
             await asyncio.to_thread(reap_once, app)
-        except Exception:  # the loop must outlive a database hiccup
-            log.exception("reaper pass failed")
+        except Exception as err:  # the loop must outlive a database outage, and not judge heartbeats right after
+            app.state.reaper_clock.failed()
+            log.warning("reaper pass failed: %s", type(err).__name__)
 
 
 def reap_once(app: FastAPI) -> list[str]:
@@ -91,7 +93,7 @@ def reap_once(app: FastAPI) -> list[str]:
     and those queued for long on a queue whose live worker sits idle (their broker message was lost)."""
     settings = app.state.settings
     with app.state.sessions() as s:
-        result = lifecycle.reap(s, settings)
+        result = lifecycle.reap(s, settings, app.state.reaper_clock)
         waiting = lifecycle.queued_runs_without_lease(s, older_than_s=max(60.0, 6 * settings.reaper_s))
         idle = queries.idle_queues(s, utcnow() - timedelta(seconds=settings.lost_after_s))
         waiting = [(run_id, queue) for run_id, queue in waiting if queue in idle]

@@ -13,18 +13,24 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
 
 from amst_core.config import ConfigError, RunConfig, dump_config
+from amst_core.limits import get_limits
 from amst_core.settings import Settings, get_settings
 from amst_core.store import lifecycle
 from amst_core.store.db import session_scope
 from amst_core.store.models import Run, RunStatus
-from amst_core.store.writer import DbSink
+from amst_core.store.writer import OUTAGE, DatabaseUnavailable, DbSink, LeaseLost
 
 log = logging.getLogger("amst.worker")
+T = TypeVar("T")
 
 
 def device_label() -> str:
@@ -43,17 +49,29 @@ class RunWatcher(threading.Thread):
         self.settings, self.run_id, self.worker_id = settings, run_id, worker_id
         self.stop_training = threading.Event()
         self.lease_lost = False
+        self.database_gone = False  # unreachable for longer than the grace: training stopped
         self.done = threading.Event()
         self.progress: Callable[[], dict | None] = lambda: None  # the trainer's LiveProgress, once it exists
 
     def run(self) -> None:
+        last_ok = time.monotonic()
         while not self.done.wait(self.settings.cancel_poll_s):
             try:
                 with session_scope(self.settings.db_url) as s:
                     cancel = lifecycle.heartbeat(s, self.run_id, self.worker_id, self.progress())
-            except Exception:  # a database hiccup must not kill training; the next tick retries
+            except OUTAGE as err:  # training goes on through an outage shorter than the grace
+                down = time.monotonic() - last_ok
+                if down < self.settings.cancel_poll_s * 2:
+                    log.warning("run %s: heartbeat failed (%s); training goes on", self.run_id, type(err).__name__)
+                if down > self.settings.db_grace_s:
+                    log.error("run %s: no database for %.0f s (AMST_DB_GRACE_S): stopping", self.run_id, down)
+                    self.database_gone = True
+                    self.stop_training.set()
+                continue
+            except Exception:  # a bug in a heartbeat must not kill training either; the next tick retries
                 log.exception("heartbeat of run %s failed", self.run_id)
                 continue
+            last_ok = time.monotonic()
             if cancel is None:
                 self.lease_lost = True
                 self.stop_training.set()
@@ -97,42 +115,69 @@ class Executor:
         finally:
             watcher.done.set()
             self.current_run = self.watcher = None
-        if watcher.lease_lost:
+        if watcher.lease_lost or status is None:
             log.warning("run %s: lease lost (reaped); this worker's result is dropped", run_id)
             return None
-        if status == RunStatus.cancelled and self.shutting_down:
-            with session_scope(self.settings.db_url) as s:
-                handed_back = lifecycle.release(s, run_id, self.worker_id, attempt)
-            if handed_back and self.send is not None:
-                self.send(run_id, handed_back)
-            log.info("run %s handed back to the queue (worker shutting down)", run_id)
-            return RunStatus.queued
-        with session_scope(self.settings.db_url) as s:
-            lifecycle.finish(s, run_id, self.worker_id, attempt, status, error=error, summary=summary)
+        try:
+            if status == RunStatus.cancelled and (self.shutting_down or watcher.database_gone):
+                return self.hand_back(run_id, attempt)
+            self.with_database(lambda s: lifecycle.finish(s, run_id, self.worker_id, attempt, status, error=error,
+                                                          summary=summary))
+        except DatabaseUnavailable as err:  # the run stays live in the store: the reaper re-queues it later
+            log.error("run %s: its end (%s) could not be recorded: %s", run_id, status, err)
+            return None
         log.info("run %s attempt %d ended: %s", run_id, attempt, status)
         return status
 
+    def hand_back(self, run_id: str, attempt: int) -> str:
+        handed_back = self.with_database(lambda s: lifecycle.release(s, run_id, self.worker_id, attempt))
+        if handed_back and self.send is not None:
+            self.send(run_id, handed_back)
+        log.info("run %s handed back to the queue", run_id)
+        return RunStatus.queued
+
+    def with_database(self, action: Callable[[Session], T]) -> T:
+        """One transaction, waiting out a database outage up to AMST_DB_GRACE_S (DatabaseUnavailable after)."""
+        started, pause = time.monotonic(), 0.25
+        while True:
+            try:
+                with session_scope(self.settings.db_url) as s:
+                    return action(s)
+            except OUTAGE as err:
+                waited = time.monotonic() - started
+                if waited > self.settings.db_grace_s:
+                    raise DatabaseUnavailable(f"no database for {waited:.0f} s") from err
+            time.sleep(pause)
+            pause = min(2 * pause, 5.0)
+
     def train(self, run_id: str, attempt: int, config: dict, watcher: RunWatcher):
-        from amst_core.engine import RunCancelled, Trainer
+        from amst_core.engine import RunCancelled, StorageFull, Trainer, write_atomic
 
         try:
             cfg = RunConfig.model_validate(config)
             out = self.settings.run_dir(run_id)
-            trainer = Trainer(cfg, out_dir=out, sinks=[DbSink(run_id, self.settings.db_url)], run_id=run_id,
-                              attempt=attempt, should_stop=watcher.stop_training.is_set, progress=False)
+            sink = DbSink(run_id, self.settings.db_url, worker_id=self.worker_id, grace_s=self.settings.db_grace_s,
+                          max_buffered=self.settings.db_buffer_points, max_points=get_limits().points_per_run)
+            trainer = Trainer(cfg, out_dir=out, sinks=[sink], run_id=run_id, attempt=attempt,
+                              should_stop=watcher.stop_training.is_set, progress=False)
             watcher.progress = trainer.live.snapshot
             if (out / "checkpoints" / "last.pt").exists():
                 trainer.resume()  # a restarted or retried run continues where its last epoch ended
             out.mkdir(parents=True, exist_ok=True)
-            (out / "config.yaml").write_text(dump_config(cfg))
-            with session_scope(self.settings.db_url) as s:
-                lifecycle.set_running(s, run_id, self.worker_id, attempt, trainer.start_epoch)
+            write_atomic(out / "config.yaml", lambda f: f.write(dump_config(cfg).encode()))
+            self.with_database(lambda s: lifecycle.set_running(s, run_id, self.worker_id, attempt,
+                                                               trainer.start_epoch))
             summary = trainer.fit()
-            (out / "summary.json").write_text(json.dumps(summary, indent=2))
+            sink.close()  # every epoch is stored before the run says it succeeded
+            write_atomic(out / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
             return RunStatus.succeeded, None, summary
         except RunCancelled:
             return RunStatus.cancelled, None, None
-        except ConfigError as err:
+        except LeaseLost:
+            watcher.lease_lost = True
+            return None, None, None
+        except (ConfigError, StorageFull, DatabaseUnavailable) as err:  # their messages say what to do
+            log.error("run %s failed: %s", run_id, err)
             return RunStatus.failed, str(err), None
         except Exception as err:  # the run fails, the worker lives on for the next one
             log.exception("run %s failed", run_id)  # the whole traceback stays in the worker's log
@@ -163,14 +208,18 @@ class Maintenance(threading.Thread):
         with session_scope(settings.db_url) as s:
             lifecycle.register_worker(s, worker_id, socket.gethostname(), os.getpid(), self.queues,
                                       self.executor.device)
+        clock = lifecycle.ReaperClock(settings.lost_after_s)
         while not self.stopped.wait(min(settings.heartbeat_s, settings.reaper_s)):
             try:
                 with session_scope(settings.db_url) as s:
                     lifecycle.worker_heartbeat(s, worker_id, self.executor.current_run)
-                    reaped = lifecycle.reap(s, settings)
+                    reaped = lifecycle.reap(s, settings, clock)
                 for run_id, queue in reaped.requeued:
                     log.warning("run %s lost its worker; re-queued on %s", run_id, queue)
                     self.send(run_id, queue)
+            except OUTAGE as err:
+                clock.failed()
+                log.warning("maintenance tick: database unreachable (%s)", type(err).__name__)
             except Exception:
                 log.exception("maintenance tick failed")
         with session_scope(settings.db_url) as s:

@@ -8,12 +8,13 @@ duplicate Celery delivery can never both win.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from amst_core.config import RunConfig
@@ -78,8 +79,10 @@ def heartbeat(s: Session, run_id: str, worker_id: str, live: dict[str, Any] | No
     Returns cancel_requested, or None if this worker no longer holds the run."""
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if live is not None:
-        values["live"] = live
-        values["progress_at"] = datetime.fromtimestamp(live["updated_at"], UTC)
+        progress_at = datetime.fromtimestamp(live["updated_at"], UTC)
+        values.update(live=live, progress_at=progress_at, status=case(  # a finished batch ends a stall
+            ((Run.status == RunStatus.stalled) & (Run.progress_at.is_(None) | (Run.progress_at < progress_at)),
+             RunStatus.running.value), else_=Run.status))
     s.execute(update(Run).where(Run.id == run_id, Run.worker_id == worker_id, Run.status.in_(LIVE))
               .values(**values))
     row = s.execute(select(Run.cancel_requested, Run.worker_id, Run.status).where(Run.id == run_id)).first()
@@ -147,11 +150,38 @@ class ReapResult:
     stalled: list[str]
 
 
-def reap(s: Session, settings: Settings) -> ReapResult:
+class ReaperClock:
+    """When a reaper may judge heartbeats. After it could not reach the database (and when it starts, not knowing
+    for how long the database was gone), it waits lost_after_s: the workers could not write their heartbeats
+    either, and their runs are not lost, the database was."""
+
+    def __init__(self, lost_after_s: float):
+        self.lost_after_s = lost_after_s
+        self.unsure_since = time.monotonic()
+
+    @classmethod
+    def sure(cls, lost_after_s: float) -> ReaperClock:
+        """A clock that judges at once (a reaper that knows the database was up all along: tests)."""
+        clock = cls(lost_after_s)
+        clock.unsure_since = float("-inf")
+        return clock
+
+    def failed(self) -> None:
+        self.unsure_since = time.monotonic()
+
+    def may_judge(self) -> bool:
+        return time.monotonic() - self.unsure_since > self.lost_after_s
+
+
+def reap(s: Session, settings: Settings, clock: ReaperClock | None = None) -> ReapResult:
     """Detect runs whose worker died (lost: re-queue while restarts remain) and runs that stopped making
-    progress (stalled). Safe to run from any number of processes at once."""
+    progress (stalled). Safe to run from any number of processes at once. With a `clock` that is not sure of
+    the heartbeats yet, only stalled runs are looked for."""
     now = utcnow()
     result = ReapResult([], [], [])
+    if clock is not None and not clock.may_judge():
+        result.stalled = mark_stalled(s, settings)
+        return result
     dead = s.execute(select(Run.id, Run.queue, Run.restarts, Run.max_restarts, Run.attempt, Run.worker_id,
                             Run.cancel_requested)
                      .where(Run.status.in_(LIVE), Run.heartbeat_at < now - timedelta(seconds=settings.lost_after_s)))

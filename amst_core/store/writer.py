@@ -3,24 +3,34 @@
 One transaction per epoch: get-or-create the series, upsert every point (a retried or repeated epoch
 overwrites, never duplicates), move each series' latest value forward, and update the run's progress and
 best-so-far, so that readers see an epoch all at once or not at all.
+
+Through a database outage the sink keeps the epochs it could not write, in order, and writes them first when the
+database answers again, so training goes on; `pending()` hands them to the engine's checkpoint meanwhile. Only
+an outage longer than `grace_s` (or more than `max_buffered` points) stops the run, with DatabaseUnavailable.
+With a `worker_id`, every write also checks that this worker still holds the run's lease (LeaseLost if not).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from amst_core.config import ConfigError
 from amst_core.metrics import MetricPoint
 from amst_core.store.db import get_engine
 from amst_core.store.models import Modality, Point, Run, RunStatus, Series, utcnow
 
+log = logging.getLogger("amst.store")
 SeriesKey = tuple[str, str, str | None, str]  # split, component, modality (None: run level), name
 SERIES_CHUNK = 500
 
@@ -59,18 +69,96 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The run store has not answered for longer than the sink may wait."""
+
+
+class LeaseLost(RuntimeError):
+    """Another worker holds the run now (this one was presumed dead): its results must not be written."""
+
+
+# Failures of the connection, not of the statement: worth waiting out.
+OUTAGE = (OperationalError, InterfaceError)
+
+
 class DbSink:
-    def __init__(self, run_id: str, url: str | None = None):
+    def __init__(self, run_id: str, url: str | None = None, *, worker_id: str | None = None,
+                 grace_s: float = 300.0, max_buffered: int = 500_000, max_points: int | None = None):
         self.run_id = run_id
         self.engine = get_engine(url)
         self.postgres = self.engine.dialect.name == "postgresql"
+        self.worker_id, self.grace_s, self.max_buffered, self.max_points = worker_id, grace_s, max_buffered, max_points
         self.series_ids: dict[SeriesKey, int] = {}
         self.epoch_times: dict[int, float] = {}
+        self.buffer: list[list[MetricPoint]] = []  # epochs accepted but not committed yet, oldest first
+        self.down_since: float | None = None
+        self.checked_budget = False
 
     # ---- MetricSink -------------------------------------------------------------------------------------------
 
     def begin(self, start_epoch: int) -> None:
         """A (re)started attempt repeats epochs >= start_epoch: remove what an earlier attempt left there."""
+        self.retrying(lambda: self.rewind(start_epoch))
+
+    def write(self, points: Sequence[MetricPoint]) -> None:
+        if points:
+            self.buffer.append(list(points))
+            self.flush()
+
+    def pending(self) -> list[MetricPoint]:
+        return [p for epoch in self.buffer for p in epoch]
+
+    def close(self) -> None:
+        """Everything accepted is stored, waiting out an outage up to the grace; DatabaseUnavailable if not."""
+        self.retrying(self.flush_or_raise)
+
+    # ---- outages ------------------------------------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Commit the buffered epochs in order; True when none is left. An outage keeps them for the next call."""
+        while self.buffer:
+            try:
+                self.commit(self.buffer[0])
+            except OUTAGE as err:
+                self.outage(err)
+                return False
+            self.buffer.pop(0)
+        if self.down_since is not None:
+            log.warning("run %s: the database answers again after %.1f s; buffered metrics written", self.run_id,
+                        time.monotonic() - self.down_since)
+            self.down_since = None
+        return True
+
+    def flush_or_raise(self) -> None:
+        if not self.flush():
+            raise OperationalError("flush", {}, ConnectionError("the database did not answer"))
+
+    def outage(self, err: Exception) -> None:
+        now = time.monotonic()
+        if self.down_since is None:
+            self.down_since = now
+            log.warning("run %s: the database is unreachable (%s); training goes on and its metrics wait in "
+                        "memory for up to %.0f s", self.run_id, type(err).__name__, self.grace_s)
+        waited, buffered = now - self.down_since, len(self.pending())
+        if waited > self.grace_s or buffered > self.max_buffered:
+            raise DatabaseUnavailable(f"the database has been unreachable for {waited:.0f} s ({buffered} metric "
+                                      f"points waiting); AMST_DB_GRACE_S is {self.grace_s:.0f} s") from err
+
+    def retrying(self, action: Callable[[], None]) -> None:
+        """Run `action`, waiting out an outage (growing pauses) until the grace is spent."""
+        pause = 0.25
+        while True:
+            try:
+                action()
+                return
+            except OUTAGE as err:
+                self.outage(err)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+    # ---- steps of one write -----------------------------------------------------------------------------------
+
+    def rewind(self, start_epoch: int) -> None:
         with Session(self.engine) as s, s.begin():
             run_series = select(Series.id).where(Series.run_id == self.run_id)
             s.execute(delete(Point).where(Point.series_id.in_(run_series), Point.epoch >= start_epoch))
@@ -99,9 +187,7 @@ class DbSink:
         test = s.execute(fused("test").where(Point.epoch == best.epoch)).first()
         return {"best_epoch": best.epoch, "best_val_acc": best.value, "test_acc_at_best": test.value if test else None}
 
-    def write(self, points: Sequence[MetricPoint]) -> None:
-        if not points:
-            return
+    def commit(self, points: Sequence[MetricPoint]) -> None:
         try:
             with Session(self.engine) as s, s.begin():
                 ids = self.ensure_series(s, {series_key(p) for p in points})
@@ -111,11 +197,6 @@ class DbSink:
         except BaseException:
             self.series_ids.clear()  # ids created in the rolled-back transaction do not exist
             raise
-
-    def close(self) -> None:
-        pass
-
-    # ---- steps of one write -----------------------------------------------------------------------------------
 
     def ensure_series(self, s: Session, keys: set[SeriesKey]) -> dict[SeriesKey, int]:
         missing = [k for k in keys if k not in self.series_ids]
@@ -179,15 +260,29 @@ class DbSink:
                                  and finite_or_none(p.value) is not None})
         if self.epoch_times:
             values["median_epoch_s"] = statistics.median(self.epoch_times.values())
-        run = s.execute(select(Run.best_val_acc, Run.status).where(Run.id == self.run_id)).first()
+        run = s.execute(select(Run.best_val_acc, Run.status, Run.worker_id, Run.epochs_total)
+                        .where(Run.id == self.run_id)).first()
         if run is None:
             raise LookupError(f"run {self.run_id} does not exist")
+        if self.worker_id is not None and run.worker_id != self.worker_id:
+            raise LeaseLost(f"run {self.run_id} is held by {run.worker_id or 'no worker'} now, not {self.worker_id}")
+        self.check_budget(len(points), run.epochs_total)
         val = _value(points, "val", "fused", "acc")
         if val is not None and (run.best_val_acc is None or val > run.best_val_acc):
             values.update(best_epoch=epoch, best_val_acc=val, test_acc_at_best=_value(points, "test", "fused", "acc"))
         if run.status == RunStatus.stalled:
             values["status"] = RunStatus.running  # a new epoch: not stalled any more
         s.execute(update(Run).where(Run.id == self.run_id).values(**values))
+
+    def check_budget(self, per_epoch: int, epochs: int) -> None:
+        """A run may write at most `max_points` points (AMST_MAX_POINTS_PER_RUN): refused at its first epoch."""
+        if self.max_points is None or self.checked_budget:
+            return
+        self.checked_budget = True
+        if per_epoch * epochs > self.max_points:
+            raise ConfigError("epochs", f"this run would write about {per_epoch * epochs:,} metric points "
+                                        f"({per_epoch} an epoch x {epochs} epochs); this server keeps at most "
+                                        f"{self.max_points:,} per run (AMST_MAX_POINTS_PER_RUN)")
 
 
 def _value(points: Sequence[MetricPoint], split: str, component: str, name: str) -> float | None:

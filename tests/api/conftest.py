@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from amst_core.store.db import get_engine
+from amst_core.store.lifecycle import ReaperClock
 from api.main import create_app
 from api.settings import ApiSettings
 
@@ -51,6 +52,7 @@ def dispatcher() -> FakeDispatcher:
 def app(settings: ApiSettings, dispatcher: FakeDispatcher) -> FastAPI:
     app = create_app(settings)
     app.state.dispatcher = dispatcher
+    app.state.reaper_clock = ReaperClock.sure(settings.lost_after_s)  # the database was up all along
     return app
 
 

@@ -125,6 +125,18 @@ def test_reaper_requeues_a_lost_run(app: FastAPI, client: TestClient, dispatcher
     assert reap_once(app) == []  # dispatched once, not on every pass
 
 
+def test_reaper_does_not_judge_heartbeats_right_after_a_database_outage(app: FastAPI, client: TestClient,
+                                                                       db_url: str) -> None:
+    """The workers could not write their heartbeats while the database was gone: their runs are not lost."""
+    run_id = submit(client)["id"]
+    FakeWorker(db_url, run_id).start().go_silent(seconds=60)
+    app.state.reaper_clock = lifecycle.ReaperClock(app.state.settings.lost_after_s)
+    app.state.reaper_clock.failed()  # a pass failed a moment ago
+    assert reap_once(app) == [] and client.get(f"/runs/{run_id}").json()["status"] == "running"
+    app.state.reaper_clock.unsure_since -= app.state.settings.lost_after_s + 1  # a lost_after_s later
+    assert reap_once(app) == [run_id]
+
+
 def test_reaper_resends_a_message_only_an_idle_worker_could_have_lost(
         app: FastAPI, client: TestClient, dispatcher: FakeDispatcher, db_url: str) -> None:
     waiting = submit(client)["id"]
@@ -144,6 +156,7 @@ def test_lifespan_runs_the_reaper(make_settings: Callable[..., ApiSettings], dis
                                   db_url: str) -> None:
     app = create_app(make_settings(reaper_s=0.05))
     app.state.dispatcher = dispatcher
+    app.state.reaper_clock = lifecycle.ReaperClock.sure(app.state.settings.lost_after_s)
     with TestClient(app) as c:
         run_id = submit(c)["id"]
         FakeWorker(db_url, run_id).start().go_silent()
