@@ -3,7 +3,8 @@
 `amst up` is the embedded default: SQLite and kombu's SQLAlchemy broker transport under ./.amst/ (no Redis,
 no Docker), or PostgreSQL and Redis when DATABASE_URL and BROKER_URL are set. It migrates the database,
 starts the API, one worker and the dashboard as child processes (each in its own process group), optionally
-submits a demo run and prints its status changes, and stops them all on SIGINT or SIGTERM.
+submits a demo run and prints its status changes, restarts a child that dies, and stops them all on SIGINT or
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from amst_core.store.db import home
-
-STOP_GRACE_S = 20.0
 
 
 def serve_api(host: str, port: int) -> None:
@@ -143,9 +143,32 @@ def up(port: int, ui: bool, ui_port: int, demo: dict | None = None) -> int:
     return supervise(commands, env, watcher.poll if watcher else None)
 
 
+@dataclass
+class Child:
+    """One supervised process and its restart bookkeeping."""
+
+    name: str
+    command: list[str]
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restart_at: float | None = None  # when a dead child is started again
+    quick_failures: int = 0  # deaths in a row within QUICK_DEATH_S of their start
+
+    def backoff_s(self) -> float:
+        return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** max(0, self.quick_failures - 1))
+
+
+STOP_GRACE_S = 20.0
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 1.0, 30.0
+QUICK_DEATH_S = 10.0  # a child that dies sooner than this after its start counts towards a crash loop
+CRASH_LOOP = 5  # that many quick deaths in a row: something is wrong that a restart will not fix
+
+
 def supervise(commands: dict[str, list[str]], env: dict[str, str], tick=None) -> int:
-    """Start the children, wait until a signal arrives or one exits, then stop all of them (whole process
-    groups). The handlers are installed first, so a Ctrl-C at any moment still stops every child."""
+    """Start the children and keep them running: one that dies (a crash, SIGKILL, the OOM killer) is started
+    again after a growing pause, with a message; one that keeps dying at once (a port in use) ends everything.
+    A signal stops all of them (whole process groups). The handlers are installed first, so a Ctrl-C at any
+    moment still stops every child."""
     stopping = {"signal": None}
 
     def on_signal(signum, _frame) -> None:
@@ -154,31 +177,66 @@ def supervise(commands: dict[str, list[str]], env: dict[str, str], tick=None) ->
         stopping["signal"] = signum
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    children: dict[str, subprocess.Popen] = {}
+    children = {name: Child(name, cmd) for name, cmd in commands.items()}
     logs = Path(env["AMST_HOME"]) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     print(f"logs: {logs}/{{{','.join(commands)}}}.log", flush=True)
+    code = 0
     try:
-        for name, cmd in commands.items():
-            if stopping["signal"] is None:  # each child's output goes to its log: the console stays readable
-                with (logs / f"{name}.log").open("a") as out:
-                    children[name] = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=out,
-                                                      stderr=subprocess.STDOUT)
+        for child in children.values():
+            if stopping["signal"] is None:
+                start(child, env, logs)
         while stopping["signal"] is None:
-            exited = [name for name, p in children.items() if p.poll() is not None]
-            if exited:
-                print(f"amst up: {', '.join(exited)} exited; stopping the rest", file=sys.stderr, flush=True)
-                for name in exited:
-                    print(f"--- end of {logs / name}.log ---\n{tail(logs / f'{name}.log')}", file=sys.stderr)
+            broken = watch(children, env, logs)
+            if broken is not None:
+                print(f"amst up: {broken.name} keeps failing at start ({CRASH_LOOP} times in a row); stopping. "
+                      f"--- end of {logs / broken.name}.log ---\n{tail(logs / f'{broken.name}.log')}",
+                      file=sys.stderr, flush=True)
+                code = 1
                 break
             if tick is not None:
                 tick()
             time.sleep(0.2)
     finally:
-        stop_all(children)
+        stop_all({c.name: c.process for c in children.values() if c.process is not None})
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 0 if stopping["signal"] is not None else 1
+    return code
+
+
+def start(child: Child, env: dict[str, str], logs: Path) -> None:
+    # Each child's output goes to its log, so the console stays readable; each leads its own process group.
+    with (logs / f"{child.name}.log").open("a") as out:
+        child.process = subprocess.Popen(child.command, env=env, start_new_session=True, stdout=out,
+                                         stderr=subprocess.STDOUT)
+    child.started_at, child.restart_at = time.monotonic(), None
+
+
+def watch(children: dict[str, Child], env: dict[str, str], logs: Path) -> Child | None:
+    """One look at the children: restart the dead ones when their pause is over. Returns a child in a crash
+    loop, if any."""
+    now = time.monotonic()
+    for child in children.values():
+        process = child.process
+        if child.restart_at is None and process is not None and process.poll() is not None:
+            quick = now - child.started_at < QUICK_DEATH_S
+            child.quick_failures = child.quick_failures + 1 if quick else 1
+            if child.quick_failures >= CRASH_LOOP:
+                return child
+            child.restart_at = now + child.backoff_s()
+            print(f"amst up: {child.name} exited ({describe_exit(process.returncode)}); restarting it in "
+                  f"{child.backoff_s():.0f} s (its log: {logs / child.name}.log)", file=sys.stderr, flush=True)
+        elif child.restart_at is not None and now >= child.restart_at:
+            start(child, env, logs)
+            print(f"amst up: {child.name} restarted", file=sys.stderr, flush=True)
+    return None
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        name = signal.Signals(-code).name
+        return f"killed by {name}" + (", perhaps by the out-of-memory killer" if name == "SIGKILL" else "")
+    return f"exit code {code}"
 
 
 def tail(path: Path, lines: int = 30) -> str:

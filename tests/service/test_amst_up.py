@@ -143,3 +143,57 @@ def test_amst_up_stops_cleanly_on_sigterm_and_hands_a_running_run_back(up: Up) -
         attempts = db.execute("SELECT status FROM attempts WHERE run_id = ?", (long_id,)).fetchall()
     assert (status, worker) == ("queued", None), "the stopping worker hands its run back to the queue"
     assert attempts == [("interrupted",)]
+
+
+# ---- supervision: a child that dies is started again ----------------------------------------------------------------
+
+def child_of(up: Up, role: str) -> Proc:
+    """The live process of `amst serve <role>` under amst up."""
+    up.record_tree()
+    for p in up.tree:
+        if p.alive and f"serve\0{role}".encode() in Path(f"/proc/{p.pid}/cmdline").read_bytes():
+            return p
+    raise AssertionError(f"no live {role} process under amst up:\n{up.logs()}")
+
+
+def test_amst_up_restarts_a_killed_worker_and_api_and_the_run_goes_on(up: Up) -> None:
+    resp = httpx.post(f"{up.url}/runs", json=tiny_run(method="naive", epochs=6), timeout=10)
+    assert resp.status_code == 201, resp.text
+    run_id = resp.json()["id"]
+    wait_until(lambda: up.get(f"/runs/{run_id}")["epochs_done"] >= 2, 240, message="two epochs")
+    os.killpg(child_of(up, "worker").pid, signal.SIGKILL)  # as the out-of-memory killer would
+    wait_until(lambda: "worker exited (killed by SIGKILL" in up.log.read_text(), 20, message="the message")
+    wait_until(lambda: "worker restarted" in up.log.read_text(), 20, message="the worker to be restarted")
+
+    api = child_of(up, "api")
+    os.killpg(api.pid, signal.SIGKILL)
+    wait_until(lambda: "api restarted" in up.log.read_text(), 20, message="the API to be restarted")
+
+    def answers() -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{up.url}/health", timeout=2).status_code == 200
+        return False
+
+    wait_until(answers, 60, message="the restarted API to answer")
+    wait_until(lambda: up.get(f"/runs/{run_id}")["status"] in TERMINAL, 300, message="the resumed run to end")
+    run = up.get(f"/runs/{run_id}")
+    assert run["status"] == "succeeded" and run["attempt"] == 2, up.logs()
+    assert run["attempts"][1]["start_epoch"] >= 2, "the new worker resumed from the checkpoint"
+    series = up.get(f"/runs/{run_id}/metrics?split=val&name=acc")["series"]
+    assert series and all(s["epochs"] == list(range(6)) for s in series)
+    assert up.proc.poll() is None, "amst up itself never stopped"
+    stop_and_check(up, signal.SIGINT)  # Ctrl-C still stops everything, restarted children included
+
+
+def test_a_child_that_keeps_dying_at_start_ends_amst_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from amst_core import serve
+
+    monkeypatch.setattr(serve, "BACKOFF_FIRST_S", 0.05)
+    healthy = [sys.executable, "-c", "import time; time.sleep(60)"]
+    broken = [sys.executable, "-c", "import sys; print('address already in use'); sys.exit(3)"]
+    code = serve.supervise({"api": healthy, "worker": broken}, {**os.environ, "AMST_HOME": str(tmp_path)})
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("worker exited (exit code 3)") == serve.CRASH_LOOP - 1
+    assert "worker keeps failing at start" in err and "address already in use" in err
