@@ -108,6 +108,24 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Apply the artifacts retention policy (amst_core.artifacts) now."""
+    from amst_core import artifacts
+    from amst_core.settings import Settings
+    from amst_core.store.db import session_scope
+
+    overrides = {"checkpoint_retention_days": args.days} if args.days is not None else {}
+    settings = Settings(**overrides)
+    with session_scope(settings.db_url) as s:
+        report = artifacts.collect(s, settings, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for path, size in report.removed:
+        print(f"{verb} {path} ({size / 1e6:.1f} MB)")
+    print(f"{verb} {len(report.removed)} files or folders, {report.freed_bytes / 1e6:.1f} MB, under "
+          f"{settings.artifacts_dir}", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from amst_core import serve
 
@@ -162,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db", help="database maintenance")
     p.add_argument("action", choices=["upgrade"], help="upgrade: migrate the run store to the current schema")
     p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("gc", help="remove ended runs' checkpoints past their retention, and leftovers")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument("--days", type=float, help="retention in days (default AMST_CHECKPOINT_RETENTION_DAYS, 30)")
+    p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("serve", help="run one service process (api, worker or the ui dashboard)")
     p.add_argument("role", choices=["api", "worker", "ui"])

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     cancel_poll_s: float = Field(1.0, alias="AMST_CANCEL_POLL_S", gt=0)
     sse_poll_s: float = Field(0.25, alias="AMST_SSE_POLL_S", gt=0)
     reaper_s: float = Field(5.0, alias="AMST_REAPER_S", gt=0)
+    checkpoint_retention_days: float = Field(30.0, alias="AMST_CHECKPOINT_RETENTION_DAYS", ge=0,
+                                             description="an ended run keeps its checkpoints this long")
+    keep_best_checkpoint: bool = Field(True, alias="AMST_KEEP_BEST_CHECKPOINT",
+                                       description="retention removes last.pt only and keeps the best model")
+    gc_interval_s: float = Field(3600.0, alias="AMST_GC_INTERVAL_S", ge=0,
+                                 description="how often the API applies the retention policy (0: never)")
     db_grace_s: float = Field(300.0, alias="AMST_DB_GRACE_S", ge=0,
                               description="how long a worker trains on through a database outage")
     db_buffer_points: int = Field(500_000, alias="AMST_DB_BUFFER_POINTS", ge=1000,
@@ -44,7 +50,10 @@ class Settings(BaseSettings):
 
     @property
     def celery_broker(self) -> str:
-        return self.broker_url or f"sqla+sqlite:///{home() / 'broker.db'}"
+        if self.broker_url:
+            return self.broker_url
+        home().mkdir(parents=True, exist_ok=True)  # SQLite makes the file, not its folder
+        return f"sqla+sqlite:///{home() / 'broker.db'}"
 
     @property
     def artifacts_dir(self) -> Path:

@@ -15,7 +15,6 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -47,7 +46,7 @@ class Poll:
 
 
 class RunEvents:
-    def __init__(self, sessions: Callable[[], Session], detail: Callable[[Session, Run, datetime], RunDetail],
+    def __init__(self, sessions: Callable[[], Session], detail: Callable[[Session, Run], RunDetail],
                  run_id: str, filters: queries.SeriesFilters, since_epoch: int, poll_s: float, keepalive_s: float):
         self.sessions = sessions
         self.detail = detail
@@ -97,7 +96,7 @@ class RunEvents:
             run = queries.get_run(s, self.run_id)
             if run is None:
                 return Poll(gone=True)
-            out.detail = self.detail(s, run, utcnow())
+            out.detail = self.detail(s, run)
         return out
 
     async def stream(self) -> AsyncIterator[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -20,6 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy import inspect, update
 from sqlalchemy.orm import sessionmaker
 
+from amst_core import artifacts
 from amst_core.config import RunConfig
 from amst_core.settings import Settings
 from amst_core.store import lifecycle, queries
@@ -79,13 +81,26 @@ def check_database(app: FastAPI) -> None:
 
 
 async def reaper_loop(app: FastAPI) -> None:
+    """Every AMST_REAPER_S: lost and stalled runs; every AMST_GC_INTERVAL_S: the artifacts retention policy."""
+    settings = app.state.settings
+    next_gc = time.monotonic() + min(settings.gc_interval_s, 60.0)  # soon after a start, then at the interval
     while True:
-        await asyncio.sleep(app.state.settings.reaper_s)
+        await asyncio.sleep(settings.reaper_s)
         try:
             await asyncio.to_thread(reap_once, app)
+            if settings.gc_interval_s > 0 and time.monotonic() >= next_gc:
+                next_gc = time.monotonic() + settings.gc_interval_s
+                await asyncio.to_thread(collect_garbage, app)
         except Exception as err:  # the loop must outlive a database outage, and not judge heartbeats right after
             app.state.reaper_clock.failed()
             log.warning("reaper pass failed: %s", type(err).__name__)
+
+
+def collect_garbage(app: FastAPI) -> None:
+    with app.state.sessions() as s:
+        report = artifacts.collect(s, app.state.settings)
+    if report.removed:
+        log.info("retention: removed %d files, %.1f MB", len(report.removed), report.freed_bytes / 1e6)
 
 
 def reap_once(app: FastAPI) -> list[str]:

@@ -114,6 +114,11 @@ class LatestOut(BaseModel):
     value: float | None
 
 
+class ArtifactsOut(BaseModel):
+    bytes: int = Field(description="disk used by the run's folder under AMST_ARTIFACTS (checkpoints mostly)")
+    files: dict[str, int] = Field(description="bytes per file, by path in the run's folder")
+
+
 class RunDetail(RunSummary):
     config: dict[str, Any]
     error: str | None
@@ -127,16 +132,18 @@ class RunDetail(RunSummary):
     summary: dict[str, Any] | None = Field(description="the worker's final summary of the run, when it ended")
     attempts: list[AttemptOut]
     latest: list[LatestOut] = Field(description="the newest value of every series")
+    artifacts: ArtifactsOut
 
     @classmethod
     def build(cls, run: Run, now: datetime, queue_position: int | None, attempts: list[Attempt],
-              latest: list[LatestValue]) -> RunDetail:
+              latest: list[LatestValue], files: dict[str, int]) -> RunDetail:
         return cls(
             **cls.fields_of(run, now), config=run.config, error=run.error, restarts=run.restarts,
             max_restarts=run.max_restarts, cancel_requested=run.cancel_requested, worker_id=run.worker_id,
             queue_position=queue_position, median_epoch_s=finite(run.median_epoch_s),
             last_epoch_at=run.last_epoch_at, summary=run.summary, attempts=[AttemptOut.of(a) for a in attempts],
             latest=[LatestOut(**vars(v)) for v in latest],
+            artifacts=ArtifactsOut(bytes=sum(files.values()), files=files),
         )
 
 

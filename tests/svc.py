@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -43,6 +45,21 @@ def redis_db() -> str:
 
 
 BACKENDS = ["postgres+redis", "embedded"]
+FAST_LIFECYCLE = {"AMST_HEARTBEAT_S": "0.5", "AMST_CANCEL_POLL_S": "0.2", "AMST_REAPER_S": "0.5",
+                  "AMST_SSE_POLL_S": "0.1"}
+
+
+def service_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of service processes under test: the embedded default in `tmp_path` (overridden by
+    `extra`), tiny avdigits data, fast heartbeats and reaping, one thread."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "BROKER_URL", "AMST_"))}
+    data_root = tmp_path / "data"
+    if not (data_root / "avdigits").exists():
+        write_tiny_avdigits(data_root)
+    env.update({"AMST_HOME": str(tmp_path / ".amst"), "AMST_DATA_ROOT": str(data_root),
+                "AMST_ARTIFACTS": str(tmp_path / "artifacts"), **FAST_LIFECYCLE, "OMP_NUM_THREADS": "1",
+                "PYTHONUNBUFFERED": "1", **extra})
+    return env
 
 
 class Service:
@@ -123,3 +140,63 @@ def wait_until(predicate, timeout: float, interval: float = 0.2, message: str = 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+PG_BIN = Path("/usr/lib/postgresql")
+
+
+class OwnPostgres:
+    """A PostgreSQL cluster of the test's own, on its own port, that the test may stop and start (the shared
+    server on 5432 is never touched). initdb refuses to run as root, so the cluster belongs to `postgres`."""
+
+    def __init__(self) -> None:
+        versions = sorted(PG_BIN.glob("*/bin/initdb"))
+        if not versions:
+            raise FileNotFoundError("no PostgreSQL server binaries under /usr/lib/postgresql")
+        self.bin = versions[-1].parent
+        # Not under pytest's tmp_path: its parents are private to root, and the server runs as `postgres`.
+        self.folder, self.port = Path(tempfile.mkdtemp(prefix="amst-pg-")), free_port()
+        self.folder.chmod(0o755)
+        folder = self.folder
+        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_owner:
+            subprocess.run(["chown", "postgres", str(folder)], check=True)
+        subprocess.run([*self.as_owner, str(self.bin / "initdb"), "-D", str(folder / "data"), "-A", "trust",
+                        "-U", "postgres", "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def pg_ctl(self, *args: str) -> None:
+        subprocess.run([*self.as_owner, str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-w", *args],
+                       check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        self.pg_ctl("-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    "-l", str(self.folder / "server.log"), "start")
+
+    def stop(self) -> None:
+        self.pg_ctl("-m", "fast", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class OwnRedis:
+    """A Redis server of the test's own (no persistence: a restart empties it, as a crashed Redis would)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save",
+                                      "", "--appendonly", "no"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_until(lambda: reachable("127.0.0.1", self.port), 10, message="redis-server to listen")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

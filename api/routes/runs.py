@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -16,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from amst_core.artifacts import disk_use
 from amst_core.catalog import DATASETS, METHODS
 from amst_core.config import PRINTABLE, RunConfig
 from amst_core.store import lifecycle, queries
@@ -33,6 +33,7 @@ from api.runconfig import (
     run_config_body,
 )
 from api.schemas import ErrorResponse, MetricsOut, RunDetail, RunPage, RunSummary
+from api.settings import ApiSettings
 
 log = logging.getLogger("amst.api")
 router = APIRouter(tags=["runs"])
@@ -75,10 +76,11 @@ async def empty_body(request: Request) -> None:
         raise ApiError(422, f"{request.url.path} takes no body (send nothing, or {{}})", "body")
 
 
-def run_detail(s: Session, run: Run, now: datetime) -> RunDetail:
-    """RunDetail in four small queries: tags came with the run; attempts, latest values, queue position."""
-    return RunDetail.build(run, now, lifecycle.queue_position(s, run), queries.attempts(s, run.id),
-                           queries.latest_values(s, run.id))
+def run_detail(s: Session, run: Run, settings: ApiSettings) -> RunDetail:
+    """RunDetail in four small queries (tags came with the run; attempts, latest values, queue position) and a
+    look at the run's folder."""
+    return RunDetail.build(run, utcnow(), lifecycle.queue_position(s, run), queries.attempts(s, run.id),
+                           queries.latest_values(s, run.id), disk_use(settings.run_dir(run.id)))
 
 
 @router.post("/runs", status_code=201, response_model=RunDetail, dependencies=Auth, openapi_extra=RUN_CONFIG_BODY,
@@ -94,7 +96,7 @@ def submit_run(response: Response, s: SessionDep, settings: SettingsDep, dispatc
     key = idempotency_key(key)
     digest = request_hash(cfg)
     if key is not None and (earlier := run_with_key(s, key)) is not None:
-        return replay(s, response, earlier, digest)
+        return replay(s, response, earlier, digest, settings)
     check_dataset_files(cfg, settings)
     try:
         run = lifecycle.create_run(s, cfg, key, digest)  # its flush meets the unique key first
@@ -105,7 +107,7 @@ def submit_run(response: Response, s: SessionDep, settings: SettingsDep, dispatc
         if earlier is None:  # the winner was rolled back (its broker refused it): this one may try again
             raise ApiError(409, "a concurrent request with this Idempotency-Key did not complete; send the "
                                 "request again", "Idempotency-Key") from None
-        return replay(s, response, earlier, digest)
+        return replay(s, response, earlier, digest, settings)
     try:
         run.task_id = dispatch.send(run.id, run.queue)
     except Exception as err:  # the broker is down: nothing must remain of this request
@@ -115,21 +117,21 @@ def submit_run(response: Response, s: SessionDep, settings: SettingsDep, dispatc
         raise ApiError(503, f"could not queue the run: {err}") from None
     s.commit()
     response.headers["Location"] = f"/runs/{run.id}"
-    return run_detail(s, run, utcnow())
+    return run_detail(s, run, settings)
 
 
 def run_with_key(s: Session, key: str) -> Run | None:
     return s.scalar(select(Run).where(Run.idempotency_key == key))
 
 
-def replay(s: Session, response: Response, run: Run, digest: str) -> RunDetail:
+def replay(s: Session, response: Response, run: Run, digest: str, settings: ApiSettings) -> RunDetail:
     if run.request_hash != digest:
         raise ApiError(409, "Idempotency-Key was already used for a different run request; use a new key",
                        "Idempotency-Key")
     response.status_code = 200
     response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/runs/{run.id}"
-    return run_detail(s, run, utcnow())
+    return run_detail(s, run, settings)
 
 
 @router.get("/runs", response_model=RunPage, responses=Errors)
@@ -150,9 +152,9 @@ def list_runs(s: SessionDep, status: values(RunStatus, "any of these statuses") 
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail, responses=Errors)
-def get_run(run_id: str, s: SessionDep) -> RunDetail:
+def get_run(run_id: str, s: SessionDep, settings: SettingsDep) -> RunDetail:
     """Config, status, attempts, progress, best metrics, heartbeat age, queue position, device, ETA."""
-    return run_detail(s, find_run(s, run_id), utcnow())
+    return run_detail(s, find_run(s, run_id), settings)
 
 
 def distinct(items: list[Any] | None) -> tuple[Any, ...]:
@@ -200,8 +202,8 @@ async def run_events(request: Request, run_id: str, filters: SeriesFiltersDep, s
             find_run(s, run_id)
 
     await asyncio.to_thread(exists)
-    events = RunEvents(state.sessions, run_detail, run_id, filters, since, state.settings.sse_poll_s,
-                       state.settings.sse_keepalive_s)
+    events = RunEvents(state.sessions, lambda s, run: run_detail(s, run, state.settings), run_id, filters, since,
+                       state.settings.sse_poll_s, state.settings.sse_keepalive_s)
     return StreamingResponse(events.stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -214,7 +216,7 @@ def resume_epoch(last_event_id: str | None, since_epoch: int) -> int:
 
 @router.post("/runs/{run_id}/cancel", response_model=RunDetail, dependencies=[*Auth, Depends(empty_body)],
              responses=Mutation, openapi_extra=EMPTY_BODY)
-def cancel_run(run_id: str, s: SessionDep, dispatch: DispatcherDep) -> RunDetail:
+def cancel_run(run_id: str, s: SessionDep, settings: SettingsDep, dispatch: DispatcherDep) -> RunDetail:
     """A queued run is cancelled at once; a running one is flagged and its worker stops within seconds."""
     run = find_run(s, run_id, for_update=True)
     try:
@@ -224,7 +226,7 @@ def cancel_run(run_id: str, s: SessionDep, dispatch: DispatcherDep) -> RunDetail
     s.commit()
     if run.task_id:
         revoke(dispatch, run.task_id)
-    return run_detail(s, run, utcnow())
+    return run_detail(s, run, settings)
 
 
 def revoke(dispatch: DispatcherDep, task_id: str) -> None:
@@ -240,7 +242,7 @@ RETRY_RESTORE = ("status", "cancel_requested", "error", "finished_at", "worker_i
 
 @router.post("/runs/{run_id}/retry", response_model=RunDetail, dependencies=[*Auth, Depends(empty_body)],
              responses={**Mutation, 503: {"model": ErrorResponse}}, openapi_extra=EMPTY_BODY)
-def retry_run(run_id: str, s: SessionDep, dispatch: DispatcherDep) -> RunDetail:
+def retry_run(run_id: str, s: SessionDep, settings: SettingsDep, dispatch: DispatcherDep) -> RunDetail:
     """Queue a failed, cancelled or lost run again; it resumes from its last checkpoint."""
     run = find_run(s, run_id, for_update=True)
     before = {k: getattr(run, k) for k in RETRY_RESTORE}
@@ -257,7 +259,7 @@ def retry_run(run_id: str, s: SessionDep, dispatch: DispatcherDep) -> RunDetail:
         s.commit()
         raise ApiError(503, f"could not queue the run: {err}") from None
     s.commit()
-    return run_detail(s, run, utcnow())
+    return run_detail(s, run, settings)
 
 
 @router.delete("/runs/{run_id}", status_code=204, dependencies=Auth, responses=Mutation)

@@ -7,15 +7,13 @@ with a token configured, so that the schema's auth and the server's agree both w
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from dbkit import empty_pg_database
-from svc import ROOT, Service, reachable
-from tiny import write_tiny_avdigits
+from svc import ROOT, Service, reachable, service_env
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 TOKEN = "schemathesis-token"
@@ -29,13 +27,8 @@ def run_schemathesis(url: str, examples: int, *extra: str) -> subprocess.Complet
 
 
 def api_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "BROKER_URL", "AMST_"))}
-    data = tmp_path / "data"
-    write_tiny_avdigits(data)
-    env.update({"AMST_HOME": str(tmp_path / ".amst"), "AMST_DATA_ROOT": str(data), "BROKER_URL": "memory://",
-                "AMST_ARTIFACTS": str(tmp_path / "artifacts"), "AMST_SSE_POLL_S": "0.05",
-                "AMST_SSE_KEEPALIVE_S": "0.5", "PYTHONUNBUFFERED": "1", **extra})
-    return env
+    return service_env(tmp_path, BROKER_URL="memory://", AMST_SSE_POLL_S="0.05", AMST_SSE_KEEPALIVE_S="0.5",
+                       **extra)
 
 
 def check(result: subprocess.CompletedProcess) -> None:

@@ -87,13 +87,31 @@ def test_cancel_mid_run_then_worker_takes_the_next_run(service: Service) -> None
     assert get_run(service, short["id"])["status"] == "succeeded", service.logs("worker")
 
 
-def test_killed_worker_is_lost_then_resumed_by_another_worker(service: Service) -> None:
+TIMING = {"epoch_time", "train_time", "samples_per_s"}
+
+
+def values_of(svc: Service, run_id: str) -> dict[tuple, list]:
+    """Every series of a run but wall-clock ones: {(split, component, modality, name): [(epoch, value)]}."""
+    return {(s["split"], s["component"], s["modality"], s["name"]): list(zip(s["epochs"], s["values"], strict=True))
+            for s in series_of(svc, run_id) if s["name"] not in TIMING}
+
+
+def test_killed_worker_mid_epoch_is_resumed_and_ends_as_if_never_killed(service: Service) -> None:
+    """SIGKILL in the middle of an epoch: the run is lost, re-queued, resumed by another worker from its last
+    checkpoint, and its every metric equals that of the same run trained without interruption."""
     service.start_api()
     service.start_worker("worker-a")
-    epochs = 6
-    run_id = httpx.post(f"{service.url}/runs", json=tiny_run(method="amst_alt", epochs=epochs),
-                        timeout=10).json()["id"]
-    wait_until(lambda: get_run(service, run_id)["epochs_done"] >= 2, 300, message="two epochs on worker a")
+    epochs = 5
+    body = tiny_run(method="amst_alt", epochs=epochs)
+    run_id = httpx.post(f"{service.url}/runs", json=body, timeout=10).json()["id"]
+
+    def inside_an_epoch() -> bool:
+        run = get_run(service, run_id)
+        live = run["live"] or {}
+        return run["epochs_done"] >= 2 and live.get("split") == "train" and live.get("batch", 0) > 0 \
+            and live.get("epoch") == run["epochs_done"]
+
+    wait_until(inside_an_epoch, 300, interval=0.05, message="a batch into the third epoch on worker a")
     service.kill("worker-a")  # SIGKILL: no goodbye, no final state
     wait_until(lambda: get_run(service, run_id)["restarts"] == 1, 30, message="lost and re-queued")
 
@@ -102,13 +120,16 @@ def test_killed_worker_is_lost_then_resumed_by_another_worker(service: Service) 
     run = get_run(service, run_id)
     assert run["status"] == "succeeded", service.logs("worker-b")
     assert run["attempt"] == 2
-    attempts = run["attempts"]
-    assert [a["status"] for a in attempts] == ["lost", "succeeded"]
-    assert attempts[1]["start_epoch"] >= 1, "the second attempt resumed from a checkpoint"
+    assert [a["status"] for a in run["attempts"]] == ["lost", "succeeded"]
+    assert run["attempts"][1]["start_epoch"] >= 2, "the second attempt resumed from a checkpoint"
     series = series_of(service, run_id)
     for s in series:
         if s["split"] in ("train", "val") and s["name"] == "acc" and s["component"] != "run":
             assert s["epochs"] == list(range(epochs)), (s["component"], s["modality"], s["epochs"])
+
+    reference = httpx.post(f"{service.url}/runs", json=body, timeout=10).json()["id"]  # same run, not killed
+    wait_until(lambda: get_run(service, reference)["status"] in TERMINAL, 300, message="the reference run")
+    assert values_of(service, run_id) == values_of(service, reference)
 
 
 def test_a_worker_that_stops_cleanly_says_so(service: Service) -> None:
