@@ -191,7 +191,10 @@ class DatasetOut(BaseModel):
     splits: list[str]
     prepared: bool = Field(description="its folder exists under AMST_DATA_ROOT (always true for synthetic)")
     prepare_command: str | None
-    suggested: dict[str, Any] = Field(description="run-config fields that fit this dataset (shapes, learning rate)")
+    defaults: dict[str, Any] = Field(description="run-config fields its data dictate (input shapes): what a request "
+                                                "that leaves them out gets")
+    suggested: dict[str, Any] = Field(description="run-config fields that fit this dataset (its defaults, a learning "
+                                                 "rate, a skip factor): where a form starts")
 
 
 class WorkerOut(BaseModel):

@@ -17,6 +17,7 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from amst_core.cli import build_parser
+from amst_core.limits import Limits
 from amst_core.settings import Settings
 from api.settings import ApiSettings
 
@@ -217,7 +218,7 @@ def test_service_commands_parse_with_the_cli(name: str) -> None:
 # ---- environment ---------------------------------------------------------------------------------------------------
 
 def known_server_env() -> set[str]:
-    return env_names(Settings) | env_names(ApiSettings) | set(DIRECT_ENV)
+    return env_names(Settings) | env_names(ApiSettings) | env_names(Limits) | set(DIRECT_ENV)
 
 
 @pytest.mark.parametrize(("name", "source"), DIRECT_ENV.items())

@@ -42,7 +42,8 @@ def list_datasets(settings: SettingsDep) -> list[DatasetOut]:
     """Datasets, and whether each is prepared under AMST_DATA_ROOT."""
     return [DatasetOut(name=d.name, summary=d.summary, modalities=list(d.modalities), classes=list(d.classes),
                        splits=list(d.splits), prepared=d.name == "synthetic" or (Path(settings.data_root) / d.name)
-                       .is_dir(), prepare_command=d.prepare_command, suggested=d.suggested)
+                       .is_dir(), prepare_command=d.prepare_command, defaults=d.defaults,
+                       suggested=d.suggested)
             for d in DATASETS.values()]
 
 

@@ -78,7 +78,7 @@ def test_cancel_mid_run_then_worker_takes_the_next_run(service: Service) -> None
     long_run = httpx.post(f"{service.url}/runs", json=tiny_run(method="naive", epochs=500), timeout=10).json()
     wait_until(lambda: get_run(service, long_run["id"])["epochs_done"] >= 1, 240, message="first epoch")
     asked = time.monotonic()
-    assert httpx.post(f"{service.url}/runs/{long_run['id']}/cancel", timeout=10).status_code == 200
+    assert httpx.post(f"{service.url}/runs/{long_run['id']}/cancel", json={}, timeout=10).status_code == 200
     wait_until(lambda: get_run(service, long_run["id"])["status"] == "cancelled", 10, message="cancelled")
     assert time.monotonic() - asked < 10
 
