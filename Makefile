@@ -52,6 +52,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/api_latency.py
 	$(BIN)/python bench/live_latency.py --pg-url $(PG_BENCH)
 	$(BIN)/python bench/ui_render.py
+	$(BIN)/python bench/checkpoint.py
+	$(BIN)/python bench/load.py --pg-url $(PG_BENCH)
 
 results: prepare
 	$(BIN)/python bench/results.py

@@ -130,7 +130,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from amst_core import serve
 
     if args.role == "api":
-        serve.serve_api(args.host, args.port or 8000)
+        serve.serve_api(args.host, args.port or 8000, args.workers)
     elif args.role == "worker":
         serve.serve_worker(args.gpu, args.queue)
     else:
@@ -189,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run one service process (api, worker or the ui dashboard)")
     p.add_argument("role", choices=["api", "worker", "ui"])
     p.add_argument("--port", type=int, help="api: port (default 8000); ui: port (default 8501)")
+    p.add_argument("--workers", type=int, default=1, help="api: processes serving the port (default 1; each "
+                   "uses at most one core)")
     p.add_argument("--host", default="127.0.0.1", help="api, ui: interface to listen on")
     p.add_argument("--gpu", type=int, help="worker: pin this process to GPU N (one worker process per GPU)")
     p.add_argument("--queue", help="worker: comma-separated queues (default gpu,cpu; with --gpu: gpu)")

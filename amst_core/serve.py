@@ -19,13 +19,19 @@ from pathlib import Path
 
 from amst_core.store.db import home
 
+KEEP_ALIVE_S = 65
 
-def serve_api(host: str, port: int) -> None:
+
+def serve_api(host: str, port: int, workers: int = 1) -> None:
+    """The API; `workers` > 1 runs that many processes on one port (each request is CPU-bound Python, so one
+    process uses at most one core)."""
     import uvicorn
 
-    # An open server-sent event stream would otherwise hold a graceful shutdown forever.
+    # An open server-sent event stream would otherwise hold a graceful shutdown forever. Idle connections are
+    # kept longer than clients keep them (httpx: 5 s, browsers and proxies up to 60 s): when both sides give up
+    # at the same moment, a request sent on a connection the server is closing fails (seen under load).
     uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info",
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, timeout_keep_alive=KEEP_ALIVE_S, workers=workers)
 
 
 def serve_worker(gpu: int | None, queue: str | None) -> None:

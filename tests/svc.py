@@ -80,8 +80,8 @@ class Service:
         self.procs[name] = proc
         return proc
 
-    def start_api(self) -> None:
-        self.start("api", "serve", "api", "--port", str(self.port))
+    def start_api(self, *args: str) -> None:
+        self.start("api", "serve", "api", "--port", str(self.port), *args)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
