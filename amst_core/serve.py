@@ -140,6 +140,9 @@ def up(port: int, ui: bool, ui_port: int, demo: dict | None = None) -> int:
     amst = [sys.executable, "-m", "amst_core.cli"]
     commands = {"api": [*amst, "serve", "api", "--port", str(port)], "worker": [*amst, "serve", "worker"]}
     env.setdefault("AMST_API_URL", f"http://127.0.0.1:{port}")
+    # The pages that may change runs when no token is set: this dashboard's and the API's own /docs.
+    env.setdefault("AMST_ALLOWED_ORIGINS", ",".join(f"http://{host}:{p}" for p in (ui_port, port)
+                                                    for host in ("127.0.0.1", "localhost")))
     if ui:
         commands["ui"] = [*amst, "serve", "ui", "--port", str(ui_port)]
     print(f"API:  http://127.0.0.1:{port}  (docs at /docs)", flush=True)
