@@ -1,10 +1,12 @@
-"""`amst`: prepare data, train, resume and evaluate from the command line."""
+"""`amst`: prepare data, train, resume and evaluate from the command line (the library's commands; the service's
+`amst serve` and `amst up` are added by launch.cli, so that this library imports no service package)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,33 +128,21 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from amst_core import serve
-
-    if args.role == "api":
-        serve.serve_api(args.host, args.port or 8000, args.workers)
-    elif args.role == "worker":
-        serve.serve_worker(args.gpu, args.queue)
-    else:
-        serve.serve_ui(args.host, args.port or 8501)
-    return 0
+Commands = Callable[[argparse._SubParsersAction], None]
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from amst_core import serve
-
-    demo = None
-    if args.demo:
-        overrides = [f"epochs={args.demo_epochs}"] if args.demo_epochs else []
-        demo = load_config(args.demo, overrides).model_dump(mode="json")
-        demo["tags"] = sorted({*demo["tags"], "demo"})
-    return serve.up(args.port, ui=not args.no_ui, ui_port=args.ui_port, demo=demo)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*more: Commands) -> argparse.ArgumentParser:
+    """The library's commands, and those `more` adds (the service's `serve` and `up`: launch.cli)."""
     parser = argparse.ArgumentParser(prog="amst", description="AMST Studio: multimodal training without a "
                                                               "dominant modality.")
     sub = parser.add_subparsers(dest="command", required=True)
+    library_commands(sub)
+    for add in more:
+        add(sub)
+    return parser
+
+
+def library_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("prepare", help="download and build a dataset under AMST_DATA_ROOT")
     p.add_argument("dataset", help="avdigits")
@@ -186,34 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=float, help="retention in days (default AMST_CHECKPOINT_RETENTION_DAYS, 30)")
     p.set_defaults(func=cmd_gc)
 
-    p = sub.add_parser("serve", help="run one service process (api, worker or the ui dashboard)")
-    p.add_argument("role", choices=["api", "worker", "ui"])
-    p.add_argument("--port", type=int, help="api: port (default 8000); ui: port (default 8501)")
-    p.add_argument("--workers", type=int, default=1, help="api: processes serving the port (default 1; each "
-                   "uses at most one core)")
-    p.add_argument("--host", default="127.0.0.1", help="api, ui: interface to listen on")
-    p.add_argument("--gpu", type=int, help="worker: pin this process to GPU N (one worker process per GPU)")
-    p.add_argument("--queue", help="worker: comma-separated queues (default gpu,cpu; with --gpu: gpu)")
-    p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser("up", help="start the API, a worker and the dashboard on this machine (embedded default)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--ui-port", type=int, default=8501)
-    p.add_argument("--no-ui", action="store_true", help="do not start the dashboard")
-    p.add_argument("--demo", metavar="CONFIG", help="submit this run config once the API answers, and print its "
-                   "status changes")
-    p.add_argument("--demo-epochs", type=int, help="override the demo run's epochs")
-    p.set_defaults(func=cmd_up)
-
     p = sub.add_parser("config", help="validate a config and print it with every default filled in")
     p.add_argument("config")
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     p.set_defaults(func=cmd_config)
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, *more: Commands) -> int:
+    args = build_parser(*more).parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as err:

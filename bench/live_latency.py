@@ -100,7 +100,7 @@ def api_process(url: str, home: Path, sse_poll_s: float | None) -> Iterator[str]
     if sse_poll_s is not None:
         env["AMST_SSE_POLL_S"] = str(sse_poll_s)
     log = (home / "api.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "amst_core.cli", "serve", "api", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "launch", "serve", "api", "--port", str(port)], env=env,
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -38,9 +38,9 @@ def train(out: Path, label: str, seed: int, extra: list[str]) -> Path:
     if (folder / "summary.json").exists():
         return folder
     sets = [f"seed={seed}", *overrides, *extra]
-    cmd = [sys.executable, "-m", "amst_core.cli", "train", config, "--out", str(folder), "--no-progress"]
+    cmd = [sys.executable, "-m", "launch", "train", config, "--out", str(folder), "--no-progress"]
     if (folder / "checkpoints" / "last.pt").exists():
-        cmd = [sys.executable, "-m", "amst_core.cli", "train", "--resume", str(folder), "--no-progress"]
+        cmd = [sys.executable, "-m", "launch", "train", "--resume", str(folder), "--no-progress"]
         sets = [s for s in sets if s.startswith("epochs=")]
     for s in sets:
         cmd += ["--set", s]

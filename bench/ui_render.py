@@ -100,7 +100,7 @@ BASELINE: list[subprocess.Popen] = []
 
 def start_baseline(tmp: Path) -> str:
     """The bare page, served with `amst serve ui`'s own Streamlit flags."""
-    from amst_core.serve import ui_command
+    from launch.processes import ui_command
 
     port = free_port()
     cmd = ui_command("127.0.0.1", port)

@@ -70,12 +70,12 @@ class Service:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.procs: dict[str, subprocess.Popen] = {}
-        subprocess.run([sys.executable, "-m", "amst_core.cli", "db", "upgrade"], env=env, check=True, cwd=ROOT,
+        subprocess.run([sys.executable, "-m", "launch", "db", "upgrade"], env=env, check=True, cwd=ROOT,
                        capture_output=True)
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         log = (self.log_dir / f"{name}.log").open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "amst_core.cli", *args], env=self.env, cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "launch", *args], env=self.env, cwd=ROOT,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc

@@ -16,10 +16,10 @@ import yaml
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
-from amst_core.cli import build_parser
 from amst_core.limits import Limits
 from amst_core.settings import Settings
 from api.settings import ApiSettings
+from launch.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
@@ -356,6 +356,7 @@ def test_dockerignore_keeps_the_context_small_and_complete() -> None:
     for path in (".venv", ".git", "data", ".amst", "runs", "tests", ".env", "amst_core/__pycache__"):
         assert dockerignored(path, patterns), f"{path} would be sent to the build"
     for path in ("pyproject.toml", "README.md", "amst_core/cli.py", "amst_core/data/avdigits.py", "api/main.py",
+                 "launch/cli.py",
                  "worker/app.py", "ui/app.py", "migrations/env.py", "migrations/versions/0001_initial_run_store.py"):
         assert not dockerignored(path, patterns), f"{path} is needed by the build"
 

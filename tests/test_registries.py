@@ -21,3 +21,31 @@ def test_catalog_and_config_do_not_import_torch():
 
     code = "import sys, amst_core.config, amst_core.catalog; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_the_library_imports_no_service_package():
+    """amst_core is the library: every module of it imports without api, worker, ui or launch (DESIGN.md 1)."""
+    import subprocess
+    import sys
+
+    code = ("import importlib, pkgutil, sys, amst_core\n"
+            "for m in pkgutil.walk_packages(amst_core.__path__, 'amst_core.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('api', 'worker', 'ui', 'launch'))\n"
+            "sys.exit(f'amst_core imported {bad}' if bad else 0)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_no_library_module_names_a_service_package_even_lazily():
+    import ast
+    from pathlib import Path
+
+    services = ("api", "worker", "ui", "launch")
+    found = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "amst_core").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] in services]
+    assert not found, found

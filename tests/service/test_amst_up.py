@@ -66,7 +66,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
     port = free_port()
     log = tmp_path / "amst-up.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "amst_core.cli", "up", "--port", str(port), "--no-ui"],
+        proc = subprocess.Popen([sys.executable, "-m", "launch", "up", "--port", str(port), "--no-ui"],
                                 cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     server = Up(proc, cwd, f"http://127.0.0.1:{port}", log, [])
     try:
@@ -187,7 +187,7 @@ def test_amst_up_restarts_a_killed_worker_and_api_and_the_run_goes_on(up: Up) ->
 
 def test_a_child_that_keeps_dying_at_start_ends_amst_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from amst_core import serve
+    from launch import up as serve
 
     monkeypatch.setattr(serve, "BACKOFF_FIRST_S", 0.05)
     healthy = [sys.executable, "-c", "import time; time.sleep(60)"]

@@ -1,6 +1,6 @@
-"""`amst serve api|worker|ui` and `amst up`: the service processes, started from the command line.
+"""`amst up`: every service process on this machine, supervised.
 
-`amst up` is the embedded default: SQLite and kombu's SQLAlchemy broker transport under ./.amst/ (no Redis,
+It is the embedded default: SQLite and kombu's SQLAlchemy broker transport under ./.amst/ (no Redis,
 no Docker), or PostgreSQL and Redis when DATABASE_URL and BROKER_URL are set. It migrates the database,
 starts the API, one worker and the dashboard as child processes (each in its own process group), optionally
 submits a demo run and prints its status changes, restarts a child that dies, and stops them all on SIGINT or
@@ -18,57 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amst_core.store.db import home
-
-KEEP_ALIVE_S = 65
-
-
-def serve_api(host: str, port: int, workers: int = 1) -> None:
-    """The API; `workers` > 1 runs that many processes on one port (each request is CPU-bound Python, so one
-    process uses at most one core)."""
-    import uvicorn
-
-    # An open server-sent event stream would otherwise hold a graceful shutdown forever. Idle connections are
-    # kept longer than clients keep them (httpx: 5 s, browsers and proxies up to 60 s): when both sides give up
-    # at the same moment, a request sent on a connection the server is closing fails (seen under load).
-    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info",
-                timeout_graceful_shutdown=5, timeout_keep_alive=KEEP_ALIVE_S, workers=workers)
-
-
-def serve_worker(gpu: int | None, queue: str | None) -> None:
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before torch is imported: this process sees one GPU
-    queues = queue or ("gpu" if gpu is not None else "gpu,cpu")
-    from celery import signals
-
-    from worker.app import TASK_NAME, app
-    from worker.runner import current_executor, start_maintenance
-
-    def send(run_id: str, q: str) -> None:
-        app.send_task(TASK_NAME, args=[run_id], queue=q)
-
-    maintenance = start_maintenance(queues, send)
-    signals.worker_shutting_down.connect(lambda **_: current_executor().shutdown(), weak=False)
-    signals.worker_shutdown.connect(lambda **_: maintenance.stop(), weak=False)  # GET /workers: stopped_at
-    name = f"amst-{'gpu' + str(gpu) if gpu is not None else 'cpu'}-{os.getpid()}@%h"
-    app.worker_main(["worker", "--pool=solo", "--concurrency=1", "-Q", queues, "-n", name, "--loglevel=INFO",
-                     "--without-gossip", "--without-mingle"])
-
-
-def ui_command(host: str, port: int) -> list[str]:
-    """The dashboard: a Streamlit server that talks only to the API (AMST_API_URL). Error details stay in the
-    server log; pages show their own messages."""
-    import ui
-
-    app = Path(ui.__file__).parent / "app.py"
-    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
-            "--server.address", host, "--server.port", str(port), "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--client.showErrorDetails", "none", "--client.toolbarMode", "minimal",
-            "--theme.primaryColor", "#0072B2"]
-
-
-def serve_ui(host: str, port: int) -> None:
-    cmd = ui_command(host, port)
-    os.execv(cmd[0], cmd)  # Streamlit becomes this process: signals reach it directly
 
 
 def embedded_env() -> dict[str, str]:
@@ -137,7 +86,7 @@ def up(port: int, ui: bool, ui_port: int, demo: dict | None = None) -> int:
     backend = "PostgreSQL" if os.environ.get("DATABASE_URL") else f"SQLite in {env['AMST_HOME']}"
     broker = "Redis" if os.environ.get("BROKER_URL", "").startswith("redis") else "embedded SQLite broker"
     print(f"amst up: database {backend}, {broker}", flush=True)
-    amst = [sys.executable, "-m", "amst_core.cli"]
+    amst = [sys.executable, "-m", "launch"]
     commands = {"api": [*amst, "serve", "api", "--port", str(port)], "worker": [*amst, "serve", "worker"]}
     env.setdefault("AMST_API_URL", f"http://127.0.0.1:{port}")
     # The pages that may change runs when no token is set: this dashboard's and the API's own /docs.

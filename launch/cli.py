@@ -1,0 +1,65 @@
+"""The `amst` command: the library's commands (amst_core.cli) plus the service's, `serve` and `up`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from amst_core import cli
+from amst_core.config import load_config
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from launch import processes
+
+    if args.role == "api":
+        processes.serve_api(args.host, args.port or 8000, args.workers)
+    elif args.role == "worker":
+        processes.serve_worker(args.gpu, args.queue)
+    else:
+        processes.serve_ui(args.host, args.port or 8501)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from launch import up
+
+    demo = None
+    if args.demo:
+        overrides = [f"epochs={args.demo_epochs}"] if args.demo_epochs else []
+        demo = load_config(args.demo, overrides).model_dump(mode="json")
+        demo["tags"] = sorted({*demo["tags"], "demo"})
+    return up.up(args.port, ui=not args.no_ui, ui_port=args.ui_port, demo=demo)
+
+
+def service_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run one service process (api, worker or the ui dashboard)")
+    p.add_argument("role", choices=["api", "worker", "ui"])
+    p.add_argument("--port", type=int, help="api: port (default 8000); ui: port (default 8501)")
+    p.add_argument("--workers", type=int, default=1, help="api: processes serving the port (default 1; each "
+                   "uses at most one core)")
+    p.add_argument("--host", default="127.0.0.1", help="api, ui: interface to listen on")
+    p.add_argument("--gpu", type=int, help="worker: pin this process to GPU N (one worker process per GPU)")
+    p.add_argument("--queue", help="worker: comma-separated queues (default gpu,cpu; with --gpu: gpu)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("up", help="start the API, a worker and the dashboard on this machine (embedded default)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--ui-port", type=int, default=8501)
+    p.add_argument("--no-ui", action="store_true", help="do not start the dashboard")
+    p.add_argument("--demo", metavar="CONFIG", help="submit this run config once the API answers, and print its "
+                   "status changes")
+    p.add_argument("--demo-epochs", type=int, help="override the demo run's epochs")
+    p.set_defaults(func=cmd_up)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return cli.build_parser(service_commands)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(argv, service_commands)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
