@@ -26,23 +26,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool | None) -> dict[str, Any]:
-    from amst_core.engine import Trainer
+def _train(cfg: RunConfig, out: Path, progress: bool | None) -> dict[str, Any]:
+    from amst_core.execute import execute_run
     from amst_core.sinks import ConsoleSink, JsonlSink
 
-    sinks = [JsonlSink(out / "metrics.jsonl"), ConsoleSink(cfg.epochs)]
-    trainer = Trainer(cfg, out_dir=out, sinks=sinks, run_id=out.name, progress=progress)
-    if resume:
-        trainer.resume()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_config(cfg))
-    try:
-        summary = trainer.fit()
-    finally:
-        for sink in sinks:
-            sink.close()
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return execute_run(cfg, out, [JsonlSink(out / "metrics.jsonl"), ConsoleSink(cfg.epochs)], run_id=out.name,
+                       progress=progress)
 
 
 def resume_config(run_dir: Path, overrides: list[str]) -> RunConfig:
@@ -71,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if (out / "metrics.jsonl").exists():
             raise ConfigError("--out", f"{out} already holds a run; continue it with --resume {out} "
                                        "or choose another --out")
-    summary = _train(cfg, out, resume=bool(args.resume), progress=progress)
+    summary = _train(cfg, out, progress=progress)
     print(json.dumps({k: summary[k] for k in ("best_epoch", "best_val_acc", "test_acc_at_best")}))
     print(f"run folder: {out}", file=sys.stderr)
     return 0

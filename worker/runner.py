@@ -8,7 +8,6 @@ A maintenance thread keeps the worker row alive and reaps runs whose worker died
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -21,7 +20,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
-from amst_core.config import ConfigError, RunConfig, dump_config
+from amst_core.config import ConfigError, RunConfig
 from amst_core.limits import get_limits
 from amst_core.settings import Settings, get_settings
 from amst_core.store import lifecycle
@@ -151,25 +150,21 @@ class Executor:
             pause = min(2 * pause, 5.0)
 
     def train(self, run_id: str, attempt: int, config: dict, watcher: RunWatcher):
-        from amst_core.engine import RunCancelled, StorageFull, Trainer, write_atomic
+        from amst_core.engine import RunCancelled, StorageFull, Trainer
+        from amst_core.execute import execute_run
 
         try:
             cfg = RunConfig.model_validate(config)
-            out = self.settings.run_dir(run_id)
             sink = DbSink(run_id, self.settings.db_url, worker_id=self.worker_id, grace_s=self.settings.db_grace_s,
                           max_buffered=self.settings.db_buffer_points, max_points=get_limits().points_per_run)
-            trainer = Trainer(cfg, out_dir=out, sinks=[sink], run_id=run_id, attempt=attempt,
-                              should_stop=watcher.stop_training.is_set, progress=False)
-            watcher.progress = trainer.live.snapshot
-            if (out / "checkpoints" / "last.pt").exists():
-                trainer.resume()  # a restarted or retried run continues where its last epoch ended
-            out.mkdir(parents=True, exist_ok=True)
-            write_atomic(out / "config.yaml", lambda f: f.write(dump_config(cfg).encode()))
-            self.with_database(lambda s: lifecycle.set_running(s, run_id, self.worker_id, attempt,
-                                                               trainer.start_epoch))
-            summary = trainer.fit()
-            sink.close()  # every epoch is stored before the run says it succeeded
-            write_atomic(out / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+
+            def started(trainer: Trainer) -> None:
+                watcher.progress = trainer.live.snapshot
+                self.with_database(lambda s: lifecycle.set_running(s, run_id, self.worker_id, attempt,
+                                                                   trainer.start_epoch))
+
+            summary = execute_run(cfg, self.settings.run_dir(run_id), [sink], run_id=run_id, attempt=attempt,
+                                  should_stop=watcher.stop_training.is_set, progress=False, started=started)
             return RunStatus.succeeded, None, summary
         except RunCancelled:
             return RunStatus.cancelled, None, None

@@ -1,0 +1,34 @@
+"""Executing one run: the one function the command line (`amst train`) and the worker (worker/runner.py) both
+train through. It builds the trainer, continues from the run folder's last checkpoint when there is one (a
+resumed, restarted or retried run), records the config, trains, and records the summary once every sink has
+stored every point."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from amst_core.config import RunConfig, dump_config
+from amst_core.engine import Trainer, write_atomic
+from amst_core.sinks import MetricSink
+
+
+def execute_run(cfg: RunConfig, out_dir: Path, sinks: Sequence[MetricSink], *, run_id: str, attempt: int = 1,
+                should_stop: Callable[[], bool] | None = None, progress: bool | None = None,
+                started: Callable[[Trainer], None] | None = None) -> dict[str, Any]:
+    """Train `cfg` in `out_dir`; `started(trainer)` is called once the trainer knows its first epoch."""
+    trainer = Trainer(cfg, out_dir=out_dir, sinks=sinks, run_id=run_id, attempt=attempt, should_stop=should_stop,
+                      progress=progress)
+    if (out_dir / "checkpoints" / "last.pt").exists():
+        trainer.resume()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_dir / "config.yaml", lambda f: f.write(dump_config(cfg).encode()))
+    if started is not None:
+        started(trainer)
+    summary = trainer.fit()
+    for sink in sinks:
+        sink.close()  # every epoch is stored before the run says it succeeded
+    write_atomic(out_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    return summary
