@@ -14,34 +14,45 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from amst_core.config import ConfigError, RunConfig
 from amst_core.data import make_loader, source_for, to_device
 from amst_core.methods import Method, build_method
 from amst_core.metrics import EpochMeters, MetricPoint, imbalance_points
+from amst_core.selection import PRIMARY, ModelSelection, accuracy
 from amst_core.sinks import MetricSink
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: per-modality encoder groups, `selection`; 1 still loads
 
 
 class RunCancelled(Exception):
     """Raised inside the epoch loop when `should_stop()` answers True."""
 
 
-@dataclass
-class BestSoFar:
-    epoch: int = -1
-    val_acc: float = -1.0
-    test_acc: float | None = None
-    test_modalities: dict[str, dict[str, float]] = field(default_factory=dict)  # component -> modality -> acc
+class EpochData:
+    """What a method may read before an epoch (PMR's prototypes): the splits' batches, on the run's device, in a
+    shuffle of their own that depends only on (seed, epoch, stream), so a resumed run sees the same ones."""
+
+    def __init__(self, trainer: Trainer, epoch: int):
+        self.trainer, self.epoch = trainer, epoch
+
+    def num_batches(self, split: str) -> int:
+        return math.ceil(len(self.trainer.datasets[split]) / self.trainer.cfg.batch_size)
+
+    def batches(self, split: str, stream: int = 1) -> Iterator[dict[str, torch.Tensor]]:
+        trainer = self.trainer
+        for batch in trainer.loader(split, self.epoch, shuffle=True, stream=stream):
+            trainer.check_stop()
+            yield to_device(batch, trainer.device)
 
 
 @dataclass
@@ -192,7 +203,7 @@ class Trainer:
         self.method: Method = build_method(cfg, len(self.classes), self.device)
         self.datasets = {split: source.split(cfg, split, train=(split == "train"))
                          for split in ("train", "val", "test")}
-        self.best = BestSoFar()
+        self.selection = ModelSelection(self.method.selections())
         self.start_epoch = 0
         self.replay: list[MetricPoint] = []  # points saved with the checkpoint a resumed run starts from
         self.live = LiveProgress()
@@ -211,7 +222,7 @@ class Trainer:
             "config": self.cfg.model_dump(mode="json"),
             "classes": list(self.classes),
             "method": self.method.state_dict(),
-            "best": asdict(self.best),
+            "selection": self.selection.state_dict(),
             "rng": rng_state(self.device),
             # The metrics no sink has made durable yet, this epoch's included: a resumed run writes them first,
             # so that a crash between the checkpoint and the metrics leaves no gap in the curves.
@@ -237,7 +248,7 @@ class Trainer:
         """Continue from checkpoints/last.pt: weights, optimizers, schedulers, best-so-far and RNG states."""
         state = load_checkpoint(self.checkpoint_dir / "last.pt")  # RNG states must stay on the CPU
         self.method.load_state_dict(state["method"])
-        self.best = BestSoFar(**state["best"])
+        self.selection.load_state_dict(state.get("selection") or {PRIMARY: state["best"]})  # "best": version 1
         self.start_epoch = state["epoch"] + 1
         self.replay = [MetricPoint(**p) for p in state.get("points", [])]
         set_rng_state(state["rng"], self.device)
@@ -260,21 +271,20 @@ class Trainer:
     def run_epoch(self, epoch: int) -> list[MetricPoint]:
         lrs = self.method.learning_rates()  # the rates used during this epoch
         t0 = time.perf_counter()
+        self.method.before_epoch(epoch, EpochData(self, epoch))
         points, samples = self.train_epoch(epoch)
         train_time = time.perf_counter() - t0
         self.method.scheduler_step()
         points += self.evaluate("val", epoch)
-        val_acc = next((p.value for p in points if p.split == "val" and p.component == "fused" and p.name == "acc"),
-                       None)
-        if val_acc is None:
+        if accuracy(points, "val", PRIMARY) is None:
             raise ConfigError("dataset", "the validation split is empty: model selection needs it")
-        improved = val_acc > self.best.val_acc  # accuracies are rounded to 4 dp, as the reference compares them
-        if improved or self.cfg.test_every_epoch:
+        improved = self.selection.improves(points)
+        if improved or self.cfg.test_every_epoch or self.method.tests_every_epoch:
             points += self.evaluate("test", epoch)
-        if improved:
-            self.best = self.best_from(points, epoch, val_acc)
+        points += self.selection.update(epoch, points)
         for split in ("train", "val", "test"):
             points += imbalance_points(points, split, epoch)
+        points += self.method.after_validation(epoch, points)
         points += self.run_points(epoch, lrs, samples, train_time, time.perf_counter() - t0)
         steps = (epoch + 1) * math.ceil(len(self.datasets["train"]) / self.cfg.batch_size)
         for p in points:
@@ -291,10 +301,13 @@ class Trainer:
         if self.should_stop is not None and self.should_stop():
             raise RunCancelled()
 
+    def loader(self, split: str, epoch: int, shuffle: bool, stream: int = 0) -> DataLoader:
+        return make_loader(self.datasets[split], self.cfg.batch_size, shuffle=shuffle, seed=self.cfg.seed,
+                           epoch=epoch, stream=stream, num_workers=self.cfg.num_workers,
+                           pin_memory=self.device.type == "cuda")
+
     def batches(self, split: str, epoch: int, desc: str):
-        loader = make_loader(self.datasets[split], self.cfg.batch_size, shuffle=(split == "train"),
-                             seed=self.cfg.seed, epoch=epoch, num_workers=self.cfg.num_workers,
-                             pin_memory=self.device.type == "cuda")
+        loader = self.loader(split, epoch, shuffle=(split == "train"))
         self.live.begin(epoch, split, len(loader))
         for batch in tqdm(loader, desc=desc, leave=False, disable=not self.progress, file=sys.stderr):
             self.check_stop()
@@ -323,7 +336,10 @@ class Trainer:
                    epoch_time: float) -> list[MetricPoint]:
         updated = set(self.method.schedule.updated(epoch))
         points = [MetricPoint("train", "run", m, "skip", epoch, float(m in updated)) for m in self.method.modalities]
-        points += [MetricPoint("train", part, None, "lr", epoch, lr) for part, lr in lrs.items()]
+        # lr of each part (encoders: the first modality's group), and of each modality's encoder (MSLR moves them)
+        points += [MetricPoint("train", part, None, "lr", epoch, lr) for part, lr in lrs.items() if ":" not in part]
+        points += [MetricPoint("train", "run", part.split(":")[1], "lr", epoch, lr) for part, lr in lrs.items()
+                   if part.startswith("encoders:")]
         points += [
             MetricPoint("train", "run", None, "epoch_time", epoch, epoch_time),
             MetricPoint("train", "run", None, "train_time", epoch, train_time),
@@ -331,31 +347,22 @@ class Trainer:
         ]
         return points
 
-    @staticmethod
-    def best_from(points: list[MetricPoint], epoch: int, val_acc: float) -> BestSoFar:
-        test = [p for p in points if p.split == "test" and p.name == "acc"]
-        per_modality: dict[str, dict[str, float]] = {}
-        for p in test:
-            if p.modality is not None:
-                per_modality.setdefault(p.component, {})[p.modality] = p.value
-        test_acc = next((p.value for p in test if p.component == "fused"), None)
-        return BestSoFar(epoch, val_acc, test_acc, per_modality)
-
     def summary(self, last_points: list[MetricPoint], seconds: float) -> dict[str, Any]:
         final: dict[str, dict[str, dict[str, float]]] = {}
         for p in last_points:
             if p.name == "acc" and p.modality is not None and p.split in ("val", "test"):
                 final.setdefault(p.split, {}).setdefault(p.component, {})[p.modality] = p.value
-        schedule = self.method.schedule
+        schedule, best = self.method.schedule, self.selection.best
         summary = {
             "run_id": self.run_id,
             "method": self.cfg.method,
             "dataset": self.cfg.dataset.name,
             "epochs": self.cfg.epochs,
-            "best_epoch": self.best.epoch,
-            "best_val_acc": self.best.val_acc,
-            "test_acc_at_best": self.best.test_acc,
-            "test_at_best": self.best.test_modalities,
+            "best_epoch": best.epoch,
+            "best_val_acc": best.val_acc,
+            "test_acc_at_best": best.test_acc,
+            "test_at_best": best.test_modalities,
+            "selections": self.selection.summary(),
             "final_epoch": last_points[0].epoch if last_points else self.start_epoch - 1,
             "final": final,
             "skip_factors": dict(schedule.factors),

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from amst_core.config import load_config
 from amst_core.metrics import MetricPoint
+from amst_core.selection import ModelSelection
 from amst_core.store import lifecycle
 from amst_core.store.db import get_engine
 from amst_core.store.models import RunStatus
@@ -83,10 +84,11 @@ def seed_run(url: str, method: str, epochs_done: int, epochs_total: int, status:
     with Session(engine) as s, s.begin():
         attempt = lifecycle.claim(s, run_id, worker, "cpu")
         lifecycle.set_running(s, run_id, worker, attempt, 0)
-    sink, rng = DbSink(run_id, url), random.Random(seed * 1000 + len(method))
+    sink, rng, selection = DbSink(run_id, url), random.Random(seed * 1000 + len(method)), ModelSelection()
     sink.begin(0)
     for epoch in range(epochs_done):
         points = epoch_points(method, epoch, rng, names=names)
+        points += selection.update(epoch, points)  # as the engine does: the store copies its choice
         for p in points:
             p.attempt = attempt
         sink.write(points)

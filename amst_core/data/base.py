@@ -61,7 +61,9 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
-                num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+                stream: int = 0, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    """`stream` > 0 gives a shuffle of its own (a method's extra pass over a split), still set by (seed, epoch)."""
+    epoch = epoch + stream * 1_000_000
     sampler = RandomSampler(dataset, generator=epoch_generator(seed, epoch)) if shuffle else None
     return DataLoader(
         dataset,

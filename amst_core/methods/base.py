@@ -6,7 +6,14 @@
 4. the method's own update (`update`);
 5. helper update (never skipped).
 A method subclass says which networks it trains (`net_specs`), how they predict (`head_outputs`) and how
-they learn (`update`).
+they learn (`update`). Hooks for what a method does outside that step, each a no-op here:
+- `before_epoch(epoch, data)`: with the epoch's loaders (PMR's class prototypes);
+- `on_gradients(trained, parts)`: between backward and the optimizer step, gradients unscaled (OGM-GE);
+- `after_validation(epoch, points)`: with the epoch's val (and test) points; returns run-level points of its
+  own (MSLR's learning-rate rule, OGM-GE's coefficients);
+- `eval_outputs(outputs)`: more predictions evaluated on val and test (MLA's combinations), and `selections()`
+  the ones model selection tracks like the fused prediction; `tests_every_epoch`;
+- `extra_state()` / `load_extra_state()`: what a method keeps between epochs, for exact resume.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from torch.optim.lr_scheduler import StepLR
 
 from amst_core.catalog import METHODS
 from amst_core.config import RunConfig
-from amst_core.metrics import Key
+from amst_core.metrics import Key, MetricPoint
 from amst_core.models import MultimodalNet
 from amst_core.skip import SkipSchedule
 
@@ -45,8 +52,8 @@ class TrainedNet:
     @classmethod
     def build(cls, net: MultimodalNet, cfg: RunConfig, prefix: str = "") -> TrainedNet:
         o = cfg.optim
-        optimizers = {part: SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-                      for part, params in net.parts().items()}
+        optimizers = {part: SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+                      for part, groups in net.parts().items()}
         schedulers = {part: StepLR(opt, step_size=o.lr_step, gamma=o.lr_gamma) for part, opt in optimizers.items()}
         return cls(net, optimizers, schedulers, prefix)
 
@@ -60,13 +67,34 @@ class TrainedNet:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
         for k, o in self.optimizers.items():
-            o.load_state_dict(state["optimizers"][k])
+            o.load_state_dict(split_param_groups(state["optimizers"][k], o))
         for k, s in self.schedulers.items():
             s.load_state_dict(state["schedulers"][k])
+
+    def encoder_groups(self) -> dict[str, dict]:
+        """The encoders optimizer's parameter group of each modality."""
+        return {g["modality"]: g for g in self.optimizers["encoders"].param_groups}
+
+
+def split_param_groups(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """A checkpoint written when the encoders shared one parameter group, fitted to one group per modality (the
+    same hyperparameters, parameters in the same order): runs checkpointed before the change resume."""
+    groups = optimizer.param_groups
+    if len(saved["param_groups"]) != 1 or len(groups) == 1:
+        return saved
+    (old,) = saved["param_groups"]
+    ids, start, new = old["params"], 0, []
+    for group in groups:
+        size = len(group["params"])
+        new.append({**old, **{k: v for k, v in group.items() if k not in old and k != "params"},
+                    "params": ids[start:start + size]})
+        start += size
+    return {**saved, "param_groups": new}
 
 
 class Method(ABC):
     name: ClassVar[str]
+    tests_every_epoch: ClassVar[bool] = False  # evaluate the test split every epoch, not only on improvement
 
     def __init__(self, cfg: RunConfig, num_classes: int, device: torch.device):
         self.cfg = cfg
@@ -84,6 +112,7 @@ class Method(ABC):
         }
         self.amp_dtype = PRECISION_DTYPES.get(cfg.precision)
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+        self.gradient_hook = type(self).on_gradients is not Method.on_gradients
 
     # ---- what a method defines --------------------------------------------------------------------------------
 
@@ -102,6 +131,32 @@ class Method(ABC):
     @abstractmethod
     def update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
         """The method's own step(s) on this batch, given embeddings with their graphs."""
+
+    # ---- hooks around the batch step (no-ops unless a method needs them) -------------------------------------
+
+    def before_epoch(self, epoch: int, data: Any) -> None:  # noqa: B027 (a hook: most methods need none)
+        """Before the epoch's training batches; `data` is the engine's EpochData (batches of any split)."""
+
+    def on_gradients(self, trained: TrainedNet, parts: tuple[str, ...]) -> None:  # noqa: B027
+        """Between backward and the optimizer step of `parts` of `trained`; gradients are unscaled."""
+
+    def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
+        """After the epoch's evaluation, with its points; returns the method's own run-level points."""
+        return []
+
+    def eval_outputs(self, outputs: dict[Key, torch.Tensor]) -> dict[Key, torch.Tensor]:
+        """More predictions to evaluate on val and test, made from the head outputs of a batch."""
+        return {}
+
+    def selections(self) -> tuple[str, ...]:
+        """Components chosen by model selection like the fused prediction (reported, never for best.pt)."""
+        return ()
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027
+        """Restore what `extra_state` returned."""
 
     # ---- shared machinery --------------------------------------------------------------------------------------
 
@@ -123,6 +178,10 @@ class Method(ABC):
         for part in parts:
             trained.optimizers[part].zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.gradient_hook:
+            for part in parts:
+                self.scaler.unscale_(trained.optimizers[part])  # the hook sees true gradients (fp16 scales them)
+            self.on_gradients(trained, parts)
         for part in parts:
             self.scaler.step(trained.optimizers[part])
         self.scaler.update()
@@ -173,6 +232,7 @@ class Method(ABC):
         with self.autocast():
             embeddings = {k: t.net.embed(batch, self.modalities) for k, t in self.nets.items()}
             outputs = self.head_outputs(embeddings)
+            outputs.update(self.eval_outputs(outputs))
             outputs.update(self._helper_keys({k: t.net.helpers(embeddings[k]) for k, t in self.nets.items()}))
         return outputs
 
@@ -186,20 +246,25 @@ class Method(ABC):
                 scheduler.step()
 
     def learning_rates(self) -> dict[str, float]:
+        """lr of each part of the first network, and of each modality's encoder group (`encoders:<m>`)."""
         first = next(iter(self.nets.values()))
-        return {part: opt.param_groups[0]["lr"] for part, opt in first.optimizers.items()}
+        rates = {part: opt.param_groups[0]["lr"] for part, opt in first.optimizers.items()}
+        rates.update({f"encoders:{m}": g["lr"] for m, g in first.encoder_groups().items()})
+        return rates
 
     def modules(self) -> Iterator[nn.Module]:
         for trained in self.nets.values():
             yield trained.net
 
     def state_dict(self) -> dict[str, Any]:
-        return {"nets": {k: t.state_dict() for k, t in self.nets.items()}, "scaler": self.scaler.state_dict()}
+        return {"nets": {k: t.state_dict() for k, t in self.nets.items()}, "scaler": self.scaler.state_dict(),
+                "extra": self.extra_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k, t in self.nets.items():
             t.load_state_dict(state["nets"][k])
         self.scaler.load_state_dict(state["scaler"])
+        self.load_extra_state(state.get("extra", {}))
 
     # ---- update building blocks used by several methods -------------------------------------------------------
 

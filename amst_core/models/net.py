@@ -27,10 +27,11 @@ class MultimodalNet(nn.Module):
     def embed(self, batch: dict[str, torch.Tensor], modalities: Iterable[str]) -> dict[str, torch.Tensor]:
         return {m: self.encoders[m](batch[m]) for m in modalities}
 
-    def parts(self) -> dict[str, list[nn.Parameter]]:
-        """Parameter groups with their own optimizer each (reference: encoders, fusion head, helpers)."""
+    def parts(self) -> dict[str, list[dict]]:
+        """The parts with an optimizer each (reference: encoders, fusion head, helpers), as parameter groups: one
+        per modality for the encoders, so that a method may give each its own learning rate (MSLR)."""
         return {
-            "encoders": list(self.encoders.parameters()),
-            "head": list(self.head.parameters()),
-            "helpers": list(self.helpers.parameters()),
+            "encoders": [{"params": list(self.encoders[m].parameters()), "modality": m} for m in self.modalities],
+            "head": [{"params": list(self.head.parameters())}],
+            "helpers": [{"params": list(self.helpers.parameters())}],
         }

@@ -27,6 +27,8 @@ from sqlalchemy.orm import Session
 
 from amst_core.config import ConfigError
 from amst_core.metrics import MetricPoint
+from amst_core.selection import NAMES as SELECTION
+from amst_core.selection import selected
 from amst_core.store.db import get_engine
 from amst_core.store.models import Modality, Point, Run, RunStatus, Series, utcnow
 
@@ -169,23 +171,21 @@ class DbSink:
             s.execute(update(Series).where(Series.run_id == self.run_id).values(last_epoch=None, last_value=None))
             for series_id, epoch, value in rows.all():
                 s.execute(update(Series).where(Series.id == series_id).values(last_epoch=epoch, last_value=value))
-            s.execute(update(Run).where(Run.id == self.run_id).values(epochs_done=start_epoch, **self.best_before(s)))
+            best = self.best_before(s, start_epoch)
+            s.execute(update(Run).where(Run.id == self.run_id).values(epochs_done=start_epoch, **best))
             self.epoch_times = dict(s.execute(
                 select(Point.epoch, Point.value).join(Series, Series.id == Point.series_id)
                 .where(Series.run_id == self.run_id, Series.component == "run", Series.name == "epoch_time",
                        Point.epoch < start_epoch, Point.value.is_not(None))).all())
 
-    def best_before(self, s: Session) -> dict[str, Any]:
-        """Best-so-far among the epochs kept: the first epoch with the highest fused val accuracy."""
-        def fused(split: str):
-            return (select(Point.epoch, Point.value).join(Series, Series.id == Point.series_id)
-                    .where(Series.run_id == self.run_id, Series.split == split, Series.component == "fused",
-                           Series.modality == Modality.none, Series.name == "acc"))
-        best = s.execute(fused("val").order_by(Point.value.desc(), Point.epoch).limit(1)).first()
-        if best is None:
-            return {"best_epoch": None, "best_val_acc": None, "test_acc_at_best": None}
-        test = s.execute(fused("test").where(Point.epoch == best.epoch)).first()
-        return {"best_epoch": best.epoch, "best_val_acc": best.value, "test_acc_at_best": test.value if test else None}
+    def best_before(self, s: Session, start_epoch: int) -> dict[str, Any]:
+        """The engine's model selection as of the last epoch kept (its run-level `best_*` points there)."""
+        rows = s.execute(select(Series.name, Point.epoch, Point.value).join(Series, Series.id == Point.series_id)
+                         .where(Series.run_id == self.run_id, Series.component == "run", Series.split == "val",
+                                Series.name.in_(SELECTION), Point.epoch < start_epoch)).all()
+        last = max((r.epoch for r in rows), default=None)
+        chosen = {r.name: r.value for r in rows if r.epoch == last}
+        return best_columns(chosen)
 
     def commit(self, points: Sequence[MetricPoint]) -> None:
         try:
@@ -260,16 +260,15 @@ class DbSink:
                                  and finite_or_none(p.value) is not None})
         if self.epoch_times:
             values["median_epoch_s"] = statistics.median(self.epoch_times.values())
-        run = s.execute(select(Run.best_val_acc, Run.status, Run.worker_id, Run.epochs_total)
-                        .where(Run.id == self.run_id)).first()
+        run = s.execute(select(Run.status, Run.worker_id, Run.epochs_total).where(Run.id == self.run_id)).first()
         if run is None:
             raise LookupError(f"run {self.run_id} does not exist")
         if self.worker_id is not None and run.worker_id != self.worker_id:
             raise LeaseLost(f"run {self.run_id} is held by {run.worker_id or 'no worker'} now, not {self.worker_id}")
         self.check_budget(len(points), run.epochs_total)
-        val = _value(points, "val", "fused", "acc")
-        if val is not None and (run.best_val_acc is None or val > run.best_val_acc):
-            values.update(best_epoch=epoch, best_val_acc=val, test_acc_at_best=_value(points, "test", "fused", "acc"))
+        chosen = selected([p for p in points if p.epoch == epoch])
+        if chosen:  # the engine's decision, copied: this sink decides nothing
+            values.update(best_columns(chosen))
         if run.status == RunStatus.stalled:
             values["status"] = RunStatus.running  # a new epoch: not stalled any more
         s.execute(update(Run).where(Run.id == self.run_id).values(**values))
@@ -285,6 +284,8 @@ class DbSink:
                                         f"{self.max_points:,} per run (AMST_MAX_POINTS_PER_RUN)")
 
 
-def _value(points: Sequence[MetricPoint], split: str, component: str, name: str) -> float | None:
-    return next((p.value for p in points if p.split == split and p.component == component and p.name == name
-                 and p.modality is None), None)
+def best_columns(chosen: dict[str, float | None]) -> dict[str, Any]:
+    """The run row's best columns from a model selection's points (amst_core.selection)."""
+    epoch = chosen.get("best_epoch")
+    return {"best_epoch": int(epoch) if epoch is not None else None, "best_val_acc": chosen.get("best_val_acc"),
+            "test_acc_at_best": chosen.get("test_acc_at_best")}

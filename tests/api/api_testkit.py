@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from amst_core.metrics import MetricPoint
+from amst_core.selection import ModelSelection
 from amst_core.store import lifecycle
 from amst_core.store.db import get_engine
 from amst_core.store.models import Attempt, Point, Run, RunStatus, RunTag, Series, utcnow
@@ -75,6 +76,7 @@ class FakeWorker:
         self.url, self.run_id, self.worker_id = url, run_id, worker_id
         self.sink = DbSink(run_id, url)
         self.attempt = 0
+        self.selection = ModelSelection()  # the engine's model selection, whose points the sink stores
 
     def start(self, start_epoch: int = 0) -> FakeWorker:
         with Session(get_engine(self.url)) as s, s.begin():
@@ -87,6 +89,7 @@ class FakeWorker:
 
     def epoch(self, epoch: int, value: float = 0.5) -> None:
         points = epoch_points(epoch, value)
+        points += self.selection.update(epoch, points)
         for p in points:  # as the trainer does: each point says which attempt wrote it
             p.attempt = self.attempt
         self.sink.write(points)

@@ -18,7 +18,7 @@ from amst_core.store.db import get_engine
 from amst_core.store.models import Modality, Point, RunStatus, Series
 from amst_core.store.writer import DbSink
 
-SERIES_PER_EPOCH = len(epoch_points(0))
+SERIES_PER_EPOCH = len(epoch_points(0)) + 3  # and the model selection: best_epoch, best_val_acc, test_acc_at_best
 
 
 def running_run(client: TestClient, db_url: str, epochs: int) -> tuple[str, FakeWorker]:
@@ -50,7 +50,9 @@ def test_filters(client: TestClient, db_url: str) -> None:
     assert {k[0] for k in keys(metrics(client, run_id, split="val"))} == {"val"}
     assert keys(metrics(client, run_id, modality="none", split="train")) == {
         ("train", "fused", None, "acc"), ("train", "fused", None, "loss"), ("train", "run", None, "epoch_time")}
-    assert keys(metrics(client, run_id, modality="null", component="run")) == {("train", "run", None, "epoch_time")}
+    assert {("val", "run", None, n) for n in ("best_epoch", "best_val_acc", "test_acc_at_best")} <= keys(full)
+    assert keys(metrics(client, run_id, modality="null", component="run", split="train")) == {
+        ("train", "run", None, "epoch_time")}
     both = metrics(client, run_id, split=["val", "test"], component=["branch", "helper"], modality="audio", name="acc")
     assert keys(both) == {(sp, c, "audio", "acc") for sp in ("val", "test") for c in ("branch", "helper")}
     assert metrics(client, run_id, name="no_such_metric")["series"] == []
@@ -97,7 +99,8 @@ def test_one_point_per_epoch_after_retried_writes(client: TestClient, db_url: st
     resumed = DbSink(run_id, db_url)  # a new attempt resumes from the checkpoint of epoch 2
     resumed.begin(2)
     for epoch in (2, 3):
-        resumed.write(epoch_points(epoch, value=0.8))
+        points = epoch_points(epoch, value=0.8)
+        resumed.write(points + worker.selection.update(epoch, points))
     body = metrics(client, run_id)
     assert len(body["series"]) == SERIES_PER_EPOCH
     for s in body["series"]:
