@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MODALITIES: tuple[str, ...] = ("audio", "text", "visual")  # sorted: this order drives ALT updates
 Fusion = Literal["concat", "lsum", "msum"]
@@ -41,6 +41,53 @@ class FullParams(SkipParams):
     )
 
 
+class _Window(_Params):
+    """Epochs [modulation_start, modulation_end], both included, in which a baseline's rule acts."""
+
+    modulation_start: int = Field(0, ge=0, description="first epoch the rule acts in")
+    modulation_end: int = Field(50, ge=0, description="last epoch the rule acts in (included)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Window:
+        if self.modulation_end < self.modulation_start:
+            raise ValueError(f"modulation_end: {self.modulation_end} is before modulation_start "
+                             f"{self.modulation_start}")
+        return self
+
+    def active(self, epoch: int) -> bool:
+        return self.modulation_start <= epoch <= self.modulation_end
+
+
+class OgmParams(_Window):
+    alpha: float = Field(0.1, ge=0, description="strength: the dominant modality's gradients are scaled by "
+                                                 "1 - tanh(alpha * relu(ratio))")
+
+
+class PmrParams(_Window):
+    alpha: float = Field(1.0, ge=0, description="weight of the weaker modality's prototype loss")
+    momentum_coef: float = Field(0.2, ge=0, le=1, description="P = (1 - m) * P_new + m * P_old after the first "
+                                                              "epoch")
+    factor: float = Field(0.1, gt=0, le=1, description="share of the shuffled train batches the prototypes are "
+                                                       "computed from before each epoch")
+    modulation_end: int = Field(70, ge=0, description="last epoch the prototype loss is added (included)")
+
+
+class MslrParams(_Params):
+    lr_audio: float = Field(1e-3, gt=0, description="learning rate of the audio encoder")
+    lr_visual: float = Field(1e-2, gt=0, description="learning rate of the visual encoder")
+    lr_text: float = Field(1e-3, gt=0, description="learning rate of the text encoder")
+    window: int = Field(5, ge=1, description="every `window` epochs, an encoder's lr is multiplied by its val "
+                                            "branch accuracy over the mean of its last `window`")
+    dynamic: bool = Field(True, description="apply that rule (the reference never runs it: false reproduces its "
+                                            "fixed rates)")
+
+
+class UnimodalParams(_Params):
+    modality: Literal["audio", "text", "visual"] | None = Field(
+        None, description="the one modality trained (its encoder and a linear classifier); the others are not "
+                          "loaded")
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     name: str
@@ -49,6 +96,7 @@ class MethodInfo:
     default_fusion: Fusion
     fusion_fixed: bool  # True when the method forces its own heads
     uses_skip: bool
+    modalities: int | None = None  # a method for datasets of exactly this many modalities
 
 
 @dataclass(frozen=True)
@@ -90,6 +138,16 @@ METHODS: dict[str, MethodInfo] = {
                    SkipParams, "concat", fusion_fixed=True, uses_skip=True),
         MethodInfo("amst_full", "alternating module plus joint module, predictions averaged",
                    FullParams, "concat", fusion_fixed=True, uses_skip=True),
+        MethodInfo("ogm_ge", "OGM-GE: the dominant modality's encoder gradients scaled down, Gaussian noise added",
+                   OgmParams, "lsum", fusion_fixed=False, uses_skip=False),
+        MethodInfo("pmr", "PMR: a prototype loss for the weaker of two modalities", PmrParams, "lsum",
+                   fusion_fixed=False, uses_skip=False, modalities=2),
+        MethodInfo("mla", "MLA: alternating unimodal training through a shared head; weighted and entropy-gated "
+                   "combinations evaluated", NoParams, "msum", fusion_fixed=True, uses_skip=False),
+        MethodInfo("mslr", "MSLR: a learning rate per encoder, adjusted by its validation accuracy",
+                   MslrParams, "lsum", fusion_fixed=False, uses_skip=False),
+        MethodInfo("unimodal", "one modality alone: its encoder and a linear classifier", UnimodalParams, "concat",
+                   fusion_fixed=True, uses_skip=False),
     ]
 }
 

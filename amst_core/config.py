@@ -245,11 +245,22 @@ class RunConfig(_Strict):
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise ValueError(f"method_params.{where}: {first['msg']}") from None
+            message = first["msg"].removeprefix("Value error, ")
+            raise ValueError(f"method_params.{where}: {message}" if where else f"method_params.{message}") from None
         # Store the typed params back as a plain dict (defaults filled in) so the config round-trips as YAML/JSON.
         object.__setattr__(self, "method_params", params.model_dump())
         if self.fusion is not None and info.fusion_fixed and self.fusion != info.default_fusion:
             raise ValueError(f"fusion: {self.method} fixes its own heads; leave fusion unset")
+        available = self.dataset.modalities
+        if info.modalities is not None and len(available) != info.modalities:
+            raise ValueError(f"method: {self.method} needs a dataset of exactly {info.modalities} modalities; "
+                             f"this run has {len(available)} ({', '.join(available)})")
+        if self.method == "unimodal":
+            chosen = params.modality
+            if chosen is None or chosen not in available:
+                raise ValueError(f"method_params.modality: name the one modality to train, one of "
+                                 f"{', '.join(available)}" + (f"; {self.dataset.name} has no {chosen}" if chosen
+                                                              else ""))
         return self
 
     @property
@@ -262,6 +273,10 @@ class RunConfig(_Strict):
 
     @property
     def modalities(self) -> tuple[str, ...]:
+        """The modalities this run trains on, sorted: the dataset's (or those of `dataset.modalities_used`), or
+        the one a unimodal run names."""
+        if self.method == "unimodal":
+            return (self.method_params["modality"],)
         return self.dataset.modalities
 
     @property

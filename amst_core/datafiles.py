@@ -205,9 +205,11 @@ class ReferenceFiles:
                 raise ConfigError("dataset.split_files", f"the {split} split file {path} lists no samples")
             for clip_id, _ in items:
                 ids.setdefault(clip_id, split)
-        # One directory listing per media folder instead of two stat calls per clip: fast on network storage.
-        have_audio = self.listing(self.layout.audio_dir)
-        have_frames = self.listing(self.layout.frames_dir)
+        # One directory listing per media folder instead of two stat calls per clip: fast on network storage. Only
+        # the run's modalities: a unimodal run needs no other file.
+        used = self.cfg.modalities
+        have_audio = self.listing(self.layout.audio_dir) if "audio" in used else None
+        have_frames = self.listing(self.layout.frames_dir) if "visual" in used else None
         gaps = {clip_id: self.gaps(clip_id, have_audio, have_frames) for clip_id in ids}
         missing = [clip_id for clip_id, lacks in gaps.items() if lacks]
         if missing:
@@ -217,16 +219,16 @@ class ReferenceFiles:
                 f"{len(missing)} of {len(ids)} clips lack their fbank file or frame folder under {root}; "
                 f"first: {first!r} ({ids[first]} split) has no {' and no '.join(gaps[first])}",
             )
-        # Memory-mapped: reads only the header, so a wrong model.mel_bins fails here and not mid-epoch.
-        fbank = self.media(self.layout.audio_dir, f"{next(iter(ids))}.npy")
-        check_fbank_shape(fbank, npy_shape(fbank), self.cfg.model.mel_bins)
+        if have_audio is not None:  # memory-mapped: reads only the header, so a wrong mel_bins fails now
+            fbank = self.media(self.layout.audio_dir, f"{next(iter(ids))}.npy")
+            check_fbank_shape(fbank, npy_shape(fbank), self.cfg.model.mel_bins)
 
-    def gaps(self, clip_id: str, have_audio: set[str], have_frames: set[str]) -> list[str]:
-        """The media paths (relative to the root) one clip lacks."""
+    def gaps(self, clip_id: str, have_audio: set[str] | None, have_frames: set[str] | None) -> list[str]:
+        """The media paths (relative to the root) one clip lacks (None: a modality the run does not read)."""
         lacks = []
-        if f"{clip_id}.npy" not in have_audio:
+        if have_audio is not None and f"{clip_id}.npy" not in have_audio:
             lacks.append(f"{self.layout.audio_dir}/{clip_id}.npy")
-        if clip_id not in have_frames:
+        if have_frames is not None and clip_id not in have_frames:
             lacks.append(f"{self.layout.frames_dir}/{clip_id}/")
         return lacks
 

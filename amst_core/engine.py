@@ -27,7 +27,7 @@ from tqdm import tqdm
 from amst_core.config import ConfigError, RunConfig
 from amst_core.data import make_loader, source_for, to_device
 from amst_core.methods import Method, build_method
-from amst_core.metrics import EpochMeters, MetricPoint, imbalance_points
+from amst_core.metrics import EpochMeters, MetricPoint, Plateau, imbalance_points
 from amst_core.selection import PRIMARY, ModelSelection, accuracy
 from amst_core.sinks import MetricSink
 
@@ -204,6 +204,7 @@ class Trainer:
         self.datasets = {split: source.split(cfg, split, train=(split == "train"))
                          for split in ("train", "val", "test")}
         self.selection = ModelSelection(self.method.selections())
+        self.plateau = Plateau()
         self.start_epoch = 0
         self.replay: list[MetricPoint] = []  # points saved with the checkpoint a resumed run starts from
         self.live = LiveProgress()
@@ -223,6 +224,7 @@ class Trainer:
             "classes": list(self.classes),
             "method": self.method.state_dict(),
             "selection": self.selection.state_dict(),
+            "plateau": self.plateau.state_dict(),
             "rng": rng_state(self.device),
             # The metrics no sink has made durable yet, this epoch's included: a resumed run writes them first,
             # so that a crash between the checkpoint and the metrics leaves no gap in the curves.
@@ -249,6 +251,7 @@ class Trainer:
         state = load_checkpoint(self.checkpoint_dir / "last.pt")  # RNG states must stay on the CPU
         self.method.load_state_dict(state["method"])
         self.selection.load_state_dict(state.get("selection") or {PRIMARY: state["best"]})  # "best": version 1
+        self.plateau.load_state_dict(state.get("plateau", {}))
         self.start_epoch = state["epoch"] + 1
         self.replay = [MetricPoint(**p) for p in state.get("points", [])]
         set_rng_state(state["rng"], self.device)
@@ -284,6 +287,7 @@ class Trainer:
         points += self.selection.update(epoch, points)
         for split in ("train", "val", "test"):
             points += imbalance_points(points, split, epoch)
+        points += self.plateau.update(epoch, points)
         points += self.method.after_validation(epoch, points)
         points += self.run_points(epoch, lrs, samples, train_time, time.perf_counter() - t0)
         steps = (epoch + 1) * math.ceil(len(self.datasets["train"]) / self.cfg.batch_size)

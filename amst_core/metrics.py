@@ -116,3 +116,44 @@ def imbalance_points(points: list[MetricPoint], split: str, epoch: int) -> list[
         for component, accs in sorted(by_component.items())
         if len(accs) >= 2
     ]
+
+
+PROBES = ("helper", "alt_helper")  # a modality's linear probe on its own embedding (FULL: module A's)
+PLATEAU_TOLERANCE = 0.01  # one accuracy point
+
+
+class Plateau:
+    """Each modality's epochs to plateau: 1 + the first epoch from which its val probe (helper) accuracy stays
+    within one point of the best it has reached; written every epoch as it stands then (run-level series
+    `epochs_to_plateau` per modality), so the last value is the run's. A fast modality plateaus early, a slow
+    one late: the spread is the imbalance AMST's skip factors answer."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+
+    def update(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
+        probes = {}
+        for p in points:
+            if p.split == "val" and p.name == "acc" and p.modality is not None and p.component in PROBES:
+                probes.setdefault(p.modality, {})[p.component] = p.value
+        out = []
+        for modality, by_component in sorted(probes.items()):
+            accs = self.history.setdefault(modality, [])
+            accs.append(next(by_component[c] for c in PROBES if c in by_component))
+            out.append(MetricPoint("val", "run", modality, "epochs_to_plateau", epoch, 1 + plateau_epoch(accs)))
+        return out
+
+    def state_dict(self) -> dict[str, list[float]]:
+        return {m: list(a) for m, a in self.history.items()}
+
+    def load_state_dict(self, state: dict[str, list[float]]) -> None:
+        self.history = {m: list(a) for m, a in state.items()}
+
+
+def plateau_epoch(accs: list[float], tolerance: float = PLATEAU_TOLERANCE) -> int:
+    """The first index from which every value is within `tolerance` of the maximum."""
+    floor = max(accs) - tolerance - 1e-9
+    first = len(accs) - 1
+    while first > 0 and accs[first - 1] >= floor:
+        first -= 1
+    return first

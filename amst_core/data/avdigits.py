@@ -198,29 +198,47 @@ class AVDigits:
         return DATASETS["avdigits"].classes
 
     def split(self, cfg: RunConfig, split: str, train: bool) -> TensorSamples:
-        audio, image, labels = self.arrays(cfg, split)
-        visual = torch.from_numpy(image)[:, None, None]  # (N, 1, 1, H, W): one grey channel, one frame
-        size = cfg.model.image_size
-        if size != visual.shape[-1]:
-            visual = F.interpolate(visual[:, :, 0], size=(size, size), mode="bilinear", align_corners=False)[:, :, None]
-        # Grey to the 3 channels of the visual encoder, and the image repeated as `frames` frames: views, no copy.
-        visual = visual.expand(-1, 3, cfg.model.frames, -1, -1)
-        return TensorSamples({"audio": torch.from_numpy(audio)[:, None], "visual": visual}, torch.from_numpy(labels))
+        """The run's modalities only: a unimodal run never computes the other's features."""
+        root = avdigits_dir(cfg)
+        tensors = {}
+        if "audio" in cfg.modalities:
+            tensors["audio"] = torch.from_numpy(audio_features(cfg, root, split))[:, None]
+        if "visual" in cfg.modalities:
+            tensors["visual"] = frames_of(cfg, image_features(cfg, root, split))
+        return TensorSamples(tensors, torch.from_numpy(read_split(root, split)["label"]))
 
     def arrays(self, cfg: RunConfig, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Normalised audio (N, T, 13), normalised images (N, 28, 28) after the knobs, labels."""
         root = avdigits_dir(cfg)
-        train, data = read_split(root, "train"), read_split(root, split)
-        valid = np.arange(train["audio"].shape[1])[None, :] < train["lengths"][:, None]
-        frames = train["audio"][valid]  # every real (not padding) MFCC frame of the training set
-        audio = (data["audio"] - frames.mean(0)) / (frames.std(0) + 1e-6)
-        audio[np.arange(audio.shape[1])[None, :] >= data["lengths"][:, None]] = 0.0  # padding stays at the mean
-        audio = crop_or_pad(audio, cfg.model.audio_frames)
-        noise = cfg.dataset.knob("audio_noise")
-        if noise > 0:
-            rng = np.random.default_rng(1_000 + SPLITS.index(split))
-            audio = audio + rng.normal(0.0, noise, size=audio.shape).astype(np.float32)
-        mean, basis, pixel_mean, pixel_std = image_statistics(root, cfg.dataset.knob("image_pca_energy"))
-        images = remove_components(data["image"], mean, basis)
-        images = (images - pixel_mean) / pixel_std
-        return audio.astype(np.float32), images.astype(np.float32), data["label"]
+        return audio_features(cfg, root, split), image_features(cfg, root, split), read_split(root, split)["label"]
+
+
+def audio_features(cfg: RunConfig, root: Path, split: str) -> np.ndarray:
+    """MFCCs normalised with the training set's statistics of real frames, cut or padded, with the noise knob."""
+    train, data = read_split(root, "train"), read_split(root, split)
+    valid = np.arange(train["audio"].shape[1])[None, :] < train["lengths"][:, None]
+    frames = train["audio"][valid]  # every real (not padding) MFCC frame of the training set
+    audio = (data["audio"] - frames.mean(0)) / (frames.std(0) + 1e-6)
+    audio[np.arange(audio.shape[1])[None, :] >= data["lengths"][:, None]] = 0.0  # padding stays at the mean
+    audio = crop_or_pad(audio, cfg.model.audio_frames)
+    noise = cfg.dataset.knob("audio_noise")
+    if noise > 0:
+        rng = np.random.default_rng(1_000 + SPLITS.index(split))
+        audio = audio + rng.normal(0.0, noise, size=audio.shape).astype(np.float32)
+    return audio.astype(np.float32)
+
+
+def image_features(cfg: RunConfig, root: Path, split: str) -> np.ndarray:
+    """Images with the PCA knob applied, normalised with the training set's pixel statistics."""
+    mean, basis, pixel_mean, pixel_std = image_statistics(root, cfg.dataset.knob("image_pca_energy"))
+    images = remove_components(read_split(root, split)["image"], mean, basis)
+    return ((images - pixel_mean) / pixel_std).astype(np.float32)
+
+
+def frames_of(cfg: RunConfig, images: np.ndarray) -> torch.Tensor:
+    """(N, 3, frames, H, W) at model.image_size: grey to 3 channels, the image repeated as every frame (views)."""
+    visual = torch.from_numpy(images)[:, None, None]  # (N, 1, 1, H, W): one grey channel, one frame
+    size = cfg.model.image_size
+    if size != visual.shape[-1]:
+        visual = F.interpolate(visual[:, :, 0], size=(size, size), mode="bilinear", align_corners=False)[:, :, None]
+    return visual.expand(-1, 3, cfg.model.frames, -1, -1)

@@ -103,8 +103,10 @@ class AVClips(Dataset):
     """One split: audio fbank plus sampled video frames per clip id, read lazily from disk (every file confined
     to the data root)."""
 
-    def __init__(self, files: ReferenceFiles, items: list[tuple[str, int]], model: ModelConfig, train: bool):
+    def __init__(self, files: ReferenceFiles, items: list[tuple[str, int]], model: ModelConfig, train: bool,
+                 modalities: tuple[str, ...] = ("audio", "visual")):
         self.files = files
+        self.modalities = modalities
         self.layout = files.layout
         self.items = items
         self.frames = model.frames
@@ -116,12 +118,16 @@ class AVClips(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> Sample:
+        """The run's modalities only (a unimodal run reads no other file)."""
         clip_id, label = self.items[i]
-        fbank = self.files.media(self.layout.audio_dir, f"{clip_id}.npy")
-        audio = load_fbank(fbank, self.audio_frames, self.mel_bins)
-        folder = self.files.media(self.layout.frames_dir, clip_id)
-        visual = load_frames(folder, self.frames, self.transform, self.files)
-        return {"audio": audio, "visual": visual, "label": label}
+        sample: Sample = {"label": label}
+        if "audio" in self.modalities:
+            fbank = self.files.media(self.layout.audio_dir, f"{clip_id}.npy")
+            sample["audio"] = load_fbank(fbank, self.audio_frames, self.mel_bins)
+        if "visual" in self.modalities:
+            folder = self.files.media(self.layout.frames_dir, clip_id)
+            sample["visual"] = load_frames(folder, self.frames, self.transform, self.files)
+        return sample
 
 
 # ---------------------------------------------------------------- the source
@@ -144,7 +150,7 @@ class ReferenceAV:
 
     def split(self, cfg: RunConfig, split: str, train: bool) -> Dataset:
         files = self.files(cfg)
-        return AVClips(files, files.items(split), cfg.model, train)
+        return AVClips(files, files.items(split), cfg.model, train, cfg.modalities)
 
     def check(self, cfg: RunConfig) -> None:
         self.files(cfg).check()

@@ -55,5 +55,10 @@ class Synthetic:
         return tuple(f"class_{i}" for i in range(cfg.dataset.synthetic.num_classes))
 
     def split(self, cfg: RunConfig, split: str, train: bool) -> TensorSamples:
+        """Generated for every modality of the spec (so a modality's data do not depend on the others being
+        used), kept for the run's modalities."""
         assert cfg.dataset.synthetic is not None
-        return generate(cfg.dataset.synthetic, split)
+        samples = generate(cfg.dataset.synthetic, split)
+        keep = set(cfg.modalities) | ({"text_mask"} if "text" in cfg.modalities else set())
+        samples.tensors = {k: t for k, t in samples.tensors.items() if k in keep}
+        return samples

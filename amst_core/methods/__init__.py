@@ -9,13 +9,23 @@ from amst_core.methods.amst_alt import AmstAlt
 from amst_core.methods.amst_full import AmstFull
 from amst_core.methods.amst_joint import AmstJoint
 from amst_core.methods.base import Method, TrainedNet
+from amst_core.methods.mla import Mla
+from amst_core.methods.mslr import Mslr
 from amst_core.methods.naive import Naive
+from amst_core.methods.ogm_ge import OgmGe
+from amst_core.methods.pmr import Pmr
+from amst_core.methods.unimodal import Unimodal
 
 METHOD_CLASSES: dict[str, type[Method]] = {
     "naive": Naive,
     "amst_alt": AmstAlt,
     "amst_joint": AmstJoint,
     "amst_full": AmstFull,
+    "ogm_ge": OgmGe,
+    "pmr": Pmr,
+    "mla": Mla,
+    "mslr": Mslr,
+    "unimodal": Unimodal,
 }
 
 

@@ -93,6 +93,15 @@ BAD_BODIES: list[tuple[str, bytes | dict[str, Any] | list[Any], int, str | None,
     ("long tag", config(tags=["t" * 101]), 422, "tags.0", "at most 100"),
     ("long name", config(name="n" * 201), 422, "name", "at most 200"),
     ("wrong type", config(epochs="many"), 422, "epochs", "valid integer"),
+    ("unknown param", config("ogm_ge", method_params={"beta": 1}), 422, "method_params.beta", "Extra inputs"),
+    ("negative alpha", config("ogm_ge", method_params={"alpha": -1}), 422, "method_params.alpha", "greater than"),
+    ("window backwards", config("pmr", method_params={"modulation_start": 9, "modulation_end": 3}), 422,
+     "method_params.modulation_end", "before modulation_start"),
+    ("pmr on three", config("pmr", dataset={"name": "synthetic", "synthetic": {
+        "modalities": ["audio", "text", "visual"]}}), 422, "method", "exactly 2 modalities"),
+    ("unimodal without modality", config("unimodal"), 422, "method_params.modality", "one modality"),
+    ("unimodal absent modality", config("unimodal", method_params={"modality": "text"}), 422,
+     "method_params.modality", "has no text"),
 ]
 
 
