@@ -18,9 +18,13 @@ from pathlib import Path
 
 RUNS: dict[str, tuple[str, list[str]]] = {
     # label: (config, extra --set overrides)
-    "audio only": ("configs/avdigits/naive.yaml", ["dataset.modalities_used=[audio]"]),
-    "visual only": ("configs/avdigits/naive.yaml", ["dataset.modalities_used=[visual]"]),
+    "unimodal audio": ("configs/avdigits/unimodal_audio.yaml", []),
+    "unimodal visual": ("configs/avdigits/unimodal_visual.yaml", []),
     "naive (concat)": ("configs/avdigits/naive.yaml", []),
+    "ogm_ge": ("configs/avdigits/ogm_ge.yaml", []),
+    "pmr": ("configs/avdigits/pmr.yaml", []),
+    "mla": ("configs/avdigits/mla.yaml", []),
+    "mslr": ("configs/avdigits/mslr.yaml", []),
     "amst_alt": ("configs/avdigits/amst_alt.yaml", []),
     "amst_joint": ("configs/avdigits/amst_joint.yaml", []),
     "amst_full": ("configs/avdigits/amst_full.yaml", []),
@@ -60,29 +64,49 @@ def helper_components(summary: dict) -> dict[str, str]:
     return {m: component for m in at_best.get(component, {})}
 
 
-def mean_spread(values: list[float]) -> str:
+def mean_spread(values: list[float], digits: int = 4) -> str:
     if not values:
         return "–"
     if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def last_value(points: list[dict], split: str, modality: str, name: str) -> float | None:
+    values = [p for p in points if p["split"] == split and p["component"] == "run" and p["modality"] == modality
+              and p["name"] == name]
+    return max(values, key=lambda p: p["epoch"])["value"] if values else None
+
+
+def row(label: str, skip: dict, best_val: list[float], test: list[float], helpers: dict[str, list[float]],
+        plateau: dict[str, list[float]], times: list[float]) -> str:
+    return (f"| {label} | {skip.get('audio', '–')}, {skip.get('visual', '–')} | {mean_spread(best_val)} | "
+            f"{mean_spread(test)} | {mean_spread(helpers['audio'])} | {mean_spread(helpers['visual'])} | "
+            f"{mean_spread(plateau['audio'], 1)} | {mean_spread(plateau['visual'], 1)} | "
+            f"{statistics.mean(times):.1f} |")
 
 
 def table(out: Path, seeds: list[int]) -> str:
     rows = ["| method | skip (audio, visual) | best val acc | test acc at best | audio helper test | "
-            "visual helper test | epoch time (s) |", "|---|---|---|---|---|---|---|"]
+            "visual helper test | audio epochs to plateau | visual epochs to plateau | train s / epoch |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for label in RUNS:
         summaries = [json.loads((run_dir(out, label, s) / "summary.json").read_text()) for s in seeds]
+        points = [load_points(run_dir(out, label, s)) for s in seeds]
         helpers = {m: [s["test_at_best"][c][m] for s in summaries for m2, c in helper_components(s).items()
                        if m2 == m] for m in ("audio", "visual")}
-        times = [p["value"] for s in seeds for p in load_points(run_dir(out, label, s)) if p["name"] == "train_time"]
+        plateau = {m: [v for pts in points if (v := last_value(pts, "val", m, "epochs_to_plateau")) is not None]
+                   for m in ("audio", "visual")}
+        times = [p["value"] for pts in points for p in pts if p["name"] == "train_time"]
         skip = summaries[0]["skip_factors"]
-        rows.append(
-            f"| {label} | {skip.get('audio', '–')}, {skip.get('visual', '–')} | "
-            f"{mean_spread([s['best_val_acc'] for s in summaries])} | "
-            f"{mean_spread([s['test_acc_at_best'] for s in summaries])} | "
-            f"{mean_spread(helpers['audio'])} | {mean_spread(helpers['visual'])} | {statistics.mean(times):.1f} |"
-        )
+        rows.append(row(label, skip, [s["best_val_acc"] for s in summaries], [s["test_acc_at_best"] for s in summaries],
+                        helpers, plateau, times))
+        if summaries[0].get("selections"):  # MLA: per seed, the combination with the best val accuracy
+            chosen = [max(s["selections"].values(), key=lambda b: b["best_val_acc"]) for s in summaries]
+            names = [max(s["selections"], key=lambda c: s["selections"][c]["best_val_acc"]) for s in summaries]
+            rows.append(row(f"{label} (best combination: {', '.join(n.removeprefix('combo:') for n in names)})",
+                            skip, [c["best_val_acc"] for c in chosen], [c["test_acc_at_best"] for c in chosen],
+                            {"audio": [], "visual": []}, {"audio": [], "visual": []}, times))
     return "\n".join(rows)
 
 
