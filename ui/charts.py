@@ -56,12 +56,13 @@ def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components
 
 def balance_figure(b: Balance) -> go.Figure:
     """Left: branch (solid) and helper (hatched) accuracy per modality at the latest epoch. Right: the gap
-    between the strongest and the weakest branch over epochs."""
+    between the strongest and the weakest modality over epochs, of the branches (solid) and of the probes
+    (dotted)."""
     modalities = [r["modality"] for r in b.rows]
     colors = [modality_color(m) for m in modalities]
     at = f"epoch {b.epoch}" if b.epoch is not None else "no epoch yet"
     fig = make_subplots(rows=1, cols=2, subplot_titles=[f"{b.split} accuracy at {at}",
-                                                        "strongest − weakest branch accuracy"])
+                                                        "strongest − weakest accuracy"])
     fig.add_trace(go.Bar(x=modalities, y=[r["branch"] for r in b.rows], name="branch", marker={"color": colors},
                          texttemplate="%{y:.3f}"), row=1, col=1)
     fig.add_trace(go.Bar(x=modalities, y=[r["helper"] for r in b.rows], name="helper (linear probe)",
@@ -69,6 +70,10 @@ def balance_figure(b: Balance) -> go.Figure:
                          texttemplate="%{y:.3f}"), row=1, col=1)
     fig.add_trace(go.Scatter(x=b.gap_epochs, y=b.gap_values, mode="lines+markers", name="gap",
                              line={"color": MODALITY_COLORS["fused"]}), row=1, col=2)
+    if b.helper_gap_epochs:
+        fig.add_trace(go.Scatter(x=b.helper_gap_epochs, y=b.helper_gap_values, mode="lines+markers",
+                                 name="gap of the probes", line={"color": MODALITY_COLORS["fused"], "dash": "dot"}),
+                      row=1, col=2)
     fig.update_layout(barmode="group", height=320, **LAYOUT)
     fig.update_yaxes(range=[0, 1], row=1, col=1)
     fig.update_xaxes(title_text="epoch", row=1, col=2)

@@ -64,12 +64,18 @@ def slot_for(field: str | None, slots: list[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def param_widgets(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    """(name, kind, spec) per method parameter from its JSON schema: kind is select, bool, int, float or text."""
+def param_widgets(schema: dict[str, Any], modalities: list[str] | None = None
+                  ) -> list[tuple[str, str, dict[str, Any]]]:
+    """(name, kind, spec) per method parameter from its JSON schema: kind is select, bool, int, float or text. A
+    choice that may be left unset (`anyOf` an enum and null) is a select too; one of modalities offers only the
+    dataset's."""
     out = []
     for name, spec in schema.get("properties", {}).items():
-        if "enum" in spec:
-            kind = "select"
+        options = spec.get("enum") or next((o["enum"] for o in spec.get("anyOf", []) if "enum" in o), None)
+        if options is not None and modalities is not None and set(options) <= {"audio", "text", "visual"}:
+            options = [o for o in options if o in modalities]
+        if options is not None:
+            kind, spec = "select", {**spec, "enum": options}
         elif spec.get("type") == "boolean":
             kind = "bool"
         elif spec.get("type") == "integer":

@@ -128,17 +128,20 @@ def first_present(rs: RunSeries, split: str, components: Iterable[str], modality
 class Balance:
     split: str
     epoch: int | None
-    rows: list[dict[str, Any]]  # modality, branch, helper (accuracy at the latest epoch)
+    rows: list[dict[str, Any]]  # modality, branch, helper (accuracy at the latest epoch), plateau (epochs to it)
     gap_epochs: list[int]
     gap_values: list[float | None]
     lagging: str | None
     leading: str | None
     gap: float | None
+    helper_gap_epochs: list[int] = field(default_factory=list)
+    helper_gap_values: list[float | None] = field(default_factory=list)
 
 
 def balance(rs: RunSeries, split: str = "val") -> Balance:
-    """Branch and helper accuracy per modality at the latest epoch; the strongest-minus-weakest gap over
-    epochs; the lagging modality (the weakest branch now)."""
+    """Branch and helper accuracy per modality at the latest epoch, and each modality's epochs to plateau (its
+    val probe within a point of its best, as the engine reports it); the strongest-minus-weakest gap of the
+    branches and of the probes over epochs; the lagging modality (the weakest branch now)."""
     rows, latest = [], None
     for m in rs.modalities():
         row: dict[str, Any] = {"modality": m}
@@ -148,14 +151,18 @@ def balance(rs: RunSeries, split: str = "val") -> Balance:
             row[label] = values[-1] if values else None
             if epochs:
                 latest = max(latest or -1, epochs[-1])
+        plateau = rs.series(("val", "run", m, "epochs_to_plateau"))[1]
+        row["plateau"] = int(plateau[-1]) if plateau and plateau[-1] is not None else None
         rows.append(row)
-    branch = first_present(rs, split, BRANCH_COMPONENTS, None, "acc_gap")
-    gap_epochs, gap_values = rs.series((split, branch, None, "acc_gap")) if branch else ([], [])
+    gaps = {}
+    for label, components in (("branch", BRANCH_COMPONENTS), ("helper", HELPER_COMPONENTS)):
+        c = first_present(rs, split, components, None, "acc_gap")
+        gaps[label] = rs.series((split, c, None, "acc_gap")) if c else ([], [])
     ranked = sorted((r for r in rows if r["branch"] is not None), key=lambda r: r["branch"])
     lagging = ranked[0]["modality"] if len(ranked) >= 2 else None
     leading = ranked[-1]["modality"] if len(ranked) >= 2 else None
     gap = ranked[-1]["branch"] - ranked[0]["branch"] if len(ranked) >= 2 else None
-    return Balance(split, latest, rows, gap_epochs, gap_values, lagging, leading, gap)
+    return Balance(split, latest, rows, *gaps["branch"], lagging, leading, gap, *gaps["helper"])
 
 
 def skip_strip(rs: RunSeries) -> tuple[list[str], list[int], list[list[float | None]]]:

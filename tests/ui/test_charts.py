@@ -176,10 +176,14 @@ def test_balance_and_gap_figures():
                     ("val", "branch", None, "acc_gap", E, [0.3, 0.3, 0.4])])
     b = balance(rs)
     fig = charts.balance_figure(b)
-    assert [t.name for t in fig.data] == ["branch", "helper (linear probe)", "gap"]
+    assert [t.name for t in fig.data] == ["branch", "helper (linear probe)", "gap"], "no probe gap: no line"
     assert list(fig.data[0].y) == [0.8, 0.4]
     assert list(fig.data[1].y) == [0.7, None]
     assert list(fig.data[0].marker.color) == [MODALITY_COLORS["audio"], MODALITY_COLORS["visual"]]
     assert fig.layout.annotations[0].text == "val accuracy at epoch 2"
     gap = fig.data[2]
     assert gap.xaxis == "x2" and list(gap.x) == E and list(gap.y) == [0.3, 0.3, 0.4]
+    rs.merge({"series": [{"split": "val", "component": "helper", "modality": None, "name": "acc_gap", "epochs": E,
+                          "values": [0.1, 0.2, 0.2]}], "run": rs.run, "next_since_epoch": 2})
+    with_probes = charts.balance_figure(balance(rs))
+    assert with_probes.data[3].name == "gap of the probes" and list(with_probes.data[3].y) == [0.1, 0.2, 0.2]

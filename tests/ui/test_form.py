@@ -155,3 +155,17 @@ def test_param_widgets_kinds():
                              "any": {"anyOf": [{"type": "integer"}, {"type": "null"}]}}}
     assert [(n, k) for n, k, _ in param_widgets(schema)] == [("flag", "bool"), ("n", "int"), ("w", "float"),
                                                              ("label", "text"), ("mode", "select"), ("any", "text")]
+
+
+def test_param_widgets_of_every_baseline():
+    """Each parameter with its description and default, from the schema the API publishes."""
+    kinds = {name: [(n, k) for n, k, _ in param_widgets(METHODS[name].params.model_json_schema(), ["audio", "visual"])]
+             for name in ("ogm_ge", "pmr", "mslr", "unimodal")}
+    assert kinds["ogm_ge"] == [("modulation_start", "int"), ("modulation_end", "int"), ("alpha", "float")]
+    assert ("factor", "float") in kinds["pmr"] and ("momentum_coef", "float") in kinds["pmr"]
+    assert kinds["mslr"] == [("lr_audio", "float"), ("lr_visual", "float"), ("lr_text", "float"), ("window", "int"),
+                             ("dynamic", "bool")]
+    [(name, kind, spec)] = param_widgets(METHODS["unimodal"].params.model_json_schema(), ["audio", "visual"])
+    assert (name, kind, spec["enum"]) == ("modality", "select", ["audio", "visual"]), "only the dataset's"
+    for _, _, spec in param_widgets(METHODS["pmr"].params.model_json_schema()):
+        assert spec.get("description") and "default" in spec

@@ -210,13 +210,17 @@ def test_balance_rows_lagging_and_gap():
         ("val", "helper", "audio", "acc", [0, 1, 2], [0.45, 0.6, 0.75]),
         ("val", "helper", "visual", "acc", [0, 1, 2], [0.2, 0.35, 0.5]),
         ("val", "branch", None, "acc_gap", [0, 1, 2], [0.2, 0.3, 0.35]),
+        ("val", "helper", None, "acc_gap", [0, 1, 2], [0.25, 0.25, 0.25]),
+        ("val", "run", "audio", "epochs_to_plateau", [0, 1, 2], [1, 2, 3]),
+        ("val", "run", "visual", "epochs_to_plateau", [0, 1, 2], [1, 1, 1]),
         ("test", "branch", "audio", "acc", [0, 1, 2], [0.1, 0.1, 0.1]),
     ])
     b = S.balance(rs, "val")
     assert b.split == "val"
     assert b.epoch == 2
-    assert b.rows == [{"modality": "audio", "branch": 0.8, "helper": 0.75},
-                      {"modality": "visual", "branch": 0.45, "helper": 0.5}]
+    assert b.rows == [{"modality": "audio", "branch": 0.8, "helper": 0.75, "plateau": 3},
+                      {"modality": "visual", "branch": 0.45, "helper": 0.5, "plateau": 1}]
+    assert (b.helper_gap_epochs, b.helper_gap_values) == ([0, 1, 2], [0.25, 0.25, 0.25])
     assert b.lagging == "visual"
     assert b.leading == "audio"
     assert b.gap == pytest.approx(0.35)
@@ -233,8 +237,8 @@ def test_balance_uses_amst_full_components_when_plain_ones_are_absent():
         ("val", "alt_branch", None, "acc_gap", [0, 1], [0.3, 0.3]),
     ])
     b = S.balance(rs)
-    assert b.rows == [{"modality": "audio", "branch": 0.4, "helper": 0.35},
-                      {"modality": "visual", "branch": 0.7, "helper": 0.55}]
+    assert b.rows == [{"modality": "audio", "branch": 0.4, "helper": 0.35, "plateau": None},
+                      {"modality": "visual", "branch": 0.7, "helper": 0.55, "plateau": None}]
     assert (b.lagging, b.leading) == ("audio", "visual")
     assert b.gap == pytest.approx(0.3)
     assert (b.gap_epochs, b.gap_values) == ([0, 1], [0.3, 0.3])
@@ -252,7 +256,7 @@ def test_balance_prefers_plain_branch_over_alt_branch():
 
 def test_balance_with_one_modality_or_nothing_has_no_lagging():
     one = S.balance(make(series=[("val", "branch", "audio", "acc", [0, 1], [0.4, 0.5])]))
-    assert one.rows == [{"modality": "audio", "branch": 0.5, "helper": None}]
+    assert one.rows == [{"modality": "audio", "branch": 0.5, "helper": None, "plateau": None}]
     assert (one.lagging, one.leading, one.gap, one.epoch) == (None, None, None, 1)
     empty = S.balance(make(series=[]))
     assert empty.rows == [] and empty.epoch is None and empty.gap_epochs == [] and empty.gap_values == []
@@ -385,3 +389,11 @@ def test_refresh_of_only_some_series_is_cached_apart_from_the_whole_run():
     assert client.calls == [("r1", -1, {"split": "val", "name": "acc"}), ("r1", -1),
                             ("r1", 2, {"split": "val", "name": "acc"})]
     assert sorted(cache) == ["r1", "r1&name=acc&split=val"]
+
+
+def test_pair_baselines_with_any_baseline_method():
+    amst = r("a", "amst_full", seed=1)
+    runs = [r("n", "naive", seed=1), r("o", "ogm_ge", seed=1), r("m", "mla", seed=1)]
+    assert S.pair_baselines([amst], runs, "ogm_ge") == [(amst, runs[1])]
+    assert S.pair_baselines([amst], runs, "mla") == [(amst, runs[2])]
+    assert S.pair_baselines([amst], runs, "pmr") == []

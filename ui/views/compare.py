@@ -1,4 +1,5 @@
-"""Compare: overlay runs per modality; each AMST run against a baseline of the same dataset and seed."""
+"""Compare: overlay runs per modality; each AMST run against a baseline (naive fusion by default, or any of the
+paper's baselines) of the same dataset and seed."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from typing import Any
 import streamlit as st
 
 from ui.charts import PLOT_CONFIG, compare_figure, difference_figure
-from ui.common import api, run_label, series_cache, shown_errors
+from ui.common import api, catalog, run_label, series_cache, shown_errors
 from ui.series import final_and_best, pair_baselines, refresh
 from ui.settings import ui_settings
 from ui.style import ACTIVE
 
-COMPONENTS = ["branch", "helper", "alt_branch", "joint_branch", "alt_helper", "joint_helper"]
+COMPONENTS = ["branch", "helper", "alt_branch", "joint_branch", "alt_helper", "joint_helper", "prototype"]
 COMPONENT_HELP = "the fused prediction has its own panel; branch and helper mean AMST-FULL's alt_ ones for it"
 
 st.title("Compare")
@@ -23,19 +24,25 @@ with shown_errors():
     selected: list[dict[str, Any]] = st.multiselect("Runs", runs, [by_id[i] for i in wanted], format_func=run_label,
                                                     placeholder="choose runs to overlay")
     st.query_params["runs"] = ",".join(r["id"] for r in selected)
-    a, b, c, d = st.columns(4)
+    methods, _ = catalog(ui_settings().api_url)
+    baselines = [m["name"] for m in methods if not m["name"].startswith("amst")]
+    a, b, c, d, e = st.columns(5)
     split = a.radio("Split", ["val", "test", "train"], horizontal=True)
     component = b.selectbox("Per-modality component", COMPONENTS, help=COMPONENT_HELP)
     name = c.radio("Metric", ["acc", "loss"], horizontal=True)
     smoothing = d.slider("Smoothing", 0.0, 0.95, 0.0, 0.05)
-    pairs = pair_baselines(selected, runs)
+    asked = st.query_params.get("baseline", "naive")
+    baseline = e.selectbox("Baseline", baselines, index=baselines.index(asked) if asked in baselines else 0,
+                           help="each AMST run is paired with a run of this method, same dataset and seed")
+    st.query_params["baseline"] = baseline
+    pairs = pair_baselines(selected, runs, baseline)
     live = any(r["status"] in ACTIVE for r in selected + [base for _, base in pairs])
 
     @st.fragment(run_every=ui_settings().refresh_s if live else None)
     def charts() -> None:
         with shown_errors():
             if not selected:
-                st.info("Choose runs above. AMST runs are paired with a naive run of the same dataset and seed.")
+                st.info(f"Choose runs above. AMST runs are paired with a {baseline} run of the same dataset and seed.")
                 return
             ids = list(dict.fromkeys([r["id"] for r in selected] + [base["id"] for _, base in pairs]))
             # One incremental call per run, for the split and metric drawn (not the run's every series).
@@ -50,7 +57,7 @@ with shown_errors():
                 diff = [(series[amst["id"]], series[base["id"]], amst["name"]) for amst, base in pairs]
                 st.plotly_chart(difference_figure(diff, split, component, name), key="difference", config=PLOT_CONFIG)
             else:
-                st.caption("No AMST run among those chosen has a naive run of the same dataset and seed.")
+                st.caption(f"No AMST run among those chosen has a {baseline} run of the same dataset and seed.")
             st.subheader("Final and best per modality")
             table = final_and_best(chosen, labels, (split,), name)
             st.dataframe(table, hide_index=True, width="stretch",

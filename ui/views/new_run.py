@@ -19,18 +19,21 @@ def pick(options: list[str], value: Any, fallback: int = 0) -> int:
     return options.index(value) if value in options else fallback
 
 
-def method_params(method: dict[str, Any], current: dict[str, Any], slots: dict[str, Any]) -> dict[str, Any]:
+def method_params(method: dict[str, Any], current: dict[str, Any], slots: dict[str, Any],
+                  modalities: list[str]) -> dict[str, Any]:
     values = {}
     defaults = {**method["params_defaults"], **current}
-    for name, kind, spec in param_widgets(method["params_schema"]):
+    for name, kind, spec in param_widgets(method["params_schema"], modalities):
         label, help_ = name.replace("_", " "), spec.get("description")
         if kind == "select":
             values[name] = st.selectbox(label, spec["enum"], index=pick(spec["enum"], defaults.get(name)), help=help_)
         elif kind == "bool":
             values[name] = st.checkbox(label, bool(defaults.get(name)), help=help_)
-        elif kind in ("int", "float"):
-            cast = int if kind == "int" else float
-            values[name] = st.number_input(label, value=cast(defaults.get(name, 0)), help=help_)
+        elif kind == "int":
+            values[name] = st.number_input(label, value=int(defaults.get(name) or 0), step=1, help=help_)
+        elif kind == "float":  # %g: a learning rate of 0.001 is not shown as 0.00
+            value = float(defaults.get(name) or 0.0)
+            values[name] = st.number_input(label, value=value, step=max(value / 10, 1e-6), format="%g", help=help_)
         else:
             values[name] = st.text_input(label, str(defaults.get(name, "")), help=help_)
         slots[f"method_params.{name}"] = st.empty()
@@ -89,7 +92,8 @@ with shown_errors():
             slots["fusion"] = st.empty()
         if method["params_schema"].get("properties"):
             st.markdown("**Method parameters**")
-            values["method_params"] = method_params(method, start.get("method_params", {}), slots)
+            values["method_params"] = method_params(method, start.get("method_params", {}), slots,
+                                                    dataset["modalities"])
             slots["method_params"] = st.empty()
         a, b, c, d, e = st.columns(5)
         values["epochs"] = a.number_input("Epochs", min_value=1, value=int(start.get("epochs", 100)))

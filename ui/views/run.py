@@ -112,6 +112,9 @@ def balance_panel(rs: RunSeries, split: str) -> None:
     if b.lagging:
         st.markdown(f"Lagging modality: **{b.lagging}** — {b.gap:.3f} behind **{b.leading}** "
                     f"({split} branch accuracy, epoch {b.epoch})")
+    plateaus = [f"{r['modality']} {r['plateau']}" for r in b.rows if r.get("plateau") is not None]
+    if plateaus:
+        st.caption("Epochs to plateau (val probe within a point of its best so far): " + " · ".join(plateaus))
     st.plotly_chart(balance_figure(b), key="balance", config=PLOT_CONFIG)
 
 
