@@ -33,7 +33,12 @@ How to read the tables
     * fast/faithful = fast skipped time / faithful skipped time (< 1: fast mode saves the skipped
       encoder's forward pass on top of its backward).
 
-Usage: python bench/trainer.py [--batches N] [--repeats R] [--shapes avdigits,cremad] [--methods ...] [--json OUT]
+    * one epoch: `Trainer.run_epoch` of every method on generated data of avdigits' shapes, its time relative
+      to naive's in the same repeat (> 1: slower): what a baseline's hooks (PMR's prototype pass, MLA's
+      combinations and test every epoch, OGM-GE's gradient modulation) cost on top of the batch step.
+
+Usage: python bench/trainer.py [--batches N] [--repeats R] [--shapes avdigits,cremad] [--methods ...]
+                               [--epoch-repeats 3] [--json OUT]
 """
 
 from __future__ import annotations
@@ -102,6 +107,12 @@ SETUPS: dict[str, Setup] = {
         Setup("amst_joint", "amst_joint"),
         Setup("amst_full_alt", "amst_full", {"full_joint_update": "alt"}),
         Setup("amst_full_joint", "amst_full", {"full_joint_update": "joint"}),
+        Setup("ogm_ge", "ogm_ge"),
+        Setup("pmr", "pmr"),
+        Setup("mla", "mla"),
+        Setup("mslr", "mslr"),
+        Setup("unimodal_audio", "unimodal", {"modality": "audio"}),
+        Setup("unimodal_visual", "unimodal", {"modality": "visual"}),
     ]
 }
 METHOD_ALIASES = {"amst_full": ["amst_full_alt", "amst_full_joint"]}
@@ -122,11 +133,13 @@ class Variant:
 
 
 def build(setup: Setup, skip_mode: str, shape: Shape, device: torch.device) -> Method:
-    params = dict(setup.params, skip_mode=skip_mode) if setup.skips else {}
+    params = dict(setup.params, skip_mode=skip_mode) if setup.skips else dict(setup.params)
     cfg = load_config(base={"dataset": {"name": shape.dataset}, "method": setup.method,
                             "method_params": params, "skip": SKIP_FACTORS})
     seed_everything(cfg.seed, cfg.deterministic)
     method = build_method(cfg, shape.num_classes, device)
+    if hasattr(method, "prototypes"):  # PMR's step needs its prototypes (made before each epoch, not timed here)
+        method.prototypes = {m: torch.randn(shape.num_classes, 512, device=device) for m in method.modalities}
     method.train_mode(True)
     return method
 
@@ -185,6 +198,57 @@ def measure_shape(shape: Shape, setups: list[Setup], args: argparse.Namespace, d
             times[v.name].append(time_batches(built[v.setup, v.skip_mode], batch, v.epoch, args.batches, device))
         log(f"  {shape.key}: repeat {r + 1}/{args.repeats} done")
     return times
+
+
+# ---- whole epochs ------------------------------------------------------------------------------------------
+
+EPOCH_DATA = {"modalities": ["audio", "visual"], "num_classes": 10, "audio_shape": [48, 13], "image_size": 28,
+              "frames": 1, "samples": {"train": 640, "val": 160, "test": 160}}
+
+
+def epoch_trainer(setup: Setup, device: torch.device):
+    """A trainer on generated data of avdigits' shapes, evaluating test every epoch (so that every method pays
+    the same evaluation; MLA does anyway)."""
+    from amst_core.engine import Trainer
+
+    params = dict(setup.params, skip_mode="faithful") if setup.skips else dict(setup.params)
+    cfg = load_config(base={"method": setup.method, "dataset": {"name": "synthetic", "synthetic": EPOCH_DATA},
+                            "model": {"frames": 1}, "method_params": params, "skip": SKIP_FACTORS,
+                            "device": str(device), "test_every_epoch": True, "batch_size": 64})
+    return Trainer(cfg, progress=False)
+
+
+def measure_epochs(setups: list[Setup], repeats: int, device: torch.device,
+                   log: Callable[[str], None]) -> dict[str, list[float]]:
+    """Seconds of `Trainer.run_epoch` (train, val, test, every hook: PMR's prototypes, MLA's combinations) per
+    setup and epoch (0: nothing skipped; 1: audio skipped for AMST), setups interleaved, order rotated."""
+    trainers = {s.key: epoch_trainer(s, device) for s in setups}
+    for t in trainers.values():  # warm-up, and PMR's first prototypes
+        t.run_epoch(0)
+    times: dict[str, list[float]] = {f"{s.key}/epoch{e}": [] for s in setups for e in (0, 1)}
+    keys = list(trainers)
+    for r in range(repeats):
+        shift = r % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            for epoch in (0, 1):
+                sync(device)
+                start = time.perf_counter()
+                trainers[key].run_epoch(epoch)
+                sync(device)
+                times[f"{key}/epoch{epoch}"].append(time.perf_counter() - start)
+        log(f"  epochs: repeat {r + 1}/{repeats} done")
+    return times
+
+
+def epoch_table(times: dict[str, list[float]], setups: list[Setup]) -> list[str]:
+    lines = ["| method | epoch 0 s | x naive | epoch 1 s | x naive |", "|---|---:|---:|---:|---:|"]
+    for s in setups:
+        cells = []
+        for e in (0, 1):
+            mine, naive = times[f"{s.key}/epoch{e}"], times.get(f"naive/epoch{e}")
+            cells += [f"{statistics.median(mine):.2f}", ratio_cell(ratio_stats(mine, naive)) if naive else "n/a"]
+        lines.append(f"| {s.key} | {' | '.join(cells)} |")
+    return lines
 
 
 # ---- summarising -------------------------------------------------------------------------------------------
@@ -308,6 +372,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "(the cremad shape costs about 10x more per batch: several minutes per repeat on 2 cores)")
     p.add_argument("--methods", default=",".join(SETUPS),
                    help="comma list of: " + ", ".join([*SETUPS, *METHOD_ALIASES]) + " (amst_full = both)")
+    p.add_argument("--epoch-repeats", type=int, default=3, help="repeats of whole epochs of every method (0: none)")
     p.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
     args = p.parse_args(argv)
     if min(args.batches, args.repeats, args.batch_size) < 1 or args.warmup < 0:
@@ -334,6 +399,16 @@ def main(argv: list[str] | None = None) -> None:
         raw[key] = {"note": shape.note, "audio": shape.audio, "visual": shape.visual, "times_s": times,
                     "summary": rows}
         lines += shape_report(shape, rows, args)
+    if args.epoch_repeats:
+        epochs = measure_epochs(setups, args.epoch_repeats, device, log)
+        raw["epochs"] = epochs
+        lines += [f"### One epoch, every method ({EPOCH_DATA['samples']['train']} train, "
+                  f"{EPOCH_DATA['samples']['val']} val and {EPOCH_DATA['samples']['test']} test samples of "
+                  "avdigits' shapes, batch 64, test every epoch)", "",
+                  "`Trainer.run_epoch`: training, PMR's prototype pass, validation, test and every hook; epoch 1 "
+                  f"skips audio for AMST (k_audio {SKIP_FACTORS['audio']}). Median seconds of "
+                  f"{args.epoch_repeats} interleaved repeats; x naive = time / naive's time in the same repeat "
+                  "(> 1: slower), median (interquartile range).", "", *epoch_table(epochs, setups), ""]
     wall = time.perf_counter() - started
     env["loadavg_end"] = os.getloadavg()[0]
     lines.append(f"Total wall time {wall:.0f} s (shapes {args.shapes}); 1-min load average at end "
