@@ -71,7 +71,7 @@ def metric_set(split: str, component: str, modality: str | None, epoch: int, acc
 
 def seed_run(url: str, method: str, epochs_done: int, epochs_total: int, status: RunStatus, seed: int = 0,
              name: str | None = None, dataset: str = "synthetic", tags: tuple[str, ...] = (),
-             names: tuple[str, ...] = NAMES) -> SeededRun:
+             names: tuple[str, ...] = NAMES, summary: dict | None = None) -> SeededRun:
     """A run that reached `epochs_done` and is now `status` (queued runs get no epochs)."""
     cfg = load_config(base={"method": method, "dataset": {"name": dataset}, "epochs": epochs_total, "seed": seed,
                             "name": name, "tags": list(tags), "device": "cpu"})
@@ -94,6 +94,6 @@ def seed_run(url: str, method: str, epochs_done: int, epochs_total: int, status:
         sink.write(points)
     if status != RunStatus.running:
         with Session(engine) as s, s.begin():
-            lifecycle.finish(s, run_id, worker, attempt, status,
+            lifecycle.finish(s, run_id, worker, attempt, status, summary=summary,
                              error="seeded failure" if status == RunStatus.failed else None)
     return SeededRun(run_id, method, seed, status)

@@ -49,6 +49,9 @@ def seeded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededApi]:
         "live": seed_run(url, "amst_alt", 12, 30, RunStatus.running, name="alt-live", tags=("amst",)),
         "failed": seed_run(url, "amst_joint", 5, 30, RunStatus.failed, name="joint-fail"),
         "queued": seed_run(url, "naive", 0, 30, RunStatus.queued, name="waiting", seed=1),
+        "mla": seed_run(url, "mla", 30, 30, RunStatus.succeeded, name="mla-s0", summary={"selections": {
+            "combo:a30_v70": {"best_epoch": 21, "best_val_acc": 0.91, "test_acc_at_best": 0.9},
+            "combo:entropy": {"best_epoch": 25, "best_val_acc": 0.88, "test_acc_at_best": 0.87}}}),
     }
     service = Service(service_env(tmp, AMST_HEARTBEAT_S="3600"), tmp)
     service.start_api()

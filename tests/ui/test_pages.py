@@ -29,7 +29,7 @@ def test_runs_page_lists_and_filters_runs(app, seeded_api) -> None:
     at = app.run()
     no_traceback(at)
     table = at.dataframe[0].value
-    assert set(table["name"]) == {"base-s0", "full-s0", "alt-live", "joint-fail", "waiting"}
+    assert set(table["name"]) == {"base-s0", "full-s0", "alt-live", "joint-fail", "waiting", "mla-s0"}
     live = table.set_index("name").loc["alt-live"]
     assert live["status"] == "● running" and live["progress"] == pytest.approx(0.4) and live["epochs"] == "12/30"
     assert "live, every" in texts(at.caption)  # a run is active: the table refreshes itself
@@ -121,6 +121,21 @@ def test_compare_page_overlays_pairs_and_tabulates(app, seeded_api) -> None:
     assert "vs base-s0" in texts(at.caption)  # both AMST runs paired with the naive run of seed 0
     table = at.dataframe[0].value
     assert set(table["modality"]) == {"audio", "visual", "fused"} and (table["split"] == "val").all()
+    baseline = next(s for s in at.selectbox if s.label == "Baseline")
+    at = baseline.set_value("mla").run()
+    no_traceback(at)
+    assert "vs mla-s0" in texts(at.caption) and at.query_params["baseline"] in ("mla", ["mla"]), "any baseline"
+
+
+def test_run_page_shows_a_methods_other_selections(app, seeded_api) -> None:
+    app.run()
+    app.switch_page("views/run.py")
+    app.query_params["run"] = seeded_api.runs["mla"].id
+    at = app.run()
+    no_traceback(at)
+    assert "Selected like the fused prediction" in texts(at.subheader)
+    rows = at.dataframe[0].value
+    assert list(rows["prediction"]) == ["a30_v70", "entropy"] and list(rows["best epoch"]) == [21, 25]
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -13,7 +13,8 @@ from ui.series import BRANCH_COMPONENTS, HELPER_COMPONENTS, RunSeries, balance, 
 from ui.settings import ui_settings
 from ui.style import ACTIVE, CANCELLABLE, RETRYABLE, STATUS_BADGE
 
-RUN_LEVEL_NAMES = {"skip", "epoch_time", "samples_per_s", "lr", "acc_gap"}
+RUN_LEVEL_NAMES = {"skip", "epoch_time", "samples_per_s", "lr", "acc_gap", "ogm_coeff", "ogm_ratio",
+                   "epochs_to_plateau", "best_epoch", "best_val_acc", "test_acc_at_best"}
 
 
 def choose_run() -> str | None:
@@ -118,6 +119,20 @@ def balance_panel(rs: RunSeries, split: str) -> None:
     st.plotly_chart(balance_figure(b), key="balance", config=PLOT_CONFIG)
 
 
+def selections_panel(detail: dict[str, Any]) -> None:
+    """A method's other selected predictions (MLA's combinations), each with its own best epoch and test at it."""
+    selections = (detail.get("summary") or {}).get("selections") or {}
+    if not selections:
+        return
+    st.subheader("Selected like the fused prediction")
+    rows = [{"prediction": name.removeprefix("combo:"), "best epoch": b["best_epoch"],
+             "best val acc": b["best_val_acc"], "test acc at best": b["test_acc_at_best"]}
+            for name, b in sorted(selections.items(), key=lambda kv: -kv[1]["best_val_acc"])]
+    st.dataframe(rows, hide_index=True, column_config={
+        "best val acc": st.column_config.NumberColumn(format="%.4f"),
+        "test acc at best": st.column_config.NumberColumn(format="%.4f")})
+
+
 def skip_panel(rs: RunSeries) -> None:
     modalities, epochs, grid = skip_strip(rs)
     if modalities:
@@ -139,6 +154,7 @@ with shown_errors():
         if detail["error"]:
             st.error(f"**{detail['status']}:** {detail['error']}", icon=":material/error:")
         controls(detail)
+        selections_panel(detail)
         st.session_state.prefetched = refresh(api(), series_cache(), run_id)
         options = chart_options(st.session_state.prefetched)
 
