@@ -40,12 +40,18 @@ def test_runs_page_lists_and_filters_runs(app, seeded_api) -> None:
     assert set(at.dataframe[0].value["name"]) == {"full-s0", "alt-live"}
 
 
-def test_run_page_shows_live_curves_balance_and_skip_strip(app, seeded_api) -> None:
+def run_page(app, run_id: str):
+    """The Run page of one run, with no traceback."""
     app.run()
     app.switch_page("views/run.py")
-    app.query_params["run"] = seeded_api.runs["live"].id
+    app.query_params["run"] = run_id
     at = app.run()
     no_traceback(at)
+    return at
+
+
+def test_run_page_shows_live_curves_balance_and_skip_strip(app, seeded_api) -> None:
+    at = run_page(app, seeded_api.runs["live"].id)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Epoch"] == "12/30" and metrics["Attempt"] == "1"
     assert metrics["ETA"] != "—"  # running, with a median epoch time
@@ -95,10 +101,7 @@ def test_new_run_form_shows_the_api_error_next_to_the_field_then_submits(app, se
 
 
 def test_rerun_with_same_config_prefills_the_form(app, seeded_api) -> None:
-    app.run()
-    app.switch_page("views/run.py")
-    app.query_params["run"] = seeded_api.runs["full"].id
-    at = app.run()
+    at = run_page(app, seeded_api.runs["full"].id)
     next(b for b in at.button if b.label == "Re-run with same config").click().run()
     no_traceback(at)
     assert "Re-running with the config of **full-s0**" in texts(at.info)
@@ -128,11 +131,7 @@ def test_compare_page_overlays_pairs_and_tabulates(app, seeded_api) -> None:
 
 
 def test_run_page_shows_a_methods_other_selections(app, seeded_api) -> None:
-    app.run()
-    app.switch_page("views/run.py")
-    app.query_params["run"] = seeded_api.runs["mla"].id
-    at = app.run()
-    no_traceback(at)
+    at = run_page(app, seeded_api.runs["mla"].id)
     assert "Selected like the fused prediction" in texts(at.subheader)
     rows = at.dataframe[0].value
     assert list(rows["prediction"]) == ["a30_v70", "entropy"] and list(rows["best epoch"]) == [21, 25]
