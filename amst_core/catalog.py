@@ -157,8 +157,10 @@ DATASETS: dict[str, DatasetInfo] = {
     for d in [
         DatasetInfo("avdigits", "spoken digits (FSDD MFCC) paired with MNIST images by label",
                     ("audio", "visual"), _DIGITS, prepare_command="amst prepare avdigits",
-                    # One 28x28 MNIST frame, FSDD recordings of up to 48 MFCC frames of 13 coefficients.
-                    defaults={"model": {"frames": 1, "image_size": 28, "audio_frames": 48, "mel_bins": 13}},
+                    # One 28x28 MNIST frame, FSDD recordings of up to 48 MFCC frames of 13 coefficients; inputs
+                    # that small need no more than a quarter-width ResNet-18 (11x faster on a CPU).
+                    defaults={"model": {"frames": 1, "image_size": 28, "audio_frames": 48, "mel_bins": 13,
+                                        "width": 16}},
                     recommended={"dataset": {"preset": "hard"}, "skip": {"audio": 3},
                                  "optim": {"lr": 0.01, "lr_step": 15}, "epochs": 20}),
         DatasetInfo("synthetic", "generated tensors with a controllable signal per modality (tests)",

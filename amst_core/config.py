@@ -191,6 +191,8 @@ class ModelConfig(_Strict):
     mel_bins: int = Field(128, ge=4, le=4096)
     text_model: str | None = Field(None, max_length=500, description="local folder of a RoBERTa-style model")
     text_trainable_layers: int = Field(5, ge=0, le=1000)
+    width: int = Field(64, ge=1, le=1024, description="ResNet-18 stage widths width x (1, 2, 4, 8): 64 is the "
+                       "reference (512-d features); smaller for small inputs on a CPU")
 
 
 class RunConfig(_Strict):

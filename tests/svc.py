@@ -122,7 +122,7 @@ def tiny_run(**overrides) -> dict:
         "method": "amst_full",
         "dataset": {"name": "avdigits"},
         "skip": {"audio": 2},
-        "model": {"frames": 1, "image_size": 28, "audio_frames": 12, "mel_bins": 13},
+        "model": {"frames": 1, "image_size": 28, "audio_frames": 12, "mel_bins": 13, "width": 8},
         "epochs": 2,
         "batch_size": 20,
         "device": "cpu",

@@ -26,7 +26,7 @@ TINY = {
     "epochs": 2,
     "batch_size": 16,
     "device": "cpu",
-    "model": {"frames": 1},
+    "model": {"frames": 1, "width": 8},
 }
 
 

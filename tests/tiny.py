@@ -15,7 +15,7 @@ def tiny_config(method: str = "naive", **fields: Any) -> RunConfig:
     base: dict[str, Any] = {
         "method": method,
         "dataset": {"name": "synthetic", "synthetic": {"samples": {"train": 48, "val": 24, "test": 24}}},
-        "model": {"frames": 1},
+        "model": {"frames": 1, "width": 8},
         "epochs": 2,
         "batch_size": 16,
         "device": "cpu",

@@ -107,7 +107,8 @@ class Method(ABC):
         self.params = cfg.params  # validated once, read every batch
         self.skip_mode = getattr(self.params, "skip_mode", "faithful")
         self.nets: dict[str, TrainedNet] = {
-            key: TrainedNet.build(MultimodalNet(self.modalities, num_classes, fusion).to(device), cfg, prefix)
+            key: TrainedNet.build(MultimodalNet(self.modalities, num_classes, fusion, cfg.model).to(device), cfg,
+                                  prefix)
             for key, (fusion, prefix) in self.net_specs().items()
         }
         self.amp_dtype = PRECISION_DTYPES.get(cfg.precision)

@@ -7,20 +7,21 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from amst_core.config import ConfigError
-from amst_core.models.encoders import ENCODERS, embedding_dim
+from amst_core.config import ConfigError, ModelConfig
+from amst_core.models.encoders import ENCODERS, build_encoder, embedding_dim
 from amst_core.models.fusion import FusionHead, HelperHeads, build_head
 
 
 class MultimodalNet(nn.Module):
-    def __init__(self, modalities: tuple[str, ...], num_classes: int, fusion: str):
+    def __init__(self, modalities: tuple[str, ...], num_classes: int, fusion: str, model: ModelConfig | None = None):
         super().__init__()
+        model = model or ModelConfig()
         self.modalities = tuple(sorted(modalities))
         unsupported = [m for m in self.modalities if m not in ENCODERS]
         if unsupported:
             raise ConfigError("dataset", f"no encoder for modality {', '.join(unsupported)} yet")
-        dim = embedding_dim(self.modalities)
-        self.encoders = nn.ModuleDict({m: ENCODERS[m](dim) for m in self.modalities})
+        dim = embedding_dim(self.modalities, model.width)
+        self.encoders = nn.ModuleDict({m: build_encoder(m, model, dim) for m in self.modalities})
         self.head: FusionHead = build_head(fusion, self.modalities, dim, num_classes)
         self.helpers = HelperHeads(self.modalities, dim, num_classes)
 

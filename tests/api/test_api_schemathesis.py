@@ -13,17 +13,18 @@ from pathlib import Path
 
 import pytest
 from dbkit import empty_pg_database
-from svc import ROOT, Service, reachable, service_env
+from svc import Service, reachable, service_env
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 TOKEN = "schemathesis-token"
 
 
-def run_schemathesis(url: str, examples: int, *extra: str) -> subprocess.CompletedProcess:
+def run_schemathesis(url: str, examples: int, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Run in `cwd`: schemathesis writes a cache folder (.schemathesis/) where it runs."""
     command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "run",
                f"{url}/openapi.json", "--checks", "all", "--max-examples", str(examples), "--seed", "20261201",
                "--workers", "1", "--no-color", *extra]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def api_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -43,7 +44,7 @@ def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
             service = Service(api_env(tmp_path, DATABASE_URL=url), tmp_path)
             try:
                 service.start_api()
-                check(run_schemathesis(service.url, 25))
+                check(run_schemathesis(service.url, 25, tmp_path))
             finally:
                 service.stop()
     else:
@@ -54,6 +55,6 @@ def test_schemathesis_finds_nothing_with_a_token(tmp_path: Path) -> None:
     service = Service(api_env(tmp_path, AMST_API_TOKEN=TOKEN), tmp_path)
     try:
         service.start_api()
-        check(run_schemathesis(service.url, 8, "--header", f"Authorization: Bearer {TOKEN}"))
+        check(run_schemathesis(service.url, 8, tmp_path, "--header", f"Authorization: Bearer {TOKEN}"))
     finally:
         service.stop()

@@ -43,7 +43,7 @@ def body_for(method: str, dataset: str) -> dict[str, Any]:
     if dataset == "synthetic":
         return tiny_config(method, method_params=PARAMS.get(method, {})).model_dump(mode="json")
     return {"method": method, "dataset": {"name": "avdigits", "preset": "hard"}, "epochs": 2, "batch_size": 20,
-            "device": "cpu", "model": {"audio_frames": 12}, "optim": {"lr": 0.05},
+            "device": "cpu", "model": {"audio_frames": 12, "width": 8}, "optim": {"lr": 0.05},
             "method_params": PARAMS.get(method, {})}
 
 

@@ -107,7 +107,7 @@ def run_config(**dataset: object) -> RunConfig:
     return RunConfig.model_validate({
         "dataset": {"name": "avdigits", **dataset},
         "method": "amst_alt",
-        "model": {"frames": 1, "image_size": 28, "audio_frames": 8, "mel_bins": 13},
+        "model": {"frames": 1, "image_size": 28, "audio_frames": 8, "mel_bins": 13, "width": 8},
     })
 
 

@@ -286,3 +286,30 @@ def test_embedding_dim():
     assert embedding_dim(("audio",)) == 512
     assert embedding_dim(AVT) == 768
     assert embedding_dim(("text", "visual")) == 768
+
+
+def test_reference_width_trunk_is_torchvisions_resnet18():
+    """Same modules, names and shapes as torchvision's resnet18 (checkpoints of either load into the other)."""
+    from torchvision.models import resnet18
+
+    from amst_core.models.encoders import resnet18_trunk
+
+    tv = resnet18(weights=None)
+    reference = nn.Sequential(tv.conv1, tv.bn1, tv.relu, tv.maxpool, tv.layer1, tv.layer2, tv.layer3, tv.layer4)
+    ours = resnet18_trunk(in_channels=3)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == \
+        {k: v.shape for k, v in reference.state_dict().items()}
+
+
+@pytest.mark.parametrize("width", [8, 16])
+def test_narrow_encoders(width):
+    from amst_core.config import ModelConfig
+    from amst_core.models.encoders import build_encoder
+
+    model = ModelConfig(width=width)
+    audio = build_encoder("audio", model, embedding_dim(AV, width))
+    visual = build_encoder("visual", model, embedding_dim(AVT, width))
+    assert audio(torch.randn(2, 1, 32, 16)).shape == (2, 8 * width)
+    assert visual(torch.randn(2, 3, 2, 32, 32)).shape == (2, 768)  # projected to the text width
+    assert [m.out_channels for m in audio.trunk.modules() if isinstance(m, nn.Conv2d)][-1] == 8 * width
+    assert embedding_dim(AV, width) == 8 * width
