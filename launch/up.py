@@ -60,16 +60,21 @@ class DemoRun:
         self.report(run)
 
     def report(self, run: dict) -> None:
+        """Print what changed since the last poll: the new status, then one line per epoch finished since (a short
+        epoch can start and end between two polls; its line is still printed, before the final status)."""
         status, epochs = run["status"], run["epochs_done"]
         last_status, last_epochs = self.last or (None, 0)
-        if status != last_status:
-            print(f"demo run {run['id']}: {status}" + (f" ({run['error']})" if run.get("error") else ""), flush=True)
-        if status == "running" and epochs > last_epochs:
-            best = run["best_val_acc"]
-            print(f"demo run {run['id']}: epoch {epochs}/{run['epochs_total']}"
+        ended = status in ("succeeded", "failed", "cancelled", "lost")
+        if status != last_status and not ended:
+            print(f"demo run {run['id']}: {status}", flush=True)
+        for epoch in range(last_epochs + 1, epochs + 1):
+            best = run["best_val_acc"] if epoch == epochs else None
+            print(f"demo run {run['id']}: epoch {epoch}/{run['epochs_total']}"
                   + (f", best val acc {best:.3f}" if best is not None else ""), flush=True)
+        if status != last_status and ended:
+            print(f"demo run {run['id']}: {status}" + (f" ({run['error']})" if run.get("error") else ""), flush=True)
         self.last = (status, epochs)
-        if status in ("succeeded", "failed", "cancelled", "lost"):
+        if ended:
             self.done = True
             test = run["test_acc_at_best"]
             if status == "succeeded" and test is not None:

@@ -197,3 +197,19 @@ def test_a_child_that_keeps_dying_at_start_ends_amst_up(tmp_path: Path, monkeypa
     assert code == 1
     assert err.count("worker exited (exit code 3)") == serve.CRASH_LOOP - 1
     assert "worker keeps failing at start" in err and "address already in use" in err
+
+
+def test_the_demo_watcher_prints_every_epoch_even_when_a_poll_misses_it(capsys: pytest.CaptureFixture) -> None:
+    """Short epochs end between two polls: each still gets its line, before the final status."""
+    from launch.up import DemoRun
+
+    demo = DemoRun("http://unused", {})
+    run = {"id": "r1", "epochs_total": 3, "best_val_acc": None, "test_acc_at_best": None, "error": None}
+    demo.report({**run, "status": "queued", "epochs_done": 0})
+    demo.report({**run, "status": "running", "epochs_done": 1, "best_val_acc": 0.5})
+    demo.report({**run, "status": "succeeded", "epochs_done": 3, "best_val_acc": 0.75, "test_acc_at_best": 0.7})
+    assert capsys.readouterr().out.splitlines() == [
+        "demo run r1: queued", "demo run r1: running", "demo run r1: epoch 1/3, best val acc 0.500",
+        "demo run r1: epoch 2/3", "demo run r1: epoch 3/3, best val acc 0.750", "demo run r1: succeeded",
+        "demo run r1: test accuracy at the best epoch 0.700; press Ctrl-C to stop everything"]
+    assert demo.done

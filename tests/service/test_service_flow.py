@@ -102,7 +102,9 @@ def test_killed_worker_mid_epoch_is_resumed_and_ends_as_if_never_killed(service:
     service.start_api()
     service.start_worker("worker-a")
     epochs = 5
-    body = tiny_run(method="amst_alt", epochs=epochs)
+    # 30 batches of a wider model: an epoch lasts several heartbeats, long enough to be caught in its middle
+    body = tiny_run(method="amst_alt", epochs=epochs, batch_size=2)
+    body["model"] = {**body["model"], "width": 32}
     run_id = httpx.post(f"{service.url}/runs", json=body, timeout=10).json()["id"]
 
     def inside_an_epoch() -> bool:
