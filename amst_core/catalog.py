@@ -152,6 +152,7 @@ METHODS: dict[str, MethodInfo] = {
 }
 
 _DIGITS = tuple(str(d) for d in range(10))
+IEMOCAP_CLASSES = ("ang", "exc", "fru", "neu", "sad")
 DATASETS: dict[str, DatasetInfo] = {
     d.name: d
     for d in [
@@ -167,7 +168,22 @@ DATASETS: dict[str, DatasetInfo] = {
                     ("audio", "visual"), defaults={"model": {"frames": 1}},
                     recommended={"optim": {"lr": 0.05}, "epochs": 5}),
         DatasetInfo("cremad", "CREMA-D in the reference preprocessed layout",
-                    ("audio", "visual"), ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad")),
-        DatasetInfo("ave", "AVE in the reference preprocessed layout", ("audio", "visual")),
+                    ("audio", "visual"), ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad"),
+                    prepare_command="amst preprocess cremad RAW_DIR", recommended={"skip": {"audio": 5}}),
+        DatasetInfo("ave", "AVE in the reference preprocessed layout", ("audio", "visual"),
+                    prepare_command="amst preprocess ave RAW_DIR", recommended={"skip": {"audio": 2}}),
+        DatasetInfo("mvsa", "MVSA-Single (tweets: text and image) in the reference preprocessed layout",
+                    ("text", "visual"), ("negative", "neutral", "positive"),
+                    prepare_command="amst preprocess mvsa RAW_DIR",
+                    defaults={"model": {"frames": 1, "text_max_length": 256}}, recommended={"skip": {"text": 10}}),
+        DatasetInfo("iemocap", "IEMOCAP utterances (audio and video) in the reference preprocessed layout",
+                    ("audio", "visual"), IEMOCAP_CLASSES, prepare_command="amst preprocess iemocap RAW_DIR",
+                    recommended={"skip": {"audio": 4}}),
+        DatasetInfo("iemocap3", "IEMOCAP utterances with their transcripts (text, audio, video)",
+                    ("audio", "text", "visual"), IEMOCAP_CLASSES, prepare_command="amst preprocess iemocap RAW_DIR",
+                    recommended={"skip": {"audio": 4, "text": 10}}),
+        DatasetInfo("urfunny", "UR-FUNNY v2 punchlines (text, audio, video) in the reference preprocessed layout",
+                    ("audio", "text", "visual"), ("FUNNY", "NOTFUNNY"), prepare_command="amst preprocess urfunny RAW_DIR",
+                    recommended={"skip": {"audio": 6, "text": 10}}),
     ]
 }

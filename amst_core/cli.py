@@ -45,7 +45,16 @@ def resume_config(run_dir: Path, overrides: list[str]) -> RunConfig:
     return load_config(saved, overrides)
 
 
+def local_paths() -> None:
+    """The CLI trains on the user's own machine: a dataset (or text model) may lie anywhere, absolute paths work.
+    The service never does this."""
+    from amst_core.datafiles import allow_any_data_path
+
+    allow_any_data_path()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    local_paths()
     progress = False if args.no_progress else None
     if args.resume:
         out = Path(args.resume)
@@ -69,6 +78,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from amst_core.engine import evaluate_run
 
+    local_paths()
     points = evaluate_run(Path(args.run_dir), split=args.split, which=args.checkpoint, device=args.device)
     if args.json:
         print(json.dumps([p.to_dict() for p in points], indent=1))

@@ -102,8 +102,15 @@ class SyntheticConfig(_Strict):
 
 class DatasetConfig(_Strict):
     name: str = Field(json_schema_extra={"enum": list(DATASETS)})
-    root: str | None = Field(None, description="folder relative to AMST_DATA_ROOT (default: the dataset name)")
+    root: str | None = Field(None, min_length=1, max_length=1000, description="the dataset folder, relative to "
+                             "AMST_DATA_ROOT (default: the dataset name); `amst train` also takes an absolute path, "
+                             "the service reads only under AMST_DATA_ROOT")
     split_files: SplitFiles | None = None
+    class_file: str | None = Field(None, min_length=1, max_length=500, description="the class file, relative to "
+                                   "the dataset folder (default: the layout's, e.g. stat_cre.txt)")
+    on_bad_sample: Literal["fail", "skip"] = Field(
+        "fail", description="a sample whose media are missing or unreadable: fail names it before training; skip "
+                            "drops it, and the run's summary says how many were dropped")
     preset: str | None = Field(None, description="avdigits difficulty preset: " + ", ".join(AVDIGITS_PRESETS))
     image_pca_energy: float | None = Field(
         None, ge=0.0, lt=1.0, description="avdigits: remove the top PCA components holding this share of energy"
@@ -121,8 +128,15 @@ class DatasetConfig(_Strict):
 
     @field_validator("root")
     @classmethod
-    def _inside_data_root(cls, v: str | None) -> str | None:
-        return v if v is None else relative_inside(v, "AMST_DATA_ROOT")
+    def _a_path(cls, v: str | None) -> str | None:
+        if v is not None and "\x00" in v:
+            raise ValueError("a path holds no NUL character")
+        return v
+
+    @field_validator("class_file")
+    @classmethod
+    def _class_file_inside(cls, v: str | None) -> str | None:
+        return v if v is None else relative_inside(v, "the dataset folder")
 
     @model_validator(mode="after")
     def _knobs_fit_dataset(self) -> DatasetConfig:
@@ -189,8 +203,13 @@ class ModelConfig(_Strict):
     image_size: int = Field(224, ge=8, le=4096)
     audio_frames: int = Field(1024, ge=4, le=65_536, description="time steps of the audio feature map")
     mel_bins: int = Field(128, ge=4, le=4096)
-    text_model: str | None = Field(None, max_length=500, description="local folder of a RoBERTa-style model")
-    text_trainable_layers: int = Field(5, ge=0, le=1000)
+    text_model: str = Field("roberta-base", min_length=1, max_length=500, description="the text encoder: a local "
+                            "folder of a RoBERTa-style model, or a Hugging Face hub name (from the local cache, or "
+                            "downloaded where the machine is online)")
+    text_trainable_layers: int = Field(5, ge=0, le=1000, description="transformer layers trained, counted from "
+                                       "the last; the others and the embeddings stay frozen")
+    text_max_length: int = Field(128, ge=2, le=8192, description="tokens per text (padded or cut): 256 MVSA, 128 "
+                                 "the others")
     width: int = Field(64, ge=1, le=1024, description="ResNet-18 stage widths width x (1, 2, 4, 8): 64 is the "
                        "reference (512-d features); smaller for small inputs on a CPU")
 

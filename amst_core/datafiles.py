@@ -19,14 +19,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from amst_core.config import ConfigError, data_root
+from amst_core.layouts import LAYOUTS, SPLITS, Layout, Media
 
 if TYPE_CHECKING:
     from amst_core.config import DatasetConfig, RunConfig
 
-SPLITS = ("train", "val", "test")
-
-
 # ---------------------------------------------------------------- confinement
+
+
+_confined = True
+
+
+def allow_any_data_path() -> None:
+    """For this process, a dataset may lie anywhere (`amst train` on the user's own machine: an absolute
+    dataset.root works). The service never calls this: its runs read only under AMST_DATA_ROOT."""
+    global _confined
+    _confined = False
 
 
 class DataRoots:
@@ -44,7 +52,7 @@ class DataRoots:
     def confine(self, path: Path, field: str, what: str) -> Path:
         """`path` with every symlink resolved; a ConfigError naming `field` if that lies outside the roots."""
         real = Path(os.path.realpath(path))
-        if not any(real == root or real.is_relative_to(root) for root in self.allowed):
+        if _confined and not any(real == root or real.is_relative_to(root) for root in self.allowed):
             raise ConfigError(field, f"{what} {self.shown(path)} resolves to a place outside AMST_DATA_ROOT "
                                      f"({self.root}); a run may read only the data under it")
         return real
@@ -66,35 +74,16 @@ def plain_name(name: str) -> bool:
     return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") and "\x00" not in name
 
 
-# ---------------------------------------------------------------- the reference audio-visual layouts
+# ---------------------------------------------------------------- the reference layouts
 
 
-@dataclass(frozen=True)
-class AVLayout:
-    """What differs between the reference audio-visual datasets: file names and the line separator."""
-
-    name: str
-    train_file: str
-    val_file: str
-    test_file: str
-    separator: str  # splits a split-file line into id and label (the video extension)
-    class_file: str
-    frames_dir: str = "IMAGE_KEPT_1_PER_SEC"
-    audio_dir: str = "fbank"
-
-    def default_split_file(self, split: str) -> str:
-        return {"train": self.train_file, "val": self.val_file, "test": self.test_file}[split]
-
-
-CREMAD_LAYOUT = AVLayout(name="cremad", train_file="80_train_cre.txt", val_file="10_val_cre.txt",
-                         test_file="10_test_cre.txt", separator=".flv", class_file="stat_cre.txt")
-AVE_LAYOUT = AVLayout(name="ave", train_file="my_train_ave.txt", val_file="my_val_ave.txt",
-                      test_file="my_test_ave.txt", separator=".mp4", class_file="stat_ave.txt")
+def line_format(layout: Layout) -> str:
+    return f"'{layout.line_example}'" if layout.line_example else f"'<id>{layout.separator}<label>'"
 
 
 def read_class_file(path: Path) -> tuple[str, ...]:
     """Class names sorted alphabetically: the reference indexes labels by the sorted stat-file lines."""
-    names = [line.strip() for line in read_text(path, "dataset.split_files").splitlines()]
+    names = [line.strip() for line in read_text(path, "dataset.class_file").splitlines()]
     return tuple(sorted(n for n in names if n))
 
 
@@ -107,36 +96,35 @@ def read_text(path: Path, field: str) -> str:
         raise ConfigError(field, f"{path} cannot be read ({err.strerror or type(err).__name__})") from None
 
 
-def parse_line(line: str, layout: AVLayout) -> tuple[str, str] | None:
-    """(id, label) of one split-file line, or None when the line has no separator."""
-    clip_id, sep, label = line.partition(layout.separator)
-    if not sep:
-        return None
-    return clip_id.strip(), label.strip()
-
-
-def read_split_file(path: Path, layout: AVLayout, classes: tuple[str, ...]) -> list[tuple[str, int]]:
+def read_split_file(path: Path, layout: Layout, classes: tuple[str, ...],
+                    class_file: str | None = None) -> list[tuple[str, int]]:
     """(id, class index) per line, in file order. Duplicate ids are kept (the reference keeps them), and every
     copy gets the label of the id's LAST line, as the reference's id -> label dictionary does (AVE has 27 train
     ids listed twice with different labels, amst_method.md 7.8)."""
+    return [(sample_id, label) for sample_id, label, _ in read_split_lines(path, layout, classes, class_file)]
+
+
+def read_split_lines(path: Path, layout: Layout, classes: tuple[str, ...],
+                     class_file: str | None = None) -> list[tuple[str, int, str]]:
+    """(id, class index, text) per line (text: what follows '###', empty where the layout has none)."""
     index = {name: i for i, name in enumerate(classes)}
-    items: list[tuple[str, int]] = []
+    items: list[tuple[str, int, str]] = []
     for lineno, line in enumerate(read_text(path, "dataset.split_files").splitlines(), start=1):
         if not line.strip():
             continue  # a trailing blank line is not a sample
-        parsed = parse_line(line, layout)
+        parsed = layout.parse_line(line)
         where = f"{path} line {lineno}"
         if parsed is None or not parsed[0]:
-            raise ConfigError("dataset.split_files", f"{where}: expected '<id>{layout.separator} <label>'")
-        clip_id, label = parsed
-        if not plain_name(clip_id):
+            raise ConfigError("dataset.split_files", f"{where}: expected a line like {line_format(layout)}")
+        sample_id, label, text = parsed
+        if not plain_name(sample_id):
             raise ConfigError("dataset.split_files", f"{where}: the id is not a plain file name (no '/', '..')")
         if label not in index:
             raise ConfigError("dataset.split_files", f"{where}: the label is not one of the {len(classes)} "
-                                                     f"classes of {layout.class_file}")
-        items.append((clip_id, index[label]))
-    last_label = dict(items)
-    return [(clip_id, last_label[clip_id]) for clip_id, _ in items]
+                                                     f"classes of {class_file or layout.class_file}")
+        items.append((sample_id, index[label], text))
+    last_label = {sample_id: label for sample_id, label, _ in items}
+    return [(sample_id, last_label[sample_id], text) for sample_id, _, text in items]
 
 
 def check_fbank_shape(path: Path, shape: tuple[int, ...], mel_bins: int) -> None:
@@ -146,31 +134,59 @@ def check_fbank_shape(path: Path, shape: tuple[int, ...], mel_bins: int) -> None
                           f"{path} has shape {tuple(shape)}; expected (time, {mel_bins}) for model.mel_bins")
 
 
-class ReferenceFiles:
-    """The files of one reference audio-visual layout under a run's dataset folder, every path confined."""
+@dataclass(frozen=True)
+class BadSample:
+    """A sample whose media are missing or unreadable: reported by id and path before training starts."""
 
-    def __init__(self, layout: AVLayout, cfg: RunConfig, roots: DataRoots | None = None):
+    split: str
+    sample_id: str
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.sample_id!r} ({self.split} split): {self.path} {self.problem}"
+
+
+def bad_samples_error(bad: Sequence[BadSample], total: int, shown: int = 5) -> ConfigError:
+    lines = [f"{len(bad)} of {total} samples cannot be read; the first:", *(f"  {b}" for b in bad[:shown]),
+             "fix or remove them, or set dataset.on_bad_sample: skip to train on the rest"]
+    return ConfigError("dataset.on_bad_sample", "\n".join(lines))
+
+
+class ReferenceFiles:
+    """The files of one reference layout under a run's dataset folder, every path confined."""
+
+    def __init__(self, layout: Layout, cfg: RunConfig, roots: DataRoots | None = None):
         self.layout, self.cfg = layout, cfg
         self.roots = roots or DataRoots.from_env()
+
+    @property
+    def used_media(self) -> list[tuple[str, Media]]:
+        """The media of the run's modalities only (a unimodal run reads no other file)."""
+        return [(m, media) for m, media in self.layout.media if m in self.cfg.modalities]
 
     def root(self) -> Path:
         root = self.roots.dataset_dir(self.cfg.dataset)
         if not root.is_dir():
-            layout = self.layout
+            media = ", ".join(media.pattern() for _, media in self.layout.media)
             raise ConfigError(
                 "dataset.root",
                 f"{self.roots.root / (self.cfg.dataset.root or self.cfg.dataset.name)} does not exist "
-                f"(AMST_DATA_ROOT={self.roots.root}); expected the {layout.name} preprocessed layout there: "
-                f"{layout.class_file}, the split files, {layout.audio_dir}/<id>.npy and "
-                f"{layout.frames_dir}/<id>/*.jpg",
+                f"(AMST_DATA_ROOT={self.roots.root}); expected the {self.layout.name} preprocessed layout there: "
+                f"{self.class_file_name}, the split files and {media} (amst preprocess {self.layout.name} RAW_DIR "
+                "writes it)",
             )
         return root
 
-    def existing_file(self, name: str, what: str) -> Path:
+    @property
+    def class_file_name(self) -> str:
+        return self.cfg.dataset.class_file or self.layout.class_file
+
+    def existing_file(self, name: str, what: str, field: str = "dataset.split_files") -> Path:
         path = self.root() / name
-        real = self.roots.confine(path, "dataset.split_files", what)
+        real = self.roots.confine(path, field, what)
         if not real.is_file():
-            raise ConfigError("dataset.split_files", f"{what} {path} does not exist")
+            raise ConfigError(field, f"{what} {path} does not exist")
         return real
 
     def split_path(self, split: str) -> Path:
@@ -181,56 +197,53 @@ class ReferenceFiles:
         return self.existing_file(name, f"the {split} split file")
 
     def classes(self) -> tuple[str, ...]:
-        path = self.existing_file(self.layout.class_file, "the class file")
+        path = self.existing_file(self.class_file_name, "the class file", "dataset.class_file")
         names = read_class_file(path)
         if not names:
-            raise ConfigError("dataset.split_files", f"the class file {path} lists no classes")
+            raise ConfigError("dataset.class_file", f"the class file {path} lists no classes")
         return names
 
     def items(self, split: str) -> list[tuple[str, int]]:
-        return read_split_file(self.split_path(split), self.layout, self.classes())
+        return read_split_file(self.split_path(split), self.layout, self.classes(), self.class_file_name)
 
     def media(self, *parts: str) -> Path:
         """A file or folder a sample reads, confined (a symlink out of the data root is refused)."""
         return self.roots.confine(self.root().joinpath(*parts), "dataset.root", "the media file")
 
     def check(self) -> None:
-        """Every text file parses and every clip of every split has its fbank file and frame folder."""
+        """Every text file parses, and (unless bad samples are to be skipped) every sample of every split has its
+        media entries. Cheap: one directory listing per media folder, so the API can afford it per request."""
         root, classes = self.root(), self.classes()
         ids: dict[str, str] = {}  # id -> first split naming it, in file order
         for split in SPLITS:
             path = self.split_path(split)
-            items = read_split_file(path, self.layout, classes)
+            items = read_split_file(path, self.layout, classes, self.class_file_name)
             if not items:
                 raise ConfigError("dataset.split_files", f"the {split} split file {path} lists no samples")
-            for clip_id, _ in items:
-                ids.setdefault(clip_id, split)
-        # One directory listing per media folder instead of two stat calls per clip: fast on network storage. Only
-        # the run's modalities: a unimodal run needs no other file.
-        used = self.cfg.modalities
-        have_audio = self.listing(self.layout.audio_dir) if "audio" in used else None
-        have_frames = self.listing(self.layout.frames_dir) if "visual" in used else None
-        gaps = {clip_id: self.gaps(clip_id, have_audio, have_frames) for clip_id in ids}
-        missing = [clip_id for clip_id, lacks in gaps.items() if lacks]
+            for sample_id, _ in items:
+                ids.setdefault(sample_id, split)
+        listings = {m: self.listing(media.folder) for m, media in self.used_media}
+        if self.cfg.dataset.on_bad_sample == "skip":
+            return  # the loaders drop (and count) what is missing
+        gaps = {sample_id: self.gaps(sample_id, listings) for sample_id in ids}
+        missing = [sample_id for sample_id, lacks in gaps.items() if lacks]
         if missing:
             first = missing[0]
             raise ConfigError(
                 "dataset.root",
-                f"{len(missing)} of {len(ids)} clips lack their fbank file or frame folder under {root}; "
-                f"first: {first!r} ({ids[first]} split) has no {' and no '.join(gaps[first])}",
+                f"{len(missing)} of {len(ids)} samples lack media under {root}; first: {first!r} "
+                f"({ids[first]} split) has no {' and no '.join(gaps[first])} (dataset.on_bad_sample: skip trains on "
+                "the rest)",
             )
-        if have_audio is not None:  # memory-mapped: reads only the header, so a wrong mel_bins fails now
-            fbank = self.media(self.layout.audio_dir, f"{next(iter(ids))}.npy")
-            check_fbank_shape(fbank, npy_shape(fbank), self.cfg.model.mel_bins)
+        for _, media in self.used_media:  # memory-mapped: reads only the header, so a wrong mel_bins fails now
+            if media.kind == "fbank":
+                fbank = self.media(media.folder, media.entry(next(iter(ids))))
+                check_fbank_shape(fbank, npy_shape(fbank), self.cfg.model.mel_bins)
 
-    def gaps(self, clip_id: str, have_audio: set[str] | None, have_frames: set[str] | None) -> list[str]:
-        """The media paths (relative to the root) one clip lacks (None: a modality the run does not read)."""
-        lacks = []
-        if have_audio is not None and f"{clip_id}.npy" not in have_audio:
-            lacks.append(f"{self.layout.audio_dir}/{clip_id}.npy")
-        if have_frames is not None and clip_id not in have_frames:
-            lacks.append(f"{self.layout.frames_dir}/{clip_id}/")
-        return lacks
+    def gaps(self, sample_id: str, listings: dict[str, set[str]]) -> list[str]:
+        """The media paths (relative to the root) one sample lacks."""
+        return [f"{media.folder}/{name}" + ("/" if media.kind == "frames" else "") for m, media in self.used_media
+                for name in media.files(sample_id) if name not in listings[m]]
 
     def listing(self, name: str) -> set[str]:
         """Names in one media folder; an entry that is a symlink must resolve inside the data root."""
@@ -239,7 +252,7 @@ class ReferenceFiles:
             with os.scandir(folder) as entries:
                 found = list(entries)
         except (FileNotFoundError, NotADirectoryError):
-            raise ConfigError("dataset.root", f"{self.root() / name} does not exist; every clip needs a file or "
+            raise ConfigError("dataset.root", f"{self.root() / name} does not exist; every sample needs a file or "
                                               "folder there") from None
         for entry in found:
             if entry.is_symlink():  # d_type from the listing: no extra system call for a regular entry
@@ -285,8 +298,8 @@ Check = Callable[["RunConfig", DataRoots], None]
 CHECKS: dict[str, Check] = {
     "avdigits": check_avdigits,
     "synthetic": lambda cfg, roots: None,  # generated: nothing to find on disk
-    "cremad": lambda cfg, roots: ReferenceFiles(CREMAD_LAYOUT, cfg, roots).check(),
-    "ave": lambda cfg, roots: ReferenceFiles(AVE_LAYOUT, cfg, roots).check(),
+    **{name: (lambda cfg, roots, layout=layout: ReferenceFiles(layout, cfg, roots).check())
+       for name, layout in LAYOUTS.items()},
 }
 
 

@@ -203,6 +203,8 @@ class Trainer:
         self.method: Method = build_method(cfg, len(self.classes), self.device)
         self.datasets = {split: source.split(cfg, split, train=(split == "train"))
                          for split in ("train", "val", "test")}
+        # dataset.on_bad_sample: skip: how many samples of each split were left out, and why (the first few)
+        self.dropped = {split: list(getattr(ds, "dropped", [])) for split, ds in self.datasets.items()}
         self.selection = ModelSelection(self.method.selections())
         self.plateau = Plateau()
         self.start_epoch = 0
@@ -374,6 +376,9 @@ class Trainer:
                                for m in schedule.factors},
             "seconds_this_session": round(seconds, 2),
         }
+        if any(self.dropped.values()):
+            summary["dropped_samples"] = {split: len(bad) for split, bad in self.dropped.items()}
+            summary["dropped_examples"] = [str(b) for bad in self.dropped.values() for b in bad][:10]
         return summary
 
 

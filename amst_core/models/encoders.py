@@ -93,10 +93,10 @@ ENCODERS: dict[str, EncoderFactory] = {
 }
 
 
-def embedding_dim(modalities: tuple[str, ...], width: int = REFERENCE_WIDTH) -> int:
-    """The trunk's features (512 at the reference width) for audio-visual data; 768 as soon as text is present
-    (the text encoder's width)."""
-    return TEXT_DIM if "text" in modalities else trunk_dim(width)
+def embedding_dim(modalities: tuple[str, ...], width: int = REFERENCE_WIDTH, text_dim: int = TEXT_DIM) -> int:
+    """The trunk's features (512 at the reference width) for audio-visual data; the text encoder's width (768
+    for roberta-base) as soon as text is present."""
+    return text_dim if "text" in modalities else trunk_dim(width)
 
 
 def build_encoder(modality: str, model: ModelConfig, dim: int) -> nn.Module:

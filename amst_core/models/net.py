@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from amst_core.config import ConfigError, ModelConfig
-from amst_core.models.encoders import ENCODERS, build_encoder, embedding_dim
+from amst_core.models.encoders import ENCODERS, TEXT_DIM, build_encoder, embedding_dim
 from amst_core.models.fusion import FusionHead, HelperHeads, build_head
+from amst_core.models.text import TextEncoder
 
 
 class MultimodalNet(nn.Module):
@@ -17,16 +18,19 @@ class MultimodalNet(nn.Module):
         super().__init__()
         model = model or ModelConfig()
         self.modalities = tuple(sorted(modalities))
-        unsupported = [m for m in self.modalities if m not in ENCODERS]
+        unsupported = [m for m in self.modalities if m not in (*ENCODERS, "text")]
         if unsupported:
             raise ConfigError("dataset", f"no encoder for modality {', '.join(unsupported)} yet")
-        dim = embedding_dim(self.modalities, model.width)
-        self.encoders = nn.ModuleDict({m: build_encoder(m, model, dim) for m in self.modalities})
+        text = TextEncoder(model) if "text" in self.modalities else None
+        dim = embedding_dim(self.modalities, model.width, text.dim if text is not None else TEXT_DIM)
+        self.encoders = nn.ModuleDict({m: text if m == "text" else build_encoder(m, model, dim)
+                                       for m in self.modalities})
         self.head: FusionHead = build_head(fusion, self.modalities, dim, num_classes)
         self.helpers = HelperHeads(self.modalities, dim, num_classes)
 
     def embed(self, batch: dict[str, torch.Tensor], modalities: Iterable[str]) -> dict[str, torch.Tensor]:
-        return {m: self.encoders[m](batch[m]) for m in modalities}
+        return {m: self.encoders[m](batch[m], batch["text_mask"]) if m == "text" else self.encoders[m](batch[m])
+                for m in modalities}
 
     def parts(self) -> dict[str, list[dict]]:
         """The parts with an optimizer each (reference: encoders, fusion head, helpers), as parameter groups: one

@@ -10,7 +10,7 @@ import pytest
 from tiny import write_tiny_cremad
 
 from amst_core.config import ConfigError, RunConfig
-from amst_core.data.reference_av import CremaD
+from amst_core.data.reference import SOURCES
 from amst_core.datafiles import DataRoots, check_dataset
 from worker.runner import failure_summary
 
@@ -37,7 +37,7 @@ def test_a_frame_linked_out_after_submission_is_refused_when_read(roots: tuple[P
     folder = write_tiny_cremad(data)
     cfg = cremad_config()
     check_dataset(cfg)  # what the API does at submission
-    split = CremaD().split(cfg, "train", train=False)
+    split = SOURCES["cremad"].split(cfg, "train", train=False)
     assert split[0]["visual"].shape == (3, 1, 16, 16)
     clip = folder / "IMAGE_KEPT_1_PER_SEC" / sorted(p.name for p in (folder / "IMAGE_KEPT_1_PER_SEC").iterdir())[0]
     (clip / "00001.jpg").rename(outside / "frame.jpg")
@@ -52,7 +52,7 @@ def test_a_dataset_folder_linked_out_fails_before_training(roots: tuple[Path, Pa
     write_tiny_cremad(outside)
     (data / "cremad").symlink_to(outside / "cremad")
     with pytest.raises(ConfigError, match="outside AMST_DATA_ROOT"):
-        CremaD().check(cremad_config())
+        SOURCES["cremad"].check(cremad_config())
     assert DataRoots(data, [outside]).dataset_dir(cremad_config().dataset) == (outside / "cremad").resolve()
 
 

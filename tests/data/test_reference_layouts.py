@@ -13,19 +13,29 @@ from PIL import Image
 
 from amst_core.catalog import DATASETS
 from amst_core.config import ConfigError, RunConfig
-from amst_core.data.reference_av import (
-    AVE,
-    AVE_LAYOUT,
-    CREMAD_LAYOUT,
+from amst_core.data.reference import SOURCES as REFERENCE_SOURCES
+from amst_core.data.reference import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    AVLayout,
-    CremaD,
-    ReferenceAV,
+    ReferenceSource,
     pick_frames,
     read_class_file,
     read_split_file,
 )
+from amst_core.layouts import LAYOUTS as ALL_LAYOUTS
+from amst_core.layouts import Layout, Media
+
+CREMAD_LAYOUT, AVE_LAYOUT = ALL_LAYOUTS["cremad"], ALL_LAYOUTS["ave"]
+AUDIO_DIR, FRAMES_DIR = "fbank", "IMAGE_KEPT_1_PER_SEC"
+
+
+def CremaD() -> ReferenceSource:  # noqa: N802 - reads as the dataset's name
+    return REFERENCE_SOURCES["cremad"]
+
+
+def AVE() -> ReferenceSource:  # noqa: N802
+    return REFERENCE_SOURCES["ave"]
+
 
 SPLITS = ("train", "val", "test")
 REAL_FOLDERS = {"cremad": "CREMAD", "ave": "AVE"}
@@ -77,7 +87,7 @@ def build(tmp_path: Path, dataset: str, root: str | None = None, n_frames: int =
     """A dataset folder: the real class file, the first lines of each real split file, tiny media."""
     layout = LAYOUTS[dataset]
     folder = tmp_path / (root or dataset)
-    (folder / layout.audio_dir).mkdir(parents=True)
+    (folder / AUDIO_DIR).mkdir(parents=True)
     (folder / layout.class_file).write_text(real_file(dataset, layout.class_file).read_text())
     for split in SPLITS:
         name = layout.default_split_file(split)
@@ -85,9 +95,9 @@ def build(tmp_path: Path, dataset: str, root: str | None = None, n_frames: int =
         (folder / name).write_text("\n".join(lines) + "\n")
         for line in lines:
             clip_id = line.split(layout.separator)[0].strip()
-            if not (folder / layout.audio_dir / f"{clip_id}.npy").exists():
-                write_fbank(folder / layout.audio_dir / f"{clip_id}.npy")
-                write_frames(folder / layout.frames_dir / clip_id, n_frames)
+            if not (folder / AUDIO_DIR / f"{clip_id}.npy").exists():
+                write_fbank(folder / AUDIO_DIR / f"{clip_id}.npy")
+                write_frames(folder / FRAMES_DIR / clip_id, n_frames)
     return folder
 
 
@@ -302,7 +312,7 @@ def test_missing_split_file(data_root: Path) -> None:
 def test_missing_class_file(data_root: Path) -> None:
     folder = build(data_root, "cremad")
     (folder / "stat_cre.txt").unlink()
-    with pytest.raises(ConfigError, match=r"^dataset\.split_files: the class file .*stat_cre\.txt"):
+    with pytest.raises(ConfigError, match=r"^dataset\.class_file: the class file .*stat_cre\.txt"):
         CremaD().check(make_cfg("cremad"))
 
 
@@ -311,7 +321,7 @@ def test_missing_fbank_names_the_sample(data_root: Path) -> None:
     victims = [first_ids("cremad", "val")[1][0], first_ids("cremad", "test")[0][0]]
     for clip_id in victims:
         (folder / "fbank" / f"{clip_id}.npy").unlink()
-    with pytest.raises(ConfigError, match=r"^dataset\.root: 2 of \d+ clips") as err:
+    with pytest.raises(ConfigError, match=r"^dataset\.root: 2 of \d+ samples") as err:
         CremaD().check(make_cfg("cremad"))
     assert f"{victims[0]!r} (val split) has no fbank/{victims[0]}.npy" in str(err.value)
 
@@ -322,7 +332,7 @@ def test_missing_frame_folder_names_the_sample(data_root: Path) -> None:
     for frame in (folder / "IMAGE_KEPT_1_PER_SEC" / clip_id).iterdir():
         frame.unlink()
     (folder / "IMAGE_KEPT_1_PER_SEC" / clip_id).rmdir()
-    expected = rf"^dataset\.root: 1 of \d+ clips.*{clip_id}.*IMAGE_KEPT_1_PER_SEC/{clip_id}/"
+    expected = rf"^dataset\.root: 1 of \d+ samples.*{clip_id}.*IMAGE_KEPT_1_PER_SEC/{clip_id}/"
     with pytest.raises(ConfigError, match=expected):
         AVE().check(make_cfg("ave"))
 
@@ -344,7 +354,7 @@ def test_unknown_label_names_file_and_line(data_root: Path) -> None:
 def test_line_without_separator(tmp_path: Path) -> None:
     path = tmp_path / "split.txt"
     path.write_text("1001_DFA_ANG_XX.wav Anger\n")
-    with pytest.raises(ConfigError, match=r"dataset\.split_files: .*line 1: expected '<id>\.flv <label>'"):
+    with pytest.raises(ConfigError, match=r"dataset\.split_files: .*line 1: expected a line like '1040_IOM_NEU_XX\.flv "):
         read_split_file(path, CREMAD_LAYOUT, ("Anger",))
 
 
@@ -355,10 +365,11 @@ def test_unknown_split_name(data_root: Path) -> None:
 
 
 def test_layout_is_a_frozen_value() -> None:
-    assert isinstance(CremaD(), ReferenceAV) and isinstance(AVE(), ReferenceAV)
+    assert isinstance(CremaD(), ReferenceSource) and isinstance(AVE(), ReferenceSource)
     with pytest.raises(AttributeError):
         CREMAD_LAYOUT.separator = ".mp4"  # type: ignore[misc]
-    assert AVLayout("x", "a", "b", "c", ".x", "s").frames_dir == "IMAGE_KEPT_1_PER_SEC"
+    layout = Layout("x", "a", "b", "c", ".x", "s", media=(("audio", Media("fbank", "fbank")),))
+    assert layout.modalities == ("audio",) and layout.media_of("audio").entry("id1") == "id1.npy"
 
 
 # ---------------------------------------------------------------- the real split files
