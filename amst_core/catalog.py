@@ -182,7 +182,7 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("iemocap3", "IEMOCAP utterances with their transcripts (text, audio, video)",
                     ("audio", "text", "visual"), IEMOCAP_CLASSES, prepare_command="amst preprocess iemocap RAW_DIR",
                     recommended={"skip": {"audio": 4, "text": 10}}),
-        DatasetInfo("urfunny", "UR-FUNNY v2 punchlines (text, audio, video) in the reference preprocessed layout",
+        DatasetInfo("urfunny", "UR-FUNNY v2 punchlines (text, audio, video) in the reference layout",
                     ("audio", "text", "visual"), ("FUNNY", "NOTFUNNY"), prepare_command="amst preprocess urfunny RAW_DIR",
                     recommended={"skip": {"audio": 6, "text": 10}}),
     ]
