@@ -183,7 +183,8 @@ DATASETS: dict[str, DatasetInfo] = {
                     ("audio", "text", "visual"), IEMOCAP_CLASSES, prepare_command="amst preprocess iemocap RAW_DIR",
                     recommended={"skip": {"audio": 4, "text": 10}}),
         DatasetInfo("urfunny", "UR-FUNNY v2 punchlines (text, audio, video) in the reference layout",
-                    ("audio", "text", "visual"), ("FUNNY", "NOTFUNNY"), prepare_command="amst preprocess urfunny RAW_DIR",
+                    ("audio", "text", "visual"), ("FUNNY", "NOTFUNNY"),
+                    prepare_command="amst preprocess urfunny RAW_DIR",
                     recommended={"skip": {"audio": 6, "text": 10}}),
     ]
 }
