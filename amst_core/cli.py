@@ -45,16 +45,21 @@ def resume_config(run_dir: Path, overrides: list[str]) -> RunConfig:
     return load_config(saved, overrides)
 
 
-def local_paths() -> None:
-    """The CLI trains on the user's own machine: a dataset (or text model) may lie anywhere, absolute paths work.
-    The service never does this."""
-    from amst_core.datafiles import allow_any_data_path
+def on_local_paths(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A command that reads the user's own files: a dataset or text model may lie anywhere, absolute paths work.
+    Never the service's commands (`amst serve`): their runs read only under AMST_DATA_ROOT."""
 
-    allow_any_data_path()
+    def run(args: argparse.Namespace) -> int:
+        from amst_core.datafiles import any_data_path
+
+        with any_data_path():
+            return command(args)
+
+    return run
 
 
+@on_local_paths
 def cmd_train(args: argparse.Namespace) -> int:
-    local_paths()
     progress = False if args.no_progress else None
     if args.resume:
         out = Path(args.resume)
@@ -75,10 +80,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@on_local_paths
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from amst_core.engine import evaluate_run
 
-    local_paths()
     points = evaluate_run(Path(args.run_dir), split=args.split, which=args.checkpoint, device=args.device)
     if args.json:
         print(json.dumps([p.to_dict() for p in points], indent=1))

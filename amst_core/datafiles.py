@@ -11,7 +11,8 @@ quote what a file holds, because a run's error is readable by whoever can read t
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,11 +31,16 @@ if TYPE_CHECKING:
 _confined = True
 
 
-def allow_any_data_path() -> None:
-    """For this process, a dataset may lie anywhere (`amst train` on the user's own machine: an absolute
-    dataset.root works). The service never calls this: its runs read only under AMST_DATA_ROOT."""
+@contextmanager
+def any_data_path() -> Iterator[None]:
+    """Inside, a dataset may lie anywhere (`amst train` on the user's own machine: an absolute dataset.root
+    works). The service never uses this: its runs read only under AMST_DATA_ROOT."""
     global _confined
-    _confined = False
+    before, _confined = _confined, False
+    try:
+        yield
+    finally:
+        _confined = before
 
 
 class DataRoots:
@@ -66,6 +72,8 @@ class DataRoots:
 
     def dataset_dir(self, cfg: DatasetConfig) -> Path:
         folder = self.root / (cfg.root or cfg.name)
+        if any(len(part.encode()) > 255 for part in folder.parts):
+            raise ConfigError("dataset.root", "a folder name in it is longer than 255 bytes")
         return self.confine(folder, "dataset.root", "the dataset folder")
 
 

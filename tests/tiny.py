@@ -64,3 +64,103 @@ def write_tiny_cremad(root: Path, name: str = "cremad", per_split: int = 2) -> P
             Image.new("RGB", (16, 16), (40 * i, 0, 0)).save(frames / "00001.jpg")
         (out / file).write_text("\n".join(lines) + "\n")
     return out
+
+
+TINY_TEXTS = ("one two three four five six seven eight nine zero", "the cat sat on the mat and laughed",
+              "a funny story about a dog", "not funny at all, a sad and boring day", "happy angry neutral sad")
+
+
+def write_tiny_roberta(folder: Path, vocab_size: int = 300, layers: int = 2, hidden: int = 32,
+                       max_positions: int = 260) -> Path:
+    """A RoBERTa with random weights and a byte-level BPE tokenizer trained here on a few sentences: the text
+    encoder's real code path with nothing downloaded."""
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import RobertaProcessing
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0..4
+    bpe.train_from_iterator(list(TINY_TEXTS) * 4, vocab_size=vocab_size, min_frequency=1, special_tokens=specials)
+    bpe.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0))
+    RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                         cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>") \
+        .save_pretrained(folder)
+    import torch
+
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                           intermediate_size=2 * hidden, max_position_embeddings=max_positions, pad_token_id=1)
+    RobertaModel(config).save_pretrained(folder)
+    return folder
+
+
+TEXT_LAYOUT_CLASSES = {"mvsa": ("negative", "neutral", "positive"), "iemocap": ("ang", "exc", "fru", "neu", "sad"),
+                       "iemocap3": ("ang", "exc", "fru", "neu", "sad"), "urfunny": ("FUNNY", "NOTFUNNY")}
+
+
+def layout_line(dataset: str, sample_id: str, label: str, text: str) -> str:
+    """A split-file line in the dataset's reference format (amst_method.md section 5)."""
+    if dataset == "mvsa":
+        return f"{sample_id}.jpg {label}"
+    if dataset.startswith("iemocap"):
+        return f"{sample_id}, {label}, 1.0000, 2.5000 ### {text}"
+    return f"{sample_id}, {label}, ### {text}"
+
+
+def write_tiny_text_layout(root: Path, dataset: str, tokenizer_dir: Path, per_class: int = 2, fbank_frames: int = 24,
+                           mel_bins: int = 16, text_length: int = 16) -> Path:
+    """A dataset folder in the reference layout of `dataset` (mvsa, iemocap, iemocap3, urfunny): class file, split
+    files, fbanks, frame folders or images, token files from the tokenizer in `tokenizer_dir`; every modality
+    carries the label."""
+    import torch
+    from PIL import Image
+    from transformers import AutoTokenizer
+
+    from amst_core.layouts import LAYOUTS
+
+    layout, classes = LAYOUTS[dataset], TEXT_LAYOUT_CLASSES[dataset]
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    out = root / dataset
+    out.mkdir(parents=True, exist_ok=True)
+    (out / layout.class_file).write_text("\n".join(reversed(classes)))  # unsorted: the loader sorts
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        lines = []
+        for k in range(per_class * len(classes)):
+            label = k % len(classes)
+            sample_id = f"{split}{k:03d}"
+            text = " ".join([TINY_TEXTS[label % len(TINY_TEXTS)]] * 2)
+            lines.append(layout_line(dataset, sample_id, classes[label], text))
+            for _, media in layout.media:
+                folder = out / media.folder
+                folder.mkdir(parents=True, exist_ok=True)
+                if media.kind == "fbank":
+                    fbank = rng.normal(size=(fbank_frames, mel_bins)).astype(np.float32) + label
+                    np.save(folder / f"{sample_id}.npy", fbank)
+                elif media.kind in ("frames", "image"):
+                    colour = (40 + 60 * label, 90, 200 - 40 * label)
+                    if media.kind == "image":
+                        Image.new("RGB", (20, 20), colour).save(folder / f"{sample_id}.jpg")
+                    else:
+                        (folder / sample_id).mkdir(exist_ok=True)
+                        for f in range(3):
+                            Image.new("RGB", (20, 20), colour).save(folder / sample_id / f"{f:05d}.jpg")
+                else:
+                    enc = tokenizer(text, padding="max_length", max_length=text_length, truncation=True)
+                    torch.save(torch.tensor(enc["input_ids"], dtype=torch.long), folder / f"{sample_id}_token.pt")
+                    torch.save(torch.tensor(enc["attention_mask"], dtype=torch.float), folder / f"{sample_id}_pm.pt")
+        (out / layout.default_split_file(split)).write_text("\n".join(lines) + "\n")
+    return out
+
+
+def text_layout_run(dataset: str, text_model: Path | str, method: str = "amst_full", **overrides: Any) -> dict:
+    """A tiny run on a `write_tiny_text_layout` folder (a dict for RunConfig or POST /runs)."""
+    body: dict[str, Any] = {
+        "method": method, "dataset": {"name": dataset}, "epochs": 2, "batch_size": 4, "device": "cpu",
+        "model": {"frames": 2, "image_size": 16, "audio_frames": 24, "mel_bins": 16, "width": 8,
+                  "text_model": str(text_model), "text_max_length": 16, "text_trainable_layers": 1},
+        "optim": {"lr": 0.05},
+    }
+    body.update(overrides)
+    return body

@@ -17,6 +17,7 @@ unsorted `os.listdir` order, so the chosen frames do not depend on the filesyste
 from __future__ import annotations
 
 import logging
+import pickle
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -179,7 +180,7 @@ class MediaReader:
             if err.field != "dataset.root":
                 raise  # a config that fits no sample (model.mel_bins), not a bad sample
             return str(path), str(err).removeprefix("dataset.root: ")
-        except (OSError, ValueError, RuntimeError, UnidentifiedImageError, EOFError) as err:
+        except (OSError, ValueError, RuntimeError, UnidentifiedImageError, EOFError, pickle.UnpicklingError) as err:
             return str(path), f"cannot be read ({type(err).__name__})"
         return None
 

@@ -202,9 +202,22 @@ def test_unknown_dataset(tmp_path):
     assert "mnist9" in msg
 
 
-@pytest.mark.parametrize("root", ["/abs/avdigits", "../outside", "data/../../x", "a/../..", ".", ""])
-def test_dataset_root_outside_data_root(tmp_path, root):
-    msg = config_error({"dataset": {"name": "avdigits", "root": root}, "method": "naive"}, tmp_path)
+@pytest.mark.parametrize("root", ["/abs/avdigits", "../outside", "data/../../x", "a/../.."])
+def test_dataset_root_outside_data_root_is_refused_by_the_service_not_the_cli(tmp_path, monkeypatch, root):
+    """A config may name any folder (`amst train` reads the user's own paths); the service's check confines it."""
+    from amst_core import datafiles
+
+    monkeypatch.setenv("AMST_DATA_ROOT", str(tmp_path / "data"))
+    cfg = load_config(write_yaml(tmp_path, {"dataset": {"name": "avdigits", "root": root}, "method": "naive"}))
+    with pytest.raises(ConfigError, match=r"^dataset\.root: .*outside AMST_DATA_ROOT"):
+        datafiles.check_dataset(cfg)
+    monkeypatch.setattr(datafiles, "_confined", False)  # what the CLI's train and evaluate do
+    with pytest.raises(ConfigError, match=r"^dataset\.root: .*no avdigits data"):
+        datafiles.check_dataset(cfg)
+
+
+def test_an_empty_dataset_root_is_refused(tmp_path):
+    msg = config_error({"dataset": {"name": "avdigits", "root": ""}, "method": "naive"}, tmp_path)
     assert _lines_starting(msg, "dataset.root:"), msg
 
 
