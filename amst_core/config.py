@@ -358,6 +358,12 @@ def data_root() -> Path:
     return Path(os.environ.get("AMST_DATA_ROOT", "./data")).expanduser()
 
 
+def cache_dir() -> Path:
+    """Downloads and computed features (AMST_CACHE; default ~/.cache/amst)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "amst"
+    return Path(os.environ.get("AMST_CACHE", default))
+
+
 def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import ValidationError
 
-from amst_core.config import ConfigError, data_root
+from amst_core.config import ConfigError, data_root, format_validation_error
 from amst_core.layouts import LAYOUTS, SPLITS, Layout, Media
 
 if TYPE_CHECKING:
@@ -302,8 +303,25 @@ def check_avdigits(cfg: RunConfig, roots: DataRoots) -> None:
 
 # ---------------------------------------------------------------- the registry
 
-Check = Callable[["RunConfig", DataRoots], None]
+def check_folder(cfg: RunConfig, roots: DataRoots) -> RunConfig:
+    """The user's folder: usable, and the run's modalities those it has (unless dataset.modalities_used says)."""
+    from amst_core.layouts import folder
+
+    found = folder.check(roots.dataset_dir(cfg.dataset), cfg.dataset.modalities_used and tuple(cfg.dataset.modalities),
+                         cfg.dataset.on_bad_sample)
+    if cfg.dataset.modalities_used:
+        return cfg
+    data = cfg.model_dump(mode="json")
+    data["dataset"]["modalities_used"] = list(found.modalities)
+    try:
+        return type(cfg).model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(None, format_validation_error(err)) from None
+
+
+Check = Callable[["RunConfig", DataRoots], "RunConfig | None"]
 CHECKS: dict[str, Check] = {
+    "folder": check_folder,
     "avdigits": check_avdigits,
     "synthetic": lambda cfg, roots: None,  # generated: nothing to find on disk
     **{name: (lambda cfg, roots, layout=layout: ReferenceFiles(layout, cfg, roots).check())
@@ -311,7 +329,7 @@ CHECKS: dict[str, Check] = {
 }
 
 
-def check_dataset(cfg: RunConfig, roots: DataRoots | None = None) -> None:
-    """Raise ConfigError (naming the field) unless the run's data are there, readable, confined and fit the
-    config's shapes."""
-    CHECKS[cfg.dataset.name](cfg, roots or DataRoots.from_env())
+def check_dataset(cfg: RunConfig, roots: DataRoots | None = None) -> RunConfig:
+    """The run's config resolved against its data (a folder dataset's modalities are those its files have), or a
+    ConfigError (naming the field) unless the data are there, readable, confined and fit the config's shapes."""
+    return CHECKS[cfg.dataset.name](cfg, roots or DataRoots.from_env()) or cfg

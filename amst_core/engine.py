@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from amst_core.config import ConfigError, RunConfig
 from amst_core.data import make_loader, source_for, to_device
+from amst_core.datafiles import check_dataset
 from amst_core.methods import Method, build_method
 from amst_core.metrics import EpochMeters, MetricPoint, Plateau, imbalance_points
 from amst_core.selection import PRIMARY, ModelSelection, accuracy
@@ -186,6 +187,7 @@ class Trainer:
     def __init__(self, cfg: RunConfig, *, out_dir: Path | None = None, sinks: Sequence[MetricSink] = (),
                  run_id: str = "", attempt: int = 1, should_stop: Callable[[], bool] | None = None,
                  progress: bool | None = None):
+        cfg = check_dataset(cfg)  # fail before any training if the data are missing; a folder's modalities found
         self.cfg = cfg
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.sinks = list(sinks)
@@ -194,7 +196,6 @@ class Trainer:
         self.should_stop = should_stop
         self.progress = sys.stderr.isatty() if progress is None else progress
         source = source_for(cfg)
-        source.check(cfg)  # fail before any training if the data are missing
         self.classes = source.classes(cfg)
         self.device = resolve_device(cfg.device)
         if self.device.type == "cuda":

@@ -81,11 +81,12 @@ def check_storable(value: Any, path: str = "") -> None:
             check_text(v, where, limit)
 
 
-def check_dataset_files(cfg: RunConfig, settings: ApiSettings) -> None:
+def check_dataset_files(cfg: RunConfig, settings: ApiSettings) -> RunConfig:
     """The run's data must be there, confined to AMST_DATA_ROOT and fit the config (the worker's own check, run
-    before anything is queued): a config that cannot work is a 422 naming the field, never a failed run."""
+    before anything is queued): a config that cannot work is a 422 naming the field, never a failed run. Returns
+    the config resolved against the data (a folder dataset's modalities)."""
     try:
-        check_dataset(cfg, settings.data_roots)
+        return check_dataset(cfg, settings.data_roots)
     except ConfigError as err:
         message = str(err)
         hint = DATASETS[cfg.dataset.name].prepare_command

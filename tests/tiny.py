@@ -164,3 +164,67 @@ def text_layout_run(dataset: str, text_model: Path | str, method: str = "amst_fu
     }
     body.update(overrides)
     return body
+
+
+def write_tiny_folder(root: Path, splits: tuple[str, ...] = ("train", "val", "test"), per_class: int = 3,
+                      classes: tuple[str, ...] = ("cat", "dog"), text: bool = True) -> Path:
+    """A folder-layout dataset of generated files: per sample a WAV (a tone whose pitch is the class), a PNG
+    (a colour) and a TXT, all carrying the label."""
+    import soundfile
+    from PIL import Image
+
+    rate = 8000
+    t = np.arange(int(0.3 * rate)) / rate
+    for split in splits:
+        for c, label in enumerate(classes):
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(per_class):
+                sample_id = f"{label}_{split}_{k}"
+                tone = 0.3 * np.sin(2 * np.pi * (300 + 400 * c + 10 * k) * t)
+                soundfile.write(folder / f"{sample_id}.wav", tone.astype(np.float32), rate)
+                Image.new("RGB", (24, 20), (40 + 150 * c, 80, 200 - 150 * c)).save(folder / f"{sample_id}.png")
+                if text:
+                    (folder / f"{sample_id}.txt").write_text(TINY_TEXTS[c % len(TINY_TEXTS)] + f" {k}")
+    return root
+
+
+def folder_run(root: str, text_model: Path | str | None = None, method: str = "naive", **overrides: Any) -> dict:
+    body: dict[str, Any] = {
+        "method": method, "dataset": {"name": "folder", "root": root}, "epochs": 2, "batch_size": 4,
+        "device": "cpu", "optim": {"lr": 0.05},
+        "model": {"frames": 1, "image_size": 16, "audio_frames": 32, "mel_bins": 16, "width": 8,
+                  "text_max_length": 16, "text_trainable_layers": 1,
+                  **({"text_model": str(text_model)} if text_model else {})},
+    }
+    body.update(overrides)
+    return body
+
+
+def write_mp4(path: Path, seconds: float = 2.0, colour: tuple[int, int, int] = (200, 30, 30), fps: int = 10,
+              rate: int = 16000, audio: bool = True) -> Path:
+    """A small MP4 written with PyAV: solid-colour frames and (optionally) a 440 Hz soundtrack."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        sound = out.add_stream("aac", rate=rate) if audio else None
+        for _ in range(int(seconds * fps)):
+            image = np.full((32, 32, 3), colour, np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        if sound is not None:
+            t = np.arange(int(seconds * rate)) / rate
+            wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            for start in range(0, len(wave), 1024):
+                frame = av.AudioFrame.from_ndarray(wave[None, start:start + 1024], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = rate, start
+                for packet in sound.encode(frame):
+                    out.mux(packet)
+            for packet in sound.encode():
+                out.mux(packet)
+    return path

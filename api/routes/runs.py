@@ -97,7 +97,7 @@ def submit_run(response: Response, s: SessionDep, settings: SettingsDep, dispatc
     digest = request_hash(cfg)
     if key is not None and (earlier := run_with_key(s, key)) is not None:
         return replay(s, response, earlier, digest, settings)
-    check_dataset_files(cfg, settings)
+    cfg = check_dataset_files(cfg, settings)
     try:
         run = lifecycle.create_run(s, cfg, key, digest)  # its flush meets the unique key first
         s.commit()
