@@ -70,7 +70,9 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int =
         batch_size=batch_size,
         sampler=sampler,
         shuffle=False,
-        drop_last=False,  # the reference keeps the last partial batch
+        # The reference keeps the last partial batch; a last batch of ONE training sample would crash BatchNorm
+        # (the reference's own failure), so that one sample waits for the next epoch's shuffle.
+        drop_last=shuffle and len(dataset) > 1 and len(dataset) % batch_size == 1,
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=False,

@@ -138,3 +138,19 @@ def test_text_signal_puts_tokens_in_the_class_slice():
     strong, weak = own_share(4.0), own_share(-4.0)
     assert strong > 0.95
     assert weak < 0.35
+
+
+def test_a_last_training_batch_of_one_sample_waits_for_the_next_epoch() -> None:
+    """BatchNorm cannot train on one sample: the reference crashes there; we keep every other partial batch."""
+    import torch
+
+    from amst_core.data.base import TensorSamples, make_loader
+
+    def batches(n: int, shuffle: bool) -> list[int]:
+        data = TensorSamples({"audio": torch.zeros(n, 1)}, torch.zeros(n))
+        return [len(b["label"]) for b in make_loader(data, 4, shuffle=shuffle)]
+
+    assert batches(5, shuffle=True) == [4]
+    assert batches(5, shuffle=False) == [4, 1]  # evaluation sees every sample
+    assert batches(6, shuffle=True) == [4, 2]
+    assert batches(1, shuffle=True) == [1]
