@@ -185,6 +185,7 @@ DATASETS: dict[str, DatasetInfo] = {
                     recommended={"skip": {"audio": 4}}),
         DatasetInfo("iemocap3", "IEMOCAP utterances with their transcripts (text, audio, video)",
                     ("audio", "text", "visual"), IEMOCAP_CLASSES, prepare_command="amst preprocess iemocap RAW_DIR",
+                    defaults={"dataset": {"root": "iemocap"}},  # the same files as iemocap, with the transcripts
                     recommended={"skip": {"audio": 4, "text": 10}}),
         DatasetInfo("urfunny", "UR-FUNNY v2 punchlines (text, audio, video) in the reference layout",
                     ("audio", "text", "visual"), ("FUNNY", "NOTFUNNY"),

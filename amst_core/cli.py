@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +79,61 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(json.dumps({k: summary[k] for k in ("best_epoch", "best_val_acc", "test_acc_at_best")}))
     print(f"run folder: {out}", file=sys.stderr)
     return 0
+
+
+@on_local_paths
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    """An original release (or the user's folder) to the layout the loaders read; finished samples are skipped."""
+    from amst_core.config import data_root
+    from amst_core.preprocess import RELEASES, TEXT_LENGTH
+    from amst_core.preprocess.base import execute
+
+    raw = Path(args.raw_dir)
+    if not raw.is_dir():
+        raise ConfigError("RAW_DIR", f"{raw} is not a folder")
+    if args.dataset == "folder":
+        return build_folder_cache(["dataset.name=folder", f"dataset.root={raw.resolve()}", *args.set], None,
+                                  not args.no_progress)
+    plan = RELEASES[args.dataset](raw, Path(args.splits) if args.splits else None)
+    out = Path(args.out) if args.out else data_root() / args.dataset
+    report = execute(plan, out, workers=args.workers, text_model=args.text_model,
+                     text_max_length=TEXT_LENGTH.get(args.dataset, 128), progress=not args.no_progress,
+                     log=lambda msg: print(msg, file=sys.stderr))
+    sizes = ", ".join(f"{split} {len(items)}" for split, items in plan.splits.items())
+    print(f"{args.dataset}: {report.done} samples written, {report.skipped} already done, {len(report.failed)} "
+          f"failed, in {report.seconds:.1f} s; splits: {sizes}; layout in {out}", file=sys.stderr)
+    for sample_id, why in report.failed[:10]:
+        print(f"  failed {sample_id}: {why}", file=sys.stderr)
+    if report.failed:
+        print(f"every failure is listed in {out / 'preprocess_failures.txt'}; run the command again to retry them "
+              "(finished samples are skipped)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_folder_cache(overrides: list[str], config: str | None, progress: bool) -> int:
+    from amst_core.data.folder import cached_features
+    from amst_core.datafiles import check_dataset
+
+    cfg = check_dataset(load_config(config, overrides, base={"method": "naive"}))
+    if cfg.dataset.name != "folder":
+        print(f"{cfg.dataset.name} reads its preprocessed files directly: nothing to cache", file=sys.stderr)
+        return 0
+    folder = cached_features(cfg, progress=progress)
+    meta = json.loads((folder / "meta.json").read_text())["splits"]
+    counts = ", ".join(f"{split} {len(m['samples'])}" + (f" ({len(m['bad'])} bad)" if m["bad"] else "")
+                       for split, m in meta.items())
+    print(f"features of {cfg.dataset.root} ({', '.join(cfg.modalities)}): {counts}; cached in {folder}",
+          file=sys.stderr)
+    return 0
+
+
+@on_local_paths
+def cmd_cache(args: argparse.Namespace) -> int:
+    """A folder dataset's features, computed now (a run computes them on first use otherwise)."""
+    if args.target.endswith((".yaml", ".yml")) or Path(args.target).is_file():
+        return build_folder_cache(args.set, args.target, not args.no_progress)
+    return build_folder_cache([f"dataset.name={args.target}", *args.set], None, not args.no_progress)
 
 
 @on_local_paths
@@ -162,6 +218,29 @@ def library_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (to --set epochs=N)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
+
+    from amst_core.preprocess import RELEASES
+
+    p = sub.add_parser("preprocess", help="an original release (or your folder) to the layout the loaders read",
+                       description="Reads RAW_DIR as released (Doc/datasets.md says which files each release "
+                                   "needs) and writes the reference layout to --out (default AMST_DATA_ROOT/DATASET). "
+                                   "Parallel, resumable: finished samples are skipped.")
+    p.add_argument("dataset", choices=[*RELEASES, "folder"])
+    p.add_argument("raw_dir", metavar="RAW_DIR")
+    p.add_argument("--out", help="layout folder to write (default AMST_DATA_ROOT/DATASET)")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="processes")
+    p.add_argument("--splits", help="a folder with the reference's split files to use instead of a seeded split")
+    p.add_argument("--text-model", default="roberta-base", help="tokenizer of the text model (text datasets)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="folder: the run's feature settings (model.audio_frames, ...), so its cache is the one used")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("cache", help="compute a folder dataset's features now (else on first use)")
+    p.add_argument("target", metavar="DATASET|CONFIG", help="folder (with --set dataset.root=...) or a run config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("evaluate", help="metrics of a saved run on one split")
     p.add_argument("run_dir")

@@ -121,7 +121,7 @@ def write_tiny_text_layout(root: Path, dataset: str, tokenizer_dir: Path, per_cl
 
     layout, classes = LAYOUTS[dataset], TEXT_LAYOUT_CLASSES[dataset]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    out = root / dataset
+    out = root / ("iemocap" if dataset == "iemocap3" else dataset)  # iemocap3 reads iemocap's folder
     out.mkdir(parents=True, exist_ok=True)
     (out / layout.class_file).write_text("\n".join(reversed(classes)))  # unsorted: the loader sorts
     rng = np.random.default_rng(0)

@@ -86,9 +86,9 @@ def fbank(wave: np.ndarray, rate: int, mel_bins: int = 128, frames: int = 1024) 
     return out
 
 
-def video_frames(path: Path, per_second: int = 1) -> list[Image.Image]:
+def video_frames(path: Path, per_second: int = 1, start: float = 0.0, end: float | None = None) -> list[Image.Image]:
     """The reference's frame sampling: per one-second window of int(fps) frames, keep `per_second` frames
-    spaced int(fps / per_second) apart."""
+    spaced int(fps / per_second) apart; only frames in [start, end) seconds (an utterance of a longer video)."""
     import av
 
     kept: list[Image.Image] = []
@@ -99,13 +99,20 @@ def video_frames(path: Path, per_second: int = 1) -> list[Image.Image]:
             stream = container.streams.video[0]
             fps = max(1, int(float(stream.average_rate or stream.guessed_rate or 1)))
             step = max(1, fps // per_second)
-            for i, frame in enumerate(container.decode(stream)):
+            i = 0
+            for frame in container.decode(stream):
+                t = frame.time or 0.0
+                if t < start:
+                    continue
+                if end is not None and t >= end:
+                    break
                 if i % fps % step == 0 and (i % fps) // step < per_second:
                     kept.append(frame.to_image())
+                i += 1
     except (av.error.FFmpegError, OSError) as err:
         raise MediaError(f"is not a readable video ({type(err).__name__})") from None
     if not kept:
-        raise MediaError("has no video frames")
+        raise MediaError("has no video frames" + (f" between {start:.2f} s and {end:.2f} s" if end else ""))
     return kept
 
 

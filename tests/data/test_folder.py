@@ -156,3 +156,18 @@ def test_a_folder_without_train_or_with_one_class_is_refused(data_root: Path, ro
     write_tiny_folder(data_root / "one", classes=("cat",))
     with pytest.raises(ConfigError, match=r"dataset\.root: .*1 label folder"):
         check_dataset(config("one", roberta))
+
+
+def test_amst_cache_and_preprocess_folder_build_the_cache_a_run_then_uses(data_root: Path, roberta: Path,
+                                                                           tmp_path: Path, capsys) -> None:
+    from amst_core.cli import main
+
+    root = write_tiny_folder(tmp_path / "elsewhere", text=False)  # outside AMST_DATA_ROOT: the CLI reads it
+    model = ["model.frames=1", "model.image_size=16", "model.audio_frames=32", "model.mel_bins=16"]
+    assert main(["preprocess", "folder", str(root), "--no-progress", *[f"--set={m}" for m in model]]) == 0
+    assert "train 6, val 6, test 6" in capsys.readouterr().err
+    built = list((tmp_path / "cache" / "features").iterdir())
+    assert len(built) == 1
+    cfg_args = ["--set=dataset.name=folder", f"--set=dataset.root={root}", *[f"--set={m}" for m in model]]
+    assert main(["cache", "folder", *cfg_args[1:], "--no-progress"]) == 0
+    assert list((tmp_path / "cache" / "features").iterdir()) == built, "the same settings: the same cache"
