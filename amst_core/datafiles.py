@@ -333,3 +333,49 @@ def check_dataset(cfg: RunConfig, roots: DataRoots | None = None) -> RunConfig:
     """The run's config resolved against its data (a folder dataset's modalities are those its files have), or a
     ConfigError (naming the field) unless the data are there, readable, confined and fit the config's shapes."""
     return CHECKS[cfg.dataset.name](cfg, roots or DataRoots.from_env()) or cfg
+
+
+# ---------------------------------------------------------------- what the server holds (GET /datasets)
+
+
+@dataclass
+class DatasetState:
+    ready: bool
+    problem: str | None = None  # why it is not ready (the check's message)
+    sizes: dict[str, int] | None = None  # samples per split, when the data say
+    classes: tuple[str, ...] = ()
+    modalities: tuple[str, ...] = ()
+    folders: tuple[str, ...] = ()  # folder layout: the folders under AMST_DATA_ROOT that hold a train/
+
+
+def describe_dataset(name: str, roots: DataRoots) -> DatasetState:
+    """Whether a dataset is ready on this server (its default folder under AMST_DATA_ROOT passes the check a run
+    gets), with its sizes and classes as its files say."""
+    from amst_core.catalog import DATASETS
+    from amst_core.config import RunConfig
+
+    info = DATASETS[name]
+    if name == "folder":
+        try:
+            folders = tuple(sorted(e.name for e in os.scandir(roots.root) if e.is_dir() and
+                                   (Path(e.path) / "train").is_dir() and not e.name.startswith(".")))
+        except OSError:
+            folders = ()
+        return DatasetState(ready=bool(folders), folders=folders, modalities=info.modalities,
+                            problem=None if folders else f"no folder under AMST_DATA_ROOT ({roots.root}) holds a "
+                                                         "train/<label>/ tree yet")
+    cfg = RunConfig.model_validate({"method": "naive", "dataset": {"name": name}})
+    try:
+        check_dataset(cfg, roots)
+    except ConfigError as err:
+        return DatasetState(ready=False, problem=str(err), classes=info.classes, modalities=info.modalities)
+    sizes = None
+    if name in LAYOUTS:
+        files = ReferenceFiles(LAYOUTS[name], cfg, roots)
+        sizes = {split: len(files.items(split)) for split in SPLITS}
+    elif name == "synthetic" and cfg.dataset.synthetic is not None:
+        sizes = dict(cfg.dataset.synthetic.samples)
+    elif name == "avdigits":
+        root = avdigits_dir(cfg, roots)
+        sizes = {split: int(np.load(root / f, mmap_mode="r")["label"].shape[0]) for split, f in AVDIGITS_FILES.items()}
+    return DatasetState(ready=True, sizes=sizes, classes=info.classes, modalities=info.modalities)

@@ -189,7 +189,12 @@ class DatasetOut(BaseModel):
     modalities: list[str]
     classes: list[str] = Field(description="empty when the classes are read from the data")
     splits: list[str]
-    prepared: bool = Field(description="its folder exists under AMST_DATA_ROOT (always true for synthetic)")
+    prepared: bool = Field(description="its data pass the check a run gets, in its default folder under "
+                                       "AMST_DATA_ROOT (always true for synthetic; folder: some folder holds a train/)")
+    problem: str | None = Field(None, description="why it is not prepared: what the check found")
+    sizes: dict[str, int] | None = Field(None, description="samples per split, where the data say")
+    folders: list[str] = Field([], description="folder layout: the folders under AMST_DATA_ROOT with a train/")
+    text: bool = Field(False, description="it has a text modality (a run may set model.text_model)")
     prepare_command: str | None
     defaults: dict[str, Any] = Field(description="run-config fields its data dictate (input shapes): what a request "
                                                 "that leaves them out gets")

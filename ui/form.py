@@ -37,6 +37,8 @@ def run_body(start: dict[str, Any], method: dict[str, Any], dataset: dict[str, A
     body.setdefault("dataset", {})["name"] = dataset["name"]
     if "preset" in values:
         body["dataset"]["preset"] = values["preset"] or None
+    if values.get("root"):
+        body["dataset"]["root"] = values["root"]
     body["skip"] = {**body.get("skip", {}), **values.get("skip", {})} if method["uses_skip"] else {}
     body["method_params"] = values.get("method_params", {})
     if method["fusion_fixed"]:

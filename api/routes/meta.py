@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
@@ -13,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from amst_core.catalog import DATASETS, METHODS
+from amst_core.datafiles import describe_dataset
 from amst_core.store import queries
 from amst_core.store.models import utcnow
 from api.deps import SessionDep, SettingsDep
@@ -39,12 +39,17 @@ def list_methods() -> list[MethodOut]:
 
 @router.get("/datasets", response_model=list[DatasetOut])
 def list_datasets(settings: SettingsDep) -> list[DatasetOut]:
-    """Datasets, and whether each is prepared under AMST_DATA_ROOT."""
-    return [DatasetOut(name=d.name, summary=d.summary, modalities=list(d.modalities), classes=list(d.classes),
-                       splits=list(d.splits), prepared=d.name == "synthetic" or (Path(settings.data_root) / d.name)
-                       .is_dir(), prepare_command=d.prepare_command, defaults=d.defaults,
-                       suggested=d.suggested)
-            for d in DATASETS.values()]
+    """Datasets: modalities, classes, sizes when the data are there, and whether each is ready on this server (its
+    files pass the check a run gets, under AMST_DATA_ROOT)."""
+    out = []
+    for d in DATASETS.values():
+        state = describe_dataset(d.name, settings.data_roots)
+        out.append(DatasetOut(name=d.name, summary=d.summary, modalities=list(d.modalities),
+                              classes=list(state.classes or d.classes), splits=list(d.splits), prepared=state.ready,
+                              problem=state.problem, sizes=state.sizes, folders=list(state.folders),
+                              text="text" in d.modalities, prepare_command=d.prepare_command, defaults=d.defaults,
+                              suggested=d.suggested))
+    return out
 
 
 @router.get("/workers", response_model=list[WorkerOut])

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+from tiny import write_tiny_avdigits, write_tiny_folder
 
 from amst_core.catalog import DATASETS, METHODS
 from amst_core.store import lifecycle
@@ -41,8 +42,18 @@ def test_datasets_say_whether_prepared(client: TestClient, data_root: Path) -> N
     assert datasets["synthetic"]["prepared"] and not datasets["avdigits"]["prepared"]
     assert datasets["avdigits"]["prepare_command"] == "amst prepare avdigits"
     assert datasets["avdigits"]["modalities"] == ["audio", "visual"] and len(datasets["avdigits"]["classes"]) == 10
+    assert "amst prepare avdigits" in datasets["avdigits"]["problem"]
     (data_root / "avdigits").mkdir()
-    assert {d["name"]: d for d in client.get("/datasets").json()}["avdigits"]["prepared"]
+    assert not {d["name"]: d for d in client.get("/datasets").json()}["avdigits"]["prepared"], "an empty folder"
+    write_tiny_avdigits(data_root)
+    now = {d["name"]: d for d in client.get("/datasets").json()}
+    assert now["avdigits"]["prepared"] and now["avdigits"]["problem"] is None
+    assert now["avdigits"]["sizes"] == {"train": 60, "val": 20, "test": 20}
+    assert not now["folder"]["prepared"] and now["folder"]["folders"] == []
+    write_tiny_folder(data_root / "my_clips", text=False)
+    now = {d["name"]: d for d in client.get("/datasets").json()}
+    assert now["folder"]["prepared"] and now["folder"]["folders"] == ["my_clips"]
+    assert [d["name"] for d in now.values() if d["text"]] == ["folder", "mvsa", "iemocap3", "urfunny"]
 
 
 def test_workers(client: TestClient, db_url: str) -> None:

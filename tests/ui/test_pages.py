@@ -100,6 +100,21 @@ def test_new_run_form_shows_the_api_error_next_to_the_field_then_submits(app, se
     assert "Submitted run" in texts(at.success)  # the form moved on to the new run's page
 
 
+def test_new_run_form_follows_the_datasets_modalities_and_says_why_one_is_not_ready(app, seeded_api) -> None:
+    app.run()
+    at = app.switch_page("views/new_run.py").run()
+    assert not any(t.label == "Text model" for t in at.text_input)  # avdigits has no text
+    at.selectbox[1].set_value("urfunny").run()
+    no_traceback(at)
+    assert [n.label for n in at.number_input][:3] == ["audio", "text", "visual"]
+    assert next(t for t in at.text_input if t.label == "Text model").value == "roberta-base"
+    warning = texts(at.warning)
+    assert "urfunny" in warning and "does not exist" in warning and "amst preprocess urfunny RAW_DIR" in warning
+    assert "None" not in warning
+    at.selectbox[1].set_value("folder").run()
+    assert "no folder under AMST_DATA_ROOT" in texts(at.warning)
+
+
 def test_rerun_with_same_config_prefills_the_form(app, seeded_api) -> None:
     at = run_page(app, seeded_api.runs["full"].id)
     next(b for b in at.button if b.label == "Re-run with same config").click().run()

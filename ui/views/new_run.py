@@ -60,8 +60,10 @@ with shown_errors():
     method = next(m for m in methods if m["name"] == method_name)
     dataset = next(d for d in datasets if d["name"] == dataset_name)
     if not dataset["prepared"]:
-        st.warning(f"**{dataset_name}** is not prepared on the server: run `{dataset['prepare_command']}` there "
-                   "first.", icon=":material/inventory_2:")
+        found = f" ({dataset['problem']})" if dataset.get("problem") else ""
+        how = f"run `{dataset['prepare_command']}` there first" if dataset.get("prepare_command") else \
+            "put its files under the server's AMST_DATA_ROOT"
+        st.warning(f"**{dataset_name}** is not ready on the server{found}: {how}.", icon=":material/inventory_2:")
     start = starting_config(prefill, dataset)
     slots: dict[str, Any] = {}
 
@@ -77,6 +79,18 @@ with shown_errors():
                                             index=pick(PRESETS, start["dataset"].get("preset") or ""),
                                             format_func=lambda p: p or "none (clean data)")
             slots["dataset.preset"] = st.empty()
+        if dataset_name == "folder" and dataset.get("folders"):
+            root = start["dataset"].get("root")
+            values["root"] = st.selectbox("Folder under the data root", dataset["folders"],
+                                          index=pick(dataset["folders"], root),
+                                          help="<folder>/<split>/<label>/<id>.<ext>; modalities are those its files "
+                                               "have")
+            slots["dataset.root"] = st.empty()
+        if dataset.get("text"):
+            values["model"] = {"text_model": st.text_input(
+                "Text model", start.get("model", {}).get("text_model", "roberta-base"),
+                help="a folder under the server's data root, or a Hugging Face hub name in its cache")}
+            slots["model.text_model"] = st.empty()
         if method["uses_skip"]:
             st.markdown("**Skip factor per modality** — a modality with factor *k* is updated every *k*-th epoch")
             columns = st.columns(len(dataset["modalities"]))
