@@ -18,12 +18,23 @@ RESUMABLE_FIELDS = {"epochs", "device"}
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from amst_core.data import avdigits
+    from amst_core.config import data_root
+    from amst_core.data import avdigits, avtdigits
 
-    if args.dataset != "avdigits":
-        raise ConfigError("dataset", f"`amst prepare` knows avdigits only; {args.dataset} ships preprocessed")
-    out = Path(args.out) if args.out else None
-    avdigits.prepare(out, seed=args.seed, force=args.force, log=lambda msg: print(msg, file=sys.stderr))
+    if args.dataset not in ("avdigits", "avtdigits"):
+        raise ConfigError("dataset", f"`amst prepare` builds avdigits and avtdigits; {args.dataset} comes from its "
+                                     f"release: amst preprocess {args.dataset} RAW_DIR")
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    if args.dataset == "avdigits":
+        avdigits.prepare(Path(args.out) if args.out else None, seed=args.seed, force=args.force, log=log)
+        return 0
+    avdigits.prepare(None, seed=args.seed, force=False, log=log)  # its audio and images
+    out = Path(args.out) if args.out else data_root() / "avtdigits"
+    if (out / "text_model").is_dir() and not args.force:
+        log(f"avtdigits text model already in {out / 'text_model'} (use --force to rebuild)")
+        return 0
+    avtdigits.prepare_text_model(out / "text_model")
+    log(f"avtdigits: the text model and tokenizer written to {out / 'text_model'}")
     return 0
 
 
@@ -205,7 +216,7 @@ def build_parser(*more: Commands) -> argparse.ArgumentParser:
 def library_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("prepare", help="download and build a dataset under AMST_DATA_ROOT")
-    p.add_argument("dataset", help="avdigits")
+    p.add_argument("dataset", help="avdigits, or avtdigits (avdigits plus a text modality)")
     p.add_argument("--out", help="folder to write (default AMST_DATA_ROOT/avdigits)")
     p.add_argument("--seed", type=int, default=0, help="pairing and split seed")
     p.add_argument("--force", action="store_true", help="rebuild even if already prepared")

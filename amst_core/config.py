@@ -142,10 +142,10 @@ class DatasetConfig(_Strict):
     def _knobs_fit_dataset(self) -> DatasetConfig:
         avdigits_knobs = {"preset": self.preset, "image_pca_energy": self.image_pca_energy,
                           "audio_noise": self.audio_noise}
-        if self.name != "avdigits":
+        if self.name not in ("avdigits", "avtdigits"):
             for knob, value in avdigits_knobs.items():
                 if value is not None:
-                    raise ValueError(f"dataset.{knob} applies to avdigits only, not {self.name}")
+                    raise ValueError(f"dataset.{knob} applies to avdigits and avtdigits only, not {self.name}")
         if self.preset is not None and self.preset not in AVDIGITS_PRESETS:
             raise ValueError(f"dataset.preset: unknown preset {self.preset!r}; known: {', '.join(AVDIGITS_PRESETS)}")
         if self.synthetic is not None and self.name != "synthetic":

@@ -319,8 +319,17 @@ def check_folder(cfg: RunConfig, roots: DataRoots) -> RunConfig:
         raise ConfigError(None, format_validation_error(err)) from None
 
 
+def check_avtdigits(cfg: RunConfig, roots: DataRoots) -> None:
+    check_avdigits(cfg, roots)
+    if "text" in cfg.modalities and cfg.model.text_model == "avtdigits/text_model" and \
+            not (roots.root / "avtdigits" / "text_model").is_dir():
+        raise ConfigError("model.text_model", f"{roots.root / 'avtdigits/text_model'} does not exist; run `amst "
+                                              "prepare avtdigits` first")
+
+
 Check = Callable[["RunConfig", DataRoots], "RunConfig | None"]
 CHECKS: dict[str, Check] = {
+    "avtdigits": check_avtdigits,
     "folder": check_folder,
     "avdigits": check_avdigits,
     "synthetic": lambda cfg, roots: None,  # generated: nothing to find on disk
@@ -375,7 +384,7 @@ def describe_dataset(name: str, roots: DataRoots) -> DatasetState:
         sizes = {split: len(files.items(split)) for split in SPLITS}
     elif name == "synthetic" and cfg.dataset.synthetic is not None:
         sizes = dict(cfg.dataset.synthetic.samples)
-    elif name == "avdigits":
+    elif name in ("avdigits", "avtdigits"):
         root = avdigits_dir(cfg, roots)
         sizes = {split: int(np.load(root / f, mmap_mode="r")["label"].shape[0]) for split, f in AVDIGITS_FILES.items()}
     return DatasetState(ready=True, sizes=sizes, classes=info.classes, modalities=info.modalities)

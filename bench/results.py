@@ -1,10 +1,10 @@
-"""The avdigits (preset hard) results table and curves of Doc/results.md.
+"""The avdigits (preset hard) and avtdigits (three modalities) results tables and curves of Doc/results.md.
 
 Trains every method of `RUNS` for each seed with `amst train` (a run whose summary.json exists is reused, so
 the script can be stopped and started again), then prints a markdown table (mean and spread over seeds) and
 writes one PNG per method: per-modality validation accuracy by epoch.
 
-    python bench/results.py [--seeds 0 1 2] [--out runs/results] [--img Doc/img/results] [--epochs N]
+    python bench/results.py [--dataset avdigits|avtdigits] [--seeds 0 1 2] [--out runs/results] [--img DIR]
 """
 
 from __future__ import annotations
@@ -29,6 +29,12 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "amst_joint": ("configs/avdigits/amst_joint.yaml", []),
     "amst_full": ("configs/avdigits/amst_full.yaml", []),
 }
+AVT_RUNS: dict[str, tuple[str, list[str]]] = {
+    "naive (concat)": ("configs/avtdigits/naive.yaml", []),
+    "mla": ("configs/avtdigits/mla.yaml", []),
+    "amst_full": ("configs/avtdigits/amst_full.yaml", []),
+}
+DATASET_RUNS = {"avdigits": RUNS, "avtdigits": AVT_RUNS}
 COLOURS = {"audio": "#1f77b4", "visual": "#ff7f0e", "text": "#2ca02c", None: "black"}
 
 
@@ -36,8 +42,8 @@ def run_dir(out: Path, label: str, seed: int) -> Path:
     return out / f"{label.replace(' ', '_').replace('(', '').replace(')', '')}-s{seed}"
 
 
-def train(out: Path, label: str, seed: int, extra: list[str]) -> Path:
-    config, overrides = RUNS[label]
+def train(out: Path, label: str, seed: int, extra: list[str], runs: dict) -> Path:
+    config, overrides = runs[label]
     folder = run_dir(out, label, seed)
     if (folder / "summary.json").exists():
         return folder
@@ -79,38 +85,41 @@ def last_value(points: list[dict], split: str, modality: str, name: str) -> floa
 
 
 def row(label: str, skip: dict, best_val: list[float], test: list[float], helpers: dict[str, list[float]],
-        plateau: dict[str, list[float]], times: list[float]) -> str:
-    return (f"| {label} | {skip.get('audio', '–')}, {skip.get('visual', '–')} | {mean_spread(best_val)} | "
-            f"{mean_spread(test)} | {mean_spread(helpers['audio'])} | {mean_spread(helpers['visual'])} | "
-            f"{mean_spread(plateau['audio'], 1)} | {mean_spread(plateau['visual'], 1)} | "
-            f"{statistics.mean(times):.1f} |")
+        plateau: dict[str, list[float]], times: list[float], modalities: tuple[str, ...]) -> str:
+    return (f"| {label} | {', '.join(str(skip.get(m, '–')) for m in modalities)} | {mean_spread(best_val)} | "
+            f"{mean_spread(test)} | " + "".join(f"{mean_spread(helpers[m])} | " for m in modalities)
+            + "".join(f"{mean_spread(plateau[m], 1)} | " for m in modalities) + f"{statistics.mean(times):.1f} |")
 
 
-def table(out: Path, seeds: list[int]) -> str:
-    rows = ["| method | skip (audio, visual) | best val acc | test acc at best | audio helper test | "
-            "visual helper test | audio epochs to plateau | visual epochs to plateau | train s / epoch |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for label in RUNS:
+def table(out: Path, seeds: list[int], runs: dict) -> str:
+    first = json.loads((run_dir(out, next(iter(runs)), seeds[0]) / "summary.json").read_text())
+    modalities = tuple(sorted(first["skip_factors"]))
+    rows = [f"| method | skip ({', '.join(modalities)}) | best val acc | test acc at best | "
+            + "".join(f"{m} helper test | " for m in modalities)
+            + "".join(f"{m} epochs to plateau | " for m in modalities) + "train s / epoch |",
+            "|---" * (5 + 2 * len(modalities)) + "|"]
+    for label in runs:
         summaries = [json.loads((run_dir(out, label, s) / "summary.json").read_text()) for s in seeds]
         points = [load_points(run_dir(out, label, s)) for s in seeds]
         helpers = {m: [s["test_at_best"][c][m] for s in summaries for m2, c in helper_components(s).items()
-                       if m2 == m] for m in ("audio", "visual")}
+                       if m2 == m] for m in modalities}
         plateau = {m: [v for pts in points if (v := last_value(pts, "val", m, "epochs_to_plateau")) is not None]
-                   for m in ("audio", "visual")}
+                   for m in modalities}
         times = [p["value"] for pts in points for p in pts if p["name"] == "train_time"]
         skip = summaries[0]["skip_factors"]
         rows.append(row(label, skip, [s["best_val_acc"] for s in summaries], [s["test_acc_at_best"] for s in summaries],
-                        helpers, plateau, times))
+                        helpers, plateau, times, modalities))
         if summaries[0].get("selections"):  # MLA: per seed, the combination with the best val accuracy
             chosen = [max(s["selections"].values(), key=lambda b: b["best_val_acc"]) for s in summaries]
             names = [max(s["selections"], key=lambda c: s["selections"][c]["best_val_acc"]) for s in summaries]
+            empty = {m: [] for m in modalities}
             rows.append(row(f"{label} (best combination: {', '.join(n.removeprefix('combo:') for n in names)})",
                             skip, [c["best_val_acc"] for c in chosen], [c["test_acc_at_best"] for c in chosen],
-                            {"audio": [], "visual": []}, {"audio": [], "visual": []}, times))
+                            empty, empty, times, modalities))
     return "\n".join(rows)
 
 
-def plot(out: Path, label: str, seeds: list[int], img: Path) -> Path:
+def plot(out: Path, label: str, seeds: list[int], img: Path, dataset: str = "avdigits") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,7 +144,7 @@ def plot(out: Path, label: str, seeds: list[int], img: Path) -> Path:
         name = "fused" if modality is None else f"{component} {modality}"
         ax.plot(epochs, means, style, color=COLOURS[modality], linewidth=width, label=name)
         ax.fill_between(epochs, lows, highs, color=COLOURS[modality], alpha=0.12)
-    ax.set(title=f"avdigits (hard) – {label}: validation accuracy, mean and range over seeds {seeds}",
+    ax.set(title=f"{dataset} (hard) – {label}: validation accuracy, mean and range over seeds {seeds}",
            xlabel="epoch", ylabel="accuracy", ylim=(0, 1.0))
     ax.title.set_fontsize(9)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -151,21 +160,25 @@ def plot(out: Path, label: str, seeds: list[int], img: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=list(DATASET_RUNS), default="avdigits")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=Path("runs/results"))
-    parser.add_argument("--img", type=Path, default=Path("Doc/img/results"))
-    parser.add_argument("--only", nargs="+", choices=list(RUNS), help="train only these")
+    parser.add_argument("--out", type=Path, help="run folders (default runs/results, runs/results-avtdigits)")
+    parser.add_argument("--img", type=Path, help="curves (default Doc/img/results, Doc/img/results-avtdigits)")
+    parser.add_argument("--only", nargs="+", help="train only these labels")
     parser.add_argument("--set", action="append", default=[], help="extra override for every run")
     args = parser.parse_args()
-    labels = args.only or list(RUNS)
+    runs = DATASET_RUNS[args.dataset]
+    suffix = "" if args.dataset == "avdigits" else f"-{args.dataset}"
+    out, img = args.out or Path(f"runs/results{suffix}"), args.img or Path(f"Doc/img/results{suffix}")
+    labels = args.only or list(runs)
     for seed in args.seeds:
         for label in labels:
-            train(args.out, label, seed, args.set)
+            train(out, label, seed, args.set, runs)
     if args.only:
         return
-    print(table(args.out, args.seeds))
-    for label in RUNS:
-        print(f"curves: {plot(args.out, label, args.seeds, args.img)}", file=sys.stderr)
+    print(table(out, args.seeds, runs))
+    for label in runs:
+        print(f"curves: {plot(out, label, args.seeds, img, args.dataset)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amst_core.data import avdigits, folder, reference, synthetic
+from amst_core.data import avdigits, avtdigits, folder, reference, synthetic
 from amst_core.data.base import Batch, DatasetSource, Sample, TensorSamples, make_loader, to_device
 
 if TYPE_CHECKING:
@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 DATASET_SOURCES: dict[str, DatasetSource] = {
     "avdigits": avdigits.AVDigits(),
+    "avtdigits": avtdigits.AVTDigits(),
     "synthetic": synthetic.Synthetic(),
     "folder": folder.Folder(),
     **reference.SOURCES,  # every reference layout: cremad, ave, mvsa, iemocap, iemocap3, urfunny

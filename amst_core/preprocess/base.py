@@ -9,6 +9,7 @@ file never counts. Failures are collected and summarised (and written to preproc
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import sys
@@ -200,10 +201,19 @@ def run_pool(jobs: list[Job], plan: Plan, out: Path, workers: int) -> Iterable[t
         for job in jobs:
             yield job.sample_id, run_job(job, plan.layout, out, plan.frames_per_second)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # Spawned, not forked: a child forked from a process whose torch thread pool has run deadlocks in its first
+    # torch call (the fbank); each worker uses one thread, the pool supplies the parallelism.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=one_thread) as pool:
         futures = {pool.submit(run_job, job, plan.layout, out, plan.frames_per_second): job for job in jobs}
         for future in as_completed(futures):
             yield futures[future].sample_id, future.result()
+
+
+def one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def stratified(samples: list[Sample], shares: tuple[float, float, float] = (0.8, 0.1, 0.1),

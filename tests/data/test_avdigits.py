@@ -17,6 +17,7 @@ import torch
 from amst_core.config import ConfigError, RunConfig
 from amst_core.data import avdigits
 from amst_core.data.avdigits import AVDigits, pca_removal_basis, prepare
+from tiny import write_tiny_avdigits
 
 PER_DIGIT = 10          # FSDD recordings per digit
 MNIST_PER_DIGIT = 15    # MNIST images per digit, spread over MNIST's three parts
@@ -396,3 +397,23 @@ def test_check_mel_bins(env):
 def test_check_custom_root(env, monkeypatch):
     monkeypatch.setenv("AMST_DATA_ROOT", str(env["data_root"].parent))
     AVDigits().check(run_config(root=f"{env['data_root'].name}/avdigits"))
+
+
+def test_avtdigits_adds_a_text_that_names_the_digit_or_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from amst_core.data import avtdigits
+    from amst_core.data import source_for as source_of
+
+    labels = np.arange(2000) % 10
+    texts = avtdigits.texts(labels, "train")
+    assert texts == avtdigits.texts(labels, "train") != avtdigits.texts(labels, "val")  # fixed per split
+    named = np.array([next(d for d, ways in enumerate(avtdigits.SPELLINGS) if t.removeprefix("the digit is ") in ways)
+                      for t in texts])
+    assert 0.55 < (named == labels).mean() < 0.65  # 40 % name another digit (some spellings are shared: "six")
+    monkeypatch.setenv("AMST_DATA_ROOT", str(tmp_path))
+    write_tiny_avdigits(tmp_path, frames=48)
+    avtdigits.prepare_text_model(tmp_path / "avtdigits" / "text_model", hidden=16, layers=1, steps=5)
+    cfg = RunConfig.model_validate({"method": "naive", "dataset": {"name": "avtdigits"},
+                                    "model": {"text_trainable_layers": 1}})
+    assert cfg.dataset.root == "avdigits" and cfg.modalities == ("audio", "text", "visual")
+    sample = source_of(cfg).split(cfg, "train", train=True)[0]
+    assert set(sample) == {"audio", "visual", "text", "text_mask", "label"} and sample["text"][0] == 0

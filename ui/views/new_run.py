@@ -74,7 +74,7 @@ with shown_errors():
         values["tags"] = [t.strip() for t in b.text_input("Tags", ", ".join(start.get("tags", [])),
                                                           placeholder="comma-separated").split(",") if t.strip()]
         slots["tags"] = b.empty()
-        if dataset_name == "avdigits":
+        if dataset_name in ("avdigits", "avtdigits"):
             values["preset"] = st.selectbox("Difficulty preset", PRESETS,
                                             index=pick(PRESETS, start["dataset"].get("preset") or ""),
                                             format_func=lambda p: p or "none (clean data)")
