@@ -196,7 +196,11 @@ def execute(plan: Plan, out: Path, workers: int, text_model: str | None = None, 
     return report
 
 
+SAMPLES_PER_WORKER = 200  # a spawned worker takes seconds to start (it imports torch): below this, fewer workers
+
+
 def run_pool(jobs: list[Job], plan: Plan, out: Path, workers: int) -> Iterable[tuple[str, str | None]]:
+    workers = min(workers, len(jobs) // SAMPLES_PER_WORKER)
     if workers <= 1:
         for job in jobs:
             yield job.sample_id, run_job(job, plan.layout, out, plan.frames_per_second)
