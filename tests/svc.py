@@ -132,6 +132,22 @@ def tiny_run(**overrides) -> dict:
     return body
 
 
+def submit_and_wait(svc: Service, bodies: dict[str, dict], timeout: float = 600) -> dict[str, dict]:
+    """POST each body to /runs (201 expected), wait until every run has ended; {key: the run as GET returns it}."""
+    ids = {}
+    for key, body in bodies.items():
+        resp = httpx.post(f"{svc.url}/runs", json=body, timeout=10)
+        assert resp.status_code == 201, (key, resp.text)
+        ids[key] = resp.json()["id"]
+
+    def runs() -> dict[str, dict] | None:
+        found = {k: httpx.get(f"{svc.url}/runs/{r}", timeout=5).json() for k, r in ids.items()}
+        return found if all(r["status"] in ("succeeded", "failed", "cancelled", "lost") for r in found.values()) \
+            else None
+
+    return wait_until(runs, timeout, interval=1, message=f"{len(ids)} runs to end")
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -11,10 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from svc import Service, service_env, wait_until
+from svc import Service, service_env, submit_and_wait
 from tiny import folder_run, text_layout_run, write_tiny_folder, write_tiny_roberta, write_tiny_text_layout
-
-TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
 
 
 def test_three_modality_runs_train_on_a_worker(tmp_path: Path) -> None:
@@ -26,23 +24,15 @@ def test_three_modality_runs_train_on_a_worker(tmp_path: Path) -> None:
     try:
         svc.start_api()
         svc.start_worker()
-        ids = {}
+        bodies = {}
         for method in ("amst_full", "amst_alt", "naive", "mla"):
-            body = text_layout_run("urfunny", "models/tiny-roberta", method=method)  # relative to AMST_DATA_ROOT
+            bodies[method] = text_layout_run("urfunny", "models/tiny-roberta", method=method)  # under the data root
             if method.startswith("amst"):
-                body["skip"] = {"audio": 2, "text": 2}
-            resp = httpx.post(f"{svc.url}/runs", json=body, timeout=10)
-            assert resp.status_code == 201, (method, resp.text)
-            ids[method] = resp.json()["id"]
-
-        def ended() -> bool:
-            return all(httpx.get(f"{svc.url}/runs/{r}", timeout=5).json()["status"] in TERMINAL for r in ids.values())
-
-        wait_until(ended, 600, interval=1, message="the 3-modality runs to end")
-        for method, run_id in ids.items():
-            run = httpx.get(f"{svc.url}/runs/{run_id}", timeout=5).json()
+                bodies[method]["skip"] = {"audio": 2, "text": 2}
+        runs = submit_and_wait(svc, bodies)
+        for method, run in runs.items():
             assert run["status"] == "succeeded", (method, run["error"], svc.logs("worker"))
-            series = httpx.get(f"{svc.url}/runs/{run_id}/metrics", params={"split": "val", "name": "acc"},
+            series = httpx.get(f"{svc.url}/runs/{run['id']}/metrics", params={"split": "val", "name": "acc"},
                                timeout=10).json()["series"]
             curves = {s["modality"]: s["epochs"] for s in series if s["modality"] and "helper" in s["component"]}
             assert curves == {"audio": [0, 1], "text": [0, 1], "visual": [0, 1]}, (method, curves)
@@ -76,14 +66,9 @@ def test_a_folder_dataset_trains_and_bad_files_are_named_before_training(tmp_pat
         assert "'dog_train_2' (train split)" in refused.text and "missing/train/dog/dog_train_2.*" in refused.text
         assert httpx.get(f"{svc.url}/runs", timeout=5).json()["items"] == [], "nothing queued"
 
-        ids = {"clean": submit("clean").json()["id"], "bad": submit("bad").json()["id"],
-               "skip": submit("bad", on_bad_sample="skip").json()["id"]}
-
-        def ended() -> bool:
-            return all(httpx.get(f"{svc.url}/runs/{r}", timeout=5).json()["status"] in TERMINAL for r in ids.values())
-
-        wait_until(ended, 300, interval=1, message="the folder runs to end")
-        runs = {k: httpx.get(f"{svc.url}/runs/{r}", timeout=5).json() for k, r in ids.items()}
+        runs = submit_and_wait(svc, {name: folder_run(root, "models/tiny-roberta", dataset={
+            "name": "folder", "root": root, **extra}) for name, root, extra in [
+                ("clean", "clean", {}), ("bad", "bad", {}), ("skip", "bad", {"on_bad_sample": "skip"})]})
         assert runs["clean"]["status"] == "succeeded", (runs["clean"]["error"], svc.logs("worker"))
         assert runs["clean"]["config"]["dataset"]["modalities_used"] == ["audio", "text", "visual"]
         assert runs["bad"]["status"] == "failed" and runs["bad"]["epochs_done"] == 0

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from svc import Service, service_env, tiny_run, wait_until
+from svc import Service, service_env, submit_and_wait, tiny_run
 
 from amst_core.catalog import METHODS
 
-TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
 OWN = {"ogm_ge": ("train", "run", "audio", "ogm_coeff"), "pmr": ("val", "prototype", "visual", "acc"),
        "mla": ("test", "combo:entropy", None, "acc"), "mslr": ("train", "run", "visual", "lr"),
        "unimodal": ("val", "branch", "visual", "acc"), "amst_full": ("val", "joint_branch", "audio", "acc"),
@@ -24,26 +23,19 @@ def test_every_method_runs_on_a_worker(tmp_path: Path) -> None:
     try:
         svc.start_api()
         svc.start_worker()
-        ids = {}
+        bodies = {}
         for method in METHODS:
             body = tiny_run(method=method, epochs=2, method_params=PARAMS.get(method, {}))
             if method in ("amst_alt", "amst_joint", "amst_full"):
                 body["skip"] = {"audio": 2}
             else:
                 body.pop("skip")
-            resp = httpx.post(f"{svc.url}/runs", json=body, timeout=10)
-            assert resp.status_code == 201, (method, resp.text)
-            ids[method] = resp.json()["id"]
-
-        def ended() -> bool:
-            return all(httpx.get(f"{svc.url}/runs/{r}", timeout=5).json()["status"] in TERMINAL for r in ids.values())
-
-        wait_until(ended, 600, interval=1, message="every method's run to end")
-        for method, run_id in ids.items():
-            run = httpx.get(f"{svc.url}/runs/{run_id}", timeout=5).json()
+            bodies[method] = body
+        runs = submit_and_wait(svc, bodies)
+        for method, run in runs.items():
             assert run["status"] == "succeeded", (method, run["error"], svc.logs("worker"))
             assert run["best_epoch"] in (0, 1) and run["epochs_done"] == 2
-            series = httpx.get(f"{svc.url}/runs/{run_id}/metrics", timeout=10).json()["series"]
+            series = httpx.get(f"{svc.url}/runs/{run['id']}/metrics", timeout=10).json()["series"]
             keys = {(s["split"], s["component"], s["modality"], s["name"]): s["epochs"] for s in series}
             assert keys.get(OWN[method]) == [0, 1], (method, OWN[method])
             if method == "mla":
