@@ -13,8 +13,9 @@ from typing import Any
 
 from amst_core.config import ConfigError, RunConfig, dump_config, load_config
 
-# Anything else would change the run being continued (num_workers too: it changes the augmentation stream).
-RESUMABLE_FIELDS = {"epochs", "device"}
+# Anything else would change the run being continued. num_workers does not: every sample's augmentation has its
+# own seed, whatever the process that loads it.
+RESUMABLE_FIELDS = {"epochs", "device", "num_workers"}
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:

@@ -229,7 +229,10 @@ class RunConfig(_Strict):
     model: ModelConfig = ModelConfig()
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    num_workers: int = Field(0, ge=0, le=1024)
+    num_workers: Annotated[int, Field(ge=0, le=1024)] | Literal["auto"] = Field(
+        "auto", description="data-loading processes: auto (none for data held in memory, else one per core but one "
+                            "up to 8, half the cores when training on the CPU) or a number; it never changes the "
+                            "result (each sample's augmentation has its own seed)")
     max_restarts: int = Field(2, ge=0, le=10_000)
     test_every_epoch: bool = Field(False, description="run the test split every epoch, not only on improvement")
     checkpoint_every: int = Field(1, ge=1, le=INT32, description="write last.pt every N epochs (and at the end)")

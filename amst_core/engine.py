@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from amst_core.config import ConfigError, RunConfig
 from amst_core.data import make_loader, source_for, to_device
+from amst_core.data.base import SeededAugment, loader_processes
 from amst_core.datafiles import check_dataset
 from amst_core.methods import Method, build_method
 from amst_core.metrics import EpochMeters, MetricPoint, Plateau, imbalance_points
@@ -309,8 +310,11 @@ class Trainer:
             raise RunCancelled()
 
     def loader(self, split: str, epoch: int, shuffle: bool, stream: int = 0) -> DataLoader:
-        return make_loader(self.datasets[split], self.cfg.batch_size, shuffle=shuffle, seed=self.cfg.seed,
-                           epoch=epoch, stream=stream, num_workers=self.cfg.num_workers,
+        dataset = self.datasets[split]
+        if isinstance(dataset, SeededAugment):  # augmentation fixed by (seed, epoch, stream, sample)
+            dataset.epoch_seed = (self.cfg.seed * 1_000_003 + epoch) * 7 + stream if shuffle else None
+        return make_loader(dataset, self.cfg.batch_size, shuffle=shuffle, seed=self.cfg.seed, epoch=epoch,
+                           stream=stream, num_workers=loader_processes(self.cfg.num_workers, dataset, self.device),
                            pin_memory=self.device.type == "cuda")
 
     def batches(self, split: str, epoch: int, desc: str):

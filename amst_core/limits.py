@@ -60,7 +60,7 @@ def check_limits(cfg: RunConfig, limits: Limits) -> None:
     """Raise ConfigError naming the first field beyond a limit."""
     bounds = [("tags", len(set(cfg.tags)), limits.tags, "tags"), ("epochs", cfg.epochs, limits.epochs, "epochs"),
               ("batch_size", cfg.batch_size, limits.batch_size, "samples"),
-              ("num_workers", cfg.num_workers, limits.num_workers, "processes"),
+              ("num_workers", 0 if cfg.num_workers == "auto" else cfg.num_workers, limits.num_workers, "processes"),
               ("max_restarts", cfg.max_restarts, limits.restarts, "restarts")]
     for field, value, limit, unit in bounds:
         if value > limit:

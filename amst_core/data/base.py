@@ -8,6 +8,9 @@ A sample is a dict: one tensor per modality plus "label" (int). Shapes, per samp
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -51,6 +54,36 @@ class TensorSamples(Dataset):
         sample: Sample = {k: t[i] for k, t in self.tensors.items()}
         sample["label"] = self.labels[i]
         return sample
+
+
+class SeededAugment:
+    """A dataset whose training samples are randomly augmented, each with a seed of its own: mix(epoch_seed,
+    index). The same sample gets the same crop and flip in a given epoch whatever the number of loader processes
+    and however the batches are spread over them, so `num_workers` (and `auto` on another machine) never changes
+    a run, and a resumed run sees what an uninterrupted one would have."""
+
+    epoch_seed: int | None = None
+
+    @contextmanager
+    def sample_rng(self, index: int) -> Iterator[None]:
+        if self.epoch_seed is None:
+            yield
+            return
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.epoch_seed * 1_000_003 + index) % 2**63)
+            yield
+
+
+def loader_processes(requested: int | str, dataset: Dataset, device: torch.device) -> int:
+    """`num_workers: auto`: no extra process for samples already in memory (avdigits, synthetic), else one per
+    core but one, at most 8 (a GPU wants its batches decoded ahead; on a CPU the loaders share the cores with the
+    model, so at most half of them)."""
+    if requested != "auto":
+        return int(requested)
+    if isinstance(dataset, TensorSamples):
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cores - 1 if device.type == "cuda" else cores // 2))
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

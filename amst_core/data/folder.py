@@ -28,7 +28,7 @@ from torchvision import transforms
 
 from amst_core.config import ConfigError, cache_dir
 from amst_core.data import media
-from amst_core.data.base import Sample
+from amst_core.data.base import Sample, SeededAugment
 from amst_core.data.reference import IMAGENET_MEAN, IMAGENET_STD, pick_frames
 from amst_core.datafiles import BadSample, DataRoots, bad_samples_error
 from amst_core.layouts import folder as layout
@@ -188,7 +188,7 @@ def cached_features(cfg: RunConfig, roots: DataRoots | None = None, progress: bo
     return folder
 
 
-class CachedFolder(Dataset):
+class CachedFolder(SeededAugment, Dataset):
     """One split of a folder dataset, read from its memory-mapped feature cache."""
 
     def __init__(self, folder: Path, split: str, modalities: tuple[str, ...], image_size: int, train: bool):
@@ -211,7 +211,8 @@ class CachedFolder(Dataset):
                 sample[key] = value.float()[None]
             elif key == "visual":  # (frames, S, S, 3) uint8 -> (3, frames, H, W), each frame its own crop
                 frames = value.permute(0, 3, 1, 2).float() / 255
-                sample[key] = torch.stack([self.augment(f) for f in frames], dim=1)
+                with self.sample_rng(i):
+                    sample[key] = torch.stack([self.augment(f) for f in frames], dim=1)
             else:
                 sample[key] = value
         return sample

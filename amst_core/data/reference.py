@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from amst_core.config import ConfigError
-from amst_core.data.base import Sample
+from amst_core.data.base import Sample, SeededAugment
 from amst_core.datafiles import (
     SPLITS,
     BadSample,
@@ -185,7 +185,7 @@ class MediaReader:
         return None
 
 
-class LayoutClips(Dataset):
+class LayoutClips(SeededAugment, Dataset):
     """One split of a reference layout: the run's modalities read lazily per sample, every file confined."""
 
     def __init__(self, readers: list[MediaReader], items: list[tuple[str, int]]):
@@ -198,8 +198,9 @@ class LayoutClips(Dataset):
     def __getitem__(self, i: int) -> Sample:
         sample_id, label = self.items[i]
         sample: Sample = {"label": label}
-        for reader in self.readers:
-            reader.read(sample_id, sample)
+        with self.sample_rng(i):
+            for reader in self.readers:
+                reader.read(sample_id, sample)
         return sample
 
 

@@ -53,7 +53,7 @@ def test_datasets_say_whether_prepared(client: TestClient, data_root: Path) -> N
     write_tiny_folder(data_root / "my_clips", text=False)
     now = {d["name"]: d for d in client.get("/datasets").json()}
     assert now["folder"]["prepared"] and now["folder"]["folders"] == ["my_clips"]
-    assert [d["name"] for d in now.values() if d["text"]] == ["folder", "mvsa", "iemocap3", "urfunny"]
+    assert [d["name"] for d in now.values() if d["text"]] == ["avtdigits", "folder", "mvsa", "iemocap3", "urfunny"]
 
 
 def test_workers(client: TestClient, db_url: str) -> None:

@@ -389,3 +389,40 @@ def test_real_split_files_parse_completely(dataset: str, sizes: tuple[int, int, 
         counts = Counter(classes[label] for _, label in parsed["train"])
         assert counts == {"Anger": 1015, "Disgust": 1017, "Fear": 1033, "Happy": 1031, "Neutral": 854,
                           "Sad": 1012}
+
+
+def test_augmentation_does_not_depend_on_the_loader_processes(data_root: Path) -> None:
+    """Each sample's crop and flip has its own seed (run seed, epoch, index): 0, 1 or 2 loader processes (and
+    `num_workers: auto` on another machine) train on the very same batches."""
+    from amst_core.engine import Trainer
+
+    build(data_root, "cremad")
+
+    def batches(workers, epoch: int) -> list[torch.Tensor]:
+        cfg = make_cfg("cremad").model_copy(update={"num_workers": workers, "batch_size": 4, "device": "cpu"})
+        trainer = Trainer(cfg, progress=False)
+        return [b["visual"] for b in trainer.loader("train", epoch, shuffle=True)]
+
+    first = batches(0, epoch=1)
+    for workers in (2, "auto"):
+        assert all(torch.equal(a, b) for a, b in zip(first, batches(workers, epoch=1), strict=True)), workers
+    clips = SOURCES["cremad"]().split(make_cfg("cremad"), "train", train=True)
+
+    def draw(epoch_seed: int, index: int) -> float:
+        clips.epoch_seed = epoch_seed
+        with clips.sample_rng(index):
+            return torch.rand(1).item()
+
+    assert draw(5, 0) == draw(5, 0) != draw(5, 1) != draw(6, 1)  # the same sample and epoch, the same crop
+
+
+def test_num_workers_auto_loads_in_memory_data_in_the_main_process() -> None:
+    from amst_core.data.base import TensorSamples, loader_processes
+
+    in_memory = TensorSamples({"audio": torch.zeros(4, 1)}, torch.zeros(4))
+    assert loader_processes("auto", in_memory, torch.device("cuda")) == 0
+    assert loader_processes(3, in_memory, torch.device("cpu")) == 3
+    on_disk = torch.utils.data.Dataset()
+    cores = len(os.sched_getaffinity(0))
+    assert loader_processes("auto", on_disk, torch.device("cuda")) == min(8, cores - 1)
+    assert loader_processes("auto", on_disk, torch.device("cpu")) == min(8, cores // 2)
