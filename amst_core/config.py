@@ -236,7 +236,9 @@ class RunConfig(_Strict):
     max_restarts: int = Field(2, ge=0, le=10_000)
     test_every_epoch: bool = Field(False, description="run the test split every epoch, not only on improvement")
     checkpoint_every: int = Field(1, ge=1, le=INT32, description="write last.pt every N epochs (and at the end)")
-    deterministic: bool = True
+    deterministic: bool | None = Field(
+        None, description="true: exact reproducibility (cuDNN deterministic, no autotuning); false: cuDNN picks its "
+                          "fastest kernels (results vary in the last digits); unset: true on a CPU, false on a GPU")
 
     @model_validator(mode="before")
     @classmethod

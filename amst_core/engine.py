@@ -100,6 +100,11 @@ def resolve_device(spec: str) -> torch.device:
     return torch.device(spec)
 
 
+def deterministic_for(requested: bool | None, device: torch.device) -> bool:
+    """Unset: exact reproducibility on a CPU (it costs nothing there), cuDNN autotuning on a GPU."""
+    return requested if requested is not None else device.type != "cuda"
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -201,7 +206,7 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # pinned-memory threads and new tensors go to the run's GPU
-        seed_everything(cfg.seed, cfg.deterministic)
+        seed_everything(cfg.seed, deterministic_for(cfg.deterministic, self.device))
         self.method: Method = build_method(cfg, len(self.classes), self.device)
         self.datasets = {split: source.split(cfg, split, train=(split == "train"))
                          for split in ("train", "val", "test")}

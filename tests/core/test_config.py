@@ -446,3 +446,15 @@ def test_dump_and_load_round_trip(tmp_path, data):
     assert dumped["optim"]["momentum"] == 0.9
     assert dumped["model"]["frames"] == cfg.model.frames
     assert dumped["method_params"] == cfg.method_params
+
+
+def test_deterministic_unset_means_exact_on_a_cpu_and_autotuned_on_a_gpu():
+    import torch
+
+    from amst_core.engine import deterministic_for
+
+    assert load_config(base={"method": "naive", "dataset": {"name": "synthetic"}}).deterministic is None
+    assert deterministic_for(None, torch.device("cpu")) is True
+    assert deterministic_for(None, torch.device("cuda")) is False
+    assert deterministic_for(True, torch.device("cuda")) is True
+    assert deterministic_for(False, torch.device("cpu")) is False
