@@ -48,7 +48,8 @@ FRAME_REDS = (20, 70, 120, 170, 220)  # red value of the k-th frame in SORTED na
 
 
 def splits_dir() -> Path:
-    candidates = [Path(__file__).resolve().parents[3] / "shared/data/splits"]
+    # ../shared next to the checkout, or the workplace's copy when the checkout lies elsewhere (a CI clone)
+    candidates = [Path(__file__).resolve().parents[3] / "shared/data/splits", Path("/work/shared/data/splits")]
     if os.environ.get("AMST_SPLITS_DIR"):
         candidates.append(Path(os.environ["AMST_SPLITS_DIR"]))
     for path in candidates:

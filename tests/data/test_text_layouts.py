@@ -29,7 +29,9 @@ COUNTS = {  # amst_method.md section 5: per class, train / val / test
 
 
 def real_splits(folder: str) -> Path:
-    candidates = [Path(__file__).resolve().parents[3] / "shared/data/splits" / folder]
+    # ../shared next to the checkout, or the workplace's copy when the checkout lies elsewhere (a CI clone)
+    candidates = [Path(__file__).resolve().parents[3] / "shared/data/splits" / folder,
+                  Path("/work/shared/data/splits") / folder]
     if os.environ.get("AMST_SPLITS_DIR"):
         candidates.append(Path(os.environ["AMST_SPLITS_DIR"]) / folder)
     for path in candidates:
