@@ -59,8 +59,9 @@ import torch
 
 from amst_core.catalog import METHODS
 from amst_core.config import load_config
-from amst_core.engine import seed_everything
+from amst_core.engine import deterministic_for, seed_everything
 from amst_core.methods import Method, build_method
+from amst_core.models.encoders import embedding_dim
 
 SKIP_FACTORS = {"audio": 2, "visual": 1}
 UNSKIPPED_EPOCH, SKIPPED_EPOCH = 0, 1
@@ -136,10 +137,11 @@ def build(setup: Setup, skip_mode: str, shape: Shape, device: torch.device) -> M
     params = dict(setup.params, skip_mode=skip_mode) if setup.skips else dict(setup.params)
     cfg = load_config(base={"dataset": {"name": shape.dataset}, "method": setup.method,
                             "method_params": params, "skip": SKIP_FACTORS})
-    seed_everything(cfg.seed, cfg.deterministic)
+    seed_everything(cfg.seed, deterministic_for(cfg.deterministic, device))
     method = build_method(cfg, shape.num_classes, device)
     if hasattr(method, "prototypes"):  # PMR's step needs its prototypes (made before each epoch, not timed here)
-        method.prototypes = {m: torch.randn(shape.num_classes, 512, device=device) for m in method.modalities}
+        dim = embedding_dim(method.modalities, cfg.model.width)
+        method.prototypes = {m: torch.randn(shape.num_classes, dim, device=device) for m in method.modalities}
     method.train_mode(True)
     return method
 
