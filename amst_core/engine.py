@@ -28,6 +28,7 @@ from amst_core.config import ConfigError, RunConfig
 from amst_core.data import make_loader, source_for, to_device
 from amst_core.data.base import SeededAugment, loader_processes
 from amst_core.datafiles import check_dataset
+from amst_core.limits import get_limits
 from amst_core.methods import Method, build_method
 from amst_core.metrics import EpochMeters, MetricPoint, Plateau, imbalance_points
 from amst_core.selection import PRIMARY, ModelSelection, accuracy
@@ -318,9 +319,11 @@ class Trainer:
         dataset = self.datasets[split]
         if isinstance(dataset, SeededAugment):  # augmentation fixed by (seed, epoch, stream, sample)
             dataset.epoch_seed = (self.cfg.seed * 1_000_003 + epoch) * 7 + stream if shuffle else None
+        workers = loader_processes(self.cfg.num_workers, dataset, self.device)
+        if self.cfg.num_workers == "auto":  # never beyond what this server allows a run (AMST_MAX_NUM_WORKERS)
+            workers = min(workers, get_limits().num_workers)
         return make_loader(dataset, self.cfg.batch_size, shuffle=shuffle, seed=self.cfg.seed, epoch=epoch,
-                           stream=stream, num_workers=loader_processes(self.cfg.num_workers, dataset, self.device),
-                           pin_memory=self.device.type == "cuda")
+                           stream=stream, num_workers=workers, pin_memory=self.device.type == "cuda")
 
     def batches(self, split: str, epoch: int, desc: str):
         loader = self.loader(split, epoch, shuffle=(split == "train"))

@@ -427,3 +427,12 @@ def test_num_workers_auto_loads_in_memory_data_in_the_main_process() -> None:
     cores = len(os.sched_getaffinity(0))
     assert loader_processes("auto", on_disk, torch.device("cuda")) == min(8, cores - 1)
     assert loader_processes("auto", on_disk, torch.device("cpu")) == min(8, cores // 2)
+
+
+def test_num_workers_auto_stays_within_the_servers_limit(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from amst_core.engine import Trainer
+
+    build(data_root, "cremad")
+    monkeypatch.setenv("AMST_MAX_NUM_WORKERS", "0")
+    trainer = Trainer(make_cfg("cremad").model_copy(update={"device": "cpu"}), progress=False)
+    assert trainer.cfg.num_workers == "auto" and trainer.loader("train", 0, shuffle=True).num_workers == 0
