@@ -431,8 +431,14 @@ def test_num_workers_auto_loads_in_memory_data_in_the_main_process() -> None:
 
 def test_num_workers_auto_stays_within_the_servers_limit(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from amst_core.engine import Trainer
+    from amst_core.limits import get_limits
 
     build(data_root, "cremad")
     monkeypatch.setenv("AMST_MAX_NUM_WORKERS", "0")
-    trainer = Trainer(make_cfg("cremad").model_copy(update={"device": "cpu"}), progress=False)
-    assert trainer.cfg.num_workers == "auto" and trainer.loader("train", 0, shuffle=True).num_workers == 0
+    get_limits.cache_clear()  # the limits are read once per process
+    try:
+        trainer = Trainer(make_cfg("cremad").model_copy(update={"device": "cpu"}), progress=False)
+        assert trainer.cfg.num_workers == "auto" and trainer.loader("train", 0, shuffle=True).num_workers == 0
+    finally:
+        monkeypatch.undo()
+        get_limits.cache_clear()
