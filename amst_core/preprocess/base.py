@@ -133,6 +133,15 @@ def write_frames(folder: Path, frames: list) -> None:
         frame.convert("RGB").resize((FRAME_SIZE, FRAME_SIZE)).save(folder / f"{i:05d}.jpg", quality=95)
 
 
+def remove_leftovers(layout: Layout, out: Path) -> None:
+    """What a killed run left half-written (temporary names, never counted as finished): removed before a new
+    run starts."""
+    for _, m in layout.media:
+        folder = out / m.folder
+        for leftover in folder.glob(".*.tmp-*") if folder.is_dir() else ():
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+
+
 def write_tokens(plan: Plan, out: Path, text_model: str, max_length: int) -> None:
     """Token ids and masks of every sample's text, with the text model's own tokenizer (in this process: fast)."""
     import torch
@@ -171,6 +180,7 @@ def execute(plan: Plan, out: Path, workers: int, text_model: str | None = None, 
 
     started = time.perf_counter()
     write_text_files(plan, out)
+    remove_leftovers(plan.layout, out)
     report = Report()
     todo = [job for job in plan.jobs if not all((out / p).exists() for p in outputs(job, plan.layout))]
     report.skipped = len(plan.jobs) - len(todo)

@@ -91,6 +91,7 @@ def test_a_killed_run_started_again_skips_what_it_finished(tmp_path: Path) -> No
     assert {p.name: p.stat().st_mtime_ns for p in (out / "fbank").glob("*.npy") if p.name in finished} == finished
     assert len(list((out / "fbank").glob("*.npy"))) == 24
     assert len([p for p in (out / "IMAGE_KEPT_1_PER_SEC").iterdir() if p.is_dir()]) == 24
+    assert not list(out.glob("*/.*.tmp-*")), "what the killed run left half-written is gone"
 
 
 def test_failures_are_summarised_by_id_and_reason(tmp_path: Path) -> None:
