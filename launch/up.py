@@ -67,6 +67,8 @@ class DemoRun:
         ended = status in ("succeeded", "failed", "cancelled", "lost")
         if status != last_status and not ended:
             print(f"demo run {run['id']}: {status}", flush=True)
+        if epochs > last_epochs and last_status != "running" and status != "running":
+            print(f"demo run {run['id']}: running", flush=True)  # it ran between two polls
         for epoch in range(last_epochs + 1, epochs + 1):
             best = run["best_val_acc"] if epoch == epochs else None
             print(f"demo run {run['id']}: epoch {epoch}/{run['epochs_total']}"

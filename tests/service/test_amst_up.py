@@ -213,3 +213,9 @@ def test_the_demo_watcher_prints_every_epoch_even_when_a_poll_misses_it(capsys: 
         "demo run r1: epoch 2/3", "demo run r1: epoch 3/3, best val acc 0.750", "demo run r1: succeeded",
         "demo run r1: test accuracy at the best epoch 0.700; press Ctrl-C to stop everything"]
     assert demo.done
+    quick = DemoRun("http://unused", {})  # queued, then already over at the next poll
+    quick.report({**run, "status": "queued", "epochs_done": 0})
+    quick.report({**run, "status": "succeeded", "epochs_done": 1, "best_val_acc": 0.5, "test_acc_at_best": 0.4})
+    assert capsys.readouterr().out.splitlines()[:4] == [
+        "demo run r1: queued", "demo run r1: running", "demo run r1: epoch 1/3, best val acc 0.500",
+        "demo run r1: succeeded"]
