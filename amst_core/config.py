@@ -111,6 +111,9 @@ class DatasetConfig(_Strict):
     on_bad_sample: Literal["fail", "skip"] = Field(
         "fail", description="a sample whose media are missing or unreadable: fail names it before training; skip "
                             "drops it, and the run's summary says how many were dropped")
+    cache: bool = Field(True, description="decode every sample once into the sample cache (AMST_CACHE) and augment "
+                        "frames on the run's device; false reads and transforms each sample's files every epoch on "
+                        "the loader processes, as the reference (a folder dataset is always cached)")
     preset: str | None = Field(None, description="avdigits difficulty preset: " + ", ".join(AVDIGITS_PRESETS))
     image_pca_energy: float | None = Field(
         None, ge=0.0, lt=1.0, description="avdigits: remove the top PCA components holding this share of energy"
@@ -148,6 +151,8 @@ class DatasetConfig(_Strict):
                     raise ValueError(f"dataset.{knob} applies to avdigits and avtdigits only, not {self.name}")
         if self.preset is not None and self.preset not in AVDIGITS_PRESETS:
             raise ValueError(f"dataset.preset: unknown preset {self.preset!r}; known: {', '.join(AVDIGITS_PRESETS)}")
+        if self.name == "folder" and not self.cache:
+            raise ValueError("dataset.cache: a folder dataset is always cached (its raw media are decoded once)")
         if self.synthetic is not None and self.name != "synthetic":
             raise ValueError("dataset.synthetic is only for the synthetic dataset")
         if self.name == "synthetic" and self.synthetic is None:

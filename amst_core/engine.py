@@ -25,8 +25,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from amst_core.config import ConfigError, RunConfig
-from amst_core.data import make_loader, source_for, to_device
-from amst_core.data.base import SeededAugment, loader_processes
+from amst_core.data import source_for, to_device
+from amst_core.data.augment import FrameAugment, batch_generator, finish_batch
+from amst_core.data.base import Loaders, loader_processes
 from amst_core.datafiles import check_dataset
 from amst_core.limits import get_limits
 from amst_core.methods import Method, build_method
@@ -53,9 +54,9 @@ class EpochData:
 
     def batches(self, split: str, stream: int = 1) -> Iterator[dict[str, torch.Tensor]]:
         trainer = self.trainer
-        for batch in trainer.loader(split, self.epoch, shuffle=True, stream=stream):
+        for index, batch in enumerate(trainer.loader(split, self.epoch, shuffle=True, stream=stream)):
             trainer.check_stop()
-            yield to_device(batch, trainer.device)
+            yield trainer.model_batch(batch, split, self.epoch, index, stream)
 
 
 @dataclass
@@ -218,6 +219,8 @@ class Trainer:
         self.start_epoch = 0
         self.replay: list[MetricPoint] = []  # points saved with the checkpoint a resumed run starts from
         self.live = LiveProgress()
+        self.augment = FrameAugment(cfg.model.image_size)
+        self.loaders = Loaders(cfg.batch_size, cfg.seed, pin_memory=self.device.type == "cuda")
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
 
@@ -277,8 +280,11 @@ class Trainer:
                 sink.write([p for p in self.replay if p.epoch == epoch])
         last_points: list[MetricPoint] = []
         started = time.perf_counter()
-        for epoch in range(self.start_epoch, self.cfg.epochs):
-            last_points = self.run_epoch(epoch)
+        try:
+            for epoch in range(self.start_epoch, self.cfg.epochs):
+                last_points = self.run_epoch(epoch)
+        finally:
+            self.loaders.close()
         return self.summary(last_points, time.perf_counter() - started)
 
     def run_epoch(self, epoch: int) -> list[MetricPoint]:
@@ -317,21 +323,28 @@ class Trainer:
 
     def loader(self, split: str, epoch: int, shuffle: bool, stream: int = 0) -> DataLoader:
         dataset = self.datasets[split]
-        if isinstance(dataset, SeededAugment):  # augmentation fixed by (seed, epoch, stream, sample)
-            dataset.epoch_seed = (self.cfg.seed * 1_000_003 + epoch) * 7 + stream if shuffle else None
         workers = loader_processes(self.cfg.num_workers, dataset, self.device)
         if self.cfg.num_workers == "auto":  # never beyond what this server allows a run (AMST_MAX_NUM_WORKERS)
             workers = min(workers, get_limits().num_workers)
-        return make_loader(dataset, self.cfg.batch_size, shuffle=shuffle, seed=self.cfg.seed, epoch=epoch,
-                           stream=stream, num_workers=workers, pin_memory=self.device.type == "cuda")
+        return self.loaders.get(split, dataset, epoch, shuffle=shuffle, stream=stream, num_workers=workers)
+
+    def model_batch(self, batch: dict[str, torch.Tensor], split: str, epoch: int, index: int,
+                    stream: int = 0) -> dict[str, torch.Tensor]:
+        """A loader's batch on the run's device as the model takes it: cached frames augmented there (training)
+        with draws set by (seed, epoch, batch index, stream), so no generator state needs saving."""
+        batch = to_device(batch, self.device)
+        generator = batch_generator(self.device, self.cfg.seed, epoch, index, stream) if split == "train" else None
+        return finish_batch(batch, self.augment, train=split == "train", generator=generator)
 
     def batches(self, split: str, epoch: int, desc: str):
         loader = self.loader(split, epoch, shuffle=(split == "train"))
         self.live.begin(epoch, split, len(loader))
-        for batch in tqdm(loader, desc=desc, leave=False, disable=not self.progress, file=sys.stderr):
+        for index, batch in enumerate(tqdm(loader, desc=desc, leave=False, disable=not self.progress,
+                                           file=sys.stderr)):
             self.check_stop()
-            yield to_device(batch, self.device)
-            self.live.advance(len(batch["label"]))  # the consumer asked for the next one: this one is done
+            size = len(batch["label"])
+            yield self.model_batch(batch, split, epoch, index)
+            self.live.advance(size)  # the consumer asked for the next one: this one is done
 
     def train_epoch(self, epoch: int) -> tuple[list[MetricPoint], int]:
         self.method.train_mode(True)

@@ -228,3 +228,17 @@ def write_mp4(path: Path, seconds: float = 2.0, colour: tuple[int, int, int] = (
             for packet in sound.encode():
                 out.mux(packet)
     return path
+
+
+def model_sample(data: Any, index: int, image_size: int, train: bool = False, seed: int = 0) -> dict[str, Any]:
+    """One sample as the model takes it: a cached sample's frames resized (or augmented) and its audio widened,
+    as the engine does on the run's device; the batch dimension dropped."""
+    import torch
+    from torch.utils.data import default_collate
+
+    from amst_core.data.augment import FrameAugment, batch_generator, finish_batch
+
+    batch = default_collate([data[index]])
+    generator = batch_generator(torch.device("cpu"), seed, 0, index) if train else None
+    batch = finish_batch(batch, FrameAugment(image_size), train=train, generator=generator)
+    return {k: v[0] for k, v in batch.items()}

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 if TYPE_CHECKING:
     from amst_core.config import RunConfig
@@ -93,11 +93,32 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return g
 
 
+class EpochSampler(Sampler[int]):
+    """A shuffle set by (seed, epoch, stream) alone; `set_epoch` before each pass (the sampler runs in the main
+    process, so a loader whose worker processes live across epochs still gets each epoch's order)."""
+
+    def __init__(self, size: int, seed: int, stream: int = 0):
+        self.size, self.seed, self.stream, self.epoch = size, seed, stream, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        generator = epoch_generator(self.seed, self.epoch + self.stream * 1_000_000)
+        yield from torch.randperm(self.size, generator=generator).tolist()
+
+
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
-                stream: int = 0, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+                stream: int = 0, num_workers: int = 0, pin_memory: bool = False,
+                persistent: bool = False) -> DataLoader:
     """`stream` > 0 gives a shuffle of its own (a method's extra pass over a split), still set by (seed, epoch)."""
-    epoch = epoch + stream * 1_000_000
-    sampler = RandomSampler(dataset, generator=epoch_generator(seed, epoch)) if shuffle else None
+    sampler = None
+    if shuffle:
+        sampler = EpochSampler(len(dataset), seed, stream)
+        sampler.set_epoch(epoch)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -108,9 +129,41 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int =
         drop_last=shuffle and len(dataset) > 1 and len(dataset) % batch_size == 1,
         num_workers=num_workers,
         pin_memory=pin_memory,
-        persistent_workers=False,
-        generator=epoch_generator(seed, epoch + 7_919) if num_workers else None,  # worker seeds for augmentation
+        persistent_workers=persistent and num_workers > 0,
+        # A generator of its own for the worker seeds: a loader never draws from the run's global RNG, so the
+        # number of loader processes cannot change what the run draws later.
+        generator=epoch_generator(seed, epoch + 7_919),
     )
+
+
+class Loaders:
+    """The loaders of a run. A dataset with nothing random in it (cached or in memory: augmentation happens on
+    the device) keeps one loader per (split, stream) whose processes live across epochs, only its sampler's
+    epoch changing; a dataset that augments on the loader processes (SeededAugment) gets a new loader per epoch,
+    its epoch seed set first."""
+
+    def __init__(self, batch_size: int, seed: int, pin_memory: bool):
+        self.batch_size, self.seed, self.pin_memory = batch_size, seed, pin_memory
+        self.kept: dict[tuple, DataLoader] = {}
+
+    def get(self, split: str, dataset: Dataset, epoch: int, *, shuffle: bool, stream: int,
+            num_workers: int) -> DataLoader:
+        if isinstance(dataset, SeededAugment):  # augmentation fixed by (seed, epoch, stream, sample)
+            dataset.epoch_seed = (self.seed * 1_000_003 + epoch) * 7 + stream if shuffle else None
+            return make_loader(dataset, self.batch_size, shuffle=shuffle, seed=self.seed, epoch=epoch, stream=stream,
+                               num_workers=num_workers, pin_memory=self.pin_memory)
+        key = (split, shuffle, stream, num_workers)
+        if key not in self.kept:
+            self.kept[key] = make_loader(dataset, self.batch_size, shuffle=shuffle, seed=self.seed, stream=stream,
+                                         num_workers=num_workers, pin_memory=self.pin_memory, persistent=True)
+        loader = self.kept[key]
+        if isinstance(loader.sampler, EpochSampler):
+            loader.sampler.set_epoch(epoch)
+        return loader
+
+    def close(self) -> None:
+        """Let the kept loaders' processes go (they end with their loaders)."""
+        self.kept.clear()
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:

@@ -16,9 +16,10 @@ unsorted `os.listdir` order, so the chosen frames do not depend on the filesyste
 
 from __future__ import annotations
 
+import json
 import logging
-import pickle
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +30,9 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from amst_core.config import ConfigError
+from amst_core.config import ConfigError, cache_dir
+from amst_core.data import cache, media
+from amst_core.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from amst_core.data.base import Sample, SeededAugment
 from amst_core.datafiles import (
     SPLITS,
@@ -46,8 +49,7 @@ if TYPE_CHECKING:
     from amst_core.config import ModelConfig, RunConfig
 
 log = logging.getLogger(__name__)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+READ_ERRORS = (OSError, ValueError, RuntimeError, UnidentifiedImageError, EOFError, pickle.UnpicklingError)
 __all__ = ["SPLITS", "Layout", "read_class_file", "read_split_file"]
 
 
@@ -180,9 +182,40 @@ class MediaReader:
             if err.field != "dataset.root":
                 raise  # a config that fits no sample (model.mel_bins), not a bad sample
             return str(path), str(err).removeprefix("dataset.root: ")
-        except (OSError, ValueError, RuntimeError, UnidentifiedImageError, EOFError, pickle.UnpicklingError) as err:
+        except READ_ERRORS as err:
             return str(path), f"cannot be read ({type(err).__name__})"
         return None
+
+    def source_files(self, sample_id: str) -> list[Path]:
+        """The files this modality of a sample is read from (a frame folder counts as one), for the cache key."""
+        try:
+            return [self.files.media(self.media.folder, name) for name in self.media.files(sample_id)]
+        except ConfigError:
+            return [self.files.root() / self.media.folder / f"refused:{self.media.entry(sample_id)}"]
+
+    def features(self, sample_id: str, stored: int) -> dict[str, np.ndarray]:
+        """The sample as the cache stores it (amst_core.data.cache); SampleProblem when it cannot be decoded."""
+        try:
+            return self.decode(sample_id, stored)
+        except ConfigError as err:
+            if err.field != "dataset.root":
+                raise
+        except READ_ERRORS:
+            pass
+        path, problem = self.problem(sample_id) or (str(self.path(sample_id)), "cannot be decoded")
+        raise cache.SampleProblem(path, problem)
+
+    def decode(self, sample_id: str, stored: int) -> dict[str, np.ndarray]:
+        path, kind = self.path(sample_id), self.media.kind
+        if kind == "fbank":
+            fbank = load_fbank(path, self.model.audio_frames, self.model.mel_bins)
+            return {"audio": fbank[0].numpy().astype(np.float16)}
+        if kind in ("frames", "image"):
+            paths = frame_files(path, self.files) if kind == "frames" else [path]
+            chosen = [paths[i] for i in pick_frames(len(paths), self.model.frames)] if kind == "frames" else paths
+            return {"visual": np.stack([media.square(media.open_image(p), stored) for p in chosen])}
+        ids, mask = load_tokens(path, self.model.text_max_length)
+        return {"text": ids.numpy(), "text_mask": mask.numpy()}
 
 
 class LayoutClips(SeededAugment, Dataset):
@@ -220,6 +253,35 @@ def screen(split: str, items: list[tuple[str, int]], readers: list[MediaReader],
     return [item for item in items if checked[item[0]] is None], bad
 
 
+def cached_split(cfg: RunConfig, files: ReferenceFiles, readers: list[MediaReader], split: str,
+                 progress: bool | None = None) -> tuple[cache.CachedSamples, list[BadSample]]:
+    """The split from its cache folder (AMST_CACHE/samples/<key>), decoded now if missing; bad samples fail the run
+    or are dropped as `dataset.on_bad_sample` says."""
+    items = files.items(split)
+    spec = cache.FeatureSpec.of(cfg)
+    key = cache.cache_key(spec, files.layout.name, split, str(files.root()),
+                          files=((f"{sample_id}\0{label}", [p for r in readers for p in r.source_files(sample_id)])
+                                 for sample_id, label in items))
+    folder = cache_dir() / "samples" / key
+    if not (folder / "meta.json").exists():
+        def build(tmp: Path) -> None:
+            def extract(item: tuple[str, int]) -> dict[str, np.ndarray]:
+                return {k: v for r in readers for k, v in r.features(item[0], spec.stored_size).items()}
+
+            with cache.progress_bar(len(items), progress, f"decoding the {split} split (once)") as bar:
+                good, bad = cache.write_arrays(tmp, items, extract, lambda: bar.update(1))
+            meta = {"version": cache.CACHE_VERSION, "spec": spec.__dict__, "split": split,
+                    **cache.split_meta(items, good, bad)}
+            (tmp / "meta.json").write_text(json.dumps(meta))
+
+        cache.build_atomically(folder, build)
+    meta = json.loads((folder / "meta.json").read_text())
+    bad = cache.bad_of(split, meta)
+    if bad and cfg.dataset.on_bad_sample == "fail":
+        raise bad_samples_error(bad, len(meta["samples"]) + len(bad))
+    return cache.CachedSamples(folder, meta, cfg.modalities), bad
+
+
 # ---------------------------------------------------------------- the source
 
 
@@ -238,18 +300,23 @@ class ReferenceSource:
     def items(self, cfg: RunConfig, split: str) -> list[tuple[str, int]]:
         return self.files(cfg).items(split)
 
-    def split(self, cfg: RunConfig, split: str, train: bool) -> LayoutClips:
+    def split(self, cfg: RunConfig, split: str, train: bool,
+              progress: bool | None = None) -> LayoutClips | cache.CachedSamples:
+        """The split's samples: from the sample cache (built on first use) unless `dataset.cache` is false."""
         files = self.files(cfg)
         readers = [MediaReader(m, media, cfg.model, train, files) for m, media in files.used_media]
-        items, bad = screen(split, files.items(split), readers, cfg.dataset.on_bad_sample)
-        if not items:
+        if cfg.dataset.cache:
+            data, bad = cached_split(cfg, files, readers, split, progress)
+        else:
+            items, bad = screen(split, files.items(split), readers, cfg.dataset.on_bad_sample)
+            data = LayoutClips(readers, items)
+        if not len(data):
             raise ConfigError("dataset.on_bad_sample", f"every sample of the {split} split is bad; the first: "
                                                        f"{bad[0]}")
         for b in bad[:5]:
             log.warning("dropped bad sample %s", b)
-        clips = LayoutClips(readers, items)
-        clips.dropped = bad
-        return clips
+        data.dropped = bad
+        return data
 
     def check(self, cfg: RunConfig) -> None:
         self.files(cfg).check()

@@ -27,15 +27,15 @@ def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     return data, outside
 
 
-def cremad_config() -> RunConfig:
-    return RunConfig.model_validate({"method": "naive", "dataset": {"name": "cremad"},
+def cremad_config(cache: bool = True) -> RunConfig:
+    return RunConfig.model_validate({"method": "naive", "dataset": {"name": "cremad", "cache": cache},
                                      "model": {"frames": 1, "image_size": 16, "audio_frames": 40}})
 
 
 def test_a_frame_linked_out_after_submission_is_refused_when_read(roots: tuple[Path, Path]) -> None:
     data, outside = roots
     folder = write_tiny_cremad(data)
-    cfg = cremad_config()
+    cfg = cremad_config(cache=False)  # files read per sample, every epoch
     check_dataset(cfg)  # what the API does at submission
     split = SOURCES["cremad"].split(cfg, "train", train=False)
     assert split[0]["visual"].shape == (3, 1, 16, 16)
@@ -45,6 +45,10 @@ def test_a_frame_linked_out_after_submission_is_refused_when_read(roots: tuple[P
     with pytest.raises(ConfigError, match="outside AMST_DATA_ROOT") as err:
         split[0]
     assert err.value.field == "dataset.root"
+    # The sample cache sees the change (a new key) and refuses to decode the frame: the sample is named as bad.
+    with pytest.raises(ConfigError, match="outside AMST_DATA_ROOT") as err:
+        SOURCES["cremad"].split(cremad_config(), "train", train=False)
+    assert err.value.field == "dataset.on_bad_sample"
 
 
 def test_a_dataset_folder_linked_out_fails_before_training(roots: tuple[Path, Path]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny import folder_run, write_mp4, write_tiny_folder, write_tiny_roberta
+from tiny import folder_run, model_sample, write_mp4, write_tiny_folder, write_tiny_roberta
 
 from amst_core.config import ConfigError, RunConfig
 from amst_core.data import folder as folder_data
@@ -41,7 +41,7 @@ def test_modalities_classes_and_files_are_found(data_root: Path, roberta: Path) 
     assert cfg.modalities == ("audio", "text", "visual")
     source = source_for(cfg)
     assert source.classes(cfg) == ("cat", "dog")
-    sample = source.split(cfg, "train", train=True)[0]
+    sample = model_sample(source.split(cfg, "train", train=True), 0, cfg.model.image_size, train=True)
     assert sample["audio"].shape == (1, 32, 16) and sample["visual"].shape == (3, 1, 16, 16)
     assert sample["text"].shape == (16,) and sample["text_mask"][0] == 1
     no_text = check_dataset(config("mine", roberta, dataset={"name": "folder", "root": "mine",
@@ -116,7 +116,7 @@ def test_a_video_gives_audio_and_frames_and_a_frame_folder_gives_frames(data_roo
     assert cfg.modalities == ("audio", "visual")
     data = source_for(cfg).split(cfg, "train", train=False)
     assert len(data) == 6
-    video_sample = data[data.ids.index("cat_train_0")]
+    video_sample = model_sample(data, data.ids.index("cat_train_0"), cfg.model.image_size)
     assert video_sample["audio"].abs().sum() > 0
     assert video_sample["visual"][0].mean() > video_sample["visual"][2].mean()  # red frames from the video
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile
 from PIL import Image
-from tiny import TINY_TEXTS, write_mp4, write_tiny_roberta
+from tiny import TINY_TEXTS, model_sample, write_mp4, write_tiny_roberta
 
 from amst_core.config import RunConfig
 from amst_core.data import source_for
@@ -63,7 +63,7 @@ def test_cremad_wavs_and_videos_become_the_layout_the_loader_reads(tmp_path: Pat
     assert np.all(fbank[60:] == 0) and np.any(fbank[:40] != 0)  # 0.5 s of audio, then zero padding
     frames = sorted((tmp_path / "data/cremad/IMAGE_KEPT_1_PER_SEC" / ids[0]).iterdir())
     assert [f.name for f in frames] == ["00000.jpg", "00001.jpg"]  # 1.2 s at one frame per second
-    sample = source_for(cfg).split(cfg, "train", train=True)[0]
+    sample = model_sample(source_for(cfg).split(cfg, "train", train=True), 0, cfg.model.image_size, train=True)
     assert sample["audio"].shape == (1, 1024, 128) and sample["visual"].shape == (3, 1, 32, 32)
     sizes = {s: len(items) for s, items in RELEASES["cremad"](tmp_path / "raw").splits.items()}
     assert sizes == {"train": 6, "val": 6, "test": 6}  # stratified: one of each class in val and test
@@ -126,7 +126,7 @@ def test_urfunny_videos_and_pickles_become_tokens_fbanks_and_frames(tmp_path: Pa
     lines = (out / "ur_funny_train.txt").read_text().splitlines()
     assert len(lines) == 8 and lines[0].split(", ")[1] in ("FUNNY", "NOTFUNNY") and "###" in lines[0]
     cfg = check_dataset(cfg_for("urfunny", text_model=str(roberta), text_max_length=16))
-    sample = source_for(cfg).split(cfg, "val", train=False)[0]
+    sample = model_sample(source_for(cfg).split(cfg, "val", train=False), 0, cfg.model.image_size)
     assert sample["text"].shape == (16,) and sample["text"][0] == 0 and sample["audio"].abs().sum() > 0
 
 

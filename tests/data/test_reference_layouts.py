@@ -65,7 +65,7 @@ def real_file(dataset: str, name: str) -> Path:
 def make_cfg(dataset: str, **overrides) -> RunConfig:
     model = {"frames": 3, "image_size": 16, "audio_frames": 64, "mel_bins": 128}
     model.update(overrides.pop("model", {}))
-    data = {"dataset": {"name": dataset, **overrides}, "method": "naive", "model": model}
+    data = {"dataset": {"name": dataset, "cache": False, **overrides}, "method": "naive", "model": model}
     return RunConfig.model_validate(data)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import TEXT_LAYOUT_CLASSES, text_layout_run, write_tiny_roberta, write_tiny_text_layout
+from tiny import TEXT_LAYOUT_CLASSES, model_sample, text_layout_run, write_tiny_roberta, write_tiny_text_layout
 
 from amst_core.catalog import DATASETS
 from amst_core.config import ConfigError, RunConfig
@@ -86,7 +86,7 @@ def test_each_layout_loads_its_modalities(data_root: Path, roberta: Path, datase
     check_dataset(cfg)
     source = source_for(cfg)
     assert source.classes(cfg) == TEXT_LAYOUT_CLASSES[dataset]
-    sample = source.split(cfg, "train", train=True)[1]
+    sample = model_sample(source.split(cfg, "train", train=True), 1, cfg.model.image_size, train=True)
     expected = {"label", *LAYOUTS[dataset].modalities} | ({"text_mask"} if "text" in cfg.modalities else set())
     assert set(sample) == expected
     assert sample["label"] == 1

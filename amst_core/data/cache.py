@@ -1,0 +1,184 @@
+"""The sample cache: every sample decoded once into arrays that training reads memory-mapped.
+
+  audio      (N, model.audio_frames, model.mel_bins) float16    the fbank, padded or cut
+  visual     (N, frames, S, S, 3) uint8                          frames resized to a square S = image_size x 8/7
+  text       (N, L) int64, text_mask (N, L) float32              token ids and mask, L = model.text_max_length
+
+A cache folder holds these .npy arrays and a meta.json (ids, labels, the samples that could not be decoded and
+why). Its name is a key over every setting a feature depends on (`FeatureSpec`) and every source file's path, size
+and modification time, so a changed file or setting makes a new cache and an unchanged dataset starts at once. A
+cache is built in a temporary folder and renamed into place: two processes building one at once both end with one
+complete cache. Augmentation happens later, on the run's device (`amst_core.data.augment`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from amst_core.data.base import Sample
+from amst_core.datafiles import BadSample
+
+if TYPE_CHECKING:
+    from amst_core.config import RunConfig
+
+CACHE_VERSION = 2
+Entry = TypeVar("Entry")
+
+
+def stored_size(image_size: int) -> int:
+    """Frames are stored a little larger than the crop (256 for 224), as the reference's resize-then-crop."""
+    return round(image_size * 8 / 7)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything a cached feature depends on besides the source files."""
+
+    source: str  # the layout ("cremad", "folder", ...)
+    modalities: tuple[str, ...]
+    mel_bins: int
+    audio_frames: int
+    frames: int
+    stored_size: int
+    text_model: str  # the tokenizer (folder text); "" where tokens are given
+    text_max_length: int
+
+    @classmethod
+    def of(cls, cfg: RunConfig, tokenizer: bool = False) -> FeatureSpec:
+        m = cfg.model
+        text = "text" in cfg.modalities
+        return cls(cfg.dataset.name, tuple(cfg.modalities), m.mel_bins, m.audio_frames, m.frames,
+                   stored_size(m.image_size), m.text_model if text and tokenizer else "",
+                   m.text_max_length if text else 0)
+
+
+def file_fingerprint(path: Path) -> str:
+    """path, size and modification time; for a folder (of frames), those of its files; 'missing' if absent."""
+    try:
+        st = path.stat()
+        if path.is_dir():
+            return ";".join(f"{e.name}:{e.stat().st_size}:{e.stat().st_mtime_ns}"
+                            for e in sorted(os.scandir(path), key=lambda e: e.name) if e.is_file())
+    except OSError:
+        return f"{path}:missing"
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def cache_key(spec: FeatureSpec, *parts: str, files: Iterable[tuple[str, Iterable[Path]]]) -> str:
+    """sha256 of the settings, of `parts` and of every (sample, its source files)."""
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, asdict(spec), parts]).encode())
+    for sample, paths in files:
+        h.update(f"{sample}\0".encode())
+        for path in paths:
+            h.update(f"{file_fingerprint(path)}\0".encode())
+    return h.hexdigest()[:32]
+
+
+class SampleProblem(Exception):
+    """A sample that cannot be decoded: the file and what is wrong with it."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path} {problem}")
+        self.path, self.problem = path, problem
+
+
+def write_arrays(folder: Path, entries: Sequence[Entry], extract: Callable[[Entry], dict[str, np.ndarray]],
+                 on_done: Callable[[], None]) -> tuple[list[int], list[tuple[int, SampleProblem]]]:
+    """Each entry's features as rows of <key>.npy in `folder`, written straight to memory-mapped files (a large
+    dataset never sits in memory); returns the indices of the decoded entries and the problems of the others."""
+    good: list[int] = []
+    bad: list[tuple[int, SampleProblem]] = []
+    arrays: dict[str, np.ndarray] = {}
+    for index, entry in enumerate(entries):
+        try:
+            features = extract(entry)
+        except SampleProblem as err:
+            bad.append((index, err))
+        else:
+            for key, value in features.items():
+                if key not in arrays:  # shapes and types from the first decoded sample
+                    arrays[key] = np.lib.format.open_memmap(folder / f"{key}.npy", mode="w+", dtype=value.dtype,
+                                                            shape=(len(entries), *value.shape))
+                arrays[key][len(good)] = value
+            good.append(index)
+        on_done()
+    for key, array in arrays.items():
+        array.flush()
+        if len(good) < len(entries):  # rows of undecodable samples were never written: cut them off
+            np.save(folder / f"{key}.tmp.npy", np.asarray(array[:len(good)]))
+            os.replace(folder / f"{key}.tmp.npy", folder / f"{key}.npy")
+    return good, bad
+
+
+def build_atomically(folder: Path, build: Callable[[Path], None]) -> None:
+    """Run `build` into a temporary folder beside `folder`, then rename it into place; when another process
+    finished the same cache first, keep theirs."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    tmp.mkdir()
+    try:
+        build(tmp)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "meta.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def progress_bar(total: int, progress: bool | None, desc: str = "decoding samples (once)") -> Any:
+    from tqdm import tqdm
+
+    shown = sys.stderr.isatty() if progress is None else progress
+    return tqdm(total=total, desc=desc, unit="sample", disable=not shown, file=sys.stderr)
+
+
+def split_meta(entries: Sequence[tuple[str, int]], good: list[int], bad: list[tuple[int, SampleProblem]],
+               labels: Callable[[int], Any] | None = None) -> dict[str, Any]:
+    """meta.json's part for one split: [id, label] of each decoded sample, {id, label, path, problem} of the
+    others."""
+    label_of = labels or (lambda index: entries[index][1])
+    return {"samples": [[entries[i][0], entries[i][1]] for i in good],
+            "bad": [{"id": entries[i][0], "label": label_of(i), "path": p.path, "problem": p.problem}
+                    for i, p in bad]}
+
+
+def bad_of(split: str, meta: dict[str, Any]) -> list[BadSample]:
+    return [BadSample(split, b["id"], b["path"], b["problem"]) for b in meta["bad"]]
+
+
+class CachedSamples(Dataset):
+    """One split read from a cache folder: samples as stored (float16 audio, uint8 frames), made model-ready on
+    the run's device by `amst_core.data.augment.finish_batch`. Nothing here is random, so loader processes may
+    live across epochs."""
+
+    def __init__(self, folder: Path, meta: dict[str, Any], modalities: Sequence[str]):
+        self.ids = [sample_id for sample_id, _ in meta["samples"]]
+        self.labels = [label for _, label in meta["samples"]]
+        keys = [*modalities, *(["text_mask"] if "text" in modalities else [])]
+        self.arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in keys} if self.labels else {}
+        self.dropped: list[BadSample] = []
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> Sample:
+        sample: Sample = {"label": self.labels[i]}
+        for key, array in self.arrays.items():
+            value = torch.from_numpy(np.array(array[i]))
+            sample[key] = value[None] if key == "audio" else value  # audio (1, T, F) like the uncached path
+        return sample
