@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from amst_core.config import ConfigError, RunConfig, dump_config, load_config
+from amst_core.config import ConfigError, RunConfig, cache_dir, dump_config, load_config
+from amst_core.layouts.base import SPLITS
 
 # Anything else would change the run being continued. num_workers does not: every sample's augmentation has its
 # own seed, whatever the process that loads it.
@@ -104,7 +105,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     if not raw.is_dir():
         raise ConfigError("RAW_DIR", f"{raw} is not a folder")
     if args.dataset == "folder":
-        return build_folder_cache(["dataset.name=folder", f"dataset.root={raw.resolve()}", *args.set], None,
+        return build_cache(["dataset.name=folder", f"dataset.root={raw.resolve()}", *args.set], None,
                                   not args.no_progress)
     plan = RELEASES[args.dataset](raw, Path(args.splits) if args.splits else None)
     out = Path(args.out) if args.out else data_root() / args.dataset
@@ -123,29 +124,41 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_folder_cache(overrides: list[str], config: str | None, progress: bool) -> int:
+def build_cache(overrides: list[str], config: str | None, progress: bool) -> int:
+    """Decode a dataset into the sample cache now (a run does it on first use otherwise)."""
+    from amst_core.data import reference
     from amst_core.data.folder import cached_features
     from amst_core.datafiles import check_dataset
 
     cfg = check_dataset(load_config(config, overrides, base={"method": "naive"}))
-    if cfg.dataset.name != "folder":
-        print(f"{cfg.dataset.name} reads its preprocessed files directly: nothing to cache", file=sys.stderr)
-        return 0
-    folder = cached_features(cfg, progress=progress)
-    meta = json.loads((folder / "meta.json").read_text())["splits"]
-    counts = ", ".join(f"{split} {len(m['samples'])}" + (f" ({len(m['bad'])} bad)" if m["bad"] else "")
-                       for split, m in meta.items())
-    print(f"features of {cfg.dataset.root} ({', '.join(cfg.modalities)}): {counts}; cached in {folder}",
-          file=sys.stderr)
+    name = cfg.dataset.name
+    if name == "folder":
+        folder = cached_features(cfg, progress=progress)
+        meta = json.loads((folder / "meta.json").read_text())["splits"]
+        counts = ", ".join(f"{split} {len(m['samples'])}" + (f" ({len(m['bad'])} bad)" if m["bad"] else "")
+                           for split, m in meta.items())
+        print(f"features of {cfg.dataset.root} ({', '.join(cfg.modalities)}): {counts}; cached in {folder}",
+              file=sys.stderr)
+    elif name not in reference.SOURCES:
+        print(f"{name} is generated in memory: nothing to cache", file=sys.stderr)
+    elif not cfg.dataset.cache:
+        print("dataset.cache is false: runs read the files directly, nothing to cache", file=sys.stderr)
+    else:
+        source = reference.SOURCES[name]
+        splits = {split: source.split(cfg, split, train=False, progress=progress) for split in SPLITS}
+        counts = ", ".join(f"{split} {len(data)}" + (f" ({len(data.dropped)} bad)" if data.dropped else "")
+                           for split, data in splits.items())
+        print(f"{name} ({', '.join(cfg.modalities)}): {counts}; cached in {cache_dir() / 'samples'}",
+              file=sys.stderr)
     return 0
 
 
 @on_local_paths
 def cmd_cache(args: argparse.Namespace) -> int:
-    """A folder dataset's features, computed now (a run computes them on first use otherwise)."""
+    """A dataset decoded into the sample cache now (a run does it on first use otherwise)."""
     if args.target.endswith((".yaml", ".yml")) or Path(args.target).is_file():
-        return build_folder_cache(args.set, args.target, not args.no_progress)
-    return build_folder_cache([f"dataset.name={args.target}", *args.set], None, not args.no_progress)
+        return build_cache(args.set, args.target, not args.no_progress)
+    return build_cache([f"dataset.name={args.target}", *args.set], None, not args.no_progress)
 
 
 @on_local_paths
@@ -248,8 +261,9 @@ def library_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_preprocess)
 
-    p = sub.add_parser("cache", help="compute a folder dataset's features now (else on first use)")
-    p.add_argument("target", metavar="DATASET|CONFIG", help="folder (with --set dataset.root=...) or a run config")
+    p = sub.add_parser("cache", help="decode a dataset into the sample cache now (else on first use)")
+    p.add_argument("target", metavar="DATASET|CONFIG", help="a dataset (folder: with --set dataset.root=...) or a "
+                   "run config; --set the run's model settings (model.image_size, ...) so its cache is the one used")
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_cache)

@@ -127,3 +127,24 @@ def test_evaluate_reproduces_validation_metrics_of_best_checkpoint(tmp_path: Pat
     test_points = evaluate_run(tmp_path / "r", split="test", which="best")
     assert next(p.value for p in test_points if p.component == "fused" and p.name == "acc") == \
         summary["test_acc_at_best"]
+
+
+def test_resume_is_exact_on_cached_frames_augmented_on_the_device(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reference-layout data through the sample cache, crops drawn on the device per batch: an interrupted and
+    resumed run equals an uninterrupted one, and loader processes (kept across epochs) change nothing."""
+    from tiny import write_tiny_cremad
+
+    monkeypatch.setenv("AMST_DATA_ROOT", str(tmp_path / "data"))
+    write_tiny_cremad(tmp_path / "data", per_split=6)
+    cfg = tiny_config("amst_full", epochs=3, skip={"audio": 2}, batch_size=4,
+                      dataset={"name": "cremad", "synthetic": None},
+                      model={"frames": 1, "image_size": 12, "audio_frames": 32, "width": 8})
+    config = write_config(tmp_path / "run.yaml", cfg)
+    full, split, workers = tmp_path / "full", tmp_path / "split", tmp_path / "workers"
+    assert main(["train", str(config), "--out", str(full), "--no-progress"]) == 0
+    assert main(["train", str(config), "--out", str(split), "--set", "epochs=1", "--no-progress"]) == 0
+    assert main(["train", "--resume", str(split), "--set", "epochs=3", "--no-progress"]) == 0
+    assert comparable(read_jsonl(split / "metrics.jsonl")) == comparable(read_jsonl(full / "metrics.jsonl"))
+    assert main(["train", str(config), "--out", str(workers), "--set", "num_workers=2", "--no-progress"]) == 0
+    assert comparable(read_jsonl(workers / "metrics.jsonl")) == comparable(read_jsonl(full / "metrics.jsonl"))

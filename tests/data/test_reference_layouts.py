@@ -442,3 +442,105 @@ def test_num_workers_auto_stays_within_the_servers_limit(data_root: Path, monkey
     finally:
         monkeypatch.undo()
         get_limits.cache_clear()
+
+
+# ---------------------------------------------------------------- the sample cache
+
+
+def stored_frames(folder: Path, frames: int, size: int) -> np.ndarray:
+    """What the cache must hold for one clip: the picked frames (sorted names) decoded and resized to a square."""
+    from amst_core.data import media
+
+    paths = sorted(folder.glob("*.jpg"))
+    return np.stack([media.square(media.open_image(paths[i]), size) for i in pick_frames(len(paths), frames)])
+
+
+@pytest.mark.parametrize("dataset", ["cremad", "ave"])
+def test_the_sample_cache_reproduces_the_uncached_samples(data_root: Path, dataset: str) -> None:
+    """Same ids and labels in the same order (duplicates kept), fbanks to float16, and the frames' pixels before
+    augmentation; made model-ready they are the uncached evaluation tensors up to the resize."""
+    from tiny import model_sample
+
+    folder = build(data_root, dataset)
+    plain, cached_cfg = make_cfg(dataset), make_cfg(dataset, cache=True)
+    for split in SPLITS:
+        uncached = SOURCES[dataset]().split(plain, split, train=False)
+        cached = SOURCES[dataset]().split(cached_cfg, split, train=False)
+        assert list(zip(cached.ids, cached.labels, strict=True)) == uncached.items
+        for i, sample_id in enumerate(cached.ids):
+            raw, reference = cached[i], uncached[i]
+            assert raw["audio"].dtype == torch.float16 and torch.equal(raw["audio"], reference["audio"].half())
+            assert raw["visual"].dtype == torch.uint8
+            assert np.array_equal(raw["visual"].numpy(), stored_frames(folder / FRAMES_DIR / sample_id, 3, 18))
+            ready = model_sample(cached, i, 16)
+            assert ready["audio"].dtype == torch.float32 and ready["visual"].shape == reference["visual"].shape
+            torch.testing.assert_close(ready["visual"], reference["visual"], atol=0.05, rtol=0)
+
+
+def test_the_sample_cache_is_rebuilt_when_a_file_or_a_setting_changes(data_root: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from amst_core.data import cache
+
+    build(data_root, "cremad")
+    cfg = make_cfg("cremad", cache=True)
+    builds: list[int] = []
+    real = cache.write_arrays
+    monkeypatch.setattr(cache, "write_arrays", lambda *a, **k: (builds.append(1), real(*a, **k))[1])
+    first = CremaD().split(cfg, "train", train=True)
+    assert len(builds) == 1
+    again = CremaD().split(cfg, "train", train=True)
+    assert len(builds) == 1 and np.array_equal(first.arrays["visual"], again.arrays["visual"])
+    sample_id = first.ids[0]
+    frame = sorted((data_root / "cremad" / FRAMES_DIR / sample_id).glob("*.jpg"))[0]
+    Image.new("RGB", (20, 20), (0, 250, 0)).save(frame, quality=100)
+    os.utime(frame, ns=(frame.stat().st_atime_ns, frame.stat().st_mtime_ns + 10**9))
+    changed = CremaD().split(cfg, "train", train=True)
+    assert len(builds) == 2 and changed[0]["visual"][0, 9, 9, 1] > 200  # the new green frame
+    CremaD().split(make_cfg("cremad", cache=True, model={"image_size": 32}), "train", train=True)
+    assert len(builds) == 3
+
+
+def test_two_processes_building_one_sample_cache_at_once_both_get_it(data_root: Path) -> None:
+    import threading
+
+    build(data_root, "cremad")
+    cfg = make_cfg("cremad", cache=True)
+    got: list = []
+    threads = [threading.Thread(target=lambda: got.append(CremaD().split(cfg, "val", train=False)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 3 and all(g.ids == got[0].ids for g in got)
+    cache_root = Path(os.environ["AMST_CACHE"]) / "samples"
+    assert [p.name for p in cache_root.iterdir() if ".tmp-" in p.name] == []  # no leftover temporary folder
+
+
+def test_an_undecodable_frame_is_named_by_the_cache_or_skipped(data_root: Path) -> None:
+    build(data_root, "cremad")
+    items = read_split_file(data_root / "cremad" / CREMAD_LAYOUT.train_file, CREMAD_LAYOUT,
+                            read_class_file(data_root / "cremad" / CREMAD_LAYOUT.class_file))
+    bad_id = items[1][0]
+    frame = sorted((data_root / "cremad" / FRAMES_DIR / bad_id).glob("*.jpg"))[2]
+    frame.write_bytes(frame.read_bytes()[:40])  # a valid header, then nothing: only a full decode fails
+    with pytest.raises(ConfigError, match=bad_id) as err:
+        CremaD().split(make_cfg("cremad", cache=True), "train", train=True)
+    assert err.value.field == "dataset.on_bad_sample"
+    kept = CremaD().split(make_cfg("cremad", cache=True, on_bad_sample="skip"), "train", train=True)
+    assert bad_id not in kept.ids and len(kept) == len(items) - 1
+    assert [b.sample_id for b in kept.dropped] == [bad_id]
+
+
+def test_amst_cache_decodes_every_split_of_a_reference_dataset(data_root: Path, capsys,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from amst_core.cli import main
+    from amst_core.data import cache
+
+    build(data_root, "cremad")
+    overrides = ["--set", "model.image_size=16", "--set", "model.audio_frames=64"]
+    assert main(["cache", "cremad", *overrides, "--no-progress"]) == 0
+    assert "cremad" in capsys.readouterr().err
+    monkeypatch.setattr(cache, "write_arrays", lambda *a, **k: pytest.fail("the cache was built again"))
+    cfg = make_cfg("cremad", cache=True)
+    assert [len(CremaD().split(cfg, s, train=False)) for s in SPLITS] == [LINES_PER_SPLIT] * 3
