@@ -16,7 +16,7 @@ from amst_core.layouts.base import SPLITS
 
 # Anything else would change the run being continued. num_workers does not: every sample's augmentation has its
 # own seed, whatever the process that loads it.
-RESUMABLE_FIELDS = {"epochs", "device", "num_workers"}
+RESUMABLE_FIELDS = {"epochs", "device", "num_workers", "compile"}
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:

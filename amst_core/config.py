@@ -233,7 +233,11 @@ class RunConfig(_Strict):
     seed: int = Field(0, ge=0, le=INT32)
     model: ModelConfig = ModelConfig()
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="bf16: mixed precision where the device has it (a GPU from Ampere on); fp16 with a "
+                            "loss scaler; fp32 full precision")
+    compile: bool = Field(False, description="compile the encoders (torch.compile): faster steps on a GPU after a "
+                                             "slower first few batches")
     num_workers: Annotated[int, Field(ge=0, le=1024)] | Literal["auto"] = Field(
         "auto", description="data-loading processes: auto (none for data held in memory, else one per core but one "
                             "up to 8, half the cores when training on the CPU) or a number; it never changes the "

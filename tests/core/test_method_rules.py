@@ -214,3 +214,33 @@ def test_fast_and_faithful_train_the_same_weights(name: str) -> None:
                 assert not torch.equal(value, b[param_name]), "the skipped helper trains only in faithful mode"
             else:
                 assert torch.equal(value, b[param_name]), f"{key}.{param_name}"
+
+
+@pytest.mark.parametrize(("name", "fields"), [
+    ("amst_full", {}), ("amst_full", {"skip": {"audio": 2}}), ("amst_alt", {}), ("mla", {}),
+    ("amst_full", {"method_params": {"full_joint_update": "joint"}}),
+])
+def test_one_encoder_backward_equals_a_backward_and_step_per_modality(name: str, fields: dict) -> None:
+    """The restructured alternating update (head steps per modality, then one backward through the encoders and
+    one encoder step) moves every weight and momentum buffer exactly as a backward and a step of head and
+    encoders per modality, over several batches (momentum and weight decay in play) and a skipped epoch."""
+    per_loss, restructured = method_for(name, **fields), method_for(name, **fields)
+    restructured.load_state_dict(copy.deepcopy(per_loss.state_dict()))
+    assert restructured.one_encoder_backward
+    per_loss.one_encoder_backward = False
+    for epoch in (0, 1):
+        train(per_loss, epoch)
+        train(restructured, epoch)
+    for key, trained in per_loss.nets.items():
+        other = restructured.nets[key]
+        assert params_equal(snapshot(trained.net), snapshot(other.net), with_bn_stats=True), key
+        for part, opt in trained.optimizers.items():
+            mine = [opt.state[p].get("momentum_buffer") for p in trained.net.parameters() if p in opt.state]
+            theirs = [other.optimizers[part].state[p].get("momentum_buffer") for p in other.net.parameters()
+                      if p in other.optimizers[part].state]
+            assert len(mine) == len(theirs) and all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True))
+
+
+def test_fp16_and_gradient_hooks_keep_a_backward_per_loss() -> None:
+    assert not method_for("ogm_ge").one_encoder_backward  # its hook modulates each step's encoder gradients
+    assert method_for("amst_full", precision="bf16").one_encoder_backward
