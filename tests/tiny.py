@@ -29,14 +29,16 @@ def tiny_config(method: str = "naive", **fields: Any) -> RunConfig:
     return load_config(base=base)
 
 
-def write_tiny_avdigits(root: Path, per_class: tuple[int, int, int] = (6, 2, 2), frames: int = 12) -> Path:
-    """A few avdigits-format samples whose audio and image both carry the label (tests build their own data)."""
+def write_tiny_avdigits(root: Path, per_class: tuple[int, int, int] = (6, 2, 2), frames: int = 12,
+                        signal: float = 0.3) -> Path:
+    """A few avdigits-format samples whose audio and image both carry the label (tests build their own data);
+    `signal`: how far apart the classes' audio lies, in noise standard deviations."""
     rng = np.random.default_rng(0)
     out = root / "avdigits"
     out.mkdir(parents=True, exist_ok=True)
     for split, n in zip(("train", "val", "test"), per_class, strict=True):
         labels = np.repeat(np.arange(10), n)
-        audio = rng.normal(size=(len(labels), frames, 13)).astype(np.float32) + labels[:, None, None] * 0.3
+        audio = rng.normal(size=(len(labels), frames, 13)).astype(np.float32) + labels[:, None, None] * signal
         image = (rng.uniform(0, 60, size=(len(labels), 28, 28)) + labels[:, None, None] * 15).astype(np.uint8)
         np.savez(out / f"{split}.npz", audio=audio, lengths=np.full(len(labels), frames), image=image, label=labels,
                  audio_index=np.arange(len(labels)), image_index=np.arange(len(labels)))
