@@ -37,8 +37,15 @@ How to read the tables
       to naive's in the same repeat (> 1: slower): what a baseline's hooks (PMR's prototype pass, MLA's
       combinations and test every epoch, OGM-GE's gradient modulation) cost on top of the batch step.
 
+    * straightforward vs fast (bench/pipeline.py has the details): whole training epochs of naive, amst_joint and
+      amst_full as the reference runs them (per-sample JPEG decode, fp32, faithful skipping) and with everything
+      fast (sample cache, crops on the device, channels-last, bf16 where the device has it, fast skipping, one
+      encoder backward), their ratio, the loader alone against the step alone, and a skipped epoch's cost next
+      to the share FLOPs predict.
+
 Usage: python bench/trainer.py [--batches N] [--repeats R] [--shapes avdigits,cremad] [--methods ...]
-                               [--epoch-repeats 3] [--json OUT]
+                               [--epoch-repeats 3] [--pipeline-shapes cremad] [--json OUT]
+       python bench/trainer.py --quick     (straightforward vs fast only: CREMA-D shape, naive and amst_full)
 """
 
 from __future__ import annotations
@@ -55,7 +62,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pipeline
 import torch
+from pipeline import PIPELINE_SHAPES
 
 from amst_core.catalog import METHODS
 from amst_core.config import load_config
@@ -375,7 +384,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", default=",".join(SETUPS),
                    help="comma list of: " + ", ".join([*SETUPS, *METHOD_ALIASES]) + " (amst_full = both)")
     p.add_argument("--epoch-repeats", type=int, default=3, help="repeats of whole epochs of every method (0: none)")
-    p.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
+    p.add_argument("--json", type=Path, default=None,
+                   help="also write every row as a JSON object here (rows), with the raw numbers")
+    p.add_argument("--pipeline-shapes", default="auto",
+                   help="straightforward vs fast on these shapes (cremad, avdigits; none: skip); auto = both on CUDA, "
+                        "cremad on CPU")
+    p.add_argument("--pipeline-methods", default="naive,amst_joint,amst_full")
+    p.add_argument("--pipeline-repeats", type=int, default=2)
+    p.add_argument("--pipeline-train", type=int, default=0,
+                   help="training clips of the generated dataset (0: 12 on CPU at the CREMA-D shape, 512 on CUDA)")
+    p.add_argument("--pipeline-batch-size", type=int, default=0, help="0: 4 on CPU, 64 on CUDA")
+    p.add_argument("--compile", action="store_true", help="the fast configuration also compiles the encoders")
+    p.add_argument("--quick", action="store_true",
+                   help="only straightforward vs fast, CREMA-D shape, naive and amst_full (under 5 min on 2 cores)")
     args = p.parse_args(argv)
     if min(args.batches, args.repeats, args.batch_size) < 1 or args.warmup < 0:
         p.error("--batches, --repeats and --batch-size must be >= 1, --warmup >= 0")
@@ -383,6 +404,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.shapes = ",".join(SHAPES) if torch.cuda.is_available() else "avdigits"
     args.shape_keys = parse_list(args.shapes, list(SHAPES))
     args.setup_keys = parse_list(args.methods, list(SETUPS), METHOD_ALIASES)
+    cuda = torch.cuda.is_available()
+    if args.pipeline_shapes == "auto":
+        args.pipeline_shapes = "cremad,avdigits" if cuda else "cremad"
+    if args.quick:
+        args.shape_keys, args.epoch_repeats = [], 0
+        args.pipeline_shapes, args.pipeline_methods = "cremad", "naive,amst_full"
+    args.pipeline_shape_keys = [] if args.pipeline_shapes == "none" else parse_list(args.pipeline_shapes,
+                                                                                     list(PIPELINE_SHAPES))
+    args.pipeline_method_keys = parse_list(args.pipeline_methods, ["naive", "amst_alt", "amst_joint", "amst_full"])
+    args.pipeline_train = args.pipeline_train or (512 if cuda else 12)
+    args.pipeline_batch_size = args.pipeline_batch_size or (64 if cuda else 4)
     return args
 
 
@@ -411,6 +443,18 @@ def main(argv: list[str] | None = None) -> None:
                   f"skips audio for AMST (k_audio {SKIP_FACTORS['audio']}). Median seconds of "
                   f"{args.epoch_repeats} interleaved repeats; x naive = time / naive's time in the same repeat "
                   "(> 1: slower), median (interquartile range).", "", *epoch_table(epochs, setups), ""]
+    rows = []
+    for key in args.pipeline_shape_keys:
+        shape = PIPELINE_SHAPES[key]
+        small = key == "avdigits"  # cheap steps: more samples and steps for a measurable epoch
+        shape_rows = pipeline.measure(
+            shape, args.pipeline_method_keys, device, args.pipeline_repeats,
+            args.pipeline_train * (8 if small else 1), args.pipeline_batch_size * (4 if small else 1),
+            steps=8 if small else 2, compile_encoders=args.compile, log=log)
+        rows += shape_rows
+        lines += pipeline.report(shape_rows, f"{shape.note} ({args.pipeline_repeats} interleaved repeats, "
+                                             f"batch {shape_rows[0]['batch_size']}, "
+                                             f"{shape_rows[0]['train_samples']} training clips)")
     wall = time.perf_counter() - started
     env["loadavg_end"] = os.getloadavg()[0]
     lines.append(f"Total wall time {wall:.0f} s (shapes {args.shapes}); 1-min load average at end "
@@ -418,7 +462,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(lines))
     if args.json:
         payload = {"environment": env, "args": {k: v for k, v in vars(args).items() if k != "json"},
-                   "skip_factors": SKIP_FACTORS, "wall_s": wall, "shapes": raw}
+                   "skip_factors": SKIP_FACTORS, "wall_s": wall, "shapes": raw, "rows": rows}
         args.json.write_text(json.dumps(payload, indent=2, default=str))
 
 
