@@ -45,7 +45,7 @@ def run_body(start: dict[str, Any], method: dict[str, Any], dataset: dict[str, A
         body.pop("fusion", None)
     elif values.get("fusion"):
         body["fusion"] = values["fusion"]
-    for key in ("epochs", "batch_size", "seed", "device"):
+    for key in ("epochs", "batch_size", "seed", "device", "precision", "compile"):
         if key in values:
             body[key] = values[key]
     if "lr" in values:

@@ -91,12 +91,14 @@ def test_new_run_form_shows_the_api_error_next_to_the_field_then_submits(app, se
     assert "`device`" not in errors  # shown under the Device field itself, so the message needs no field name
     device = next(t for t in at.text_input if t.label == "Device")
     device.set_value("cpu")
+    next(s for s in at.selectbox if s.label == "Precision").set_value("bf16")
     at.get("form_submit_button")[0].click().run()
     no_traceback(at)
     runs = httpx.get(f"{seeded_api.url}/runs", params={"method": "amst_full"}).json()["items"]
     submitted = next(r for r in runs if r["name"] == "from-the-form")
     config = httpx.get(f"{seeded_api.url}/runs/{submitted['id']}").json()["config"]
     assert config["epochs"] == 2 and config["skip"]["audio"] == 3 and config["model"]["image_size"] == 28
+    assert config["precision"] == "bf16" and config["compile"] is False and config["num_workers"] == "auto"
     assert "Submitted run" in texts(at.success)  # the form moved on to the new run's page
 
 

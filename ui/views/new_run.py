@@ -13,6 +13,7 @@ from ui.settings import ui_settings
 
 FUSIONS = ["concat", "lsum", "msum"]
 PRESETS = ["", "hard"]
+PRECISIONS = ["fp32", "bf16", "fp16"]
 
 
 def pick(options: list[str], value: Any, fallback: int = 0) -> int:
@@ -121,6 +122,14 @@ with shown_errors():
         values["lr"] = e.number_input("Learning rate", min_value=0.0, value=float(start.get("optim", {}).get("lr",
                                       1e-3)), format="%.5f")
         slots["optim.lr"] = e.empty()
+        a, b, _ = st.columns([1, 1, 3])
+        values["precision"] = a.selectbox("Precision", PRECISIONS, index=pick(PRECISIONS, start.get("precision")),
+                                          help="bf16: mixed precision on a GPU from Ampere on (fastest); fp16 with "
+                                               "a loss scaler; fp32 full precision")
+        slots["precision"] = a.empty()
+        values["compile"] = b.checkbox("Compile encoders", bool(start.get("compile", False)),
+                                       help="torch.compile: faster steps on a GPU after slower first batches")
+        slots["compile"] = b.empty()
         submitted = st.form_submit_button("Submit run", type="primary")
         general = st.empty()
 
