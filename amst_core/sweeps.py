@@ -1,0 +1,301 @@
+"""Sweeps: a grid of runs as one study, and its results as the paper's tables.
+
+A sweep is a base run config and a grid of values for run-config fields named by dotted keys
+(`{"method": ["naive", "amst_full"], "skip.audio": [1, 2, 3, 5], "seed": [0, 1, 2]}`). `expand` makes one run
+config per combination and validates every one before anything is queued: the first invalid combination is a
+`SweepError` naming its cell and field. A method that does not skip ignores `skip.*`: its combinations that differ
+only there are one run (shown with "-" for those keys), so naive is trained once per seed next to AMST's factors.
+
+The results matrix has one row per cell (the grid's values except `seed`): mean, standard deviation and count of
+each measure over its seeds, and, against a baseline cell, the paired difference by seed with a paired t-test and
+a Wilcoxon signed-rank test (scipy); fewer than `MIN_PAIRS` paired seeds make the p-values meaningless, and the
+row says so. Tables export as CSV, Markdown and LaTeX.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import itertools
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from amst_core.catalog import METHODS
+from amst_core.config import RunConfig, format_validation_error
+
+SEED = "seed"
+MIN_PAIRS = 5  # below this many paired seeds a p-value says little (Wilcoxon's smallest two-sided p at n=4: 0.125)
+MAX_RUNS = 1000
+MEASURES = ("best_val_acc", "test_acc_at_best")
+SKIPPED_KEY = "-"  # a grid key that does not apply to the cell's method (skip.* for naive)
+
+
+class SweepError(ValueError):
+    """A grid that cannot be run: which cell, which field, what is wrong."""
+
+    def __init__(self, field: str | None, message: str, cell: Mapping[str, Any] | None = None):
+        where = f"cell {format_cell(cell)}: " if cell else ""
+        super().__init__(f"{where}{field + ': ' if field else ''}{message}")
+        self.field, self.cell, self.message = field, dict(cell or {}), message
+
+
+def format_cell(cell: Mapping[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (cell or {}).items())
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise SweepError(dotted, f"{key} is not a section of the run config")
+        node = child
+    node[keys[-1]] = copy.deepcopy(value)
+
+
+def check_grid(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
+    if not isinstance(grid, Mapping) or not grid:
+        raise SweepError("grid", "give at least one key with a list of values")
+    out = {}
+    for key, values in grid.items():
+        if not isinstance(key, str) or not key or not all(key.split(".")):
+            raise SweepError("grid", f"{key!r} is not a dotted run-config field")
+        if not isinstance(values, list) or not values:
+            raise SweepError(f"grid.{key}", "give a non-empty list of values")
+        if len({repr(v) for v in values}) != len(values):
+            raise SweepError(f"grid.{key}", "a value is listed twice")
+        out[key] = list(values)
+    size = math.prod(len(v) for v in out.values())
+    if size > MAX_RUNS:
+        raise SweepError("grid", f"{size} combinations; a sweep holds at most {MAX_RUNS} runs")
+    return out
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    cell: dict[str, Any]  # this run's grid values (seed included); "-" where a key does not apply
+    config: RunConfig
+
+    @property
+    def cell_key(self) -> tuple:
+        """The cell without its seed: runs of one cell are the seeds of one row of the matrix."""
+        return tuple((k, v) for k, v in self.cell.items() if k != SEED)
+
+
+def applies(key: str, config: RunConfig) -> bool:
+    """skip.* means nothing to a method that does not skip."""
+    return not (key.split(".")[0] == "skip" and not METHODS[config.method].uses_skip)
+
+
+def expand(base: Mapping[str, Any], grid: Mapping[str, Any]) -> list[SweepRun]:
+    """One validated run config per combination of the grid's values, duplicates (keys that do not apply) once."""
+    grid = check_grid(grid)
+    runs: list[SweepRun] = []
+    seen: set[tuple] = set()
+    for values in itertools.product(*grid.values()):
+        cell = dict(zip(grid, values, strict=True))
+        data = copy.deepcopy(dict(base))
+        for key, value in cell.items():
+            set_dotted(data, key, value)
+        try:
+            config = RunConfig.model_validate(data)
+        except ValidationError as err:
+            first = format_validation_error(err).splitlines()[0]
+            where, _, message = first.partition(": ")
+            raise SweepError(where if message else None, message or first, cell) from None
+        shown = {k: (v if applies(k, config) else SKIPPED_KEY) for k, v in cell.items()}
+        if not all(applies(k, config) for k in cell):  # the run as it trains: skip keys at their defaults
+            data = copy.deepcopy(dict(base))
+            for key, value in cell.items():
+                if applies(key, config):
+                    set_dotted(data, key, value)
+            config = RunConfig.model_validate(data)
+        key = tuple(shown.items())
+        if key not in seen:
+            seen.add(key)
+            runs.append(SweepRun(shown, config))
+    return runs
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What the matrix needs of one finished run."""
+
+    cell: dict[str, Any]
+    measures: dict[str, float | None]  # best_val_acc, test_acc_at_best, helper:<m>, branch:<m>
+
+    @property
+    def seed(self) -> Any:
+        return self.cell.get(SEED)
+
+    @property
+    def cell_key(self) -> tuple:
+        return tuple((k, v) for k, v in self.cell.items() if k != SEED)
+
+
+def modality_measures(test_at_best: Mapping[str, Mapping[str, float]] | None) -> dict[str, float]:
+    """helper:<m> and branch:<m> test accuracy at the best epoch from a run summary's `test_at_best` (AMST-FULL:
+    its alternating module's, `alt_helper` / `alt_branch`)."""
+    out: dict[str, float] = {}
+    for kind in ("helper", "branch"):
+        chosen = next((c for c in (kind, f"alt_{kind}") if c in (test_at_best or {})), None)
+        for modality, value in sorted(((test_at_best or {}).get(chosen) or {}).items()):
+            out[f"{kind}:{modality}"] = value
+    return out
+
+
+@dataclass
+class Stat:
+    mean: float | None
+    std: float | None  # sample standard deviation (n - 1); None for fewer than 2 values
+    count: int
+
+    @classmethod
+    def of(cls, values: Iterable[float | None]) -> Stat:
+        got = [v for v in values if v is not None and math.isfinite(v)]
+        return cls(statistics.fmean(got) if got else None, statistics.stdev(got) if len(got) > 1 else None,
+                   len(got))
+
+
+@dataclass
+class Paired:
+    """This cell minus the baseline, seed by seed (seeds both have)."""
+
+    seeds: list[Any]
+    differences: list[float]
+    mean: float | None
+    t_p: float | None  # paired t-test, two-sided
+    wilcoxon_p: float | None  # Wilcoxon signed-rank, two-sided (exact for small n)
+    meaningful: bool  # at least MIN_PAIRS pairs
+
+
+def paired_test(a: Sequence[float], b: Sequence[float]) -> tuple[float | None, float | None]:
+    """(paired t p-value, Wilcoxon signed-rank p-value) of a vs b, two-sided; None where undefined (fewer than 2
+    pairs; every difference zero)."""
+    from scipy import stats
+
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    if len(diffs) < 2 or all(d == 0 for d in diffs):
+        return None, None
+    t_p = float(stats.ttest_rel(a, b).pvalue) if statistics.pstdev(diffs) > 0 else 0.0
+    w_p = float(stats.wilcoxon(a, b).pvalue)
+    return (t_p if math.isfinite(t_p) else None), (w_p if math.isfinite(w_p) else None)
+
+
+@dataclass
+class Row:
+    cell: dict[str, Any]
+    stats: dict[str, Stat]
+    paired: dict[str, Paired] = field(default_factory=dict)
+
+
+def matrix(results: Sequence[RunResult], baseline: Mapping[str, Any] | None = None,
+           measures: Sequence[str] | None = None) -> list[Row]:
+    """One row per cell, in the order cells first appear; `baseline` names a cell by some of its grid values (e.g.
+    {"method": "naive"}): every other row is paired with it on the primary measures."""
+    cells: dict[tuple, list[RunResult]] = {}
+    for r in results:
+        cells.setdefault(r.cell_key, []).append(r)
+    names = list(measures or [*MEASURES, *sorted({k for r in results for k in r.measures if k not in MEASURES})])
+    rows = [Row(dict(key), {m: Stat.of(r.measures.get(m) for r in runs) for m in names})
+            for key, runs in cells.items()]
+    if baseline:
+        base_key = find_cell(list(cells), baseline)
+        base = {r.seed: r for r in cells[base_key]}
+        for row, (key, runs) in zip(rows, cells.items(), strict=True):
+            if key == base_key:
+                continue
+            for m in MEASURES:
+                pairs = [(r.seed, r.measures.get(m), base[r.seed].measures.get(m)) for r in runs if r.seed in base]
+                pairs = [(s, x, y) for s, x, y in pairs if x is not None and y is not None]
+                diffs = [x - y for _, x, y in pairs]
+                t_p, w_p = paired_test([x for _, x, _ in pairs], [y for _, _, y in pairs])
+                row.paired[m] = Paired([s for s, _, _ in pairs], diffs, statistics.fmean(diffs) if diffs else None,
+                                       t_p, w_p, len(pairs) >= MIN_PAIRS)
+    return rows
+
+
+def find_cell(keys: list[tuple], wanted: Mapping[str, Any]) -> tuple:
+    matches = [k for k in keys if all(dict(k).get(name) == value for name, value in wanted.items())]
+    if len(matches) != 1:
+        found = "no cell" if not matches else f"{len(matches)} cells"
+        raise SweepError("baseline", f"{format_cell(wanted)} matches {found}; name one cell by its grid values")
+    return matches[0]
+
+
+# ---------------------------------------------------------------- tables
+
+
+def table(rows: Sequence[Row], measures: Sequence[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows as text: the cell's grid values, then per measure mean, std and n, then per primary measure
+    the paired difference and its p-values ("-" where absent; p-values marked with '*' when too few seeds)."""
+    keys = list(rows[0].cell) if rows else []
+    names = list(measures or (rows[0].stats if rows else []))
+    paired = any(r.paired for r in rows)
+    header = [*keys]
+    for m in names:
+        header += [f"{m} mean", f"{m} std", f"{m} n"]
+    if paired:
+        for m in MEASURES:
+            header += [f"{m} diff", f"{m} t p", f"{m} wilcoxon p"]
+    body = []
+    for r in rows:
+        line = [str(r.cell[k]) for k in keys]
+        for m in names:
+            s = r.stats[m]
+            line += [num(s.mean), num(s.std), str(s.count)]
+        if paired:
+            for m in MEASURES:
+                p = r.paired.get(m)
+                mark = "" if p is None or p.meaningful else "*"
+                line += ([num(p.mean), num(p.t_p) + mark, num(p.wilcoxon_p) + mark] if p else ["-", "-", "-"])
+        body.append(line)
+    return header, body
+
+
+def num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def to_csv(header: list[str], body: list[list[str]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(body)
+    return out.getvalue()
+
+
+def to_markdown(header: list[str], body: list[list[str]]) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *map(line, body)]) + "\n"
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(c, c) for c in text)
+
+
+def to_latex(header: list[str], body: list[list[str]]) -> str:
+    spec = "l" * sum(1 for h in header if not h.endswith((" mean", " std", " n", " diff", " p"))) or "l"
+    spec += "r" * (len(header) - len(spec))
+    lines = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+             " & ".join(latex_escape(h) for h in header) + r" \\", "\\midrule"]
+    lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in body]
+    return "\n".join([*lines, "\\bottomrule", "\\end{tabular}"]) + "\n"
