@@ -184,12 +184,29 @@ class DatasetConfig(_Strict):
         return tuple(sorted(set(self.modalities_used))) if self.modalities_used else self.all_modalities
 
 
+class AutoSkip(_Strict):
+    """Skip factors chosen from measured learning speed (amst_core/skip.py, Doc/methods.md)."""
+
+    warmup: int = Field(3, ge=2, le=10_000, description="epochs with every modality updated before the first "
+                                                        "decision (a speed needs two points)")
+    every: int = Field(3, ge=1, le=10_000, description="epochs between two decisions")
+    max_factor: int = Field(8, ge=1, le=10_000, description="the largest factor a decision may give")
+
+
 class SkipFactors(_Strict):
-    """Modality m is updated in epoch e iff e % k_m == 0 (epochs counted from 0)."""
+    """Modality m is updated in epoch e iff e % k_m == 0 (epochs counted from 0); `auto` (or `skip: auto`)
+    chooses the factors during the run instead, from each modality's measured learning speed."""
 
     audio: int = Field(1, ge=1)
     visual: int = Field(1, ge=1)
     text: int = Field(1, ge=1)
+    auto: AutoSkip | None = Field(None, description="set (`skip: auto` for the defaults): factors chosen from "
+                                                    "the helpers' learning speed; the fixed factors are ignored")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_shorthand(cls, data: Any) -> Any:
+        return {"auto": {}} if data == "auto" else data
 
     def factor(self, modality: str) -> int:
         return int(getattr(self, modality))
@@ -286,6 +303,10 @@ class RunConfig(_Strict):
         object.__setattr__(self, "method_params", params.model_dump())
         if self.fusion is not None and info.fusion_fixed and self.fusion != info.default_fusion:
             raise ValueError(f"fusion: {self.method} fixes its own heads; leave fusion unset")
+        if self.skip.auto is not None and not info.uses_skip:
+            skipping = ", ".join(name for name, m in METHODS.items() if m.uses_skip)
+            raise ValueError(f"skip.auto: {self.method} does not skip modalities; automatic skip factors are for "
+                             f"{skipping}")
         available = self.dataset.modalities
         if info.modalities is not None and len(available) != info.modalities:
             raise ValueError(f"method: {self.method} needs a dataset of exactly {info.modalities} modalities; "

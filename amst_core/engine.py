@@ -297,6 +297,7 @@ class Trainer:
         points += self.evaluate("val", epoch)
         if accuracy(points, "val", PRIMARY) is None:
             raise ConfigError("dataset", "the validation split is empty: model selection needs it")
+        points += self.skip_decision(epoch, points)
         improved = self.selection.improves(points)
         if improved or self.cfg.test_every_epoch or self.method.tests_every_epoch:
             points += self.evaluate("test", epoch)
@@ -364,10 +365,21 @@ class Trainer:
             meters.update(self.method.eval_batch(batch), batch["label"])
         return meters.points(split, epoch)
 
+    def skip_decision(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
+        """`skip: auto`: the schedule sees each modality's helper validation accuracy (AMST-FULL: its alternating
+        module's); a decision taken now is logged with its evidence, each modality's speed."""
+        helper = {m: next((p.value for p in points if p.split == "val" and p.name == "acc" and p.modality == m
+                           and p.component in ("helper", "alt_helper")), None) for m in self.method.modalities}
+        speeds = self.method.schedule.observe(epoch, helper)
+        return [MetricPoint("train", "run", m, "skip_speed", epoch, speed) for m, speed in speeds.items()]
+
     def run_points(self, epoch: int, lrs: dict[str, float], samples: int, train_time: float,
                    epoch_time: float) -> list[MetricPoint]:
-        updated = set(self.method.schedule.updated(epoch))
+        schedule = self.method.schedule
+        updated, factors = set(schedule.updated(epoch)), schedule.factors_at(epoch)
         points = [MetricPoint("train", "run", m, "skip", epoch, float(m in updated)) for m in self.method.modalities]
+        points += [MetricPoint("train", "run", m, "skip_factor", epoch, float(factors[m]))
+                   for m in self.method.modalities]
         # lr of each part (encoders: the first modality's group), and of each modality's encoder (MSLR moves them)
         points += [MetricPoint("train", part, None, "lr", epoch, lr) for part, lr in lrs.items() if ":" not in part]
         points += [MetricPoint("train", "run", part.split(":")[1], "lr", epoch, lr) for part, lr in lrs.items()
@@ -398,6 +410,7 @@ class Trainer:
             "final_epoch": last_points[0].epoch if last_points else self.start_epoch - 1,
             "final": final,
             "skip_factors": dict(schedule.factors),
+            "skip_decisions": [{"from_epoch": start, "factors": f} for start, f in schedule.decisions],
             "skipped_epochs": {m: [e for e in range(self.cfg.epochs) if not schedule.is_updated(m, e)]
                                for m in schedule.factors},
             "seconds_this_session": round(seconds, 2),

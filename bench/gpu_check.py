@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pipeline  # bench/ is on the path of a script run from it
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import pipeline  # noqa: E402  (bench/ is not a package)
 
 
 class UtilisationSampler:

@@ -80,15 +80,19 @@ def balance_figure(b: Balance) -> go.Figure:
     return fig
 
 
-def skip_figure(modalities: list[str], epochs: list[int], grid: list[list[float | None]]) -> go.Figure:
-    """A strip per modality: a filled square where it was updated, a hollow one where it was skipped."""
+def skip_figure(modalities: list[str], epochs: list[int], grid: list[list[float | None]],
+                factors: dict[str, dict[int, float]] | None = None) -> go.Figure:
+    """A strip per modality: a filled square where it was updated, a hollow one where it was skipped; the hover
+    says the skip factor in force where the run logged it."""
     fig = go.Figure()
     for m, row in zip(modalities, grid, strict=True):
         for updated, symbol, label in ((1.0, "square", "updated"), (0.0, "square-open", "skipped")):
             xs = [e for e, v in zip(epochs, row, strict=True) if v == updated]
-            fig.add_trace(go.Scatter(x=xs, y=[m] * len(xs), mode="markers", name=f"{m} {label}",
+            k = (factors or {}).get(m, {})
+            text = [f" (skip factor {k[e]:.0f})" if e in k else "" for e in xs]
+            fig.add_trace(go.Scatter(x=xs, y=[m] * len(xs), mode="markers", name=f"{m} {label}", text=text,
                                      marker={"symbol": symbol, "size": 11, "color": modality_color(m)},
-                                     hovertemplate=f"{m}: {label} in epoch %{{x}}<extra></extra>"))
+                                     hovertemplate=f"{m}: {label} in epoch %{{x}}%{{text}}<extra></extra>"))
     fig.update_layout(height=80 + 40 * max(1, len(modalities)), showlegend=False, xaxis_title="epoch",
                       **{**LAYOUT, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}})
     return fig

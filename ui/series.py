@@ -173,6 +173,28 @@ def skip_strip(rs: RunSeries) -> tuple[list[str], list[int], list[list[float | N
     return modalities, epochs, grid
 
 
+def skip_factors(rs: RunSeries) -> dict[str, dict[int, float]]:
+    """The skip factor in force per modality and epoch (run/<m>/skip_factor)."""
+    keys = {m: ("train", "run", m, "skip_factor") for m in rs.modalities()}
+    return {m: dict(rs.points[key]) for m, key in keys.items() if key in rs.points}
+
+
+def skip_decisions(rs: RunSeries) -> list[dict[str, object]]:
+    """`skip: auto`'s decisions: after which epoch, each modality's measured speed and the factor it gave (in
+    force from the next epoch)."""
+    speeds = {m: rs.points[key] for m in rs.modalities() if (key := ("train", "run", m, "skip_speed")) in rs.points}
+    factors = skip_factors(rs)
+    rows = []
+    for epoch in sorted({e for by_epoch in speeds.values() for e in by_epoch}):
+        row: dict[str, object] = {"after epoch": epoch}
+        for m, by_epoch in sorted(speeds.items()):
+            if epoch in by_epoch:
+                row[f"{m} speed"] = round(by_epoch[epoch], 4)
+                row[f"{m} factor"] = factors.get(m, {}).get(epoch + 1)
+        rows.append(row)
+    return rows
+
+
 def best_of(name: str, values: Iterable[float | None]) -> float | None:
     finite = [v for v in values if v is not None]
     if not finite:

@@ -34,7 +34,7 @@ from amst_core.catalog import METHODS
 from amst_core.config import RunConfig
 from amst_core.metrics import Key, MetricPoint
 from amst_core.models import MultimodalNet
-from amst_core.skip import SkipSchedule
+from amst_core.skip import AutoSkipSchedule, SkipSchedule
 
 Embeddings = dict[str, torch.Tensor]
 PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -120,7 +120,9 @@ class Method(ABC):
         self.device = device
         info = METHODS[self.name]
         factors = {m: cfg.skip.factor(m) if info.uses_skip else 1 for m in self.modalities}
-        self.schedule = SkipSchedule(factors)
+        auto = cfg.skip.auto if info.uses_skip else None
+        self.schedule = (AutoSkipSchedule(self.modalities, auto.warmup, auto.every, auto.max_factor) if auto
+                         else SkipSchedule(factors))
         self.params = cfg.params  # validated once, read every batch
         self.skip_mode = getattr(self.params, "skip_mode", "faithful")
         self.nets: dict[str, TrainedNet] = {
@@ -279,13 +281,14 @@ class Method(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         return {"nets": {k: t.state_dict() for k, t in self.nets.items()}, "scaler": self.scaler.state_dict(),
-                "extra": self.extra_state()}
+                "extra": self.extra_state(), "skip": self.schedule.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k, t in self.nets.items():
             t.load_state_dict(state["nets"][k])
         self.scaler.load_state_dict(state["scaler"])
         self.load_extra_state(state.get("extra", {}))
+        self.schedule.load_state_dict(state.get("skip", {}))
 
     # ---- update building blocks used by several methods -------------------------------------------------------
 

@@ -187,3 +187,9 @@ def test_balance_and_gap_figures():
                           "values": [0.1, 0.2, 0.2]}], "run": rs.run, "next_since_epoch": 2})
     with_probes = charts.balance_figure(balance(rs))
     assert with_probes.data[3].name == "gap of the probes" and list(with_probes.data[3].y) == [0.1, 0.2, 0.2]
+
+
+def test_skip_figure_says_the_factor_in_force_on_hover():
+    fig = charts.skip_figure(["audio"], [0, 1, 2], [[1.0, 0.0, 1.0]], {"audio": {0: 1.0, 1: 2.0, 2: 2.0}})
+    updated = next(t for t in fig.data if t.name == "audio updated")
+    assert list(updated.text) == [" (skip factor 1)", " (skip factor 2)"]

@@ -92,6 +92,7 @@ def test_new_run_form_shows_the_api_error_next_to_the_field_then_submits(app, se
     device = next(t for t in at.text_input if t.label == "Device")
     device.set_value("cpu")
     next(s for s in at.selectbox if s.label == "Precision").set_value("bf16")
+    next(c for c in at.checkbox if "automatically" in c.label).check()
     at.get("form_submit_button")[0].click().run()
     no_traceback(at)
     runs = httpx.get(f"{seeded_api.url}/runs", params={"method": "amst_full"}).json()["items"]
@@ -99,6 +100,7 @@ def test_new_run_form_shows_the_api_error_next_to_the_field_then_submits(app, se
     config = httpx.get(f"{seeded_api.url}/runs/{submitted['id']}").json()["config"]
     assert config["epochs"] == 2 and config["skip"]["audio"] == 3 and config["model"]["image_size"] == 28
     assert config["precision"] == "bf16" and config["compile"] is False and config["num_workers"] == "auto"
+    assert config["skip"]["auto"] == {"warmup": 3, "every": 3, "max_factor": 8}
     assert "Submitted run" in texts(at.success)  # the form moved on to the new run's page
 
 

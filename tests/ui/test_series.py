@@ -397,3 +397,16 @@ def test_pair_baselines_with_any_baseline_method():
     assert S.pair_baselines([amst], runs, "ogm_ge") == [(amst, runs[1])]
     assert S.pair_baselines([amst], runs, "mla") == [(amst, runs[2])]
     assert S.pair_baselines([amst], runs, "pmr") == []
+
+
+def test_automatic_skip_decisions_and_factors():
+    rs = make(series=[
+        ("train", "run", "audio", "skip_factor", [0, 1, 2, 3], [1.0, 1.0, 4.0, 4.0]),
+        ("train", "run", "visual", "skip_factor", [0, 1, 2, 3], [1.0, 1.0, 1.0, 1.0]),
+        ("train", "run", "audio", "skip_speed", [1], [0.2]),
+        ("train", "run", "visual", "skip_speed", [1], [0.05]),
+    ])
+    assert S.skip_factors(rs)["audio"] == {0: 1.0, 1: 1.0, 2: 4.0, 3: 4.0}
+    assert S.skip_decisions(rs) == [{"after epoch": 1, "audio speed": 0.2, "audio factor": 4.0,
+                                     "visual speed": 0.05, "visual factor": 1.0}]
+    assert S.skip_decisions(make(series=[])) == []

@@ -100,6 +100,13 @@ with shown_errors():
                 values["skip"][modality] = col.number_input(modality, min_value=1, step=1,
                                                             value=int(start.get("skip", {}).get(modality, 1)))
                 slots[f"skip.{modality}"] = col.empty()
+            started_auto = start.get("skip", {}).get("auto")
+            auto = st.checkbox("Choose the factors automatically (`skip: auto`)", started_auto is not None,
+                               help="every modality trained for a few warm-up epochs, then each factor from its "
+                                    "helper's learning speed relative to the slowest one, re-estimated every few "
+                                    "epochs (Doc/methods.md); the factors above are then ignored")
+            values["skip"]["auto"] = (started_auto or {}) if auto else None
+            slots["skip.auto"] = st.empty()
             slots["skip"] = st.empty()
         if not method["fusion_fixed"]:
             values["fusion"] = st.selectbox("Fusion", FUSIONS, index=pick(FUSIONS, start.get("fusion")

@@ -9,12 +9,22 @@ import streamlit as st
 from ui.charts import PLOT_CONFIG, balance_figure, curves_figure, skip_figure
 from ui.client import ApiError, ApiUnavailable
 from ui.common import PAGES, api, duration, run_label, series_cache, shown_errors
-from ui.series import BRANCH_COMPONENTS, HELPER_COMPONENTS, RunSeries, balance, refresh, skip_strip, to_csv
+from ui.series import (
+    BRANCH_COMPONENTS,
+    HELPER_COMPONENTS,
+    RunSeries,
+    balance,
+    refresh,
+    skip_decisions,
+    skip_factors,
+    skip_strip,
+    to_csv,
+)
 from ui.settings import ui_settings
 from ui.style import ACTIVE, CANCELLABLE, RETRYABLE, STATUS_BADGE
 
-RUN_LEVEL_NAMES = {"skip", "epoch_time", "samples_per_s", "lr", "acc_gap", "ogm_coeff", "ogm_ratio",
-                   "epochs_to_plateau", "best_epoch", "best_val_acc", "test_acc_at_best"}
+RUN_LEVEL_NAMES = {"skip", "skip_factor", "skip_speed", "epoch_time", "samples_per_s", "lr", "acc_gap",
+                   "ogm_coeff", "ogm_ratio", "epochs_to_plateau", "best_epoch", "best_val_acc", "test_acc_at_best"}
 
 
 def choose_run() -> str | None:
@@ -137,8 +147,14 @@ def skip_panel(rs: RunSeries) -> None:
     modalities, epochs, grid = skip_strip(rs)
     if modalities:
         st.subheader("Skip schedule")
-        st.caption("■ updated in that epoch · □ skipped")
-        st.plotly_chart(skip_figure(modalities, epochs, grid), key="skip", config=PLOT_CONFIG)
+        st.caption("■ updated in that epoch · □ skipped · hover for the skip factor in force")
+        factors = skip_factors(rs)
+        st.plotly_chart(skip_figure(modalities, epochs, grid, factors), key="skip", config=PLOT_CONFIG)
+        decisions = skip_decisions(rs)
+        if decisions:
+            st.markdown("**Automatic skip factors** (`skip: auto`): each decision, from the helpers' validation "
+                        "accuracy slope per epoch")
+            st.dataframe(decisions, hide_index=True)
 
 
 st.title("Run")
