@@ -30,7 +30,7 @@ from amst_core.store.models import Run, utcnow
 from api.dispatch import Dispatcher
 from api.errors import install_error_handlers
 from api.guards import BodyLimit
-from api.routes import meta, runs
+from api.routes import meta, runs, sweeps
 from api.routes.meta import package_version
 from api.settings import api_settings
 
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.limits.body_bytes)
     app.include_router(runs.router)
+    app.include_router(sweeps.router)
     app.include_router(meta.router)
     app.openapi = lambda: custom_openapi(app)  # type: ignore[method-assign]
     return app
@@ -115,6 +116,7 @@ def reap_once(app: FastAPI) -> list[str]:
         s.commit()
         for run_id in result.lost:
             log.warning("run %s lost its worker and has no restart left", run_id)
+        sweeps.release(s, app.state.dispatcher)  # a sweep's held-back runs, as its earlier runs end
         again = list(dict.fromkeys(result.requeued + waiting))
         sent = []
         for run_id, queue in again:

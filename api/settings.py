@@ -12,6 +12,9 @@ class ApiSettings(Settings):
     sse_keepalive_s: float = Field(15.0, alias="AMST_SSE_KEEPALIVE_S", gt=0,
                                    description="idle seconds before an event stream sends a keep-alive comment")
     limits: Limits = Field(default_factory=Limits, description="what one request may ask (AMST_MAX_*)")
+    sweep_max_concurrent: int = Field(2, alias="AMST_SWEEP_MAX_CONCURRENT", ge=1, le=10_000,
+                                      description="runs of one sweep dispatched at once at most (a sweep may ask "
+                                                  "fewer): single runs never wait behind a whole sweep")
     allowed_origins: str = Field(
         "http://127.0.0.1:8501,http://localhost:8501,http://127.0.0.1:8000,http://localhost:8000",
         alias="AMST_ALLOWED_ORIGINS",

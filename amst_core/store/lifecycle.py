@@ -226,9 +226,12 @@ def mark_stalled(s: Session, settings: Settings) -> list[str]:
 
 
 def queued_runs_without_lease(s: Session, older_than_s: float) -> list[tuple[str, str]]:
-    """Queued runs that have waited long: re-dispatched in case their broker message was lost."""
+    """Queued runs that have waited long: re-dispatched in case their broker message was lost (not a sweep's runs
+    held back until their sweep may run one more: they have no message yet)."""
     cutoff = utcnow() - timedelta(seconds=older_than_s)
-    rows = s.execute(select(Run.id, Run.queue).where(Run.status == RunStatus.queued, Run.updated_at < cutoff))
+    held = Run.sweep_id.is_not(None) & Run.task_id.is_(None)
+    rows = s.execute(select(Run.id, Run.queue).where(Run.status == RunStatus.queued, Run.updated_at < cutoff,
+                                                     ~held))
     return [(r.id, r.queue) for r in rows.all()]
 
 

@@ -137,6 +137,9 @@ class Run(Base):
     # progress within an epoch, from the worker's heartbeat (see amst_core.engine.LiveProgress)
     live: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     progress_at: Mapped[datetime | None] = mapped_column(Tz)
+    # a sweep's run: its sweep and grid values; held back (no task yet) until the sweep may run one more
+    sweep_id: Mapped[str | None] = mapped_column(ForeignKey("sweeps.id", ondelete="SET NULL"))
+    sweep_cell: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     tags: Mapped[list[RunTag]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 
@@ -145,11 +148,29 @@ class Run(Base):
         Index("ix_runs_status_queue", "status", "queue", "created_at"),
         Index("ix_runs_method", "method"),
         Index("ix_runs_dataset", "dataset"),
+        Index("ix_runs_sweep", "sweep_id", "status"),
     )
 
     @property
     def tag_names(self) -> list[str]:
         return sorted(t.tag for t in self.tags)
+
+
+class Sweep(Base):
+    """A grid of runs submitted as one study (amst_core.sweeps); its runs are ordinary runs with `sweep_id`."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    base: Mapped[dict[str, Any]] = mapped_column(JSON)
+    grid: Mapped[dict[str, Any]] = mapped_column(JSON)
+    baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    max_concurrent: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Tz, default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(Tz)
+
+    __table_args__ = (Index("ix_sweeps_created", "created_at", "id"),)
 
 
 class RunTag(Base):

@@ -1,0 +1,260 @@
+"""Sweeps: a grid of runs as one submission, its progress, its results matrix and tables (amst_core.sweeps)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import yaml
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from amst_core.config import ConfigError
+from amst_core.store import sweeps as store
+from amst_core.store.models import Run, Sweep, utcnow
+from amst_core.sweeps import (
+    MIN_PAIRS,
+    SEED,
+    SweepError,
+    expand,
+    find_cell,
+    matrix,
+    table,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
+from api.deps import RUN_ID, DispatcherDep, SessionDep, SettingsDep
+from api.errors import ApiError, validation_error
+from api.routes.runs import EMPTY_BODY, Auth, Errors, Mutation, empty_body, revoke
+from api.runconfig import check_dataset_files, check_storable, parse_json, validate_config
+from api.schemas import ErrorResponse, RunSummary
+from api.settings import ApiSettings
+
+log = logging.getLogger("amst.api")
+router = APIRouter(tags=["sweeps"])
+
+
+class SweepIn(BaseModel):
+    name: str | None = Field(None, min_length=1, max_length=120, pattern=r"^[^\x00-\x1f\x7f]+$")
+    base: dict[str, Any] = Field(description="a RunConfig: what every run of the sweep shares")
+    grid: dict[str, Annotated[list[Any], Field(min_length=1, max_length=1000)]] = Field(
+        min_length=1, max_length=50, description='dotted run-config fields and their values, e.g. {"method": '
+                                                   '["naive", "amst_full"], "skip.audio": [1, 2, 3], "seed": [0, 1]}')
+    baseline: dict[str, Any] | None = Field(None, description='the cell the others are paired with, by some of its '
+                                                              'grid values: {"method": "naive"}')
+    max_concurrent: int | None = Field(None, ge=1, le=10_000, description="runs of this sweep dispatched at once "
+                                       "(at most the server's AMST_SWEEP_MAX_CONCURRENT)")
+
+
+class StatOut(BaseModel):
+    mean: float | None
+    std: float | None
+    count: int
+
+
+class PairedOut(BaseModel):
+    seeds: list[Any]
+    differences: list[float]
+    mean: float | None
+    t_p: float | None = Field(description="paired t-test, two-sided")
+    wilcoxon_p: float | None = Field(description="Wilcoxon signed-rank, two-sided")
+    meaningful: bool = Field(description=f"at least {MIN_PAIRS} paired seeds; fewer make the p-values say little")
+
+
+class RowOut(BaseModel):
+    cell: dict[str, Any]
+    stats: dict[str, StatOut]
+    paired: dict[str, PairedOut]
+
+
+class SweepOut(BaseModel):
+    id: str
+    name: str
+    status: str = Field(description="queued, running, cancelling, succeeded, finished (some runs did not succeed) "
+                                    "or cancelled")
+    created_at: datetime
+    grid: dict[str, Any]
+    baseline: dict[str, Any] | None
+    max_concurrent: int
+    progress: dict[str, Any] = Field(description="total, done, succeeded, and runs per status")
+
+
+class SweepDetail(SweepOut):
+    base: dict[str, Any]
+    runs: list[RunSummary]
+    cells: list[dict[str, Any]] = Field(description="each run's grid values, in the order of `runs`")
+    matrix: list[RowOut] = Field(description="one row per cell (the grid minus seed) over its succeeded runs")
+
+
+class SweepPage(BaseModel):
+    items: list[SweepOut]
+
+
+def sweep_out(sweep: Sweep, runs: list[Run]) -> dict[str, Any]:
+    return {"id": sweep.id, "name": sweep.name, "status": store.status(sweep, runs), "created_at": sweep.created_at,
+            "grid": sweep.grid, "baseline": sweep.baseline, "max_concurrent": sweep.max_concurrent,
+            "progress": store.progress(runs)}
+
+
+def find_sweep(s: Session, sweep_id: str, for_update: bool = False) -> Sweep:
+    query = select(Sweep).where(Sweep.id == sweep_id)
+    sweep = s.scalar(query.with_for_update() if for_update else query) if RUN_ID.match(sweep_id) else None
+    if sweep is None:
+        raise ApiError(404, f"sweep {sweep_id[:100]} not found", "sweep_id")
+    return sweep
+
+
+def results_matrix(sweep: Sweep, runs: list[Run], baseline: dict[str, Any] | None) -> list:
+    """The matrix over the succeeded runs, paired with the baseline cell (the request's, else the sweep's) once
+    that cell has results; a baseline that names no single cell of the grid is a 422."""
+    baseline = baseline if baseline is not None else sweep.baseline
+    results = store.results(runs)
+    try:
+        if baseline:
+            cell = find_cell(list(dict.fromkeys(tuple((k, v) for k, v in (r.sweep_cell or {}).items() if k != SEED)
+                                                for r in runs)), baseline)
+            if not any(r.cell_key == cell for r in results):
+                baseline = None  # nothing to pair with yet
+        return matrix(results, baseline)
+    except SweepError as err:
+        raise ApiError(422, str(err), err.field) from None
+
+
+async def sweep_body(request: Request) -> SweepIn:
+    try:
+        return SweepIn.model_validate(parse_json(await request.body()))
+    except ValidationError as err:
+        raise validation_error(err.errors()) from None
+
+
+# The body is read by sweep_body (strict JSON, our error format), so OpenAPI is told its schema explicitly.
+SWEEP_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": SweepIn.model_json_schema()}}}}
+
+
+SWEEP_LINKS = {name: {"operationId": op, "parameters": {"sweep_id": "$response.body#/id"}} for name, op in (
+    ("GetSweep", "get_sweep_sweeps__sweep_id__get"), ("GetTable", "get_table_sweeps__sweep_id__table_get"),
+    ("CancelSweep", "cancel_sweep_sweeps__sweep_id__cancel_post"))}
+
+
+@router.post("/sweeps", status_code=201, response_model=SweepDetail, dependencies=Auth, openapi_extra=SWEEP_BODY,
+             responses={**Mutation, 503: {"model": ErrorResponse}, 201: {"links": SWEEP_LINKS}})
+def submit_sweep(response: Response, s: SessionDep, settings: SettingsDep, dispatch: DispatcherDep,
+                 body: Annotated[SweepIn, Depends(sweep_body)]) -> SweepDetail:
+    """Queue a grid of runs. Every combination is validated first: an invalid one is a 422 naming its cell and
+    field, and nothing is queued. Runs are released `max_concurrent` at a time (fair to other runs)."""
+    check_storable(body.base, "base")
+    check_storable(body.grid, "grid")
+    check_storable(body.baseline, "baseline")
+    try:
+        runs = expand(body.base, body.grid)
+    except SweepError as err:
+        raise ApiError(422, str(err), f"grid.{err.field}" if err.cell and err.field else err.field or "grid") \
+            from None
+    checked: dict[str, Any] = {}
+    for r in runs:  # limits and data files, once per distinct dataset / run shape
+        cfg = validate_config(r.config.model_dump(mode="json"), settings.limits)
+        key = repr(cfg.dataset.model_dump())
+        if key not in checked:
+            checked[key] = check_dataset_files(cfg, settings)
+    limit = min(body.max_concurrent or settings.sweep_max_concurrent, settings.sweep_max_concurrent)
+    try:
+        sweep = store.create_sweep(s, body.name, body.base, body.grid, runs, body.baseline, limit)
+    except (SweepError, ConfigError) as err:
+        s.rollback()
+        raise ApiError(422, str(err), getattr(err, "field", None) or "baseline") from None
+    s.commit()
+    release(s, dispatch)
+    response.headers["Location"] = f"/sweeps/{sweep.id}"
+    return detail(s, sweep)
+
+
+def release(s: Session, dispatch: Any) -> list[str]:
+    """Give held-back sweep runs their task where their sweep may run more (also every reaper pass)."""
+    sent = []
+    for run_id, queue in store.runs_to_release(s):
+        try:
+            task_id = dispatch.send(run_id, queue)
+        except Exception as err:  # the broker is down: the next reaper pass tries again
+            log.error("could not release sweep run %s: %s", run_id, err)
+            break
+        s.execute(update(Run).where(Run.id == run_id).values(task_id=task_id, updated_at=utcnow()))
+        s.commit()
+        sent.append(run_id)
+    return sent
+
+
+def detail(s: Session, sweep: Sweep, baseline: dict[str, Any] | None = None) -> SweepDetail:
+    runs = store.sweep_runs(s, sweep.id)
+    now = utcnow()
+    rows = results_matrix(sweep, runs, baseline)
+    return SweepDetail(**sweep_out(sweep, runs), base=sweep.base, runs=[RunSummary.of(r, now) for r in runs],
+                       cells=[r.sweep_cell or {} for r in runs],
+                       matrix=[RowOut(cell=r.cell, stats={k: StatOut(**vars(v)) for k, v in r.stats.items()},
+                                      paired={k: PairedOut(**vars(v)) for k, v in r.paired.items()}) for r in rows])
+
+
+@router.get("/sweeps", response_model=SweepPage, responses=Errors)
+def list_sweeps(s: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> SweepPage:
+    """Sweeps, newest first, with their progress."""
+    sweeps = list(s.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit)))
+    return SweepPage(items=[SweepOut(**sweep_out(w, store.sweep_runs(s, w.id))) for w in sweeps])
+
+
+def parse_baseline(text: str | None) -> dict[str, Any] | None:
+    """`method=naive,skip.audio=2` -> {"method": "naive", "skip.audio": 2} (values read as YAML scalars)."""
+    if text is None:
+        return None
+    out: dict[str, Any] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ApiError(422, f"baseline: {item!r} is not key=value", "baseline")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        out[key] = parsed if isinstance(parsed, str | int | float | bool) else value
+    return out
+
+
+Baseline = Annotated[str | None, Query(max_length=500, description="pair the cells with this one instead: "
+                                                                    "key=value,... (e.g. method=naive)")]
+
+
+@router.get("/sweeps/{sweep_id}", response_model=SweepDetail, responses=Errors)
+def get_sweep(sweep_id: str, s: SessionDep, baseline: Baseline = None) -> SweepDetail:
+    """The sweep, its runs with their grid values, and the results matrix over its succeeded runs."""
+    return detail(s, find_sweep(s, sweep_id), parse_baseline(baseline))
+
+
+@router.get("/sweeps/{sweep_id}/table", responses={200: {"content": {"text/csv": {}, "text/markdown": {},
+                                                                     "application/x-latex": {}}}, **Errors})
+def get_table(sweep_id: str, s: SessionDep, format: Literal["csv", "md", "tex"] = "csv",
+              baseline: Baseline = None) -> Response:
+    """The results matrix as CSV, a Markdown table or a LaTeX tabular (booktabs)."""
+    sweep = find_sweep(s, sweep_id)
+    header, body = table(results_matrix(sweep, store.sweep_runs(s, sweep.id), parse_baseline(baseline)))
+    text, media = {"csv": (to_csv, "text/csv"), "md": (to_markdown, "text/markdown"),
+                   "tex": (to_latex, "application/x-latex")}[format]
+    return Response(text(header, body), media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="{sweep.id}.{format}"'})
+
+
+@router.post("/sweeps/{sweep_id}/cancel", response_model=SweepDetail, dependencies=[*Auth, Depends(empty_body)],
+             responses=Mutation, openapi_extra=EMPTY_BODY)
+def cancel_sweep(sweep_id: str, s: SessionDep, settings: SettingsDep, dispatch: DispatcherDep) -> SweepDetail:
+    """Cancel the sweep: its queued runs at once, its running ones within seconds."""
+    sweep = find_sweep(s, sweep_id, for_update=True)
+    tasks = store.cancel_sweep(s, sweep)
+    s.commit()
+    for task_id in tasks:
+        revoke(dispatch, task_id)
+    return detail(s, sweep)
+
+
+__all__ = ["ApiSettings", "release", "router"]
