@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from amst_core.config import ConfigError, RunConfig, cache_dir, dump_config, load_config
+from amst_core.config import ConfigError, RunConfig, cache_dir, dump_config, load_config, set_by_path
 from amst_core.layouts.base import SPLITS
 
 # Anything else would change the run being continued. num_workers does not: every sample's augmentation has its
@@ -161,6 +161,56 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return build_cache([f"dataset.name={args.target}", *args.set], None, not args.no_progress)
 
 
+def run_study(base: dict[str, Any], grid: dict[str, Any], baseline: dict[str, Any] | None,
+              args: argparse.Namespace, name: str) -> int:
+    from amst_core import study
+
+    if args.api:
+        body = {"name": name, "base": base, "grid": grid, "baseline": baseline}
+        if args.max_concurrent:
+            body["max_concurrent"] = args.max_concurrent
+        sweep, markdown = study.submit(args.api.rstrip("/"), os.environ.get("AMST_API_TOKEN"), body, args.wait)
+        print(markdown if markdown is not None else json.dumps({"sweep": sweep["id"]}))
+        return 0
+    out = Path(args.out or Path("sweeps") / name)
+    results = study.run_here(base, grid, baseline, out, False if args.no_progress else None)
+    print(study.write_tables(results, baseline, out))
+    print(f"tables: {out}/matrix.csv, matrix.md, matrix.tex", file=sys.stderr)
+    return 0
+
+
+@on_local_paths
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """A grid of runs: here one after another (resumable), or submitted to a server with --api."""
+    from amst_core import study
+
+    base = load_config(args.config, args.set).model_dump(mode="json")
+    grid = study.parse_grid(args.grid)
+    if not grid:
+        raise ConfigError("--grid", "give at least one --grid KEY=V1,V2,...")
+    return run_study(base, grid, study.parse_cell(args.baseline), args, args.name or Path(args.config).stem)
+
+
+@on_local_paths
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """The paper's comparison for a dataset: configs/<dataset>/reproduce.yaml."""
+    from amst_core import study
+
+    path = study.REPRODUCE_DIR / args.dataset / "reproduce.yaml"
+    if not path.exists():
+        known = sorted(p.parent.name for p in study.REPRODUCE_DIR.glob("*/reproduce.yaml"))
+        raise ConfigError("dataset", f"no reproduce.yaml for {args.dataset}; known: {', '.join(known)}")
+    spec = study.load_study(path)
+    base = spec["base"]  # no method: the grid gives it; every combination is validated by the sweep
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(item, "--set needs key.path=value")
+        set_by_path(base, key.strip(), value)
+    grid = {**spec["grid"], **study.parse_grid(args.grid)}
+    return run_study(base, grid, spec.get("baseline"), args, args.name or f"reproduce-{args.dataset}")
+
+
 @on_local_paths
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from amst_core.engine import evaluate_run
@@ -267,6 +317,29 @@ def library_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_cache)
+
+    def study_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a base field")
+        p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="a run-config field (dotted) and its values; repeat for a grid")
+        p.add_argument("--baseline", metavar="KEY=V,...", help="the cell the others are paired with (method=naive)")
+        p.add_argument("--name", help="the sweep's name (default: the config's)")
+        p.add_argument("--out", help="here: the study folder (default sweeps/<name>)")
+        p.add_argument("--api", metavar="URL", help="submit to this server instead (POST /sweeps; AMST_API_TOKEN)")
+        p.add_argument("--wait", action="store_true", help="with --api: wait for the runs, then print the table")
+        p.add_argument("--max-concurrent", type=int, help="with --api: runs of the sweep at once")
+        p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("sweep", help="a grid of runs and its results matrix (here, or on a server with --api)")
+    p.add_argument("config", help="the base run config (YAML)")
+    study_options(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("reproduce", help="the paper's comparison for a dataset: every method, the reference skip "
+                                         "factors, seeds 0-2 (configs/<dataset>/reproduce.yaml)")
+    p.add_argument("dataset")
+    study_options(p)
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("evaluate", help="metrics of a saved run on one split")
     p.add_argument("run_dir")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 from pathlib import Path
@@ -73,7 +74,7 @@ def test_config_prints_resolved_yaml(tmp_path, capsys):
     assert main(["config", str(path), "--set", "optim.lr=0.05"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["method"] == "amst_full"
-    assert printed["skip"] == {"audio": 3, "visual": 1, "text": 1}
+    assert printed["skip"] == {"audio": 3, "visual": 1, "text": 1, "auto": None}
     assert printed["optim"] == {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "lr_step": 70, "lr_gamma": 0.1}
     assert printed["method_params"] == {"skip_mode": "faithful", "full_joint_update": "alt"}
     assert printed["epochs"] == 100
@@ -294,3 +295,46 @@ def test_evaluate_json(trained, capsys, data_root):
 def test_evaluate_missing_checkpoint(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "best.pt" in capsys.readouterr().err
+
+
+def test_amst_sweep_trains_a_grid_here_writes_its_tables_and_continues_where_it_stopped(tmp_path: Path,
+                                                                                        monkeypatch, capsys) -> None:
+    from tiny import tiny_config
+
+    from amst_core import study
+
+    config = tmp_path / "base.yaml"
+    config.write_text(yaml.safe_dump(tiny_config("naive", epochs=1).model_dump(mode="json")))
+    out = tmp_path / "study"
+    args = ["sweep", str(config), "--grid", "method=naive,amst_full", "--grid", "seed=0,1", "--baseline",
+            "method=naive", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("| method | best_val_acc mean |")
+    assert sorted(p.name for p in out.iterdir()) == ["matrix.csv", "matrix.md", "matrix.tex", "method-amst_full_seed-0",
+                                                     "method-amst_full_seed-1", "method-naive_seed-0",
+                                                     "method-naive_seed-1"]
+    rows = list(csv.reader(io.StringIO((out / "matrix.csv").read_text())))
+    assert [r[0] for r in rows[1:]] == ["naive", "amst_full"] and rows[1][3] == "2"
+    monkeypatch.setattr("amst_core.execute.execute_run", lambda *a, **k: pytest.fail("trained again"))
+    assert main(args) == 0  # every run already has its summary: nothing is trained again
+    assert (out / "matrix.md").read_text().strip() == printed.strip()
+    assert study.parse_grid(["skip.audio=1,2,auto"]) == {"skip.audio": [1, 2, "auto"]}
+    assert main(["sweep", str(config), "--grid", "skip.audio=0", "--grid", "method=amst_alt", "--out",
+                 str(tmp_path / "bad")]) == 2
+    assert "cell skip.audio=0, method=amst_alt: skip.audio" in capsys.readouterr().err
+
+
+def test_amst_reproduce_reads_the_datasets_study(tmp_path: Path, monkeypatch, capsys) -> None:
+    from tiny import write_tiny_avdigits
+
+    monkeypatch.setenv("AMST_DATA_ROOT", str(tmp_path / "data"))
+    write_tiny_avdigits(tmp_path / "data")
+    out = tmp_path / "reproduce"
+    assert main(["reproduce", "avdigits", "--grid", "method=naive,amst_full", "--grid", "seed=0", "--set",
+                 "epochs=1", "--set", "model.width=8", "--out", str(out), "--no-progress"]) == 0
+    table = (out / "matrix.md").read_text().splitlines()
+    assert [line.split(" | ")[0].strip("| ") for line in table[2:]] == ["naive", "amst_full"]
+    assert "best_val_acc diff" in table[0]  # paired with naive, as the study file says
+    assert main(["reproduce", "nosuch"]) == 2
+    assert "no reproduce.yaml for nosuch; known: avdigits, ave, cremad" in capsys.readouterr().err

@@ -1,0 +1,131 @@
+"""`amst sweep` and `amst reproduce`: a grid of runs from the command line, trained here one after another or
+submitted to a server (`--api URL`), and its results matrix printed and written as CSV, Markdown and LaTeX.
+
+Here, each run trains into `<out>/<run name>/`; a run whose folder already holds its summary is not trained
+again, so an interrupted study continues where it stopped (an interrupted run resumes from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from amst_core.config import ConfigError
+from amst_core.sweeps import (
+    RunResult,
+    SweepError,
+    expand,
+    format_cell,
+    matrix,
+    modality_measures,
+    table,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
+
+REPRODUCE_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """`--grid method=naive,amst_full --grid skip.audio=1,2,5`: values read as YAML scalars."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--grid", f"{item!r}: give KEY=V1,V2,...")
+        try:
+            grid[key.strip()] = [yaml.safe_load(v) for v in values.split(",")]
+        except yaml.YAMLError as err:
+            raise ConfigError("--grid", f"{item!r}: {err}") from None
+    return grid
+
+
+def parse_cell(text: str | None) -> dict[str, Any] | None:
+    """`method=naive,optim.lr=0.1` -> {"method": "naive", "optim.lr": 0.1}."""
+    if not text:
+        return None
+    return {k: v[0] for k, v in parse_grid([f"{k}={v}" for k, _, v in (i.partition("=") for i in text.split(","))])
+            .items()}
+
+
+def run_dir_name(cell: Mapping[str, Any]) -> str:
+    return "_".join(f"{k}-{v}" for k, v in cell.items()).replace("/", "-") or "run"
+
+
+def run_here(base: Mapping[str, Any], grid: Mapping[str, Any], baseline: Mapping[str, Any] | None, out: Path,
+             progress: bool | None) -> list[RunResult]:
+    from amst_core.execute import execute_run
+    from amst_core.sinks import ConsoleSink, JsonlSink
+
+    try:
+        runs = expand(base, grid)
+    except SweepError as err:
+        raise ConfigError(err.field, str(err)) from None
+    results = []
+    for i, run in enumerate(runs, start=1):
+        folder = out / run_dir_name(run.cell)
+        summary_file = folder / "summary.json"
+        print(f"[{i}/{len(runs)}] {format_cell(run.cell)} -> {folder}", file=sys.stderr)
+        if summary_file.exists():  # trained by an earlier call of this study
+            summary = json.loads(summary_file.read_text())
+        else:  # (an interrupted run resumes from its last checkpoint)
+            summary = execute_run(run.config, folder, [JsonlSink(folder / "metrics.jsonl"),
+                                                       ConsoleSink(run.config.epochs)],
+                                  run_id=folder.name, progress=progress)
+        measures = {"best_val_acc": summary.get("best_val_acc"), "test_acc_at_best": summary.get("test_acc_at_best"),
+                    **modality_measures(summary.get("test_at_best"))}
+        results.append(RunResult(dict(run.cell), measures))
+    return results
+
+
+def write_tables(results: list[RunResult], baseline: Mapping[str, Any] | None, out: Path) -> str:
+    try:
+        header, body = table(matrix(results, baseline))
+    except SweepError as err:
+        raise ConfigError(err.field, str(err)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    for suffix, render in (("csv", to_csv), ("md", to_markdown), ("tex", to_latex)):
+        (out / f"matrix.{suffix}").write_text(render(header, body))
+    return to_markdown(header, body)
+
+
+def submit(api: str, token: str | None, body: dict[str, Any], wait: bool) -> tuple[dict[str, Any], str | None]:
+    """POST /sweeps; with `wait`, poll until every run ended and fetch the Markdown table."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    resp = httpx.post(f"{api}/sweeps", json=body, headers=headers, timeout=60)
+    if resp.status_code != 201:
+        error = resp.json().get("error", {}) if resp.headers.get("content-type", "").startswith("application/json") \
+            else {}
+        raise ConfigError(error.get("field"), error.get("message") or f"{resp.status_code} {resp.text[:200]}")
+    sweep = resp.json()
+    print(f"sweep {sweep['id']}: {sweep['progress']['total']} runs queued on {api}", file=sys.stderr)
+    if not wait:
+        return sweep, None
+    while sweep["status"] not in ("succeeded", "finished", "cancelled"):
+        time.sleep(5)
+        sweep = httpx.get(f"{api}/sweeps/{sweep['id']}", timeout=30).json()
+        p = sweep["progress"]
+        print(f"  {p['done']}/{p['total']} ended ({p['succeeded']} succeeded)", file=sys.stderr)
+    return sweep, httpx.get(f"{api}/sweeps/{sweep['id']}/table", params={"format": "md"}, timeout=30).text
+
+
+def load_study(path: Path) -> dict[str, Any]:
+    """A study file: `base` (a run config, or `base_config`: a path to one), `grid`, optional `baseline`."""
+    try:
+        study = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("config", f"file not found: {path}") from None
+    if not isinstance(study, dict) or "grid" not in study:
+        raise ConfigError("config", f"{path} must hold `base` (or `base_config`) and `grid`")
+    if "base_config" in study:
+        study["base"] = yaml.safe_load((path.parent / study.pop("base_config")).read_text())
+    return study
