@@ -50,6 +50,9 @@ def format_cell(cell: Mapping[str, Any] | None) -> str:
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set a dotted field; `skip.<m>: auto` (one value of a grid of factors) means `skip: auto`."""
+    if dotted.startswith("skip.") and value == "auto":
+        dotted, value = "skip.auto", {}
     keys = dotted.split(".")
     node = data
     for key in keys[:-1]:

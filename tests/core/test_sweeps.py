@@ -35,6 +35,12 @@ def test_a_grid_expands_to_one_validated_config_per_combination() -> None:
     assert (last.method, last.skip.audio, last.seed, last.epochs) == ("amst_full", 3, 1, 2)
 
 
+def test_auto_among_skip_factors_means_skip_auto() -> None:
+    runs = expand(BASE, {"skip.audio": [2, "auto"]})
+    assert [r.cell["skip.audio"] for r in runs] == [2, "auto"]
+    assert runs[0].config.skip.auto is None and runs[1].config.skip.auto is not None
+
+
 def test_skip_keys_do_not_multiply_a_method_that_does_not_skip() -> None:
     runs = expand(BASE, {"method": ["naive", "amst_full"], "skip.audio": [1, 2, 5], "seed": [0, 1]})
     naive = [r for r in runs if r.cell["method"] == "naive"]
