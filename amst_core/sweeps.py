@@ -94,9 +94,10 @@ class SweepRun:
         return tuple((k, v) for k, v in self.cell.items() if k != SEED)
 
 
-def applies(key: str, config: RunConfig) -> bool:
+def applies(key: str, method: Any) -> bool:
     """skip.* means nothing to a method that does not skip."""
-    return not (key.split(".")[0] == "skip" and not METHODS[config.method].uses_skip)
+    skips = not isinstance(method, str) or method not in METHODS or METHODS[method].uses_skip
+    return skips or key.split(".")[0] != "skip"
 
 
 def expand(base: Mapping[str, Any], grid: Mapping[str, Any]) -> list[SweepRun]:
@@ -106,26 +107,23 @@ def expand(base: Mapping[str, Any], grid: Mapping[str, Any]) -> list[SweepRun]:
     seen: set[tuple] = set()
     for values in itertools.product(*grid.values()):
         cell = dict(zip(grid, values, strict=True))
+        method = cell.get("method", base.get("method"))
+        shown = {k: (v if applies(k, method) else SKIPPED_KEY) for k, v in cell.items()}
+        key = tuple(shown.items())
+        if key in seen:
+            continue
+        seen.add(key)
         data = copy.deepcopy(dict(base))
-        for key, value in cell.items():
-            set_dotted(data, key, value)
+        for name, value in cell.items():
+            if applies(name, method):  # the run as it trains: skip keys of a method that does not skip left out
+                set_dotted(data, name, value)
         try:
             config = RunConfig.model_validate(data)
         except ValidationError as err:
             first = format_validation_error(err).splitlines()[0]
             where, _, message = first.partition(": ")
             raise SweepError(where if message else None, message or first, cell) from None
-        shown = {k: (v if applies(k, config) else SKIPPED_KEY) for k, v in cell.items()}
-        if not all(applies(k, config) for k in cell):  # the run as it trains: skip keys at their defaults
-            data = copy.deepcopy(dict(base))
-            for key, value in cell.items():
-                if applies(key, config):
-                    set_dotted(data, key, value)
-            config = RunConfig.model_validate(data)
-        key = tuple(shown.items())
-        if key not in seen:
-            seen.add(key)
-            runs.append(SweepRun(shown, config))
+        runs.append(SweepRun(shown, config))
     return runs
 
 

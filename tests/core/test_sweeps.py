@@ -46,10 +46,14 @@ def test_skip_keys_do_not_multiply_a_method_that_does_not_skip() -> None:
     naive = [r for r in runs if r.cell["method"] == "naive"]
     assert [r.cell for r in naive] == [{"method": "naive", "skip.audio": "-", "seed": s} for s in (0, 1)]
     assert all(r.config.skip.audio == 1 for r in naive) and len(runs) == 2 + 3 * 2
+    with_auto = expand(BASE, {"method": ["naive", "amst_alt"], "skip.audio": [3, "auto"]})
+    assert [r.cell for r in with_auto] == [{"method": "naive", "skip.audio": "-"},
+                                           {"method": "amst_alt", "skip.audio": 3},
+                                           {"method": "amst_alt", "skip.audio": "auto"}]
 
 
 @pytest.mark.parametrize(("grid", "field", "cell"), [
-    ({"method": ["naive", "amst_full"], "skip.audio": [1, 0]}, "skip.audio", "method=naive, skip.audio=0"),
+    ({"method": ["naive", "amst_full"], "skip.audio": [1, 0]}, "skip.audio", "method=amst_full, skip.audio=0"),
     ({"optim.lr": [0.1, -1]}, "optim.lr", "optim.lr=-1"),
     ({"epochs": [1], "nonsense.field": [1]}, "nonsense", "nonsense.field=1"),
     ({"method": ["amst_full", "no_such"]}, "method", "method=no_such"),

@@ -77,7 +77,7 @@ def test_a_bad_grid_queues_nothing_and_cancel_ends_every_run(service: Service) -
                                                                            "skip.audio": [1, 0]}}, timeout=30)
     assert bad.status_code == 422, bad.text
     error = bad.json()["error"]
-    assert error["field"] == "grid.skip.audio" and "method=naive, skip.audio=0" in error["message"]
+    assert error["field"] == "grid.skip.audio" and "method=amst_full, skip.audio=0" in error["message"]
     assert httpx.get(f"{service.url}/runs", timeout=10).json()["items"] == []
     assert httpx.get(f"{service.url}/sweeps", timeout=10).json()["items"] == []
     for body, field in (({"base": BASE, "grid": {"seed": [0]}, "baseline": {"method": "mla"}}, "baseline"),
