@@ -97,3 +97,19 @@ def seed_run(url: str, method: str, epochs_done: int, epochs_total: int, status:
             lifecycle.finish(s, run_id, worker, attempt, status, summary=summary,
                              error="seeded failure" if status == RunStatus.failed else None)
     return SeededRun(run_id, method, seed, status)
+
+
+def seed_sweep(url: str, name: str, grid: dict, runs: list[tuple[SeededRun, dict]], baseline: dict | None) -> str:
+    """A sweep over already seeded runs (each with its grid values), as POST /sweeps would have made it."""
+    from sqlalchemy import update
+
+    from amst_core.store.models import Run, Sweep, utcnow
+
+    sweep_id = lifecycle.new_run_id()
+    with Session(get_engine(url)) as s, s.begin():
+        s.add(Sweep(id=sweep_id, name=name, base={}, grid=grid, baseline=baseline, max_concurrent=2,
+                    created_at=utcnow()))
+        s.flush()
+        for run, cell in runs:
+            s.execute(update(Run).where(Run.id == run.id).values(sweep_id=sweep_id, sweep_cell=cell))
+    return sweep_id

@@ -14,6 +14,7 @@ pages = [
     st.Page(PAGES["new"], title="New run", icon=":material/add_circle:", url_path="new"),
     st.Page(PAGES["run"], title="Run", icon=":material/monitoring:", url_path="run"),
     st.Page(PAGES["compare"], title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    st.Page(PAGES["sweeps"], title="Sweeps", icon=":material/grid_view:", url_path="sweeps"),
 ]
 page = st.navigation(pages)
 

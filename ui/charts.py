@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ui.series import Balance, RunSeries, difference, resolve, smooth, wall_clock
+from ui.series import Balance, Band, RunSeries, difference, resolve, smooth, wall_clock
 from ui.style import COMPONENT_DASH, FUSED_WIDTH, LINE_WIDTH, MODALITY_COLORS, RUN_COLORS, modality_color
 
 LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h", "y": -0.18},
@@ -142,3 +144,57 @@ def difference_figure(pairs: list[tuple[RunSeries, RunSeries, str]], split: str,
     fig.add_hline(y=0, line={"color": "#999999", "width": 1})
     fig.update_layout(height=380, xaxis_title="epoch", yaxis_title=f"Δ {split} {name} (AMST − baseline)", **LAYOUT)
     return fig
+
+
+def band_figure(bands: dict[str, dict[str, Band]], split: str, name: str, height: int = 420) -> go.Figure:
+    """Grouped curves: a panel per modality and fused, each group its mean line over a +-1 std band, one colour
+    per group (seeds collapse into the band, groups stay separate lines)."""
+    panels = list(bands)
+    fig = make_subplots(rows=1, cols=max(1, len(panels)), shared_yaxes=True, subplot_titles=panels,
+                        horizontal_spacing=0.03)
+    groups = sorted({g for by_group in bands.values() for g in by_group})
+    for col, panel in enumerate(panels, start=1):
+        for label, band in bands[panel].items():
+            color = RUN_COLORS[groups.index(label) % len(RUN_COLORS)]
+            first = col == 1
+            fig.add_trace(go.Scatter(x=band.epochs + band.epochs[::-1], y=band.high + band.low[::-1], fill="toself",
+                                     fillcolor=color, opacity=0.18, line={"width": 0}, hoverinfo="skip",
+                                     legendgroup=label, showlegend=False), row=1, col=col)
+            fig.add_trace(go.Scatter(x=band.epochs, y=band.mean, mode=line_mode(band.epochs),
+                                     name=f"{label} (n={band.runs})", legendgroup=label, showlegend=first,
+                                     line={"color": color, "width": FUSED_WIDTH if panel == "fused" else LINE_WIDTH}),
+                          row=1, col=col)
+    for annotation, panel in zip(fig.layout.annotations, panels, strict=False):
+        annotation.font = {"color": modality_color(None if panel == "fused" else panel), "size": 15}
+    fig.update_layout(height=height, **LAYOUT)
+    fig.update_xaxes(title_text="epoch", dtick=1 if max((len(b.epochs) for g in bands.values() for b in g.values()),
+                                                        default=0) <= 12 else None)
+    fig.update_yaxes(title_text=f"{split} {name} (mean +- 1 std)", col=1)
+    return fig
+
+
+def heatmap_figure(rows: list[dict[str, Any]], x_key: str, y_key: str, measure: str) -> go.Figure:
+    """A measure's mean over two grid keys (cells that share both values averaged again), its value written in
+    each cell with the number of runs."""
+    xs = sorted({r["cell"][x_key] for r in rows}, key=sort_key)
+    ys = sorted({r["cell"][y_key] for r in rows}, key=sort_key)
+    z: list[list[float | None]] = [[None] * len(xs) for _ in ys]
+    text: list[list[str]] = [[""] * len(xs) for _ in ys]
+    for i, y in enumerate(ys):
+        for j, x in enumerate(xs):
+            cells = [r["stats"][measure] for r in rows if r["cell"][x_key] == x and r["cell"][y_key] == y
+                     and r["stats"].get(measure, {}).get("mean") is not None]
+            if cells:
+                z[i][j] = sum(c["mean"] for c in cells) / len(cells)
+                text[i][j] = f"{z[i][j]:.3f} (n={sum(c['count'] for c in cells)})"
+    fig = go.Figure(go.Heatmap(x=[str(x) for x in xs], y=[str(y) for y in ys], z=z, text=text,
+                               texttemplate="%{text}", colorscale="Viridis", colorbar={"title": measure}))
+    fig.update_layout(height=120 + 60 * len(ys), xaxis_title=x_key, yaxis_title=y_key, xaxis_type="category",
+                      yaxis_type="category", **{**LAYOUT, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}})
+    return fig
+
+
+def sort_key(value: Any) -> tuple:
+    """Numbers in order, then text (a grid mixes 1, 2, 5 and auto)."""
+    return (0, float(value), "") if isinstance(value, int | float) and not isinstance(value, bool) else (1, 0.0,
+                                                                                                         str(value))

@@ -98,6 +98,21 @@ class ApiClient:
     def checkpoint(self, run_id: str, which: str = "best") -> bytes:
         return self.request("GET", f"/runs/{run_id}/checkpoint", params={"which": which}).content
 
+    def sweeps(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self.json("GET", "/sweeps", params={"limit": limit})["items"]
+
+    def sweep(self, sweep_id: str, baseline: str | None = None) -> dict[str, Any]:
+        """`baseline`: key=value,... of the cell to pair with; "" for none; None for the sweep's own."""
+        params = {"baseline": baseline} if baseline is not None else {}
+        return self.json("GET", f"/sweeps/{sweep_id}", params=params)
+
+    def sweep_table(self, sweep_id: str, fmt: str, baseline: str | None = None) -> bytes:
+        params = {"format": fmt, **({"baseline": baseline} if baseline is not None else {})}
+        return self.request("GET", f"/sweeps/{sweep_id}/table", params=params).content
+
+    def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
+        return self.json("POST", f"/sweeps/{sweep_id}/cancel", headers=JSON)
+
     def methods(self) -> list[dict[str, Any]]:
         return self.json("GET", "/methods")
 

@@ -13,7 +13,8 @@ from ui.client import ApiClient, ApiError, ApiUnavailable
 from ui.series import RunSeries
 from ui.settings import ui_settings
 
-PAGES = {"runs": "views/runs.py", "new": "views/new_run.py", "run": "views/run.py", "compare": "views/compare.py"}
+PAGES = {"runs": "views/runs.py", "new": "views/new_run.py", "run": "views/run.py", "compare": "views/compare.py",
+         "sweeps": "views/sweeps.py"}
 
 
 def api() -> ApiClient:

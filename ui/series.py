@@ -7,6 +7,7 @@ Pure functions of the API's JSON, so they are unit-tested without Streamlit.
 from __future__ import annotations
 
 import io
+import statistics
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -251,3 +252,43 @@ def to_csv(rs: RunSeries) -> bytes:
     frame.insert(0, "run_id", rs.run_id)
     frame.to_csv(buffer, index=False)
     return buffer.getvalue().encode()
+
+
+@dataclass
+class Band:
+    """One group's curve: mean over its runs per epoch, and the band of one standard deviation around it."""
+
+    epochs: list[int]
+    mean: list[float]
+    low: list[float]
+    high: list[float]
+    runs: int
+
+
+def group_bands(runs: list[RunSeries], groups: dict[str, list[str]], split: str, component: str,
+                name: str) -> dict[str, dict[str, Band]]:
+    """Per panel (each modality, then fused), per group of run ids: the mean and +-1 std over the group's runs at
+    every epoch any of them has (no width where only one has it)."""
+    by_id = {rs.run_id: rs for rs in runs}
+    panels = [*sorted({m for rs in runs for m in rs.modalities()}), "fused"]
+    out: dict[str, dict[str, Band]] = {}
+    for panel in panels:
+        modality = None if panel == "fused" else panel
+        for label, ids in groups.items():
+            per_epoch: dict[int, list[float]] = {}
+            for run_id in ids:
+                rs = by_id.get(run_id)
+                if rs is None:
+                    continue
+                comp = "fused" if modality is None else resolve(rs, split, component, modality, name)
+                for epoch, value in zip(*rs.series((split, comp, modality, name)), strict=True):
+                    if value is not None:
+                        per_epoch.setdefault(epoch, []).append(value)
+            if not per_epoch:
+                continue
+            epochs = sorted(per_epoch)
+            means = [statistics.fmean(per_epoch[e]) for e in epochs]
+            stds = [statistics.stdev(per_epoch[e]) if len(per_epoch[e]) > 1 else 0.0 for e in epochs]
+            out.setdefault(panel, {})[label] = Band(epochs, means, [m - d for m, d in zip(means, stds, strict=True)],
+                                                    [m + d for m, d in zip(means, stds, strict=True)], len(ids))
+    return out
