@@ -102,6 +102,11 @@ def test_curl_examples_work_as_written(api: TestClient, doc: str, line: str) -> 
     method, url, headers, data = parse_curl(line)
     path = urlsplit(url if "://" in url else f"http://{url}")
     target = path.path + (f"?{path.query}" if path.query else "")
+    if "<id>" in target and target.startswith("/sweeps/"):
+        sweep = api.post("/sweeps", json={"base": {"method": "naive", "dataset": {"name": "synthetic"},
+                                                   "device": "cpu"}, "grid": {"seed": [0, 1]}},
+                         headers={"Content-Type": "application/json"}).json()
+        target = target.replace("<id>", sweep["id"])
     if "<id>" in target:
         run = api.post("/runs", json={"method": "naive", "dataset": {"name": "synthetic"}, "device": "cpu"},
                        headers={"Content-Type": "application/json"}).json()
