@@ -292,3 +292,32 @@ def group_bands(runs: list[RunSeries], groups: dict[str, list[str]], split: str,
             out.setdefault(panel, {})[label] = Band(epochs, means, [m - d for m, d in zip(means, stds, strict=True)],
                                                     [m + d for m, d in zip(means, stds, strict=True)], len(ids))
     return out
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested run config as dotted keys: {"skip": {"audio": 3}} -> {"skip.audio": 3}."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+IDENTITY_KEYS = ("name", "tags", "seed")  # never a grouping: every run has its own
+
+
+def differing_keys(configs: list[dict[str, Any]]) -> list[str]:
+    """Dotted keys whose values differ among these flattened configs (what runs could be grouped by)."""
+    keys = sorted({k for c in configs for k in c} - set(IDENTITY_KEYS))
+    return [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+
+
+def group_runs(runs: list[dict[str, Any]], configs: dict[str, dict[str, Any]], keys: list[str]) -> dict[str, list[str]]:
+    """Run ids by their values of `keys`, labelled "key=value, ..."."""
+    groups: dict[str, list[str]] = {}
+    for run in runs:
+        label = ", ".join(f"{k}={configs[run['id']].get(k)}" for k in keys)
+        groups.setdefault(label, []).append(run["id"])
+    return groups

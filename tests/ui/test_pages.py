@@ -147,6 +147,12 @@ def test_compare_page_overlays_pairs_and_tabulates(app, seeded_api) -> None:
     at = baseline.set_value("mla").run()
     no_traceback(at)
     assert "vs mla-s0" in texts(at.caption) and at.query_params["baseline"] in ("mla", ["mla"]), "any baseline"
+    group = next(m for m in at.multiselect if m.label == "Group by (config keys)")
+    assert "method" in group.options and "seed" not in group.options
+    at = group.set_value(["method"]).run()
+    no_traceback(at)
+    assert "One line per group of runs sharing method" in texts(at.caption)
+    assert at.query_params["group"] in ("method", ["method"])
 
 
 def test_run_page_shows_a_methods_other_selections(app, seeded_api) -> None:

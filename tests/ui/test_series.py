@@ -410,3 +410,13 @@ def test_automatic_skip_decisions_and_factors():
     assert S.skip_decisions(rs) == [{"after epoch": 1, "audio speed": 0.2, "audio factor": 4.0,
                                      "visual speed": 0.05, "visual factor": 1.0}]
     assert S.skip_decisions(make(series=[])) == []
+
+
+def test_runs_group_by_the_config_keys_that_differ():
+    configs = {"a": S.flatten({"method": "naive", "seed": 0, "skip": {"audio": 1}, "tags": ["x"]}),
+               "b": S.flatten({"method": "naive", "seed": 1, "skip": {"audio": 1}, "tags": []}),
+               "c": S.flatten({"method": "amst_full", "seed": 0, "skip": {"audio": 3}, "tags": []})}
+    assert configs["c"]["skip.audio"] == 3
+    assert S.differing_keys(list(configs.values())) == ["method", "skip.audio"]  # seed and tags never group
+    runs = [{"id": i} for i in configs]
+    assert S.group_runs(runs, configs, ["method"]) == {"method=naive": ["a", "b"], "method=amst_full": ["c"]}

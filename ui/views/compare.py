@@ -7,9 +7,9 @@ from typing import Any
 
 import streamlit as st
 
-from ui.charts import PLOT_CONFIG, compare_figure, difference_figure
+from ui.charts import PLOT_CONFIG, band_figure, compare_figure, difference_figure
 from ui.common import api, catalog, run_label, series_cache, shown_errors
-from ui.series import final_and_best, pair_baselines, refresh
+from ui.series import differing_keys, final_and_best, flatten, group_bands, group_runs, pair_baselines, refresh
 from ui.settings import ui_settings
 from ui.style import ACTIVE
 
@@ -35,6 +35,14 @@ with shown_errors():
     baseline = e.selectbox("Baseline", baselines, index=baselines.index(asked) if asked in baselines else 0,
                            help="each AMST run is paired with a run of this method, same dataset and seed")
     st.query_params["baseline"] = baseline
+    configs = {r["id"]: flatten(api().run(r["id"])["config"]) for r in selected}
+    varying = differing_keys(list(configs.values()))
+    asked_groups = [k for k in st.query_params.get("group", "").split(",") if k in varying]
+    group_by = st.multiselect("Group by (config keys)", varying, asked_groups,
+                              help="runs sharing these config values become one line with a band of one standard "
+                                   "deviation (seeds collapse, methods stay apart); only keys whose values differ "
+                                   "among the chosen runs are offered")
+    st.query_params["group"] = ",".join(group_by)
     pairs = pair_baselines(selected, runs, baseline)
     live = any(r["status"] in ACTIVE for r in selected + [base for _, base in pairs])
 
@@ -49,8 +57,15 @@ with shown_errors():
             series = {i: refresh(api(), series_cache(), i, split=split, name=name) for i in ids}
             labels = {i: run_label(series[i].run) for i in ids}
             chosen = [series[r["id"]] for r in selected]
-            st.plotly_chart(compare_figure(chosen, labels, split, component, name, smoothing), key="overlay",
-                            config=PLOT_CONFIG)
+            if group_by:
+                groups = group_runs(selected, configs, group_by)
+                st.caption("One line per group of runs sharing " + ", ".join(group_by) + ": its mean, with a band "
+                           "of one standard deviation over the group's runs (seeds).")
+                st.plotly_chart(band_figure(group_bands(chosen, groups, split, component, name), split, name),
+                                key="grouped", config=PLOT_CONFIG)
+            else:
+                st.plotly_chart(compare_figure(chosen, labels, split, component, name, smoothing), key="overlay",
+                                config=PLOT_CONFIG)
             st.subheader("AMST minus baseline")
             if pairs:
                 st.caption(" · ".join(f"{run_label(amst)} vs {run_label(base)}" for amst, base in pairs))
