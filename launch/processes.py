@@ -30,8 +30,8 @@ def serve_worker(gpu: int | None, queue: str | None) -> None:
     from worker.app import TASK_NAME, app
     from worker.runner import current_executor, start_maintenance
 
-    def send(run_id: str, q: str) -> None:
-        app.send_task(TASK_NAME, args=[run_id], queue=q)
+    def send(run_id: str, q: str) -> str:
+        return app.send_task(TASK_NAME, args=[run_id], queue=q).id
 
     maintenance = start_maintenance(queues, send)
     signals.worker_shutting_down.connect(lambda **_: current_executor().shutdown(), weak=False)

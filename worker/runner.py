@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from amst_core.config import ConfigError, RunConfig
 from amst_core.limits import get_limits
 from amst_core.settings import Settings, get_settings
-from amst_core.store import lifecycle
+from amst_core.store import lifecycle, sweeps
 from amst_core.store.db import session_scope
 from amst_core.store.models import Run, RunStatus
 from amst_core.store.writer import OUTAGE, DatabaseUnavailable, DbSink, LeaseLost
@@ -126,7 +126,21 @@ class Executor:
             log.error("run %s: its end (%s) could not be recorded: %s", run_id, status, err)
             return None
         log.info("run %s attempt %d ended: %s", run_id, attempt, status)
+        self.release_sweep_runs()
         return status
+
+    def release_sweep_runs(self) -> None:
+        """A sweep's next held-back runs get their message now, not at the API's next reaper pass."""
+        if self.send is None:
+            return
+        try:
+            with session_scope(self.settings.db_url) as s:
+                released = sweeps.release_held(s, self.send)
+        except Exception as err:  # the API's reaper releases them later
+            log.warning("could not release a sweep's next runs: %s", err)
+            return
+        if released:
+            log.info("released sweep runs %s", ", ".join(released))
 
     def hand_back(self, run_id: str, attempt: int) -> str:
         handed_back = self.with_database(lambda s: lifecycle.release(s, run_id, self.worker_id, attempt))

@@ -10,10 +10,10 @@ API's reaper pass, every AMST_REAPER_S). So a run submitted on its own never wai
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from amst_core.config import RunConfig
@@ -64,6 +64,33 @@ def runs_to_release(s: Session) -> list[tuple[str, str]]:
                          .order_by(Run.created_at, Run.id).limit(limit - busy)).all()
         out += [(r.id, r.queue) for r in rows]
     return out
+
+
+RELEASING = "releasing"  # task_id while a releaser sends the message: no second releaser sends one too
+
+
+def release_held(s: Session, send: Callable[[str, str], str | None]) -> list[str]:
+    """Send the message of every held-back run that may start now (`runs_to_release`), committing as it goes;
+    the API's reaper and a worker that just finished a sweep's run may both call it: a run is marked first, and
+    only the caller whose mark took sends. Returns the released run ids; a send that fails un-marks its run and
+    raises (the next call tries again)."""
+    sent = []
+    for run_id, queue in runs_to_release(s):
+        marked = s.execute(update(Run).where(Run.id == run_id, Run.task_id.is_(None))
+                           .values(task_id=RELEASING, updated_at=utcnow())).rowcount == 1
+        s.commit()
+        if not marked:
+            continue
+        try:
+            task_id = send(run_id, queue)
+        except Exception:
+            s.execute(update(Run).where(Run.id == run_id, Run.task_id == RELEASING).values(task_id=None))
+            s.commit()
+            raise
+        s.execute(update(Run).where(Run.id == run_id).values(task_id=task_id or "sent"))
+        s.commit()
+        sent.append(run_id)
+    return sent
 
 
 def cancel_sweep(s: Session, sweep: Sweep) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amst_core.config import ConfigError
@@ -174,18 +174,13 @@ def submit_sweep(response: Response, s: SessionDep, settings: SettingsDep, dispa
 
 
 def release(s: Session, dispatch: Any) -> list[str]:
-    """Give held-back sweep runs their task where their sweep may run more (also every reaper pass)."""
-    sent = []
-    for run_id, queue in store.runs_to_release(s):
-        try:
-            task_id = dispatch.send(run_id, queue)
-        except Exception as err:  # the broker is down: the next reaper pass tries again
-            log.error("could not release sweep run %s: %s", run_id, err)
-            break
-        s.execute(update(Run).where(Run.id == run_id).values(task_id=task_id, updated_at=utcnow()))
-        s.commit()
-        sent.append(run_id)
-    return sent
+    """Give held-back sweep runs their task where their sweep may run more (also every reaper pass, and a worker
+    does it when it finishes a sweep's run)."""
+    try:
+        return store.release_held(s, dispatch.send)
+    except Exception as err:  # the broker is down: the next reaper pass tries again
+        log.error("could not release a sweep's runs: %s", err)
+        return []
 
 
 def detail(s: Session, sweep: Sweep, baseline: dict[str, Any] | None = None) -> SweepDetail:

@@ -3,12 +3,15 @@ re-dispatched by the reaper while held, cancelled together (SQLite and PostgreSQ
 
 from __future__ import annotations
 
+import pytest
 from dbkit import tx
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 from tiny import tiny_config
 
 from amst_core.store import lifecycle
 from amst_core.store import sweeps as store
+from amst_core.store.db import get_engine
 from amst_core.store.models import Run, RunStatus
 from amst_core.sweeps import expand
 
@@ -19,6 +22,11 @@ def new_sweep(url: str, seeds: int, limit: int) -> str:
     with tx(url) as s:
         runs = expand(BASE, {"seed": list(range(seeds))})
         return store.create_sweep(s, "s", BASE, {"seed": list(range(seeds))}, runs, None, limit).id
+
+
+def session(url: str) -> Session:
+    """A plain session: release_held commits as it goes."""
+    return Session(get_engine(url), expire_on_commit=False)
 
 
 def release(url: str) -> list[str]:
@@ -66,3 +74,35 @@ def test_cancelling_a_sweep_cancels_its_queued_and_flags_its_live_runs(url: str)
             r.id: ((RunStatus.running, True) if r.id == released else (RunStatus.cancelled, True)) for r in runs}
         assert store.status(s.get(store.Sweep, sweep_id), runs) == "cancelling"
     assert release(url) == []  # a cancelled sweep releases nothing
+
+
+def test_release_held_sends_each_run_once_even_with_two_releasers(url: str) -> None:
+    sweep_id = new_sweep(url, seeds=3, limit=2)
+    sent: list[str] = []
+
+    def other_send(run_id: str, queue: str) -> str:
+        sent.append(run_id)
+        return f"task-{run_id}"
+
+    def send(run_id: str, queue: str) -> str:
+        sent.append(run_id)
+        if len(sent) == 1:  # a second releaser (the API's reaper) runs meanwhile
+            with session(url) as other:
+                store.release_held(other, other_send)
+        return f"task-{run_id}"
+
+    with session(url) as s:
+        store.release_held(s, send)
+    assert len(sent) == 2 and len(set(sent)) == 2  # up to the limit, and no run sent twice
+    with tx(url) as s:
+        assert sorted(r.task_id for r in store.sweep_runs(s, sweep_id) if r.task_id) == sorted(f"task-{i}"
+                                                                                              for i in sent)
+
+    def broken(run_id: str, queue: str) -> str:
+        raise ConnectionError("broker down")
+
+    set_status(url, sent[0], RunStatus.succeeded)
+    with session(url) as s, pytest.raises(ConnectionError):
+        store.release_held(s, broken)
+    with tx(url) as s:  # the failed send left the run held, for the next pass
+        assert [r.task_id for r in store.sweep_runs(s, sweep_id)][2] is None
