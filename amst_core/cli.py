@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from amst_core.config import ConfigError, RunConfig, cache_dir, dump_config, load_config
+from amst_core.config import ConfigError, RunConfig, cache_dir, config_data, dump_config, load_config
 from amst_core.layouts.base import SPLITS
 
 # Anything else would change the run being continued. num_workers does not: every sample's augmentation has its
@@ -184,7 +184,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """A grid of runs: here one after another (resumable), or submitted to a server with --api."""
     from amst_core import study
 
-    base = study.read_base(Path(args.config), args.set)  # as written: the grid may change its method
+    # As written, not validated: defaults are filled per combination (a method's own parameters must not follow
+    # it to another method of the grid).
+    base = config_data(args.config, args.set)
     grid = study.parse_grid(args.grid)
     if not grid:
         raise ConfigError("--grid", "give at least one --grid KEY=V1,V2,...")
@@ -201,7 +203,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         known = sorted(p.parent.name for p in study.REPRODUCE_DIR.glob("*/reproduce.yaml"))
         raise ConfigError("dataset", f"no reproduce.yaml for {args.dataset}; known: {', '.join(known)}")
     spec = study.load_study(path)
-    base = study.with_overrides(spec["base"], args.set)  # no method: the grid gives it
+    base = config_data(None, args.set, spec["base"])  # no method: the grid gives it
     grid = {**spec["grid"], **study.parse_grid(args.grid)}
     return run_study(base, grid, spec.get("baseline"), args, args.name or f"reproduce-{args.dataset}")
 

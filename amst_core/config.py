@@ -364,9 +364,9 @@ def set_by_path(data: dict[str, Any], dotted: str, raw_value: str) -> None:
     node[keys[-1]] = yaml.safe_load(raw_value)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                base: dict[str, Any] | None = None) -> RunConfig:
-    """Read a YAML config (or a dict), apply `key=value` overrides, validate. Raises ConfigError."""
+def config_data(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A YAML config (or a dict) with `key=value` overrides applied, not validated yet. Raises ConfigError."""
     data: dict[str, Any] = dict(base or {})
     if path is not None:
         try:
@@ -383,6 +383,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not sep:
             raise ConfigError(item, "--set needs key.path=value")
         set_by_path(data, key.strip(), value)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML config (or a dict), apply `key=value` overrides, validate. Raises ConfigError."""
+    data = config_data(path, overrides, base)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:

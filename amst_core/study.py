@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from amst_core.config import ConfigError, set_by_path
+from amst_core.config import ConfigError
 from amst_core.sweeps import (
     RunResult,
     SweepError,
@@ -116,31 +116,6 @@ def submit(api: str, token: str | None, body: dict[str, Any], wait: bool) -> tup
         p = sweep["progress"]
         print(f"  {p['done']}/{p['total']} ended ({p['succeeded']} succeeded)", file=sys.stderr)
     return sweep, httpx.get(f"{api}/sweeps/{sweep['id']}/table", params={"format": "md"}, timeout=30).text
-
-
-def with_overrides(base: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """`--set key.path=value` on a base config that is not validated yet (each combination of the grid is)."""
-    base = dict(base)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(item, "--set needs key.path=value")
-        set_by_path(base, key.strip(), value)
-    return base
-
-
-def read_base(path: Path, overrides: list[str]) -> dict[str, Any]:
-    """A base run config as written (defaults are filled per combination: a method's own parameters must not
-    follow it to another method of the grid)."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("config", f"file not found: {path}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError("config", f"{path} is not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError("config", f"{path} must hold a mapping of fields")
-    return with_overrides(data, overrides)
 
 
 def load_study(path: Path) -> dict[str, Any]:

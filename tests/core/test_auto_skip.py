@@ -9,7 +9,6 @@ import pytest
 import yaml
 from tiny import tiny_config
 
-from amst_core.cli import main
 from amst_core.config import ConfigError, RunConfig, dump_config, load_config
 from amst_core.engine import Trainer
 from amst_core.sinks import MemorySink
@@ -84,14 +83,8 @@ def test_a_run_logs_every_factor_and_each_decision_with_its_evidence() -> None:
 
 
 def test_skip_auto_resumes_exactly(tmp_path: Path) -> None:
-    from test_determinism_resume import comparable, read_jsonl, write_config
+    from test_determinism_resume import stopped_and_resumed
 
-    cfg = tiny_config("amst_alt", epochs=6, skip={"auto": {"warmup": 2, "every": 1}})
-    config = write_config(tmp_path / "run.yaml", cfg)
-    full, split = tmp_path / "full", tmp_path / "split"
-    assert main(["train", str(config), "--out", str(full), "--no-progress"]) == 0
-    assert main(["train", str(config), "--out", str(split), "--set", "epochs=3", "--no-progress"]) == 0
-    assert main(["train", "--resume", str(split), "--set", "epochs=6", "--no-progress"]) == 0
-    assert comparable(read_jsonl(split / "metrics.jsonl")) == comparable(read_jsonl(full / "metrics.jsonl"))
-    assert json.loads((split / "summary.json").read_text())["skip_decisions"] == \
-        json.loads((full / "summary.json").read_text())["skip_decisions"]
+    full, split = stopped_and_resumed(tmp_path, tiny_config("amst_alt", epochs=6,
+                                                            skip={"auto": {"warmup": 2, "every": 1}}), stop=3)
+    assert split["skip_decisions"] == full["skip_decisions"] and len(full["skip_decisions"]) == 6  # 0, then 2-6

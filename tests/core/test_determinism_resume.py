@@ -54,17 +54,22 @@ def test_different_seed_different_metrics() -> None:
     assert comparable(a.points) != comparable(b.points)
 
 
-@pytest.mark.parametrize("method", ["amst_alt"])  # every method: tests/core/test_every_method.py
-def test_resume_equals_uninterrupted_run(tmp_path: Path, method: str) -> None:
-    cfg = tiny_config(method, epochs=4, skip={"audio": 3}, optim={"lr_step": 2})
+def stopped_and_resumed(tmp_path: Path, cfg, stop: int) -> tuple[dict, dict]:
+    """Train `cfg` through, and again stopped after `stop` epochs then resumed (the CLI); asserts equal metrics,
+    returns both summaries."""
     config = write_config(tmp_path / "run.yaml", cfg)
     full, split = tmp_path / "full", tmp_path / "split"
     assert main(["train", str(config), "--out", str(full), "--no-progress"]) == 0
-    assert main(["train", str(config), "--out", str(split), "--set", "epochs=2", "--no-progress"]) == 0
-    assert main(["train", "--resume", str(split), "--set", "epochs=4", "--no-progress"]) == 0
+    assert main(["train", str(config), "--out", str(split), "--set", f"epochs={stop}", "--no-progress"]) == 0
+    assert main(["train", "--resume", str(split), "--set", f"epochs={cfg.epochs}", "--no-progress"]) == 0
     assert comparable(read_jsonl(split / "metrics.jsonl")) == comparable(read_jsonl(full / "metrics.jsonl"))
-    s_full = json.loads((full / "summary.json").read_text())
-    s_split = json.loads((split / "summary.json").read_text())
+    return (json.loads((full / "summary.json").read_text()), json.loads((split / "summary.json").read_text()))
+
+
+@pytest.mark.parametrize("method", ["amst_alt"])  # every method: tests/core/test_every_method.py
+def test_resume_equals_uninterrupted_run(tmp_path: Path, method: str) -> None:
+    s_full, s_split = stopped_and_resumed(tmp_path, tiny_config(method, epochs=4, skip={"audio": 3},
+                                                                optim={"lr_step": 2}), stop=2)
     for key in ("best_epoch", "best_val_acc", "test_acc_at_best", "final"):
         assert s_full[key] == s_split[key]
 
