@@ -18,6 +18,7 @@ import copy
 import csv
 import io
 import itertools
+import json
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -91,7 +92,17 @@ class SweepRun:
     @property
     def cell_key(self) -> tuple:
         """The cell without its seed: runs of one cell are the seeds of one row of the matrix."""
-        return tuple((k, v) for k, v in self.cell.items() if k != SEED)
+        return cell_key(self.cell)
+
+
+def frozen(value: Any) -> Any:
+    """A grid value as a dictionary key: lists and mappings (a grid over `skip` may hold them) as their JSON."""
+    return json.dumps(value, sort_keys=True, default=str) if isinstance(value, list | dict) else value
+
+
+def cell_key(cell: Mapping[str, Any]) -> tuple:
+    """A cell's values without the seed, hashable: the seeds of one cell make one row of the matrix."""
+    return tuple((k, frozen(v)) for k, v in cell.items() if k != SEED)
 
 
 def applies(key: str, method: Any) -> bool:
@@ -109,7 +120,7 @@ def expand(base: Mapping[str, Any], grid: Mapping[str, Any]) -> list[SweepRun]:
         cell = dict(zip(grid, values, strict=True))
         method = cell.get("method", base.get("method"))
         shown = {k: (v if applies(k, method) else SKIPPED_KEY) for k, v in cell.items()}
-        key = tuple(shown.items())
+        key = tuple((k, frozen(v)) for k, v in shown.items())
         if key in seen:
             continue
         seen.add(key)
@@ -143,7 +154,7 @@ class RunResult:
 
     @property
     def cell_key(self) -> tuple:
-        return tuple((k, v) for k, v in self.cell.items() if k != SEED)
+        return cell_key(self.cell)
 
 
 def modality_measures(test_at_best: Mapping[str, Mapping[str, float]] | None) -> dict[str, float]:
@@ -229,7 +240,7 @@ def matrix(results: Sequence[RunResult], baseline: Mapping[str, Any] | None = No
 
 
 def find_cell(keys: list[tuple], wanted: Mapping[str, Any]) -> tuple:
-    matches = [k for k in keys if all(dict(k).get(name) == value for name, value in wanted.items())]
+    matches = [k for k in keys if all(dict(k).get(name) == frozen(value) for name, value in wanted.items())]
     if len(matches) != 1:
         found = "no cell" if not matches else f"{len(matches)} cells"
         raise SweepError("baseline", f"{format_cell(wanted)} matches {found}; name one cell by its grid values")

@@ -17,8 +17,8 @@ from amst_core.store import sweeps as store
 from amst_core.store.models import Run, Sweep, utcnow
 from amst_core.sweeps import (
     MIN_PAIRS,
-    SEED,
     SweepError,
+    cell_key,
     expand,
     find_cell,
     matrix,
@@ -115,13 +115,20 @@ def results_matrix(sweep: Sweep, runs: list[Run], baseline: dict[str, Any] | Non
     results = store.results(runs)
     try:
         if baseline:
-            cell = find_cell(list(dict.fromkeys(tuple((k, v) for k, v in (r.sweep_cell or {}).items() if k != SEED)
-                                                for r in runs)), baseline)
+            cell = find_cell(list(dict.fromkeys(cell_key(r.sweep_cell or {}) for r in runs)), baseline)
             if not any(r.cell_key == cell for r in results):
                 baseline = None  # nothing to pair with yet
         return matrix(results, baseline)
     except SweepError as err:
         raise ApiError(422, str(err), err.field) from None
+
+
+def sweep_field(err: SweepError, grid: dict[str, Any]) -> str:
+    """Where a refused combination went wrong: a grid key (`grid.skip.audio`) or the base (`base.dataset`)."""
+    if not err.cell or not err.field:
+        return err.field or "grid"
+    in_grid = any(err.field == k or err.field.startswith(f"{k}.") or k.startswith(f"{err.field}.") for k in grid)
+    return f"grid.{err.field}" if in_grid else f"base.{err.field}"
 
 
 async def sweep_body(request: Request) -> SweepIn:
@@ -153,8 +160,7 @@ def submit_sweep(response: Response, s: SessionDep, settings: SettingsDep, dispa
     try:
         runs = expand(body.base, body.grid)
     except SweepError as err:
-        raise ApiError(422, str(err), f"grid.{err.field}" if err.cell and err.field else err.field or "grid") \
-            from None
+        raise ApiError(422, str(err), sweep_field(err, body.grid)) from None
     checked: dict[str, Any] = {}
     for r in runs:  # limits and data files, once per distinct dataset / run shape
         cfg = validate_config(r.config.model_dump(mode="json"), settings.limits)

@@ -135,3 +135,19 @@ def test_modality_measures_come_from_the_summary_at_the_best_epoch() -> None:
                               "joint_branch": {"audio": 0.1}}) == {
         "helper:audio": 0.7, "helper:visual": 0.5, "branch:audio": 0.6}
     assert modality_measures(None) == {}
+
+
+def test_grid_values_may_be_lists_and_mappings() -> None:
+    runs = expand(BASE, {"skip": [{"audio": 2}, "auto"], "seed": [0, 1]})
+    assert [r.config.skip.audio for r in runs] == [2, 2, 1, 1] and runs[2].config.skip.auto is not None
+    rows = matrix([RunResult(r.cell, {"best_val_acc": 0.5, "test_acc_at_best": 0.5}) for r in runs],
+                  baseline={"skip": "auto"})
+    assert [r.cell for r in rows] == [{"skip": '{"audio": 2}'}, {"skip": "auto"}] and rows[0].paired
+    with pytest.raises(SweepError, match="Extra inputs"):  # any JSON in a grid: refused with words, no crash
+        expand(BASE, {"b": [[], [None], [{"x": 1}, {}]]})
+
+
+def test_junk_in_a_grid_is_an_error_naming_the_cell() -> None:
+    with pytest.raises(SweepError) as err:
+        expand(BASE, {"b": [[], "x"]})
+    assert "cell b=[]" in str(err.value)
