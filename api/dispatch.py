@@ -6,6 +6,7 @@ takes a lease on the run row. So a lost message is re-sent by the reaper, and a 
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from typing import Protocol
 
@@ -16,6 +17,7 @@ from sqlalchemy import create_engine, text
 from amst_core.settings import Settings
 
 TASK_NAME = "amst.execute_run"
+log = logging.getLogger("amst.api")
 PING_TIMEOUT_S = 1.5
 
 
@@ -42,7 +44,16 @@ class Dispatcher:
         return app
 
     def send(self, run_id: str, queue: str) -> str:
-        return self.celery.send_task(TASK_NAME, args=[run_id], queue=queue).id
+        try:
+            return self.celery.send_task(TASK_NAME, args=[run_id], queue=queue).id
+        except Exception as err:
+            # A connection that broke under us (kombu's SQL transport can hand out a closed channel when another
+            # process sets up the broker's tables at the same moment): one fresh app, one more try; a broker that
+            # is really down fails again and the caller answers 503.
+            log.warning("sending run %s failed (%s: %s); retrying once on a new connection", run_id,
+                        type(err).__name__, err)
+            self.__dict__.pop("celery", None)
+            return self.celery.send_task(TASK_NAME, args=[run_id], queue=queue).id
 
     def revoke(self, task_id: str) -> None:
         self.celery.control.revoke(task_id)

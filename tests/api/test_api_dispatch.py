@@ -24,6 +24,18 @@ def test_memory_broker_send_and_revoke() -> None:
     assert dispatcher.celery is dispatcher.celery  # built once, then reused
 
 
+def test_a_send_that_breaks_once_is_retried_on_a_fresh_connection() -> None:
+    dispatcher = Dispatcher(ApiSettings(broker_url="memory://"))
+    broken = dispatcher.celery
+
+    def closed_channel(*args, **kwargs):
+        raise AttributeError("'NoneType' object has no attribute 'client'")  # what kombu's SQL transport raised
+
+    broken.send_task = closed_channel
+    task_id = dispatcher.send("0123456789abcdef", "cpu")
+    assert str(uuid.UUID(task_id)) == task_id and dispatcher.celery is not broken
+
+
 def test_message_reaches_redis() -> None:
     redis = pytest.importorskip("redis")
     try:
