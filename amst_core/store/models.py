@@ -140,6 +140,9 @@ class Run(Base):
     # a sweep's run: its sweep and grid values; held back (no task yet) until the sweep may run one more
     sweep_id: Mapped[str | None] = mapped_column(ForeignKey("sweeps.id", ondelete="SET NULL"))
     sweep_cell: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # what a person keeps with the run (PATCH /runs/{id}); an archived run is hidden from run lists unless asked
+    notes: Mapped[str | None] = mapped_column(Text)
+    archived_at: Mapped[datetime | None] = mapped_column(Tz)
 
     tags: Mapped[list[RunTag]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 
