@@ -8,6 +8,7 @@ on (seed, epoch), and last.pt holds every RNG state as of the end of its epoch.
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 import random
@@ -24,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from amst_core import gpu
 from amst_core.config import ConfigError, RunConfig
 from amst_core.data import source_for, to_device
 from amst_core.data.augment import FrameAugment, batch_generator, finish_batch
@@ -36,6 +38,7 @@ from amst_core.selection import PRIMARY, ModelSelection, accuracy
 from amst_core.sinks import MetricSink
 
 CHECKPOINT_VERSION = 2  # 2: per-modality encoder groups, `selection`; 1 still loads
+log = logging.getLogger("amst.engine")
 
 
 class RunCancelled(Exception):
@@ -221,6 +224,7 @@ class Trainer:
         self.live = LiveProgress()
         self.augment = FrameAugment(cfg.model.image_size)
         self.loaders = Loaders(cfg.batch_size, cfg.seed, pin_memory=self.device.type == "cuda")
+        self.gpu: gpu.GpuSampler | None = None  # sampling only while fit() runs
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
 
@@ -268,6 +272,7 @@ class Trainer:
         self.start_epoch = state["epoch"] + 1
         self.replay = [MetricPoint(**p) for p in state.get("points", [])]
         set_rng_state(state["rng"], self.device)
+        log.info("resuming from the checkpoint of epoch %d/%d", self.start_epoch, self.cfg.epochs)
 
     # ---- epochs -----------------------------------------------------------------------------------------------
 
@@ -280,16 +285,22 @@ class Trainer:
                 sink.write([p for p in self.replay if p.epoch == epoch])
         last_points: list[MetricPoint] = []
         started = time.perf_counter()
+        self.gpu = gpu.open_sampler(self.device)
         try:
             for epoch in range(self.start_epoch, self.cfg.epochs):
                 last_points = self.run_epoch(epoch)
         finally:
             self.loaders.close()
+            if self.gpu is not None:
+                self.gpu.stop()
+                self.gpu = None
         return self.summary(last_points, time.perf_counter() - started)
 
     def run_epoch(self, epoch: int) -> list[MetricPoint]:
         lrs = self.method.learning_rates()  # the rates used during this epoch
         t0 = time.perf_counter()
+        if self.gpu is not None:
+            self.gpu.begin_epoch()
         self.method.before_epoch(epoch, EpochData(self, epoch))
         points, samples = self.train_epoch(epoch)
         train_time = time.perf_counter() - t0
@@ -307,6 +318,7 @@ class Trainer:
         points += self.plateau.update(epoch, points)
         points += self.method.after_validation(epoch, points)
         points += self.run_points(epoch, lrs, samples, train_time, time.perf_counter() - t0)
+        points += self.gpu_points(epoch)
         steps = (epoch + 1) * math.ceil(len(self.datasets["train"]) / self.cfg.batch_size)
         for p in points:
             p.run_id, p.attempt, p.step = self.run_id, self.attempt, steps
@@ -316,6 +328,7 @@ class Trainer:
         self.save_checkpoints(epoch, improved, points)
         for sink in self.sinks:
             sink.write(points)
+        log.info("%s", epoch_line(points, epoch, self.cfg.epochs))
         return points
 
     def check_stop(self) -> None:
@@ -391,6 +404,13 @@ class Trainer:
         ]
         return points
 
+    def gpu_points(self, epoch: int) -> list[MetricPoint]:
+        stats = self.gpu.epoch_stats() if self.gpu is not None else None
+        if stats is None:
+            return []
+        return [MetricPoint("train", "run", None, "gpu_util", epoch, stats.util_percent),
+                MetricPoint("train", "run", None, "gpu_mem_gib", epoch, stats.mem_used_gib)]
+
     def summary(self, last_points: list[MetricPoint], seconds: float) -> dict[str, Any]:
         final: dict[str, dict[str, dict[str, float]]] = {}
         for p in last_points:
@@ -419,6 +439,23 @@ class Trainer:
             summary["dropped_samples"] = {split: len(bad) for split, bad in self.dropped.items()}
             summary["dropped_examples"] = [str(b) for bad in self.dropped.values() for b in bad][:10]
         return summary
+
+
+def epoch_line(points: Sequence[MetricPoint], epoch: int, epochs: int) -> str:
+    """One line per epoch for the run's log: the prediction's accuracy and loss per split, and the time."""
+    get = {(p.split, p.component, p.modality, p.name): p.value for p in points}
+    parts = [f"epoch {epoch + 1}/{epochs}"]
+    for split in ("train", "val", "test"):
+        acc, loss = get.get((split, "fused", None, "acc")), get.get((split, "fused", None, "loss"))
+        if acc is not None:
+            parts.append(f"{split} acc {acc:.4f}" + (f" loss {loss:.4f}" if loss is not None else ""))
+    seconds = get.get(("train", "run", None, "epoch_time"))
+    if seconds is not None:
+        parts.append(f"{seconds:.1f} s")
+    util, mem = get.get(("train", "run", None, "gpu_util")), get.get(("train", "run", None, "gpu_mem_gib"))
+    if util is not None and mem is not None:
+        parts.append(f"gpu {util:.0f}% {mem:.1f} GiB")
+    return " | ".join(parts)
 
 
 def evaluate_run(run_dir: Path, split: str = "test", which: str = "best",
