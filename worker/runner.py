@@ -14,14 +14,17 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
+from amst_core import runlog
 from amst_core.config import ConfigError, RunConfig
 from amst_core.limits import get_limits
+from amst_core.runlog import RunLogHandler, log_path
 from amst_core.settings import Settings, get_settings
 from amst_core.store import lifecycle, sweeps
 from amst_core.store.db import session_scope
@@ -105,10 +108,35 @@ class Executor:
         if attempt is None or config is None:
             log.info("run %s not claimed (taken, cancelled, or gone)", run_id)
             return None
+        with self.run_log(run_id, attempt) as run_log:
+            status = self.run_attempt(run_id, attempt, config, run_log)
+        if status not in (None, RunStatus.queued):  # the run ended: outside its log, this is about other runs
+            self.release_sweep_runs()
+        return status
+
+    @contextmanager
+    def run_log(self, run_id: str, attempt: int) -> Iterator[RunLogHandler | None]:
+        """The run's own log file (amst_core.runlog) for this attempt, fed by this thread while it lasts."""
+        try:
+            handler = RunLogHandler(log_path(self.settings.run_dir(run_id)))
+        except OSError as err:  # an unwritable artifacts folder loses the run's log, not the run
+            log.warning("run %s: cannot write its log: %s", run_id, err)
+            yield None
+            return
+        handler.header(attempt, self.worker_id, self.device)
+        runlog.attach(handler)
+        try:
+            yield handler
+        finally:
+            runlog.detach(handler)
+
+    def run_attempt(self, run_id: str, attempt: int, config: dict, run_log: RunLogHandler | None) -> str | None:
         log.info("run %s attempt %d starts on %s", run_id, attempt, self.worker_id)
         self.current_run = run_id
         watcher = self.watcher = RunWatcher(self.settings, run_id, self.worker_id)
         watcher.start()
+        if run_log is not None:
+            run_log.add_thread(watcher.ident)  # its heartbeat and outage warnings are about this run
         try:
             status, error, summary = self.train(run_id, attempt, config, watcher)
         finally:
@@ -126,7 +154,6 @@ class Executor:
             log.error("run %s: its end (%s) could not be recorded: %s", run_id, status, err)
             return None
         log.info("run %s attempt %d ended: %s", run_id, attempt, status)
-        self.release_sweep_runs()
         return status
 
     def release_sweep_runs(self) -> None:
@@ -181,6 +208,10 @@ class Executor:
                                   should_stop=watcher.stop_training.is_set, progress=False, started=started)
             return RunStatus.succeeded, None, summary
         except RunCancelled:
+            why = "the worker is shutting down" if self.shutting_down else \
+                "no database" if watcher.database_gone else "the lease was lost" if watcher.lease_lost else \
+                "cancel requested"
+            log.info("run %s stopped: %s", run_id, why)
             return RunStatus.cancelled, None, None
         except LeaseLost:
             watcher.lease_lost = True
