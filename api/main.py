@@ -30,7 +30,7 @@ from amst_core.store.models import Run, utcnow
 from api.dispatch import Dispatcher
 from api.errors import install_error_handlers
 from api.guards import BodyLimit
-from api.routes import meta, runs, sweeps
+from api.routes import logs, meta, runs, sweeps
 from api.routes.meta import package_version
 from api.settings import api_settings
 
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.limits.body_bytes)
     app.include_router(runs.router)
+    app.include_router(logs.router)
     app.include_router(sweeps.router)
     app.include_router(meta.router)
     app.openapi = lambda: custom_openapi(app)  # type: ignore[method-assign]
