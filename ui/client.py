@@ -83,6 +83,11 @@ class ApiClient:
         """Points after `since_epoch`; `only` filters the series (split, component, modality, name)."""
         return self.json("GET", f"/runs/{run_id}/metrics", params={"since_epoch": since_epoch, **only})
 
+    def logs(self, run_id: str, offset: int | None = None, tail_bytes: int = 65536) -> dict[str, Any]:
+        """The run's log: its last `tail_bytes`, or from `offset` on (follow a live run with next_offset)."""
+        params = {"offset": offset} if offset is not None else {"tail_bytes": tail_bytes}
+        return self.json("GET", f"/runs/{run_id}/logs", params=params)
+
     def submit(self, config: dict[str, Any]) -> dict[str, Any]:
         return self.json("POST", "/runs", json=config)
 

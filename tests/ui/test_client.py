@@ -232,3 +232,32 @@ def test_routes_send_what_the_api_expects():
         ("GET", "/runs/r1/config", {"format": "yaml"}, None),
         ("GET", "/runs/r1/checkpoint", {"which": "last"}, None),
     ]
+
+
+def test_logs_asks_for_the_tail_or_a_page_from_an_offset():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, dict(request.url.params)))
+        return httpx.Response(200, json={"text": "a\n", "offset": 0, "next_offset": 2, "size": 2, "truncated": False})
+
+    client = client_of(handler)
+    assert client.logs("r1")["next_offset"] == 2
+    client.logs("r1", tail_bytes=1000)
+    client.logs("r1", offset=2)
+    client.logs("r1", offset=0)
+    assert seen == [
+        ("/runs/r1/logs", {"tail_bytes": "65536"}),
+        ("/runs/r1/logs", {"tail_bytes": "1000"}),
+        ("/runs/r1/logs", {"offset": "2"}),
+        ("/runs/r1/logs", {"offset": "0"}),
+    ]
+
+
+def test_logs_of_an_unknown_run_is_an_api_error():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"error": {"status": 404, "message": "run r9 not found", "field": "run_id"}})
+
+    with pytest.raises(ApiError) as err:
+        client_of(handler).logs("r9", offset=5)
+    assert (err.value.status, err.value.field) == (404, "run_id")
