@@ -35,6 +35,8 @@ class ConfigError(ValueError):
 
 INT32 = 2**31 - 1  # what the run store's integer columns hold
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # names and tags: no control characters (they end up in tables and URLs)
+# One tag, as a run request and PATCH /runs/{id} take it (the run_tags column is 100 wide).
+TagName = Annotated[str, Field(min_length=1, max_length=100, pattern=PRINTABLE)]
 
 
 def known(value: str, catalog: dict[str, Any], what: str) -> str:
@@ -238,7 +240,7 @@ class ModelConfig(_Strict):
 
 class RunConfig(_Strict):
     name: str | None = Field(None, min_length=1, max_length=200, pattern=PRINTABLE)
-    tags: list[Annotated[str, Field(min_length=1, max_length=100, pattern=PRINTABLE)]] = []
+    tags: list[TagName] = []
     dataset: DatasetConfig
     method: str = Field(json_schema_extra={"enum": list(METHODS)})
     fusion: Fusion | None = Field(None, description="fusion head for naive; AMST methods fix their own")

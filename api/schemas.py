@@ -1,12 +1,13 @@
-"""Response models of the API, and how they are built from rows of the run store."""
+"""Response models of the API, and how they are built from rows of the run store; the body of PATCH /runs/{id}."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
+from amst_core.config import PRINTABLE, TagName
 from amst_core.store.lifecycle import LIVE
 from amst_core.store.models import ACTIVE, Attempt, Run, RunStatus, Worker
 from amst_core.store.queries import LatestValue, SeriesPoints, finite
@@ -61,6 +62,10 @@ class RunSummary(BaseModel):
     heartbeat_age_s: float | None = Field(description="seconds since the worker's last heartbeat (live runs)")
     eta_s: float | None = Field(description="median epoch time x epochs left; null when unknown or finished")
     live: LiveOut | None = Field(description="progress inside the epoch, from the worker's heartbeat (live runs)")
+    archived: bool = Field(description="archived runs are hidden from GET /runs unless it asks for them")
+    archived_at: datetime | None
+    config: dict[str, Any] | None = Field(None, description="the run's full config; in a list only with "
+                                                            "with_config=true")
 
     @classmethod
     def fields_of(cls, run: Run, now: datetime) -> dict[str, Any]:
@@ -78,11 +83,13 @@ class RunSummary(BaseModel):
             "test_acc_at_best": finite(run.test_acc_at_best), "queue": run.queue, "device": run.device,
             "heartbeat_age_s": round((now - run.heartbeat_at).total_seconds(), 3) if live else None,
             "eta_s": finite(eta), "live": LiveOut.of(run.live) if run.status in LIVE else None,
+            "archived": run.archived_at is not None, "archived_at": run.archived_at,
         }
 
     @classmethod
-    def of(cls, run: Run, now: datetime) -> RunSummary:
-        return cls(**cls.fields_of(run, now))
+    def of(cls, run: Run, now: datetime, with_config: bool = False) -> RunSummary:
+        """with_config reads run.config, which a run list loads only when asked (queries.list_runs)."""
+        return cls(**cls.fields_of(run, now), config=run.config if with_config else None)
 
 
 class RunPage(BaseModel):
@@ -121,6 +128,7 @@ class ArtifactsOut(BaseModel):
 
 class RunDetail(RunSummary):
     config: dict[str, Any]
+    notes: str | None = Field(description="what a person keeps with the run (PATCH /runs/{id})")
     error: str | None
     restarts: int
     max_restarts: int
@@ -138,13 +146,31 @@ class RunDetail(RunSummary):
     def build(cls, run: Run, now: datetime, queue_position: int | None, attempts: list[Attempt],
               latest: list[LatestValue], files: dict[str, int]) -> RunDetail:
         return cls(
-            **cls.fields_of(run, now), config=run.config, error=run.error, restarts=run.restarts,
+            **cls.fields_of(run, now), config=run.config, notes=run.notes, error=run.error, restarts=run.restarts,
             max_restarts=run.max_restarts, cancel_requested=run.cancel_requested, worker_id=run.worker_id,
             queue_position=queue_position, median_epoch_s=finite(run.median_epoch_s),
             last_epoch_at=run.last_epoch_at, summary=run.summary, attempts=[AttemptOut.of(a) for a in attempts],
             latest=[LatestOut(**vars(v)) for v in latest],
             artifacts=ArtifactsOut(bytes=sum(files.values()), files=files),
         )
+
+
+RunName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=PRINTABLE)]
+NOTES_MAX = 20_000
+
+
+class RunPatch(BaseModel):
+    """The body of PATCH /runs/{id}: one or more of these; what it leaves out stays as it is. Labels only: the
+    run's config (what it trains) never changes."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    name: RunName = Field(None, description="1-200 characters, no control characters; spaces at the ends are "
+                                            "dropped")
+    notes: str | None = Field(None, max_length=NOTES_MAX, description="free text (newlines allowed); null clears")
+    tags: list[TagName] = Field(None, description="the run's tags from now on (replaces them; [] removes all)")
+    archived: StrictBool = Field(None, description="true archives the run (hidden from run lists unless asked), "
+                                                   "false brings it back")
 
 
 class SeriesOut(BaseModel):

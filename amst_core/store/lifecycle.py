@@ -48,6 +48,22 @@ def create_run(s: Session, cfg: RunConfig, idempotency_key: str | None = None,
     return run
 
 
+def relabel(run: Run, changes: dict[str, Any]) -> Run:
+    """PATCH /runs/{id}: any of name, notes, tags (replaced) and archived. Labels only, never what the run trains,
+    so a run in any state may change them, and the worker holding it never notices."""
+    if "name" in changes:
+        run.name = changes["name"]
+    if "notes" in changes:
+        run.notes = changes["notes"]
+    if "tags" in changes:
+        keep = set(changes["tags"])
+        # Rows of tags that stay are kept: deleting and adding one in the same flush would clash on its key.
+        run.tags = [t for t in run.tags if t.tag in keep] + [RunTag(tag=t) for t in sorted(keep - set(run.tag_names))]
+    if "archived" in changes:  # archiving again keeps the first time
+        run.archived_at = (run.archived_at or utcnow()) if changes["archived"] else None
+    return run
+
+
 def claim(s: Session, run_id: str, worker_id: str, device: str) -> int | None:
     """Take the lease of a queued run; returns the new attempt number, or None if someone else has it
     (or it was cancelled meanwhile)."""

@@ -11,14 +11,19 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Literal
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, defer
+from sqlalchemy.sql import Select
 
+from amst_core.store import search
 from amst_core.store.models import Attempt, Modality, Point, Run, RunTag, Series, Worker
 
-# Columns never needed by a list of runs; loading them anyway would be an error (raiseload), not a silent N+1.
-LIST_DEFERRED = (defer(Run.config, raiseload=True), defer(Run.summary, raiseload=True))
+# A search reads rows in batches of this many until it has a page of matches, and stops after SEARCH_SCAN rows
+# so that one request costs a bounded amount; its cursor then says where to go on (the page may be short).
+SEARCH_BATCH = 200
+SEARCH_SCAN = 5000
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,8 @@ class RunFilters:
     methods: tuple[str, ...] = ()
     datasets: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    archived: Literal["hide", "only", "all"] = "all"
+    search: tuple[search.Term, ...] = ()  # applied in Python, after the SQL filters (amst_core.store.search)
 
 
 @dataclass(frozen=True)
@@ -39,10 +46,32 @@ class PageKey:
     id: str
 
 
-def list_runs(s: Session, filters: RunFilters, limit: int, after: PageKey | None = None
-              ) -> tuple[list[Run], PageKey | None]:
-    """One page of runs, newest first, and the key of its last run when another page follows."""
-    stmt = select(Run).options(*LIST_DEFERRED)
+def list_runs(s: Session, filters: RunFilters, limit: int, after: PageKey | None = None,
+              with_config: bool = False) -> tuple[list[Run], PageKey | None]:
+    """One page of runs, newest first, and the key of its last run when another page follows. With search terms
+    a page may be short (SEARCH_SCAN rows read) and still have a key to go on from."""
+    stmt = filtered(filters, with_config)
+    if filters.search:
+        return search_runs(s, stmt, filters.search, limit, after)
+    runs = list(s.scalars(page(stmt, after, limit + 1)))  # Run.tags is lazy="selectin": one more query per page
+    if len(runs) <= limit:
+        return runs, None
+    return runs[:limit], key_of(runs[limit - 1])
+
+
+def filtered(filters: RunFilters, with_config: bool) -> Select[tuple[Run]]:
+    """The runs that pass the SQL filters, loading only the columns the page and its search terms read: a column
+    left out raises when touched (raiseload), so a forgotten one is an error, not a silent N+1."""
+    deferred = [defer(Run.summary, raiseload=True)]
+    if not (with_config or search.uses(filters.search, "config")):
+        deferred.append(defer(Run.config, raiseload=True))
+    if not search.uses(filters.search, "notes"):
+        deferred.append(defer(Run.notes, raiseload=True))
+    stmt = select(Run).options(*deferred)
+    if filters.archived == "hide":
+        stmt = stmt.where(Run.archived_at.is_(None))
+    elif filters.archived == "only":
+        stmt = stmt.where(Run.archived_at.is_not(None))
     if filters.statuses:
         stmt = stmt.where(Run.status.in_(filters.statuses))
     if filters.methods:
@@ -51,14 +80,49 @@ def list_runs(s: Session, filters: RunFilters, limit: int, after: PageKey | None
         stmt = stmt.where(Run.dataset.in_(filters.datasets))
     for tag in filters.tags:  # ix_run_tags_tag (tag, run_id) answers each of these
         stmt = stmt.where(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == tag)))
+    return stmt
+
+
+def page(stmt: Select[tuple[Run]], after: PageKey | None, size: int) -> Select[tuple[Run]]:
     if after is not None:  # keyset pagination: ix_runs_created (created_at, id), read backwards
         stmt = stmt.where(tuple_(Run.created_at, Run.id) < tuple_(after.created_at, after.id))
-    stmt = stmt.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)
-    runs = list(s.scalars(stmt))  # Run.tags is lazy="selectin": one more query for the whole page
-    if len(runs) <= limit:
-        return runs, None
-    last = runs[limit - 1]
-    return runs[:limit], PageKey(last.created_at, last.id)
+    return stmt.order_by(Run.created_at.desc(), Run.id.desc()).limit(size)
+
+
+def key_of(run: Run) -> PageKey:
+    return PageKey(run.created_at, run.id)
+
+
+def search_runs(s: Session, stmt: Select[tuple[Run]], terms: tuple[search.Term, ...], limit: int,
+                after: PageKey | None) -> tuple[list[Run], PageKey | None]:
+    """Read the filtered runs in batches and keep those that match, until limit + 1 matches (so a next page is
+    known to exist), the rows end, or a batch brings the rows read to SEARCH_SCAN. The key is that of the last run
+    returned, or of the last row read when the scan stopped early, so a cursor goes on where this left off."""
+    found: list[Run] = []
+    scanned = 0
+    on_config = search.uses(terms, "config")
+    while True:
+        batch = list(s.scalars(page(stmt, after, SEARCH_BATCH)))
+        for run in batch:
+            if search.matches(terms, search_fields(run), run.config if on_config else None):
+                if len(found) == limit:  # one more match: another page follows this one
+                    return found, key_of(found[-1])
+                found.append(run)
+        if len(batch) < SEARCH_BATCH:
+            return found, None
+        after = key_of(batch[-1])
+        scanned += len(batch)
+        if scanned >= SEARCH_SCAN:
+            return found, after
+
+
+def search_fields(run: Run) -> dict[str, Any]:
+    """A run's fields as the search language names them (amst_core.store.search.RUN_FIELDS)."""
+    fields = {k: getattr(run, k) for k in search.RUN_FIELDS if k not in ("tag", "notes")}
+    fields["tag"] = run.tag_names
+    if "notes" in run.__dict__:  # loaded only when a term reads it (list_runs)
+        fields["notes"] = run.notes
+    return fields
 
 
 def get_run(s: Session, run_id: str, for_update: bool = False) -> Run | None:

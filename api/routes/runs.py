@@ -1,4 +1,5 @@
-"""Runs: submit, list, inspect, stream, cancel, retry, delete, download (DESIGN.md section 6)."""
+"""Runs: submit, list and search, inspect, stream, label (PATCH), cancel, retry, delete, download (DESIGN.md
+section 6)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from amst_core.artifacts import disk_use
 from amst_core.catalog import DATASETS, METHODS
 from amst_core.config import PRINTABLE, RunConfig
-from amst_core.store import lifecycle, queries
+from amst_core.store import lifecycle, queries, search
 from amst_core.store.models import Modality, Run, RunStatus, utcnow
 from api.deps import MAX_FILTER_VALUES, DispatcherDep, SessionDep, SettingsDep, find_run
 from api.errors import ApiError
@@ -32,7 +33,8 @@ from api.runconfig import (
     request_hash,
     run_config_body,
 )
-from api.schemas import ErrorResponse, MetricsOut, RunDetail, RunPage, RunSummary
+from api.runpatch import RUN_PATCH_BODY, run_patch_body
+from api.schemas import ErrorResponse, MetricsOut, RunDetail, RunPage, RunPatch, RunSummary
 from api.settings import ApiSettings
 
 log = logging.getLogger("amst.api")
@@ -64,7 +66,7 @@ def values(item: Any, what: str) -> Any:
 RUN_LINKS = {name: {"operationId": op, "parameters": {"run_id": "$response.body#/id"}} for name, op in (
     ("GetRun", "get_run_runs__run_id__get"), ("GetMetrics", "get_metrics_runs__run_id__metrics_get"),
     ("CancelRun", "cancel_run_runs__run_id__cancel_post"), ("RetryRun", "retry_run_runs__run_id__retry_post"),
-    ("DeleteRun", "delete_run_runs__run_id__delete"))}
+    ("DeleteRun", "delete_run_runs__run_id__delete"), ("UpdateRun", "update_run_runs__run_id__patch"))}
 # Cancel and retry take no input, but a POST must say it is JSON (api.guards): an empty body or `{}`.
 EMPTY_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "maxProperties": 0, "description": "nothing, or {}"}}}}}
@@ -141,20 +143,49 @@ def list_runs(s: SessionDep, status: values(RunStatus, "any of these statuses") 
               tag: values(Tag, "a run must carry every one of these tags") = None,
               limit: Annotated[int, Query(ge=1, le=200)] = 50,
               cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")]
-              = None) -> RunPage:
-    """Runs, newest first, a page at a time. Filters combine with AND; values of one filter with OR."""
+              = None,
+              q: Annotated[str | None, Query(max_length=500, description="search terms, all must hold: `key OP "
+                                             "value` (OP: = != > >= < <= ~) on a run field or a config path, or "
+                                             "a word in the name or id; Doc/service.md")] = None,
+              archived: Annotated[Literal["hide", "only", "all"], Query(description="archived runs: hidden, "
+                                                                                   "alone, or with the others")]
+              = "hide",
+              with_config: Annotated[bool, Query(description="each run carries its full config")] = False,
+              ) -> RunPage:
+    """Runs, newest first, a page at a time. Filters combine with AND; values of one filter with OR. With `q` a
+    page may hold fewer than `limit` runs and still have a next_cursor (a search reads a bounded number of runs
+    per request)."""
     filters = queries.RunFilters(statuses=distinct(status), methods=distinct(method), datasets=distinct(dataset),
-                                 tags=distinct(tag))
-    runs, next_key = queries.list_runs(s, filters, limit, decode_cursor(cursor))
+                                 tags=distinct(tag), archived=archived, search=search_terms(q))
+    runs, next_key = queries.list_runs(s, filters, limit, decode_cursor(cursor), with_config)
     now = utcnow()
-    return RunPage(items=[RunSummary.of(r, now) for r in runs],
+    return RunPage(items=[RunSummary.of(r, now, with_config) for r in runs],
                    next_cursor=encode_cursor(next_key) if next_key else None)
+
+
+def search_terms(q: str | None) -> tuple[search.Term, ...]:
+    try:
+        return tuple(search.parse(q or ""))
+    except search.SearchError as err:
+        raise ApiError(422, f"q: {err}", "q") from None
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail, responses=Errors)
 def get_run(run_id: str, s: SessionDep, settings: SettingsDep) -> RunDetail:
     """Config, status, attempts, progress, best metrics, heartbeat age, queue position, device, ETA."""
     return run_detail(s, find_run(s, run_id), settings)
+
+
+@router.patch("/runs/{run_id}", response_model=RunDetail, dependencies=Auth, responses=Mutation,
+              openapi_extra=RUN_PATCH_BODY)
+def update_run(run_id: str, s: SessionDep, settings: SettingsDep,
+               patch: Annotated[RunPatch, Depends(run_patch_body)]) -> RunDetail:
+    """Rename, annotate, retag (the tags given replace the run's) or archive a run, in any state. Only the fields
+    sent change; the run's config never does."""
+    run = find_run(s, run_id, for_update=True)
+    lifecycle.relabel(run, patch.model_dump(exclude_unset=True))
+    s.commit()
+    return run_detail(s, run, settings)
 
 
 def distinct(items: list[Any] | None) -> tuple[Any, ...]:

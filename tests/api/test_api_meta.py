@@ -238,15 +238,16 @@ def test_openapi_declares_auth_only_when_the_server_requires_it(client: TestClie
         spec = locked.get("/openapi.json").json()
     secured = {(m, p) for p, ops in spec["paths"].items() for m, op in ops.items() if op.get("security")}
     assert secured == {("post", "/runs"), ("post", "/runs/{run_id}/cancel"), ("post", "/runs/{run_id}/retry"),
-                       ("delete", "/runs/{run_id}"), ("post", "/sweeps"), ("post", "/sweeps/{sweep_id}/cancel")}
+                       ("delete", "/runs/{run_id}"), ("patch", "/runs/{run_id}"), ("post", "/sweeps"),
+                       ("post", "/sweeps/{sweep_id}/cancel")}
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
 
 
 @pytest.mark.parametrize(("path", "allowed"), [("/runs", "GET, OPTIONS, POST"),
-                                               ("/runs/abc", "DELETE, GET, OPTIONS"),
+                                               ("/runs/abc", "DELETE, GET, OPTIONS, PATCH"),
                                                ("/runs/abc/cancel", "OPTIONS, POST"), ("/health", "GET, OPTIONS")])
 def test_allow_lists_every_method_of_the_path(client: TestClient, path: str, allowed: str) -> None:
     r = client.options(path)
     assert r.status_code == 204 and r.headers["allow"] == allowed
-    r = client.request("PATCH", path)
-    assert r.status_code == 405 and r.headers["allow"] == allowed and "PATCH is not allowed" in r.text
+    r = client.request("PUT", path)
+    assert r.status_code == 405 and r.headers["allow"] == allowed and "PUT is not allowed" in r.text
