@@ -8,10 +8,19 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ui.series import Balance, Band, RunSeries, difference, resolve, smooth, wall_clock
-from ui.style import COMPONENT_DASH, FUSED_WIDTH, LINE_WIDTH, MODALITY_COLORS, RUN_COLORS, modality_color
+from ui.style import (
+    COMPONENT_DASH,
+    FUSED_WIDTH,
+    LINE_WIDTH,
+    MODALITY_COLORS,
+    RUN_COLORS,
+    RUN_DASHES,
+    modality_color,
+)
 
 LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h", "y": -0.18},
           "hovermode": "x unified"}  # Streamlit's theme styles the rest
+TITLE = {"size": 14}
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
 
@@ -19,9 +28,49 @@ def curve_label(component: str, modality: str | None) -> str:
     return f"{component} · {modality}" if modality else component
 
 
-def line_mode(epochs: list[int]) -> str:
+def shown(epochs: list[int]) -> list[int]:
+    """Epochs as people count them: the first epoch is epoch 1, as in the header's "Epoch 1/5" (the API and the
+    CSV count from 0)."""
+    return [e + 1 for e in epochs]
+
+
+def line_mode(epochs: list[Any]) -> str:
     """Markers while a curve is short (one epoch is a point, not a line), lines alone once it is long."""
     return "lines+markers" if len(epochs) <= 12 else "lines"
+
+
+def epoch_dtick(last: int, most: int = 8) -> int:
+    """A whole number of epochs between ticks (1, 2, 5, 10, 20, 50, ...) so at most `most` ticks show: never a
+    fractional epoch, and few enough for a phone's width."""
+    step, factors = 1, (2, 2.5, 2)
+    i = 0
+    while last / step > most:
+        step = int(step * factors[i % 3])
+        i += 1
+    return step
+
+
+def epoch_axis(last: int) -> dict[str, Any]:
+    """An x axis of whole epochs from 1 to `last` (shown count), with a half epoch of air on each side."""
+    return {"tickmode": "linear", "tick0": 0, "dtick": epoch_dtick(last), "tickformat": "d",
+            "range": [0.5, max(1, last) + 0.5], "title_text": "epoch"}
+
+
+BOUNDED = ("acc", "macro_f1", "acc_prob", "f1", "precision", "recall")  # metrics in [0, 1]
+
+
+def value_axis(name: str, log_y: bool) -> dict[str, Any]:
+    """Log scale only where it means something (a loss); bounded metrics never autoscale past [0, 1]."""
+    if name in BOUNDED or name.endswith("_acc"):
+        return {"autorangeoptions": {"minallowed": 0, "maxallowed": 1}, "tickformat": ".2f"}
+    return {"type": "log"} if log_y and "loss" in name else {}
+
+
+def raw_behind(x: list[Any], y: list[float | None], color: str, row: int, col: int, fig: go.Figure,
+               group: str) -> None:
+    """The unsmoothed values as a faint line under the smoothed one, so smoothing never hides a dip."""
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line={"color": color, "width": 1}, opacity=0.25,
+                             hoverinfo="skip", showlegend=False, legendgroup=group), row=row, col=col)
 
 
 def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components: list[str], x: str = "epoch",
@@ -33,6 +82,7 @@ def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components
                         vertical_spacing=0.08, subplot_titles=[f"{s} {n}" for n in names for s in splits])
     clock = wall_clock(rs) if x == "wall" else {}
     in_legend: set[str] = set()
+    last = 0
     for row, name in enumerate(names, start=1):
         for col, split in enumerate(splits, start=1):
             for key in rs.series_keys():
@@ -40,45 +90,61 @@ def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components
                 if s != split or n != name or component not in components:
                     continue
                 epochs, values = rs.series(key)
-                label = curve_label(component, modality)
+                last = max([last, *shown(epochs)])
+                label, color = curve_label(component, modality), modality_color(modality)
+                xs = [clock.get(e) for e in epochs] if clock else shown(epochs)
+                if smoothing > 0:
+                    raw_behind(xs, values, color, row, col, fig, label)
                 fig.add_trace(go.Scatter(
-                    x=[clock.get(e) for e in epochs] if clock else epochs, y=smooth(values, smoothing),
-                    mode=line_mode(epochs), name=label, legendgroup=label, showlegend=label not in in_legend,
-                    line={"color": modality_color(modality), "width": FUSED_WIDTH if modality is None else LINE_WIDTH,
+                    x=xs, y=smooth(values, smoothing), mode=line_mode(epochs), name=label, legendgroup=label,
+                    showlegend=label not in in_legend,
+                    line={"color": color, "width": FUSED_WIDTH if modality is None else LINE_WIDTH,
                           "dash": COMPONENT_DASH.get(component, "solid")},
                     hovertemplate=f"{label}: %{{y:.4f}}<extra></extra>"), row=row, col=col)
                 in_legend.add(label)
         fig.update_yaxes(title_text=name, row=row, col=1)
-    fig.update_layout(height=row_height * rows + 60, **LAYOUT)
-    fig.update_xaxes(title_text="wall time (s)" if x == "wall" else "epoch", row=rows)
-    if log_y:
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(row=row, **value_axis(name, log_y))
+    fig.update_layout(height=row_height * rows + 60, uirevision=rs.run_id, **LAYOUT)
+    if x == "wall":
+        fig.update_xaxes(title_text="wall time (s)", rangemode="tozero", row=rows)
+    else:
+        fig.update_xaxes(**{k: v for k, v in epoch_axis(last).items() if k != "title_text"})
+        fig.update_xaxes(title_text="epoch", row=rows)
     return fig
 
 
 def balance_figure(b: Balance) -> go.Figure:
-    """Left: branch (solid) and helper (hatched) accuracy per modality at the latest epoch. Right: the gap
-    between the strongest and the weakest modality over epochs, of the branches (solid) and of the probes
-    (dotted)."""
+    """Branch (solid) and helper (hatched) accuracy per modality at the latest epoch."""
     modalities = [r["modality"] for r in b.rows]
     colors = [modality_color(m) for m in modalities]
-    at = f"epoch {b.epoch}" if b.epoch is not None else "no epoch yet"
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"{b.split} accuracy at {at}",
-                                                        "strongest − weakest accuracy"])
+    fig = go.Figure()
     fig.add_trace(go.Bar(x=modalities, y=[r["branch"] for r in b.rows], name="branch", marker={"color": colors},
-                         texttemplate="%{y:.3f}"), row=1, col=1)
+                         texttemplate="%{y:.3f}"))
     fig.add_trace(go.Bar(x=modalities, y=[r["helper"] for r in b.rows], name="helper (linear probe)",
                          marker={"color": colors, "pattern": {"shape": "/"}, "opacity": 0.6},
-                         texttemplate="%{y:.3f}"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=b.gap_epochs, y=b.gap_values, mode="lines+markers", name="gap",
-                             line={"color": MODALITY_COLORS["fused"]}), row=1, col=2)
+                         texttemplate="%{y:.3f}"))
+    at = f"epoch {b.epoch + 1}" if b.epoch is not None else "no epoch yet"
+    fig.update_layout(barmode="group", height=300, title={"text": f"{b.split} accuracy at {at}", "font": TITLE},
+                      **LAYOUT)
+    fig.update_yaxes(range=[0, 1], tickformat=".1f")
+    return fig
+
+
+def gap_figure(b: Balance) -> go.Figure:
+    """The gap between the strongest and the weakest modality over epochs, of the branches (solid) and of the
+    probes (dotted), on an axis from zero: a flat line stays flat."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=shown(b.gap_epochs), y=b.gap_values, mode=line_mode(b.gap_epochs), name="branches",
+                             line={"color": MODALITY_COLORS["fused"]}, hovertemplate="gap %{y:.4f}<extra></extra>"))
     if b.helper_gap_epochs:
-        fig.add_trace(go.Scatter(x=b.helper_gap_epochs, y=b.helper_gap_values, mode="lines+markers",
-                                 name="gap of the probes", line={"color": MODALITY_COLORS["fused"], "dash": "dot"}),
-                      row=1, col=2)
-    fig.update_layout(barmode="group", height=320, **LAYOUT)
-    fig.update_yaxes(range=[0, 1], row=1, col=1)
-    fig.update_xaxes(title_text="epoch", row=1, col=2)
+        fig.add_trace(go.Scatter(x=shown(b.helper_gap_epochs), y=b.helper_gap_values,
+                                 mode=line_mode(b.helper_gap_epochs), name="probes",
+                                 line={"color": MODALITY_COLORS["fused"], "dash": "dot"},
+                                 hovertemplate="probe gap %{y:.4f}<extra></extra>"))
+    top = max([v for v in [*b.gap_values, *b.helper_gap_values] if v is not None], default=0.0)
+    fig.update_layout(height=300, title={"text": "strongest − weakest", "font": TITLE}, **LAYOUT)
+    fig.update_xaxes(**epoch_axis(max([0, *shown(b.gap_epochs), *shown(b.helper_gap_epochs)])))
+    fig.update_yaxes(range=[0, max(0.1, round(top * 1.25, 2))], tickformat=".2f")
     return fig
 
 
@@ -92,20 +158,28 @@ def skip_figure(modalities: list[str], epochs: list[int], grid: list[list[float 
             xs = [e for e, v in zip(epochs, row, strict=True) if v == updated]
             k = (factors or {}).get(m, {})
             text = [f" (skip factor {k[e]:.0f})" if e in k else "" for e in xs]
-            fig.add_trace(go.Scatter(x=xs, y=[m] * len(xs), mode="markers", name=f"{m} {label}", text=text,
+            fig.add_trace(go.Scatter(x=shown(xs), y=[m] * len(xs), mode="markers", name=f"{m} {label}", text=text,
                                      marker={"symbol": symbol, "size": 11, "color": modality_color(m)},
                                      hovertemplate=f"{m}: {label} in epoch %{{x}}%{{text}}<extra></extra>"))
-    fig.update_layout(height=80 + 40 * max(1, len(modalities)), showlegend=False, xaxis_title="epoch",
+    fig.update_layout(height=80 + 40 * max(1, len(modalities)), showlegend=False,
                       **{**LAYOUT, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}})
+    fig.update_xaxes(**epoch_axis(max(shown(epochs), default=0)))
     return fig
 
 
+def run_style(i: int) -> dict[str, Any]:
+    """The i-th run's line on Compare: a colour that is no modality's, then a dash once the colours run out."""
+    return {"color": RUN_COLORS[i % len(RUN_COLORS)], "dash": RUN_DASHES[i // len(RUN_COLORS) % len(RUN_DASHES)]}
+
+
 def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, component: str, name: str,
-                   smoothing: float = 0.0, height: int = 420) -> go.Figure:
-    """A panel per modality (its title in the modality's colour) and fused; one colour per run."""
+                   smoothing: float = 0.0, height: int = 420, x: str = "epoch", log_y: bool = False) -> go.Figure:
+    """A panel per modality (its title in the modality's colour) and fused; one colour per run (no modality's
+    colour); markers while a run is short, so a one-epoch run is a visible point."""
     panels = [*sorted({m for rs in runs for m in rs.modalities()}), "fused"]
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=panels, horizontal_spacing=0.03)
     in_legend: set[str] = set()
+    last = 0
     for col, panel in enumerate(panels, start=1):
         modality = None if panel == "fused" else panel
         for i, rs in enumerate(runs):
@@ -113,16 +187,27 @@ def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, co
             epochs, values = rs.series((split, comp, modality, name))
             if not epochs:
                 continue
-            fig.add_trace(go.Scatter(x=epochs, y=smooth(values, smoothing), mode="lines", name=labels[rs.run_id],
-                                     legendgroup=rs.run_id, showlegend=rs.run_id not in in_legend,
-                                     line={"color": RUN_COLORS[i % len(RUN_COLORS)],
-                                           "width": FUSED_WIDTH if modality is None else LINE_WIDTH}),
+            clock = wall_clock(rs) if x == "wall" else {}
+            xs = [clock.get(e) for e in epochs] if clock else shown(epochs)
+            last = max([last, *shown(epochs)])
+            style = run_style(i)
+            if smoothing > 0:
+                raw_behind(xs, values, style["color"], 1, col, fig, rs.run_id)
+            fig.add_trace(go.Scatter(x=xs, y=smooth(values, smoothing), mode=line_mode(epochs),
+                                     name=labels[rs.run_id], legendgroup=rs.run_id,
+                                     showlegend=rs.run_id not in in_legend,
+                                     line={**style, "width": FUSED_WIDTH if modality is None else LINE_WIDTH},
+                                     hovertemplate=f"{labels[rs.run_id]}: %{{y:.4f}}<extra></extra>"),
                           row=1, col=col)
             in_legend.add(rs.run_id)
     for annotation, panel in zip(fig.layout.annotations, panels, strict=False):
         annotation.font = {"color": modality_color(None if panel == "fused" else panel), "size": 15}
-    fig.update_layout(height=height, **LAYOUT)
-    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=height, uirevision="compare", **LAYOUT)
+    if x == "wall":
+        fig.update_xaxes(title_text="wall time (s)", rangemode="tozero")
+    else:
+        fig.update_xaxes(**epoch_axis(last))
+    fig.update_yaxes(**value_axis(name, log_y))
     fig.update_yaxes(title_text=f"{split} {name}", col=1)
     return fig
 
@@ -132,17 +217,42 @@ def difference_figure(pairs: list[tuple[RunSeries, RunSeries, str]], split: str,
     """AMST run minus its baseline, per modality (its colour) and fused (bold); one dash per pair."""
     fig = go.Figure()
     dashes = ("solid", "dash", "dot", "dashdot", "longdash")
+    last = 0
     for i, (amst, base, label) in enumerate(pairs):
         for modality in [*amst.modalities(), None]:
             comp = "fused" if modality is None else component
             epochs, diff = difference(amst, base, (split, comp, modality, name))
             if epochs:
+                last = max([last, *shown(epochs)])
                 fig.add_trace(go.Scatter(
-                    x=epochs, y=diff, mode="lines", name=f"{label} · {modality or 'fused'}",
+                    x=shown(epochs), y=diff, mode=line_mode(epochs), name=f"{label} · {modality or 'fused'}",
                     line={"color": modality_color(modality), "dash": dashes[i % len(dashes)],
-                          "width": FUSED_WIDTH if modality is None else LINE_WIDTH}))
+                          "width": FUSED_WIDTH if modality is None else LINE_WIDTH},
+                    hovertemplate="%{y:+.4f}<extra></extra>"))
     fig.add_hline(y=0, line={"color": "#999999", "width": 1})
-    fig.update_layout(height=380, xaxis_title="epoch", yaxis_title=f"Δ {split} {name} (AMST − baseline)", **LAYOUT)
+    fig.update_layout(height=380, yaxis_title=f"Δ {split} {name} (AMST − baseline)", uirevision="difference",
+                      **LAYOUT)
+    fig.update_xaxes(**epoch_axis(last))
+    fig.update_yaxes(tickformat="+.2f")
+    return fig
+
+
+def resource_figure(rs: RunSeries) -> go.Figure | None:
+    """The worker's GPU over the run: mean utilisation (%) and peak memory (GiB) per epoch; None without a GPU."""
+    util = rs.series(("train", "run", None, "gpu_util"))
+    memory = rs.series(("train", "run", None, "gpu_mem_gib"))
+    if not util[0] and not memory[0]:
+        return None
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["GPU utilisation (%)", "GPU memory (GiB)"],
+                        horizontal_spacing=0.12)
+    for col, (epochs, values), name, top in ((1, util, "utilisation", 100.0), (2, memory, "memory", None)):
+        fig.add_trace(go.Scatter(x=shown(epochs), y=values, mode=line_mode(epochs), name=name,
+                                 line={"color": MODALITY_COLORS["fused"]},
+                                 hovertemplate=f"{name} %{{y:.1f}}<extra></extra>"), row=1, col=col)
+        peak = max([v for v in values if v is not None], default=1.0)
+        fig.update_yaxes(range=[0, top or max(1.0, peak * 1.2)], row=1, col=col)
+    fig.update_layout(height=260, showlegend=False, **LAYOUT)
+    fig.update_xaxes(**epoch_axis(max([0, *shown(util[0]), *shown(memory[0])])))
     return fig
 
 
@@ -155,20 +265,22 @@ def band_figure(bands: dict[str, dict[str, Band]], split: str, name: str, height
     groups = sorted({g for by_group in bands.values() for g in by_group})
     for col, panel in enumerate(panels, start=1):
         for label, band in bands[panel].items():
-            color = RUN_COLORS[groups.index(label) % len(RUN_COLORS)]
+            style = run_style(groups.index(label))
+            color = style["color"]
             first = col == 1
-            fig.add_trace(go.Scatter(x=band.epochs + band.epochs[::-1], y=band.high + band.low[::-1], fill="toself",
+            xs = shown(band.epochs)
+            fig.add_trace(go.Scatter(x=xs + xs[::-1], y=band.high + band.low[::-1], fill="toself",
                                      fillcolor=color, opacity=0.18, line={"width": 0}, hoverinfo="skip",
                                      legendgroup=label, showlegend=False), row=1, col=col)
-            fig.add_trace(go.Scatter(x=band.epochs, y=band.mean, mode=line_mode(band.epochs),
+            fig.add_trace(go.Scatter(x=xs, y=band.mean, mode=line_mode(band.epochs),
                                      name=f"{label} (n={band.runs})", legendgroup=label, showlegend=first,
-                                     line={"color": color, "width": FUSED_WIDTH if panel == "fused" else LINE_WIDTH}),
+                                     line={**style, "width": FUSED_WIDTH if panel == "fused" else LINE_WIDTH}),
                           row=1, col=col)
     for annotation, panel in zip(fig.layout.annotations, panels, strict=False):
         annotation.font = {"color": modality_color(None if panel == "fused" else panel), "size": 15}
     fig.update_layout(height=height, **LAYOUT)
-    fig.update_xaxes(title_text="epoch", dtick=1 if max((len(b.epochs) for g in bands.values() for b in g.values()),
-                                                        default=0) <= 12 else None)
+    last = max((e + 1 for by_group in bands.values() for b in by_group.values() for e in b.epochs), default=0)
+    fig.update_xaxes(**epoch_axis(last))
     fig.update_yaxes(title_text=f"{split} {name} (mean +- 1 std)", col=1)
     return fig
 

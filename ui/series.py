@@ -203,19 +203,34 @@ def best_of(name: str, values: Iterable[float | None]) -> float | None:
     return min(finite) if name == "loss" else max(finite)
 
 
-def final_and_best(runs: list[RunSeries], labels: dict[str, str], splits=("val", "test"),
+def final_and_best(runs: list[RunSeries], labels: dict[str, str], split: str = "val", component: str = "branch",
                    name: str = "acc") -> pd.DataFrame:
-    """Per run, component and modality: the last value and the best (max accuracy, min loss) per split."""
+    """One row per run, a final and a best column per modality (its `component`, resolved per run) and for the
+    fused prediction: the last value and the best (max accuracy, min loss) of `split` `name`."""
+    panels = [*sorted({m for rs in runs for m in rs.modalities()}), None]
+    columns = ["run", "epochs"] + [f"{m or 'fused'} {what}" for m in panels for what in ("final", "best")]
     rows = []
     for rs in runs:
-        for split_, component, modality, n in rs.series_keys():
-            if n != name or split_ not in splits or component == "run":
-                continue
-            epochs, values = rs.series((split_, component, modality, n))
-            rows.append({"run": labels[rs.run_id], "split": split_, "component": component,
-                         "modality": modality or "fused", "final": values[-1] if values else None,
-                         "best": best_of(name, values), "epochs": len(epochs)})
-    return pd.DataFrame(rows, columns=["run", "split", "component", "modality", "final", "best", "epochs"])
+        row: dict[str, Any] = {"run": labels[rs.run_id], "epochs": 0}
+        for modality in panels:
+            comp = "fused" if modality is None else resolve(rs, split, component, modality, name)
+            epochs, values = rs.series((split, comp, modality, name))
+            finite = [v for v in values if v is not None]
+            row[f"{modality or 'fused'} final"] = finite[-1] if finite else None
+            row[f"{modality or 'fused'} best"] = best_of(name, values)
+            row["epochs"] = max(row["epochs"], len(epochs))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def uneven_lengths(runs: list[dict[str, Any]]) -> str | None:
+    """A warning when the runs compared are not equally long (finished or planned epochs differ): a short run's
+    last value is not comparable with a long run's."""
+    lengths = {(r["epochs_done"], r["epochs_total"]) for r in runs}
+    if len(lengths) <= 1:
+        return None
+    parts = [f"{r['name']} {r['epochs_done']}/{r['epochs_total']}" for r in runs]
+    return "These runs have different lengths (epochs done/planned): " + ", ".join(parts) + "."
 
 
 def pair_baselines(runs: list[dict[str, Any]], candidates: list[dict[str, Any]],

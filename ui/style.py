@@ -23,9 +23,10 @@ COMPONENT_DASH: dict[str, str] = {
     "alt_branch": "dash", "joint_branch": "dashdot", "alt_helper": "dot", "joint_helper": "longdashdot",
     "prototype": "longdash",
 }
-# Run colours on the Compare page, where each panel is one modality: none of them is a modality colour.
-RUN_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974",
-              "#64B5CD")
+# Run colours on the Compare page, where each panel is one modality: none of them near a modality's hue (no
+# blue, orange or green) nor the fused near-black; after five runs the same colours come back dashed.
+RUN_COLORS = ("#CC79A7", "#7B3294", "#D62728", "#8C564B", "#7F7F7F")
+RUN_DASHES = ("solid", "dot")
 
 
 def modality_color(modality: str | None) -> str:

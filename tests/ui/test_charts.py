@@ -67,7 +67,7 @@ def test_curves_figure_one_trace_per_component_and_modality_per_split():
     assert traces["helper · audio"][0].line.dash == "dot"
     assert traces["branch · audio"][0].line.dash == "solid"
     assert list(traces["branch · visual"][1].y) == [0.2, 0.3, 0.35]
-    assert list(traces["branch · visual"][1].x) == [0, 1, 2]
+    assert list(traces["branch · visual"][1].x) == [1, 2, 3]  # epochs counted from 1, as the header counts
 
 
 def test_curves_figure_legend_only_in_the_first_panel():
@@ -91,16 +91,104 @@ def test_curves_figure_filters_components_and_metric():
     assert fig.layout.xaxis.title.text == "epoch"
 
 
-def test_curves_figure_smoothing():
+def test_curves_figure_smoothing_keeps_the_raw_line_faint_behind():
     fig = charts.curves_figure(two_modality_run(), ["loss"], ["val"], ["fused"], smoothing=0.5)
-    assert list(fig.data[0].y) == [1.0, 0.75, 0.5]
+    raw, smoothed = fig.data
+    assert list(smoothed.y) == [1.0, 0.75, 0.5] and smoothed.showlegend
+    assert list(raw.y) == [1.0, 0.5, 0.25] and raw.opacity == 0.25 and raw.showlegend is False
+    assert raw.line.color == smoothed.line.color and raw.hoverinfo == "skip"
+    assert len(charts.curves_figure(two_modality_run(), ["loss"], ["val"], ["fused"]).data) == 1  # no smoothing
 
 
-def test_curves_figure_log_scale():
-    fig = charts.curves_figure(two_modality_run(), ["loss"], ["train", "val"], ["fused"], log_y=True)
-    assert fig.layout.yaxis.type == "log"
-    assert fig.layout.yaxis2.type == "log"
+def test_curves_figure_log_scale_applies_to_losses_only():
+    fig = charts.curves_figure(two_modality_run(), ["acc", "loss"], ["train", "val"], ["fused"], log_y=True)
+    assert fig.layout.yaxis.type is None and fig.layout.yaxis2.type is None  # accuracy stays linear
+    assert fig.layout.yaxis3.type == "log" and fig.layout.yaxis4.type == "log"
     assert charts.curves_figure(two_modality_run(), ["loss"], ["val"], ["fused"]).layout.yaxis.type is None
+
+
+def test_accuracy_axes_never_autoscale_past_zero_and_one():
+    fig = charts.curves_figure(make("a", [("val", "fused", None, "acc", [0], [0.5])]), ["acc"], ["val"], ["fused"])
+    assert fig.layout.yaxis.autorangeoptions.minallowed == 0 and fig.layout.yaxis.autorangeoptions.maxallowed == 1
+
+
+def integer_ticks(axis) -> bool:
+    """An epoch axis whose ticks can only fall on whole epochs, starting from epoch 1."""
+    return (axis.tickmode == "linear" and float(axis.dtick).is_integer() and axis.tickformat == "d"
+            and axis.range[0] == 0.5)
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 5, 12, 30, 100, 1000])
+def test_epoch_axes_tick_whole_epochs_and_few_of_them(epochs: int):
+    run = make("a", [("val", "fused", None, "acc", list(range(epochs)), [0.5] * epochs),
+                     ("val", "branch", "audio", "acc", list(range(epochs)), [0.4] * epochs),
+                     ("val", "branch", None, "acc_gap", list(range(epochs)), [0.5933] * epochs),
+                     ("train", "run", "audio", "skip", list(range(epochs)), [1.0] * epochs)])
+    figures = [charts.curves_figure(run, ["acc"], ["val"], ["fused"]), charts.gap_figure(balance(run)),
+               charts.compare_figure([run], {"a": "A"}, "val", "branch", "acc"),
+               charts.skip_figure(*skip_strip(run)), charts.difference_figure([(run, run, "A")], "val", "branch",
+                                                                              "acc")]
+    for fig in figures:
+        assert integer_ticks(fig.layout.xaxis), fig.layout.xaxis
+        assert fig.layout.xaxis.range[1] == epochs + 0.5
+        assert epochs / fig.layout.xaxis.dtick <= 8  # room on a phone
+
+
+def test_gap_axis_starts_at_zero_so_a_flat_gap_is_flat():
+    run = make("a", [("val", "branch", "audio", "acc", E, [0.8] * 3), ("val", "branch", "visual", "acc", E, [0.2] * 3),
+                     ("val", "branch", None, "acc_gap", E, [0.5933, 0.5933, 0.5933])])
+    fig = charts.gap_figure(balance(run))
+    assert fig.layout.yaxis.range[0] == 0 and fig.layout.yaxis.range[1] >= 0.5933 * 1.2
+    assert fig.layout.yaxis.tickformat == ".2f"  # never "0.5932999999999999385"
+
+
+def test_compare_draws_a_one_epoch_run_as_a_point_and_runs_in_no_modality_colour():
+    short = make("s", [("val", "fused", None, "acc", [0], [0.4]), ("val", "branch", "audio", "acc", [0], [0.3])])
+    fig = charts.compare_figure([two_modality_run("a"), short], {"a": "A", "s": "S"}, "val", "branch", "acc")
+    assert all("markers" in t.mode for t in fig.data if t.name == "S")
+    diff = charts.difference_figure([(short, short, "S")], "val", "branch", "acc")
+    assert diff.data and all("markers" in t.mode for t in diff.data)
+
+
+def hue(color: str) -> tuple[float, float]:
+    import colorsys
+
+    r, g, b = (int(color[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    h, _, s = colorsys.rgb_to_hls(r, g, b)
+    return h * 360, s
+
+
+@pytest.mark.parametrize("run_color", RUN_COLORS)
+def test_run_colours_are_no_modalitys(run_color: str):
+    h, s = hue(run_color)
+    for modality, color in MODALITY_COLORS.items():
+        mh, _ = hue(color)
+        if modality == "fused" or s < 0.1:
+            assert color != run_color
+            continue
+        assert min(abs(h - mh), 360 - abs(h - mh)) >= 25, (run_color, modality)
+
+
+def test_runs_beyond_the_palette_are_dashed():
+    assert charts.run_style(0) == {"color": RUN_COLORS[0], "dash": "solid"}
+    assert charts.run_style(len(RUN_COLORS)) == {"color": RUN_COLORS[0], "dash": "dot"}
+
+
+def text_width(text: str, size: float) -> float:
+    return 0.6 * size * len(text)  # a generous average glyph width of Plotly's sans-serif
+
+
+@pytest.mark.parametrize("width", [390, 1400])
+def test_balance_titles_fit_their_own_chart_at_phone_and_desktop_width(width: int):
+    """The balance panel is two figures in two Streamlit columns (stacked on a phone): each title has its figure's
+    whole width, so two titles can never overlap; and each fits that width."""
+    b = balance(make("a", [("val", "branch", "audio", "acc", E, [0.5] * 3),
+                           ("val", "branch", "visual", "acc", E, [0.4] * 3),
+                           ("val", "branch", None, "acc_gap", E, [0.1] * 3)]))
+    column = width if width < 640 else width / 2  # Streamlit stacks columns under 640 px
+    for fig in (charts.balance_figure(b), charts.gap_figure(b)):
+        assert not fig.layout.annotations  # no subplot titles to collide
+        assert text_width(fig.layout.title.text, fig.layout.title.font.size) < column - 40
 
 
 def test_curves_figure_wall_clock_x():
@@ -114,7 +202,7 @@ def test_skip_figure_filled_where_updated_open_where_skipped():
     assert [t.name for t in fig.data] == ["audio updated", "audio skipped", "visual updated", "visual skipped"]
     assert [t.marker.symbol for t in fig.data] == ["square", "square-open", "square", "square-open"]
     assert [t.marker.color for t in fig.data] == [MODALITY_COLORS["audio"]] * 2 + [MODALITY_COLORS["visual"]] * 2
-    assert [list(t.x) for t in fig.data] == [[0, 2], [1], [0, 1], []]
+    assert [list(t.x) for t in fig.data] == [[1, 3], [2], [1, 2], []]
     assert [list(t.y) for t in fig.data] == [["audio", "audio"], ["audio"], ["visual", "visual"], []]
     assert fig.layout.showlegend is False
     assert fig.layout.height == 80 + 40 * 2
@@ -176,17 +264,27 @@ def test_balance_and_gap_figures():
                     ("val", "branch", None, "acc_gap", E, [0.3, 0.3, 0.4])])
     b = balance(rs)
     fig = charts.balance_figure(b)
-    assert [t.name for t in fig.data] == ["branch", "helper (linear probe)", "gap"], "no probe gap: no line"
+    assert [t.name for t in fig.data] == ["branch", "helper (linear probe)"]
     assert list(fig.data[0].y) == [0.8, 0.4]
     assert list(fig.data[1].y) == [0.7, None]
     assert list(fig.data[0].marker.color) == [MODALITY_COLORS["audio"], MODALITY_COLORS["visual"]]
-    assert fig.layout.annotations[0].text == "val accuracy at epoch 2"
-    gap = fig.data[2]
-    assert gap.xaxis == "x2" and list(gap.x) == E and list(gap.y) == [0.3, 0.3, 0.4]
+    assert fig.layout.title.text == "val accuracy at epoch 3"
+    gap = charts.gap_figure(b)
+    assert [t.name for t in gap.data] == ["branches"], "no probe gap: no line"
+    assert list(gap.data[0].x) == [1, 2, 3] and list(gap.data[0].y) == [0.3, 0.3, 0.4]
     rs.merge({"series": [{"split": "val", "component": "helper", "modality": None, "name": "acc_gap", "epochs": E,
                           "values": [0.1, 0.2, 0.2]}], "run": rs.run, "next_since_epoch": 2})
-    with_probes = charts.balance_figure(balance(rs))
-    assert with_probes.data[3].name == "gap of the probes" and list(with_probes.data[3].y) == [0.1, 0.2, 0.2]
+    with_probes = charts.gap_figure(balance(rs))
+    assert with_probes.data[1].name == "probes" and list(with_probes.data[1].y) == [0.1, 0.2, 0.2]
+
+
+def test_resource_figure_only_where_the_worker_had_a_gpu():
+    assert charts.resource_figure(two_modality_run()) is None
+    rs = make("g", [("train", "run", None, "gpu_util", E, [80.0, 95.0, 90.0]),
+                    ("train", "run", None, "gpu_mem_gib", E, [10.0, 12.5, 12.5])])
+    fig = charts.resource_figure(rs)
+    assert [list(t.y) for t in fig.data] == [[80.0, 95.0, 90.0], [10.0, 12.5, 12.5]]
+    assert fig.layout.yaxis.range == (0, 100.0) and fig.layout.yaxis2.range[1] == pytest.approx(15.0)
 
 
 def test_skip_figure_says_the_factor_in_force_on_hover():

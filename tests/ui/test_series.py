@@ -6,6 +6,7 @@ import csv
 import io
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from ui import series as S
@@ -276,34 +277,41 @@ def test_skip_strip_grid():
     assert grid == [[1.0, 0.0, 0.0, 1.0], [None, 1.0, 1.0, 1.0]]
 
 
-def test_final_and_best():
+def test_final_and_best_is_one_row_per_run_with_a_column_pair_per_modality_and_fused():
     a = make("a", series=[
         ("val", "fused", None, "acc", [0, 1, 2], [0.5, 0.9, 0.7]),
         ("val", "branch", "audio", "acc", [0, 1, 2], [0.2, None, 0.3]),
-        ("test", "fused", None, "acc", [0, 1, 2], [0.4, 0.6, 0.65]),
-        ("train", "fused", None, "acc", [0, 1, 2], [0.9, 0.9, 0.9]),   # split not asked for
-        ("val", "fused", None, "loss", [0, 1, 2], [1.0, 0.5, 0.8]),    # other metric
+        ("val", "branch", "visual", "acc", [0, 1], [0.1, 0.15]),
+        ("val", "helper", "audio", "acc", [0, 1, 2], [0.6, 0.6, 0.6]),   # other component
+        ("test", "fused", None, "acc", [0, 1, 2], [0.4, 0.6, 0.65]),     # split not asked for
+        ("val", "fused", None, "loss", [0, 1, 2], [1.0, 0.5, 0.8]),      # other metric
         ("train", "run", None, "epoch_time", [0], [1.0]),
     ])
-    frame = S.final_and_best([a], {"a": "run A"})
-    assert list(frame.columns) == ["run", "split", "component", "modality", "final", "best", "epochs"]
-    assert frame.to_dict("records") == [
-        {"run": "run A", "split": "test", "component": "fused", "modality": "fused", "final": 0.65, "best": 0.65,
-         "epochs": 3},
-        {"run": "run A", "split": "val", "component": "branch", "modality": "audio", "final": 0.3, "best": 0.3,
-         "epochs": 3},
-        {"run": "run A", "split": "val", "component": "fused", "modality": "fused", "final": 0.7, "best": 0.9,
-         "epochs": 3},
-    ]
-    loss = S.final_and_best([a], {"a": "run A"}, splits=("val",), name="loss")
-    assert loss.to_dict("records") == [{"run": "run A", "split": "val", "component": "fused", "modality": "fused",
-                                        "final": 0.8, "best": 0.5, "epochs": 3}]
+    b = make("b", series=[("val", "fused", None, "acc", [0], [0.4]),
+                          ("val", "alt_branch", "audio", "acc", [0], [0.35])])   # AMST-FULL's branch
+    frame = S.final_and_best([a, b], {"a": "run A", "b": "run B"})
+    assert list(frame.columns) == ["run", "epochs", "audio final", "audio best", "visual final", "visual best",
+                                   "fused final", "fused best"]
+    assert frame.to_dict("records")[0] == {"run": "run A", "epochs": 3, "audio final": 0.3, "audio best": 0.3,
+                                           "visual final": 0.15, "visual best": 0.15, "fused final": 0.7,
+                                           "fused best": 0.9}
+    second = frame.to_dict("records")[1]
+    assert second["audio final"] == 0.35 and second["epochs"] == 1 and pd.isna(second["visual final"])
+    loss = S.final_and_best([a], {"a": "run A"}, name="loss")
+    assert loss.to_dict("records")[0]["fused final"] == 0.8 and loss.to_dict("records")[0]["fused best"] == 0.5
 
 
 def test_final_and_best_of_nothing_is_an_empty_table():
     frame = S.final_and_best([], {})
-    assert frame.empty and list(frame.columns) == ["run", "split", "component", "modality", "final", "best",
-                                                   "epochs"]
+    assert frame.empty and list(frame.columns) == ["run", "epochs", "fused final", "fused best"]
+
+
+def test_uneven_lengths_warns_only_when_runs_differ():
+    long = {"name": "long", "epochs_done": 30, "epochs_total": 30}
+    short = {"name": "short", "epochs_done": 1, "epochs_total": 30}
+    assert S.uneven_lengths([long, dict(long, name="other")]) is None
+    assert S.uneven_lengths([long, short]) == ("These runs have different lengths (epochs done/planned): long 30/30, "
+                                               "short 1/30.")
 
 
 def test_best_of():
