@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -48,8 +49,28 @@ def catalog(base_url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return client.methods(), client.datasets()
 
 
+@st.cache_data(ttl=10, show_spinner=False)
+def health(base_url: str) -> dict[str, Any]:
+    """The API's health for the sidebar: asked at most every 10 s, not on every redraw of every page."""
+    return api().health()
+
+
 def run_label(run: dict[str, Any]) -> str:
     return f"{run['name']} · {run['method']} · {run['dataset']} · seed {run['seed']} ({run['id'][:8]})"
+
+
+def short_label(run: dict[str, Any]) -> str:
+    """What fits a phone's table column or a legend: the name and the id's start."""
+    return f"{run['name']} ({run['id'][:6]})"
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: Any) -> str:
+    """User text (a run's name, tags, notes) made inert inside Markdown: links, images, emphasis, LaTeX and
+    Streamlit's colour and icon directives show as the characters typed."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
 
 
 def age(timestamp: str | None, now: datetime | None = None) -> str:

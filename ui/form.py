@@ -88,3 +88,15 @@ def param_widgets(schema: dict[str, Any], modalities: list[str] | None = None
             kind = "text"
         out.append((name, kind, spec))
     return out
+
+
+def placed_errors(err: Any, slots: list[str]) -> dict[str | None, list[str]]:
+    """An API error's problems by the form field each belongs to (None: no field of the form). The API lists
+    every problem in `details`; an error with none is one problem about `field`."""
+    problems = err.details or [{"field": err.field, "message": err.message}]
+    out: dict[str | None, list[str]] = {}
+    for p in problems:
+        where = slot_for(p.get("field"), slots)
+        named = f" (`{p['field']}`)" if p.get("field") and not where else ""
+        out.setdefault(where, []).append(str(p.get("message")) + named)
+    return out

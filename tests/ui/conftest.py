@@ -26,6 +26,27 @@ class SeededApi:
     url: str
     runs: dict[str, SeededRun]
     service: Service
+    db: str = ""
+    artifacts: Path = Path()
+
+
+EVIL_NAME = "![pixel](http://evil.example/p.png) [click](http://evil.example) :red[alarm] $x$"
+FIRST_EPOCH_LIVE = {"epoch": 0, "split": "train", "batch": 120, "batches": 400, "samples_per_s": 213.0}
+
+
+def in_first_epoch(url: str) -> SeededRun:
+    """A running run that has finished no epoch yet, 120 of 400 training batches into its first one."""
+    import time
+
+    from sqlalchemy.orm import Session
+
+    from amst_core.store import lifecycle
+    from amst_core.store.db import get_engine
+
+    run = seed_run(url, "amst_full", 0, 5, RunStatus.running, name="first-epoch", seed=2)
+    with Session(get_engine(url)) as s, s.begin():
+        lifecycle.heartbeat(s, run.id, "seed-worker", {**FIRST_EPOCH_LIVE, "updated_at": time.time()})
+    return run
 
 
 def service_env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -52,11 +73,13 @@ def seeded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededApi]:
         "mla": seed_run(url, "mla", 30, 30, RunStatus.succeeded, name="mla-s0", summary={"selections": {
             "combo:a30_v70": {"best_epoch": 21, "best_val_acc": 0.91, "test_acc_at_best": 0.9},
             "combo:entropy": {"best_epoch": 25, "best_val_acc": 0.88, "test_acc_at_best": 0.87}}}),
+        "evil": seed_run(url, "naive", 3, 3, RunStatus.succeeded, name=EVIL_NAME, seed=3),
     }
+    runs["first"] = in_first_epoch(url)
     service = Service(service_env(tmp, AMST_HEARTBEAT_S="3600"), tmp)
     service.start_api()
     try:
-        yield SeededApi(service.url, runs, service)
+        yield SeededApi(service.url, runs, service, url, tmp / "artifacts")
     finally:
         service.stop()
 

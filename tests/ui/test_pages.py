@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import APP
+from conftest import APP, EVIL_NAME
 
 PAGES = ["views/runs.py", "views/new_run.py", "views/run.py", "views/compare.py"]
 
@@ -29,15 +29,47 @@ def test_runs_page_lists_and_filters_runs(app, seeded_api) -> None:
     at = app.run()
     no_traceback(at)
     table = at.dataframe[0].value
-    assert set(table["name"]) == {"base-s0", "full-s0", "alt-live", "joint-fail", "waiting", "mla-s0"}
+    assert set(table["name"]) == {"base-s0", "full-s0", "alt-live", "joint-fail", "waiting", "mla-s0", EVIL_NAME,
+                                  "first-epoch"}
     live = table.set_index("name").loc["alt-live"]
-    assert live["status"] == "● running" and live["progress"] == pytest.approx(0.4) and live["epochs"] == "12/30"
-    assert "live, every" in texts(at.caption)  # a run is active: the table refreshes itself
-    at.multiselect[0].set_value(["failed"]).run()
+    assert live["status"] == "● running" and live["progress"] == pytest.approx(0.4) and live["epochs done"] == "12/30"
+    assert "live: checked every" in texts(at.caption)  # a run is active: the table watches for changes
+    # The first epoch is not a blank: the table says where inside it the run is.
+    assert table.set_index("name").loc["first-epoch"]["now"] == "epoch 1: train 120/400 · 213/s"
+    status = next(m for m in at.multiselect if m.label == "Status")
+    at = status.set_value(["failed"]).run()
     assert list(at.dataframe[0].value["name"]) == ["joint-fail"]
-    at.multiselect[0].set_value([]).run()
-    at.text_input[0].set_value("amst").run()  # tag filter
+    assert at.query_params["status"] in ("failed", ["failed"])  # the filter is in the URL
+    at = next(m for m in at.multiselect if m.label == "Status").set_value([]).run()
+    assert "status" not in at.query_params
+    at = next(t for t in at.text_input if t.label == "Tags (all of)").set_value("amst").run()
     assert set(at.dataframe[0].value["name"]) == {"full-s0", "alt-live"}
+
+
+def test_runs_page_filters_come_from_the_url(app, seeded_api) -> None:
+    """A shared link reproduces the view: its filters are the page's first state."""
+    app.switch_page("views/runs.py")
+    app.query_params.update({"status": "failed,succeeded", "method": "amst_joint,naive"})
+    at = app.run()
+    no_traceback(at)
+    assert next(m for m in at.multiselect if m.label == "Status").value == ["failed", "succeeded"]
+    assert set(at.dataframe[0].value["name"]) == {"joint-fail", "base-s0", EVIL_NAME}
+
+
+def test_runs_page_search_and_hyperparameter_columns(app, seeded_api) -> None:
+    at = app.run()
+    at = next(t for t in at.text_input if t.label == "Search").set_value("seed>=2 method=amst_full").run()
+    no_traceback(at)
+    assert list(at.dataframe[0].value["name"]) == ["first-epoch"]
+    assert at.query_params["q"] in ("seed>=2 method=amst_full", ["seed>=2 method=amst_full"])
+    at = next(t for t in at.text_input if t.label == "Search").set_value("best_val_acc>high").run()
+    assert "best_val_acc" in texts(at.error)  # the API's message about the term, not a traceback
+    at = next(t for t in at.text_input if t.label == "Search").set_value("").run()
+    columns = next(m for m in at.multiselect if m.label == "Hyperparameter columns")
+    assert "epochs" in columns.options and "seed" not in columns.options  # keys that differ among the runs
+    at = columns.set_value(["epochs", "method"]).run()
+    table = at.dataframe[0].value.set_index("name")
+    assert table.loc["first-epoch"]["epochs"] == 5 and table.loc["first-epoch"]["method"] == "amst_full"
 
 
 def run_page(app, run_id: str):
@@ -53,9 +85,11 @@ def run_page(app, run_id: str):
 def test_run_page_shows_live_curves_balance_and_skip_strip(app, seeded_api) -> None:
     at = run_page(app, seeded_api.runs["live"].id)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Epoch"] == "12/30" and metrics["Attempt"] == "1"
-    assert metrics["ETA"] != "—"  # running, with a median epoch time
-    assert len(charts(at)) == 3  # acc and loss curves, the balance (bars and gap), the skip strip
+    assert set(metrics) == {"Epoch", "Best val acc (fused)", "Test acc at best (fused)"}  # three, not six
+    assert metrics["Epoch"] == "12/30"
+    facts = texts(at.caption)
+    assert "attempt 1" in facts and "ETA —" not in facts  # running, with a median epoch time
+    assert len(charts(at)) == 4  # acc and loss curves, the balance bars, the gap, the skip strip
     assert "Lagging modality: **visual**" in texts(at.markdown)
     labels = {b.label for b in at.button}
     assert {"Cancel", "Re-run with same config"} <= labels and "Retry" not in labels
@@ -123,7 +157,7 @@ def test_rerun_with_same_config_prefills_the_form(app, seeded_api) -> None:
     at = run_page(app, seeded_api.runs["full"].id)
     next(b for b in at.button if b.label == "Re-run with same config").click().run()
     no_traceback(at)
-    assert "Re-running with the config of **full-s0**" in texts(at.info)
+    assert "Re-running with the config of **full\\-s0**" in texts(at.info)
     assert at.selectbox[0].value == "amst_full" and at.selectbox[1].value == "synthetic"
     assert next(n for n in at.number_input if n.label == "Epochs").value == 30
     at.switch_page("views/new_run.py")  # AppTest stays on the page it was given; the browser follows the switch
@@ -140,13 +174,16 @@ def test_compare_page_overlays_pairs_and_tabulates(app, seeded_api) -> None:
     at = app.run()
     no_traceback(at)
     assert len(charts(at)) == 2  # the overlay and AMST minus baseline
-    assert "vs base-s0" in texts(at.caption)  # both AMST runs paired with the naive run of seed 0
+    assert "vs base\\-s0" in texts(at.caption)  # both AMST runs paired with the naive run of seed 0
     table = at.dataframe[0].value
-    assert set(table["modality"]) == {"audio", "visual", "fused"} and (table["split"] == "val").all()
+    assert list(table.columns) == ["run", "epochs", "audio final", "audio best", "visual final", "visual best",
+                                   "fused final", "fused best"]  # runs x modalities
+    assert len(table) == 2 and list(table["epochs"]) == [30, 12]
+    assert "different lengths" in texts(at.warning) and "alt-live 12/30" in texts(at.warning).replace("\\", "")
     baseline = next(s for s in at.selectbox if s.label == "Baseline")
     at = baseline.set_value("mla").run()
     no_traceback(at)
-    assert "vs mla-s0" in texts(at.caption) and at.query_params["baseline"] in ("mla", ["mla"]), "any baseline"
+    assert "vs mla\\-s0" in texts(at.caption) and at.query_params["baseline"] in ("mla", ["mla"]), "any baseline"
     group = next(m for m in at.multiselect if m.label == "Group by (config keys)")
     assert "method" in group.options and "seed" not in group.options
     at = group.set_value(["method"]).run()
@@ -159,7 +196,114 @@ def test_run_page_shows_a_methods_other_selections(app, seeded_api) -> None:
     at = run_page(app, seeded_api.runs["mla"].id)
     assert "Selected like the fused prediction" in texts(at.subheader)
     rows = at.dataframe[0].value
-    assert list(rows["prediction"]) == ["a30_v70", "entropy"] and list(rows["best epoch"]) == [21, 25]
+    assert list(rows["prediction"]) == ["a30_v70", "entropy"] and list(rows["best epoch"]) == [22, 26]  # from 1
+
+
+def test_first_epoch_says_where_it_is_instead_of_empty_axes(app, seeded_api) -> None:
+    at = run_page(app, seeded_api.runs["first"].id)
+    assert not charts(at)  # no empty axes
+    info = texts(at.info)
+    assert "Waiting for the first epoch" in info
+    assert "Epoch 1/5: train batch 120/400 · 213 samples/s · this pass ends in ~" in info, info
+
+
+def test_run_page_chart_options_come_from_and_go_to_the_url(app, seeded_api) -> None:
+    app.switch_page("views/run.py")
+    app.query_params.update({"run": seeded_api.runs["full"].id, "splits": "val", "metrics": "acc",
+                             "smoothing": "0.5", "components": "fused", "log": "1"})
+    at = app.run()
+    no_traceback(at)
+    assert next(m for m in at.multiselect if m.label == "Splits").value == ["val"]
+    assert next(s for s in at.slider if s.label == "Smoothing").value == 0.5
+    assert next(t for t in at.toggle if t.label == "Log scale (loss)").value is True
+    at = next(r for r in at.radio if r.label == "x-axis").set_value("wall").run()
+    assert at.query_params["x"] in ("wall", ["wall"])
+    at = next(s for s in at.slider if s.label == "Smoothing").set_value(0.0).run()
+    assert "smoothing" not in at.query_params  # defaults stay out of the link
+
+
+def test_compare_options_come_from_the_url(app, seeded_api) -> None:
+    runs = seeded_api.runs
+    app.switch_page("views/compare.py")
+    app.query_params.update({"runs": f"{runs['full'].id},{runs['base'].id}", "split": "test", "metric": "loss",
+                             "x": "wall", "log": "1", "component": "helper"})
+    at = app.run()
+    no_traceback(at)
+    assert next(r for r in at.radio if r.label == "Split").value == "test"
+    assert next(r for r in at.radio if r.label == "Metric").value == "loss"
+    assert next(r for r in at.radio if r.label == "x-axis").value == "wall"
+    assert next(s for s in at.selectbox if s.label == "Per-modality component").value == "helper"
+    assert "Final and best test loss per modality" in texts(at.subheader)
+
+
+def test_names_cannot_inject_markdown(app, seeded_api) -> None:
+    """A run named with a markdown image, link, colour directive and LaTeX shows those characters, inert."""
+    at = run_page(app, seeded_api.runs["evil"].id)
+    caption = texts(at.caption)
+    assert "](http" not in caption and ":red[" not in caption and " $x$" not in caption
+    assert "\\!\\[pixel\\]\\(http\\://evil\\.example/p\\.png\\)" in caption
+
+
+def test_new_run_form_puts_each_error_under_its_field_and_accepts_zero(app, seeded_api) -> None:
+    app.run()
+    at = app.switch_page("views/new_run.py").run()
+    next(t for t in at.text_input if t.label == "Device").set_value("tpu")
+    next(n for n in at.number_input if n.label == "Learning rate").set_value(-1.0)
+    next(n for n in at.number_input if n.label == "audio").set_value(0)  # a skip factor of 0
+    next(n for n in at.number_input if n.label == "Epochs").set_value(0)
+    at.get("form_submit_button")[0].click().run()
+    no_traceback(at)
+    errors = [str(e.value) for e in at.error]
+    assert len(errors) >= 3, errors  # not one message under one field
+    assert any("tpu" in e for e in errors) and any("lr" in e or "greater" in e for e in errors)
+    assert any("epochs" in e.lower() or "greater" in e for e in errors)
+
+
+def test_unprepared_dataset_disables_submit(app, seeded_api) -> None:
+    app.run()
+    at = app.switch_page("views/new_run.py").run()
+    at = at.selectbox[1].set_value("urfunny").run()
+    assert at.get("form_submit_button")[0].disabled
+    assert "Submit is disabled" in texts(at.warning) and "None" not in texts(at.warning)
+    at = at.selectbox[1].set_value("avdigits").run()
+    assert not at.get("form_submit_button")[0].disabled
+
+
+def test_rename_tag_note_archive_and_delete_through_the_api(app, seeded_api) -> None:
+    from uikit import seed_run
+
+    from amst_core.store.models import RunStatus
+
+    run = seed_run(seeded_api.db, "naive", 2, 2, RunStatus.succeeded, name="to-manage", seed=7)
+    at = run_page(app, run.id)
+    next(t for t in at.text_input if t.label == "Name").set_value("renamed")
+    next(t for t in at.text_input if t.label == "Tags").set_value("keep, paper")
+    next(t for t in at.text_area if t.label == "Notes").set_value("lr too high")
+    at = next(b for b in at.get("form_submit_button") if b.label == "Save").click().run()
+    no_traceback(at)
+    detail = httpx.get(f"{seeded_api.url}/runs/{run.id}").json()
+    assert (detail["name"], detail["tags"], detail["notes"]) == ("renamed", ["keep", "paper"], "lr too high")
+    at = next(b for b in at.button if b.label == "Archive").click().run()
+    assert httpx.get(f"{seeded_api.url}/runs/{run.id}").json()["archived"] is True
+    listed = [r["id"] for r in httpx.get(f"{seeded_api.url}/runs", params={"limit": 200}).json()["items"]]
+    assert run.id not in listed
+    next(c for c in at.checkbox if c.label == "Delete for good").check()
+    at = next(b for b in at.button if b.label == "Delete").click().run()
+    no_traceback(at)
+    assert httpx.get(f"{seeded_api.url}/runs/{run.id}").status_code == 404
+
+
+def test_worker_output_tails_the_runs_log(app, seeded_api) -> None:
+    run_id = seeded_api.runs["failed"].id
+    log = seeded_api.artifacts / "runs" / run_id / "logs" / "output.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("--- attempt 1 on worker w1 ---\n2026-12-02 15:04:05 INFO amst.engine: epoch 1/30 done\n")
+    at = run_page(app, run_id)
+    assert not at.code  # fetched only when asked for
+    at = next(t for t in at.toggle if t.label == "Worker output").set_value(True).run()
+    no_traceback(at)
+    assert "epoch 1/30 done" in at.code[0].value
+    assert at.query_params["logs"] in ("1", ["1"])
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -1,5 +1,6 @@
 """Compare: overlay runs per modality; each AMST run against a baseline (naive fusion by default, or any of the
-paper's baselines) of the same dataset and seed."""
+paper's baselines) of the same dataset and seed. Every option lives in the URL; the charts are drawn again only
+when a run has new points or a new status."""
 
 from __future__ import annotations
 
@@ -7,76 +8,129 @@ from typing import Any
 
 import streamlit as st
 
+from ui import urlstate
 from ui.charts import PLOT_CONFIG, band_figure, compare_figure, difference_figure
-from ui.common import api, catalog, run_label, series_cache, shown_errors
-from ui.series import differing_keys, final_and_best, flatten, group_bands, group_runs, pair_baselines, refresh
+from ui.common import api, catalog, plain, run_label, series_cache, short_label, shown_errors
+from ui.series import (
+    RunSeries,
+    differing_keys,
+    final_and_best,
+    flatten,
+    group_bands,
+    group_runs,
+    pair_baselines,
+    refresh,
+    uneven_lengths,
+)
 from ui.settings import ui_settings
 from ui.style import ACTIVE
 
 COMPONENTS = ["branch", "helper", "alt_branch", "joint_branch", "alt_helper", "joint_helper", "prototype"]
 COMPONENT_HELP = "the fused prediction has its own panel; branch and helper mean AMST-FULL's alt_ ones for it"
 
-st.title("Compare")
-with shown_errors():
-    runs = api().runs(limit=500)
+
+def options(runs: list[dict[str, Any]]) -> dict[str, Any]:
     by_id = {r["id"]: r for r in runs}
-    wanted = [i for i in st.query_params.get("runs", "").split(",") if i in by_id]
-    selected: list[dict[str, Any]] = st.multiselect("Runs", runs, [by_id[i] for i in wanted], format_func=run_label,
-                                                    placeholder="choose runs to overlay")
-    st.query_params["runs"] = ",".join(r["id"] for r in selected)
+    ids = urlstate.widget(st.multiselect, "Runs", "runs", [], list(by_id),
+                          format_func=lambda i: run_label(by_id[i]), placeholder="choose runs to overlay")
     methods, _ = catalog(ui_settings().api_url)
     baselines = [m["name"] for m in methods if not m["name"].startswith("amst")]
-    a, b, c, d, e = st.columns(5)
-    split = a.radio("Split", ["val", "test", "train"], horizontal=True)
-    component = b.selectbox("Per-modality component", COMPONENTS, help=COMPONENT_HELP)
-    name = c.radio("Metric", ["acc", "loss"], horizontal=True)
-    smoothing = d.slider("Smoothing", 0.0, 0.95, 0.0, 0.05)
-    asked = st.query_params.get("baseline", "naive")
-    baseline = e.selectbox("Baseline", baselines, index=baselines.index(asked) if asked in baselines else 0,
-                           help="each AMST run is paired with a run of this method, same dataset and seed")
-    st.query_params["baseline"] = baseline
-    configs = {r["id"]: flatten(api().run(r["id"])["config"]) for r in selected}
+    a, b, c, d = st.columns(4)
+    chosen = {
+        "selected": [by_id[i] for i in ids],
+        "split": urlstate.widget(a.radio, "Split", "split", "val", ["val", "test", "train"], horizontal=True),
+        "component": urlstate.widget(b.selectbox, "Per-modality component", "component", "branch", COMPONENTS,
+                                     help=COMPONENT_HELP),
+        "name": urlstate.widget(c.radio, "Metric", "metric", "acc", ["acc", "loss"], horizontal=True),
+        "baseline": urlstate.widget(d.selectbox, "Baseline", "baseline", "naive" if "naive" in baselines
+                                    else baselines[0], baselines,
+                                    help="each AMST run is paired with a run of this method, same dataset and seed"),
+    }
+    a, b, c = st.columns(3)
+    chosen["smoothing"] = urlstate.widget(a.slider, "Smoothing", "smoothing", 0.0, min_value=0.0, max_value=0.95,
+                                          step=0.05, help="exponential moving average; raw values stay faint behind")
+    chosen["x"] = urlstate.widget(b.radio, "x-axis", "x", "epoch", ["epoch", "wall"], horizontal=True,
+                                  format_func=lambda v: "epoch" if v == "epoch" else "wall time")
+    chosen["log_y"] = urlstate.widget(c.toggle, "Log scale (loss)", "log", False,
+                                      help="applies to losses only: accuracy stays on a linear 0-1 axis")
+    return chosen
+
+
+def group_options(selected: list[dict[str, Any]]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    configs = {r["id"]: flatten(r.get("config") or {}) for r in selected}
     varying = differing_keys(list(configs.values()))
-    asked_groups = [k for k in st.query_params.get("group", "").split(",") if k in varying]
-    group_by = st.multiselect("Group by (config keys)", varying, asked_groups,
-                              help="runs sharing these config values become one line with a band of one standard "
-                                   "deviation (seeds collapse, methods stay apart); only keys whose values differ "
-                                   "among the chosen runs are offered")
-    st.query_params["group"] = ",".join(group_by)
-    pairs = pair_baselines(selected, runs, baseline)
-    live = any(r["status"] in ACTIVE for r in selected + [base for _, base in pairs])
+    group_by = urlstate.widget(st.multiselect, "Group by (config keys)", "group", [], varying,
+                               help="runs sharing these config values become one line with a band of one standard "
+                                    "deviation (seeds collapse, methods stay apart); only keys whose values differ "
+                                    "among the chosen runs are offered")
+    return group_by, configs
 
-    @st.fragment(run_every=ui_settings().refresh_s if live else None)
-    def charts() -> None:
-        with shown_errors():
-            if not selected:
-                st.info(f"Choose runs above. AMST runs are paired with a {baseline} run of the same dataset and seed.")
-                return
-            ids = list(dict.fromkeys([r["id"] for r in selected] + [base["id"] for _, base in pairs]))
+
+def signature(series: dict[str, RunSeries]) -> tuple:
+    return tuple((i, rs.next_since, rs.run.get("status"), rs.run.get("attempt")) for i, rs in series.items())
+
+
+def draw(chosen: dict[str, Any], series: dict[str, RunSeries], pairs: list, group_by: list[str],
+         configs: dict[str, dict[str, Any]]) -> None:
+    split, component, name = chosen["split"], chosen["component"], chosen["name"]
+    selected = chosen["selected"]
+    labels = {i: short_label(rs.run) for i, rs in series.items()}
+    runs = [series[r["id"]] for r in selected]
+    if warning := uneven_lengths([rs.run for rs in runs]):
+        st.warning(plain(warning) + " Compare final values with care; the x-axis shows each run's own epochs.",
+                   icon=":material/straighten:")
+    if group_by:
+        st.caption("One line per group of runs sharing " + ", ".join(group_by) + ": its mean, with a band "
+                   "of one standard deviation over the group's runs (seeds).")
+        st.plotly_chart(band_figure(group_bands(runs, group_runs(selected, configs, group_by), split, component,
+                                                name), split, name), key="grouped", config=PLOT_CONFIG)
+    else:
+        st.plotly_chart(compare_figure(runs, labels, split, component, name, chosen["smoothing"], x=chosen["x"],
+                                       log_y=chosen["log_y"]), key="overlay", config=PLOT_CONFIG)
+    st.subheader("AMST minus baseline")
+    if pairs:
+        st.caption(" · ".join(f"{plain(short_label(amst))} vs {plain(short_label(base))}" for amst, base in pairs))
+        diff = [(series[amst["id"]], series[base["id"]], short_label(amst)) for amst, base in pairs]
+        st.plotly_chart(difference_figure(diff, split, component, name), key="difference", config=PLOT_CONFIG)
+    else:
+        st.caption(f"No AMST run among those chosen has a {chosen['baseline']} run of the same dataset and seed.")
+    st.subheader(f"Final and best {split} {name} per modality")
+    st.caption(f"Per run: the last and the best value of each modality's {component} and of the fused prediction "
+               "(all modalities together).")
+    table = final_and_best(runs, labels, split, component, name)
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if c not in ("run", "epochs")})
+
+
+st.title("Compare")
+urlstate.page("compare")
+with shown_errors():
+    all_runs = api().runs(limit=500, archived="all", with_config=True)
+    chosen = options(all_runs)
+    selected = chosen["selected"]
+    if not selected:
+        st.info(f"Choose runs above. AMST runs are paired with a {chosen['baseline']} run of the same dataset and "
+                "seed.")
+    else:
+        group_by, configs = group_options(selected)
+        pairs = pair_baselines(selected, all_runs, chosen["baseline"])
+        ids = list(dict.fromkeys([r["id"] for r in selected] + [base["id"] for _, base in pairs]))
+
+        def fetch() -> dict[str, RunSeries]:
             # One incremental call per run, for the split and metric drawn (not the run's every series).
-            series = {i: refresh(api(), series_cache(), i, split=split, name=name) for i in ids}
-            labels = {i: run_label(series[i].run) for i in ids}
-            chosen = [series[r["id"]] for r in selected]
-            if group_by:
-                groups = group_runs(selected, configs, group_by)
-                st.caption("One line per group of runs sharing " + ", ".join(group_by) + ": its mean, with a band "
-                           "of one standard deviation over the group's runs (seeds).")
-                st.plotly_chart(band_figure(group_bands(chosen, groups, split, component, name), split, name),
-                                key="grouped", config=PLOT_CONFIG)
-            else:
-                st.plotly_chart(compare_figure(chosen, labels, split, component, name, smoothing), key="overlay",
-                                config=PLOT_CONFIG)
-            st.subheader("AMST minus baseline")
-            if pairs:
-                st.caption(" · ".join(f"{run_label(amst)} vs {run_label(base)}" for amst, base in pairs))
-                diff = [(series[amst["id"]], series[base["id"]], amst["name"]) for amst, base in pairs]
-                st.plotly_chart(difference_figure(diff, split, component, name), key="difference", config=PLOT_CONFIG)
-            else:
-                st.caption(f"No AMST run among those chosen has a {baseline} run of the same dataset and seed.")
-            st.subheader("Final and best per modality")
-            table = final_and_best(chosen, labels, (split,), name)
-            st.dataframe(table, hide_index=True, width="stretch",
-                         column_config={"final": st.column_config.NumberColumn(format="%.4f"),
-                                        "best": st.column_config.NumberColumn(format="%.4f")})
+            return {i: refresh(api(), series_cache(), i, split=chosen["split"], name=chosen["name"]) for i in ids}
 
-    charts()
+        series = fetch()
+        drawn = signature(series)
+        live = any(rs.run.get("status") in ACTIVE for rs in series.values())
+
+        @st.fragment(run_every=ui_settings().refresh_s if live else None)
+        def watch() -> None:
+            """Polls while a run is active; the charts are drawn again only when something changed."""
+            with shown_errors():
+                if not st.session_state.pop("compare_fresh", False) and signature(fetch()) != drawn:
+                    st.rerun(scope="app")
+
+        st.session_state.compare_fresh = True
+        watch()
+        draw(chosen, series, pairs, group_by, configs)

@@ -7,8 +7,8 @@ from typing import Any
 import streamlit as st
 
 from ui.client import ApiError
-from ui.common import PAGES, api, catalog, shown_errors
-from ui.form import param_widgets, run_body, slot_for, starting_config
+from ui.common import PAGES, api, catalog, plain, shown_errors
+from ui.form import param_widgets, placed_errors, run_body, starting_config
 from ui.settings import ui_settings
 
 FUSIONS = ["concat", "lsum", "msum"]
@@ -41,12 +41,25 @@ def method_params(method: dict[str, Any], current: dict[str, Any], slots: dict[s
     return values
 
 
+def unprepared_message(dataset: dict[str, Any]) -> str:
+    found = f" ({dataset['problem']})" if dataset.get("problem") else ""
+    how = f"run `{dataset['prepare_command']}` on the server first" if dataset.get("prepare_command") else \
+        "put its files under the server's AMST_DATA_ROOT"
+    return f"**{dataset['name']}** is not ready on the server{found}: {how}. Submit is disabled until it is."
+
+
+def show_errors(err: ApiError, slots: dict[str, Any], general: Any) -> None:
+    """Each problem the API names under its own field; what belongs to no field under the button."""
+    for slot, messages in placed_errors(err, list(slots)).items():
+        (slots[slot] if slot else general).error("  \n".join(messages), icon=":material/block:")
+
+
 st.title("New run")
 with shown_errors():
     methods, datasets = catalog(ui_settings().api_url)
     prefill: dict[str, Any] | None = st.session_state.get("prefill")
     if prefill:
-        st.info(f"Re-running with the config of **{prefill.get('name') or 'a run'}**; change what you like.",
+        st.info(f"Re-running with the config of **{plain(prefill.get('name') or 'a run')}**; change what you like.",
                 icon=":material/replay:")
         if st.button("Start from the dataset's defaults instead"):
             st.session_state.pop("prefill")
@@ -61,10 +74,7 @@ with shown_errors():
     method = next(m for m in methods if m["name"] == method_name)
     dataset = next(d for d in datasets if d["name"] == dataset_name)
     if not dataset["prepared"]:
-        found = f" ({dataset['problem']})" if dataset.get("problem") else ""
-        how = f"run `{dataset['prepare_command']}` there first" if dataset.get("prepare_command") else \
-            "put its files under the server's AMST_DATA_ROOT"
-        st.warning(f"**{dataset_name}** is not ready on the server{found}: {how}.", icon=":material/inventory_2:")
+        st.warning(unprepared_message(dataset), icon=":material/inventory_2:")
     start = starting_config(prefill, dataset)
     slots: dict[str, Any] = {}
 
@@ -97,7 +107,7 @@ with shown_errors():
             columns = st.columns(len(dataset["modalities"]))
             values["skip"] = {}
             for col, modality in zip(columns, dataset["modalities"], strict=True):
-                values["skip"][modality] = col.number_input(modality, min_value=1, step=1,
+                values["skip"][modality] = col.number_input(modality, step=1,
                                                             value=int(start.get("skip", {}).get(modality, 1)))
                 slots[f"skip.{modality}"] = col.empty()
             started_auto = start.get("skip", {}).get("auto")
@@ -118,15 +128,15 @@ with shown_errors():
                                                     dataset["modalities"])
             slots["method_params"] = st.empty()
         a, b, c, d, e = st.columns(5)
-        values["epochs"] = a.number_input("Epochs", min_value=1, value=int(start.get("epochs", 100)))
+        values["epochs"] = a.number_input("Epochs", value=int(start.get("epochs", 100)))
         slots["epochs"] = a.empty()
-        values["batch_size"] = b.number_input("Batch size", min_value=1, value=int(start.get("batch_size", 64)))
+        values["batch_size"] = b.number_input("Batch size", value=int(start.get("batch_size", 64)))
         slots["batch_size"] = b.empty()
-        values["seed"] = c.number_input("Seed", min_value=0, value=int(start.get("seed", 0)))
+        values["seed"] = c.number_input("Seed", value=int(start.get("seed", 0)))
         slots["seed"] = c.empty()
         values["device"] = d.text_input("Device", start.get("device", "auto"), help="auto, cpu, cuda or cuda:N")
         slots["device"] = d.empty()
-        values["lr"] = e.number_input("Learning rate", min_value=0.0, value=float(start.get("optim", {}).get("lr",
+        values["lr"] = e.number_input("Learning rate", value=float(start.get("optim", {}).get("lr",
                                       1e-3)), format="%.5f")
         slots["optim.lr"] = e.empty()
         a, b, _ = st.columns([1, 1, 3])
@@ -137,7 +147,10 @@ with shown_errors():
         values["compile"] = b.checkbox("Compile encoders", bool(start.get("compile", False)),
                                        help="torch.compile: faster steps on a GPU after slower first batches")
         slots["compile"] = b.empty()
-        submitted = st.form_submit_button("Submit run", type="primary")
+        # The API checks every value (0 epochs, a skip factor of 0, ...) and says which field is wrong; the form
+        # sets no bounds of its own, which the browser would enforce silently.
+        submitted = st.form_submit_button("Submit run", type="primary", disabled=not dataset["prepared"],
+                                          help=None if dataset["prepared"] else "the dataset is not prepared")
         general = st.empty()
 
     if submitted:
@@ -145,11 +158,8 @@ with shown_errors():
         try:
             run = api().submit(body)
         except ApiError as err:
-            where = slot_for(err.field, list(slots))
-            target = slots[where] if where else general
-            named = f" (`{err.field}`)" if err.field and not where else ""
-            target.error(err.message + named, icon=":material/block:")
+            show_errors(err, slots, general)
         else:
             st.session_state.pop("prefill", None)
-            st.session_state.flash = f"Submitted run **{run['name']}** ({run['id']}); it is {run['status']}."
+            st.session_state.flash = f"Submitted run **{plain(run['name'])}** ({run['id']}); it is {run['status']}."
             st.switch_page(PAGES["run"], query_params={"run": run["id"]})

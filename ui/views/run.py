@@ -6,9 +6,10 @@ from typing import Any
 
 import streamlit as st
 
-from ui.charts import PLOT_CONFIG, balance_figure, curves_figure, skip_figure
+from ui import urlstate
+from ui.charts import PLOT_CONFIG, balance_figure, curves_figure, gap_figure, resource_figure, skip_figure
 from ui.client import ApiError, ApiUnavailable
-from ui.common import PAGES, api, duration, run_label, series_cache, shown_errors
+from ui.common import PAGES, api, duration, plain, run_label, series_cache, shown_errors
 from ui.series import (
     BRANCH_COMPONENTS,
     HELPER_COMPONENTS,
@@ -24,7 +25,9 @@ from ui.settings import ui_settings
 from ui.style import ACTIVE, CANCELLABLE, RETRYABLE, STATUS_BADGE
 
 RUN_LEVEL_NAMES = {"skip", "skip_factor", "skip_speed", "epoch_time", "samples_per_s", "lr", "acc_gap",
-                   "ogm_coeff", "ogm_ratio", "epochs_to_plateau", "best_epoch", "best_val_acc", "test_acc_at_best"}
+                   "ogm_coeff", "ogm_ratio", "epochs_to_plateau", "best_epoch", "best_val_acc", "test_acc_at_best",
+                   "gpu_util", "gpu_mem_gib"}
+SPLITS = ["train", "val", "test"]
 
 
 def choose_run() -> str | None:
@@ -70,38 +73,89 @@ def controls(detail: dict[str, Any]) -> None:
 
 
 def chart_options(rs: RunSeries) -> dict[str, Any]:
+    """The charts' options, each kept in the URL (a shared link shows the same curves)."""
     names = sorted({k[3] for k in rs.points if k[3] not in RUN_LEVEL_NAMES}) or ["acc", "loss"]
     components = rs.components() or ["fused", "branch", "helper"]
-    st.session_state.run_components = rs.components()
     default = [c for c in ("fused", "alt", "joint") if c in components]
     default += [next((c for c in group if c in components), None) for group in (BRANCH_COMPONENTS, HELPER_COMPONENTS)]
+    default = [c for c in default if c] or components[:1]
+    metric_default = [n for n in ("acc", "loss") if n in names] or names[:1]
     with st.expander("Chart options", expanded=False):
         a, b, c = st.columns(3)
         options = {
-            "splits": a.multiselect("Splits", ["train", "val", "test"], ["train", "val", "test"]),
-            "components": b.multiselect("Components", components, [c for c in default if c] or components[:1]),
-            "x": c.radio("x-axis", ["epoch", "wall"], horizontal=True,
-                         format_func=lambda v: "epoch" if v == "epoch" else "wall time"),
+            "splits": urlstate.widget(a.multiselect, "Splits", "splits", SPLITS, SPLITS),
+            "components": urlstate.widget(b.multiselect, "Components", "components", default, components),
+            "x": urlstate.widget(c.radio, "x-axis", "x", "epoch", ["epoch", "wall"], horizontal=True,
+                                 format_func=lambda v: "epoch" if v == "epoch" else "wall time"),
         }
-        a, b, c = st.columns(3)
-        options["smoothing"] = a.slider("Smoothing", 0.0, 0.95, 0.0, 0.05)
-        options["log_y"] = b.toggle("Log scale")
-        options["balance_split"] = c.radio("Balance on", ["val", "test", "train"], horizontal=True)
-    options["names"] = [n for n in ("acc", "loss") if n in names] or names[:1]
+        a, b, c, d = st.columns(4)
+        options["names"] = urlstate.widget(a.multiselect, "Metrics", "metrics", metric_default, names)
+        options["smoothing"] = urlstate.widget(b.slider, "Smoothing", "smoothing", 0.0, min_value=0.0,
+                                               max_value=0.95, step=0.05,
+                                               help="exponential moving average; the raw values stay drawn faintly")
+        options["log_y"] = urlstate.widget(c.toggle, "Log scale (loss)", "log", False,
+                                           help="applies to losses only: accuracy stays on a linear 0-1 axis")
+        options["balance_split"] = urlstate.widget(d.radio, "Balance on", "balance", "val", ["val", "test", "train"],
+                                                   horizontal=True)
+    options["names"] = options["names"] or metric_default
     return options
 
 
 def header(run: dict[str, Any]) -> None:
+    """Three numbers that matter (they stack on a phone), the rest in one line."""
     st.badge(run["status"], color=STATUS_BADGE.get(run["status"], "gray"))
-    cols = st.columns(6)
-    cols[0].metric("Epoch", f"{run['epochs_done']}/{run['epochs_total']}")
-    cols[1].metric("Attempt", run["attempt"])
+    cols = st.columns(3)
+    cols[0].metric("Epoch", f"{run['epochs_done']}/{run['epochs_total']}", help="epochs finished / planned")
+    best = f"epoch {run['best_epoch'] + 1}" if run["best_epoch"] is not None else "no epoch yet"
+    cols[1].metric("Best val acc (fused)", fmt(run["best_val_acc"]),
+                   help=f"validation accuracy of the fused prediction (all modalities), best so far: {best}")
+    cols[2].metric("Test acc at best (fused)", fmt(run["test_acc_at_best"]),
+                   help="test accuracy of the fused prediction at the epoch of the best validation accuracy")
     heartbeat = run["heartbeat_age_s"]
-    cols[2].metric("Heartbeat", "—" if heartbeat is None else f"{duration(heartbeat)} ago")
-    cols[3].metric("ETA", "—" if run["eta_s"] is None else duration(run["eta_s"]))
-    cols[4].metric("Best val acc", fmt(run["best_val_acc"]), help=f"epoch {run['best_epoch']}")
-    cols[5].metric("Test acc at best", fmt(run["test_acc_at_best"]))
+    facts = [f"attempt {run['attempt']}", "heartbeat " + ("—" if heartbeat is None else f"{duration(heartbeat)} ago"),
+             "ETA " + ("—" if run["eta_s"] is None else duration(run["eta_s"]))]
+    st.caption(" · ".join(facts))
     st.progress(run["progress"])
+    if line := live_line(run):
+        st.caption(line)
+
+
+def live_line(run: dict[str, Any]) -> str | None:
+    """Progress inside the epoch from the worker's heartbeat: which pass, how far, how fast, when it ends."""
+    live = run.get("live")
+    if not live or not live.get("batches"):
+        return None
+    text = (f"Epoch {live['epoch'] + 1}/{run['epochs_total']}: {live['split']} batch {live['batch']}/"
+            f"{live['batches']}")
+    if live.get("samples_per_s"):
+        text += f" · {live['samples_per_s']:.0f} samples/s"
+    left = pass_seconds_left(run)
+    if left is not None:
+        then = " (then validation and test)" if live["split"] == "train" else ""
+        text += f" · this pass ends in ~{duration(left)}{then}"
+    return text
+
+
+def pass_seconds_left(run: dict[str, Any]) -> float | None:
+    live, batch_size = run.get("live") or {}, (run.get("config") or {}).get("batch_size")
+    if not live.get("samples_per_s") or not batch_size:
+        return None
+    return (live["batches"] - live["batch"]) * batch_size / live["samples_per_s"]
+
+
+def waiting(run: dict[str, Any]) -> None:
+    """Before the first epoch ends there is nothing to draw: say what is happening instead of empty axes."""
+    live = run.get("live")
+    if run["status"] in ("queued", "starting"):
+        st.info(f"**Waiting for the first epoch**: the run is {run['status']}.", icon=":material/hourglass_top:")
+    elif live and live.get("batches"):
+        st.info(f"**Waiting for the first epoch**: {live_line(run)}.", icon=":material/hourglass_top:")
+        st.progress(min(1.0, live["batch"] / live["batches"]), text=f"{live['split']} pass")
+    elif run["status"] in ACTIVE:
+        st.info("**Waiting for the first epoch**: the worker is loading the data and building the model.",
+                icon=":material/hourglass_top:")
+    else:
+        st.caption("This run recorded no epoch.")
 
 
 def fmt(value: float | None) -> str:
@@ -109,7 +163,7 @@ def fmt(value: float | None) -> str:
 
 
 def curves(rs: RunSeries, options: dict[str, Any]) -> None:
-    fig = curves_figure(rs, options["names"], options["splits"], options["components"], options["x"],
+    fig = curves_figure(rs, options["names"], options["splits"] or SPLITS, options["components"], options["x"],
                         options["smoothing"], options["log_y"])
     st.plotly_chart(fig, key="curves", config=PLOT_CONFIG)
 
@@ -122,11 +176,13 @@ def balance_panel(rs: RunSeries, split: str) -> None:
         return
     if b.lagging:
         st.markdown(f"Lagging modality: **{b.lagging}** — {b.gap:.3f} behind **{b.leading}** "
-                    f"({split} branch accuracy, epoch {b.epoch})")
+                    f"({split} branch accuracy, epoch {b.epoch + 1})")
     plateaus = [f"{r['modality']} {r['plateau']}" for r in b.rows if r.get("plateau") is not None]
     if plateaus:
         st.caption("Epochs to plateau (val probe within a point of its best so far): " + " · ".join(plateaus))
-    st.plotly_chart(balance_figure(b), key="balance", config=PLOT_CONFIG)
+    left, right = st.columns(2)  # side by side on a desktop, one under the other on a phone
+    left.plotly_chart(balance_figure(b), key="balance", config=PLOT_CONFIG)
+    right.plotly_chart(gap_figure(b), key="gap", config=PLOT_CONFIG)
 
 
 def selections_panel(detail: dict[str, Any]) -> None:
@@ -135,7 +191,7 @@ def selections_panel(detail: dict[str, Any]) -> None:
     if not selections:
         return
     st.subheader("Selected like the fused prediction")
-    rows = [{"prediction": name.removeprefix("combo:"), "best epoch": b["best_epoch"],
+    rows = [{"prediction": name.removeprefix("combo:"), "best epoch": b["best_epoch"] + 1,
              "best val acc": b["best_val_acc"], "test acc at best": b["test_acc_at_best"]}
             for name, b in sorted(selections.items(), key=lambda kv: -kv[1]["best_val_acc"])]
     st.dataframe(rows, hide_index=True, column_config={
@@ -154,41 +210,118 @@ def skip_panel(rs: RunSeries) -> None:
         if decisions:
             st.markdown("**Automatic skip factors** (`skip: auto`): each decision, from the helpers' validation "
                         "accuracy slope per epoch")
-            st.dataframe(decisions, hide_index=True)
+            st.dataframe([{**d, "after epoch": d["after epoch"] + 1} for d in decisions], hide_index=True)
+
+
+def resources_panel(rs: RunSeries) -> None:
+    fig = resource_figure(rs)
+    if fig is not None:
+        st.subheader("GPU")
+        st.caption("The worker's GPU over each epoch (NVIDIA's management library): mean utilisation, peak memory.")
+        st.plotly_chart(fig, key="gpu", config=PLOT_CONFIG)
+
+
+def manage_panel(detail: dict[str, Any]) -> None:
+    """Rename, tag, annotate, archive or delete the run (through the API, with its token)."""
+    run_id = detail["id"]
+    with st.expander("Name, tags, notes" + (" · archived" if detail.get("archived") else ""),
+                     icon=":material/edit_note:"):
+        with st.form(f"manage-{run_id}", border=False):
+            name = st.text_input("Name", detail["name"], max_chars=200)
+            tags = st.text_input("Tags", ", ".join(detail["tags"]), placeholder="comma-separated")
+            notes = st.text_area("Notes", detail.get("notes") or "", placeholder="what this run is for, what you saw")
+            if st.form_submit_button("Save", icon=":material/save:"):
+                api().update_run(run_id, name=name.strip(), notes=notes or None,
+                                 tags=[t.strip() for t in tags.split(",") if t.strip()])
+                st.session_state.flash = "Saved."
+                st.rerun()
+        bar = st.container(horizontal=True)
+        archived = bool(detail.get("archived"))
+        if bar.button("Unarchive" if archived else "Archive", icon=":material/archive:",
+                      help="archived runs leave the Runs table (its Archived filter shows them); nothing is deleted"):
+            api().update_run(run_id, archived=not archived)
+            st.session_state.flash = "Unarchived." if archived else "Archived: the Runs table hides it by default."
+            st.rerun()
+        live = detail["status"] in ("starting", "running", "stalled")
+        sure = bar.checkbox("Delete for good", help="the run, its points and its checkpoints", disabled=live)
+        if bar.button("Delete", icon=":material/delete:", type="primary", disabled=not sure or live):
+            api().delete(run_id)
+            st.session_state.flash = f"Deleted run {plain(detail['name'])} ({run_id})."
+            st.switch_page(PAGES["runs"])
+
+
+def logs_panel(run_id: str, live: bool) -> None:
+    """The worker's output for this run, tailing while it runs (only fetched while shown)."""
+    if not urlstate.widget(st.toggle, "Worker output", "logs", False, help="the worker's log lines for this run"):
+        return
+
+    @st.fragment(run_every=ui_settings().refresh_s if live else None)
+    def tail() -> None:
+        with shown_errors():
+            held = st.session_state.get("log_tail")
+            if held is None or held["run"] != run_id:
+                got = api().logs(run_id)
+                held = {"run": run_id, "text": got["text"], "next": got["next_offset"]}
+            elif live:
+                got = api().logs(run_id, offset=held["next"])
+                held = {"run": run_id, "text": (held["text"] + got["text"])[-LOG_CHARS:], "next": got["next_offset"]}
+            st.session_state.log_tail = held
+            if held["text"]:
+                st.code(held["text"], language=None, height=360)
+            else:
+                st.caption("No output yet.")
+
+    tail()
+
+
+LOG_CHARS = 200_000  # what the page keeps of a long log: its end
+
+
+def signature(rs: RunSeries) -> tuple:
+    """What a redraw of the charts depends on: new points, a new status or attempt. Nothing else redraws them."""
+    return rs.run.get("status"), rs.run.get("attempt"), rs.next_since, rs.run.get("cancel_requested")
 
 
 st.title("Run")
+urlstate.page("run")
 with shown_errors():
     run_id = st.query_params.get("run") or choose_run()
     if run_id:
         if flash := st.session_state.pop("flash", None):
             st.success(flash, icon=":material/check_circle:")
         detail = api().run(run_id)
-        st.session_state.run_status = (run_id, detail["status"], detail["attempt"])
-        st.caption(f"{run_label(detail)} · queue {detail['queue']} · device {detail['device'] or '—'}"
+        st.caption(f"{plain(run_label(detail))} · queue {detail['queue']} · device {plain(detail['device'] or '—')}"
                    + (f" · {detail['queue_position']} ahead in the queue" if detail["queue_position"] else ""))
         if detail["error"]:
-            st.error(f"**{detail['status']}:** {detail['error']}", icon=":material/error:")
+            st.error(f"**{detail['status']}:** {plain(detail['error'])}", icon=":material/error:")
         controls(detail)
+        manage_panel(detail)
         selections_panel(detail)
-        st.session_state.prefetched = refresh(api(), series_cache(), run_id)
-        options = chart_options(st.session_state.prefetched)
+        rs = refresh(api(), series_cache(), run_id)
+        drawn = signature(rs)
+        live = detail["status"] in ACTIVE
 
-        @st.fragment(run_every=ui_settings().refresh_s if detail["status"] in ACTIVE else None)
-        def live() -> None:
+        @st.fragment(run_every=ui_settings().refresh_s if live else None)
+        def status() -> None:
+            """The only thing that refreshes by itself: the header (one incremental call). The charts below are
+            drawn again only when this sees new points or a new status, by rerunning the page."""
             with shown_errors():
-                # The page's own fetch serves the fragment's first pass; each refresh after it is one call.
-                rs = st.session_state.pop("prefetched", None) or refresh(api(), series_cache(), run_id)
-                run = rs.run
-                if (run_id, run["status"], run["attempt"]) != st.session_state.run_status:
-                    st.rerun()  # a new status: the controls, the error and the refresh interval change too
-                if rs.components() != st.session_state.run_components:
-                    st.rerun()  # the first points arrived: the chart options offer their components
-                header(run)
-                curves(rs, options)
-                balance_panel(rs, options["balance_split"])
-                skip_panel(rs)
-                st.download_button("All points (CSV)", to_csv(rs), f"{run_id}-metrics.csv", "text/csv",
-                                   icon=":material/table_view:", key="csv")
+                # The page's own fetch serves the first pass; each refresh after it is one incremental call.
+                current = st.session_state.pop("prefetched", None) or refresh(api(), series_cache(), run_id)
+                if signature(current) != drawn:
+                    st.rerun(scope="app")
+                header({**current.run, "config": detail["config"]})
 
-        live()
+        st.session_state.prefetched = rs
+        status()
+        if not rs.points:
+            waiting({**rs.run, "config": detail["config"]})
+        else:
+            options = chart_options(rs)
+            curves(rs, options)
+            balance_panel(rs, options["balance_split"])
+            skip_panel(rs)
+            resources_panel(rs)
+            st.download_button("All points (CSV)", to_csv(rs), f"{run_id}-metrics.csv", "text/csv",
+                               icon=":material/table_view:", key="csv")
+        logs_panel(run_id, live)
