@@ -9,9 +9,11 @@ import re
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 from dbkit import tx
 from sqlalchemy import update
+from svc import Service, tiny_run, wait_until
 from tiny import tiny_config
 
 from amst_core import runlog
@@ -81,6 +83,26 @@ def test_an_executed_run_logs_its_attempts_epochs_and_nothing_else(db_url: str, 
     assert "amst.engine: resuming from the checkpoint of epoch 2/2" in second
     assert f"run {run_id} attempt 2 ended: succeeded" in second
     assert logging.getLogger("amst").handlers == []  # detached after each attempt
+
+
+def test_the_api_serves_the_log_a_worker_process_wrote(service: Service) -> None:
+    """End to end: the worker's run folder is the API's (AMST_ARTIFACTS), and a dashboard can follow the log."""
+    service.start_api()
+    service.start_worker()
+    run_id = httpx.post(f"{service.url}/runs", json=tiny_run(), timeout=10).json()["id"]
+    seen, offset = "", 0
+
+    def ended() -> bool:
+        nonlocal seen, offset
+        body = httpx.get(f"{service.url}/runs/{run_id}/logs", params={"offset": offset}, timeout=5).json()
+        seen, offset = seen + body["text"], body["next_offset"]
+        return "attempt 1 ended" in seen
+
+    wait_until(ended, 240, interval=0.5, message="the run's log says it ended")
+    assert seen.startswith("--- attempt 1 on worker ")
+    assert "INFO amst.engine: epoch 2/2 | train acc" in seen
+    tail = httpx.get(f"{service.url}/runs/{run_id}/logs", params={"tail_bytes": 200}, timeout=5).json()
+    assert tail["truncated"] and tail["text"].endswith(f"run {run_id} attempt 1 ended: succeeded\n")
 
 
 def test_a_failure_leaves_its_traceback_in_the_runs_log(db_url: str, tmp_path: Path,
