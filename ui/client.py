@@ -62,9 +62,14 @@ class ApiClient:
         """The API's health; 503 is an answer too (the database or the broker is down, and it says which)."""
         return self.json("GET", "/health", allow=(503,))
 
-    def runs(self, limit: int = 200, **filters: list[str] | None) -> list[dict[str, Any]]:
-        """Newest first, following the cursor until `limit` runs (one call per 200)."""
+    def runs(self, limit: int = 200, *, q: str | None = None, archived: str | None = None, with_config: bool = False,
+             **filters: list[str] | None) -> list[dict[str, Any]]:
+        """Newest first, following the cursor until `limit` runs (one call per 200). `q`: search terms (Doc/
+        service.md); `archived`: hide (the API's default), only or all; `with_config`: each run with its config."""
         params: dict[str, Any] = {k: v for k, v in filters.items() if v}
+        params.update({k: v for k, v in (("q", q), ("archived", archived)) if v})
+        if with_config:
+            params["with_config"] = "true"
         items: list[dict[str, Any]] = []
         cursor = None
         while len(items) < limit:
@@ -96,6 +101,10 @@ class ApiClient:
 
     def retry(self, run_id: str) -> dict[str, Any]:
         return self.json("POST", f"/runs/{run_id}/retry", headers=JSON)
+
+    def update_run(self, run_id: str, **fields: Any) -> dict[str, Any]:
+        """Change any of name, notes (None clears), tags (replaced) and archived; the run as it is now."""
+        return self.json("PATCH", f"/runs/{run_id}", json=fields)
 
     def config_yaml(self, run_id: str) -> bytes:
         return self.request("GET", f"/runs/{run_id}/config", params={"format": "yaml"}).content

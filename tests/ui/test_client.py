@@ -261,3 +261,48 @@ def test_logs_of_an_unknown_run_is_an_api_error():
     with pytest.raises(ApiError) as err:
         client_of(handler).logs("r9", offset=5)
     assert (err.value.status, err.value.field) == (404, "run_id")
+
+
+def test_runs_passes_search_archived_and_with_config_on_every_page():
+    requests: list[httpx.Request] = []
+    client_of(paged_handler(250, requests)).runs(limit=300, q='name="my run" optim.lr=0.01', archived="all",
+                                                 with_config=True, status=["succeeded"])
+    for r in requests:
+        assert r.url.params["q"] == 'name="my run" optim.lr=0.01'
+        assert (r.url.params["archived"], r.url.params["with_config"]) == ("all", "true")
+        assert r.url.params.get_list("status") == ["succeeded"]
+    assert requests[1].url.params["cursor"] == "200"
+
+
+def test_runs_leaves_out_search_archived_and_with_config_by_default():
+    requests: list[httpx.Request] = []
+    client = client_of(paged_handler(3, requests))
+    client.runs(limit=10)
+    client.runs(10, q="", archived=None, with_config=False)
+    assert [sorted(r.url.params.keys()) for r in requests] == [["limit"], ["limit"]]
+
+
+def test_update_run_patches_json_with_the_token_and_returns_the_run():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, request.headers.get("Authorization"),
+                     request.headers.get("Content-Type"), json.loads(request.content)))
+        return httpx.Response(200, json={"id": "r1", "name": "renamed", "notes": None, "archived": True})
+
+    client = client_of(handler, token="s3cret")
+    assert client.update_run("r1", name="renamed", notes=None, archived=True)["name"] == "renamed"
+    client.update_run("r1", tags=["a", "b"])
+    sent = ("PATCH", "/runs/r1", "Bearer s3cret", "application/json")
+    assert seen == [(*sent, {"name": "renamed", "notes": None, "archived": True}), (*sent, {"tags": ["a", "b"]})]
+
+
+def test_update_run_refused_is_an_api_error_naming_the_field():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(422, json={"error": {"status": 422, "field": "tags.0",
+                                                   "message": "tags.0: String should have at least 1 character"}})
+
+    with pytest.raises(ApiError) as err:
+        client_of(handler).update_run("r1", tags=[""])
+    assert (err.value.status, err.value.field) == (422, "tags.0")
+    assert err.value.message.startswith("tags.0: ")
