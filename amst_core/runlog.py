@@ -8,6 +8,7 @@ chatty run cannot fill the artifacts disk.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -44,7 +45,7 @@ class RunLogHandler(logging.Handler):
         self.setFormatter(utc_formatter())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.note = f"--- log truncated: it reached {max_bytes} bytes ---\n".encode()
-        self.file = self.path.open("ab")
+        self.file = self.path.open("ab", buffering=0)  # each line reaches the file at once: the API tails it
         self.size = self.file.tell()
         self.full = self.size + len(self.note) >= max_bytes or self.ends_with_note()
 
@@ -69,8 +70,11 @@ class RunLogHandler(logging.Handler):
         if self.size + len(data) + len(self.note) > self.max_bytes:  # room is kept for the note: the cap holds
             self.full = True
             data = self.note
-        self.file.write(data)
-        self.file.flush()  # the API tails the file while the run trains
+        try:
+            self.file.write(data)
+        except OSError:  # a full or vanished disk: the run goes on without its log
+            self.full = True
+            return
         self.size += len(data)
 
     def header(self, attempt: int, worker_id: str, device: str) -> None:
@@ -85,7 +89,7 @@ class RunLogHandler(logging.Handler):
             self.handleError(record)
 
     def close(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
+        with self.lock, contextlib.suppress(OSError):  # type: ignore[union-attr]
             self.file.close()
         super().close()
 

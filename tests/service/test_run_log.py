@@ -4,6 +4,7 @@ The Executor runs in-process here, on a tiny synthetic run, against both store b
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import threading
@@ -136,6 +137,22 @@ def test_the_log_stops_at_its_cap_with_a_last_line_saying_so(tmp_path: Path) -> 
     again.header(2, "w", "cpu")
     again.close()
     assert path.read_bytes() == data
+
+
+def test_a_full_disk_silences_the_log_not_the_run(tmp_path: Path) -> None:
+    handler = RunLogHandler(tmp_path / "output.log")
+
+    def no_space(_data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    handler.file.write = no_space  # type: ignore[method-assign]
+    runlog.attach(handler)
+    try:
+        handler.header(1, "w", "cpu")
+        logging.getLogger("amst.engine").info("epoch 1/2")  # no exception reaches the caller
+    finally:
+        runlog.detach(handler)
+    assert handler.full
 
 
 def test_the_handler_takes_only_its_threads_and_restores_the_levels(tmp_path: Path) -> None:
