@@ -7,6 +7,7 @@ Doc/img/ for the README and the docs.
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from browser import browser_page, chromium_path, wait_for_app
 from conftest import ROOT, service_env
 from dbkit import migrated_sqlite
 from svc import Service, free_port, wait_until, write_tiny_avdigits
-from uikit import seed_run
+from uikit import epoch_points, seed_run
 
 from amst_core.store.models import RunStatus
 
@@ -114,3 +115,126 @@ def test_finished_run_page_draws_every_chart(stack) -> None:
         print(f"\n[ui] run page of a 30-epoch AMST-FULL run drawn in {time.perf_counter() - start:.2f} s")
         page.wait_for_timeout(1000)
         page.screenshot(path=str(SHOTS / "ui-run-amst-full.png"), full_page=True)
+
+
+# ---- one view per URL, no idle redraws, phone width: against an API with no worker, so runs stay as seeded ----
+
+PHONE = {"width": 390, "height": 844}
+FIGURES = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
+  const L = gd._fullLayout;
+  const epochAxes = Object.keys(L).filter(k => /^xaxis\\d*$/.test(k)).map(k => L[k])
+    .filter(a => a.tickformat === 'd').map(a => ({dtick: a.dtick, ticks: (a._vals || []).map(v => v.text)}));
+  const titles = [...gd.querySelectorAll('.gtitle, .annotation-text')].map(n => {
+    const r = n.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom, n.textContent]; });
+  return {epochAxes, titles, width: gd.getBoundingClientRect().width};
+})"""
+
+
+@pytest.fixture(scope="module")
+def still(tmp_path_factory: pytest.TempPathFactory):
+    """The API and the dashboard over a store with a running run whose worker is silent (heartbeats an hour
+    apart, so it stays running and gets no new points unless a test writes them) and two finished runs."""
+    tmp = tmp_path_factory.mktemp("still")
+    write_tiny_avdigits(tmp / "data")
+    url = f"sqlite:///{migrated_sqlite(tmp / 'amst.db')}"
+    runs = {"live": seed_run(url, "amst_alt", 6, 30, RunStatus.running, name="alt-live"),
+            "full": seed_run(url, "amst_full", 30, 30, RunStatus.succeeded, name="amst-full-s0"),
+            "base": seed_run(url, "naive", 30, 30, RunStatus.succeeded, name="naive-s0")}
+    service = Service(service_env(tmp, AMST_HEARTBEAT_S="3600", AMST_UI_REFRESH_S="1"), tmp)
+    service.start_api()
+    ui_port = free_port()
+    service.env["AMST_API_URL"] = service.url
+    service.start("ui", "serve", "ui", "--port", str(ui_port))
+    ui_url = f"http://127.0.0.1:{ui_port}"
+    wait_until(lambda: healthy(ui_url), 60, message=f"dashboard at {ui_url}")
+    try:
+        yield service, ui_url, runs, url
+    finally:
+        service.stop()
+
+
+def charts_drawn(page, count: int) -> None:
+    page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot').length >= {count}", timeout=60_000)
+    page.wait_for_timeout(800)
+
+
+def test_runs_has_its_own_address_and_the_root_keeps_the_links_parameters(still) -> None:
+    _, ui, _, _ = still
+    with browser_page() as page:
+        page.goto(f"{ui}/runs?status=running")
+        wait_for_app(page)
+        page.wait_for_selector("[data-testid='stDataFrame']", timeout=30_000)
+        assert "Page not found" not in page.inner_text("body")
+        page.goto(f"{ui}/?status=succeeded")
+        page.wait_for_url("**/runs?status=succeeded", timeout=30_000)
+
+
+def test_a_shared_link_shows_the_same_view_in_a_fresh_browser(still) -> None:
+    _, ui, runs, _ = still
+    with browser_page(**TALL) as page:
+        page.goto(f"{ui}/run?run={runs['full'].id}")
+        wait_for_app(page)
+        charts_drawn(page, 3)
+        page.get_by_text("Chart options").click()
+        page.get_by_text("Log scale (loss)").click()
+        page.wait_for_url("**log=1**", timeout=30_000)
+        shared = page.url
+    with browser_page(**TALL) as fresh:
+        fresh.goto(shared)
+        wait_for_app(fresh)
+        charts_drawn(fresh, 3)
+        log_axes = fresh.evaluate("""() => { const gd = document.querySelector('.js-plotly-plot');
+            return Object.keys(gd._fullLayout).filter(k => /^yaxis\\d*$/.test(k))
+              .map(k => [gd._fullLayout[k].title.text, gd._fullLayout[k].type]); }""")
+        assert ["loss", "log"] in log_axes and ["acc", "linear"] in log_axes, log_axes
+
+
+def test_an_open_live_page_redraws_only_when_a_run_changes(still) -> None:
+    """Nothing new for several refresh periods: no chart is drawn again. A new epoch arrives: it is."""
+    from amst_core.store.writer import DbSink
+
+    _, ui, runs, url = still
+    with browser_page(**TALL) as page:
+        page.goto(f"{ui}/run?run={runs['live'].id}")
+        wait_for_app(page)
+        charts_drawn(page, 3)
+        page.evaluate("""() => { window.redraws = 0; document.querySelectorAll('.js-plotly-plot')
+            .forEach(gd => gd.on('plotly_afterplot', () => { window.redraws += 1; })); }""")
+        page.wait_for_timeout(5000)  # five refreshes of 1 s
+        assert page.evaluate("window.redraws") == 0
+        sink = DbSink(runs["live"].id, url)
+        sink.begin(6)
+        points = epoch_points("amst_alt", 6, random.Random(6))
+        for p in points:
+            p.attempt = 1
+        sink.write(points)
+        page.wait_for_function("() => document.body.innerText.includes('7/30')", timeout=30_000)
+
+
+def overlapping(boxes: list[list]) -> list[tuple[str, str]]:
+    out = []
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                out.append((a[4], b[4]))
+    return out
+
+
+@pytest.mark.parametrize("size", [PHONE, TALL], ids=["phone", "desktop"])
+def test_titles_never_overlap_and_epoch_ticks_are_whole_at_phone_and_desktop_width(still, size) -> None:
+    _, ui, runs, _ = still
+    label = "phone" if size is PHONE else "desktop"
+    pages = {"run": (f"{ui}/run?run={runs['live'].id}", 4),
+             "compare": (f"{ui}/compare?runs={runs['full'].id},{runs['base'].id},{runs['live'].id}", 2)}
+    with browser_page(**size) as page:
+        for name, (address, count) in pages.items():
+            page.goto(address)
+            wait_for_app(page)
+            charts_drawn(page, count)
+            page.screenshot(path=str(SHOTS / f"ui-{name}-{label}.png"), full_page=True)
+            for figure in page.evaluate(FIGURES):
+                assert not overlapping(figure["titles"]), (name, figure["titles"])
+                for axis in figure["epochAxes"]:
+                    assert float(axis["dtick"]).is_integer(), (name, axis)
+                    assert all(t.isdigit() for t in axis["ticks"]), (name, axis)
+                    assert len(axis["ticks"]) <= 9, (name, axis)
