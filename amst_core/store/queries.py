@@ -34,7 +34,7 @@ class RunFilters:
     methods: tuple[str, ...] = ()
     datasets: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
-    archived: Literal["hide", "only", "all"] = "all"
+    archived: Literal["hide", "only", "all"] = "all"  # GET /runs asks for "hide"; the store itself hides nothing
     search: tuple[search.Term, ...] = ()  # applied in Python, after the SQL filters (amst_core.store.search)
 
 
