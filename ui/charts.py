@@ -51,7 +51,9 @@ def epoch_dtick(last: int, most: int = 8) -> int:
 
 
 def epoch_axis(last: int) -> dict[str, Any]:
-    """An x axis of whole epochs from 1 to `last` (shown count), with a half epoch of air on each side."""
+    """An x axis of whole epochs from 1 to `last` (shown count), with a half epoch of air on each side. A figure
+    with it must say `autorange=True` on its y axes: Plotly turns their autorange off once an x range is given
+    (and draws them from -1 to 4)."""
     return {"tickmode": "linear", "tick0": 0, "dtick": epoch_dtick(last), "tickformat": "d",
             "range": [0.5, max(1, last) + 0.5], "title_text": "epoch"}
 
@@ -62,7 +64,7 @@ BOUNDED = ("acc", "macro_f1", "acc_prob", "f1", "precision", "recall")  # metric
 def value_axis(name: str, log_y: bool) -> dict[str, Any]:
     """Log scale only where it means something (a loss); bounded metrics never autoscale past [0, 1]."""
     if name in BOUNDED or name.endswith("_acc"):
-        return {"autorangeoptions": {"minallowed": 0, "maxallowed": 1}, "tickformat": ".2f"}
+        return {"autorangeoptions": {"clipmin": 0, "clipmax": 1}, "tickformat": ".2f"}
     return {"type": "log"} if log_y and "loss" in name else {}
 
 
@@ -103,8 +105,8 @@ def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components
                     hovertemplate=f"{label}: %{{y:.4f}}<extra></extra>"), row=row, col=col)
                 in_legend.add(label)
         fig.update_yaxes(title_text=name, row=row, col=1)
-        fig.update_yaxes(row=row, **value_axis(name, log_y))
-    fig.update_layout(height=row_height * rows + 60, uirevision=rs.run_id, **LAYOUT)
+        fig.update_yaxes(row=row, autorange=True, **value_axis(name, log_y))
+    fig.update_layout(height=row_height * rows + 60, **LAYOUT)
     if x == "wall":
         fig.update_xaxes(title_text="wall time (s)", rangemode="tozero", row=rows)
     else:
@@ -164,6 +166,7 @@ def skip_figure(modalities: list[str], epochs: list[int], grid: list[list[float 
     fig.update_layout(height=80 + 40 * max(1, len(modalities)), showlegend=False,
                       **{**LAYOUT, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}})
     fig.update_xaxes(**epoch_axis(max(shown(epochs), default=0)))
+    fig.update_yaxes(autorange=True)
     return fig
 
 
@@ -202,12 +205,12 @@ def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, co
             in_legend.add(rs.run_id)
     for annotation, panel in zip(fig.layout.annotations, panels, strict=False):
         annotation.font = {"color": modality_color(None if panel == "fused" else panel), "size": 15}
-    fig.update_layout(height=height, uirevision="compare", **LAYOUT)
+    fig.update_layout(height=height, **LAYOUT)
     if x == "wall":
         fig.update_xaxes(title_text="wall time (s)", rangemode="tozero")
     else:
         fig.update_xaxes(**epoch_axis(last))
-    fig.update_yaxes(**value_axis(name, log_y))
+    fig.update_yaxes(autorange=True, **value_axis(name, log_y))
     fig.update_yaxes(title_text=f"{split} {name}", col=1)
     return fig
 
@@ -230,10 +233,10 @@ def difference_figure(pairs: list[tuple[RunSeries, RunSeries, str]], split: str,
                           "width": FUSED_WIDTH if modality is None else LINE_WIDTH},
                     hovertemplate="%{y:+.4f}<extra></extra>"))
     fig.add_hline(y=0, line={"color": "#999999", "width": 1})
-    fig.update_layout(height=380, yaxis_title=f"Δ {split} {name} (AMST − baseline)", uirevision="difference",
+    fig.update_layout(height=380, yaxis_title=f"Δ {split} {name} (AMST − baseline)",
                       **LAYOUT)
     fig.update_xaxes(**epoch_axis(last))
-    fig.update_yaxes(tickformat="+.2f")
+    fig.update_yaxes(autorange=True, tickformat="+.2f")
     return fig
 
 
@@ -281,6 +284,7 @@ def band_figure(bands: dict[str, dict[str, Band]], split: str, name: str, height
     fig.update_layout(height=height, **LAYOUT)
     last = max((e + 1 for by_group in bands.values() for b in by_group.values() for e in b.epochs), default=0)
     fig.update_xaxes(**epoch_axis(last))
+    fig.update_yaxes(autorange=True)
     fig.update_yaxes(title_text=f"{split} {name} (mean +- 1 std)", col=1)
     return fig
 

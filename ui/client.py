@@ -106,6 +106,9 @@ class ApiClient:
         """Change any of name, notes (None clears), tags (replaced) and archived; the run as it is now."""
         return self.json("PATCH", f"/runs/{run_id}", json=fields)
 
+    def delete(self, run_id: str) -> None:
+        self.request("DELETE", f"/runs/{run_id}")
+
     def config_yaml(self, run_id: str) -> bytes:
         return self.request("GET", f"/runs/{run_id}/config", params={"format": "yaml"}).content
 

@@ -119,7 +119,7 @@ def test_finished_run_page_draws_every_chart(stack) -> None:
 
 # ---- one view per URL, no idle redraws, phone width: against an API with no worker, so runs stay as seeded ----
 
-PHONE = {"width": 390, "height": 844}
+PHONE = {"width": 390, "height": 2400}  # a phone's width; tall, so the screenshot shows the whole page
 FIGURES = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
   const L = gd._fullLayout;
   const epochAxes = Object.keys(L).filter(k => /^xaxis\\d*$/.test(k)).map(k => L[k])

@@ -109,7 +109,7 @@ def test_curves_figure_log_scale_applies_to_losses_only():
 
 def test_accuracy_axes_never_autoscale_past_zero_and_one():
     fig = charts.curves_figure(make("a", [("val", "fused", None, "acc", [0], [0.5])]), ["acc"], ["val"], ["fused"])
-    assert fig.layout.yaxis.autorangeoptions.minallowed == 0 and fig.layout.yaxis.autorangeoptions.maxallowed == 1
+    assert fig.layout.yaxis.autorangeoptions.clipmin == 0 and fig.layout.yaxis.autorangeoptions.clipmax == 1
 
 
 def integer_ticks(axis) -> bool:
@@ -130,6 +130,8 @@ def test_epoch_axes_tick_whole_epochs_and_few_of_them(epochs: int):
                                                                               "acc")]
     for fig in figures:
         assert integer_ticks(fig.layout.xaxis), fig.layout.xaxis
+        # An x range turns Plotly's y autorange off (y from -1 to 4) unless it is asked for again.
+        assert fig.layout.yaxis.autorange is True or fig.layout.yaxis.range is not None
         assert fig.layout.xaxis.range[1] == epochs + 0.5
         assert epochs / fig.layout.xaxis.dtick <= 8  # room on a phone
 

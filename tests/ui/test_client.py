@@ -306,3 +306,21 @@ def test_update_run_refused_is_an_api_error_naming_the_field():
         client_of(handler).update_run("r1", tags=[""])
     assert (err.value.status, err.value.field) == (422, "tags.0")
     assert err.value.message.startswith("tags.0: ")
+
+
+def test_delete_sends_the_token_and_a_refusal_names_the_run():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, request.headers.get("Authorization")))
+        if request.url.path == "/runs/live":
+            return httpx.Response(409, json={"error": {"status": 409, "field": "run_id",
+                                                       "message": "run live is running; cancel it first"}})
+        return httpx.Response(204)
+
+    client = client_of(handler, token="s3cret")
+    client.delete("r1")
+    with pytest.raises(ApiError) as err:
+        client.delete("live")
+    assert seen == [("DELETE", "/runs/r1", "Bearer s3cret"), ("DELETE", "/runs/live", "Bearer s3cret")]
+    assert (err.value.status, err.value.field) == (409, "run_id")

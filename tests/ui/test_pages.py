@@ -287,7 +287,8 @@ def test_rename_tag_note_archive_and_delete_through_the_api(app, seeded_api) -> 
     assert httpx.get(f"{seeded_api.url}/runs/{run.id}").json()["archived"] is True
     listed = [r["id"] for r in httpx.get(f"{seeded_api.url}/runs", params={"limit": 200}).json()["items"]]
     assert run.id not in listed
-    next(c for c in at.checkbox if c.label == "Delete for good").check()
+    assert next(b for b in at.button if b.label == "Delete").disabled  # not before saying so
+    at = next(c for c in at.checkbox if c.label == "Delete for good").check().run()
     at = next(b for b in at.button if b.label == "Delete").click().run()
     no_traceback(at)
     assert httpx.get(f"{seeded_api.url}/runs/{run.id}").status_code == 404

@@ -102,15 +102,16 @@ def chart_options(rs: RunSeries) -> dict[str, Any]:
 
 
 def header(run: dict[str, Any]) -> None:
-    """Three numbers that matter (they stack on a phone), the rest in one line."""
+    """Three numbers that matter, the rest in one line."""
     st.badge(run["status"], color=STATUS_BADGE.get(run["status"], "gray"))
-    cols = st.columns(3)
-    cols[0].metric("Epoch", f"{run['epochs_done']}/{run['epochs_total']}", help="epochs finished / planned")
+    row = st.container(horizontal=True, gap="large")  # side by side, wrapping on a phone instead of stacking
+    row.metric("Epoch", f"{run['epochs_done']}/{run['epochs_total']}", help="epochs finished / planned",
+               width="content")
     best = f"epoch {run['best_epoch'] + 1}" if run["best_epoch"] is not None else "no epoch yet"
-    cols[1].metric("Best val acc (fused)", fmt(run["best_val_acc"]),
-                   help=f"validation accuracy of the fused prediction (all modalities), best so far: {best}")
-    cols[2].metric("Test acc at best (fused)", fmt(run["test_acc_at_best"]),
-                   help="test accuracy of the fused prediction at the epoch of the best validation accuracy")
+    row.metric("Best val acc (fused)", fmt(run["best_val_acc"]), width="content",
+               help=f"validation accuracy of the fused prediction (all modalities), best so far: {best}")
+    row.metric("Test acc at best (fused)", fmt(run["test_acc_at_best"]), width="content",
+               help="test accuracy of the fused prediction at the epoch of the best validation accuracy")
     heartbeat = run["heartbeat_age_s"]
     facts = [f"attempt {run['attempt']}", "heartbeat " + ("—" if heartbeat is None else f"{duration(heartbeat)} ago"),
              "ETA " + ("—" if run["eta_s"] is None else duration(run["eta_s"]))]
