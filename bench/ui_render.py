@@ -7,14 +7,20 @@ sessions (so nothing is cached on the dashboard's side):
   - Compare with all ten runs overlaid (it fetches the split and metric it draws: 7 of the 70 series of each
     run): navigation until every chart is drawn;
   - Run page of one run (all 7 000 points fetched, 30 acc and loss curves drawn): the same;
-and then, from the API's access log over a window of live refreshes, the calls each page makes per refresh.
+then, from the API's access log over a window of live refreshes, the calls each page makes per refresh; and the
+CPU the dashboard's Streamlit process spends per open live page (the run page of a running run that gets no new
+point: what a page left open between two epochs costs), against the same process with no page open.
 
-    python bench/ui_render.py [--runs 10] [--epochs 100] [--repeats 3] [--window-s 20]
+With `--before REV`, the dashboard of that commit (its ui/ only, `git archive`) is served beside today's, on the
+same API and data, and measured the same way in the same run: before and after side by side.
+
+    python bench/ui_render.py [--runs 10] [--epochs 100] [--repeats 3] [--window-s 20] [--before REV]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -64,8 +70,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--window-s", type=float, default=20.0)
+    parser.add_argument("--before", help="a commit whose dashboard to measure beside today's")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -85,9 +92,13 @@ def main() -> None:
             ui = f"http://127.0.0.1:{free_port()}"
             service.start("ui", "serve", "ui", "--port", ui.rsplit(":", 1)[1])
             baseline = start_baseline(tmp)
-            wait_until(lambda: "URL:" in service.logs("ui") and "URL:" in (tmp / "baseline.log").read_text(), 60,
-                       message="the dashboard and the bare page")
-            measure(service, ui, baseline, ids, args, tmp / "api.log")
+            dashboards = {"today": (ui, service.procs["ui"].pid)}
+            if args.before:
+                dashboards[args.before] = start_before(tmp, args.before, service.url)
+            wait_until(lambda: "URL:" in service.logs("ui") and "URL:" in (tmp / "baseline.log").read_text()
+                       and all("URL:" in p.read_text() for p in tmp.glob("ui-*.log")), 60,
+                       message="the dashboards and the bare page")
+            measure(service, dashboards, baseline, ids, args, tmp / "api.log")
         finally:
             service.stop()
             for proc in BASELINE:
@@ -109,6 +120,45 @@ def start_baseline(tmp: Path) -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def start_before(tmp: Path, rev: str, api_url: str) -> tuple[str, int]:
+    """The dashboard as it was at `rev`: its ui/ package first on the path, served with that commit's own
+    Streamlit flags (its launch/processes.py), against today's API."""
+    import importlib.util
+
+    tree = tmp / "before"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "ui", "launch/processes.py"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    spec = importlib.util.spec_from_file_location("before_processes", tree / "launch" / "processes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    port = free_port()
+    cmd = module.ui_command("127.0.0.1", port)
+    cmd[4] = str(tree / "ui" / "app.py")
+    env = {**os.environ, "PYTHONPATH": str(tree), "AMST_API_URL": api_url, "AMST_UI_REFRESH_S": str(REFRESH_S)}
+    proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=(tmp / f"ui-{rev}.log").open("w"),
+                            stderr=subprocess.STDOUT)
+    BASELINE.append(proc)
+    return f"http://127.0.0.1:{port}", proc.pid
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_share(pid: int, window_s: float, page=None, url: str | None = None, charts: int = 0) -> float:
+    """Percent of one core the process used over `window_s`, with `url` open in `page` (None: nothing open)."""
+    if page is not None:
+        drawn(page, url, charts)
+        page.wait_for_timeout(2 * REFRESH_S * 1000)  # settled
+    start = cpu_seconds(pid)
+    time.sleep(window_s)
+    return 100 * (cpu_seconds(pid) - start) / window_s
+
+
 def timings(url: str, charts: int, repeats: int) -> tuple[float, float]:
     """Median seconds until drawn: in a fresh browser (nothing cached), and navigating again in a browser
     that has shown the page before (what a user sees moving between pages)."""
@@ -120,17 +170,34 @@ def timings(url: str, charts: int, repeats: int) -> tuple[float, float]:
     return statistics.median(cold), statistics.median(warm)
 
 
-def measure(service: Service, ui: str, baseline: str, ids: list[str], args: argparse.Namespace, log: Path) -> None:
-    pages = {"compare (10 runs overlaid)": (f"{ui}/compare?runs={','.join(ids)}", 2),
-             "run page (1 run, every curve)": (f"{ui}/run?run={ids[0]}", 3)}
-    with browser_page() as page:
-        drawn(page, f"{ui}/run?run={ids[0]}", 3)  # warm the server's imports once; not measured
+def pages_of(ui: str, ids: list[str], today: bool = True) -> dict[str, tuple[str, int]]:
+    """The pages measured and how many Plotly figures each draws: today one per page section (Compare's overlay
+    holds the AMST-minus-baseline row, the balance holds the skip strip); before, one per chart."""
+    return {"compare (10 runs overlaid)": (f"{ui}/compare?runs={','.join(ids)}", 1 if today else 2),
+            "run page (1 run, every curve)": (f"{ui}/run?run={ids[0]}", 2 if today else 3)}
+
+
+def measure(service: Service, dashboards: dict[str, tuple[str, int]], baseline: str, ids: list[str],
+            args: argparse.Namespace, log: Path) -> None:
+    for ui, _ in dashboards.values():
+        with browser_page() as page:
+            drawn(page, f"{ui}/run?run={ids[0]}", 2)  # warm the server's imports once; not measured
     floor = timings(baseline, 1, args.repeats)
-    print(f"{'bare Streamlit + 1 tiny Plotly':32s} drawn in median {floor[0]:.2f} s fresh, {floor[1]:.2f} s again")
-    for label, (url, charts) in pages.items():
-        cold, warm = timings(url, charts, args.repeats)
-        print(f"{label:32s} drawn in median {cold:.2f} s fresh ({cold / floor[0]:.2f}x the bare page), "
-              f"{warm:.2f} s again ({warm / floor[1]:.2f}x)")
+    print(f"{'bare Streamlit + 1 tiny Plotly':40s} drawn in median {floor[0]:.2f} s fresh, {floor[1]:.2f} s again")
+    for version, (ui, _) in dashboards.items():
+        for label, (url, charts) in pages_of(ui, ids, version == "today").items():
+            cold, warm = timings(url, charts, args.repeats)
+            print(f"{version + ': ' + label:40s} drawn in median {cold:.2f} s fresh ({cold / floor[0]:.2f}x the "
+                  f"bare page), {warm:.2f} s again ({warm / floor[1]:.2f}x)")
+    for version, (ui, pid) in dashboards.items():
+        idle = cpu_share(pid, args.window_s)
+        url, charts = pages_of(ui, ids, version == "today")["run page (1 run, every curve)"]
+        with browser_page() as page:
+            live = cpu_share(pid, args.window_s, page, url, charts)
+        print(f"{version + ': CPU of the Streamlit process':40s} {live:.1f} % of a core with one live run page open "
+              f"(no new point), {idle:.1f} % with no page open; over {args.window_s:g} s")
+    ui = dashboards["today"][0]
+    for label, (url, charts) in pages_of(ui, ids).items():
         with browser_page() as page:
             drawn(page, url, charts)
             page.wait_for_timeout(2 * REFRESH_S * 1000)  # settled: the count starts between two refreshes
@@ -139,7 +206,7 @@ def measure(service: Service, ui: str, baseline: str, ids: list[str], args: argp
             per_run, other = metrics_calls(log, offset)
         refreshes = args.window_s / REFRESH_S
         visible = sorted(per_run.values())
-        print(f"{label:32s} over {args.window_s:g} s (~{refreshes:.0f} refreshes): metrics calls per run "
+        print(f"{label:40s} over {args.window_s:g} s (~{refreshes:.0f} refreshes): metrics calls per run "
               f"{visible} -> {sum(visible) / max(1, len(visible)) / refreshes:.2f} per run per refresh; "
               f"other API calls {other}")
 

@@ -18,9 +18,18 @@ from ui.style import (
     modality_color,
 )
 
-LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h", "y": -0.18},
-          "hovermode": "x unified"}  # Streamlit's theme styles the rest
-TITLE = {"size": 14}
+# Fixed margins, wide enough for tick labels and axis titles: Plotly's automatic margins measure every label and
+# lay the plot out again (a sixth of a page's drawing time in bench/ui_render.py's probes). Streamlit's theme styles
+# the rest.
+LAYOUT = {"margin": {"l": 60, "r": 10, "t": 40, "b": 50}, "legend": {"orientation": "h", "y": -0.18},
+          "hovermode": "x unified"}
+
+
+def lay_out(fig: go.Figure, **layout: Any) -> None:
+    """The dashboard's layout on a figure, its margins fixed (no automatic margin on any axis)."""
+    fig.update_layout(**{**LAYOUT, **layout})
+    fig.update_xaxes(automargin=False)
+    fig.update_yaxes(automargin=False)
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
 
@@ -68,11 +77,10 @@ def value_axis(name: str, log_y: bool) -> dict[str, Any]:
     return {"type": "log"} if log_y and "loss" in name else {}
 
 
-def raw_behind(x: list[Any], y: list[float | None], color: str, row: int, col: int, fig: go.Figure,
-               group: str) -> None:
+def raw_line(x: list[Any], y: list[float | None], color: str, group: str) -> go.Scatter:
     """The unsmoothed values as a faint line under the smoothed one, so smoothing never hides a dip."""
-    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line={"color": color, "width": 1}, opacity=0.25,
-                             hoverinfo="skip", showlegend=False, legendgroup=group), row=row, col=col)
+    return go.Scatter(x=x, y=y, mode="lines", line={"color": color, "width": 1}, opacity=0.25, hoverinfo="skip",
+                      showlegend=False, legendgroup=group)
 
 
 def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components: list[str], x: str = "epoch",
@@ -85,6 +93,8 @@ def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components
     clock = wall_clock(rs) if x == "wall" else {}
     in_legend: set[str] = set()
     last = 0
+    traces: list[go.Scatter] = []
+    cells: list[tuple[int, int]] = []
     for row, name in enumerate(names, start=1):
         for col, split in enumerate(splits, start=1):
             for key in rs.series_keys():
@@ -96,17 +106,22 @@ def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components
                 label, color = curve_label(component, modality), modality_color(modality)
                 xs = [clock.get(e) for e in epochs] if clock else shown(epochs)
                 if smoothing > 0:
-                    raw_behind(xs, values, color, row, col, fig, label)
-                fig.add_trace(go.Scatter(
+                    traces.append(raw_line(xs, values, color, label))
+                    cells.append((row, col))
+                traces.append(go.Scatter(
                     x=xs, y=smooth(values, smoothing), mode=line_mode(epochs), name=label, legendgroup=label,
                     showlegend=label not in in_legend,
                     line={"color": color, "width": FUSED_WIDTH if modality is None else LINE_WIDTH,
                           "dash": COMPONENT_DASH.get(component, "solid")},
-                    hovertemplate=f"{label}: %{{y:.4f}}<extra></extra>"), row=row, col=col)
+                    hovertemplate=f"{label}: %{{y:.4f}}<extra></extra>"))
+                cells.append((row, col))
                 in_legend.add(label)
+    if traces:  # one call: adding thirty traces one by one to a grid of subplots costs more than building them
+        fig.add_traces(traces, rows=[r for r, _ in cells], cols=[c for _, c in cells])
+    for row, name in enumerate(names, start=1):
         fig.update_yaxes(title_text=name, row=row, col=1)
         fig.update_yaxes(row=row, autorange=True, **value_axis(name, log_y))
-    fig.update_layout(height=row_height * rows + 60, **LAYOUT)
+    lay_out(fig, height=row_height * rows + 60)
     if x == "wall":
         fig.update_xaxes(title_text="wall time (s)", rangemode="tozero", row=rows)
     else:
@@ -115,56 +130,74 @@ def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components
     return fig
 
 
-def balance_figure(b: Balance) -> go.Figure:
-    """Branch (solid) and helper (hatched) accuracy per modality at the latest epoch."""
+Strip = tuple[list[str], list[int], list[list[float | None]], dict[str, dict[int, float]]]  # ui.series.skip_strip
+
+
+def balance_figure(b: Balance, strip: Strip | None = None) -> go.Figure:
+    """Left: branch (solid) and helper (hatched) accuracy per modality at the latest epoch. Right: the gap between
+    the strongest and the weakest modality over epochs, of the branches (solid) and of the probes (dotted), on an
+    axis from zero so a flat line stays flat. Below, across, the skip schedule when there is one. One figure: the
+    browser draws one Plotly instance instead of two. Each side is named by its y-axis title, which runs up its
+    own edge, so the names cannot run into each other at a phone's width."""
+    skips = len(strip[0]) if strip else 0
+    strip_px = 50 + 34 * skips if skips else 0
+    height = 320 + strip_px + (60 if skips else 0)
+    specs = [[{}, {}]] + ([[{"colspan": 2}, None]] if skips else [])
+    fig = make_subplots(rows=len(specs), cols=2, specs=specs, horizontal_spacing=0.2, vertical_spacing=60 / height,
+                        row_heights=[320, strip_px] if skips else None)
     modalities = [r["modality"] for r in b.rows]
     colors = [modality_color(m) for m in modalities]
-    fig = go.Figure()
     fig.add_trace(go.Bar(x=modalities, y=[r["branch"] for r in b.rows], name="branch", marker={"color": colors},
-                         texttemplate="%{y:.3f}"))
+                         texttemplate="%{y:.3f}"), row=1, col=1)
     fig.add_trace(go.Bar(x=modalities, y=[r["helper"] for r in b.rows], name="helper (linear probe)",
                          marker={"color": colors, "pattern": {"shape": "/"}, "opacity": 0.6},
-                         texttemplate="%{y:.3f}"))
-    at = f"epoch {b.epoch + 1}" if b.epoch is not None else "no epoch yet"
-    fig.update_layout(barmode="group", height=300, title={"text": f"{b.split} accuracy at {at}", "font": TITLE},
-                      **LAYOUT)
-    fig.update_yaxes(range=[0, 1], tickformat=".1f")
-    return fig
-
-
-def gap_figure(b: Balance) -> go.Figure:
-    """The gap between the strongest and the weakest modality over epochs, of the branches (solid) and of the
-    probes (dotted), on an axis from zero: a flat line stays flat."""
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=shown(b.gap_epochs), y=b.gap_values, mode=line_mode(b.gap_epochs), name="branches",
-                             line={"color": MODALITY_COLORS["fused"]}, hovertemplate="gap %{y:.4f}<extra></extra>"))
+                         texttemplate="%{y:.3f}"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=shown(b.gap_epochs), y=b.gap_values, mode=line_mode(b.gap_epochs), name="gap",
+                             line={"color": MODALITY_COLORS["fused"]}, hovertemplate="gap %{y:.4f}<extra></extra>"),
+                  row=1, col=2)
     if b.helper_gap_epochs:
         fig.add_trace(go.Scatter(x=shown(b.helper_gap_epochs), y=b.helper_gap_values,
-                                 mode=line_mode(b.helper_gap_epochs), name="probes",
+                                 mode=line_mode(b.helper_gap_epochs), name="gap of the probes",
                                  line={"color": MODALITY_COLORS["fused"], "dash": "dot"},
-                                 hovertemplate="probe gap %{y:.4f}<extra></extra>"))
+                                 hovertemplate="probe gap %{y:.4f}<extra></extra>"), row=1, col=2)
+    at = f"epoch {b.epoch + 1}" if b.epoch is not None else "no epoch yet"
     top = max([v for v in [*b.gap_values, *b.helper_gap_values] if v is not None], default=0.0)
-    fig.update_layout(height=300, title={"text": "strongest − weakest", "font": TITLE}, **LAYOUT)
-    fig.update_xaxes(**epoch_axis(max([0, *shown(b.gap_epochs), *shown(b.helper_gap_epochs)])))
-    fig.update_yaxes(range=[0, max(0.1, round(top * 1.25, 2))], tickformat=".2f")
+    # The legend above the plots: below, it would sit on the skip strip's epochs.
+    lay_out(fig, barmode="group", height=height, legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
+    fig.update_yaxes(range=[0, 1], tickformat=".1f", title_text=f"{b.split} acc, {at}", row=1, col=1)
+    fig.update_yaxes(range=[0, max(0.1, round(top * 1.25, 2))], tickformat=".2f", title_text="strongest − weakest",
+                     row=1, col=2)
+    fig.update_xaxes(**epoch_axis(max([0, *shown(b.gap_epochs), *shown(b.helper_gap_epochs)])), row=1, col=2)
+    if skips:
+        fig.add_traces(skip_traces(*strip), rows=2, cols=1)
+        fig.update_xaxes(**epoch_axis(max(shown(strip[1]), default=0)), row=2, col=1)
+        fig.update_yaxes(autorange=True, title_text="skip", row=2, col=1)
     return fig
 
 
-def skip_figure(modalities: list[str], epochs: list[int], grid: list[list[float | None]],
-                factors: dict[str, dict[int, float]] | None = None) -> go.Figure:
+def skip_traces(modalities: list[str], epochs: list[int], grid: list[list[float | None]],
+                factors: dict[str, dict[int, float]] | None = None) -> list[go.Scatter]:
     """A strip per modality: a filled square where it was updated, a hollow one where it was skipped; the hover
     says the skip factor in force where the run logged it."""
-    fig = go.Figure()
+    traces = []
     for m, row in zip(modalities, grid, strict=True):
         for updated, symbol, label in ((1.0, "square", "updated"), (0.0, "square-open", "skipped")):
             xs = [e for e, v in zip(epochs, row, strict=True) if v == updated]
             k = (factors or {}).get(m, {})
             text = [f" (skip factor {k[e]:.0f})" if e in k else "" for e in xs]
-            fig.add_trace(go.Scatter(x=shown(xs), y=[m] * len(xs), mode="markers", name=f"{m} {label}", text=text,
-                                     marker={"symbol": symbol, "size": 11, "color": modality_color(m)},
-                                     hovertemplate=f"{m}: {label} in epoch %{{x}}%{{text}}<extra></extra>"))
-    fig.update_layout(height=80 + 40 * max(1, len(modalities)), showlegend=False,
-                      **{**LAYOUT, "margin": {"l": 10, "r": 10, "t": 10, "b": 10}})
+            hover = f"{m}: {label} in epoch %{{x}}%{{text}}<extra></extra>"
+            traces.append(go.Scatter(x=shown(xs), y=[m] * len(xs), mode="markers", name=f"{m} {label}", text=text,
+                                     showlegend=False, hovertemplate=hover,
+                                     marker={"symbol": symbol, "size": 11, "color": modality_color(m)}))
+    return traces
+
+
+def skip_figure(modalities: list[str], epochs: list[int], grid: list[list[float | None]],
+                factors: dict[str, dict[int, float]] | None = None) -> go.Figure:
+    """The skip schedule alone (a run with a schedule but no per-modality accuracy to balance)."""
+    fig = go.Figure(skip_traces(modalities, epochs, grid, factors))
+    lay_out(fig, height=80 + 40 * max(1, len(modalities)), showlegend=False,
+            margin={"l": 60, "r": 10, "t": 10, "b": 45})
     fig.update_xaxes(**epoch_axis(max(shown(epochs), default=0)))
     fig.update_yaxes(autorange=True)
     return fig
@@ -175,12 +208,24 @@ def run_style(i: int) -> dict[str, Any]:
     return {"color": RUN_COLORS[i % len(RUN_COLORS)], "dash": RUN_DASHES[i // len(RUN_COLORS) % len(RUN_DASHES)]}
 
 
+Pairs = list[tuple[RunSeries, RunSeries, str]]  # (AMST run, its baseline, label)
+
+
 def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, component: str, name: str,
-                   smoothing: float = 0.0, height: int = 420, x: str = "epoch", log_y: bool = False) -> go.Figure:
+                   smoothing: float = 0.0, height: int = 420, x: str = "epoch", log_y: bool = False,
+                   pairs: Pairs | None = None) -> go.Figure:
     """A panel per modality (its title in the modality's colour) and fused; one colour per run (no modality's
-    colour); markers while a run is short, so a one-epoch run is a visible point."""
+    colour); markers while a run is short, so a one-epoch run is a visible point. With `pairs`, a row below, across
+    the panels: each AMST run minus its baseline (difference_traces). One figure: one Plotly instance to draw."""
     panels = [*sorted({m for rs in runs for m in rs.modalities()}), "fused"]
-    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=panels, horizontal_spacing=0.03)
+    cols = len(panels)
+    diff_px = 340 if pairs else 0
+    specs = [[{}] * cols] + ([[{"colspan": cols}] + [None] * (cols - 1)] if pairs else [])
+    titles = [*panels, f"AMST minus baseline ({split} {name})"] if pairs else panels
+    total = height + diff_px + (70 if pairs else 0)
+    fig = make_subplots(rows=len(specs), cols=cols, specs=specs, shared_yaxes=False, subplot_titles=titles,
+                        horizontal_spacing=0.03, vertical_spacing=110 / total if pairs else 0.0,
+                        row_heights=[height, diff_px] if pairs else None)
     in_legend: set[str] = set()
     last = 0
     for col, panel in enumerate(panels, start=1):
@@ -195,7 +240,7 @@ def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, co
             last = max([last, *shown(epochs)])
             style = run_style(i)
             if smoothing > 0:
-                raw_behind(xs, values, style["color"], 1, col, fig, rs.run_id)
+                fig.add_trace(raw_line(xs, values, style["color"], rs.run_id), row=1, col=col)
             fig.add_trace(go.Scatter(x=xs, y=smooth(values, smoothing), mode=line_mode(epochs),
                                      name=labels[rs.run_id], legendgroup=rs.run_id,
                                      showlegend=rs.run_id not in in_legend,
@@ -205,36 +250,50 @@ def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, co
             in_legend.add(rs.run_id)
     for annotation, panel in zip(fig.layout.annotations, panels, strict=False):
         annotation.font = {"color": modality_color(None if panel == "fused" else panel), "size": 15}
-    fig.update_layout(height=height, **LAYOUT)
+    lay_out(fig, height=total)
+    for col in range(2, cols + 1):  # one y range across the modality panels, as shared axes would give
+        fig.update_yaxes(matches="y", showticklabels=False, row=1, col=col)
     if x == "wall":
-        fig.update_xaxes(title_text="wall time (s)", rangemode="tozero")
+        fig.update_xaxes(title_text="wall time (s)", rangemode="tozero", row=1)
     else:
-        fig.update_xaxes(**epoch_axis(last))
-    fig.update_yaxes(autorange=True, **value_axis(name, log_y))
-    fig.update_yaxes(title_text=f"{split} {name}", col=1)
+        fig.update_xaxes(**epoch_axis(last), row=1)
+    fig.update_yaxes(autorange=True, **value_axis(name, log_y), row=1)
+    fig.update_yaxes(title_text=f"{split} {name}", row=1, col=1)
+    if pairs:
+        traces, diff_last = difference_traces(pairs, split, component, name)
+        if traces:
+            fig.add_traces(traces, rows=2, cols=1)
+        fig.add_hline(y=0, line={"color": "#999999", "width": 1}, row=2, col=1)
+        fig.update_xaxes(**epoch_axis(diff_last), row=2, col=1)
+        fig.update_yaxes(autorange=True, tickformat="+.2f", title_text=f"Δ {split} {name}", row=2, col=1)
     return fig
 
 
-def difference_figure(pairs: list[tuple[RunSeries, RunSeries, str]], split: str, component: str,
-                      name: str) -> go.Figure:
-    """AMST run minus its baseline, per modality (its colour) and fused (bold); one dash per pair."""
-    fig = go.Figure()
+def difference_traces(pairs: Pairs, split: str, component: str, name: str) -> tuple[list[go.Scatter], int]:
+    """AMST run minus its baseline, per modality (its colour) and fused (bold); one dash per pair. Also the last
+    epoch drawn (for the axis)."""
     dashes = ("solid", "dash", "dot", "dashdot", "longdash")
-    last = 0
+    traces, last = [], 0
     for i, (amst, base, label) in enumerate(pairs):
         for modality in [*amst.modalities(), None]:
             comp = "fused" if modality is None else component
             epochs, diff = difference(amst, base, (split, comp, modality, name))
             if epochs:
                 last = max([last, *shown(epochs)])
-                fig.add_trace(go.Scatter(
+                traces.append(go.Scatter(
                     x=shown(epochs), y=diff, mode=line_mode(epochs), name=f"{label} · {modality or 'fused'}",
                     line={"color": modality_color(modality), "dash": dashes[i % len(dashes)],
                           "width": FUSED_WIDTH if modality is None else LINE_WIDTH},
                     hovertemplate="%{y:+.4f}<extra></extra>"))
+    return traces, last
+
+
+def difference_figure(pairs: Pairs, split: str, component: str, name: str) -> go.Figure:
+    """The differences alone, on one axis with a zero line."""
+    traces, last = difference_traces(pairs, split, component, name)
+    fig = go.Figure(traces)
     fig.add_hline(y=0, line={"color": "#999999", "width": 1})
-    fig.update_layout(height=380, yaxis_title=f"Δ {split} {name} (AMST − baseline)",
-                      **LAYOUT)
+    lay_out(fig, height=380, yaxis_title=f"Δ {split} {name} (AMST − baseline)")
     fig.update_xaxes(**epoch_axis(last))
     fig.update_yaxes(autorange=True, tickformat="+.2f")
     return fig
@@ -254,7 +313,7 @@ def resource_figure(rs: RunSeries) -> go.Figure | None:
                                  hovertemplate=f"{name} %{{y:.1f}}<extra></extra>"), row=1, col=col)
         peak = max([v for v in values if v is not None], default=1.0)
         fig.update_yaxes(range=[0, top or max(1.0, peak * 1.2)], row=1, col=col)
-    fig.update_layout(height=260, showlegend=False, **LAYOUT)
+    lay_out(fig, height=260, showlegend=False)
     fig.update_xaxes(**epoch_axis(max([0, *shown(util[0]), *shown(memory[0])])))
     return fig
 
@@ -281,7 +340,7 @@ def band_figure(bands: dict[str, dict[str, Band]], split: str, name: str, height
                           row=1, col=col)
     for annotation, panel in zip(fig.layout.annotations, panels, strict=False):
         annotation.font = {"color": modality_color(None if panel == "fused" else panel), "size": 15}
-    fig.update_layout(height=height, **LAYOUT)
+    lay_out(fig, height=height)
     last = max((e + 1 for by_group in bands.values() for b in by_group.values() for e in b.epochs), default=0)
     fig.update_xaxes(**epoch_axis(last))
     fig.update_yaxes(autorange=True)

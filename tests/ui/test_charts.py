@@ -124,7 +124,7 @@ def test_epoch_axes_tick_whole_epochs_and_few_of_them(epochs: int):
                      ("val", "branch", "audio", "acc", list(range(epochs)), [0.4] * epochs),
                      ("val", "branch", None, "acc_gap", list(range(epochs)), [0.5933] * epochs),
                      ("train", "run", "audio", "skip", list(range(epochs)), [1.0] * epochs)])
-    figures = [charts.curves_figure(run, ["acc"], ["val"], ["fused"]), charts.gap_figure(balance(run)),
+    figures = [charts.curves_figure(run, ["acc"], ["val"], ["fused"]),
                charts.compare_figure([run], {"a": "A"}, "val", "branch", "acc"),
                charts.skip_figure(*skip_strip(run)), charts.difference_figure([(run, run, "A")], "val", "branch",
                                                                               "acc")]
@@ -134,14 +134,16 @@ def test_epoch_axes_tick_whole_epochs_and_few_of_them(epochs: int):
         assert fig.layout.yaxis.autorange is True or fig.layout.yaxis.range is not None
         assert fig.layout.xaxis.range[1] == epochs + 0.5
         assert epochs / fig.layout.xaxis.dtick <= 8  # room on a phone
+    gap_axis = charts.balance_figure(balance(run)).layout.xaxis2
+    assert integer_ticks(gap_axis) and gap_axis.range[1] == epochs + 0.5
 
 
 def test_gap_axis_starts_at_zero_so_a_flat_gap_is_flat():
     run = make("a", [("val", "branch", "audio", "acc", E, [0.8] * 3), ("val", "branch", "visual", "acc", E, [0.2] * 3),
                      ("val", "branch", None, "acc_gap", E, [0.5933, 0.5933, 0.5933])])
-    fig = charts.gap_figure(balance(run))
-    assert fig.layout.yaxis.range[0] == 0 and fig.layout.yaxis.range[1] >= 0.5933 * 1.2
-    assert fig.layout.yaxis.tickformat == ".2f"  # never "0.5932999999999999385"
+    axis = charts.balance_figure(balance(run)).layout.yaxis2
+    assert axis.range[0] == 0 and axis.range[1] >= 0.5933 * 1.2
+    assert axis.tickformat == ".2f"  # never "0.5932999999999999385"
 
 
 def test_compare_draws_a_one_epoch_run_as_a_point_and_runs_in_no_modality_colour():
@@ -176,21 +178,50 @@ def test_runs_beyond_the_palette_are_dashed():
     assert charts.run_style(len(RUN_COLORS)) == {"color": RUN_COLORS[0], "dash": "dot"}
 
 
-def text_width(text: str, size: float) -> float:
-    return 0.6 * size * len(text)  # a generous average glyph width of Plotly's sans-serif
-
-
-@pytest.mark.parametrize("width", [390, 1400])
-def test_balance_titles_fit_their_own_chart_at_phone_and_desktop_width(width: int):
-    """The balance panel is two figures in two Streamlit columns (stacked on a phone): each title has its figure's
-    whole width, so two titles can never overlap; and each fits that width."""
+def test_balance_panel_names_its_sides_along_their_own_axes_so_they_cannot_collide():
+    """One figure, two sides: no subplot titles (which sit side by side above the plots and ran into each other
+    at a phone's width); each side's name is its y-axis title, drawn up that side's own left edge."""
     b = balance(make("a", [("val", "branch", "audio", "acc", E, [0.5] * 3),
                            ("val", "branch", "visual", "acc", E, [0.4] * 3),
                            ("val", "branch", None, "acc_gap", E, [0.1] * 3)]))
-    column = width if width < 640 else width / 2  # Streamlit stacks columns under 640 px
-    for fig in (charts.balance_figure(b), charts.gap_figure(b)):
-        assert not fig.layout.annotations  # no subplot titles to collide
-        assert text_width(fig.layout.title.text, fig.layout.title.font.size) < column - 40
+    fig = charts.balance_figure(b)
+    assert not fig.layout.annotations and not fig.layout.title.text
+    assert fig.layout.yaxis.title.text == "val acc, epoch 3"
+    assert fig.layout.yaxis2.title.text == "strongest − weakest"
+    assert fig.layout.xaxis.domain[1] < fig.layout.xaxis2.domain[0]  # the right side's title has its own gutter
+
+
+def test_balance_and_gap_figures():
+    rs = make("a", [("val", "branch", "audio", "acc", E, [0.5, 0.6, 0.8]),
+                    ("val", "branch", "visual", "acc", E, [0.2, 0.3, 0.4]),
+                    ("val", "helper", "audio", "acc", E, [0.4, 0.5, 0.7]),
+                    ("val", "branch", None, "acc_gap", E, [0.3, 0.3, 0.4])])
+    fig = charts.balance_figure(balance(rs))
+    assert [t.name for t in fig.data] == ["branch", "helper (linear probe)", "gap"], "no probe gap: no line"
+    assert list(fig.data[0].y) == [0.8, 0.4]
+    assert list(fig.data[1].y) == [0.7, None]
+    assert list(fig.data[0].marker.color) == [MODALITY_COLORS["audio"], MODALITY_COLORS["visual"]]
+    gap = fig.data[2]
+    assert gap.xaxis == "x2" and list(gap.x) == [1, 2, 3] and list(gap.y) == [0.3, 0.3, 0.4]
+    rs.merge({"series": [{"split": "val", "component": "helper", "modality": None, "name": "acc_gap", "epochs": E,
+                          "values": [0.1, 0.2, 0.2]}], "run": rs.run, "next_since_epoch": 2})
+    with_probes = charts.balance_figure(balance(rs))
+    assert with_probes.data[3].name == "gap of the probes" and list(with_probes.data[3].y) == [0.1, 0.2, 0.2]
+
+
+def test_resource_figure_only_where_the_worker_had_a_gpu():
+    assert charts.resource_figure(two_modality_run()) is None
+    rs = make("g", [("train", "run", None, "gpu_util", E, [80.0, 95.0, 90.0]),
+                    ("train", "run", None, "gpu_mem_gib", E, [10.0, 12.5, 12.5])])
+    fig = charts.resource_figure(rs)
+    assert [list(t.y) for t in fig.data] == [[80.0, 95.0, 90.0], [10.0, 12.5, 12.5]]
+    assert fig.layout.yaxis.range == (0, 100.0) and fig.layout.yaxis2.range[1] == pytest.approx(15.0)
+
+
+def test_skip_figure_says_the_factor_in_force_on_hover():
+    fig = charts.skip_figure(["audio"], [0, 1, 2], [[1.0, 0.0, 1.0]], {"audio": {0: 1.0, 1: 2.0, 2: 2.0}})
+    updated = next(t for t in fig.data if t.name == "audio updated")
+    assert list(updated.text) == [" (skip factor 1)", " (skip factor 2)"]
 
 
 def test_curves_figure_wall_clock_x():
@@ -259,37 +290,29 @@ def test_difference_figure_without_common_epochs_has_only_the_zero_line():
     assert len(fig.layout.shapes) == 1
 
 
-def test_balance_and_gap_figures():
-    rs = make("a", [("val", "branch", "audio", "acc", E, [0.5, 0.6, 0.8]),
-                    ("val", "branch", "visual", "acc", E, [0.2, 0.3, 0.4]),
-                    ("val", "helper", "audio", "acc", E, [0.4, 0.5, 0.7]),
-                    ("val", "branch", None, "acc_gap", E, [0.3, 0.3, 0.4])])
-    b = balance(rs)
-    fig = charts.balance_figure(b)
-    assert [t.name for t in fig.data] == ["branch", "helper (linear probe)"]
-    assert list(fig.data[0].y) == [0.8, 0.4]
-    assert list(fig.data[1].y) == [0.7, None]
-    assert list(fig.data[0].marker.color) == [MODALITY_COLORS["audio"], MODALITY_COLORS["visual"]]
-    assert fig.layout.title.text == "val accuracy at epoch 3"
-    gap = charts.gap_figure(b)
-    assert [t.name for t in gap.data] == ["branches"], "no probe gap: no line"
-    assert list(gap.data[0].x) == [1, 2, 3] and list(gap.data[0].y) == [0.3, 0.3, 0.4]
-    rs.merge({"series": [{"split": "val", "component": "helper", "modality": None, "name": "acc_gap", "epochs": E,
-                          "values": [0.1, 0.2, 0.2]}], "run": rs.run, "next_since_epoch": 2})
-    with_probes = charts.gap_figure(balance(rs))
-    assert with_probes.data[1].name == "probes" and list(with_probes.data[1].y) == [0.1, 0.2, 0.2]
+def test_the_skip_strip_is_a_row_of_the_balance_figure():
+    """One Plotly instance for the balance and the schedule (each instance costs the browser a draw)."""
+    run = two_modality_run()
+    b = balance(run)
+    modalities, epochs, grid = skip_strip(run)
+    fig = charts.balance_figure(b, (modalities, epochs, grid, {"audio": {1: 2.0}}))
+    strip = [t for t in fig.data if t.name.endswith(("updated", "skipped"))]
+    assert [t.name for t in strip] == ["audio updated", "audio skipped", "visual updated", "visual skipped"]
+    assert {t.xaxis for t in strip} == {"x3"} and not any(t.showlegend for t in strip)
+    assert [list(t.x) for t in strip] == [[1, 3], [2], [1, 2], []]
+    assert list(strip[1].text) == [" (skip factor 2)"]
+    assert integer_ticks(fig.layout.xaxis3) and fig.layout.yaxis3.autorange is True
+    assert fig.layout.xaxis3.domain == (0.0, 1.0)  # across both sides
+    assert fig.layout.height > charts.balance_figure(b).layout.height
 
 
-def test_resource_figure_only_where_the_worker_had_a_gpu():
-    assert charts.resource_figure(two_modality_run()) is None
-    rs = make("g", [("train", "run", None, "gpu_util", E, [80.0, 95.0, 90.0]),
-                    ("train", "run", None, "gpu_mem_gib", E, [10.0, 12.5, 12.5])])
-    fig = charts.resource_figure(rs)
-    assert [list(t.y) for t in fig.data] == [[80.0, 95.0, 90.0], [10.0, 12.5, 12.5]]
-    assert fig.layout.yaxis.range == (0, 100.0) and fig.layout.yaxis2.range[1] == pytest.approx(15.0)
-
-
-def test_skip_figure_says_the_factor_in_force_on_hover():
-    fig = charts.skip_figure(["audio"], [0, 1, 2], [[1.0, 0.0, 1.0]], {"audio": {0: 1.0, 1: 2.0, 2: 2.0}})
-    updated = next(t for t in fig.data if t.name == "audio updated")
-    assert list(updated.text) == [" (skip factor 1)", " (skip factor 2)"]
+def test_compare_figure_draws_amst_minus_baseline_as_a_row_below():
+    amst, base = two_modality_run("a", shift=0.1), two_modality_run("n")
+    fig = charts.compare_figure([amst, base], {"a": "A", "n": "N"}, "val", "branch", "acc", pairs=[(amst, base, "A")])
+    below = [t for t in fig.data if t.xaxis == "x4"]
+    assert [t.name for t in below] == ["A · audio", "A · visual", "A · fused"]
+    assert list(below[0].y) == pytest.approx([0.1, 0.1, 0.1])
+    assert fig.layout.annotations[-1].text == "AMST minus baseline (val acc)"
+    assert integer_ticks(fig.layout.xaxis4) and fig.layout.xaxis4.domain == pytest.approx((0.0, 1.0))
+    assert fig.layout.yaxis2.matches == "y" and fig.layout.yaxis4.matches is None  # panels share, the row not
+    assert any(s.y0 == 0 and s.y1 == 0 and s.yref == "y4" for s in fig.layout.shapes)

@@ -89,7 +89,7 @@ def test_run_page_shows_live_curves_balance_and_skip_strip(app, seeded_api) -> N
     assert metrics["Epoch"] == "12/30"
     facts = texts(at.caption)
     assert "attempt 1" in facts and "ETA —" not in facts  # running, with a median epoch time
-    assert len(charts(at)) == 4  # acc and loss curves, the balance bars, the gap, the skip strip
+    assert len(charts(at)) == 2  # acc and loss curves; the balance (bars and gap) with the skip strip under it
     assert "Lagging modality: **visual**" in texts(at.markdown)
     labels = {b.label for b in at.button}
     assert {"Cancel", "Re-run with same config"} <= labels and "Retry" not in labels
@@ -173,7 +173,7 @@ def test_compare_page_overlays_pairs_and_tabulates(app, seeded_api) -> None:
     app.query_params["runs"] = f"{runs['full'].id},{runs['live'].id}"
     at = app.run()
     no_traceback(at)
-    assert len(charts(at)) == 2  # the overlay and AMST minus baseline
+    assert len(charts(at)) == 1  # the overlay with AMST minus baseline under it, one figure
     assert "vs base\\-s0" in texts(at.caption)  # both AMST runs paired with the naive run of seed 0
     table = at.dataframe[0].value
     assert list(table.columns) == ["run", "epochs", "audio final", "audio best", "visual final", "visual best",
@@ -283,6 +283,7 @@ def test_rename_tag_note_archive_and_delete_through_the_api(app, seeded_api) -> 
     no_traceback(at)
     detail = httpx.get(f"{seeded_api.url}/runs/{run.id}").json()
     assert (detail["name"], detail["tags"], detail["notes"]) == ("renamed", ["keep", "paper"], "lr too high")
+    assert "Notes: lr too high" in texts(at.caption)
     at = next(b for b in at.button if b.label == "Archive").click().run()
     assert httpx.get(f"{seeded_api.url}/runs/{run.id}").json()["archived"] is True
     listed = [r["id"] for r in httpx.get(f"{seeded_api.url}/runs", params={"limit": 200}).json()["items"]]

@@ -79,19 +79,20 @@ def draw(chosen: dict[str, Any], series: dict[str, RunSeries], pairs: list, grou
     if warning := uneven_lengths([rs.run for rs in runs]):
         st.warning(plain(warning) + " Compare final values with care; the x-axis shows each run's own epochs.",
                    icon=":material/straighten:")
+    diff = [(series[amst["id"]], series[base["id"]], short_label(amst)) for amst, base in pairs]
     if group_by:
         st.caption("One line per group of runs sharing " + ", ".join(group_by) + ": its mean, with a band "
                    "of one standard deviation over the group's runs (seeds).")
         st.plotly_chart(band_figure(group_bands(runs, group_runs(selected, configs, group_by), split, component,
                                                 name), split, name), key="grouped", config=PLOT_CONFIG)
+        if diff:
+            st.plotly_chart(difference_figure(diff, split, component, name), key="difference", config=PLOT_CONFIG)
     else:
         st.plotly_chart(compare_figure(runs, labels, split, component, name, chosen["smoothing"], x=chosen["x"],
-                                       log_y=chosen["log_y"]), key="overlay", config=PLOT_CONFIG)
-    st.subheader("AMST minus baseline")
+                                       log_y=chosen["log_y"], pairs=diff or None), key="overlay", config=PLOT_CONFIG)
     if pairs:
-        st.caption(" · ".join(f"{plain(short_label(amst))} vs {plain(short_label(base))}" for amst, base in pairs))
-        diff = [(series[amst["id"]], series[base["id"]], short_label(amst)) for amst, base in pairs]
-        st.plotly_chart(difference_figure(diff, split, component, name), key="difference", config=PLOT_CONFIG)
+        st.caption("AMST minus baseline: " + " · ".join(f"{plain(short_label(amst))} vs {plain(short_label(base))}"
+                                                        for amst, base in pairs))
     else:
         st.caption(f"No AMST run among those chosen has a {chosen['baseline']} run of the same dataset and seed.")
     st.subheader(f"Final and best {split} {name} per modality")

@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from ui import urlstate
-from ui.charts import PLOT_CONFIG, balance_figure, curves_figure, gap_figure, resource_figure, skip_figure
+from ui.charts import PLOT_CONFIG, balance_figure, curves_figure, resource_figure, skip_figure
 from ui.client import ApiError, ApiUnavailable
 from ui.common import PAGES, api, duration, plain, run_label, series_cache, shown_errors
 from ui.series import (
@@ -170,20 +170,30 @@ def curves(rs: RunSeries, options: dict[str, Any]) -> None:
 
 
 def balance_panel(rs: RunSeries, split: str) -> None:
+    """The modality balance, and under it the skip schedule: one figure (see charts.balance_figure)."""
     b = balance(rs, split)
-    st.subheader("Modality balance")
-    if not b.rows:
-        st.caption("No per-modality accuracy yet.")
-        return
+    modalities, epochs, grid = skip_strip(rs)
+    strip = (modalities, epochs, grid, skip_factors(rs)) if modalities else None
+    st.subheader("Modality balance" + (" and skip schedule" if strip else ""))
     if b.lagging:
         st.markdown(f"Lagging modality: **{b.lagging}** — {b.gap:.3f} behind **{b.leading}** "
                     f"({split} branch accuracy, epoch {b.epoch + 1})")
     plateaus = [f"{r['modality']} {r['plateau']}" for r in b.rows if r.get("plateau") is not None]
     if plateaus:
         st.caption("Epochs to plateau (val probe within a point of its best so far): " + " · ".join(plateaus))
-    left, right = st.columns(2)  # side by side on a desktop, one under the other on a phone
-    left.plotly_chart(balance_figure(b), key="balance", config=PLOT_CONFIG)
-    right.plotly_chart(gap_figure(b), key="gap", config=PLOT_CONFIG)
+    if strip:
+        st.caption("Skip schedule: ■ updated in that epoch · □ skipped · hover for the skip factor in force")
+    if b.rows:
+        st.plotly_chart(balance_figure(b, strip), key="balance", config=PLOT_CONFIG)
+    elif strip:
+        st.plotly_chart(skip_figure(*strip), key="skip", config=PLOT_CONFIG)
+    else:
+        st.caption("No per-modality accuracy yet.")
+    decisions = skip_decisions(rs)
+    if decisions:
+        st.markdown("**Automatic skip factors** (`skip: auto`): each decision, from the helpers' validation "
+                    "accuracy slope per epoch")
+        st.dataframe([{**d, "after epoch": d["after epoch"] + 1} for d in decisions], hide_index=True)
 
 
 def selections_panel(detail: dict[str, Any]) -> None:
@@ -200,20 +210,6 @@ def selections_panel(detail: dict[str, Any]) -> None:
         "test acc at best": st.column_config.NumberColumn(format="%.4f")})
 
 
-def skip_panel(rs: RunSeries) -> None:
-    modalities, epochs, grid = skip_strip(rs)
-    if modalities:
-        st.subheader("Skip schedule")
-        st.caption("■ updated in that epoch · □ skipped · hover for the skip factor in force")
-        factors = skip_factors(rs)
-        st.plotly_chart(skip_figure(modalities, epochs, grid, factors), key="skip", config=PLOT_CONFIG)
-        decisions = skip_decisions(rs)
-        if decisions:
-            st.markdown("**Automatic skip factors** (`skip: auto`): each decision, from the helpers' validation "
-                        "accuracy slope per epoch")
-            st.dataframe([{**d, "after epoch": d["after epoch"] + 1} for d in decisions], hide_index=True)
-
-
 def resources_panel(rs: RunSeries) -> None:
     fig = resource_figure(rs)
     if fig is not None:
@@ -225,6 +221,8 @@ def resources_panel(rs: RunSeries) -> None:
 def manage_panel(detail: dict[str, Any]) -> None:
     """Rename, tag, annotate, archive or delete the run (through the API, with its token)."""
     run_id = detail["id"]
+    if detail.get("notes"):
+        st.caption("Notes: " + plain(detail["notes"]))
     with st.expander("Name, tags, notes" + (" · archived" if detail.get("archived") else ""),
                      icon=":material/edit_note:"):
         with st.form(f"manage-{run_id}", border=False):
@@ -321,8 +319,7 @@ with shown_errors():
             options = chart_options(rs)
             curves(rs, options)
             balance_panel(rs, options["balance_split"])
-            skip_panel(rs)
             resources_panel(rs)
-            st.download_button("All points (CSV)", to_csv(rs), f"{run_id}-metrics.csv", "text/csv",
-                               icon=":material/table_view:", key="csv")
+            st.download_button("All points (CSV)", lambda: to_csv(rs), f"{run_id}-metrics.csv", "text/csv",
+                               icon=":material/table_view:", key="csv")  # built when pressed, not per redraw
         logs_panel(run_id, live)
