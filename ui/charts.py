@@ -257,6 +257,8 @@ def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, co
         fig.update_xaxes(title_text="wall time (s)", rangemode="tozero", row=1)
     else:
         fig.update_xaxes(**epoch_axis(last), row=1)
+    if pairs and x != "wall":  # the row below says "epoch": above, the title would crowd that row's own title
+        fig.update_xaxes(title_text=None, row=1)
     fig.update_yaxes(autorange=True, **value_axis(name, log_y), row=1)
     fig.update_yaxes(title_text=f"{split} {name}", row=1, col=1)
     if pairs:
@@ -280,11 +282,13 @@ def difference_traces(pairs: Pairs, split: str, component: str, name: str) -> tu
             epochs, diff = difference(amst, base, (split, comp, modality, name))
             if epochs:
                 last = max([last, *shown(epochs)])
+                # One legend entry per pair (its fused line); the modalities' lines follow it on a click.
                 traces.append(go.Scatter(
-                    x=shown(epochs), y=diff, mode=line_mode(epochs), name=f"{label} · {modality or 'fused'}",
+                    x=shown(epochs), y=diff, mode=line_mode(epochs), name=f"{label} − baseline",
+                    legendgroup=f"pair{i}", showlegend=modality is None,
                     line={"color": modality_color(modality), "dash": dashes[i % len(dashes)],
                           "width": FUSED_WIDTH if modality is None else LINE_WIDTH},
-                    hovertemplate="%{y:+.4f}<extra></extra>"))
+                    hovertemplate=f"{label} · {modality or 'fused'}: %{{y:+.4f}}<extra></extra>"))
     return traces, last
 
 

@@ -16,6 +16,8 @@ from amst_core.store.db import get_engine
 from amst_core.store.models import Attempt, Point, Run, RunStatus, RunTag, Series, utcnow
 from amst_core.store.writer import DbSink
 
+TOKEN = "s3cret-token"  # the bearer token of the `locked` fixture's API
+
 TABLES = (Run, RunTag, Attempt, Series, Point)
 
 

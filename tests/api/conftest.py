@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_testkit import FakeDispatcher
+from api_testkit import TOKEN, FakeDispatcher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
@@ -68,3 +68,12 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 def session(settings: ApiSettings) -> Iterator[Session]:
     with Session(get_engine(settings.db_url)) as s:
         yield s
+
+
+@pytest.fixture
+def locked(make_settings: Callable[..., ApiSettings], dispatcher: FakeDispatcher) -> Iterator[TestClient]:
+    """A client of an API that asks for the bearer token `api_testkit.TOKEN` on every mutating route."""
+    app = create_app(make_settings(api_token=TOKEN))
+    app.state.dispatcher = dispatcher
+    with TestClient(app) as c:
+        yield c

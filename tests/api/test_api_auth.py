@@ -2,24 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
-import pytest
-from api_testkit import FakeDispatcher, config, counts
+from api_testkit import TOKEN, config, counts
 from fastapi.testclient import TestClient
-
-from api.main import create_app
-from api.settings import ApiSettings
-
-TOKEN = "s3cret-token"
-
-
-@pytest.fixture
-def locked(make_settings: Callable[..., ApiSettings], dispatcher: FakeDispatcher) -> Iterator[TestClient]:
-    app = create_app(make_settings(api_token=TOKEN))
-    app.state.dispatcher = dispatcher
-    with TestClient(app) as c:
-        yield c
 
 
 def bearer(token: str) -> dict[str, str]:

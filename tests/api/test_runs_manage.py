@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from api_testkit import FakeDispatcher, FakeWorker, config, submit
+from api_testkit import TOKEN, FakeWorker, config, submit
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
@@ -21,10 +20,6 @@ from test_api_fuzz import check, junk, raw_bodies
 from amst_core.store import queries
 from amst_core.store.db import get_engine
 from amst_core.store.models import Run, RunTag, utcnow
-from api.main import create_app
-from api.settings import ApiSettings
-
-TOKEN = "manage-token"
 
 
 def error_of(r: Any, status: int, field: str | None) -> str:
@@ -156,14 +151,6 @@ def test_no_body_is_422_and_malformed_json_400(client: TestClient) -> None:
 def test_duplicate_tags_count_once_against_the_limit(client: TestClient) -> None:
     run_id = submit(client)["id"]
     assert len(patch(client, run_id, {"tags": [f"t{i % 50}" for i in range(120)]})["tags"]) == 50
-
-
-@pytest.fixture
-def locked(make_settings: Callable[..., ApiSettings], dispatcher: FakeDispatcher) -> Iterator[TestClient]:
-    app = create_app(make_settings(api_token=TOKEN))
-    app.state.dispatcher = dispatcher
-    with TestClient(app) as c:
-        yield c
 
 
 def test_patch_needs_the_token_when_the_server_has_one(locked: TestClient) -> None:

@@ -41,15 +41,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     service = Service(service_env(tmp, AMST_HEARTBEAT_S="1", AMST_CANCEL_POLL_S="0.2"), tmp)
     service.start_api()
     service.start_worker()
-    ui_port = free_port()
-    service.env["AMST_API_URL"] = service.url
-    service.start("ui", "serve", "ui", "--port", str(ui_port))
-    ui_url = f"http://127.0.0.1:{ui_port}"
-    wait_until(lambda: healthy(ui_url), 60, message=f"dashboard at {ui_url}")
+    ui_url = start_dashboard(service)
     try:
         yield service, ui_url, {"base": base.id, "full": full.id}
     finally:
         service.stop()
+
+
+def start_dashboard(service: Service) -> str:
+    """`amst serve ui` on a free port, talking to the service's API; its address once it answers."""
+    port = free_port()
+    service.env["AMST_API_URL"] = service.url
+    service.start("ui", "serve", "ui", "--port", str(port))
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: healthy(url), 60, message=f"dashboard at {url}")
+    return url
 
 
 def healthy(url: str) -> bool:
@@ -124,7 +130,7 @@ FIGURES = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
   const L = gd._fullLayout;
   const epochAxes = Object.keys(L).filter(k => /^xaxis\\d*$/.test(k)).map(k => L[k])
     .filter(a => a.tickformat === 'd').map(a => ({dtick: a.dtick, ticks: (a._vals || []).map(v => v.text)}));
-  const titles = [...gd.querySelectorAll('.gtitle, .annotation-text')].map(n => {
+  const titles = [...gd.querySelectorAll('.gtitle, .annotation-text, .xtitle, .ytitle, .legendtext')].map(n => {
     const r = n.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom, n.textContent]; });
   return {epochAxes, titles, width: gd.getBoundingClientRect().width};
 })"""
@@ -142,11 +148,7 @@ def still(tmp_path_factory: pytest.TempPathFactory):
             "base": seed_run(url, "naive", 30, 30, RunStatus.succeeded, name="naive-s0")}
     service = Service(service_env(tmp, AMST_HEARTBEAT_S="3600", AMST_UI_REFRESH_S="1"), tmp)
     service.start_api()
-    ui_port = free_port()
-    service.env["AMST_API_URL"] = service.url
-    service.start("ui", "serve", "ui", "--port", str(ui_port))
-    ui_url = f"http://127.0.0.1:{ui_port}"
-    wait_until(lambda: healthy(ui_url), 60, message=f"dashboard at {ui_url}")
+    ui_url = start_dashboard(service)
     try:
         yield service, ui_url, runs, url
     finally:
@@ -176,7 +178,10 @@ def test_a_shared_link_shows_the_same_view_in_a_fresh_browser(still) -> None:
         wait_for_app(page)
         charts_drawn(page, 2)
         page.get_by_text("Chart options").click()
-        page.get_by_text("Log scale (loss)").click()
+        toggle = page.get_by_text("Log scale (loss)")
+        toggle.wait_for(state="visible", timeout=30_000)
+        wait_for_app(page)
+        toggle.click()
         page.wait_for_url("**log=1**", timeout=30_000)
         shared = page.url
     with browser_page(**TALL) as fresh:

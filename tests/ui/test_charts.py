@@ -270,8 +270,10 @@ def test_difference_figure_zero_line_and_modality_colours():
     amst, base = two_modality_run("a", shift=0.1), two_modality_run("n")
     other = two_modality_run("b", shift=-0.1)
     fig = charts.difference_figure([(amst, base, "A"), (other, base, "B")], "val", "branch", "acc")
-    assert [t.name for t in fig.data] == ["A · audio", "A · visual", "A · fused", "B · audio", "B · visual",
-                                          "B · fused"]
+    assert [t.name for t in fig.data] == ["A − baseline"] * 3 + ["B − baseline"] * 3
+    assert [t.showlegend for t in fig.data] == [False, False, True] * 2  # one legend entry per pair
+    assert [t.hovertemplate.split(":")[0] for t in fig.data] == ["A · audio", "A · visual", "A · fused", "B · audio",
+                                                                 "B · visual", "B · fused"]
     assert [t.line.color for t in fig.data] == [MODALITY_COLORS[m] for m in ("audio", "visual", "fused") * 2]
     assert [t.line.width for t in fig.data] == [LINE_WIDTH, LINE_WIDTH, FUSED_WIDTH] * 2
     assert [t.line.dash for t in fig.data] == ["solid"] * 3 + ["dash"] * 3
@@ -310,7 +312,7 @@ def test_compare_figure_draws_amst_minus_baseline_as_a_row_below():
     amst, base = two_modality_run("a", shift=0.1), two_modality_run("n")
     fig = charts.compare_figure([amst, base], {"a": "A", "n": "N"}, "val", "branch", "acc", pairs=[(amst, base, "A")])
     below = [t for t in fig.data if t.xaxis == "x4"]
-    assert [t.name for t in below] == ["A · audio", "A · visual", "A · fused"]
+    assert [t.hovertemplate.split(":")[0] for t in below] == ["A · audio", "A · visual", "A · fused"]
     assert list(below[0].y) == pytest.approx([0.1, 0.1, 0.1])
     assert fig.layout.annotations[-1].text == "AMST minus baseline (val acc)"
     assert integer_ticks(fig.layout.xaxis4) and fig.layout.xaxis4.domain == pytest.approx((0.0, 1.0))
