@@ -69,7 +69,7 @@ def test_runs_page_search_and_hyperparameter_columns(app, seeded_api) -> None:
     assert "epochs" in columns.options and "seed" not in columns.options  # keys that differ among the runs
     at = columns.set_value(["epochs", "method"]).run()
     table = at.dataframe[0].value.set_index("name")
-    assert table.loc["first-epoch"]["epochs"] == 5 and table.loc["first-epoch"]["method"] == "amst_full"
+    assert table.loc["first-epoch"]["epochs"] == "5" and table.loc["first-epoch"]["method"] == "amst_full"
 
 
 def run_page(app, run_id: str):

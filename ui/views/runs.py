@@ -35,23 +35,27 @@ def now_line(run: dict[str, Any]) -> str:
 
 
 def table(runs: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """One row per run: who it is, the hyperparameters asked for, how it did, where it is. The "now" column is
+    there only while a listed run is active."""
+    active = any(r["status"] in ACTIVE for r in runs)
     rows = []
     for r in runs:
         config = flatten(r.get("config") or {})
         rows.append({
             "id": r["id"], "status": status_label(r["status"]), "name": r["name"], "method": r["method"],
-            "dataset": r["dataset"], "seed": r["seed"], "progress": r["progress"],
-            "epochs done": f"{r['epochs_done']}/{r['epochs_total']}", "now": now_line(r),
-            "best val acc": r["best_val_acc"], "test acc @ best": r["test_acc_at_best"],
-            **{c: printable(config.get(c)) for c in columns},
+            "dataset": r["dataset"], "seed": r["seed"], **{c: printable(config.get(c)) for c in columns},
+            "best val acc": r["best_val_acc"], "test acc @ best": r["test_acc_at_best"], "progress": r["progress"],
+            "epochs done": f"{r['epochs_done']}/{r['epochs_total']}", **({"now": now_line(r)} if active else {}),
             "tags": ", ".join(r["tags"]), "age": age(r["created_at"]),
         })
     return pd.DataFrame(rows)
 
 
-def printable(value: Any) -> Any:
-    """A config value for a table cell (one column holds one type: numbers stay numbers only when all are)."""
-    return value if isinstance(value, int | float | str) or value is None else str(value)
+def printable(value: Any) -> str:
+    """A config value for a table cell: 0.01 as 0.01 (not 0.010000), lists and mappings as text."""
+    if value is None:
+        return ""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def colour_status(value: str) -> str:
