@@ -155,8 +155,11 @@ def still(tmp_path_factory: pytest.TempPathFactory):
         service.stop()
 
 
-def charts_drawn(page, count: int) -> None:
-    page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot').length >= {count}", timeout=60_000)
+def open_drawn(page, address: str, charts: int) -> None:
+    """Go to a page and wait until its script ran and `charts` Plotly figures are drawn."""
+    page.goto(address)
+    wait_for_app(page)
+    page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot').length >= {charts}", timeout=60_000)
     page.wait_for_timeout(800)
 
 
@@ -174,9 +177,7 @@ def test_runs_has_its_own_address_and_the_root_keeps_the_links_parameters(still)
 def test_a_shared_link_shows_the_same_view_in_a_fresh_browser(still) -> None:
     _, ui, runs, _ = still
     with browser_page(**TALL) as page:
-        page.goto(f"{ui}/run?run={runs['full'].id}")
-        wait_for_app(page)
-        charts_drawn(page, 2)
+        open_drawn(page, f"{ui}/run?run={runs['full'].id}", 2)
         page.get_by_text("Chart options").click()
         toggle = page.get_by_text("Log scale (loss)")
         toggle.wait_for(state="visible", timeout=30_000)
@@ -185,9 +186,7 @@ def test_a_shared_link_shows_the_same_view_in_a_fresh_browser(still) -> None:
         page.wait_for_url("**log=1**", timeout=30_000)
         shared = page.url
     with browser_page(**TALL) as fresh:
-        fresh.goto(shared)
-        wait_for_app(fresh)
-        charts_drawn(fresh, 2)
+        open_drawn(fresh, shared, 2)
         log_axes = fresh.evaluate("""() => { const gd = document.querySelector('.js-plotly-plot');
             return Object.keys(gd._fullLayout).filter(k => /^yaxis\\d*$/.test(k))
               .map(k => [gd._fullLayout[k].title.text, gd._fullLayout[k].type]); }""")
@@ -200,9 +199,7 @@ def test_an_open_live_page_redraws_only_when_a_run_changes(still) -> None:
 
     _, ui, runs, url = still
     with browser_page(**TALL) as page:
-        page.goto(f"{ui}/run?run={runs['live'].id}")
-        wait_for_app(page)
-        charts_drawn(page, 2)
+        open_drawn(page, f"{ui}/run?run={runs['live'].id}", 2)
         page.evaluate("""() => { window.redraws = 0; document.querySelectorAll('.js-plotly-plot')
             .forEach(gd => gd.on('plotly_afterplot', () => { window.redraws += 1; })); }""")
         page.wait_for_timeout(5000)  # five refreshes of 1 s
@@ -233,9 +230,7 @@ def test_titles_never_overlap_and_epoch_ticks_are_whole_at_phone_and_desktop_wid
              "compare": (f"{ui}/compare?runs={runs['full'].id},{runs['base'].id},{runs['live'].id}", 1)}
     with browser_page(**size) as page:
         for name, (address, count) in pages.items():
-            page.goto(address)
-            wait_for_app(page)
-            charts_drawn(page, count)
+            open_drawn(page, address, count)
             page.screenshot(path=str(SHOTS / f"ui-{name}-{label}.png"), full_page=True)
             for figure in page.evaluate(FIGURES):
                 assert not overlapping(figure["titles"]), (name, figure["titles"])
