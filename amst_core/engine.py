@@ -31,6 +31,7 @@ from amst_core.data import source_for, to_device
 from amst_core.data.augment import FrameAugment, batch_generator, finish_batch
 from amst_core.data.base import Loaders, loader_processes
 from amst_core.datafiles import check_dataset
+from amst_core.devices import check_precision, deterministic_for, resolve_device, seed_everything
 from amst_core.limits import get_limits
 from amst_core.methods import Method, build_method
 from amst_core.metrics import EpochMeters, MetricPoint, Plateau, imbalance_points
@@ -91,31 +92,6 @@ class LiveProgress:
         return {"epoch": self.epoch, "split": self.split, "batch": self.batch, "batches": self.batches,
                 "samples_per_s": round(self.samples / seconds, 2) if seconds > 0 and self.samples else None,
                 "updated_at": self.updated}
-
-
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("device", f"{spec} requested but CUDA is not available on this machine")
-        index = int(spec.split(":")[1]) if ":" in spec else 0
-        if index >= torch.cuda.device_count():
-            raise ConfigError("device", f"{spec}: this machine has {torch.cuda.device_count()} GPU(s)")
-    return torch.device(spec)
-
-
-def deterministic_for(requested: bool | None, device: torch.device) -> bool:
-    """Unset: exact reproducibility on a CPU (it costs nothing there), cuDNN autotuning on a GPU."""
-    return requested if requested is not None else device.type != "cuda"
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-    torch.backends.cudnn.deterministic = deterministic
-    torch.backends.cudnn.benchmark = not deterministic
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -209,6 +185,7 @@ class Trainer:
         source = source_for(cfg)
         self.classes = source.classes(cfg)
         self.device = resolve_device(cfg.device)
+        check_precision(cfg.precision, self.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # pinned-memory threads and new tensors go to the run's GPU
         seed_everything(cfg.seed, deterministic_for(cfg.deterministic, self.device))

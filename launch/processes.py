@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 
 KEEP_ALIVE_S = 65
@@ -21,9 +22,28 @@ def serve_api(host: str, port: int, workers: int = 1) -> None:
                 timeout_graceful_shutdown=5, timeout_keep_alive=KEEP_ALIVE_S, workers=workers)
 
 
+def pin_gpu(gpu: int, env: MutableMapping[str, str] = os.environ) -> str:
+    """This process sees GPU `gpu` alone (set before torch is imported), and says which one it is in
+    AMST_WORKER_GPU. `gpu` counts the GPUs this process was given: nvidia-smi's numbering (CUDA's own order, by
+    speed, may differ: CUDA_DEVICE_ORDER=PCI_BUS_ID makes them agree), or the N-th of CUDA_VISIBLE_DEVICES where
+    Slurm, Kubernetes or a user already chose some."""
+    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    given = env.get("CUDA_VISIBLE_DEVICES")
+    if given is None:
+        chosen = str(gpu)
+    else:
+        visible = [d.strip() for d in given.split(",") if d.strip()]
+        if not 0 <= gpu < len(visible):
+            raise SystemExit(f"--gpu {gpu}: this process was given {len(visible)} GPU(s) "
+                             f"(CUDA_VISIBLE_DEVICES={given!r}); --gpu counts from 0 among them")
+        chosen = visible[gpu]
+    env["CUDA_VISIBLE_DEVICES"] = env["AMST_WORKER_GPU"] = chosen
+    return chosen
+
+
 def serve_worker(gpu: int | None, queue: str | None) -> None:
     if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before torch is imported: this process sees one GPU
+        pin_gpu(gpu)
     queues = queue or ("gpu" if gpu is not None else "gpu,cpu")
     from celery import signals
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -88,6 +89,11 @@ class Executor:
         self.watcher: RunWatcher | None = None
         self.shutting_down = False
         self.send = None  # set by the worker: re-dispatches a run this worker hands back
+        # After a CUDA error that breaks the process's context (a device-side assert), every later kernel fails:
+        # the run that broke it is failed and recorded, then the worker stops so that its supervisor (amst up,
+        # compose's restart policy, Slurm, Kubernetes) starts a fresh process. A test replaces stop_worker.
+        self.device_broken = False
+        self.stop_worker: Callable[[], None] = stop_this_worker
 
     def shutdown(self) -> None:
         """The worker is stopping: end the current run at the next batch and hand it back to the queue."""
@@ -112,6 +118,8 @@ class Executor:
             status = self.run_attempt(run_id, attempt, config, run_log)
         if status not in (None, RunStatus.queued):  # the run ended: outside its log, this is about other runs
             self.release_sweep_runs()
+        if self.device_broken:
+            self.stop_worker()
         return status
 
     @contextmanager
@@ -191,11 +199,12 @@ class Executor:
             pause = min(2 * pause, 5.0)
 
     def train(self, run_id: str, attempt: int, config: dict, watcher: RunWatcher):
+        from amst_core.devices import is_device_failure
         from amst_core.engine import RunCancelled, StorageFull, Trainer
         from amst_core.execute import execute_run
 
         try:
-            cfg = RunConfig.model_validate(config)
+            cfg = on_this_worker(RunConfig.model_validate(config))
             sink = DbSink(run_id, self.settings.db_url, worker_id=self.worker_id, grace_s=self.settings.db_grace_s,
                           max_buffered=self.settings.db_buffer_points, max_points=get_limits().points_per_run)
 
@@ -219,9 +228,31 @@ class Executor:
         except (ConfigError, StorageFull, DatabaseUnavailable) as err:  # their messages say what to do
             log.error("run %s failed: %s", run_id, err)
             return RunStatus.failed, str(err), None
-        except Exception as err:  # the run fails, the worker lives on for the next one
+        except Exception as err:  # the run fails, the worker lives on for the next one (unless its GPU is broken)
             log.exception("run %s failed", run_id)  # the whole traceback stays in the worker's log
-            return RunStatus.failed, failure_summary(err), None
+            error = failure_summary(err)
+            if is_device_failure(err):
+                self.device_broken = True
+                error += "; this worker's GPU context is unusable after it: the worker restarts"
+            return RunStatus.failed, error, None
+
+
+def on_this_worker(cfg: RunConfig) -> RunConfig:
+    """A worker started with `--gpu N` sees that GPU alone, as cuda:0: a run that names another index (cuda:1,
+    written for a machine with several GPUs) trains on this worker's GPU, the one its queue gave it."""
+    pinned = os.environ.get("AMST_WORKER_GPU")
+    if pinned is None or not cfg.device.startswith("cuda:") or cfg.device == "cuda:0":
+        return cfg
+    log.info("the run asks for %s; this worker serves GPU %s alone (cuda:0 in this process): it trains there",
+             cfg.device, pinned)
+    return RunConfig.model_validate({**cfg.model_dump(mode="json"), "device": "cuda:0"})
+
+
+def stop_this_worker() -> None:
+    """A warm shutdown of this Celery worker (SIGTERM): the task that just ended is acknowledged, no new one is
+    taken, and the process exits for its supervisor to restart."""
+    log.error("this worker's GPU is unusable after a CUDA error: stopping the worker so that it restarts")
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def failure_summary(err: BaseException, limit: int = 300) -> str:

@@ -69,8 +69,11 @@ class SeededAugment:
         if self.epoch_seed is None:
             yield
             return
+        # The CPU generator alone, saved and restored around the sample: `torch.manual_seed` would also reseed
+        # every CUDA generator (which fork_rng(devices=[]) does not restore), so each sample read in the main
+        # process would reset the GPU draws of dropout and OGM-GE's noise, and `num_workers` would change a run.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.epoch_seed * 1_000_003 + index) % 2**63)
+            torch.default_generator.manual_seed((self.epoch_seed * 1_000_003 + index) % 2**63)
             yield
 
 

@@ -84,13 +84,29 @@ class TrainedNet:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
         for k, o in self.optimizers.items():
-            o.load_state_dict(split_param_groups(state["optimizers"][k], o))
+            load_optimizer(o, split_param_groups(state["optimizers"][k], o))
         for k, s in self.schedulers.items():
             s.load_state_dict(state["schedulers"][k])
 
     def encoder_groups(self) -> dict[str, dict]:
         """The encoders optimizer's parameter group of each modality."""
         return {g["modality"]: g for g in self.optimizers["encoders"].param_groups}
+
+
+# How an optimizer steps on this device, not what it learned: a checkpoint carries its device's choice in every
+# parameter group, and a run resumed on another kind of device (a CPU run retried on a GPU worker, or back) keeps
+# the choice of the device it runs on now.
+DEVICE_FLAGS = ("fused", "foreach", "capturable", "differentiable")
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """`Optimizer.load_state_dict` without the saved kernel flags: restoring a CPU checkpoint's `fused=None` on a
+    GPU loses fused SGD (and with fp16, whose scaler hands a fused step its scale, fails the first step); a GPU's
+    `fused=True` on a CPU asks for a kernel choice made for another device."""
+    flags = [{k: g[k] for k in DEVICE_FLAGS if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, own in zip(optimizer.param_groups, flags, strict=True):
+        group.update(own)
 
 
 def split_param_groups(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def modulation(branches: dict[str, torch.Tensor], labels: torch.Tensor, alpha: f
     scores = torch.stack([F.softmax(branches[m].float(), dim=1).gather(1, labels[:, None]).sum()
                           for m in modalities])
     ratios = scores / (scores.sum() - scores).clamp(min=1e-12)
-    dominant = F.one_hot(ratios.argmax(), len(modalities)).bool()
+    dominant = torch.arange(len(modalities), device=ratios.device) == ratios.argmax()
     coeffs = torch.where(dominant, 1 - torch.tanh(alpha * F.relu(ratios)), torch.ones_like(ratios))
     return coeffs, ratios
 
@@ -47,7 +47,7 @@ class OgmGe(Method):
 
     def update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
         trained, embs = self.nets["model"], embeddings["model"]
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():  # half-precision embeddings meet the head's weights as in training
             branches = trained.net.head.branches({m: e.detach() for m, e in embs.items()})
             coeffs, ratios = modulation(branches, labels, self.params.alpha, self.modalities)
         self.coeffs = coeffs if self.params.active(epoch) else None

@@ -51,14 +51,16 @@ class Pmr(Method):
         sums: dict[str, torch.Tensor] = {}
         counts = torch.zeros(self.num_classes, device=self.device)
         for i, batch in enumerate(data.batches("train")):
+            # Past the share, and every class seen (else read on: no NaN prototype). The only host sync of the
+            # pass, once per batch past the share (once per epoch unless a class is rare).
             if i >= wanted and bool((counts > 0).all()):
-                break  # past the share, and every class seen (else read on: no NaN prototype)
+                break
             with self.autocast():
                 embeddings = net.embed(batch, self.modalities)
             for m, e in embeddings.items():
                 sums.setdefault(m, torch.zeros(self.num_classes, e.shape[1], device=self.device))
                 sums[m].index_add_(0, batch["label"], e.float())
-            counts += torch.bincount(batch["label"], minlength=self.num_classes).float()
+            counts.index_add_(0, batch["label"], torch.ones_like(batch["label"], dtype=counts.dtype))  # no sync
         old = self.prototypes
         new = {m: class_means(sums[m], counts, old[m] if old else None) for m in self.modalities}
         if old is not None:

@@ -84,8 +84,20 @@ class TextEncoder(nn.Module):
             layer.requires_grad_(True)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # (B, L) -> (B, d)
-        out = self.backbone(input_ids=ids, attention_mask=mask)
+        out = self.backbone(input_ids=ids, attention_mask=None if mask is None else self.attention_mask(mask))
         return out.last_hidden_state[:, 0]
+
+    def attention_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """The (B, L) padding mask as the 4-D mask the attention kernel takes, (B, 1, 1, L). Given a 2-D mask,
+        transformers first asks whether any token is padding (`mask.all()`), a host synchronisation on every
+        forward pass of a GPU run; a 4-D mask is taken as it is. SDPA takes booleans (True: attend), the eager
+        kernel an additive bias; any other kernel (flash attention) gets the 2-D mask it needs."""
+        implementation = self.backbone.config._attn_implementation
+        if implementation == "sdpa":
+            return mask.bool()[:, None, None, :]
+        if implementation == "eager":
+            return (1.0 - mask.float()[:, None, None, :]) * torch.finfo(torch.float32).min
+        return mask
 
 
 def transformer_layers(backbone: nn.Module) -> nn.ModuleList:

@@ -1,0 +1,87 @@
+"""Which device a run trains on, and the process-wide switches a run sets there: seeds, determinism, precision.
+
+A worker process serves one run after another, so every switch is set both ways at each run's start: a run that
+asked for nothing inherits nothing from the run before it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from amst_core.config import ConfigError
+
+# cuBLAS reads its workspace setting when a process first uses it, and with a workspace of its own per stream its
+# results are reproducible only with ":4096:8" or ":16:8". Set before any CUDA work of this process (the engine
+# imports this module), so that a deterministic run after a non-deterministic one in the same worker still gets
+# it; ":4096:8" (32 MiB) is what PyTorch itself chooses on Hopper cards, so nothing is lost elsewhere.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def resolve_device(spec: str) -> torch.device:
+    """`auto`, `cpu`, `cuda` or `cuda:N` as a device with an index where it is a GPU: `torch.cuda.set_device`,
+    NVML's bus-id lookup and the RNG state of 'the run's GPU' all need one."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError("device", f"{spec} requested but CUDA is not available on this machine")
+    index = int(spec.split(":")[1]) if ":" in spec else torch.cuda.current_device()
+    if index >= torch.cuda.device_count():
+        raise ConfigError("device", f"{spec}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return torch.device("cuda", index)
+
+
+def deterministic_for(requested: bool | None, device: torch.device) -> bool:
+    """Unset: exact reproducibility on a CPU (it costs nothing there), cuDNN autotuning on a GPU."""
+    return requested if requested is not None else device.type != "cuda"
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    set_determinism(deterministic)
+
+
+def set_determinism(on: bool) -> None:
+    """On: cuDNN's deterministic kernels without autotuning, and every other op's deterministic implementation
+    (an op that has none raises, naming itself, instead of silently varying: e.g. index_add_ on a GPU takes its
+    deterministic path, an atomic-add backward fails). Off: cuDNN autotunes and ops take their fastest kernel."""
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = not on
+    torch.use_deterministic_algorithms(on)
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """bf16 on a GPU only where the card computes it natively (Ampere on): `torch.cuda.is_bf16_supported()`
+    answers yes on older cards too, where bf16 is emulated, slower than fp32 and no saving at all."""
+    if precision != "bf16" or device.type != "cuda":
+        return
+    if not torch.cuda.is_bf16_supported(including_emulation=False):
+        name = torch.cuda.get_device_name(device)
+        major, minor = torch.cuda.get_device_capability(device)
+        raise ConfigError("precision", f"bf16: {name} (compute capability {major}.{minor}) has no native bf16 "
+                                       "(it needs 8.0, Ampere, or later); use fp16 or fp32 on this GPU")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast pays off on `device`: a GPU that computes it natively (not a CPU, where bf16
+    convolutions are slower than fp32)."""
+    return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def is_device_failure(err: BaseException) -> bool:
+    """A CUDA error that leaves this process's CUDA context unusable (a device-side assert, an illegal memory
+    access, ...): every later kernel of the process fails too, so the worker must not take another run. Out of
+    memory is not one: the context survives it."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return False
+    if isinstance(err, torch.AcceleratorError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("CUDA error" in text or "device-side assert" in text)

@@ -1,0 +1,76 @@
+"""A worker and its GPU: a run that names another GPU index trains on the worker's own (a worker started with
+`--gpu N` sees that GPU alone), and a CUDA error that breaks the process's context fails its run and stops the
+worker for its supervisor to restart (every later run on it would fail). The Executor runs in-process here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from dbkit import tx
+from tiny import tiny_config
+
+from amst_core.settings import Settings
+from amst_core.store import lifecycle
+from amst_core.store.models import Run, RunStatus
+from worker.runner import Executor, on_this_worker
+
+sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # nothing here differs by backend
+
+
+def executor(db_url: str, tmp_path: Path) -> tuple[Executor, list[str]]:
+    ex = Executor(Settings(DATABASE_URL=db_url, AMST_ARTIFACTS=str(tmp_path / "artifacts")), "w-gpu", "cuda:0")
+    stops: list[str] = []
+    ex.stop_worker = lambda: stops.append("stop")
+    return ex, stops
+
+
+def failing_with(monkeypatch: pytest.MonkeyPatch, err: Exception) -> None:
+    def broken(*_args, **_kwargs):
+        raise err
+
+    monkeypatch.setattr("amst_core.execute.execute_run", broken)
+
+
+def new_run(db_url: str) -> str:
+    with tx(db_url) as s:
+        return lifecycle.create_run(s, tiny_config()).id
+
+
+def run_error(db_url: str, run_id: str) -> str:
+    with tx(db_url) as s:
+        return s.get(Run, run_id).error
+
+
+@sqlite_only
+def test_a_device_side_assert_fails_its_run_and_stops_the_worker(db_url: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    ex, stops = executor(db_url, tmp_path)
+    failing_with(monkeypatch, torch.AcceleratorError("CUDA error: device-side assert triggered"))
+    run_id = new_run(db_url)
+    assert ex.execute(run_id) == RunStatus.failed
+    assert stops == ["stop"]
+    error = run_error(db_url, run_id)
+    assert error.startswith("AcceleratorError: CUDA error: device-side assert triggered")
+    assert "the worker restarts" in error
+
+
+@sqlite_only
+@pytest.mark.parametrize("err", [RuntimeError("the data loader fell over"),
+                                 torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")])
+def test_other_failures_leave_the_worker_serving(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 err: Exception) -> None:
+    ex, stops = executor(db_url, tmp_path)
+    failing_with(monkeypatch, err)
+    assert ex.execute(new_run(db_url)) == RunStatus.failed
+    assert stops == [] and not ex.device_broken
+
+
+def test_a_pinned_worker_trains_a_run_that_names_another_gpu_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMST_WORKER_GPU", "3")
+    assert on_this_worker(tiny_config(device="cuda:1")).device == "cuda:0"
+    for device in ("cpu", "auto", "cuda", "cuda:0"):
+        assert on_this_worker(tiny_config(device=device)).device == device
+    monkeypatch.delenv("AMST_WORKER_GPU")
+    assert on_this_worker(tiny_config(device="cuda:1")).device == "cuda:1"  # a worker that sees every GPU
