@@ -39,6 +39,7 @@ from PIL import Image
 
 from amst_core.config import load_config
 from amst_core.engine import Trainer
+from amst_core.metrics import EpochMeters
 
 CLASSES = ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad")
 CONFIGURATIONS = ("straightforward", "fast")
@@ -64,12 +65,15 @@ PIPELINE_SHAPES = {
 }
 
 
-def write_dataset(root: Path, shape: PipelineShape, train: int, rng: np.random.Generator) -> None:
-    """A reference-layout (CREMA-D) dataset of `train` training clips and a few val/test ones."""
+def write_dataset(root: Path, shape: PipelineShape, train: int, rng: np.random.Generator, held_out: int = 4,
+                  signal: float = 0.0) -> None:
+    """A reference-layout (CREMA-D) dataset of `train` training clips and `held_out` val and test clips each.
+    `signal`: how far apart the classes' fbanks lie, in noise standard deviations (0: nothing to learn, enough
+    for speed; a test of what is learned needs some)."""
     folder = root / "cremad"
     (folder / "fbank").mkdir(parents=True)
     (folder / "stat_cre.txt").write_text("\n".join(CLASSES) + "\n")
-    sizes = {"80_train_cre.txt": train, "10_val_cre.txt": 4, "10_test_cre.txt": 4}
+    sizes = {"80_train_cre.txt": train, "10_val_cre.txt": held_out, "10_test_cre.txt": held_out}
     w, h = shape.frame_size
     base = np.add.outer(np.arange(h), np.arange(w)) % 256  # a gradient plus noise: JPEGs of realistic size
     for s, (file, n) in enumerate(sizes.items()):
@@ -77,7 +81,8 @@ def write_dataset(root: Path, shape: PipelineShape, train: int, rng: np.random.G
         for i in range(n):
             clip = f"{s}{i:04d}_IEO_X_XX"
             lines.append(f"{clip}.flv {CLASSES[i % len(CLASSES)]}")
-            np.save(folder / "fbank" / f"{clip}.npy", rng.normal(size=shape.fbank).astype(np.float32))
+            fbank = rng.normal(size=shape.fbank) + signal * (i % len(CLASSES))  # CLASSES is sorted: label i % 6
+            np.save(folder / "fbank" / f"{clip}.npy", fbank.astype(np.float32))
             frames = folder / "IMAGE_KEPT_1_PER_SEC" / clip
             frames.mkdir(parents=True)
             for f in range(shape.frames):
@@ -87,12 +92,13 @@ def write_dataset(root: Path, shape: PipelineShape, train: int, rng: np.random.G
 
 
 def config(shape: PipelineShape, method: str, configuration: str, device: torch.device, batch_size: int,
-           compile_encoders: bool) -> Any:
+           compile_encoders: bool, skip_audio: int = 2) -> Any:
     fast = configuration == "fast"
-    bf16 = fast and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    # Native bf16 only: before Ampere, torch answers yes by emulation, which is slower than fp32.
+    bf16 = fast and device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
     params = {"skip_mode": "fast" if fast else "faithful"} if method != "naive" else {}
     return load_config(base={
-        "method": method, "method_params": params, "skip": {"audio": 2},
+        "method": method, "method_params": params, "skip": {"audio": skip_audio},
         "dataset": {"name": "cremad", "cache": fast},
         "model": {"frames": shape.frames, "image_size": shape.image_size, "audio_frames": shape.fbank[0],
                   "mel_bins": shape.fbank[1], "width": shape.width},
@@ -106,6 +112,10 @@ def trainer_for(cfg: Any, configuration: str) -> Trainer:
         trainer.method.one_encoder_backward = False
         for module in trainer.method.modules():
             module.to(memory_format=torch.contiguous_format)
+        for trained in trainer.method.nets.values():  # and torch's default SGD, not the fused kernel
+            for optimizer in trained.optimizers.values():
+                for group in optimizer.param_groups:
+                    group["fused"] = None
     return trainer
 
 
@@ -128,6 +138,21 @@ def epoch_work(trainer: Trainer, epoch: int) -> Callable[[], int]:
         trainer.method.train_mode(True)
         return trainer.train_epoch(epoch)[1]
     return work
+
+
+def batch_loop(trainer: Trainer, epoch: int) -> tuple[EpochMeters, int]:
+    """`Trainer.train_epoch` without its end: the batches fetched, trained on and added to the meters, the meters
+    not read. Reading them (`EpochMeters.points`) copies the epoch's sums to the host once per epoch, which is
+    allowed; inside this loop no call may wait for the device (`torch.cuda.set_sync_debug_mode`)."""
+    trainer.method.train_mode(True)
+    meters = EpochMeters(len(trainer.classes), trainer.device)
+    samples = 0
+    if not trainer.method.forward_modalities(epoch):
+        return meters, 0  # fast mode, every modality skipped: the engine does no work in such an epoch
+    for batch in trainer.batches("train", epoch, ""):
+        meters.update(trainer.method.train_batch(batch, epoch), batch["label"])
+        samples += len(batch["label"])  # a shape, not a value: no synchronisation
+    return meters, samples
 
 
 def loader_work(trainer: Trainer, epoch: int) -> Callable[[], int]:
