@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 from dbkit import tx
+from svc import Service, service_env, submit_and_wait, tiny_run, wait_until
 from tiny import tiny_config
 
 from amst_core.settings import Settings
@@ -74,3 +76,43 @@ def test_a_pinned_worker_trains_a_run_that_names_another_gpu_on_its_own(monkeypa
         assert on_this_worker(tiny_config(device=device)).device == device
     monkeypatch.delenv("AMST_WORKER_GPU")
     assert on_this_worker(tiny_config(device="cuda:1")).device == "cuda:1"  # a worker that sees every GPU
+
+
+BREAK_THE_GPU = '''
+import amst_core.execute as execute
+import torch
+
+real = execute.execute_run
+
+
+def execute_run(cfg, *args, **kwargs):
+    if cfg.name == "breaks-the-gpu":  # what a label beyond the classes does to a CUDA context
+        raise torch.AcceleratorError("CUDA error: device-side assert triggered")
+    return real(cfg, *args, **kwargs)
+
+
+execute.execute_run = execute_run
+'''
+
+
+def test_a_worker_process_stops_after_a_broken_context_and_a_fresh_one_trains(tmp_path: Path) -> None:
+    """Real processes (embedded backend): the run fails naming the error, the worker process exits by itself
+    with its task acknowledged (the run is not taken again), and a worker started anew, as its supervisor
+    would, trains the next run."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(BREAK_THE_GPU)
+    svc = Service(service_env(tmp_path), tmp_path)
+    try:
+        svc.start_api()
+        svc.env = {**svc.env, "PYTHONPATH": str(hook)}
+        broken = svc.start_worker("worker")
+        (run,) = submit_and_wait(svc, {"broken": tiny_run(name="breaks-the-gpu", epochs=1)}, timeout=120).values()
+        assert run["status"] == "failed" and "device-side assert triggered" in run["error"], run
+        wait_until(lambda: broken.poll() is not None, 60, message="the broken worker to exit")
+        svc.start_worker("worker-2")
+        (again,) = submit_and_wait(svc, {"next": tiny_run(epochs=1)}, timeout=180).values()
+        assert again["status"] == "succeeded", svc.logs("worker-2")
+        assert httpx.get(f"{svc.url}/runs/{run['id']}", timeout=5).json()["attempt"] == 1  # never taken again
+    finally:
+        svc.stop()
