@@ -1,6 +1,6 @@
 # One image for every AMST Studio process: `amst db upgrade`, `amst serve api`, `amst serve worker`, `amst serve ui`.
 #
-# Why python:3.11-slim and no nvidia/cuda base image: the project pins torch==2.11.0, and PyPI's Linux x86_64
+# Why python:3.11-slim and no nvidia/cuda base image: constraints.txt pins torch==2.11.0, and PyPI's Linux x86_64
 # wheel of torch 2.11.0 is the CUDA build (CUDA 13.0); the CUDA runtime, cuDNN, NCCL... arrive as pip dependencies
 # (nvidia-* wheels). The container therefore carries its own CUDA user-space libraries and the host needs only
 # the NVIDIA driver (R580 or newer for CUDA 13) and the NVIDIA Container Toolkit. The same image runs on a host
@@ -17,12 +17,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     AMST_DATA_ROOT=/data \
     AMST_ARTIFACTS=/artifacts
 
-# Dependencies first, from pyproject.toml alone: this large layer (torch and its CUDA wheels) is rebuilt only
-# when the pins change, not on every code change.
-COPY pyproject.toml /tmp/deps/pyproject.toml
-RUN python -c "import tomllib; print(*tomllib.load(open('/tmp/deps/pyproject.toml', 'rb'))['project']['dependencies'], sep=chr(10))" \
+# Dependencies first, from pyproject.toml and constraints.txt alone: this large layer (torch and its CUDA wheels)
+# is rebuilt only when the pins change, not on every code change. The image is the whole product: the worker's
+# dependencies and the ui, media and stats extras; constraints.txt pins the torch family's exact versions.
+COPY pyproject.toml constraints.txt /tmp/deps/
+RUN python -c "import tomllib; p = tomllib.load(open('/tmp/deps/pyproject.toml', 'rb'))['project']; print(*p['dependencies'], *(d for e in ('ui', 'media', 'stats') for d in p['optional-dependencies'][e]), sep=chr(10))" \
       > /tmp/deps/requirements.txt \
- && pip install --no-cache-dir -r /tmp/deps/requirements.txt \
+ && pip install --no-cache-dir -c /tmp/deps/constraints.txt -r /tmp/deps/requirements.txt \
  && rm -rf /tmp/deps
 
 # The project itself. amst_core/store/migrate.py finds Alembic's migrations/ next to the amst_core package

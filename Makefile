@@ -2,15 +2,16 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 export AMST_DATA_ROOT ?= $(CURDIR)/data
 
-.PHONY: venv run test lint bench prepare results clean chromium
+.PHONY: venv run test lint bench prepare results clean chromium wheelhouse
 
-$(STAMP): pyproject.toml
+# pyproject.toml declares the torch family as ranges; constraints.txt pins the exact versions installed here.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 venv: $(STAMP)
@@ -57,6 +58,15 @@ bench: $(STAMP)
 
 results: prepare
 	$(BIN)/python bench/results.py
+
+# For a GPU node with its own PyTorch and no internet (Doc/deploy.md, "Offline GPU nodes and clusters"): wheels of
+# every dependency but the torch family for Python $(PY) (default: the venv's) on manylinux x86_64, in ./wheelhouse,
+# with pytest for bench/gpu_check.sh. SET=all adds the dashboard, video decoding and scipy (over 200 MiB).
+PY  ?=
+SET ?= training
+WHEELHOUSE ?= wheelhouse
+wheelhouse: $(STAMP)
+	$(BIN)/python tools/wheelhouse.py --set $(SET) --with-tests --dest $(WHEELHOUSE) $(if $(PY),--python-version $(PY))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
