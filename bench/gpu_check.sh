@@ -1,15 +1,156 @@
 #!/usr/bin/env bash
-# The training pipeline's GPU variants on one GPU, in under 8 minutes: straightforward vs fast for naive,
-# amst_joint and amst_full at the CREMA-D shape (card name, samples/s, GPU utilisation, peak memory, host syncs in
-# the batch loop), then bench/trainer.py's step and straightforward-vs-fast tables on the GPU.
-# Uses .venv (made by `make venv` when missing) or $PYTHON. Results also go to $OUT (or ./bench-out) as JSON.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-.venv/bin/python}
-[ -x "$PYTHON" ] || make venv >/dev/null
-OUT=${OUT:-bench-out}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-timeout 300 "$PYTHON" bench/gpu_check.py --train 512 --batch-size 64 --repeats 2 --json "$OUT/gpu_check.json"
-timeout 170 "$PYTHON" bench/trainer.py --shapes cremad --methods naive,amst_joint,amst_full --repeats 3 \
-    --batches 3 --epoch-repeats 0 --pipeline-shapes avdigits --json "$OUT/trainer_gpu.json"
+# The GPU check, turnkey on a GPU node that has Python, its own PyTorch and no internet (Doc/deploy.md, "Offline
+# GPU nodes and clusters"): from this repository and a wheelhouse made by `make wheelhouse PY=<the node's Python>`
+# on a connected machine, it
+#   1. installs this package and the dependencies the node lacks into a temporary venv over the node's Python (the
+#      node's torch family is used as it is, nothing is downloaded),
+#   2. records the card, driver, torch and CUDA versions,
+#   3. runs the GPU test tier, pytest -m gpu tests/gpu,
+#   4. runs the throughput benchmark, bench/gpu_check.py,
+# and writes to OUT one JSON summary (summary.json) and one Markdown table (summary.md), next to the benchmark's
+# own gpu_check.json and gpu_check.md and the tier's gpu_tier.xml. Every step has a time limit (all together under
+# 8 minutes on one H200); a failed step does not stop the next; the exit status is non-zero if any failed.
+#
+# Usage: bench/gpu_check.sh [--allow-cpu] [--wheelhouse DIR] [--out DIR] [-- BENCHMARK ARGS...]
+#   --allow-cpu      no GPU: the GPU tier on the CPU (AMST_GPU_TIER_ON_CPU=1) and a tiny benchmark (a code check)
+#   --wheelhouse     default ./wheelhouse;  --out: default $OUT or ./bench-out
+#   PYTHON           the node's Python (default python3)
+#   after --          more arguments for bench/gpu_check.py, e.g. -- --service
+set -uo pipefail  # no -e: a failed step is recorded and the next one runs
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+PYTHON=${PYTHON:-python3}
+WHEELHOUSE=$REPO/wheelhouse
+OUT=${OUT:-$REPO/bench-out}
+ALLOW_CPU=0
+BENCH_EXTRA=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --allow-cpu) ALLOW_CPU=1 ;;
+        --wheelhouse) WHEELHOUSE=$2; shift ;;
+        --out) OUT=$2; shift ;;
+        --) shift; BENCH_EXTRA=("$@"); break ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+# Time limits in seconds; their sum, 465, keeps the whole check under 8 minutes.
+INSTALL_S=${INSTALL_S:-75}
+NODE_S=${NODE_S:-30}
+TIER_S=${TIER_S:-150}
+BENCH_S=${BENCH_S:-210}
+
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
+WHEELHOUSE=$(cd "$WHEELHOUSE" 2>/dev/null && pwd || echo "$WHEELHOUSE")
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/amst-gpu-check.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+ENV=$TMP/env
+STEPS=$TMP/steps.tsv
+STARTED=$(date +%s)
+FAILED=0
+: > "$STEPS"
+rm -f "$OUT"/summary.json "$OUT"/summary.md "$OUT"/gpu_check.json "$OUT"/gpu_check.md "$OUT"/gpu_tier.xml
+
+say() { echo "[gpu_check.sh $(( $(date +%s) - STARTED )) s] $*" >&2; }
+
+# step NAME LIMIT NOTE COMMAND...: runs COMMAND under `timeout`, records its status, time and NOTE.
+step() {
+    local name=$1 limit=$2 note=$3 start rc status
+    shift 3
+    say "$name: starting (at most $limit s)"
+    start=$(date +%s)
+    timeout --kill-after=10 "$limit" "$@"
+    rc=$?
+    case $rc in
+        0) status=ok ;;
+        124|137) status="timed out after $limit s" ;;
+        *) status="failed (exit $rc)" ;;
+    esac
+    [ $rc -eq 0 ] || FAILED=1
+    printf '%s\t%s\t%s\t%s\n' "$name" "$status" "$(( $(date +%s) - start ))" "$note" >> "$STEPS"
+    say "$name: $status"
+    return $rc
+}
+
+skipped() {  # skipped NAME WHY: a step that could not run counts as failed
+    printf '%s\t%s\t0\t%s\n' "$1" "not run" "$2" >> "$STEPS"
+    say "$1: not run: $2"
+    FAILED=1
+}
+
+# 1. The environment: a venv over the node's Python that sees every folder that Python imports from (its torch),
+#    into which pip installs, from the wheelhouse alone, what is missing. --without-pip: the node's pip is used
+#    (Debian's Python has no ensurepip without python3-venv); a node without pip runs pip from its wheel.
+install_env() {
+    [ -d "$WHEELHOUSE" ] || { echo "no wheelhouse at $WHEELHOUSE: run 'make wheelhouse PY=X.Y' on a connected" \
+                                   "machine and copy it here, or pass --wheelhouse DIR" >&2; return 1; }
+    "$PYTHON" -m venv --without-pip "$ENV" || return 1
+    local site
+    site=$("$ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || return 1
+    "$PYTHON" "$REPO/bench/gpu_check_node.py" paths "$ENV/bin/python" > "$site/_amst_node.pth" || return 1
+    local pip=("$ENV/bin/python" -m pip)
+    if ! "${pip[@]}" --version >/dev/null 2>&1; then
+        local wheel
+        wheel=$(ls "$WHEELHOUSE"/pip-*.whl 2>/dev/null | head -n 1)
+        [ -n "$wheel" ] || { echo "the node's Python has no pip and the wheelhouse none" >&2; return 1; }
+        pip=("$ENV/bin/python" "$wheel/pip")
+    fi
+    # A copy of the package's files: pip builds in the source folder, and the node's copy of the repository may
+    # be read-only or shared.
+    mkdir -p "$TMP/src"
+    cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/amst_core" "$REPO/api" "$REPO/worker" "$REPO/ui" \
+        "$REPO/launch" "$REPO/migrations" "$TMP/src/" || return 1
+    "${pip[@]}" install --no-index --find-links "$WHEELHOUSE" --disable-pip-version-check \
+        --no-warn-script-location "$TMP/src[test]" || return 1
+    # The node's torch family must be the one the check measures: pip installs none (the wheelhouse has none).
+    "$ENV/bin/python" -c 'import torch, sys; print("torch", torch.__version__, "from", torch.__file__)' || return 1
+}
+
+# `timeout` runs programs, not shell functions: the function runs in a child bash.
+export -f install_env
+export REPO PYTHON WHEELHOUSE ENV TMP
+step install "$INSTALL_S" "wheelhouse $WHEELHOUSE" bash -c install_env
+INSTALLED=$?
+PY=$ENV/bin/python
+export PATH="$ENV/bin:$PATH" PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"  # the repository's code first
+cd "$REPO" || exit 1
+
+# 2. The node.
+if [ $INSTALLED -eq 0 ]; then
+    step node "$NODE_S" "" "$PY" bench/gpu_check_node.py node --json "$TMP/node.json"
+else
+    "$PYTHON" bench/gpu_check_node.py node --json "$TMP/node.json" >/dev/null 2>&1  # what it can say
+    skipped node "the install failed"
+fi
+
+# 3. The GPU test tier (tests/gpu; the tier's conftest runs it on a CPU when AMST_GPU_TIER_ON_CPU=1).
+TIER_NOTE="pytest -m gpu tests/gpu"
+TIER_ENV=(env)
+if [ $ALLOW_CPU -eq 1 ]; then
+    TIER_NOTE="$TIER_NOTE, on the CPU"
+    TIER_ENV+=(AMST_GPU_TIER_ON_CPU=1)
+fi
+if [ ! -d tests/gpu ]; then
+    skipped "GPU tier" "tests/gpu is missing from this repository"
+elif [ $INSTALLED -ne 0 ]; then
+    skipped "GPU tier" "the install failed"
+else
+    step "GPU tier" "$TIER_S" "$TIER_NOTE" "${TIER_ENV[@]}" "$PY" -m pytest -m gpu tests/gpu -q -p no:cacheprovider --junitxml "$OUT/gpu_tier.xml"
+fi
+
+# 4. The throughput benchmark.
+BENCH_ARGS=(--json "$OUT/gpu_check.json" --markdown "$OUT/gpu_check.md")
+[ $ALLOW_CPU -eq 1 ] && BENCH_ARGS+=(--allow-cpu --train 8 --batch-size 4 --repeats 1)
+BENCH_ARGS+=(${BENCH_EXTRA[@]+"${BENCH_EXTRA[@]}"})  # (bash before 4.4 calls an empty array unset)
+if [ $INSTALLED -ne 0 ]; then
+    skipped benchmark "the install failed"
+else
+    step benchmark "$BENCH_S" "bench/gpu_check.py ${BENCH_ARGS[*]:4}" "$PY" bench/gpu_check.py "${BENCH_ARGS[@]}"
+fi
+
+# 5. The summary, with the node's Python: it needs nothing installed.
+"$PYTHON" bench/gpu_check_node.py report --out "$OUT" --steps "$STEPS" --node "$TMP/node.json" \
+    --tier-xml "$OUT/gpu_tier.xml" --bench-json "$OUT/gpu_check.json" --bench-md "$OUT/gpu_check.md"
+say "done in $(( $(date +%s) - STARTED )) s; $OUT/summary.json and $OUT/summary.md$([ $FAILED -eq 0 ] || echo '; some steps FAILED')"
+exit $FAILED
