@@ -60,13 +60,14 @@ results: prepare
 	$(BIN)/python bench/results.py
 
 # For a GPU node with its own PyTorch and no internet (Doc/deploy.md, "Offline GPU nodes and clusters"): wheels of
-# every dependency but the torch family for Python $(PY) (default: the venv's) on manylinux x86_64, in ./wheelhouse,
-# with pytest for bench/gpu_check.sh. SET=all adds the dashboard, video decoding and scipy (over 200 MiB).
+# every dependency but the torch family for Python $(PY) (default: $(PYTHON)'s, the venv's) on manylinux x86_64, in
+# ./wheelhouse, with pytest for bench/gpu_check.sh. SET=all adds the dashboard, video decoding and scipy (over
+# 200 MiB). Needs only $(PYTHON) with pip, no venv: it downloads, it installs nothing.
 PY  ?=
 SET ?= training
 WHEELHOUSE ?= wheelhouse
-wheelhouse: $(STAMP)
-	$(BIN)/python tools/wheelhouse.py --set $(SET) --with-tests --dest $(WHEELHOUSE) $(if $(PY),--python-version $(PY))
+wheelhouse:
+	$(PYTHON) tools/wheelhouse.py --set $(SET) --with-tests --dest $(WHEELHOUSE) $(if $(PY),--python-version $(PY))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -15,6 +15,7 @@
 #   --allow-cpu      no GPU: the GPU tier on the CPU (AMST_GPU_TIER_ON_CPU=1) and a tiny benchmark (a code check)
 #   --wheelhouse     default ./wheelhouse;  --out: default $OUT or ./bench-out
 #   PYTHON           the node's Python (default python3)
+#   INSTALL_S, TIER_S, BENCH_S   the steps' time limits in seconds (75, 150, 210)
 #   after --          more arguments for bench/gpu_check.py, e.g. -- --service
 set -uo pipefail  # no -e: a failed step is recorded and the next one runs
 
