@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
         --wheelhouse) WHEELHOUSE=$2; shift ;;
         --out) OUT=$2; shift ;;
         --) shift; BENCH_EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
