@@ -30,11 +30,21 @@ def torchvision_boxes(n: int, height: int, width: int) -> torch.Tensor:
                          for _ in range(n)], dtype=torch.float64)
 
 
-@pytest.mark.parametrize(("height", "width"), [(256, 256), (18, 18), (60, 200)])
+CROP_SHAPES = [(256, 256), (18, 18), (60, 200)]
+
+
+@pytest.mark.parametrize(("height", "width"), CROP_SHAPES)
 def test_crops_follow_torchvisions_rule(height: int, width: int) -> None:
-    """Area share and aspect ratio have torchvision's distribution (means, spread, quantiles), every box lies in
-    the image, and the rule's fallback (nothing fits in 10 tries) matches too (a wide image falls back often)."""
-    top, left, h, w = (t.double() for t in crop_boxes(DRAWS, height, width, batch_generator(CPU, 0, 0, 0), CPU))
+    assert_crops_follow_torchvisions_rule(height, width, CPU)
+
+
+def assert_crops_follow_torchvisions_rule(height: int, width: int, device: torch.device) -> None:
+    """Area share and aspect ratio of boxes drawn on `device` have torchvision's distribution (means, spread,
+    quantiles), every box lies in the image, and the rule's fallback (nothing fits in 10 tries) matches too (a wide
+    image falls back often). tests/gpu runs it on a GPU."""
+    boxes = crop_boxes(DRAWS, height, width, batch_generator(device, 0, 0, 0), device)
+    assert all(t.device.type == device.type for t in boxes), "drawn on the device"
+    top, left, h, w = (t.double().cpu() for t in boxes)
     ref = torchvision_boxes(DRAWS, height, width)
     assert bool(((top >= 0) & (left >= 0) & (top + h <= height) & (left + w <= width) & (h >= 1) & (w >= 1)).all())
     ours = {"area": h * w / (height * width), "log_aspect": torch.log(w / h), "top": top / height}
