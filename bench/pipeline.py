@@ -68,8 +68,8 @@ PIPELINE_SHAPES = {
 def write_dataset(root: Path, shape: PipelineShape, train: int, rng: np.random.Generator, held_out: int = 4,
                   signal: float = 0.0) -> None:
     """A reference-layout (CREMA-D) dataset of `train` training clips and `held_out` val and test clips each.
-    `signal`: how far apart the classes' fbanks lie, in noise standard deviations (0: nothing to learn, enough
-    for speed; a test of what is learned needs some)."""
+    `signal`: how much louder each class's own band of mel bins is, in noise standard deviations (0: nothing to
+    learn, enough for speed; a test of what is learned needs some)."""
     folder = root / "cremad"
     (folder / "fbank").mkdir(parents=True)
     (folder / "stat_cre.txt").write_text("\n".join(CLASSES) + "\n")
@@ -81,7 +81,9 @@ def write_dataset(root: Path, shape: PipelineShape, train: int, rng: np.random.G
         for i in range(n):
             clip = f"{s}{i:04d}_IEO_X_XX"
             lines.append(f"{clip}.flv {CLASSES[i % len(CLASSES)]}")
-            fbank = rng.normal(size=shape.fbank) + signal * (i % len(CLASSES))  # CLASSES is sorted: label i % 6
+            fbank = rng.normal(size=shape.fbank)
+            band = shape.fbank[1] // len(CLASSES)  # the class's own mel band louder (CLASSES sorted: label i % 6)
+            fbank[:, (i % len(CLASSES)) * band:(i % len(CLASSES) + 1) * band] += signal
             np.save(folder / "fbank" / f"{clip}.npy", fbank.astype(np.float32))
             frames = folder / "IMAGE_KEPT_1_PER_SEC" / clip
             frames.mkdir(parents=True)
