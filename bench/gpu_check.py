@@ -89,10 +89,11 @@ def count_syncs(loop: Callable[[], T], epoch_end: Callable[[T], object],
     return SyncCount(len(in_loop), len(at_end), where)
 
 
-def batch_loop_syncs(trainer: pipeline.Trainer, epochs: tuple[int, ...]) -> SyncCount:
+def batch_loop_syncs(trainer: pipeline.Trainer, epochs: tuple[int, ...],
+                     debug_mode: Callable[[str], None] = torch.cuda.set_sync_debug_mode) -> SyncCount:
     """The host syncs of the training batch loop of each epoch in `epochs` (summed)."""
     counts = [count_syncs(lambda e=e: pipeline.batch_loop(trainer, e),
-                          lambda result, e=e: result[0].points("train", e), torch.cuda.set_sync_debug_mode)
+                          lambda result, e=e: result[0].points("train", e), debug_mode)
               for e in epochs]
     return SyncCount(sum(c.loop for c in counts), sum(c.epoch_end for c in counts),
                      tuple(w for c in counts for w in c.where)[:5])
