@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))  # gpu_check imports bench/pipeline
+sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))  # gpu_check imports bench/pipeline
 
 import gpu_check
 

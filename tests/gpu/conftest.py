@@ -18,10 +18,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 # The helpers this tier reuses rather than copies: bench/pipeline.py (data and the fast configuration), the
-# CPU tests' resume equality and crop statistics, and the `up` fixture that starts `amst up`.
+# CPU tests' resume equality and crop statistics, and the `up` fixture that starts `amst up`. Appended, not
+# prepended: this conftest loads with every collection of the suite, and bench/'s module names (store, load,
+# results, ...) must never shadow an installed package.
 for folder in ("bench", "tests/core", "tests/data", "tests/service"):
     if str(ROOT / folder) not in sys.path:
-        sys.path.insert(0, str(ROOT / folder))
+        sys.path.append(str(ROOT / folder))
 
 ON_CPU = "AMST_GPU_TIER_ON_CPU"
 
