@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -175,6 +176,9 @@ def measure_rows(shape: pipeline.PipelineShape, device: torch.device, args: argp
             row["seconds"] = round(time.perf_counter() - started, 1)
             log(f"{method} {variant}: done in {row['seconds']} s")
             rows.append(row)
+            if device.type == "cuda":  # the next row's NVML memory figure must not include this row's cache
+                gc.collect()
+                torch.cuda.empty_cache()
     return rows
 
 
