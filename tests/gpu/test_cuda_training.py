@@ -47,6 +47,7 @@ def test_every_method_trains_two_epochs_on_the_gpu(device: torch.device, method:
     losses = train_losses(sink)
     assert set(losses) == {0, 1} and all(math.isfinite(v) for vs in losses.values() for v in vs), losses
     assert on_device(trainer, device)
+    assert optimizer_flags(trainer) == ({True} if device.type == "cuda" else {None}), "fused SGD on a GPU only"
 
 
 def test_a_cuda_run_has_nvml_gpu_series_every_epoch(device: torch.device) -> None:
