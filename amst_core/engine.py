@@ -338,15 +338,23 @@ class Trainer:
             self.live.advance(size)  # the consumer asked for the next one: this one is done
 
     def train_epoch(self, epoch: int) -> tuple[list[MetricPoint], int]:
+        meters, samples = self.train_loop(epoch)
+        if not self.method.forward_modalities(epoch):
+            return [], 0  # fast mode, every modality skipped: nothing was trained, nothing to report
+        return meters.points("train", epoch), samples
+
+    def train_loop(self, epoch: int) -> tuple[EpochMeters, int]:
+        """The training batches of an epoch, trained on and added to the meters, which are not read here: no
+        call in this loop waits for the GPU (reading the meters copies the epoch's sums to the host, once)."""
         self.method.train_mode(True)
         meters = EpochMeters(len(self.classes), self.device)
         samples = 0
         if not self.method.forward_modalities(epoch):
-            return [], 0  # fast mode, every modality skipped: no work at all in this epoch
+            return meters, 0  # fast mode, every modality skipped: no work at all in this epoch
         for batch in self.batches("train", epoch, f"epoch {epoch + 1}/{self.cfg.epochs} train"):
             meters.update(self.method.train_batch(batch, epoch), batch["label"])
-            samples += len(batch["label"])
-        return meters.points("train", epoch), samples
+            samples += len(batch["label"])  # a shape, not a value: no synchronisation
+        return meters, samples
 
     def evaluate(self, split: str, epoch: int) -> list[MetricPoint]:
         self.method.train_mode(False)

@@ -143,18 +143,9 @@ def epoch_work(trainer: Trainer, epoch: int) -> Callable[[], int]:
 
 
 def batch_loop(trainer: Trainer, epoch: int) -> tuple[EpochMeters, int]:
-    """`Trainer.train_epoch` without its end: the batches fetched, trained on and added to the meters, the meters
-    not read. Reading them (`EpochMeters.points`) copies the epoch's sums to the host once per epoch, which is
-    allowed; inside this loop no call may wait for the device (`torch.cuda.set_sync_debug_mode`)."""
-    trainer.method.train_mode(True)
-    meters = EpochMeters(len(trainer.classes), trainer.device)
-    samples = 0
-    if not trainer.method.forward_modalities(epoch):
-        return meters, 0  # fast mode, every modality skipped: the engine does no work in such an epoch
-    for batch in trainer.batches("train", epoch, ""):
-        meters.update(trainer.method.train_batch(batch, epoch), batch["label"])
-        samples += len(batch["label"])  # a shape, not a value: no synchronisation
-    return meters, samples
+    """`Trainer.train_epoch` without its end (`Trainer.train_loop`): inside it no call may wait for the device
+    (`torch.cuda.set_sync_debug_mode`); reading the meters afterwards copies the epoch's sums once."""
+    return trainer.train_loop(epoch)
 
 
 def loader_work(trainer: Trainer, epoch: int) -> Callable[[], int]:

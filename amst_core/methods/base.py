@@ -325,16 +325,20 @@ class Method(ABC):
                 self.step(self.loss(logits, labels), trained, ("head", "encoders"))
             return
         head, head_params = trained.optimizers["head"], [p for p in trained.net.head.parameters() if p.requires_grad]
+        # The head's losses start from a detached copy of each embedding, whose .grad collects the embedding's
+        # gradient: a backward that stopped at the encoder's output itself would enter a compiled encoder's
+        # graph and free it ("backward through the graph a second time" with `compile: true`).
+        leaves = {m: embeddings[m].detach().requires_grad_() for m in updated}
         for m in updated:
             with self.autocast():
-                logits = trained.net.head.branch(m, embeddings[m])
+                logits = trained.net.head.branch(m, leaves[m])
             head.zero_grad(set_to_none=True)
-            self.loss(logits, labels).backward(inputs=[*head_params, embeddings[m]])
+            self.loss(logits, labels).backward(inputs=[*head_params, leaves[m]])
             head.step()
         if updated:
             encoders = trained.optimizers["encoders"]
             encoders.zero_grad(set_to_none=True)
-            torch.autograd.backward([embeddings[m] for m in updated], [embeddings[m].grad for m in updated])
+            torch.autograd.backward([embeddings[m] for m in updated], [leaves[m].grad for m in updated])
             encoders.step()
 
     def joint_update(self, trained: TrainedNet, embeddings: Embeddings, labels: torch.Tensor,

@@ -231,3 +231,22 @@ def test_which_errors_break_a_gpu_context() -> None:
     assert not is_device_failure(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert not is_device_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     assert not is_device_failure(ValueError("CUDA error"))
+
+
+@pytest.mark.parametrize("method", ["amst_alt", "amst_full"])
+def test_compiled_encoders_train_the_alternating_update(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one encoder backward stopped a head loss's backward at the encoder's output, which with a compiled
+    encoder entered its graph and freed it: 'Trying to backward through the graph a second time' at the first
+    batch. AOTAutograd (what `compile` builds on) without inductor's code generation, to stay quick on a CPU;
+    the compiled run learns what the eager one does."""
+    real_compile = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **_: real_compile(self, backend="aot_eager"))
+    cfg = tiny_config(method, epochs=1, skip={"audio": 2})
+    compiled = Trainer(cfg.model_copy(update={"compile": True}), progress=False)
+    compiled.fit()
+    eager = Trainer(cfg, progress=False)
+    eager.fit()
+    for key, trained in eager.method.nets.items():
+        got = compiled.method.nets[key].net.state_dict()
+        for name, value in trained.net.state_dict().items():
+            torch.testing.assert_close(got[name], value, rtol=1e-4, atol=1e-5)
