@@ -175,7 +175,7 @@ def test_gpu_check_sh_runs_on_a_bare_node_python(tmp_path: Path, torch_folder: P
     env = offline_env(PYTHON=str(python), TMPDIR=str(tmp_path))
     env.pop("PYTHONPATH", None)
     done = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--allow-cpu", "--wheelhouse", str(house),
-                           "--out", str(out)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+                           "--out", str(out)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
     log = done.stdout + done.stderr
     summary = json.loads((out / "summary.json").read_text())
     steps = {s["step"]: s["status"] for s in summary["steps"]}
