@@ -11,12 +11,14 @@
 # own gpu_check.json and gpu_check.md and the tier's gpu_tier.xml. Every step has a time limit (all together under
 # 8 minutes on one H200); a failed step does not stop the next; the exit status is non-zero if any failed.
 #
-# Usage: bench/gpu_check.sh [--allow-cpu] [--wheelhouse DIR] [--out DIR] [-- BENCHMARK ARGS...]
+# Usage: bench/gpu_check.sh [--allow-cpu] [--any-torch] [--wheelhouse DIR] [--out DIR] [-- BENCHMARK ARGS...]
 #   --allow-cpu      no GPU: the GPU tier on the CPU (AMST_GPU_TIER_ON_CPU=1) and a tiny benchmark (a code check)
+#   --any-torch      the node's torch is outside pyproject.toml's range: install without checking it (measures an
+#                    untested torch; without this flag the install stops and says so)
 #   --wheelhouse     default ./wheelhouse;  --out: default $OUT or ./bench-out
 #   PYTHON           the node's Python (default python3)
 #   INSTALL_S, TIER_S, BENCH_S   the steps' time limits in seconds (75, 150, 210; --allow-cpu: 75, 600, 300)
-#   after --          more arguments for bench/gpu_check.py, e.g. -- --service
+#   after --         more arguments for bench/gpu_check.py, e.g. -- --service
 set -uo pipefail  # no -e: a failed step is recorded and the next one runs
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,14 +26,16 @@ PYTHON=${PYTHON:-python3}
 WHEELHOUSE=$REPO/wheelhouse
 OUT=${OUT:-$REPO/bench-out}
 ALLOW_CPU=0
+ANY_TORCH=0
 BENCH_EXTRA=()
 while [ $# -gt 0 ]; do
     case $1 in
         --allow-cpu) ALLOW_CPU=1 ;;
+        --any-torch) ANY_TORCH=1 ;;
         --wheelhouse) WHEELHOUSE=$2; shift ;;
         --out) OUT=$2; shift ;;
         --) shift; BENCH_EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -108,16 +112,28 @@ install_env() {
     mkdir -p "$TMP/src"
     cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/amst_core" "$REPO/api" "$REPO/worker" "$REPO/ui" \
         "$REPO/launch" "$REPO/migrations" "$TMP/src/" || return 1
-    "${pip[@]}" install --no-index --find-links "$WHEELHOUSE" --disable-pip-version-check \
-        --no-warn-script-location "$TMP/src[test]" || return 1
+    local offline=(install --no-index --find-links "$WHEELHOUSE" --disable-pip-version-check
+                   --no-warn-script-location)
+    if [ "$ANY_TORCH" = 1 ]; then
+        # Every requirement but the torch family, then the package without its own dependency check.
+        "$ENV/bin/python" "$REPO/tools/wheelhouse.py" --requirements --with-tests > "$TMP/requirements.txt" &&
+            "${pip[@]}" "${offline[@]}" -r "$TMP/requirements.txt" &&
+            "${pip[@]}" "${offline[@]}" --no-deps "$TMP/src" || return 1
+    else
+        "${pip[@]}" "${offline[@]}" "$TMP/src[test]" || {
+            echo "install failed; if pip found no torch above, the node's torch is outside pyproject.toml's range:" \
+                 "--any-torch measures it anyway" >&2
+            return 1
+        }
+    fi
     # The node's torch family must be the one the check measures: pip installs none (the wheelhouse has none).
     "$ENV/bin/python" -c 'import torch, sys; print("torch", torch.__version__, "from", torch.__file__)' || return 1
 }
 
 # `timeout` runs programs, not shell functions: the function runs in a child bash.
 export -f install_env
-export REPO PYTHON WHEELHOUSE ENV TMP
-step install "$INSTALL_S" "wheelhouse $WHEELHOUSE" bash -c install_env
+export REPO PYTHON WHEELHOUSE ENV TMP ANY_TORCH
+step install "$INSTALL_S" "wheelhouse $WHEELHOUSE$([ $ANY_TORCH -eq 0 ] || echo ', --any-torch')" bash -c install_env
 INSTALLED=$?
 PY=$ENV/bin/python
 export PATH="$ENV/bin:$PATH" PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"  # the repository's code first

@@ -55,15 +55,22 @@ def torch_family_dists() -> dict[str, md.Distribution]:
     return found
 
 
-def torch_family_folder(dest: Path) -> Path:
+def torch_family_folder(dest: Path, torch_version: str | None = None) -> Path:
     """A folder of symlinks to the torch family's files in this environment's site-packages (its packages, modules
-    and .dist-info folders), as a node's image holds them; a venv sees it through a .pth file."""
+    and .dist-info folders), as a node's image holds them; a venv sees it through a .pth file. `torch_version`:
+    torch's metadata says that version instead (a node whose torch is outside our range)."""
     dest.mkdir(parents=True, exist_ok=True)
-    for dist in torch_family_dists().values():
+    for name, dist in torch_family_dists().items():
         site = Path(dist.locate_file("")).resolve()
         for top in {Path(str(f)).parts[0] for f in dist.files or []}:
             if top in ("..", "__pycache__") or (dest / top).exists():
                 continue  # ..: scripts in bin/; a namespace folder (nvidia/) is linked once, whole
+            if name == "torch" and torch_version and top.endswith(".dist-info"):
+                info = dest / f"torch-{torch_version}.dist-info"
+                shutil.copytree(site / top, info)
+                metadata = (info / "METADATA").read_text()
+                (info / "METADATA").write_text(re.sub(r"(?m)^Version: .*$", f"Version: {torch_version}", metadata))
+                continue
             (dest / top).symlink_to(site / top)
     return dest
 

@@ -194,3 +194,32 @@ def test_gpu_check_sh_runs_on_a_bare_node_python(tmp_path: Path, torch_folder: P
         assert done.returncode == 0, log[-4000:]
     else:
         assert steps["GPU tier"] == "not run" and done.returncode != 0
+
+
+@pytest.mark.slow
+def test_gpu_check_sh_stops_on_a_torch_out_of_range_unless_told(tmp_path: Path) -> None:
+    """A node whose torch says 2.10.0: the install stops (pip finds no torch in range and installs none) and the
+    other steps do not run; --any-torch installs the rest and runs them. 1-second limits: the tier and the
+    benchmark are cut short, and say so."""
+    house = cached_wheelhouse(PY, with_tests=True)
+    folder = torch_family_folder(tmp_path / "torch-family", torch_version="2.10.0")
+    python = node_python(tmp_path / "node", folder)
+    env = offline_env(PYTHON=str(python), TMPDIR=str(tmp_path), TIER_S="1", BENCH_S="1")
+    env.pop("PYTHONPATH", None)
+    steps = {}
+    for flags in ([], ["--any-torch"]):
+        out = tmp_path / f"out{len(flags)}"
+        done = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--allow-cpu", *flags, "--wheelhouse",
+                               str(house), "--out", str(out)], env=env, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode != 0
+        steps[bool(flags)] = {s["step"]: s["status"] for s in json.loads((out / "summary.json").read_text())["steps"]}
+        if not flags:
+            log = done.stdout + done.stderr
+            assert "outside pyproject.toml's range" in log and "requirement torch<2.12,>=2.11.0a0" in log, log
+    assert steps[False] == {"install": "failed (exit 1)", "node": "not run", "GPU tier": "not run",
+                            "benchmark": "not run"}, steps
+    assert steps[True]["install"] == "ok" and steps[True]["node"] == "ok", steps
+    assert steps[True]["benchmark"] == "timed out after 1 s", steps
+    assert steps[True]["GPU tier"] == ("timed out after 1 s" if (ROOT / "tests" / "gpu").is_dir() else "not run")
+    assert [p.name for p in folder.iterdir() if p.name.startswith("torch-")] == ["torch-2.10.0.dist-info"]

@@ -127,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", choices=sorted(SETS), default="training")
     parser.add_argument("--with-tests", action="store_true", help="add pytest (the GPU tier of bench/gpu_check.sh)")
     parser.add_argument("--dest", type=Path, default=ROOT / "wheelhouse")
+    parser.add_argument("--requirements", action="store_true", help="only print the set's requirements, the torch "
+                        "family left out (bench/gpu_check.sh --any-torch installs them), one a line")
     args = parser.parse_args(argv)
+    if args.requirements:
+        print("\n".join(requirements(SETS[args.set] + (("test",) if args.with_tests else ()))))
+        return 0
     if not re.fullmatch(r"3\.\d+", args.python_version):
         parser.error(f"--python-version: {args.python_version!r} is not of the form 3.12")
     build(args.dest, args.python_version, args.set, args.with_tests)
