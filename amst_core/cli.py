@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from amst_core.config import ConfigError, RunConfig, cache_dir, config_data, dump_config, load_config
+from amst_core.extras import MissingExtra
 from amst_core.layouts.base import SPLITS
 
 # Anything else would change the run being continued. num_workers does not: every sample's augmentation has its
@@ -368,7 +369,7 @@ def main(argv: list[str] | None = None, *more: Commands) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except FileNotFoundError as err:
+    except (FileNotFoundError, MissingExtra) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from amst_core.catalog import METHODS
 from amst_core.config import RunConfig, format_validation_error
+from amst_core.extras import require
 
 SEED = "seed"
 MIN_PAIRS = 5  # below this many paired seeds a p-value says little (Wilcoxon's smallest two-sided p at n=4: 0.125)
@@ -196,7 +197,7 @@ class Paired:
 def paired_test(a: Sequence[float], b: Sequence[float]) -> tuple[float | None, float | None]:
     """(paired t p-value, Wilcoxon signed-rank p-value) of a vs b, two-sided; None where undefined (fewer than 2
     pairs; every difference zero)."""
-    from scipy import stats
+    stats = require("scipy.stats", "stats", "a sweep's paired tests")
 
     diffs = [x - y for x, y in zip(a, b, strict=True)]
     if len(diffs) < 2 or all(d == 0 for d in diffs):

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from amst_core.config import PRINTABLE
+from amst_core.extras import MissingExtra
 
 log = logging.getLogger("amst.api")
 
@@ -124,6 +125,12 @@ async def _database_down(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(503, "the database is unavailable; try again shortly"), 503)
 
 
+async def _missing_extra(_request: Request, exc: Exception) -> JSONResponse:
+    """A route that needs an optional package this server was installed without (amst_core.extras)."""
+    log.error("%s", exc)
+    return JSONResponse(error_body(501, str(exc)), 501)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(error_body(500, "internal error; the server log has the details"), 500)
@@ -134,4 +141,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _request_invalid)
     app.add_exception_handler(OperationalError, _database_down)
+    app.add_exception_handler(MissingExtra, _missing_extra)
     app.add_exception_handler(Exception, _unexpected)

@@ -65,7 +65,9 @@ def ui_command(host: str, port: int) -> list[str]:
     """The dashboard: a Streamlit server that talks only to the API (AMST_API_URL). Error details stay in the
     server log; pages show their own messages."""
     import ui
+    from amst_core.extras import require
 
+    require("streamlit", "ui", "the dashboard")  # said here, not by a child process that exits at once
     app = Path(ui.__file__).parent / "app.py"
     return [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
             "--server.address", host, "--server.port", str(port), "--browser.gatherUsageStats", "false",

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from amst_core.extras import require
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".flv")
@@ -43,7 +45,7 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
 
 def soundtrack(path: Path) -> tuple[np.ndarray, int]:
     """A video's first audio stream, first channel, decoded with PyAV."""
-    import av
+    av = require("av", "media", "a video's soundtrack")
 
     try:
         with av.open(str(path)) as container:
@@ -89,7 +91,7 @@ def fbank(wave: np.ndarray, rate: int, mel_bins: int = 128, frames: int = 1024) 
 def video_frames(path: Path, per_second: int = 1, start: float = 0.0, end: float | None = None) -> list[Image.Image]:
     """The reference's frame sampling: per one-second window of int(fps) frames, keep `per_second` frames
     spaced int(fps / per_second) apart; only frames in [start, end) seconds (an utterance of a longer video)."""
-    import av
+    av = require("av", "media", "a video's frames")
 
     kept: list[Image.Image] = []
     try:
