@@ -19,7 +19,9 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -95,18 +97,31 @@ class SampleProblem(Exception):
         self.path, self.problem = path, problem
 
 
+def decode_threads() -> int:
+    """Threads that decode samples into a cache: every core, at most 16 (JPEG decoding, resizing and file reads
+    release the GIL, so threads scale with cores; past 16 the disk is the limit); AMST_CACHE_THREADS sets it (a
+    shared node)."""
+    if os.environ.get("AMST_CACHE_THREADS", "").strip():
+        try:
+            return max(1, int(os.environ["AMST_CACHE_THREADS"]))
+        except ValueError:
+            raise ValueError(f"AMST_CACHE_THREADS={os.environ['AMST_CACHE_THREADS']!r} is not a whole number of "
+                             "threads") from None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(16, cores))
+
+
 def write_arrays(folder: Path, entries: Sequence[Entry], extract: Callable[[Entry], dict[str, np.ndarray]],
-                 on_done: Callable[[], None]) -> tuple[list[int], list[tuple[int, SampleProblem]]]:
+                 on_done: Callable[[], None], threads: int = 1) -> tuple[list[int], list[tuple[int, SampleProblem]]]:
     """Each entry's features as rows of <key>.npy in `folder`, written straight to memory-mapped files (a large
-    dataset never sits in memory); returns the indices of the decoded entries and the problems of the others."""
+    dataset never sits in memory), decoded by `threads` threads and written in the entries' order; returns the
+    indices of the decoded entries and the problems of the others."""
     good: list[int] = []
     bad: list[tuple[int, SampleProblem]] = []
     arrays: dict[str, np.ndarray] = {}
-    for index, entry in enumerate(entries):
-        try:
-            features = extract(entry)
-        except SampleProblem as err:
-            bad.append((index, err))
+    for index, features in enumerate(decoded(entries, extract, threads)):
+        if isinstance(features, SampleProblem):
+            bad.append((index, features))
         else:
             for key, value in features.items():
                 if key not in arrays:  # shapes and types from the first decoded sample
@@ -121,6 +136,29 @@ def write_arrays(folder: Path, entries: Sequence[Entry], extract: Callable[[Entr
             np.save(folder / f"{key}.tmp.npy", np.asarray(array[:len(good)]))
             os.replace(folder / f"{key}.tmp.npy", folder / f"{key}.npy")
     return good, bad
+
+
+def decoded(entries: Sequence[Entry], extract: Callable[[Entry], dict[str, np.ndarray]],
+            threads: int) -> Iterator[dict[str, np.ndarray] | SampleProblem]:
+    """extract(entry) of each entry in order (a SampleProblem in place of its features), at most 4 x `threads`
+    decoded ahead of the writer, so memory stays bounded whatever the dataset's size."""
+    def attempt(entry: Entry) -> dict[str, np.ndarray] | SampleProblem:
+        try:
+            return extract(entry)
+        except SampleProblem as err:
+            return err
+
+    if threads <= 1:
+        yield from map(attempt, entries)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="cache-decode") as pool:
+        pending: deque[Future] = deque()
+        for entry in entries:
+            pending.append(pool.submit(attempt, entry))
+            if len(pending) >= 4 * threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def build_atomically(folder: Path, build: Callable[[Path], None]) -> None:

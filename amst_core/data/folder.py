@@ -88,9 +88,10 @@ def build_cache(found: FolderScan, spec: FeatureSpec, folder: Path, progress: bo
             for split in SPLITS:
                 samples = found.samples[split]
                 (tmp / split).mkdir()
-                good, bad = cache.write_arrays(tmp / split, samples, extractor.sample, lambda: bar.update(1))
+                good, bad = cache.write_arrays(tmp / split, samples, extractor.sample, lambda: bar.update(1),
+                                               cache.decode_threads())
                 entries = [(s.sample_id, found.classes.index(s.label)) for s in samples]
-                meta["splits"][split] = cache.split_meta(entries, good, bad, lambda i: samples[i].label)
+                meta["splits"][split] = cache.split_meta(entries, good, bad, lambda i, s=samples: s[i].label)
         (tmp / "meta.json").write_text(json.dumps(meta))
         (tmp / "split.json").write_text(json.dumps({split: [f"{s.label}/{s.sample_id}" for s in found.samples[split]]
                                                     for split in SPLITS}, indent=1))

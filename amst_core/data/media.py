@@ -11,6 +11,7 @@ folder layout's feature cache and `amst preprocess`:
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +148,13 @@ def read_text_file(path: Path) -> str:
     return text
 
 
+TOKENIZER_LOCK = threading.Lock()
+
+
 def tokenize(tokenizer, texts: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids int64, mask float32), each (len(texts), max_length)."""
-    enc = tokenizer(texts, padding="max_length", truncation=True, max_length=max_length)
+    """(ids int64, mask float32), each (len(texts), max_length). One call at a time: a fast tokenizer sets its
+    padding and truncation on the shared Rust object per call, and two threads at once (the cache's decoding
+    threads) fail with 'Already borrowed'; tokenizing is a small share of decoding a sample."""
+    with TOKENIZER_LOCK:
+        enc = tokenizer(texts, padding="max_length", truncation=True, max_length=max_length)
     return np.asarray(enc["input_ids"], dtype=np.int64), np.asarray(enc["attention_mask"], dtype=np.float32)

@@ -269,7 +269,7 @@ def cached_split(cfg: RunConfig, files: ReferenceFiles, readers: list[MediaReade
                 return {k: v for r in readers for k, v in r.features(item[0], spec.stored_size).items()}
 
             with cache.progress_bar(len(items), progress, f"decoding the {split} split (once)") as bar:
-                good, bad = cache.write_arrays(tmp, items, extract, lambda: bar.update(1))
+                good, bad = cache.write_arrays(tmp, items, extract, lambda: bar.update(1), cache.decode_threads())
             meta = {"version": cache.CACHE_VERSION, "spec": spec.__dict__, "split": split,
                     **cache.split_meta(items, good, bad)}
             (tmp / "meta.json").write_text(json.dumps(meta))

@@ -126,13 +126,15 @@ def test_the_markdown_table_has_the_node_every_row_and_every_target() -> None:
                        "python": "3.12", "cpu_cores": 16},
               "settings": {"shape": "cremad", "train": 512, "batch_size": 64, "repeats": 2},
               "rows": rows, "cache_build": {"clips": 520, "seconds": 10.0, "clips_per_s": 52.0, "cores": 16,
+                                            "threads": 16, "one_thread_clips_per_s": 6.5, "speedup": 8.0,
                                             "exit_code": 0},
               "service": {"cli_samples_per_s": 3000.0, "service_samples_per_s": 2900.0, "service_share": 0.967}}
     report["targets"] = gpu_check.targets(rows, report["service"])
     text = "\n".join(gpu_check.markdown(report))
     assert "| NVIDIA H200 | 570.86 | 2.11.0 | 13.0 | 91000 | 16 | cremad | 512 | 64 | 2 |" in text
     assert "| amst_full | fast | bf16 | 3000.0 | 3000.0 | 3000.0 | 3.00 | 91 | 3.00 | 2.50 | 0 (33) | 12.0 |" in text
-    assert "failed: RuntimeError: boom" in text and "52.0 clips/s on 16 cores" in text
+    assert "failed: RuntimeError: boom" in text
+    assert "52.0 clips/s with 16 threads on 16 cores (8.00x one thread's 6.5" in text
     verdicts = [line.rsplit("|", 2)[1].strip() for line in text.splitlines()
                 if line.startswith(("| AMST-FULL", "| GPU utilisation", "| host syncs", "| service"))]
     assert verdicts == ["met"] * 4, text
