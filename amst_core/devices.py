@@ -22,15 +22,16 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def resolve_device(spec: str) -> torch.device:
-    """`auto`, `cpu`, `cuda` or `cuda:N` as a device with an index where it is a GPU: `torch.cuda.set_device`,
-    NVML's bus-id lookup and the RNG state of 'the run's GPU' all need one."""
+    """`auto`, `cpu`, `cuda` or `cuda:N` as a device with an index where it is a GPU (`auto` and `cuda`: cuda:0):
+    `torch.cuda.set_device`, NVML's bus-id lookup and the RNG state of 'the run's GPU' all need one."""
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise ConfigError("device", f"{spec} requested but CUDA is not available on this machine")
-    index = int(spec.split(":")[1]) if ":" in spec else torch.cuda.current_device()
+    # `auto` and `cuda` mean the process's first visible GPU, never "whichever GPU the last run set current"
+    index = int(spec.split(":")[1]) if ":" in spec else 0
     if index >= torch.cuda.device_count():
         raise ConfigError("device", f"{spec}: this machine has {torch.cuda.device_count()} GPU(s)")
     return torch.device("cuda", index)
@@ -55,6 +56,9 @@ def set_determinism(on: bool) -> None:
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = not on
     torch.use_deterministic_algorithms(on)
+    # No op of ours reads memory it has not written, so filling every torch.empty with NaN (what the switch also
+    # does by default) would only cost bandwidth, on every CPU run (deterministic by default there).
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def check_precision(precision: str, device: torch.device) -> None:
@@ -62,7 +66,7 @@ def check_precision(precision: str, device: torch.device) -> None:
     answers yes on older cards too, where bf16 is emulated, slower than fp32 and no saving at all."""
     if precision != "bf16" or device.type != "cuda":
         return
-    if not torch.cuda.is_bf16_supported(including_emulation=False):
+    if not native_bf16(device):
         name = torch.cuda.get_device_name(device)
         major, minor = torch.cuda.get_device_capability(device)
         raise ConfigError("precision", f"bf16: {name} (compute capability {major}.{minor}) has no native bf16 "
@@ -70,18 +74,29 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 autocast pays off on `device`: a GPU that computes it natively (not a CPU, where bf16
-    convolutions are slower than fp32)."""
-    return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    """Whether bf16 autocast pays off on `device`: a GPU that computes it natively, compute capability 8.0 on
+    (not a CPU, where bf16 convolutions are slower than fp32). Asked of `device` itself: is_bf16_supported()
+    answers for the current GPU, which on a machine of mixed cards may be another."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def is_device_failure(err: BaseException) -> bool:
     """A CUDA error that leaves this process's CUDA context unusable (a device-side assert, an illegal memory
     access, ...): every later kernel of the process fails too, so the worker must not take another run. Out of
     memory is not one: the context survives it."""
-    if isinstance(err, torch.OutOfMemoryError):
-        return False
-    if isinstance(err, torch.AcceleratorError):
-        return True
-    text = str(err)
-    return isinstance(err, RuntimeError) and ("CUDA error" in text or "device-side assert" in text)
+    seen: BaseException | None = err
+    while seen is not None:  # the CUDA error may be the cause of what was raised (a DataLoader, a wrapper)
+        if isinstance(seen, torch.OutOfMemoryError):
+            return False
+        if isinstance(seen, torch.AcceleratorError):
+            return True
+        if isinstance(seen, RuntimeError) and any(mark in str(seen) for mark in BROKEN_CONTEXT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+# What the first error after a device-side assert may say: the CUDA runtime's own words, or cuDNN's and
+# cuBLAS's status when one of their kernels is the first to notice.
+BROKEN_CONTEXT = ("CUDA error", "device-side assert", "CUDA driver error", "cuDNN error: CUDNN_STATUS_EXECUTION",
+                  "CUBLAS_STATUS_EXECUTION_FAILED", "CUBLAS_STATUS_INTERNAL_ERROR")

@@ -15,6 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from amst_core.datafiles import DataRoots
 from amst_core.store.db import home, normalise_url
 
+# The exit status of a worker that stops itself to be started afresh (a CUDA error broke its GPU context):
+# EX_TEMPFAIL, non-zero so that every supervisor restarts it (systemd's on-failure, a Kubernetes pod, a Slurm
+# requeue), and never counted by `amst up` as a crash loop.
+EXIT_RESTART = 75
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)

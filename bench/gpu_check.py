@@ -162,24 +162,26 @@ def measure_row(shape: pipeline.PipelineShape, method: str, variant: str, device
 
 
 def measure_rows(shape: pipeline.PipelineShape, device: torch.device, args: argparse.Namespace,
-                 log: Log) -> list[dict[str, Any]]:
-    """Every (method, variant); a variant that fails is a row with its error, and the others still run."""
-    rows = []
-    for method in args.methods.split(","):
-        for variant in args.variants.split(","):
-            started = time.perf_counter()
-            try:
-                row = measure_row(shape, method, variant, device, args, log)
-            except Exception as err:  # one broken variant must not cost the whole check's GPU minutes
-                traceback.print_exc(file=sys.stderr)
-                row = {"method": method, "variant": variant, "error": f"{type(err).__name__}: {str(err)[:300]}"}
-            row["seconds"] = round(time.perf_counter() - started, 1)
-            log(f"{method} {variant}: done in {row['seconds']} s")
-            rows.append(row)
-            if device.type == "cuda":  # the next row's NVML memory figure must not include this row's cache
-                gc.collect()
-                torch.cuda.empty_cache()
-    return rows
+                 log: Log, rows: list[dict[str, Any]], saved: Callable[[], None]) -> None:
+    """Every (method, variant) into `rows`, `saved()` after each (a check cut short by its time limit keeps what
+    it measured); the compiled variants last, their compilation being the longest part. A variant that fails is
+    a row with its error, and the others still run."""
+    pairs = [(m, v) for v in args.variants.split(",") for m in args.methods.split(",")]
+    pairs.sort(key=lambda pair: ("compile" in pair[1], args.methods.split(",").index(pair[0])))
+    for method, variant in pairs:
+        started = time.perf_counter()
+        try:
+            row = measure_row(shape, method, variant, device, args, log)
+        except Exception as err:  # one broken variant must not cost the whole check's GPU minutes
+            traceback.print_exc(file=sys.stderr)
+            row = {"method": method, "variant": variant, "error": f"{type(err).__name__}: {str(err)[:300]}"}
+        row["seconds"] = round(time.perf_counter() - started, 1)
+        log(f"{method} {variant}: done in {row['seconds']} s")
+        rows.append(row)
+        saved()
+        if device.type == "cuda":  # the next row's NVML memory figure must not include this row's cache
+            gc.collect()
+            torch.cuda.empty_cache()
 
 
 # ---- the cache build and the service -------------------------------------------------------------------------------
@@ -365,7 +367,8 @@ def markdown(report: dict[str, Any]) -> list[str]:
                      f"{fmt(r['skipped_samples_per_s'])} | {fmt(r['cycle_samples_per_s'])} | {fmt(ratio, '.2f')} | "
                      f"{fmt(r['gpu_util_percent'], '.0f')} | {fmt(r['gpu_mem_used_gib'], '.2f')} | "
                      f"{fmt(r['peak_allocated_gib'], '.2f')} | {syncs} | {r['seconds']} |")
-    cache = report["cache_build"]
+    cache = report.get("cache_build") or {"clips": 0, "seconds": 0.0, "clips_per_s": 0.0, "cores": "?",
+                                          "exit_code": "not run"}
     lines += ["", f"`amst cache`: {cache['clips']} clips in {cache['seconds']:.1f} s, "
                   f"{cache['clips_per_s']:.1f} clips/s with {cache.get('threads', '?')} threads on {cache['cores']} "
                   f"cores ({fmt(cache.get('speedup'), '.2f')}x one thread's "
@@ -421,28 +424,43 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[gpu_check {time.perf_counter() - started:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
-    report: dict[str, Any] = {"node": node_info(device), "settings": {**vars(args), "json": None, "markdown": None}}
+    report: dict[str, Any] = {"node": node_info(device), "settings": {**vars(args), "json": None, "markdown": None},
+                              "rows": []}
     log(f"{report['node']['card']}, torch {torch.__version__}; {shape.note}")
-    with tempfile.TemporaryDirectory() as tmp, pipeline.env({"AMST_DATA_ROOT": f"{tmp}/data",
-                                                             "AMST_CACHE": f"{tmp}/cache"}):
-        log(f"writing {args.train} + 8 generated clips")
-        pipeline.write_dataset(Path(tmp) / "data", shape, args.train, np.random.default_rng(0))
-        report["cache_build"] = cache_build(shape, args.train + 8, log)
-        report["rows"] = measure_rows(shape, device, args, log)
-        if args.service:
-            try:
-                report["service"] = service_vs_cli(shape, device, args, Path(tmp), log)
-            except Exception as err:
-                traceback.print_exc(file=sys.stderr)
-                report["service"] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
-    report["targets"] = targets(report["rows"], report.get("service"))
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    table = "\n".join([*markdown(report), "", f"{report['seconds']:.0f} s in all"])
-    print(table)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=str))
-    if args.markdown:
-        args.markdown.write_text(table + "\n")
+
+    def saved(final: bool = False) -> None:
+        report["targets"] = targets(report["rows"], report.get("service"))
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        report["complete"] = final
+        table = "\n".join([*markdown(report), "", f"{report['seconds']:.0f} s in all"
+                           + ("" if final else " (cut short: the rows measured so far)")])
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2, default=str))
+        if args.markdown:
+            args.markdown.write_text(table + "\n")
+        if final:
+            print(table)
+
+    # gpu_check.sh's time limit sends SIGTERM: leave through `finally` (the temporary data removed, what was
+    # measured written) instead of dying where the signal lands.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        with tempfile.TemporaryDirectory() as tmp, pipeline.env({"AMST_DATA_ROOT": f"{tmp}/data",
+                                                                 "AMST_CACHE": f"{tmp}/cache"}):
+            log(f"writing {args.train} + 8 generated clips")
+            pipeline.write_dataset(Path(tmp) / "data", shape, args.train, np.random.default_rng(0))
+            report["cache_build"] = cache_build(shape, args.train + 8, log)
+            measure_rows(shape, device, args, log, report["rows"], saved)
+            if args.service:
+                try:
+                    report["service"] = service_vs_cli(shape, device, args, Path(tmp), log)
+                except Exception as err:
+                    traceback.print_exc(file=sys.stderr)
+                    report["service"] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+    except BaseException:
+        saved()  # cut short (the time limit's SIGTERM, Ctrl-C) or broken: what was measured stays
+        raise
+    saved(final=True)
     return 0
 
 

@@ -68,12 +68,12 @@ def cmd_node(args: argparse.Namespace) -> int:
     return 0 if info.get("torch") else 1
 
 
-def tier_counts(xml: Path) -> dict[str, int] | None:
-    """Outcome counts of a pytest run from its JUnit XML; None when it wrote none."""
-    if not xml.is_file():
+def tier_counts(xmls: list[Path]) -> dict[str, int] | None:
+    """Outcome counts of pytest runs from their JUnit XML, added up; None when none wrote one."""
+    roots = [ET.parse(xml).getroot() for xml in xmls if xml.is_file()]
+    if not roots:
         return None
-    root = ET.parse(xml).getroot()
-    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    suites = [s for root in roots for s in ([root] if root.tag == "testsuite" else root.iter("testsuite"))]
     count = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
     return {"passed": count["tests"] - count["failures"] - count["errors"] - count["skipped"],
             "failed": count["failures"], "errors": count["errors"], "skipped": count["skipped"]}
@@ -117,7 +117,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     steps = read_steps(Path(args.steps))
     bench_md = Path(args.bench_md).read_text() if Path(args.bench_md).is_file() else None
     summary = {"ok": all(s["status"] == "ok" for s in steps), "steps": steps, "node": load_json(Path(args.node)),
-               "tier": tier_counts(Path(args.tier_xml)), "benchmark": load_json(Path(args.bench_json))}
+               "tier": tier_counts([Path(x) for x in args.tier_xml]), "benchmark": load_json(Path(args.bench_json))}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     text = summary_markdown(summary, bench_md)
     (out / "summary.md").write_text(text)
@@ -135,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json")
     p.set_defaults(func=cmd_node)
     p = sub.add_parser("report")
-    for name in ("out", "steps", "node", "tier-xml", "bench-json", "bench-md"):
+    for name in ("out", "steps", "node", "bench-json", "bench-md"):
         p.add_argument(f"--{name}", required=True)
+    p.add_argument("--tier-xml", nargs="+", required=True, help="the tier's JUnit XML files (missing ones: no result)")
     p.set_defaults(func=cmd_report)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -38,6 +38,7 @@ import torch
 from PIL import Image
 
 from amst_core.config import load_config
+from amst_core.devices import native_bf16
 from amst_core.engine import Trainer
 from amst_core.metrics import EpochMeters
 
@@ -96,8 +97,7 @@ def write_dataset(root: Path, shape: PipelineShape, train: int, rng: np.random.G
 def config(shape: PipelineShape, method: str, configuration: str, device: torch.device, batch_size: int,
            compile_encoders: bool, skip_audio: int = 2) -> Any:
     fast = configuration == "fast"
-    # Native bf16 only: before Ampere, torch answers yes by emulation, which is slower than fp32.
-    bf16 = fast and device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    bf16 = fast and native_bf16(device)  # before Ampere bf16 is emulated, slower than fp32
     params = {"skip_mode": "fast" if fast else "faithful"} if method != "naive" else {}
     return load_config(base={
         "method": method, "method_params": params, "skip": {"audio": skip_audio},

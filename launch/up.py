@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from amst_core.settings import EXIT_RESTART
 from amst_core.store.db import home
 
 
@@ -185,7 +186,10 @@ def watch(children: dict[str, Child], env: dict[str, str], logs: Path) -> Child 
         process = child.process
         if child.restart_at is None and process is not None and process.poll() is not None:
             quick = now - child.started_at < QUICK_DEATH_S
-            child.quick_failures = child.quick_failures + 1 if quick else 1
+            if process.returncode == EXIT_RESTART:  # it asked for a fresh process: no crash, however soon
+                child.quick_failures = 0
+            else:
+                child.quick_failures = child.quick_failures + 1 if quick else 1
             if child.quick_failures >= CRASH_LOOP:
                 return child
             child.restart_at = now + child.backoff_s()
@@ -201,6 +205,8 @@ def describe_exit(code: int) -> str:
     if code < 0:
         name = signal.Signals(-code).name
         return f"killed by {name}" + (", perhaps by the out-of-memory killer" if name == "SIGKILL" else "")
+    if code == EXIT_RESTART:
+        return f"exit code {code}: it asked for a fresh process, its GPU context broken by a CUDA error"
     return f"exit code {code}"
 
 

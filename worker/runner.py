@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -26,7 +25,7 @@ from amst_core import runlog
 from amst_core.config import ConfigError, RunConfig
 from amst_core.limits import get_limits
 from amst_core.runlog import RunLogHandler, log_path
-from amst_core.settings import Settings, get_settings
+from amst_core.settings import EXIT_RESTART, Settings, get_settings
 from amst_core.store import lifecycle, sweeps
 from amst_core.store.db import session_scope
 from amst_core.store.models import Run, RunStatus
@@ -245,14 +244,18 @@ def on_this_worker(cfg: RunConfig) -> RunConfig:
         return cfg
     log.info("the run asks for %s; this worker serves GPU %s alone (cuda:0 in this process): it trains there",
              cfg.device, pinned)
-    return RunConfig.model_validate({**cfg.model_dump(mode="json"), "device": "cuda:0"})
+    return cfg.model_copy(update={"device": "cuda:0"})
 
 
 def stop_this_worker() -> None:
-    """A warm shutdown of this Celery worker (SIGTERM): the task that just ended is acknowledged, no new one is
-    taken, and the process exits for its supervisor to restart."""
+    """A warm shutdown of this Celery worker, as its SIGTERM handler starts one but with exit status
+    EXIT_RESTART: the task that just ended is acknowledged, no new one is taken, and the process exits for its
+    supervisor to start afresh."""
+    from celery.worker import state
+
     log.error("this worker's GPU is unusable after a CUDA error: stopping the worker so that it restarts")
-    os.kill(os.getpid(), signal.SIGTERM)
+    current_executor().shutdown()
+    state.should_stop = EXIT_RESTART
 
 
 def failure_summary(err: BaseException, limit: int = 300) -> str:

@@ -29,9 +29,9 @@ TRIES = 10
 
 def batch_generator(device: torch.device, seed: int, epoch: int, index: int, stream: int = 0) -> torch.Generator:
     g = torch.Generator(device=device)
-    # Reduced into the generator's signed 64-bit range: a large config seed (up to 2^31 - 1) would overflow it,
-    # and every seed that fitted before keeps its draws (a resumed run draws what it drew before).
-    g.manual_seed((((seed * 1_000_003 + epoch) * 7 + stream) * 1_000_003 + index) % 2**63)
+    # Reduced to the generator's 64 bits: a large config seed (up to 2^31 - 1) overflowed them, and every seed
+    # that fitted before keeps its draws (a resumed run draws what it drew before).
+    g.manual_seed((((seed * 1_000_003 + epoch) * 7 + stream) * 1_000_003 + index) % 2**64)
     return g
 
 

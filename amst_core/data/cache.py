@@ -151,7 +151,8 @@ def decoded(entries: Sequence[Entry], extract: Callable[[Entry], dict[str, np.nd
     if threads <= 1:
         yield from map(attempt, entries)
         return
-    with ThreadPoolExecutor(threads, thread_name_prefix="cache-decode") as pool:
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="cache-decode")
+    try:
         pending: deque[Future] = deque()
         for entry in entries:
             pending.append(pool.submit(attempt, entry))
@@ -159,6 +160,8 @@ def decoded(entries: Sequence[Entry], extract: Callable[[Entry], dict[str, np.nd
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:  # a failure or Ctrl-C: the samples queued ahead are not decoded for nothing
+        pool.shutdown(cancel_futures=True)
 
 
 def build_atomically(folder: Path, build: Callable[[Path], None]) -> None:

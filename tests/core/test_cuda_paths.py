@@ -24,10 +24,11 @@ from launch.processes import pin_gpu
 
 @pytest.fixture
 def two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    """torch.cuda as a machine with two GPUs shows it, the current one being GPU 0."""
+    """torch.cuda as a machine with two GPUs shows it, the current one being GPU 1 (a previous run's choice in a
+    worker that sees both: `auto` still means GPU 0)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
 
 
 @pytest.mark.parametrize(("spec", "index"), [("auto", 0), ("cuda", 0), ("cuda:0", 0), ("cuda:1", 1)])
@@ -48,13 +49,16 @@ def test_a_missing_gpu_is_a_config_error(two_gpus: None, monkeypatch: pytest.Mon
 
 
 def test_bf16_on_a_gpu_without_native_bf16_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`is_bf16_supported()` says yes on a V100 (by emulation): the check asks for native support."""
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    """`is_bf16_supported()` says yes on a V100 (by emulation), and answers for the current GPU: the check asks
+    the run's own GPU for native support (a machine of mixed cards: a V100 as cuda:0, an H100 as cuda:1)."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100-SXM2-32GB")
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    capability = {0: (7, 0), 1: (9, 0)}
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability[device.index])
     with pytest.raises(ConfigError, match=r"V100.*compute capability 7\.0.*no native bf16") as err:
         check_precision("bf16", torch.device("cuda", 0))
     assert err.value.field == "precision"
+    check_precision("bf16", torch.device("cuda", 1))
     check_precision("fp16", torch.device("cuda", 0))
     check_precision("bf16", torch.device("cpu"))
 
@@ -147,6 +151,7 @@ def test_deterministic_runs_use_deterministic_algorithms_and_the_next_run_resets
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")  # set when amst_core.devices loads
     seed_everything(0, deterministic=True)
     assert torch.are_deterministic_algorithms_enabled()
+    assert not torch.utils.deterministic.fill_uninitialized_memory  # no NaN-filling of every torch.empty
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     seed_everything(0, deterministic=False)  # the same worker process, a run that wants speed
     assert not torch.are_deterministic_algorithms_enabled()
@@ -163,9 +168,11 @@ def test_the_batch_generator_takes_every_seed_the_config_allows() -> None:
     """((seed * 1_000_003 + epoch) * 7 + stream) * 1_000_003 + index overflowed 64 bits above seed ~2.6e6."""
     g = batch_generator(torch.device("cpu"), INT32, 999, 10**6, 3)
     assert torch.rand(1, generator=g).item() >= 0
-    small = batch_generator(torch.device("cpu"), 5, 2, 7, 1)  # a seed that fitted keeps its draws
-    expected = torch.Generator().manual_seed(((5 * 1_000_003 + 2) * 7 + 1) * 1_000_003 + 7)
-    assert torch.equal(torch.rand(8, generator=small), torch.rand(8, generator=expected))
+    for seed in (5, 1_900_000):  # seeds that fitted keep their draws (the second one above 2^63)
+        raw = ((seed * 1_000_003 + 2) * 7 + 1) * 1_000_003 + 7
+        assert seed == 5 or 2**63 <= raw < 2**64
+        got = batch_generator(torch.device("cpu"), seed, 2, 7, 1)
+        assert torch.equal(torch.rand(8, generator=got), torch.rand(8, generator=torch.Generator().manual_seed(raw)))
 
 
 def test_a_run_with_the_largest_seed_trains_a_cached_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,6 +238,15 @@ def test_which_errors_break_a_gpu_context() -> None:
     assert not is_device_failure(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert not is_device_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     assert not is_device_failure(ValueError("CUDA error"))
+    assert is_device_failure(RuntimeError("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"))
+    assert is_device_failure(RuntimeError("CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling cublasSgemm"))
+    try:  # the CUDA error as the cause of what reached the worker
+        try:
+            raise torch.AcceleratorError("CUDA error: an illegal memory access was encountered")
+        except torch.AcceleratorError as inner:
+            raise ValueError("a batch could not be made") from inner
+    except ValueError as outer:
+        assert is_device_failure(outer)
 
 
 @pytest.mark.parametrize("method", ["amst_alt", "amst_full"])

@@ -16,13 +16,14 @@ import torch
 from gpukit import cuda_only
 
 from amst_core.config import load_config
+from amst_core.devices import native_bf16
 from amst_core.engine import Trainer
 
 pytestmark = pytest.mark.gpu
 
 SHAPE = pipeline.PipelineShape("cremad-reduced", (1024, 128), (160, 120), 3, 112, 32,
                                "CREMA-D fbank and frame count; frames 112 px, ResNet-18 width 32")
-TRAIN, HELD_OUT = 384, 60  # 1 point of 60 clips: within 1 point means the same count right
+TRAIN, HELD_OUT = 384, 200  # 1 point is 2 of 200 clips: one clip either way is within it
 
 
 def summary_of(precision: str, device: torch.device) -> dict:
@@ -40,7 +41,7 @@ def test_bf16_and_fp16_amst_full_reach_fp32s_accuracy_in_three_epochs(device: to
     pipeline.write_dataset(Path(os.environ["AMST_DATA_ROOT"]), SHAPE, TRAIN, np.random.default_rng(0),
                            held_out=HELD_OUT, signal=2.0)
     precisions = ["fp32", "fp16"]
-    if torch.cuda.is_bf16_supported(including_emulation=False):
+    if native_bf16(device):
         precisions.append("bf16")
     summaries = {p: summary_of(p, device) for p in precisions}
     reference = summaries["fp32"]
@@ -48,4 +49,4 @@ def test_bf16_and_fp16_amst_full_reach_fp32s_accuracy_in_three_epochs(device: to
     for precision in precisions[1:]:
         for key in ("best_val_acc", "test_acc_at_best"):
             got = summaries[precision][key]
-            assert abs(got - reference[key]) <= 0.01, f"{precision} {key}: {got} against fp32's {reference[key]}"
+            assert abs(got - reference[key]) <= 0.01 + 1e-9, f"{precision} {key}: {got} against fp32's {reference[key]}"

@@ -1,7 +1,7 @@
-"""The service on the GPU, end to end: `amst up` (API, one worker that sees GPU 0, embedded SQLite), a run posted
-for cuda:0 trains there and its curves and GPU series arrive through the API; a run whose label is out of range
-trips a device-side assert, fails alone, its worker exits and is restarted by `amst up`, and the next run trains
-on the fresh worker."""
+"""The service on the GPU, end to end: `amst up` (API, one worker that sees the GPUs and trains on cuda:0, embedded
+SQLite), a run posted for cuda:0 trains there and its curves and GPU series arrive through the API; a run whose
+label is out of range trips a device-side assert, fails alone, its worker exits and is restarted by `amst up`, and
+the next run trains on the fresh worker."""
 
 from __future__ import annotations
 

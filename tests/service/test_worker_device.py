@@ -13,7 +13,7 @@ from dbkit import tx
 from svc import Service, service_env, submit_and_wait, tiny_run, wait_until
 from tiny import tiny_config
 
-from amst_core.settings import Settings
+from amst_core.settings import EXIT_RESTART, Settings
 from amst_core.store import lifecycle
 from amst_core.store.models import Run, RunStatus
 from worker.runner import Executor, on_this_worker
@@ -110,9 +110,45 @@ def test_a_worker_process_stops_after_a_broken_context_and_a_fresh_one_trains(tm
         (run,) = submit_and_wait(svc, {"broken": tiny_run(name="breaks-the-gpu", epochs=1)}, timeout=120).values()
         assert run["status"] == "failed" and "device-side assert triggered" in run["error"], run
         wait_until(lambda: broken.poll() is not None, 60, message="the broken worker to exit")
+        assert broken.returncode == EXIT_RESTART, svc.logs("worker")
         svc.start_worker("worker-2")
         (again,) = submit_and_wait(svc, {"next": tiny_run(epochs=1)}, timeout=180).values()
         assert again["status"] == "succeeded", svc.logs("worker-2")
         assert httpx.get(f"{svc.url}/runs/{run['id']}", timeout=5).json()["attempt"] == 1  # never taken again
     finally:
         svc.stop()
+
+
+def test_amst_up_restarts_a_worker_that_asks_for_it_however_often(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad-label run after another each stop a fresh worker within seconds of its start: exit status
+    EXIT_RESTART is no crash loop, while any other quick death still counts."""
+    from launch import up as serve
+
+    monkeypatch.setattr(serve, "BACKOFF_FIRST_S", 0.0)
+
+    def start(child: serve.Child, env: dict, logs: Path) -> None:  # what serve.start does, without a process
+        child.started_at, child.restart_at = serve.time.monotonic(), None
+
+    monkeypatch.setattr(serve, "start", start)
+
+    class Exited:
+        def __init__(self, code: int) -> None:
+            self.returncode = code
+
+        def poll(self) -> int:
+            return self.returncode
+
+    child = serve.Child("worker", ["amst", "serve", "worker"], Exited(EXIT_RESTART), serve.time.monotonic())
+    for _ in range(serve.CRASH_LOOP + 2):
+        assert serve.watch({"worker": child}, {}, tmp_path) is None  # noticed: restart due
+        serve.watch({"worker": child}, {}, tmp_path)  # restarted
+        child.process = Exited(EXIT_RESTART)
+    assert child.quick_failures == 0
+    assert "asked for a fresh process" in capsys.readouterr().err
+    child.process = Exited(3)
+    for _ in range(serve.CRASH_LOOP - 1):
+        assert serve.watch({"worker": child}, {}, tmp_path) is None
+        serve.watch({"worker": child}, {}, tmp_path)
+        child.process = Exited(3)
+    assert serve.watch({"worker": child}, {}, tmp_path) is child  # five quick deaths of another kind: a loop
