@@ -18,7 +18,6 @@ import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
-TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
 CACHE = Path(os.environ.get("AMST_TEST_WHEELHOUSE_CACHE", Path.home() / ".cache" / "amst-test-wheelhouse"))
 # pip's own words when it cannot reach an index: only these skip a test; any other failure fails it.
 NO_NETWORK = re.compile(r"NewConnectionError|Max retries exceeded|Temporary failure in name resolution|"
@@ -26,10 +25,7 @@ NO_NETWORK = re.compile(r"NewConnectionError|Max retries exceeded|Temporary fail
 
 sys.path.insert(0, str(ROOT / "tools"))
 import wheelhouse  # noqa: E402  (tools/ is no package)
-
-
-def normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+from wheelhouse import TORCH_FAMILY, normalize  # noqa: E402
 
 
 def torch_family_dists() -> dict[str, md.Distribution]:
@@ -37,7 +33,7 @@ def torch_family_dists() -> dict[str, md.Distribution]:
     (torch 2.11 requires cuda-toolkit[cublas,cudart,...]: pip checks those too); markers of this platform."""
     found: dict[str, md.Distribution] = {}
     extras: dict[str, set[str]] = {}
-    pending: list[tuple[str, set[str]]] = [(name, set()) for name in TORCH_FAMILY]
+    pending: list[tuple[str, set[str]]] = [(name, set()) for name in sorted(TORCH_FAMILY)]
     while pending:
         name, wanted = pending.pop()
         name = normalize(name)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from gpukit import cuda_only
+from test_cuda_paths import optimizer_flags
 from test_every_method import PARAMS
 from tiny import tiny_config
 
@@ -60,10 +61,6 @@ def test_a_cuda_run_has_nvml_gpu_series_every_epoch(device: torch.device) -> Non
     assert all(0 <= v <= 100 for v in series["gpu_util"].values())
     assert all(v > 0 for v in series["gpu_mem_gib"].values()), "this process's CUDA context alone uses memory"
 
-
-def optimizer_flags(trainer: Trainer) -> set:
-    return {g.get("fused") for t in trainer.method.nets.values() for o in t.optimizers.values()
-            for g in o.param_groups}
 
 
 def weights(trainer: Trainer) -> list[torch.Tensor]:
