@@ -125,6 +125,10 @@ class DatasetConfig(_Strict):
     modalities_used: list[Literal["audio", "text", "visual"]] | None = Field(
         None, description="train on a subset of the dataset's modalities (e.g. [audio] for a unimodal run)"
     )
+    audio_rate: int | None = Field(
+        None, ge=1000, le=384_000, description="folder layout: every audio file and video soundtrack is resampled "
+        "to this rate (Hz) before its fbank, so that every sample's mel bins span the same frequencies; default: the "
+        "most common rate among the folder's files (the run's resolved config says which)")
 
     @field_validator("name")
     @classmethod
@@ -155,6 +159,9 @@ class DatasetConfig(_Strict):
             raise ValueError(f"dataset.preset: unknown preset {self.preset!r}; known: {', '.join(AVDIGITS_PRESETS)}")
         if self.name == "folder" and not self.cache:
             raise ValueError("dataset.cache: a folder dataset is always cached (its raw media are decoded once)")
+        if self.audio_rate is not None and self.name != "folder":
+            raise ValueError("dataset.audio_rate applies to the folder layout only; the reference layouts keep each "
+                             "release's own rate (their fbanks are computed by amst preprocess)")
         if self.synthetic is not None and self.name != "synthetic":
             raise ValueError("dataset.synthetic is only for the synthetic dataset")
         if self.name == "synthetic" and self.synthetic is None:
