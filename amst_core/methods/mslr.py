@@ -1,11 +1,13 @@
 """MSLR (modality-specific learning rates; the reference's mslr3_new.py): one learning rate per encoder
 (`lr_audio`, `lr_visual`, `lr_text`; the head and the helpers keep optim.lr), one fused loss.
 
-The dynamic rule the reference means but never runs (its hook has the wrong name; decision 8.3 makes it run):
-after validation, every `window` epochs after the first (epoch > 0, epoch % window == 0), each encoder's lr is
-multiplied by its val branch accuracy over the mean of its previous `window` val branch accuracies. The StepLR
-schedule applies on top. Every method logs each encoder's lr per epoch (run-level `lr` per modality), so the rule
-is seen acting; `dynamic: false` keeps the rates fixed, as the reference's logs were made.
+The dynamic rule the reference means but never runs (its hook has the wrong name; decision 8.3 makes it run), as
+its `adjust_lr` writes it: after validation each encoder's val branch accuracy is appended to a history of the
+last `window` epochs; every `window` epochs after the first (epoch > 0, epoch % window == 0) the encoder's lr is
+multiplied by that accuracy over the history's mean, which holds the current epoch (appended before averaging:
+epochs e-window+1..e). The StepLR schedule applies on top. Every method logs each encoder's lr per epoch
+(run-level `lr` per modality), so the rule is seen acting; `dynamic: false` keeps the rates fixed, as the
+reference's logs were made.
 """
 
 from __future__ import annotations
@@ -41,14 +43,14 @@ class Mslr(Method):
             return []
         window = self.params.window
         for m in self.modalities:
-            acc, past = branch_accuracy(points, m), self.history[m]
+            acc = branch_accuracy(points, m)
             if acc is None:
                 continue
-            if epoch > 0 and epoch % window == 0 and past and sum(past) > 0:
-                factor = acc / (sum(past) / len(past))
+            recent = self.history[m] = [*self.history[m], acc][-window:]  # appended first, as adjust_lr does
+            if epoch > 0 and epoch % window == 0 and sum(recent) > 0:
+                factor = acc / (sum(recent) / len(recent))
                 for trained in self.nets.values():
                     trained.encoder_groups()[m]["lr"] *= factor
-            self.history[m] = [*past, acc][-window:]
         return []
 
     def extra_state(self) -> dict[str, Any]:

@@ -212,11 +212,34 @@ def test_mslr_rates_follow_the_rule_after_each_window_and_stay_put_in_between() 
         method.after_validation(epoch, val_branch(epoch, a, v))
         seen.append((groups["audio"]["lr"], groups["visual"]["lr"]))
     assert seen[:3] == [(0.001, 0.01)] * 3, "epochs 0, 1, 2: no rule yet"
-    audio_3 = 0.001 * 0.5 / ((0.2 + 0.3 + 0.4) / 3)
-    visual_3 = 0.01 * 0.1 / ((0.1 + 0.2 + 0.2) / 3)
-    assert seen[3] == pytest.approx((audio_3, visual_3)), "epoch 3: current over the mean of the previous 3"
+    audio_3 = 0.001 * 0.5 / ((0.3 + 0.4 + 0.5) / 3)
+    visual_3 = 0.01 * 0.1 / ((0.2 + 0.2 + 0.1) / 3)
+    assert seen[3] == pytest.approx((audio_3, visual_3)), "epoch 3: current over the mean of epochs 1..3"
     assert seen[4] == seen[5] == pytest.approx(seen[3]), "unchanged in between"
-    assert seen[6] == pytest.approx((audio_3 * 0.9 / ((0.5 + 0.6 + 0.6) / 3), visual_3 * 0.6 / ((0.1 + 0.3 + 0.3) / 3)))
+    assert seen[6] == pytest.approx((audio_3 * 0.9 / ((0.6 + 0.6 + 0.9) / 3), visual_3 * 0.6 / ((0.3 + 0.3 + 0.6) / 3)))
+
+
+def test_mslr_averages_the_window_with_the_current_epoch_as_the_reference_adjust_lr() -> None:
+    """The authors' adjust_lr appends the epoch's accuracy to its history before averaging: at epoch 5 (window 5)
+    with accuracies .30 .35 .42 .40 .50 .55 the lr is multiplied by .55 / mean(.35 .42 .40 .50 .55) = 1.2387,
+    not by .55 / mean(epochs 0-4) = 1.396."""
+    method = build_method(tiny_config("mslr", method_params={"lr_audio": 0.001, "window": 5}), 4, CPU)
+    audio = method.nets["model"].encoder_groups()["audio"]
+    for epoch, acc in enumerate((0.30, 0.35, 0.42, 0.40, 0.50, 0.55)):
+        method.after_validation(epoch, val_branch(epoch, acc, 0.5))
+    assert audio["lr"] / 0.001 == pytest.approx(1.2387, abs=1e-4)
+    assert method.extra_state()["history"]["audio"] == [0.35, 0.42, 0.40, 0.50, 0.55]
+
+
+def test_mslr_history_of_an_older_checkpoint_loads() -> None:
+    """An older run saved the same history (the last `window` accuracies, the latest included): it loads as is,
+    and a shorter one (a run stopped early) too."""
+    method = build_method(tiny_config("mslr", method_params={"window": 3}), 4, CPU)
+    method.load_extra_state({"history": {"audio": [0.2, 0.4], "visual": [0.1, 0.2, 0.3]}})
+    method.after_validation(3, val_branch(3, 0.6, 0.3))
+    groups = method.nets["model"].encoder_groups()
+    assert groups["audio"]["lr"] == pytest.approx(0.001 * 0.6 / ((0.2 + 0.4 + 0.6) / 3))
+    assert groups["visual"]["lr"] == pytest.approx(0.01 * 0.3 / ((0.2 + 0.3 + 0.3) / 3))
 
 
 def test_mslr_without_the_dynamic_rule_keeps_its_rates() -> None:
