@@ -34,6 +34,10 @@ class ConfigError(ValueError):
 
 
 INT32 = 2**31 - 1  # what the run store's integer columns hold
+# The narrowest encoder that may run channels-last: with fewer than 16 input channels oneDNN's strided 1x1
+# convolution (layer 2's downsample has `width` of them) corrupts memory in its backward pass on larger maps
+# (torch 2.11; bench/channels_last.py --crash-map, Doc/reliability.md). The worker's device is unknown here.
+MIN_CHANNELS_LAST_WIDTH = 16
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # names and tags: no control characters (they end up in tables and URLs)
 # One tag, as a run request and PATCH /runs/{id} take it (the run_tags column is 100 wide).
 TagName = Annotated[str, Field(min_length=1, max_length=100, pattern=PRINTABLE)]
@@ -243,6 +247,23 @@ class ModelConfig(_Strict):
                                  "the others")
     width: int = Field(64, ge=1, le=1024, description="ResNet-18 stage widths width x (1, 2, 4, 8): 64 is the "
                        "reference (512-d features); smaller for small inputs on a CPU")
+    channels_last: bool | Literal["auto"] = Field(
+        "auto", description="the convolutional encoders' memory layout. auto: channels-last on a GPU (the layout "
+                            "cuDNN prefers), the default layout on a CPU, where updates are then bitwise the "
+                            "reference's (Doc/training.md); true: channels-last everywhere (on a CPU about 1.3x "
+                            "faster steps, BatchNorm off by up to 0.5% at batch 64; needs width >= 16); false: the "
+                            "default layout everywhere")
+
+    @field_validator("channels_last")
+    @classmethod
+    def _layout_that_runs(cls, v: bool | str, info: Any) -> bool | str:
+        width = info.data.get("width")
+        if v is True and width is not None and width < MIN_CHANNELS_LAST_WIDTH:
+            raise ValueError(f"true needs model.width >= {MIN_CHANNELS_LAST_WIDTH} (got {width}): PyTorch's CPU "
+                             "convolutions (oneDNN) crash the process in the backward pass of a narrow channels-"
+                             "last encoder on inputs of the reference's size; use auto (channels-last on a GPU "
+                             "only) or false")
+        return v
 
 
 class RunConfig(_Strict):
