@@ -2,15 +2,27 @@
 before it queues the run (a config that cannot work is a 422, not a failed run), and the worker checks again
 before it trains.
 
-Confinement: every path a request names (`dataset.root`, `dataset.split_files`) and every file a layout reads is
-resolved, symlinks included, and must lie inside AMST_DATA_ROOT (or a folder of AMST_DATA_EXTRA_ROOTS, for an
-operator whose datasets sit on other disks). Messages name files, line numbers and what was expected; they never
-quote what a file holds, because a run's error is readable by whoever can read the run.
+Confinement, one rule: every path a run reads (`dataset.root`, split and class files, each media file, frame
+folder and frame, every entry of a folder dataset, the text model's folder and each file in it) goes through
+`DataRoots.confine`: resolved, symlinks included, it must lie inside AMST_DATA_ROOT (or a folder of
+AMST_DATA_EXTRA_ROOTS, for an operator whose datasets sit on other disks). It is applied twice: at submission,
+where the files are listed anyway (a directory listing says which entries are links, so only those cost a
+resolve), and again where the worker opens each file (a link may be swapped in after submission). A refusal names
+the field and the entry as it is named inside the data root, never the place it leads to nor what lies there, and
+reads the same whether that place exists or not. The sample cache's entries are named by a hash under AMST_CACHE,
+never by a request. `any_data_path()` lifts the rule for the CLI on the user's own machine.
+
+`model.text_model` is a path when it looks like one (absolute, starting with `.` or `~`, or not a hub name) or
+names something under AMST_DATA_ROOT, and is then confined like data; otherwise it is a Hugging Face hub name,
+accepted when it is in the local Hugging Face cache or when the service may download (AMST_ALLOW_MODEL_DOWNLOADS,
+and not offline). Messages name files, line numbers and what was expected; they never quote what a file holds,
+because a run's error is readable by whoever can read the run.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +34,7 @@ from pydantic import ValidationError
 
 from amst_core.config import ConfigError, data_root, format_validation_error
 from amst_core.layouts import LAYOUTS, SPLITS, Layout, Media
+from amst_core.limits import oversized
 
 if TYPE_CHECKING:
     from amst_core.config import DatasetConfig, RunConfig
@@ -44,6 +57,15 @@ def any_data_path() -> Iterator[None]:
         _confined = before
 
 
+class PathRefused(ConfigError):
+    """A path the confinement rule (or the size limit) refuses; `problem` says why without naming it, for a bad
+    sample's line."""
+
+    def __init__(self, field: str, what: str, shown: str, problem: str):
+        super().__init__(field, f"{what} {shown} {problem}")
+        self.problem = problem
+
+
 class DataRoots:
     """The folders a run may read data from: AMST_DATA_ROOT, plus AMST_DATA_EXTRA_ROOTS (os.pathsep-separated)."""
 
@@ -57,19 +79,46 @@ class DataRoots:
         return cls(data_root(), extra)
 
     def confine(self, path: Path, field: str, what: str) -> Path:
-        """`path` with every symlink resolved; a ConfigError naming `field` if that lies outside the roots."""
+        """`path` with every symlink resolved; a ConfigError naming `field` if that lies outside the roots (the
+        same message whether or not the place exists)."""
         real = Path(os.path.realpath(path))
         if _confined and not any(real == root or real.is_relative_to(root) for root in self.allowed):
-            raise ConfigError(field, f"{what} {self.shown(path)} resolves to a place outside AMST_DATA_ROOT "
-                                     f"({self.root}); a run may read only the data under it")
+            raise PathRefused(field, what, self.shown(path), f"resolves to a place outside AMST_DATA_ROOT "
+                                                             f"({self.root}); a run may read only the data under it")
+        return real
+
+    def confine_entry(self, entry: os.DirEntry, field: str, what: str) -> None:
+        """An entry listed in a confined folder: only a symlink can lead out of it, and the listing says which
+        entries are links (no system call for a regular one)."""
+        if entry.is_symlink():
+            self.confine(Path(entry.path), field, what)
+
+    def listing(self, folder: Path, field: str, what: str) -> list[os.DirEntry]:
+        """The entries of a confined folder, sorted by name, every link among them confined; hidden ones (a
+        leading dot) are left out, as nothing reads them."""
+        with os.scandir(folder) as entries:
+            found = sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
+        for entry in found:
+            self.confine_entry(entry, field, what)
+        return found
+
+    def sample_file(self, path: Path, field: str = "dataset.root", what: str = "the file") -> Path:
+        """A file a sample reads, checked just before it is read: confined, and within the size limit (a stat,
+        never a read)."""
+        real = self.confine(path, field, what)
+        problem = oversized(path, real.stat().st_size)
+        if problem:
+            raise PathRefused(field, what, self.shown(path), problem)
         return real
 
     def shown(self, path: Path) -> str:
         """A path as the user named it: relative to AMST_DATA_ROOT where it is below it."""
-        try:
-            return str(Path(path).relative_to(self.root))
-        except ValueError:
-            return str(path)
+        for root in (self.root, self.allowed[0]):
+            try:
+                return str(Path(path).relative_to(root))
+            except ValueError:
+                continue
+        return str(path)
 
     def dataset_dir(self, cfg: DatasetConfig) -> Path:
         folder = self.root / (cfg.root or cfg.name)
@@ -81,6 +130,78 @@ class DataRoots:
 def plain_name(name: str) -> bool:
     """A sample id that names a file inside a media folder, never a path out of it."""
     return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") and "\x00" not in name
+
+
+# ---------------------------------------------------------------- the text model
+
+TEXT_MODEL = "model.text_model"
+HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")  # roberta-base, FacebookAI/roberta-base
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def offline() -> bool:
+    return env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE")
+
+
+def model_downloads_allowed() -> bool:
+    """The service downloads a hub model only where the operator says so (AMST_ALLOW_MODEL_DOWNLOADS); the CLI on
+    the user's own machine does, as `transformers` would. Never while offline."""
+    return not offline() and (not _confined or env_flag("AMST_ALLOW_MODEL_DOWNLOADS"))
+
+
+def looks_like_path(name: str) -> bool:
+    return name.startswith((".", "~", "/")) or "\\" in name or ".." in name or not HUB_NAME.fullmatch(name)
+
+
+def text_model_source(name: str, roots: DataRoots) -> Path | str:
+    """What `model.text_model` names: a local folder (returned resolved, confined with every file in it), or a hub
+    name (returned as it is). A relative path is under AMST_DATA_ROOT (the CLI also tries the working directory);
+    a hub-like name is a path when something of that name is there."""
+    path = Path(name).expanduser()
+    candidates = [path] if path.is_absolute() else [roots.root / path, *([] if _confined else [path])]
+    if not looks_like_path(name) and not any(os.path.lexists(c) for c in candidates):
+        return name
+    chosen = next((c for c in candidates if os.path.lexists(c)), candidates[0])
+    real = roots.confine(chosen, TEXT_MODEL, "the text model")
+    if not real.exists():
+        raise ConfigError(TEXT_MODEL, f"the text model folder {roots.shown(chosen)} does not exist")
+    if not real.is_dir():
+        raise ConfigError(TEXT_MODEL, f"{roots.shown(chosen)} is a file; model.text_model names a folder written by "
+                                      "save_pretrained (config.json, the weights and the tokenizer's files)")
+    for folder, dirs, files in os.walk(real):  # links are not followed: each is confined instead
+        for entry in (*dirs, *files):
+            if os.path.islink(os.path.join(folder, entry)):
+                roots.confine(chosen / Path(folder).relative_to(real) / entry, TEXT_MODEL, "the text model's file")
+    return real
+
+
+def in_hub_cache(name: str) -> bool:
+    """The hub model's config is in the local Hugging Face cache (a lookup on disk, no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except (ValueError, OSError):  # HFValidationError is a ValueError
+        return False
+
+
+def hub_model_unavailable(name: str) -> ConfigError:
+    why = "this machine is offline (HF_HUB_OFFLINE)" if offline() else \
+        "this server downloads no model (AMST_ALLOW_MODEL_DOWNLOADS is off)"
+    return ConfigError(TEXT_MODEL, f"{name!r} is not a folder under AMST_DATA_ROOT and not in the local Hugging "
+                                   f"Face cache, and {why}; save it with save_pretrained into a folder under "
+                                   "AMST_DATA_ROOT and set model.text_model to that folder, or download it once "
+                                   f"into this machine's Hugging Face cache (`hf download {name}`)")
+
+
+def check_text_model(name: str, roots: DataRoots) -> None:
+    """A run's text model can be read: a confined local folder, or a hub name that is cached or may be
+    downloaded."""
+    if isinstance(text_model_source(name, roots), str) and not model_downloads_allowed() and not in_hub_cache(name):
+        raise hub_model_unavailable(name)
 
 
 # ---------------------------------------------------------------- the reference layouts
@@ -304,15 +425,22 @@ def check_avdigits(cfg: RunConfig, roots: DataRoots) -> None:
 # ---------------------------------------------------------------- the registry
 
 def check_folder(cfg: RunConfig, roots: DataRoots) -> RunConfig:
-    """The user's folder: usable, and the run's modalities those it has (unless dataset.modalities_used says)."""
+    """The user's folder: usable, the run's modalities those it has (unless dataset.modalities_used says), its
+    audio rate the most common one of its files (unless dataset.audio_rate says)."""
     from amst_core.layouts import folder
 
-    found = folder.check(roots.dataset_dir(cfg.dataset), cfg.dataset.modalities_used and tuple(cfg.dataset.modalities),
-                         cfg.dataset.on_bad_sample)
-    if cfg.dataset.modalities_used:
+    dataset = cfg.dataset
+    found = folder.check(roots.dataset_dir(dataset), dataset.modalities_used and tuple(dataset.modalities),
+                         dataset.on_bad_sample, roots)
+    resolved: dict[str, object] = {}
+    if not dataset.modalities_used:
+        resolved["modalities_used"] = list(found.modalities)
+    if dataset.audio_rate is None and "audio" in (dataset.modalities_used or found.modalities):
+        resolved["audio_rate"] = folder.common_rate(found, roots)
+    if not resolved:
         return cfg
     data = cfg.model_dump(mode="json")
-    data["dataset"]["modalities_used"] = list(found.modalities)
+    data["dataset"].update(resolved)
     try:
         return type(cfg).model_validate(data)
     except ValidationError as err:
@@ -338,10 +466,20 @@ CHECKS: dict[str, Check] = {
 }
 
 
+def check_data(cfg: RunConfig, roots: DataRoots) -> RunConfig:
+    """The dataset's own files (what GET /datasets calls ready), without the run's text model."""
+    return CHECKS[cfg.dataset.name](cfg, roots) or cfg
+
+
 def check_dataset(cfg: RunConfig, roots: DataRoots | None = None) -> RunConfig:
-    """The run's config resolved against its data (a folder dataset's modalities are those its files have), or a
-    ConfigError (naming the field) unless the data are there, readable, confined and fit the config's shapes."""
-    return CHECKS[cfg.dataset.name](cfg, roots or DataRoots.from_env()) or cfg
+    """The run's config resolved against its data (a folder dataset's modalities and audio rate are those its files
+    have), or a ConfigError (naming the field) unless the data and the text model are there, readable, confined
+    and fit the config's shapes."""
+    roots = roots or DataRoots.from_env()
+    cfg = check_data(cfg, roots)
+    if "text" in cfg.modalities:
+        check_text_model(cfg.model.text_model, roots)
+    return cfg
 
 
 # ---------------------------------------------------------------- what the server holds (GET /datasets)
@@ -375,7 +513,7 @@ def describe_dataset(name: str, roots: DataRoots) -> DatasetState:
                                                          "train/<label>/ tree yet")
     cfg = RunConfig.model_validate({"method": "naive", "dataset": {"name": name}})
     try:
-        check_dataset(cfg, roots)
+        check_data(cfg, roots)
     except ConfigError as err:
         return DatasetState(ready=False, problem=str(err), classes=info.classes, modalities=info.modalities)
     sizes = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import Field
@@ -36,11 +37,27 @@ class Limits(BaseSettings):
     batch_input_mb: int = Field(2048, ge=1, description="float32 input tensors of one batch, in MiB")
     synthetic_mb: int = Field(1024, ge=1, description="a generated (synthetic) dataset held in memory, in MiB")
     points_per_run: int = Field(5_000_000, ge=1, description="metric points one run may write")
+    sample_mb: int = Field(2048, ge=1, description="one media file of a folder dataset (audio, image, video, a "
+                           "frame), in MiB")
+    text_sample_mb: int = Field(1, ge=1, description="one text file of a folder dataset, in MiB (a text model reads "
+                                "at most a few thousand tokens of it)")
 
 
 @lru_cache(maxsize=1)
 def get_limits() -> Limits:
     return Limits()
+
+
+def oversized(path: str | Path, size: int, limits: Limits | None = None) -> str | None:
+    """Why a sample file of `size` bytes may not be read (it would be read whole into a worker's memory), or None.
+    Text has its own, far smaller limit: a text model reads only its first few thousand tokens."""
+    limits = limits or get_limits()
+    text = Path(path).suffix.lower() == ".txt"
+    limit_mb, setting = (limits.text_sample_mb, "AMST_MAX_TEXT_SAMPLE_MB") if text else \
+        (limits.sample_mb, "AMST_MAX_SAMPLE_MB")
+    if size <= limit_mb * MB:
+        return None
+    return f"is {math.ceil(size / MB):,} MiB, over {setting} ({limit_mb:,} MiB on this server)"
 
 
 def sample_floats(cfg: RunConfig) -> int:

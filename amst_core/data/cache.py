@@ -57,6 +57,7 @@ class FeatureSpec:
     stored_size: int
     text_model: str  # the tokenizer (folder text); "" where tokens are given
     text_max_length: int
+    audio_rate: int = 0  # Hz every audio file is resampled to (folder layout); 0: each file's own rate
 
     @classmethod
     def of(cls, cfg: RunConfig, tokenizer: bool = False) -> FeatureSpec:
@@ -64,7 +65,12 @@ class FeatureSpec:
         text = "text" in cfg.modalities
         return cls(cfg.dataset.name, tuple(cfg.modalities), m.mel_bins, m.audio_frames, m.frames,
                    stored_size(m.image_size), m.text_model if text and tokenizer else "",
-                   m.text_max_length if text else 0)
+                   m.text_max_length if text else 0, cfg.dataset.audio_rate or 0)
+
+    def key_fields(self) -> dict[str, Any]:
+        """The settings as the cache key hashes them: a rate of 0 (the reference layouts) is left out, so that
+        their caches built before the field existed stay valid."""
+        return {k: v for k, v in asdict(self).items() if k != "audio_rate" or v}
 
 
 def file_fingerprint(path: Path) -> str:
@@ -81,7 +87,7 @@ def file_fingerprint(path: Path) -> str:
 
 def cache_key(spec: FeatureSpec, *parts: str, files: Iterable[tuple[str, Iterable[Path]]]) -> str:
     """sha256 of the settings, of `parts` and of every (sample, its source files)."""
-    h = hashlib.sha256(json.dumps([CACHE_VERSION, asdict(spec), parts]).encode())
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, spec.key_fields(), parts]).encode())
     for sample, paths in files:
         h.update(f"{sample}\0".encode())
         for path in paths:

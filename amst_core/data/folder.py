@@ -8,7 +8,8 @@ a frame folder's images), text as token ids and mask of the text model's tokeniz
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import logging
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +19,14 @@ from amst_core.config import ConfigError, cache_dir
 from amst_core.data import cache, media
 from amst_core.data.cache import CachedSamples, FeatureSpec, SampleProblem
 from amst_core.data.reference import pick_frames
-from amst_core.datafiles import DataRoots, bad_samples_error
+from amst_core.datafiles import DataRoots, PathRefused, bad_samples_error
 from amst_core.layouts import folder as layout
 from amst_core.layouts.folder import SPLITS, FolderSample, FolderScan
 
 if TYPE_CHECKING:
     from amst_core.config import RunConfig
+
+log = logging.getLogger(__name__)
 
 
 def cache_key(found: FolderScan, spec: FeatureSpec) -> str:
@@ -33,8 +36,8 @@ def cache_key(found: FolderScan, spec: FeatureSpec) -> str:
 
 
 class FeatureExtractor:
-    def __init__(self, spec: FeatureSpec):
-        self.spec = spec
+    def __init__(self, spec: FeatureSpec, roots: DataRoots):
+        self.spec, self.roots = spec, roots
         self.tokenizer = None
         if "text" in spec.modalities:
             from amst_core.models.text import load_tokenizer
@@ -42,7 +45,8 @@ class FeatureExtractor:
             self.tokenizer = load_tokenizer(spec.text_model)
 
     def sample(self, s: FolderSample) -> dict[str, np.ndarray]:
-        """The features of one sample; SampleProblem (path and problem) when a file is missing or unusable."""
+        """The features of one sample; SampleProblem (path and problem) when a file is missing, unusable, linked
+        out of the data root or too large."""
         out: dict[str, np.ndarray] = {}
         for modality in self.spec.modalities:
             path = s.files.get(modality)
@@ -53,33 +57,46 @@ class FeatureExtractor:
                 out.update(self.modality(modality, path))
             except media.MediaError as err:
                 raise SampleProblem(str(path), str(err)) from None
+            except PathRefused as err:
+                raise SampleProblem(str(path), err.problem) from None
+            except OSError as err:  # gone since the scan
+                raise SampleProblem(str(path), f"cannot be read ({type(err).__name__})") from None
         return out
+
+    def opened(self, path: Path) -> Path:
+        """`path` as it is about to be read: confined and within the size limit again (the scan checked it at
+        submission; a link or a larger file may have appeared since)."""
+        return self.roots.sample_file(path, "dataset.root", "the file")
 
     def modality(self, modality: str, path: Path) -> dict[str, np.ndarray]:
         spec = self.spec
         if modality == "audio":
-            wave, rate = media.read_audio(path)
+            wave, rate = media.read_audio(self.opened(path))
+            if spec.audio_rate and rate != spec.audio_rate:
+                wave, rate = media.resample(wave, rate, spec.audio_rate), spec.audio_rate
             return {"audio": media.fbank(wave, rate, spec.mel_bins, spec.audio_frames).astype(np.float16)}
         if modality == "visual":
             if path.is_dir():
-                images = [media.open_image(p) for p in media.image_files(path)]
+                folder = self.roots.confine(path, "dataset.root", "the frame folder")
+                images = [media.open_image(self.opened(path / p.name)) for p in media.image_files(folder)]
                 if not images:
                     raise media.MediaError("holds no .jpg/.jpeg/.png frames")
             elif path.suffix.lower() in media.VIDEO_EXTENSIONS:
-                images = media.video_frames(path, per_second=1)
+                images = media.video_frames(self.opened(path), per_second=1)
             else:
-                images = [media.open_image(path)]
+                images = [media.open_image(self.opened(path))]
             chosen = [images[i] for i in pick_frames(len(images), spec.frames)]
             return {"visual": np.stack([media.square(img, spec.stored_size) for img in chosen])}
-        text = media.read_text_file(path)
+        text = media.read_text_file(self.opened(path))
         ids, mask = media.tokenize(self.tokenizer, [text], spec.text_max_length)
         return {"text": ids[0], "text_mask": mask[0]}
 
 
-def build_cache(found: FolderScan, spec: FeatureSpec, folder: Path, progress: bool | None = None) -> None:
+def build_cache(found: FolderScan, spec: FeatureSpec, folder: Path, roots: DataRoots,
+                progress: bool | None = None) -> None:
     """Every split's features (amst_core.data.cache) plus meta.json (ids, labels, bad samples) and split.json (the
     split used, generated ones included)."""
-    extractor = FeatureExtractor(spec)
+    extractor = FeatureExtractor(spec, roots)
     meta: dict[str, Any] = {"version": cache.CACHE_VERSION, "spec": asdict(spec), "classes": list(found.classes),
                             "generated_splits": list(found.generated), "splits": {}}
 
@@ -104,11 +121,16 @@ def cached_features(cfg: RunConfig, roots: DataRoots | None = None, progress: bo
     roots = roots or DataRoots.from_env()
     # Missing files are recorded with the undecodable ones, so that one message names every bad sample.
     found = layout.check(roots.dataset_dir(cfg.dataset), cfg.dataset.modalities_used and tuple(cfg.modalities),
-                         on_bad_sample="skip")
+                         on_bad_sample="skip", roots=roots)
     spec = FeatureSpec.of(cfg, tokenizer=True)
+    if "audio" in spec.modalities and not spec.audio_rate:
+        spec = replace(spec, audio_rate=layout.common_rate(found))
+    if spec.audio_rate:
+        log.info("folder dataset %s: audio resampled to %d Hz (dataset.audio_rate%s)", cfg.dataset.root,
+                 spec.audio_rate, "" if cfg.dataset.audio_rate else ": the most common rate of its files")
     folder = cache_dir() / "features" / cache_key(found, spec)
     if not (folder / "meta.json").exists():
-        build_cache(found, spec, folder, progress)
+        build_cache(found, spec, folder, roots, progress)
     return folder
 
 
@@ -121,7 +143,8 @@ class Folder:
         check_dataset(cfg)
 
     def classes(self, cfg: RunConfig) -> tuple[str, ...]:
-        return layout.scan(DataRoots.from_env().dataset_dir(cfg.dataset)).classes
+        roots = DataRoots.from_env()
+        return layout.scan(roots.dataset_dir(cfg.dataset), roots).classes
 
     def split(self, cfg: RunConfig, split: str, train: bool) -> CachedSamples:
         folder = cached_features(cfg)

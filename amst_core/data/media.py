@@ -1,7 +1,8 @@
 """Raw media to features, exactly as the reference preprocessing (amst_method.md section 5), shared by the
 folder layout's feature cache and `amst preprocess`:
 
-  audio   a file (soundfile: WAV, FLAC, MP3, OGG) or a video's soundtrack (PyAV); first channel, mean removed,
+  audio   a file (soundfile: WAV, FLAC, MP3, OGG) or a video's soundtrack (PyAV); first channel; for a folder
+          dataset resampled to one rate (soxr, the resampler librosa uses by default); mean removed,
           Kaldi-compatible log-mel fbank (torchaudio): 25 ms Hanning window, 10 ms shift, htk_compat, no energy,
           dither 0; padded with zeros or cut to `frames` (1024 = 10.24 s)
   frames  a video's frames (PyAV): in each one-second window of int(fps) frames, `per_second` frames spaced
@@ -61,6 +62,17 @@ def soundtrack(path: Path) -> tuple[np.ndarray, int]:
         raise MediaError("has an empty audio stream")
     first = np.concatenate(chunks)
     return first, int(rate)
+
+
+def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """`wave` at `target` Hz: soxr's high quality, what librosa.resample uses by default ('soxr_hq')."""
+    import soxr
+
+    try:
+        out = soxr.resample(wave, rate, target, quality="HQ")
+    except (ValueError, RuntimeError) as err:
+        raise MediaError(f"cannot be resampled from {rate} Hz to {target} Hz ({type(err).__name__})") from None
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def first_channel(frame) -> np.ndarray:

@@ -124,9 +124,9 @@ def fit_tokens(ids: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torc
     return ids, mask
 
 
-def load_tokens(token_file: Path, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+def load_tokens(token_file: Path, mask_file: Path, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     ids = torch.load(token_file, weights_only=True)
-    mask = torch.load(token_file.with_name(token_file.name.removesuffix("_token.pt") + "_pm.pt"), weights_only=True)
+    mask = torch.load(mask_file, weights_only=True)
     if not (isinstance(ids, torch.Tensor) and isinstance(mask, torch.Tensor)) or ids.numel() != mask.numel():
         raise ValueError("token ids and mask must be tensors of one length")
     return fit_tokens(ids, mask, length)
@@ -145,6 +145,11 @@ class MediaReader:
     def path(self, sample_id: str) -> Path:
         return self.files.media(self.media.folder, self.media.entry(sample_id))
 
+    def tokens(self, sample_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and mask, each file confined (the mask file is a media entry of its own)."""
+        ids_file, mask_file = (self.files.media(self.media.folder, name) for name in self.media.files(sample_id))
+        return load_tokens(ids_file, mask_file, self.model.text_max_length)
+
     def read(self, sample_id: str, sample: Sample) -> None:
         path, kind = self.path(sample_id), self.media.kind
         if kind == "fbank":
@@ -154,7 +159,7 @@ class MediaReader:
         elif kind == "image":
             sample["visual"] = load_images([path], self.transform)
         else:
-            sample["text"], sample["text_mask"] = load_tokens(path, self.model.text_max_length)
+            sample["text"], sample["text_mask"] = self.tokens(sample_id)
 
     def problem(self, sample_id: str) -> tuple[str, str] | None:
         """(path, what is wrong) when the sample's media are missing or do not parse; cheap (headers only)."""
@@ -175,7 +180,7 @@ class MediaReader:
                     with Image.open(frame) as img:
                         img.verify()
             else:
-                load_tokens(path, self.model.text_max_length)
+                self.tokens(sample_id)
         except FileNotFoundError:
             return str(path), "does not exist"
         except ConfigError as err:
@@ -214,7 +219,7 @@ class MediaReader:
             paths = frame_files(path, self.files) if kind == "frames" else [path]
             chosen = [paths[i] for i in pick_frames(len(paths), self.model.frames)] if kind == "frames" else paths
             return {"visual": np.stack([media.square(media.open_image(p), stored) for p in chosen])}
-        ids, mask = load_tokens(path, self.model.text_max_length)
+        ids, mask = self.tokens(sample_id)
         return {"text": ids.numpy(), "text_mask": mask.numpy()}
 
 

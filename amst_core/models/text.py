@@ -2,64 +2,52 @@
 frozen but the last `model.text_trainable_layers` transformer layers; a text's embedding is the last hidden state of
 its first token (RoBERTa's <s>, the CLS position), hidden_size wide (768 for roberta-base).
 
-`model.text_model` names a local folder (written by `save_pretrained`), or a hub name resolved from the local
-Hugging Face cache first and downloaded only where the machine is online. A model that cannot be found fails
-before training with a message that says how to provide it.
+`model.text_model` names a local folder (written by `save_pretrained`) under AMST_DATA_ROOT, confined like the
+data, or a hub name resolved from the local Hugging Face cache first and downloaded only where that is allowed
+(`amst_core.datafiles.model_downloads_allowed`). A model that cannot be found fails at submission, and again
+before training, with a message that says how to provide it.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from amst_core.config import ConfigError, data_root
+from amst_core.config import ConfigError
 
 if TYPE_CHECKING:
     from amst_core.config import ModelConfig
 
 
-def local_model_dir(name: str) -> Path | None:
-    """The folder `name` means, when it names one: absolute, or relative to AMST_DATA_ROOT, or to the working
-    directory (the CLI). Confined like a dataset (the service reads only under AMST_DATA_ROOT)."""
-    from amst_core.datafiles import DataRoots
-
-    path = Path(name).expanduser()
-    candidates = [path] if path.is_absolute() else [data_root() / path, path]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return DataRoots.from_env().confine(candidate, "model.text_model", "the text model folder")
-    return None
-
-
 def from_pretrained(loader: Any, name: str, what: str) -> Any:
-    """`loader.from_pretrained` for a local folder or a hub name: the cache first, then (online) the hub."""
-    local = local_model_dir(name)
-    if local is not None:
+    """`loader.from_pretrained` for a local folder (confined, every file in it too: the rule of
+    `amst_core.datafiles`, checked again here because a link may appear after submission) or a hub name: the local
+    cache first, then the hub where downloads are allowed."""
+    from amst_core.datafiles import DataRoots, hub_model_unavailable, model_downloads_allowed, text_model_source
+
+    local = text_model_source(name, DataRoots.from_env())
+    if isinstance(local, Path):
         try:
             return loader.from_pretrained(local)
         except (OSError, ValueError) as err:
-            raise ConfigError("model.text_model", f"{local} holds no readable {what} ({type(err).__name__}: "
+            raise ConfigError("model.text_model", f"{name} holds no readable {what} ({type(err).__name__}: "
                                                   f"{str(err).splitlines()[0][:200]})") from None
     try:
         return loader.from_pretrained(name, local_files_only=True)
     except (OSError, ValueError):
         pass
-    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE")
-    if not offline:
-        try:
-            return loader.from_pretrained(name)
-        except (OSError, ValueError):
-            pass
-    raise ConfigError(
-        "model.text_model",
-        f"{name!r} is neither a folder (absolute, or under AMST_DATA_ROOT) nor a {what} in the local Hugging Face "
-        f"cache{', and this machine is offline' if offline else ', and it could not be downloaded'}; download it "
-        f"once where the machine is online (`hf download {name}`), or save it with save_pretrained into a folder "
-        "and set model.text_model to that folder")
+    if not model_downloads_allowed():
+        raise hub_model_unavailable(name)
+    try:
+        return loader.from_pretrained(name)
+    except (OSError, ValueError):
+        raise ConfigError("model.text_model", f"{name!r} is not a folder under AMST_DATA_ROOT and could not be "
+                                              f"downloaded as a {what}; download it once where the machine is online "
+                                              f"(`hf download {name}`), or save it with save_pretrained into a folder "
+                                              "and set model.text_model to that folder") from None
 
 
 def load_tokenizer(name: str) -> Any:

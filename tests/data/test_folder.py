@@ -90,7 +90,7 @@ def test_two_processes_building_the_cache_at_once_both_get_it(data_root: Path, r
     def build() -> None:
         try:
             results.append(folder_data.cached_features(cfg, progress=False))
-        except Exception as err:  # noqa: BLE001 - the test reports it
+        except Exception as err:  # the test reports it
             errors.append(err)
 
     threads = [threading.Thread(target=build) for _ in range(2)]
@@ -129,8 +129,8 @@ def test_bad_files_are_named_before_training_or_skipped_and_counted(data_root: P
     (root / "train/dog/dog_train_2.png").unlink()
     (root / "val/dog/dog_val_0.txt").write_text("  \n")
     cfg = config("mine", roberta)
-    with pytest.raises(ConfigError, match=r"(?s)dataset\.on_bad_sample: 1 of 18 samples lack a file.*'dog_train_2'"
-                                          r".*train/dog/dog_train_2\.\* has no visual"):
+    with pytest.raises(ConfigError, match=r"(?s)dataset\.on_bad_sample: 1 of 18 samples lack a usable file.*"
+                                          r"'dog_train_2'.*train/dog/dog_train_2\.\* has no visual"):
         check_dataset(cfg)  # the API's check: a missing file, found by listing alone
     skip = RunConfig.model_validate(folder_run("mine", roberta, dataset={"name": "folder", "root": "mine",
                                                                          "on_bad_sample": "skip"}))
@@ -171,3 +171,50 @@ def test_amst_cache_and_preprocess_folder_build_the_cache_a_run_then_uses(data_r
     cfg_args = ["--set=dataset.name=folder", f"--set=dataset.root={root}", *[f"--set={m}" for m in model]]
     assert main(["cache", "folder", *cfg_args[1:], "--no-progress"]) == 0
     assert list((tmp_path / "cache" / "features").iterdir()) == built, "the same settings: the same cache"
+
+
+def write_tone(path: Path, rate: int, hz: float = 300.0, seconds: float = 0.3) -> np.ndarray:
+    import soundfile
+
+    wave = (0.3 * np.sin(2 * np.pi * hz * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+    soundfile.write(path, wave, rate)
+    return wave
+
+
+def test_audio_of_mixed_rates_is_resampled_to_the_folders_most_common_rate(data_root: Path) -> None:
+    from amst_core.data import media
+
+    root = write_tiny_folder(data_root / "mine", text=False)  # every WAV at 8 kHz
+    for k in (0, 1):  # the same tones as two 48 kHz files
+        write_tone(root / f"train/cat/cat_train_{k}.wav", 48_000, hz=300 + 10 * k)
+    cfg = check_dataset(config("mine", None))
+    assert cfg.dataset.audio_rate == 8000, "the resolved config says the rate"
+    data = source_for(cfg).split(cfg, "train", train=False)
+    for k in (0, 1):
+        native = media.fbank(write_tone(data_root / "tone.wav", 8000, hz=300 + 10 * k), 8000, 16, 32)
+        cached = np.asarray(data.arrays["audio"][data.ids.index(f"cat_train_{k}")], dtype=np.float32)
+        strong = native > native.max() - 10  # the tone's bins (silent bins differ by the resampler's floor)
+        np.testing.assert_allclose(cached[strong], native[strong], atol=0.02)  # float16 storage
+    higher = check_dataset(config("mine", None, dataset={"name": "folder", "root": "mine", "audio_rate": 16_000}))
+    assert higher.dataset.audio_rate == 16_000
+    assert folder_data.cached_features(higher, progress=False) != folder_data.cached_features(cfg, progress=False)
+    with pytest.raises(ValueError, match="audio_rate applies to the folder layout only"):
+        RunConfig.model_validate({"method": "naive", "dataset": {"name": "cremad", "audio_rate": 16_000}})
+
+
+def test_a_file_that_cannot_be_resampled_is_a_bad_sample_named_by_id(data_root: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import soxr
+
+    root = write_tiny_folder(data_root / "mine", text=False)
+    write_tone(root / "train/dog/dog_train_1.wav", 44_100)
+    cfg = check_dataset(config("mine", None))
+
+    def refuse(wave: np.ndarray, rate: int, target: int, quality: str) -> np.ndarray:
+        raise ValueError("no")
+
+    monkeypatch.setattr(soxr, "resample", refuse)
+    with pytest.raises(ConfigError) as err:
+        source_for(cfg).split(cfg, "train", train=False)
+    line = next(x for x in str(err.value).splitlines() if "'dog_train_1'" in x)
+    assert "dog_train_1.wav cannot be resampled from 44100 Hz to 8000 Hz" in line
