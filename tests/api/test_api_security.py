@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from api_testkit import FakeDispatcher, config, counts
 from fastapi.testclient import TestClient
-from tiny import write_tiny_avdigits, write_tiny_cremad
+from tiny import folder_run, write_tiny_avdigits, write_tiny_cremad, write_tiny_folder
 
 from amst_core.limits import Limits
 from api.main import create_app
@@ -97,6 +97,32 @@ def test_a_config_that_cannot_work_on_its_dataset_is_refused(client: TestClient,
     shutil.rmtree(folder / "IMAGE_KEPT_1_PER_SEC")
     (folder / "10_val_cre.txt").write_text("1001_DFA_ANG_XX.flv Anger\n")
     refused(client, cremad(), "dataset.root", db_url)
+
+
+def test_a_folder_dataset_entry_linked_out_is_refused_by_its_name_inside(client: TestClient, outside: Path,
+                                                                         data_root: Path, db_url: str) -> None:
+    root = write_tiny_folder(data_root / "mine", text=False)
+    for entry, target in (("train/cat/leak.txt", outside / "secret.txt"), ("train/evil", outside)):
+        (root / entry).symlink_to(target)
+        message = refused(client, folder_run("mine"), "dataset.root", db_url)
+        assert f"mine/{entry} resolves to a place outside AMST_DATA_ROOT" in message
+        assert str(outside) not in message and "secret.txt" not in message and "cremad" not in message
+        (root / entry).unlink()
+
+
+def test_a_text_model_is_checked_at_submission(client: TestClient, outside: Path, data_root: Path, db_url: str,
+                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    write_tiny_folder(data_root / "mine")  # with .txt files: the run has text
+    existing, missing = (refused(client, folder_run("mine", outside / name), "model.text_model", db_url)
+                         for name in ("secret.txt", "nothing.txt"))
+    assert existing.replace("secret.txt", "X") == missing.replace("nothing.txt", "X"), "no existence oracle"
+    assert "outside AMST_DATA_ROOT" in refused(client, folder_run("mine", "/etc"), "model.text_model", db_url)
+    message = refused(client, folder_run("mine", "roberta-base"), "model.text_model", db_url)
+    assert "offline" in message and "save_pretrained" in message
 
 
 # ---- bounded inputs ------------------------------------------------------------------------------------------------
