@@ -1,6 +1,7 @@
 """What runs keep on disk under AMST_ARTIFACTS, and how long: each run's disk use, and `amst gc`.
 
-An AMST-FULL checkpoint holds four ResNet-18s and their optimizer state, about 180 MB whatever the data, so a
+An AMST-FULL run at the reference width keeps 537 MB whatever the data: last.pt, four ResNet-18s and their
+momentum buffers (358 MB, what exact resume needs), and best.pt, the best epoch's weights alone (179 MB), so a
 service that keeps every checkpoint of every run fills its disk. The policy (settings, environment):
 - AMST_CHECKPOINT_RETENTION_DAYS (30): a run that ended longer ago than this loses its checkpoints; its
   metrics, config and summary stay. A retried run whose last.pt is gone starts again from epoch 0.

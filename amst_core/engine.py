@@ -156,14 +156,6 @@ def save_atomic(obj: Any, path: Path) -> None:
     write_atomic(path, lambda f: torch.save(obj, f))
 
 
-def copy_atomic(source: Path, path: Path) -> None:
-    def copy(f: BinaryIO) -> None:
-        with open(source, "rb") as src:
-            shutil.copyfileobj(src, f, length=16 * 2**20)
-
-    write_atomic(path, copy)
-
-
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -225,7 +217,21 @@ class Trainer:
             "points": [p.to_dict() for p in points],
         }
 
+    def best_checkpoint(self, epoch: int) -> dict[str, Any]:
+        """The model of the best epoch, for evaluation and download: half of last.pt (no momentum buffers,
+        schedulers, RNG states or points, which only resuming needs)."""
+        return {
+            "version": CHECKPOINT_VERSION,
+            "epoch": epoch,
+            "config": self.cfg.model_dump(mode="json"),
+            "classes": list(self.classes),
+            "method": self.method.model_state_dict(),
+            "selection": self.selection.state_dict(),
+        }
+
     def save_checkpoints(self, epoch: int, improved: bool, points: Sequence[MetricPoint]) -> None:
+        """last.pt: everything exact resume needs (Doc/training.md, "Checkpoints"); best.pt: the best epoch's
+        model alone."""
         if self.out_dir is None:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -234,7 +240,7 @@ class Trainer:
         if (epoch + 1) % self.cfg.checkpoint_every == 0 or is_last_epoch or improved:
             save_atomic(self.checkpoint(epoch, [*self.unsaved_points(), *points]), last)
         if improved:
-            copy_atomic(last, best)
+            save_atomic(self.best_checkpoint(epoch), best)
 
     def unsaved_points(self) -> list[MetricPoint]:
         """Points a sink accepted but has not stored yet (the database sink buffers through an outage)."""
@@ -451,6 +457,6 @@ def evaluate_run(run_dir: Path, split: str = "test", which: str = "best",
     if device is not None:
         cfg = RunConfig.model_validate({**state["config"], "device": device})
     trainer = Trainer(cfg, progress=False)
-    trainer.method.load_state_dict(state["method"])
+    trainer.method.load_model_state_dict(state["method"])
     points = trainer.evaluate(split, state["epoch"])
     return points + imbalance_points(points, split, state["epoch"])

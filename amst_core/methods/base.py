@@ -307,6 +307,19 @@ class Method(ABC):
         self.load_extra_state(state.get("extra", {}))
         self.schedule.load_state_dict(state.get("skip", {}))
 
+    def model_state_dict(self) -> dict[str, Any]:
+        """What predicting needs (best.pt): the networks' weights and buffers, and the method's own state (PMR's
+        prototypes); no optimizer, scheduler or scaler state, which only resuming needs."""
+        return {"nets": {k: {"net": t.net.state_dict()} for k, t in self.nets.items()},
+                "extra": self.extra_state(), "skip": self.schedule.state_dict()}
+
+    def load_model_state_dict(self, state: dict[str, Any]) -> None:
+        """From `model_state_dict` or from a full `state_dict` (last.pt, and best.pt before issue 21)."""
+        for k, t in self.nets.items():
+            t.net.load_state_dict(state["nets"][k]["net"])
+        self.load_extra_state(state.get("extra", {}))
+        self.schedule.load_state_dict(state.get("skip", {}))
+
     # ---- update building blocks used by several methods -------------------------------------------------------
 
     def alternating_update(self, trained: TrainedNet, embeddings: Embeddings, labels: torch.Tensor,

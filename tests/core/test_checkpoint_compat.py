@@ -49,3 +49,33 @@ def test_a_version_1_checkpoint_resumes_exactly(tmp_path: Path) -> None:
         trainer.fit()
         results.append(comparable([p for p in sink.points if p.epoch == 2]))
     assert results[0] == results[1]
+
+
+def test_best_pt_holds_the_model_and_not_what_only_resume_needs(tmp_path: Path) -> None:
+    """best.pt is for evaluation and download: weights, BatchNorm statistics and what a method predicts with
+    (PMR's prototypes); the optimizers, schedulers, RNG states and unsaved points live in last.pt only."""
+    Trainer(tiny_config("pmr", epochs=2), out_dir=tmp_path, progress=False).fit()
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert set(best) >= {"version", "epoch", "config", "classes", "method", "selection"}
+    assert not set(best) & {"rng", "points", "plateau"}
+    assert set(best["method"]["nets"]["model"]) == {"net"}, "no optimizer or scheduler state"
+    assert best["method"]["extra"]["prototypes"] is not None
+    if best["epoch"] == last["epoch"]:
+        for name, value in last["method"]["nets"]["model"]["net"].items():
+            assert torch.equal(value, best["method"]["nets"]["model"]["net"][name]), name
+    sizes = {name: (tmp_path / "checkpoints" / name).stat().st_size for name in ("best.pt", "last.pt")}
+    assert sizes["best.pt"] < 0.6 * sizes["last.pt"], sizes
+
+
+def test_a_best_pt_of_the_previous_version_still_evaluates(tmp_path: Path) -> None:
+    """best.pt used to be a copy of last.pt (optimizer state and all): such a file still evaluates, to the
+    same metrics as the slim one."""
+    from amst_core.engine import evaluate_run
+
+    Trainer(tiny_config("amst_full", epochs=1), out_dir=tmp_path, progress=False).fit()
+    slim = evaluate_run(tmp_path, split="val", which="best")
+    save_atomic(load_checkpoint(tmp_path / "checkpoints" / "last.pt"), tmp_path / "checkpoints" / "best.pt")
+    old = evaluate_run(tmp_path, split="val", which="best")
+    assert [(p.component, p.modality, p.name, p.value) for p in old] == \
+        [(p.component, p.modality, p.name, p.value) for p in slim]

@@ -71,7 +71,8 @@ def test_a_full_disk_says_so_and_loses_nothing(tmp_path: Path, monkeypatch: pyte
 
     out, sink = tmp_path / "run", MemorySink()
     with monkeypatch.context() as m:
-        m.setattr(engine.torch, "save", no_space_after(1))  # epoch 0 saved, epoch 1 hits the full disk
+        # epoch 0 (an improvement: last.pt and best.pt) saved, epoch 1 hits the full disk
+        m.setattr(engine.torch, "save", no_space_after(2))
         check_full_disk_run(out, Trainer(cfg, out_dir=out, sinks=[sink], progress=False), sink)
     trainer = Trainer(cfg, out_dir=out, sinks=[sink], progress=False)  # space freed: retry
     trainer.resume()
