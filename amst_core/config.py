@@ -38,7 +38,12 @@ INT32 = 2**31 - 1  # what the run store's integer columns hold
 # convolution (layer 2's downsample has `width` of them) corrupts memory in its backward pass on larger maps
 # (torch 2.11; bench/channels_last.py --crash-map, Doc/reliability.md). The worker's device is unknown here.
 MIN_CHANNELS_LAST_WIDTH = 16
-PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # names and tags: no control characters (they end up in tables and URLs)
+# Names and tags end up in tables, file names, URLs and terminals: no control characters (C0, C1), line or
+# paragraph separators, or bidirectional overrides and isolates (which make text read as something else), and
+# something visible (not only spaces or zero-width characters). One rule for run names, sweep names and tags.
+NOT_IN_LABELS = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_BLANK = r"\s\u180e\u200b-\u200f\u2060\ufeff"
+PRINTABLE = rf"^[^{NOT_IN_LABELS}]*[^{NOT_IN_LABELS}{_BLANK}][^{NOT_IN_LABELS}]*$"
 # One tag, as a run request and PATCH /runs/{id} take it (the run_tags column is 100 wide).
 TagName = Annotated[str, Field(min_length=1, max_length=100, pattern=PRINTABLE)]
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import copy
 import csv
+import html
 import io
 import itertools
 import json
 import math
+import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -282,17 +284,42 @@ def num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+# A cell a spreadsheet would run as a formula (OWASP, CSV injection): one that starts with = + - @, a tab or a
+# carriage return. Prefixed with ' (shown as text); a plain number such as -0.5 or +3 stays a number, and "-"
+# (no value) stays.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def csv_cell(text: str) -> str:
+    """A cell as text a spreadsheet shows, never runs; a lone carriage return (which the writer would not quote,
+    and a reader takes for the end of the row) as a newline."""
+    plain = text == SKIPPED_KEY or NUMBER.match(text)  # "-": no value, as in the other tables
+    text = "'" + text if text.startswith(FORMULA_START) and not plain else text
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def to_csv(header: list[str], body: list[list[str]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(body)
+    writer.writerows([[csv_cell(c) for c in row] for row in [header, *body]])
     return out.getvalue()
+
+
+# In a Markdown cell: HTML is written as text (a renderer passes tags through), a link cannot form (a
+# `javascript:` target), a pipe cannot end the cell (nor a backslash escape the pipe that does), code spans
+# cannot open, and a line break cannot end the row. Emphasis stays: a '*' marks a p-value from too few seeds.
+MARKDOWN_SPECIAL = re.compile(r"([\\`\[\]|])")
+
+
+def markdown_cell(text: str) -> str:
+    flat = " ".join(text.splitlines())
+    return MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
 
 
 def to_markdown(header: list[str], body: list[list[str]]) -> str:
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(markdown_cell(c) for c in cells) + " |"
 
     return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *map(line, body)]) + "\n"
 
@@ -302,7 +329,8 @@ LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", 
 
 
 def latex_escape(text: str) -> str:
-    return "".join(LATEX_SPECIAL.get(c, c) for c in text)
+    """Every character TeX gives a meaning to, as text; a blank line would end the tabular's paragraph."""
+    return "".join(LATEX_SPECIAL.get(c, c) for c in " ".join(text.splitlines()))
 
 
 def to_latex(header: list[str], body: list[list[str]]) -> str:

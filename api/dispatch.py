@@ -7,14 +7,17 @@ takes a lease on the run row. So a lost message is re-sent by the reaper, and a 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import cached_property
 from typing import Protocol
 
 from celery import Celery
 from kombu import Connection
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
 
 from amst_core.settings import Settings
+from api.errors import ApiError
 
 TASK_NAME = "amst.execute_run"
 log = logging.getLogger("amst.api")
@@ -29,6 +32,19 @@ class RunDispatcher(Protocol):
 
     def ping(self) -> None:
         """Raise unless the broker answers within a second or two."""
+
+
+def queue_or_undo(s: Session, send: Callable[[], object], undo: Callable[[], object], what: str) -> None:
+    """Send what a request stored (after its commit: a worker must find the row), or, when the broker refuses,
+    undo it and answer 503: a request the broker cannot take leaves nothing behind (POST /runs, POST /sweeps)."""
+    try:
+        send()
+    except Exception as err:
+        undo()
+        s.commit()
+        log.error("could not queue the %s: %s", what, err)
+        raise ApiError(503, f"could not queue the {what}: {err}") from None
+    s.commit()
 
 
 class Dispatcher:

@@ -22,6 +22,7 @@ log = logging.getLogger("amst.api")
 
 # A validator message that starts with its own dotted field path ("dataset.preset: unknown preset ...").
 _PATH_PREFIX = re.compile(r"^([A-Za-z_]\w*(?:\.\w+)*): (.+)$", re.DOTALL)
+HEAD_AS_GET = "amst.head_as_get"  # in the scope of a HEAD request routed as a GET (api.guards.HeadAsGet)
 # Where FastAPI puts an input; not part of the field name a person would look for.
 _LOCATIONS = ("body", "query", "path", "header", "cookie")
 
@@ -59,7 +60,8 @@ def problems(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if field is None and e.get("type") in ("model_type", "dict_type", "model_attributes_type"):
             message = "the body must be a JSON object of RunConfig fields"
         if e.get("type") == "string_pattern_mismatch" and (e.get("ctx") or {}).get("pattern") == PRINTABLE:
-            message = "must not contain control characters (NUL, newlines, tabs, ...)"
+            message = ("must be visible text: no control characters (NUL, newlines, tabs, ...), line separators "
+                       "or bidirectional overrides, and not only spaces or zero-width characters")
         out.append({"field": field, "message": message, "type": str(e.get("type", "value_error"))})
     return out
 
@@ -90,6 +92,8 @@ def allowed_methods(request: Request) -> list[str]:
     for pattern, declared in table:
         if pattern.match(request.url.path):
             methods |= declared
+    if "GET" in methods:  # api.guards.HeadAsGet: implicit in the schema, as in most frameworks
+        methods.add("HEAD")
     return sorted(methods)
 
 
@@ -101,7 +105,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         allow = ", ".join(allowed_methods(request))
         if request.method == "OPTIONS":  # a question about the resource, answered (RFC 9110 9.3.7)
             return Response(status_code=204, headers={"Allow": allow})
-        message = f"{request.method} is not allowed on {request.url.path}; it allows {allow}"
+        method = "HEAD" if request.scope.get(HEAD_AS_GET) else request.method
+        message = f"{method} is not allowed on {request.url.path}; it allows {allow}"
         return JSONResponse(error_body(405, message), 405, headers={"Allow": allow})
     message = str(exc.detail)
     if exc.status_code == 404 and message == "Not Found":  # routing, not a run

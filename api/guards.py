@@ -11,6 +11,7 @@ from any page the user happens to visit.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from typing import Annotated
 
@@ -19,7 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import ApiError, error_body
+from api.errors import HEAD_AS_GET, ApiError, error_body
 
 # auto_error=False: we answer the missing-token case ourselves, as JSON. The OpenAPI schema declares the scheme
 # only when the server has a token (api.main.custom_openapi).
@@ -96,3 +97,30 @@ class BodyLimit:
 
 async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
+
+
+class _HeadersSent(Exception):
+    """Stops the GET behind a HEAD once its status and headers are out (an event stream never ends by itself)."""
+
+
+class HeadAsGet:
+    """ASGI middleware: HEAD is answered wherever GET is (RFC 9110 9.3.2), with the GET's status and headers and
+    no body. FastAPI's routes answer only the methods they name, and naming HEAD beside GET would put a second
+    operation with the same id in the OpenAPI schema; HEAD is implicit there, as in most frameworks."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await send(message)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                raise _HeadersSent
+
+        with contextlib.suppress(_HeadersSent):
+            await self.app({**scope, "method": "GET", HEAD_AS_GET: True}, receive, headers_only)

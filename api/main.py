@@ -22,6 +22,7 @@ from sqlalchemy import inspect, update
 from sqlalchemy.orm import sessionmaker
 
 from amst_core import artifacts
+from amst_core.catalog import DATASETS
 from amst_core.config import RunConfig
 from amst_core.settings import Settings
 from amst_core.store import lifecycle, queries
@@ -29,9 +30,10 @@ from amst_core.store.db import get_engine
 from amst_core.store.models import Run, utcnow
 from api.dispatch import Dispatcher
 from api.errors import install_error_handlers
-from api.guards import BodyLimit
+from api.guards import BodyLimit, HeadAsGet
 from api.routes import logs, meta, runs, sweeps
 from api.routes.meta import package_version
+from api.schemas import SCHEMA_REF
 from api.settings import api_settings
 
 log = logging.getLogger("amst.api")
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.reaper_clock = lifecycle.ReaperClock(settings.lost_after_s)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.limits.body_bytes)
+    app.add_middleware(HeadAsGet)
     app.include_router(runs.router)
     app.include_router(logs.router)
     app.include_router(sweeps.router)
@@ -143,6 +146,8 @@ def custom_openapi(app: FastAPI) -> dict[str, Any]:
         components = schema.setdefault("components", {})
         components.setdefault("schemas", {}).update(config.pop("$defs", {}))
         components["schemas"]["RunConfig"] = config
+        defaults_of_the_dataset(components["schemas"])
+        typed_configs(schema["components"]["schemas"])
         for operations in schema["paths"].values():
             for operation in operations.values():
                 for parameter in operation.get("parameters", []):
@@ -156,6 +161,34 @@ def custom_openapi(app: FastAPI) -> dict[str, Any]:
                         operation.setdefault("requestBody", {})["required"] = True
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def defaults_of_the_dataset(schemas: dict[str, Any]) -> None:
+    """A field whose default a dataset sets (avdigits: mel_bins 13, image_size 28) states no default: a generated
+    client sends every default its schema states, and the reference's (mel_bins 128) is a 422 on avdigits. Left
+    out, such a field takes the dataset's own value (RunConfig's dataset defaults), which its description says."""
+    run_config = schemas["RunConfig"]["properties"]
+    for section in sorted({key for info in DATASETS.values() for key in info.defaults}):
+        run_config[section].pop("default", None)  # the whole section's defaults, the reference's
+        model = RunConfig.model_fields[section].annotation
+        properties = schemas[model.__name__]["properties"]  # type: ignore[union-attr]
+        for name in sorted({key for info in DATASETS.values() for key in info.defaults.get(section, {})}):
+            field = properties[name]
+            usual = field.pop("default", None)
+            field["description"] = (f"{field.get('description', '').rstrip('.')}. " if field.get("description")
+                                    else "") + f"Left out: the dataset's own (GET /datasets: defaults), else {usual}"
+
+
+def typed_configs(node: Any) -> Any:
+    """Every schema marked as a stored config (api.schemas.StoredConfig) becomes a reference to RunConfig."""
+    if isinstance(node, dict):
+        if SCHEMA_REF in node:
+            return {"$ref": f"#/components/schemas/{node[SCHEMA_REF]}"}
+        for key, value in node.items():
+            node[key] = typed_configs(value)
+    elif isinstance(node, list):
+        node[:] = [typed_configs(item) for item in node]
+    return node
 
 
 def not_null(schema: dict[str, Any]) -> dict[str, Any]:

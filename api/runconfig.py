@@ -5,9 +5,9 @@ Each check raises an ApiError naming the field, before anything is written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import Request
@@ -17,6 +17,7 @@ from amst_core.catalog import DATASETS
 from amst_core.config import ConfigError, RunConfig
 from amst_core.datafiles import check_dataset
 from amst_core.limits import Limits, check_limits
+from amst_core.store.sweeps import SERVER_TAG_PREFIX
 from api.deps import check_text
 from api.errors import ApiError, validation_error
 from api.settings import ApiSettings
@@ -59,7 +60,17 @@ def validate_config(data: Any, limits: Limits) -> RunConfig:
         check_limits(cfg, limits)
     except ConfigError as err:
         raise ApiError(422, str(err), err.field) from None
+    check_user_tags(cfg.tags)
     return cfg
+
+
+def check_user_tags(tags: Iterable[str], own: str | None = None) -> None:
+    """`sweep:<id>` tags are the server's: it tags a sweep's runs so (GET /runs?tag=sweep:<id>). A request may not
+    set one, but a sweep's run may keep its `own`."""
+    for i, tag in enumerate(tags):
+        if tag.startswith(SERVER_TAG_PREFIX) and tag != own:
+            raise ApiError(422, f"tags.{i}: {tag[:100]!r}: tags starting with {SERVER_TAG_PREFIX!r} are the "
+                                "server's (the runs of a sweep carry them); choose another tag", f"tags.{i}")
 
 
 def check_storable(value: Any, path: str = "") -> None:
@@ -95,23 +106,8 @@ def check_dataset_files(cfg: RunConfig, settings: ApiSettings) -> RunConfig:
         raise ApiError(422, message, err.field or "dataset") from None
 
 
-def request_hash(cfg: RunConfig) -> str:
-    """sha256 of the canonical JSON of the validated config: equal requests hash equal, whatever their key order
-    or spelled-out defaults."""
-    return hashlib.sha256(canonical_json(cfg.model_dump(mode="json")).encode()).hexdigest()
-
-
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def idempotency_key(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not 1 <= len(value) <= 200 or not value.isascii() or not value.isprintable():
-        raise ApiError(422, "Idempotency-Key: 1 to 200 printable ASCII characters (a UUID is a good key)",
-                       "Idempotency-Key")
-    return value
 
 
 async def run_config_body(request: Request) -> RunConfig:
@@ -120,9 +116,5 @@ async def run_config_body(request: Request) -> RunConfig:
 
 
 # The body is read by run_config_body, so OpenAPI is told its schema explicitly (see api.main.custom_openapi).
-RUN_CONFIG_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunConfig"}}},
-    }
-}
+RUN_CONFIG_SCHEMA = {"$ref": "#/components/schemas/RunConfig"}
+RUN_CONFIG_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": RUN_CONFIG_SCHEMA}}}}

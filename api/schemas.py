@@ -5,12 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, WithJsonSchema
 
 from amst_core.config import PRINTABLE, TagName
 from amst_core.store.lifecycle import LIVE
 from amst_core.store.models import ACTIVE, Attempt, Run, RunStatus, Worker
 from amst_core.store.queries import LatestValue, SeriesPoints, finite
+
+# A stored config: a RunConfig in the OpenAPI schema (api.main.custom_openapi puts the reference where this
+# marker is, so that a generated client gets the model), answered as it was stored (a config an older version
+# stored is still answered, never validated again).
+SCHEMA_REF = "x-amst-schema"
+StoredConfig = Annotated[dict[str, Any], WithJsonSchema({"type": "object", SCHEMA_REF: "RunConfig"})]
 
 
 class ErrorDetail(BaseModel):
@@ -64,8 +70,8 @@ class RunSummary(BaseModel):
     live: LiveOut | None = Field(description="progress inside the epoch, from the worker's heartbeat (live runs)")
     archived: bool = Field(description="archived runs are hidden from GET /runs unless it asks for them")
     archived_at: datetime | None
-    config: dict[str, Any] | None = Field(None, description="the run's full config; in a list only with "
-                                                            "with_config=true")
+    config: StoredConfig | None = Field(None, description="the run's full config; in a list only with "
+                                                          "with_config=true")
 
     @classmethod
     def fields_of(cls, run: Run, now: datetime) -> dict[str, Any]:
@@ -127,7 +133,7 @@ class ArtifactsOut(BaseModel):
 
 
 class RunDetail(RunSummary):
-    config: dict[str, Any]
+    config: StoredConfig
     notes: str | None = Field(description="what a person keeps with the run (PATCH /runs/{id})")
     error: str | None
     restarts: int

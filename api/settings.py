@@ -15,6 +15,9 @@ class ApiSettings(Settings):
     sweep_max_concurrent: int = Field(2, alias="AMST_SWEEP_MAX_CONCURRENT", ge=1, le=10_000,
                                       description="runs of one sweep dispatched at once at most (a sweep may ask "
                                                   "fewer): single runs never wait behind a whole sweep")
+    sweep_max_dataset_checks: int = Field(20, alias="AMST_SWEEP_MAX_DATASET_CHECKS", ge=1, le=10_000,
+                                          description="distinct datasets (dataset and model fields) one sweep may "
+                                                      "ask the server to check; each may scan a whole folder")
     allowed_origins: str = Field(
         "http://127.0.0.1:8501,http://localhost:8501,http://127.0.0.1:8000,http://localhost:8000",
         alias="AMST_ALLOWED_ORIGINS",

@@ -60,7 +60,8 @@ def migrated_sqlite(path: Path) -> Path:
 def empty_postgres(url: str) -> None:
     with get_engine(url).begin() as conn:
         conn.execute(text("SET LOCAL lock_timeout = '10s'"))  # a leaked transaction fails the test, never hangs it
-        conn.execute(text("TRUNCATE runs, run_tags, attempts, series, points, workers RESTART IDENTITY CASCADE"))
+        conn.execute(text("TRUNCATE runs, run_tags, attempts, series, points, workers, sweeps RESTART IDENTITY "
+                          "CASCADE"))
 
 
 def sqlite_copy(template: Path, folder: Path) -> str:

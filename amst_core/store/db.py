@@ -11,6 +11,10 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+# Threads of one API process that may each hold a connection: anyio's threadpool (40: FastAPI's sync routes)
+# and asyncio.to_thread's (event streams, the reaper: min(32, cores + 4)).
+POOL_THREADS = 72
+
 
 def home() -> Path:
     """Where the embedded default keeps its files: ./.amst of the current directory (AMST_HOME overrides)."""
@@ -49,10 +53,18 @@ def get_engine(url: str | None = None) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        # No bound on connections: SQLite serialises writers itself (busy_timeout), and a connection is a file
+        # handle. A bounded pool only added a second queue, whose 30 s timeout answered 500 to concurrent
+        # requests, some after their commit (100 sweeps at once: 63 failed, 61 s; unbounded: none, 3 s).
+        # The API's threadpool bounds how many are open.
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, pool_size=5,
+                               max_overflow=-1)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # As many as the threads that may each hold one (POOL_THREADS): fewer made concurrent requests queue for the
+    # pool and fail after its 30 s, some after their commit (100 sweeps at once). Those beyond 10 are opened only
+    # while needed and closed after; PostgreSQL's default max_connections is 100.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=POOL_THREADS - 10)
 
 
 @lru_cache(maxsize=4)

@@ -9,28 +9,39 @@ API's reaper pass, every AMST_REAPER_S). So a run submitted on its own never wai
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from amst_core.config import RunConfig
+from amst_core.config import NOT_IN_LABELS, RunConfig
 from amst_core.store.lifecycle import TransitionError, create_run, new_run_id, request_cancel
-from amst_core.store.models import TERMINAL, Run, RunStatus, Sweep, utcnow
+from amst_core.store.models import TERMINAL, Run, RunStatus, RunTag, Sweep, utcnow
 from amst_core.sweeps import RunResult, SweepRun, find_cell, format_cell, modality_measures
 
 NAME_LIMIT = 200
+SERVER_TAG_PREFIX = "sweep:"  # the server's tags: a request may not set them (api.runconfig.check_user_tags)
+_NOT_IN_LABELS = re.compile(f"[{NOT_IN_LABELS}]")
 
 
 def sweep_tag(sweep_id: str) -> str:
-    return f"sweep:{sweep_id}"
+    return f"{SERVER_TAG_PREFIX}{sweep_id}"
+
+
+def run_label(sweep_name: str, cell: Mapping[str, Any]) -> str:
+    """A sweep's run is named by its sweep and cell; a grid value may hold what a name may not (a newline)."""
+    return _NOT_IN_LABELS.sub(" ", f"{sweep_name} {format_cell(cell)}")[:NAME_LIMIT]
 
 
 def create_sweep(s: Session, name: str | None, base: Mapping[str, Any], grid: Mapping[str, Any],
-                 runs: list[SweepRun], baseline: Mapping[str, Any] | None, max_concurrent: int) -> Sweep:
-    """The sweep and every run of it, held back; `runs` come from amst_core.sweeps.expand (validated)."""
+                 runs: list[SweepRun], baseline: Mapping[str, Any] | None, max_concurrent: int,
+                 idempotency_key: str | None = None, request_hash: str | None = None) -> Sweep:
+    """The sweep and every run of it, held back; `runs` come from amst_core.sweeps.expand (validated). The first
+    run holds the request's idempotency key (the runs' unique column: one mechanism for both). Each run carries
+    the `sweep:<id>` tag, but its config does not: a re-run of that config is a run of its own."""
     if baseline:
         find_cell(list(dict.fromkeys(r.cell_key for r in runs)), baseline)  # SweepError unless one cell
     sweep_id = new_run_id()
@@ -38,22 +49,28 @@ def create_sweep(s: Session, name: str | None, base: Mapping[str, Any], grid: Ma
                   baseline=dict(baseline) if baseline else None, max_concurrent=max_concurrent, created_at=utcnow())
     s.add(sweep)
     s.flush()
-    for r in runs:
-        label = f"{sweep.name} {format_cell(r.cell)}"[:NAME_LIMIT]
-        cfg = RunConfig.model_validate({**r.config.model_dump(mode="json"), "name": label,
-                                        "tags": sorted({*r.config.tags, sweep_tag(sweep_id)})})
-        run = create_run(s, cfg)
+    for i, r in enumerate(runs):
+        cfg = RunConfig.model_validate({**r.config.model_dump(mode="json"), "name": run_label(sweep.name, r.cell)})
+        run = create_run(s, cfg, *((idempotency_key, request_hash) if i == 0 else (None, None)))
+        run.tags.append(RunTag(tag=sweep_tag(sweep_id)))
         run.sweep_id, run.sweep_cell = sweep_id, dict(r.cell)
     s.flush()
     return sweep
 
 
-def runs_to_release(s: Session) -> list[tuple[str, str]]:
-    """(run id, queue) of held-back runs that may get their task now: per sweep, as many as bring its dispatched,
-    unfinished runs up to its `max_concurrent`, oldest first."""
+def delete_sweep(s: Session, sweep_id: str) -> None:
+    """Undo a sweep that could not be queued: its runs (their tags with them) and itself."""
+    s.execute(delete(Run).where(Run.sweep_id == sweep_id))
+    s.execute(delete(Sweep).where(Sweep.id == sweep_id))
+
+
+def runs_to_release(s: Session, sweep_id: str | None = None) -> list[tuple[str, str]]:
+    """(run id, queue) of held-back runs that may get their task now: per sweep (every sweep, or the one named),
+    as many as bring its dispatched, unfinished runs up to its `max_concurrent`, oldest first."""
     held = (Run.sweep_id.is_not(None)) & (Run.status == RunStatus.queued) & Run.task_id.is_(None)
-    sweeps = s.execute(select(Sweep.id, Sweep.max_concurrent).where(
-        Sweep.cancelled_at.is_(None), Sweep.id.in_(select(Run.sweep_id).where(held)))).all()
+    query = select(Sweep.id, Sweep.max_concurrent).where(Sweep.cancelled_at.is_(None),
+                                                         Sweep.id.in_(select(Run.sweep_id).where(held)))
+    sweeps = s.execute(query.where(Sweep.id == sweep_id) if sweep_id is not None else query).all()
     out: list[tuple[str, str]] = []
     for sweep_id, limit in sweeps:
         busy = s.scalar(select(func.count()).select_from(Run).where(
@@ -69,13 +86,13 @@ def runs_to_release(s: Session) -> list[tuple[str, str]]:
 RELEASING = "releasing"  # task_id while a releaser sends the message: no second releaser sends one too
 
 
-def release_held(s: Session, send: Callable[[str, str], str | None]) -> list[str]:
-    """Send the message of every held-back run that may start now (`runs_to_release`), committing as it goes;
-    the API's reaper and a worker that just finished a sweep's run may both call it: a run is marked first, and
-    only the caller whose mark took sends. Returns the released run ids; a send that fails un-marks its run and
-    raises (the next call tries again)."""
+def release_held(s: Session, send: Callable[[str, str], str | None], sweep_id: str | None = None) -> list[str]:
+    """Send the message of every held-back run that may start now (`runs_to_release`; of one sweep when named),
+    committing as it goes; the API's reaper and a worker that just finished a sweep's run may both call it: a run
+    is marked first, and only the caller whose mark took sends. Returns the released run ids; a send that fails
+    un-marks its run and raises (the next call tries again)."""
     sent = []
-    for run_id, queue in runs_to_release(s):
+    for run_id, queue in runs_to_release(s, sweep_id):
         marked = s.execute(update(Run).where(Run.id == run_id, Run.task_id.is_(None))
                            .values(task_id=RELEASING, updated_at=utcnow())).rowcount == 1
         s.commit()

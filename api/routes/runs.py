@@ -12,7 +12,7 @@ import yaml
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import StringConstraints
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,18 +21,15 @@ from amst_core.catalog import DATASETS, METHODS
 from amst_core.config import PRINTABLE, RunConfig
 from amst_core.store import lifecycle, queries, search
 from amst_core.store.models import Modality, Run, RunStatus, utcnow
+from amst_core.store.sweeps import sweep_tag
 from api.deps import MAX_FILTER_VALUES, DispatcherDep, SessionDep, SettingsDep, find_run
+from api.dispatch import queue_or_undo
 from api.errors import ApiError
 from api.events import RunEvents
 from api.guards import require_token
+from api.idempotency import KeyHeader, idempotency_key, keyed_run, race_winner, replayed, request_hash
 from api.pagination import decode_cursor, encode_cursor
-from api.runconfig import (
-    RUN_CONFIG_BODY,
-    check_dataset_files,
-    idempotency_key,
-    request_hash,
-    run_config_body,
-)
+from api.runconfig import RUN_CONFIG_BODY, RUN_CONFIG_SCHEMA, check_dataset_files, check_user_tags, run_config_body
 from api.runpatch import RUN_PATCH_BODY, run_patch_body
 from api.schemas import ErrorResponse, MetricsOut, RunDetail, RunPage, RunPatch, RunSummary
 from api.settings import ApiSettings
@@ -42,7 +39,6 @@ router = APIRouter(tags=["runs"])
 
 EPOCH_MAX = 2**31 - 1
 EVENT_ID = r"^(-1|[0-9]{1,9})$"  # an event id is an epoch number (-1 before any)
-IDEMPOTENCY_KEY = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"  # printable ASCII, no space at either end
 Auth = [Depends(require_token)]
 Errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 422)}
 # Mutating routes also answer 413 (body too large) and 415 (not JSON, when the server has no token).
@@ -90,49 +86,32 @@ def run_detail(s: Session, run: Run, settings: ApiSettings) -> RunDetail:
                         200: {"model": RunDetail, "description": "a replay: the run an earlier request with this "
                                                                  "Idempotency-Key created"}})
 def submit_run(response: Response, s: SessionDep, settings: SettingsDep, dispatch: DispatcherDep,
-               cfg: Annotated[RunConfig, Depends(run_config_body)],
-               key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
-                                                 pattern=IDEMPOTENCY_KEY)] = None) -> RunDetail:
+               cfg: Annotated[RunConfig, Depends(run_config_body)], key: KeyHeader = None) -> RunDetail:
     """Queue a run. Only `method` and `dataset.name` are required. With an `Idempotency-Key`, repeating the same
     request returns the first run (200, `Idempotent-Replayed: true`); the same key with another body is a 409."""
     key = idempotency_key(key)
-    digest = request_hash(cfg)
-    if key is not None and (earlier := run_with_key(s, key)) is not None:
+    digest = request_hash(cfg.model_dump(mode="json"))
+    if (earlier := keyed_run(s, key)) is not None:
         return replay(s, response, earlier, digest, settings)
     cfg = check_dataset_files(cfg, settings)
     try:
         run = lifecycle.create_run(s, cfg, key, digest)  # its flush meets the unique key first
         s.commit()
     except IntegrityError:  # a concurrent request with the same key won the race
-        s.rollback()
-        earlier = run_with_key(s, key) if key else None
-        if earlier is None:  # the winner was rolled back (its broker refused it): this one may try again
-            raise ApiError(409, "a concurrent request with this Idempotency-Key did not complete; send the "
-                                "request again", "Idempotency-Key") from None
-        return replay(s, response, earlier, digest, settings)
-    try:
+        if key is None:
+            raise
+        return replay(s, response, race_winner(s, key), digest, settings)
+
+    def send() -> None:
         run.task_id = dispatch.send(run.id, run.queue)
-    except Exception as err:  # the broker is down: nothing must remain of this request
-        s.execute(delete(Run).where(Run.id == run.id))
-        s.commit()
-        log.error("could not queue run %s: %s", run.id, err)
-        raise ApiError(503, f"could not queue the run: {err}") from None
-    s.commit()
+
+    queue_or_undo(s, send, lambda: s.execute(delete(Run).where(Run.id == run.id)), "run")
     response.headers["Location"] = f"/runs/{run.id}"
     return run_detail(s, run, settings)
 
 
-def run_with_key(s: Session, key: str) -> Run | None:
-    return s.scalar(select(Run).where(Run.idempotency_key == key))
-
-
 def replay(s: Session, response: Response, run: Run, digest: str, settings: ApiSettings) -> RunDetail:
-    if run.request_hash != digest:
-        raise ApiError(409, "Idempotency-Key was already used for a different run request; use a new key",
-                       "Idempotency-Key")
-    response.status_code = 200
-    response.headers["Idempotent-Replayed"] = "true"
-    response.headers["Location"] = f"/runs/{run.id}"
+    replayed(response, run, digest, f"/runs/{run.id}")
     return run_detail(s, run, settings)
 
 
@@ -183,7 +162,12 @@ def update_run(run_id: str, s: SessionDep, settings: SettingsDep,
     """Rename, annotate, retag (the tags given replace the run's) or archive a run, in any state. Only the fields
     sent change; the run's config never does."""
     run = find_run(s, run_id, for_update=True)
-    lifecycle.relabel(run, patch.model_dump(exclude_unset=True))
+    changes = patch.model_dump(exclude_unset=True)
+    if "tags" in changes:  # a sweep's run keeps its sweep's tag: the tags sent replace the others
+        own = sweep_tag(run.sweep_id) if run.sweep_id else None
+        check_user_tags(changes["tags"], own)
+        changes["tags"] = [*changes["tags"], *([own] if own else [])]
+    lifecycle.relabel(run, changes)
     s.commit()
     return run_detail(s, run, settings)
 
@@ -323,7 +307,10 @@ def get_checkpoint(run_id: str, s: SessionDep, settings: SettingsDep,
     return FileResponse(path, media_type="application/octet-stream", filename=f"{run.id}-{which}.pt")
 
 
-@router.get("/runs/{run_id}/config", responses={200: {"content": {"application/yaml": {}}}, **Errors})
+@router.get("/runs/{run_id}/config", responses={200: {"content": {
+    "application/json": {"schema": RUN_CONFIG_SCHEMA},
+    "application/yaml": {"schema": {"type": "string"}}}},
+    **Errors})
 def get_config(run_id: str, s: SessionDep,
                format: Annotated[Literal["json", "yaml"], Query()] = "json") -> Response:
     """The run's full config (defaults filled in): JSON, or a YAML file for `amst train`."""

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from amst_core.config import ConfigError
+from amst_core.config import PRINTABLE, ConfigError, RunConfig
 from amst_core.store import sweeps as store
 from amst_core.store.models import Run, Sweep, utcnow
 from amst_core.sweeps import (
     MIN_PAIRS,
     SweepError,
+    SweepRun,
     cell_key,
     expand,
     find_cell,
+    format_cell,
     matrix,
     table,
     to_csv,
@@ -28,9 +32,11 @@ from amst_core.sweeps import (
     to_markdown,
 )
 from api.deps import RUN_ID, DispatcherDep, SessionDep, SettingsDep
+from api.dispatch import queue_or_undo
 from api.errors import ApiError, validation_error
+from api.idempotency import KeyHeader, idempotency_key, keyed_run, race_winner, replayed, request_hash
 from api.routes.runs import EMPTY_BODY, Auth, Errors, Mutation, empty_body, revoke
-from api.runconfig import check_dataset_files, check_storable, parse_json, validate_config
+from api.runconfig import canonical_json, check_dataset_files, check_storable, parse_json, validate_config
 from api.schemas import ErrorResponse, RunSummary
 from api.settings import ApiSettings
 
@@ -39,7 +45,11 @@ router = APIRouter(tags=["sweeps"])
 
 
 class SweepIn(BaseModel):
-    name: str | None = Field(None, min_length=1, max_length=120, pattern=r"^[^\x00-\x1f\x7f]+$")
+    # As strict as a RunConfig: a misspelt field (`max_concurent`) or a number sent as text is refused, not
+    # silently dropped or converted.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str | None = Field(None, min_length=1, max_length=120, pattern=PRINTABLE)
     base: dict[str, Any] = Field(description="a RunConfig: what every run of the sweep shares")
     grid: dict[str, Annotated[list[Any], Field(min_length=1, max_length=1000)]] = Field(
         min_length=1, max_length=50, description='dotted run-config fields and their values, e.g. {"method": '
@@ -127,8 +137,80 @@ def sweep_field(err: SweepError, grid: dict[str, Any]) -> str:
     """Where a refused combination went wrong: a grid key (`grid.skip.audio`) or the base (`base.dataset`)."""
     if not err.cell or not err.field:
         return err.field or "grid"
-    in_grid = any(err.field == k or err.field.startswith(f"{k}.") or k.startswith(f"{err.field}.") for k in grid)
-    return f"grid.{err.field}" if in_grid else f"base.{err.field}"
+    return cell_field(err.field, grid)
+
+
+def cell_field(field: str, grid: dict[str, Any]) -> str:
+    """A run-config field refused in a cell, as the sweep's body names it: the grid key that sets it (or sets a
+    field of its section: `dataset.root` is missing for `grid.dataset.name`), else the base's field."""
+    exact = [k for k in grid if field == k or field.startswith(f"{k}.") or k.startswith(f"{field}.")]
+    near = exact or [k for k in grid if k.split(".")[0] == field.split(".")[0]]
+    return f"grid.{near[0]}" if near else f"base.{field}"
+
+
+T = TypeVar("T")
+
+
+def in_cell(run: SweepRun, grid: dict[str, Any], check: Callable[[], T]) -> T:
+    """A check of one run of the grid, whose refusal names the cell and the sweep's field."""
+    try:
+        return check()
+    except ApiError as err:
+        if err.status_code != 422:
+            raise
+        field = cell_field(err.field, grid) if err.field else "grid"
+        raise ApiError(422, f"cell {format_cell(run.cell)}: {err.message}", field) from None
+
+
+def data_key(cfg: RunConfig) -> str:
+    """What the data check reads: the dataset, and the model's input shapes it must fit (mel_bins, text model)."""
+    return canonical_json({"dataset": cfg.dataset.model_dump(mode="json"), "model": cfg.model.model_dump(mode="json")})
+
+
+def checked_runs(body: SweepIn, settings: ApiSettings) -> list[SweepRun]:
+    """Every run of the grid validated as POST /runs validates one (limits, storable values, no server tags), and
+    the data of each distinct dataset checked once, at most AMST_SWEEP_MAX_DATASET_CHECKS of them; each run gets
+    its config as resolved against its data (a folder's modalities)."""
+    check_storable(body.base, "base")
+    check_storable(body.grid, "grid")
+    check_storable(body.baseline, "baseline")
+    try:
+        runs = expand(body.base, body.grid)
+    except SweepError as err:
+        raise ApiError(422, str(err), sweep_field(err, body.grid)) from None
+    configs = [in_cell(r, body.grid, lambda r=r: validate_config(r.config.model_dump(mode="json"), settings.limits))
+               for r in runs]
+    first: dict[str, tuple[SweepRun, RunConfig]] = {}
+    for r, cfg in zip(runs, configs, strict=True):
+        first.setdefault(data_key(cfg), (r, cfg))
+    bound_dataset_checks(len(first), body.grid, settings.sweep_max_dataset_checks)
+    resolved = {key: in_cell(r, body.grid, lambda cfg=cfg: check_dataset_files(cfg, settings))
+                for key, (r, cfg) in first.items()}
+    return [in_cell(r, body.grid, lambda r=r, cfg=cfg: with_data(r, cfg, resolved[data_key(cfg)]))
+            for r, cfg in zip(runs, configs, strict=True)]
+
+
+def bound_dataset_checks(count: int, grid: dict[str, Any], limit: int) -> None:
+    """A data check may scan a large folder (about a second per 20,000 files): a sweep asks for a bounded number."""
+    if count <= limit:
+        return
+    keys = [k for k in grid if k.split(".")[0] in ("dataset", "model")] or list(grid)
+    key = max(keys, key=lambda k: len(grid[k]))
+    raise ApiError(422, f"grid.{key}: the grid makes {count} distinct datasets (dataset and model fields) whose "
+                        f"data must be checked; this server checks at most {limit} per sweep "
+                        "(AMST_SWEEP_MAX_DATASET_CHECKS): split the sweep", f"grid.{key}")
+
+
+def with_data(run: SweepRun, cfg: RunConfig, resolved: RunConfig) -> SweepRun:
+    """The run with the dataset section its data check resolved (validated again: a folder's modalities decide
+    what a method may do)."""
+    if resolved.dataset == cfg.dataset:
+        return SweepRun(run.cell, cfg)
+    data = {**cfg.model_dump(mode="json"), "dataset": resolved.dataset.model_dump(mode="json")}
+    try:
+        return SweepRun(run.cell, RunConfig.model_validate(data))
+    except ValidationError as err:
+        raise validation_error(err.errors()) from None
 
 
 async def sweep_body(request: Request) -> SweepIn:
@@ -149,34 +231,41 @@ SWEEP_LINKS = {name: {"operationId": op, "parameters": {"sweep_id": "$response.b
 
 
 @router.post("/sweeps", status_code=201, response_model=SweepDetail, dependencies=Auth, openapi_extra=SWEEP_BODY,
-             responses={**Mutation, 503: {"model": ErrorResponse}, 201: {"links": SWEEP_LINKS}})
+             responses={**Mutation, 503: {"model": ErrorResponse}, 201: {"links": SWEEP_LINKS},
+                        200: {"model": SweepDetail, "description": "a replay: the sweep an earlier request with this "
+                                                                   "Idempotency-Key created"}})
 def submit_sweep(response: Response, s: SessionDep, settings: SettingsDep, dispatch: DispatcherDep,
-                 body: Annotated[SweepIn, Depends(sweep_body)]) -> SweepDetail:
+                 body: Annotated[SweepIn, Depends(sweep_body)], key: KeyHeader = None) -> SweepDetail:
     """Queue a grid of runs. Every combination is validated first: an invalid one is a 422 naming its cell and
-    field, and nothing is queued. Runs are released `max_concurrent` at a time (fair to other runs)."""
-    check_storable(body.base, "base")
-    check_storable(body.grid, "grid")
-    check_storable(body.baseline, "baseline")
-    try:
-        runs = expand(body.base, body.grid)
-    except SweepError as err:
-        raise ApiError(422, str(err), sweep_field(err, body.grid)) from None
-    checked: dict[str, Any] = {}
-    for r in runs:  # limits and data files, once per distinct dataset / run shape
-        cfg = validate_config(r.config.model_dump(mode="json"), settings.limits)
-        key = repr(cfg.dataset.model_dump())
-        if key not in checked:
-            checked[key] = check_dataset_files(cfg, settings)
+    field, and nothing is queued. Runs are released `max_concurrent` at a time (fair to other runs). With an
+    `Idempotency-Key`, repeating the request returns the first sweep (200); the key with another body is a 409.
+    A sync route: its checks run in FastAPI's threadpool, never on the event loop."""
+    key = idempotency_key(key)
+    digest = request_hash(body.model_dump(mode="json"))
+    if (earlier := keyed_run(s, key)) is not None:
+        return replay(s, response, earlier, digest)
+    runs = checked_runs(body, settings)
     limit = min(body.max_concurrent or settings.sweep_max_concurrent, settings.sweep_max_concurrent)
     try:
-        sweep = store.create_sweep(s, body.name, body.base, body.grid, runs, body.baseline, limit)
+        sweep = store.create_sweep(s, body.name, body.base, body.grid, runs, body.baseline, limit, key, digest)
+        s.commit()
     except (SweepError, ConfigError) as err:
         s.rollback()
         raise ApiError(422, str(err), getattr(err, "field", None) or "baseline") from None
-    s.commit()
-    release(s, dispatch)
+    except IntegrityError:  # a concurrent request with the same key won the race
+        if key is None:
+            raise
+        return replay(s, response, race_winner(s, key), digest)
+    queue_or_undo(s, lambda: store.release_held(s, dispatch.send, sweep.id),
+                  lambda: store.delete_sweep(s, sweep.id), "sweep")
     response.headers["Location"] = f"/sweeps/{sweep.id}"
     return detail(s, sweep)
+
+
+def replay(s: Session, response: Response, earlier: Run, digest: str) -> SweepDetail:
+    """The sweep whose first run holds the key; a key that a run (or another sweep) used is a 409."""
+    replayed(response, earlier, digest if earlier.sweep_id else "", f"/sweeps/{earlier.sweep_id}")
+    return detail(s, find_sweep(s, earlier.sweep_id or ""))
 
 
 def release(s: Session, dispatch: Any) -> list[str]:
@@ -233,8 +322,15 @@ def get_sweep(sweep_id: str, s: SessionDep, baseline: Baseline = None) -> SweepD
     return detail(s, find_sweep(s, sweep_id), parse_baseline(baseline))
 
 
-@router.get("/sweeps/{sweep_id}/table", responses={200: {"content": {"text/csv": {}, "text/markdown": {},
-                                                                     "application/x-latex": {}}}, **Errors})
+class CsvResponse(Response):
+    media_type = "text/csv"
+
+
+TEXT = {"schema": {"type": "string"}}
+
+
+@router.get("/sweeps/{sweep_id}/table", response_class=CsvResponse, responses={
+    200: {"content": {"text/csv": TEXT, "text/markdown": TEXT, "application/x-latex": TEXT}}, **Errors})
 def get_table(sweep_id: str, s: SessionDep, format: Literal["csv", "md", "tex"] = "csv",
               baseline: Baseline = None) -> Response:
     """The results matrix as CSV, a Markdown table or a LaTeX tabular (booktabs)."""

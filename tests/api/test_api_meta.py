@@ -243,9 +243,10 @@ def test_openapi_declares_auth_only_when_the_server_requires_it(client: TestClie
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
 
 
-@pytest.mark.parametrize(("path", "allowed"), [("/runs", "GET, OPTIONS, POST"),
-                                               ("/runs/abc", "DELETE, GET, OPTIONS, PATCH"),
-                                               ("/runs/abc/cancel", "OPTIONS, POST"), ("/health", "GET, OPTIONS")])
+@pytest.mark.parametrize(("path", "allowed"), [("/runs", "GET, HEAD, OPTIONS, POST"),
+                                               ("/runs/abc", "DELETE, GET, HEAD, OPTIONS, PATCH"),
+                                               ("/runs/abc/cancel", "OPTIONS, POST"),
+                                               ("/health", "GET, HEAD, OPTIONS")])
 def test_allow_lists_every_method_of_the_path(client: TestClient, path: str, allowed: str) -> None:
     r = client.options(path)
     assert r.status_code == 204 and r.headers["allow"] == allowed
