@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
@@ -130,6 +131,13 @@ async def _database_down(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(503, "the database is unavailable; try again shortly"), 503)
 
 
+async def _database_busy(_request: Request, exc: Exception) -> JSONResponse:
+    """Every connection of the pool stayed busy (amst_core.store.db sizes it to the API's threads, so this
+    means a stuck database): a 503 to retry, with the same Idempotency-Key where the request had one."""
+    log.error("no database connection within the pool's timeout: %s", exc)
+    return JSONResponse(error_body(503, "the database is busy; try again shortly"), 503)
+
+
 async def _missing_extra(_request: Request, exc: Exception) -> JSONResponse:
     """A route that needs an optional package this server was installed without (amst_core.extras)."""
     log.error("%s", exc)
@@ -146,5 +154,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _request_invalid)
     app.add_exception_handler(OperationalError, _database_down)
+    app.add_exception_handler(PoolTimeout, _database_busy)
     app.add_exception_handler(MissingExtra, _missing_extra)
     app.add_exception_handler(Exception, _unexpected)

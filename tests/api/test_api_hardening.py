@@ -330,3 +330,16 @@ def test_a_sweep_during_a_broker_outage_is_a_503_and_stores_nothing(client: Test
     dispatcher.fail = None
     again = client.post("/sweeps", json=sweep(), headers={"Idempotency-Key": "outage"})
     assert again.status_code == 201, again.text
+
+
+def test_a_pool_that_stays_busy_is_a_503_not_a_500(app: FastAPI) -> None:
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from api.deps import db_session
+
+    def busy() -> Any:
+        raise PoolTimeout("QueuePool limit of size 1 overflow 0 reached")
+
+    app.dependency_overrides[db_session] = busy
+    with TestClient(app, raise_server_exceptions=False) as c:
+        refused(c.get("/runs"), None, "busy", status=503)  # type: ignore[arg-type]
