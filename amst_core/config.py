@@ -255,8 +255,8 @@ class ModelConfig(_Strict):
     channels_last: bool | Literal["auto"] = Field(
         "auto", description="the convolutional encoders' memory layout. auto: channels-last on a GPU (the layout "
                             "cuDNN prefers), the default layout on a CPU, where updates are then bitwise the "
-                            "reference's (Doc/training.md); true: channels-last everywhere (on a CPU about 1.3x "
-                            "faster steps, BatchNorm off by up to 0.5% at batch 64; needs width >= 16); false: the "
+                            "reference's (Doc/training.md); true: channels-last everywhere (on a CPU faster steps, "
+                            "BatchNorm statistics off by up to 0.5% at batch 64; needs width >= 16); false: the "
                             "default layout everywhere")
 
     @field_validator("channels_last")

@@ -43,10 +43,11 @@ def deterministic_for(requested: bool | None, device: torch.device) -> bool:
 
 
 def channels_last_for(setting: bool | str, device: torch.device) -> bool:
-    """`model.channels_last`. auto: on a GPU only. On a CPU channels-last makes a step about 1.3x faster
-    but oneDNN's channels-last BatchNorm errs about 1000x more than the default layout's against float64 (its
-    statistics 0.5% off at batch 64: bench/channels_last.py), so updates stop being bitwise the reference's;
-    cuDNN prefers the layout, and its kernels are not bitwise the reference's anyway (unmeasured here)."""
+    """`model.channels_last`. auto: on a GPU only. On a CPU channels-last makes an epoch faster (issue 21:
+    about 0.75x the time on 2 cores) but oneDNN's channels-last BatchNorm errs 10-1000x more than the default
+    layout's against float64 (statistics up to 0.5% off at batch 64: bench/channels_last.py), so updates stop
+    being bitwise the reference's, and narrow encoders crash (config.MIN_CHANNELS_LAST_WIDTH). cuDNN prefers
+    the layout, and its kernels are not bitwise the reference's anyway (unmeasured here)."""
     return device.type == "cuda" if setting == "auto" else bool(setting)
 
 
