@@ -103,7 +103,10 @@ def config(shape: PipelineShape, method: str, configuration: str, device: torch.
         "method": method, "method_params": params, "skip": {"audio": skip_audio},
         "dataset": {"name": "cremad", "cache": fast},
         "model": {"frames": shape.frames, "image_size": shape.image_size, "audio_frames": shape.fbank[0],
-                  "mel_bins": shape.fbank[1], "width": shape.width},
+                  "mel_bins": shape.fbank[1], "width": shape.width,
+                  # fast: channels-last on a CPU too (auto keeps a CPU in the default layout, for bitwise
+                  # reference numerics; a width under 16 cannot have it there: Doc/benchmarks.md)
+                  "channels_last": True if fast and shape.width >= 16 else "auto"},
         "batch_size": batch_size, "device": str(device), "precision": "bf16" if bf16 else "fp32",
         "compile": fast and compile_encoders, "epochs": 2})
 
