@@ -29,6 +29,24 @@ def log_path(run_dir: Path) -> Path:
     return Path(run_dir) / LOG_FILE
 
 
+def last_lines(run_dir: Path, count: int = 6, width: int = 200, window: int = 64 * 1024) -> list[str]:
+    """The last lines of a run's log since its latest attempt header (each cut to `width`): what a worker quotes
+    when that attempt's training process died (a native crash leaves its Python stack there, faulthandler)."""
+    try:
+        with log_path(run_dir).open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - window))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("Extension modules:")]
+    headers = [i for i, line in enumerate(lines) if line.startswith("--- attempt ")]
+    lines = lines[headers[-1] + 1:] if headers else lines
+    fatal = [i for i, line in enumerate(lines) if line.startswith("Fatal Python error")]
+    # A native crash's stack lists the innermost frame first: quote its start, not the outermost frames.
+    lines = lines[fatal[-1]:fatal[-1] + count] if fatal else lines[-count:]
+    return [line if len(line) <= width else line[:width] + " ..." for line in lines]
+
+
 def utc_formatter() -> logging.Formatter:
     formatter = logging.Formatter(LINE_FORMAT, datefmt="%Y-%m-%d %H:%M:%S")
     formatter.converter = time.gmtime  # one clock for every worker: the header says UTC

@@ -5,6 +5,7 @@ The embedded default needs nothing set: SQLite and kombu's SQLAlchemy transport 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -15,10 +16,28 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from amst_core.datafiles import DataRoots
 from amst_core.store.db import home, normalise_url
 
-# The exit status of a worker that stops itself to be started afresh (a CUDA error broke its GPU context):
-# EX_TEMPFAIL, non-zero so that every supervisor restarts it (systemd's on-failure, a Kubernetes pod, a Slurm
-# requeue), and never counted by `amst up` as a crash loop.
+# The exit status of a service process that stops itself to be started afresh: EX_TEMPFAIL, non-zero so that
+# every supervisor restarts it (systemd's on-failure, a Kubernetes pod, a Slurm requeue), and never counted by
+# `amst up` as a crash loop. (A worker no longer needs it after a CUDA error: each attempt trains in a process of
+# its own, which ends with its run.)
 EXIT_RESTART = 75
+RUN_MEMORY_SHARE = 0.75  # AMST_RUN_MEMORY_MB's default: this share of the machine's (or container's) memory
+
+
+def machine_memory_mb() -> int:
+    """The memory this process may use: the machine's, or its cgroup's limit (v2 or v1) when that is smaller."""
+    limits = []
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        meminfo = Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0]
+        limits.append(int(meminfo) * 1024)
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            limits.append(int(Path(path).read_text().strip()))  # "max": no limit (ValueError)
+    return min(limits) // 2**20 if limits else 0
+
+
+def default_run_memory_mb() -> int:
+    return int(machine_memory_mb() * RUN_MEMORY_SHARE)
 
 
 class Settings(BaseSettings):
@@ -48,6 +67,12 @@ class Settings(BaseSettings):
                               description="how long a worker trains on through a database outage")
     db_buffer_points: int = Field(500_000, alias="AMST_DB_BUFFER_POINTS", ge=1000,
                                   description="metric points a worker keeps in memory through an outage")
+    crash_retries: int = Field(2, alias="AMST_CRASH_RETRIES", ge=0,
+                               description="a run whose training process (or worker) dies is re-queued at most "
+                                           "this many times in a row, then failed")
+    run_memory_mb: int = Field(default_factory=default_run_memory_mb, alias="AMST_RUN_MEMORY_MB", ge=0,
+                               description="a training process using more is killed and its run failed; 0: no "
+                                           "limit; default 75% of the machine's memory")
 
     @property
     def db_url(self) -> str:
@@ -72,6 +97,15 @@ class Settings(BaseSettings):
     @property
     def lost_after_s(self) -> float:
         return self.heartbeat_s * self.lost_after_heartbeats
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as the environment variables that set them: a worker's training process gets the
+        worker's settings whatever set them."""
+        env = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            env[field.alias or name] = str(value).lower() if isinstance(value, bool) else str(value)
+        return env
 
     def run_dir(self, run_id: str) -> Path:
         return self.artifacts_dir / "runs" / run_id

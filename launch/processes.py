@@ -47,7 +47,6 @@ def serve_worker(gpu: int | None, queue: str | None) -> None:
     queues = queue or ("gpu" if gpu is not None else "gpu,cpu")
     from celery import signals
 
-    from amst_core.settings import EXIT_RESTART
     from worker.app import TASK_NAME, app
     from worker.runner import current_executor, start_maintenance
 
@@ -60,8 +59,6 @@ def serve_worker(gpu: int | None, queue: str | None) -> None:
     name = f"amst-{'gpu' + str(gpu) if gpu is not None else 'cpu'}-{os.getpid()}@%h"
     app.worker_main(["worker", "--pool=solo", "--concurrency=1", "-Q", queues, "-n", name, "--loglevel=INFO",
                      "--without-gossip", "--without-mingle"])
-    if current_executor().device_broken:  # it stopped itself after a CUDA error: say so to its supervisor
-        raise SystemExit(EXIT_RESTART)
 
 
 def ui_command(host: str, port: int) -> list[str]:

@@ -128,11 +128,16 @@ STOP_GRACE_S = 20.0
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 1.0, 30.0
 QUICK_DEATH_S = 10.0  # a child that dies sooner than this after its start counts towards a crash loop
 CRASH_LOOP = 5  # that many quick deaths in a row: something is wrong that a restart will not fix
+# Restarted for ever (every BACKOFF_MAX_S at most) rather than stopping everything: the API must keep serving, and a
+# worker can die for its runs' sake (its training processes are children of its own; a worker killed with them,
+# by a person or the OOM killer, is started again and its run resumed).
+RESTARTED_FOR_EVER = ("worker",)
 
 
 def supervise(commands: dict[str, list[str]], env: dict[str, str], tick=None) -> int:
     """Start the children and keep them running: one that dies (a crash, SIGKILL, the OOM killer) is started
-    again after a growing pause, with a message; one that keeps dying at once (a port in use) ends everything.
+    again after a growing pause, with a message; an API or dashboard that keeps dying at once (a port in use) ends
+    everything, a worker never does (RESTARTED_FOR_EVER).
     A signal stops all of them (whole process groups). The handlers are installed first, so a Ctrl-C at any
     moment still stops every child."""
     stopping = {"signal": None}
@@ -190,11 +195,15 @@ def watch(children: dict[str, Child], env: dict[str, str], logs: Path) -> Child 
                 child.quick_failures = 0
             else:
                 child.quick_failures = child.quick_failures + 1 if quick else 1
-            if child.quick_failures >= CRASH_LOOP:
+            if child.quick_failures >= CRASH_LOOP and child.name not in RESTARTED_FOR_EVER:
                 return child
             child.restart_at = now + child.backoff_s()
             print(f"amst up: {child.name} exited ({describe_exit(process.returncode)}); restarting it in "
                   f"{child.backoff_s():.0f} s (its log: {logs / child.name}.log)", file=sys.stderr, flush=True)
+            if child.quick_failures == CRASH_LOOP:  # said once per series, with what its log says
+                print(f"amst up: {child.name} keeps failing at start ({CRASH_LOOP} times in a row); it is restarted "
+                      f"every {BACKOFF_MAX_S:.0f} s at most while the API keeps serving. --- end of "
+                      f"{logs / child.name}.log ---\n{tail(logs / f'{child.name}.log')}", file=sys.stderr, flush=True)
         elif child.restart_at is not None and now >= child.restart_at:
             start(child, env, logs)
             print(f"amst up: {child.name} restarted", file=sys.stderr, flush=True)
@@ -206,7 +215,7 @@ def describe_exit(code: int) -> str:
         name = signal.Signals(-code).name
         return f"killed by {name}" + (", perhaps by the out-of-memory killer" if name == "SIGKILL" else "")
     if code == EXIT_RESTART:
-        return f"exit code {code}: it asked for a fresh process, its GPU context broken by a CUDA error"
+        return f"exit code {code}: it asked for a fresh process"
     return f"exit code {code}"
 
 

@@ -1,9 +1,11 @@
-"""Executing one run on this worker: lease, heartbeat, cancel, checkpoint resume, final state.
+"""Executing one run on this worker: lease, a training process per attempt, its end, the reaper.
 
-A worker process trains one run at a time (one process per GPU). Beside the training thread, a watcher
-thread polls the run row: it refreshes the lease (heartbeat), turns `cancel_requested` into the engine's
-stop flag within `cancel_poll_s`, and stops training if the lease was taken away (the run was reaped).
-A maintenance thread keeps the worker row alive and reaps runs whose worker died.
+A worker process serves one run at a time (one process per GPU). It claims the run's lease, then trains the
+attempt in a child process (worker/attempt.py, started and watched by worker/child.py) and waits for it: a native
+crash, an abort or an out-of-memory kill ends that process, not the worker. When the child ended without
+recording an end of its own, the worker records how it died (retried at most AMST_CRASH_RETRIES times in a row,
+then failed). A maintenance thread keeps the worker row and the lease of the run in training alive (the child
+takes seconds to start) and reaps runs whose worker died.
 """
 
 from __future__ import annotations
@@ -11,28 +13,29 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
 from amst_core import runlog
-from amst_core.config import ConfigError, RunConfig
-from amst_core.limits import get_limits
+from amst_core.config import RunConfig
 from amst_core.runlog import RunLogHandler, log_path
-from amst_core.settings import EXIT_RESTART, Settings, get_settings
+from amst_core.settings import Settings, get_settings
 from amst_core.store import lifecycle, sweeps
 from amst_core.store.db import session_scope
-from amst_core.store.models import Run, RunStatus
-from amst_core.store.writer import OUTAGE, DatabaseUnavailable, DbSink, LeaseLost
+from amst_core.store.models import RunStatus
+from amst_core.store.writer import OUTAGE, DatabaseUnavailable
+from worker.child import ProcessEnd, TrainingProcess, describe_end
 
 log = logging.getLogger("amst.worker")
 T = TypeVar("T")
+ASKED_TO_STOP = (-15, -2)  # SIGTERM, SIGINT: a training process that died of these was stopped, not crashed
 
 
 def device_label() -> str:
@@ -43,62 +46,21 @@ def device_label() -> str:
     return "cpu"
 
 
-class RunWatcher(threading.Thread):
-    """Heartbeats the lease and raises the stop flag on cancel or when the lease is lost."""
-
-    def __init__(self, settings: Settings, run_id: str, worker_id: str):
-        super().__init__(daemon=True, name=f"watch-{run_id}")
-        self.settings, self.run_id, self.worker_id = settings, run_id, worker_id
-        self.stop_training = threading.Event()
-        self.lease_lost = False
-        self.database_gone = False  # unreachable for longer than the grace: training stopped
-        self.done = threading.Event()
-        self.progress: Callable[[], dict | None] = lambda: None  # the trainer's LiveProgress, once it exists
-
-    def run(self) -> None:
-        last_ok = time.monotonic()
-        while not self.done.wait(self.settings.cancel_poll_s):
-            try:
-                with session_scope(self.settings.db_url) as s:
-                    cancel = lifecycle.heartbeat(s, self.run_id, self.worker_id, self.progress())
-            except OUTAGE as err:  # training goes on through an outage shorter than the grace
-                down = time.monotonic() - last_ok
-                if down < self.settings.cancel_poll_s * 2:
-                    log.warning("run %s: heartbeat failed (%s); training goes on", self.run_id, type(err).__name__)
-                if down > self.settings.db_grace_s:
-                    log.error("run %s: no database for %.0f s (AMST_DB_GRACE_S): stopping", self.run_id, down)
-                    self.database_gone = True
-                    self.stop_training.set()
-                continue
-            except Exception:  # a bug in a heartbeat must not kill training either; the next tick retries
-                log.exception("heartbeat of run %s failed", self.run_id)
-                continue
-            last_ok = time.monotonic()
-            if cancel is None:
-                self.lease_lost = True
-                self.stop_training.set()
-            elif cancel:
-                self.stop_training.set()
-
-
 class Executor:
+    """The worker's side of a run: claim, start the training process, wait, record how it ended."""
+
     def __init__(self, settings: Settings, worker_id: str, device: str):
         self.settings, self.worker_id, self.device = settings, worker_id, device
         self.current_run: str | None = None
-        self.watcher: RunWatcher | None = None
+        self.child: TrainingProcess | None = None
         self.shutting_down = False
-        self.send = None  # set by the worker: re-dispatches a run this worker hands back
-        # After a CUDA error that breaks the process's context (a device-side assert), every later kernel fails:
-        # the run that broke it is failed and recorded, then the worker stops so that its supervisor (amst up,
-        # compose's restart policy, Slurm, Kubernetes) starts a fresh process. A test replaces stop_worker.
-        self.device_broken = False
-        self.stop_worker: Callable[[], None] = stop_this_worker
+        self.send = None  # set by the worker: re-dispatches a run this worker hands back or retries
 
     def shutdown(self) -> None:
-        """The worker is stopping: end the current run at the next batch and hand it back to the queue."""
+        """The worker is stopping: the training process ends the run at its next batch and hands it back."""
         self.shutting_down = True
-        if self.watcher is not None:
-            self.watcher.stop_training.set()
+        if self.child is not None:
+            self.child.terminate()
 
     def execute(self, run_id: str) -> str | None:
         if self.shutting_down:  # a message taken during warm shutdown: give it back for another worker
@@ -108,60 +70,84 @@ class Executor:
             raise Reject(f"worker {self.worker_id} is shutting down", requeue=True)
         with session_scope(self.settings.db_url) as s:
             attempt = lifecycle.claim(s, run_id, self.worker_id, self.device)
-            run = s.get(Run, run_id) if attempt else None
-            config = dict(run.config) if run else None
-        if attempt is None or config is None:
-            log.info("run %s not claimed (taken, cancelled, or gone)", run_id)
+        if attempt is None:
+            log.info("run %s not claimed (taken, cancelled, ended, or gone)", run_id)
             return None
-        with self.run_log(run_id, attempt) as run_log:
-            status = self.run_attempt(run_id, attempt, config, run_log)
-        if status not in (None, RunStatus.queued):  # the run ended: outside its log, this is about other runs
-            self.release_sweep_runs()
-        if self.device_broken:
-            self.stop_worker()
-        return status
-
-    @contextmanager
-    def run_log(self, run_id: str, attempt: int) -> Iterator[RunLogHandler | None]:
-        """The run's own log file (amst_core.runlog) for this attempt, fed by this thread while it lasts."""
-        try:
-            handler = RunLogHandler(log_path(self.settings.run_dir(run_id)))
-        except OSError as err:  # an unwritable artifacts folder loses the run's log, not the run
-            log.warning("run %s: cannot write its log: %s", run_id, err)
-            yield None
-            return
-        handler.header(attempt, self.worker_id, self.device)
-        runlog.attach(handler)
-        try:
-            yield handler
-        finally:
-            runlog.detach(handler)
-
-    def run_attempt(self, run_id: str, attempt: int, config: dict, run_log: RunLogHandler | None) -> str | None:
-        log.info("run %s attempt %d starts on %s", run_id, attempt, self.worker_id)
         self.current_run = run_id
-        watcher = self.watcher = RunWatcher(self.settings, run_id, self.worker_id)
-        watcher.start()
-        if run_log is not None:
-            run_log.add_thread(watcher.ident)  # its heartbeat and outage warnings are about this run
         try:
-            status, error, summary = self.train(run_id, attempt, config, watcher)
+            end = self.train_in_child(run_id, attempt)
         finally:
-            watcher.done.set()
-            self.current_run = self.watcher = None
-        if watcher.lease_lost or status is None:
-            log.warning("run %s: lease lost (reaped); this worker's result is dropped", run_id)
-            return None
+            self.current_run = None
         try:
-            if status == RunStatus.cancelled and (self.shutting_down or watcher.database_gone):
-                return self.hand_back(run_id, attempt)
-            self.with_database(lambda s: lifecycle.finish(s, run_id, self.worker_id, attempt, status, error=error,
-                                                          summary=summary))
+            status = self.settle(run_id, attempt, end)
         except DatabaseUnavailable as err:  # the run stays live in the store: the reaper re-queues it later
-            log.error("run %s: its end (%s) could not be recorded: %s", run_id, status, err)
+            log.error("run %s: how its training process ended could not be recorded: %s", run_id, err)
             return None
-        log.info("run %s attempt %d ended: %s", run_id, attempt, status)
+        if status not in (None, RunStatus.queued):  # the run ended: its sweep may start its next ones
+            self.release_sweep_runs()
         return status
+
+    def train_in_child(self, run_id: str, attempt: int) -> ProcessEnd:
+        command = [sys.executable, "-m", "worker.attempt", run_id, str(attempt), "--worker-id", self.worker_id,
+                   "--device", self.device, "--parent", str(os.getpid())]
+        child = TrainingProcess(command, {**os.environ, **self.settings.as_env()}, self.settings.run_memory_mb)
+        started = time.monotonic()
+        pid = child.start()
+        self.child = child
+        if self.shutting_down:  # the stop came while it was being started
+            child.terminate()
+        log.info("run %s attempt %d trains in process %d", run_id, attempt, pid)
+        try:
+            end = child.wait()
+        except BaseException:  # a cold shutdown of the worker: the child still stops at its next batch
+            child.terminate()
+            raise
+        finally:
+            self.child = None
+        log.info("run %s attempt %d: training process %d ended after %.1f s (%s)", run_id, attempt, pid,
+                 time.monotonic() - started, f"exit status {end.returncode}" if end.returncode >= 0 else
+                 f"signal {-end.returncode}")
+        return end
+
+    def settle(self, run_id: str, attempt: int, end: ProcessEnd) -> str | None:
+        """The run's status once its training process is gone. A child that recorded an end (or handed the run
+        back) is taken at its word; one that died without (a signal, a non-zero exit, the memory limit) has its
+        cause recorded here."""
+        state = with_database(self.settings, lambda s: lifecycle.attempt_state(s, run_id, attempt))
+        if state is None or state.worker_id not in (None, self.worker_id):
+            return None  # reaped meanwhile: the run is another worker's, or gone
+        if state.attempt_ended:
+            if state.attempt_status == "interrupted" and state.status == RunStatus.queued:
+                return self.dispatch(run_id, state.queue, "handed back to the queue")
+            return state.status if state.worker_id == self.worker_id else None
+        if not end.abnormal:  # it could not reach the database to record its end: the reaper will
+            return None
+        if end.over_limit_mib is None and (self.shutting_down or end.returncode in ASKED_TO_STOP):
+            queue = with_database(self.settings, lambda s: lifecycle.release(s, run_id, self.worker_id, attempt))
+            return self.dispatch(run_id, queue, "handed back to the queue") if queue else None
+        return self.record_crash(run_id, attempt, end)
+
+    def record_crash(self, run_id: str, attempt: int, end: ProcessEnd) -> str:
+        cause = describe_end(end)
+        tail = runlog.last_lines(self.settings.run_dir(run_id))
+        log.error("run %s attempt %d: %s", run_id, attempt, cause)
+        note_in_run_log(self.settings, run_id, cause)
+        # A run over the memory limit would grow the same way again: it fails at once.
+        outcome = with_database(self.settings, lambda s: lifecycle.record_crash(
+            s, run_id, self.worker_id, attempt, cause, self.settings.crash_retries, tail=tail,
+            retry=end.over_limit_mib is None))
+        if outcome is None:
+            return None
+        if outcome.requeue_on is not None:
+            return self.dispatch(run_id, outcome.requeue_on, "re-queued after its training process died")
+        log.error("run %s %s: %s", run_id, outcome.status, outcome.error)
+        return outcome.status
+
+    def dispatch(self, run_id: str, queue: str | None, why: str) -> str:
+        if self.send is not None and queue is not None:
+            self.send(run_id, queue)
+        log.info("run %s %s", run_id, why)
+        return RunStatus.queued
 
     def release_sweep_runs(self) -> None:
         """A sweep's next held-back runs get their message now, not at the API's next reaper pass."""
@@ -176,64 +162,33 @@ class Executor:
         if released:
             log.info("released sweep runs %s", ", ".join(released))
 
-    def hand_back(self, run_id: str, attempt: int) -> str:
-        handed_back = self.with_database(lambda s: lifecycle.release(s, run_id, self.worker_id, attempt))
-        if handed_back and self.send is not None:
-            self.send(run_id, handed_back)
-        log.info("run %s handed back to the queue", run_id)
-        return RunStatus.queued
 
-    def with_database(self, action: Callable[[Session], T]) -> T:
-        """One transaction, waiting out a database outage up to AMST_DB_GRACE_S (DatabaseUnavailable after)."""
-        started, pause = time.monotonic(), 0.25
-        while True:
-            try:
-                with session_scope(self.settings.db_url) as s:
-                    return action(s)
-            except OUTAGE as err:
-                waited = time.monotonic() - started
-                if waited > self.settings.db_grace_s:
-                    raise DatabaseUnavailable(f"no database for {waited:.0f} s") from err
-            time.sleep(pause)
-            pause = min(2 * pause, 5.0)
-
-    def train(self, run_id: str, attempt: int, config: dict, watcher: RunWatcher):
-        from amst_core.devices import is_device_failure
-        from amst_core.engine import RunCancelled, StorageFull, Trainer
-        from amst_core.execute import execute_run
-
+def with_database(settings: Settings, action: Callable[[Session], T]) -> T:
+    """One transaction, waiting out a database outage up to AMST_DB_GRACE_S (DatabaseUnavailable after)."""
+    started, pause = time.monotonic(), 0.25
+    while True:
         try:
-            cfg = on_this_worker(RunConfig.model_validate(config))
-            sink = DbSink(run_id, self.settings.db_url, worker_id=self.worker_id, grace_s=self.settings.db_grace_s,
-                          max_buffered=self.settings.db_buffer_points, max_points=get_limits().points_per_run)
+            with session_scope(settings.db_url) as s:
+                return action(s)
+        except OUTAGE as err:
+            waited = time.monotonic() - started
+            if waited > settings.db_grace_s:
+                raise DatabaseUnavailable(f"no database for {waited:.0f} s") from err
+        time.sleep(pause)
+        pause = min(2 * pause, 5.0)
 
-            def started(trainer: Trainer) -> None:
-                watcher.progress = trainer.live.snapshot
-                self.with_database(lambda s: lifecycle.set_running(s, run_id, self.worker_id, attempt,
-                                                                   trainer.start_epoch))
 
-            summary = execute_run(cfg, self.settings.run_dir(run_id), [sink], run_id=run_id, attempt=attempt,
-                                  should_stop=watcher.stop_training.is_set, progress=False, started=started)
-            return RunStatus.succeeded, None, summary
-        except RunCancelled:
-            why = "the worker is shutting down" if self.shutting_down else \
-                "no database" if watcher.database_gone else "the lease was lost" if watcher.lease_lost else \
-                "cancel requested"
-            log.info("run %s stopped: %s", run_id, why)
-            return RunStatus.cancelled, None, None
-        except LeaseLost:
-            watcher.lease_lost = True
-            return None, None, None
-        except (ConfigError, StorageFull, DatabaseUnavailable) as err:  # their messages say what to do
-            log.error("run %s failed: %s", run_id, err)
-            return RunStatus.failed, str(err), None
-        except Exception as err:  # the run fails, the worker lives on for the next one (unless its GPU is broken)
-            log.exception("run %s failed", run_id)  # the whole traceback stays in the worker's log
-            error = failure_summary(err)
-            if is_device_failure(err):
-                self.device_broken = True
-                error += "; this worker's GPU context is unusable after it: the worker restarts"
-            return RunStatus.failed, error, None
+def note_in_run_log(settings: Settings, run_id: str, message: str) -> None:
+    """One line in the run's own log, from the worker: how its training process ended."""
+    try:
+        handler = RunLogHandler(log_path(settings.run_dir(run_id)))
+    except OSError:
+        return
+    runlog.attach(handler)
+    try:
+        log.error("run %s: %s", run_id, message)
+    finally:
+        runlog.detach(handler)
 
 
 def on_this_worker(cfg: RunConfig) -> RunConfig:
@@ -245,17 +200,6 @@ def on_this_worker(cfg: RunConfig) -> RunConfig:
     log.info("the run asks for %s; this worker serves GPU %s alone (cuda:0 in this process): it trains there",
              cfg.device, pinned)
     return cfg.model_copy(update={"device": "cuda:0"})
-
-
-def stop_this_worker() -> None:
-    """A warm shutdown of this Celery worker, as its SIGTERM handler starts one but with exit status
-    EXIT_RESTART: the task that just ended is acknowledged, no new one is taken, and the process exits for its
-    supervisor to start afresh."""
-    from celery.worker import state
-
-    log.error("this worker's GPU is unusable after a CUDA error: stopping the worker so that it restarts")
-    current_executor().shutdown()
-    state.should_stop = EXIT_RESTART
 
 
 def failure_summary(err: BaseException, limit: int = 300) -> str:
@@ -270,7 +214,7 @@ def failure_summary(err: BaseException, limit: int = 300) -> str:
 
 
 class Maintenance(threading.Thread):
-    """Worker row heartbeat and the reaper (lost and stalled runs), for the worker's whole life."""
+    """Worker row and run lease heartbeats, and the reaper (lost and stalled runs), for the worker's whole life."""
 
     def __init__(self, executor: Executor, queues: str, send):
         super().__init__(daemon=True, name="maintenance")
@@ -286,7 +230,10 @@ class Maintenance(threading.Thread):
         while not self.stopped.wait(min(settings.heartbeat_s, settings.reaper_s)):
             try:
                 with session_scope(settings.db_url) as s:
-                    lifecycle.worker_heartbeat(s, worker_id, self.executor.current_run)
+                    training = self.executor.current_run
+                    lifecycle.worker_heartbeat(s, worker_id, training)
+                    if training is not None:  # the lease is the worker's: alive while its child starts or trains
+                        lifecycle.heartbeat(s, training, worker_id)
                     reaped = lifecycle.reap(s, settings, clock)
                 for run_id, queue in reaped.requeued:
                     log.warning("run %s lost its worker; re-queued on %s", run_id, queue)

@@ -2,8 +2,10 @@
 
 queued -> starting -> running -> succeeded | failed | cancelled, plus `stalled` (alive, no new epoch for
 too long; back to running with the next epoch) and `lost` (no heartbeat for `lost_after_s`; re-queued while
-restarts remain). Every transition is a conditional UPDATE, so two workers, a worker and the reaper, or a
-duplicate Celery delivery can never both win.
+restarts remain). An attempt whose training process died (`crashed`) or whose worker stopped heartbeating (`lost`)
+ended without an end of its own: a run whose attempts end so more than AMST_CRASH_RETRIES times in a row is
+failed, not re-queued again (it is probably what kills them). Every transition is a conditional UPDATE, so two
+workers, a worker and the reaper, or a duplicate Celery delivery can never both win.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from amst_core.store.models import ACTIVE, TERMINAL, Attempt, Run, RunStatus, Ru
 
 RETRYABLE = (RunStatus.failed, RunStatus.cancelled, RunStatus.lost)
 LIVE = (RunStatus.starting, RunStatus.running, RunStatus.stalled)
+CRASHED = "crashed"  # an attempt's status: its training process died without recording an end
+DIED = (CRASHED, RunStatus.lost.value)  # attempts that ended without an end of their own
 
 
 class TransitionError(Exception):
@@ -134,6 +138,85 @@ def release(s: Session, run_id: str, worker_id: str, attempt: int) -> str | None
     return s.scalar(select(Run.queue).where(Run.id == run_id)) if ok else None
 
 
+@dataclass
+class AttemptState:
+    """A run and one of its attempts, as the worker finds them once the attempt's training process is gone."""
+
+    status: str
+    worker_id: str | None
+    queue: str
+    attempt_status: str
+    attempt_ended: bool
+
+
+def attempt_state(s: Session, run_id: str, attempt: int) -> AttemptState | None:
+    row = s.execute(select(Run.status, Run.worker_id, Run.queue, Attempt.status.label("attempt_status"),
+                           Attempt.ended_at).join(Attempt, Attempt.run_id == Run.id)
+                    .where(Run.id == run_id, Attempt.number == attempt)).first()
+    if row is None:
+        return None
+    return AttemptState(row.status, row.worker_id, row.queue, row.attempt_status, row.ended_at is not None)
+
+
+def deaths_in_a_row(s: Session, run_id: str) -> int:
+    """The run's latest attempts that ended without an end of their own (crashed, or lost with their worker)."""
+    count = 0
+    for status in s.scalars(select(Attempt.status).where(Attempt.run_id == run_id, Attempt.ended_at.is_not(None))
+                            .order_by(Attempt.number.desc())):
+        if status not in DIED:
+            break
+        count += 1
+    return count
+
+
+@dataclass
+class CrashOutcome:
+    status: str
+    error: str
+    requeue_on: str | None  # the queue to send the run's message to again, when it is retried
+
+
+def record_crash(s: Session, run_id: str, worker_id: str, attempt: int, cause: str, crash_retries: int,
+                 tail: list[str] | None = None, retry: bool = True) -> CrashOutcome | None:
+    """The training process of a live attempt died without recording an end (`cause` says how). The run is
+    re-queued while it has restarts left and has not died more than `crash_retries` times in a row (and `retry`);
+    otherwise it fails with the cause (cancelled, if a cancel was asked for). None if the lease is not `worker_id`'s.
+    """
+    run = s.execute(select(Run.restarts, Run.max_restarts, Run.cancel_requested, Run.queue)
+                    .where(Run.id == run_id, Run.worker_id == worker_id, Run.attempt == attempt,
+                           Run.status.in_(LIVE))).first()
+    if run is None:
+        return None
+    log_end = "\n--- the end of the run's log ---\n" + "\n".join(tail) if tail else ""
+    now = utcnow()
+    s.execute(update(Attempt).where(Attempt.run_id == run_id, Attempt.number == attempt, Attempt.ended_at.is_(None))
+              .values(status=CRASHED, ended_at=now, error=cause + log_end))
+    deaths = deaths_in_a_row(s, run_id)
+    verdict = not_again(deaths, crash_retries, run.restarts, run.max_restarts, retry)
+    if run.cancel_requested:
+        values: dict[str, Any] = {"status": RunStatus.cancelled, "finished_at": now, "error": cause}
+    elif verdict is None:
+        values = {"status": RunStatus.queued, "restarts": Run.restarts + 1, "worker_id": None,
+                  "error": f"{cause}; re-queued: retry {deaths} of {crash_retries} (AMST_CRASH_RETRIES)"}
+    else:
+        values = {"status": RunStatus.failed, "finished_at": now, "error": f"{cause}; {verdict}{log_end}"}
+    s.execute(update(Run).where(Run.id == run_id, Run.worker_id == worker_id, Run.status.in_(LIVE))
+              .values(live=None, **values))
+    requeue = values["status"] == RunStatus.queued
+    return CrashOutcome(values["status"], values["error"], run.queue if requeue else None)
+
+
+def not_again(deaths: int, crash_retries: int, restarts: int, max_restarts: int, retry: bool = True) -> str | None:
+    """Why a run whose attempt just died is not re-queued, or None when it is."""
+    if not retry:
+        return "not retried: it would end the same way"
+    if deaths > crash_retries:
+        return f"{deaths} attempts in a row ended so: not retried again (AMST_CRASH_RETRIES={crash_retries})"
+    if restarts >= max_restarts:
+        return f"no restart left (max_restarts {max_restarts})"
+    return None
+
+
 def request_cancel(s: Session, run: Run) -> Run:
     """A queued run is cancelled at once; a live one is flagged and its worker stops within seconds."""
     if run.status in TERMINAL:
@@ -162,7 +245,7 @@ def retry(s: Session, run: Run) -> Run:
 @dataclass
 class ReapResult:
     requeued: list[tuple[str, str]]  # (run id, queue) to dispatch again
-    lost: list[str]
+    lost: list[str]  # ended: lost, or failed when its worker died during it too often
     stalled: list[str]
 
 
@@ -190,9 +273,10 @@ class ReaperClock:
 
 
 def reap(s: Session, settings: Settings, clock: ReaperClock | None = None) -> ReapResult:
-    """Detect runs whose worker died (lost: re-queue while restarts remain) and runs that stopped making
-    progress (stalled). Safe to run from any number of processes at once. With a `clock` that is not sure of
-    the heartbeats yet, only stalled runs are looked for."""
+    """Detect runs whose worker died (lost: re-queue while restarts remain, and failed when that happened more
+    than AMST_CRASH_RETRIES times in a row) and runs that stopped making progress (stalled). Safe to run from any
+    number of processes at once. With a `clock` that is not sure of the heartbeats yet, only stalled runs are
+    looked for."""
     now = utcnow()
     result = ReapResult([], [], [])
     if clock is not None and not clock.may_judge():
@@ -202,14 +286,21 @@ def reap(s: Session, settings: Settings, clock: ReaperClock | None = None) -> Re
                             Run.cancel_requested)
                      .where(Run.status.in_(LIVE), Run.heartbeat_at < now - timedelta(seconds=settings.lost_after_s)))
     for row in dead.all():
-        requeue = row.restarts < row.max_restarts and not row.cancel_requested
+        deaths = deaths_in_a_row(s, row.id) + 1  # this attempt too
+        verdict = not_again(deaths, settings.crash_retries, row.restarts, row.max_restarts)
+        requeue = verdict is None and not row.cancel_requested
+        stopped = f"worker {row.worker_id} stopped heartbeating" + (
+            f" during this run {deaths} times in a row (the run may be what kills it)" if deaths > 1 else "")
         values: dict[str, Any] = (
-            {"status": RunStatus.queued, "restarts": Run.restarts + 1, "worker_id": None} if requeue
-            else {"status": RunStatus.cancelled if row.cancel_requested else RunStatus.lost, "finished_at": now}
+            {"status": RunStatus.queued, "restarts": Run.restarts + 1, "worker_id": None, "error": stopped}
+            if requeue else {"status": RunStatus.cancelled, "finished_at": now, "error": stopped}
+            if row.cancel_requested else {"finished_at": now, "error": f"{stopped}; {verdict}",
+                                          "status": RunStatus.failed if deaths > settings.crash_retries
+                                          else RunStatus.lost}
         )
         won = s.execute(update(Run).where(Run.id == row.id, Run.worker_id == row.worker_id, Run.status.in_(LIVE),
                                           Run.heartbeat_at < now - timedelta(seconds=settings.lost_after_s))
-                        .values(error=f"worker {row.worker_id} stopped heartbeating", **values)).rowcount == 1
+                        .values(**values)).rowcount == 1
         if not won:
             continue
         s.execute(update(Attempt).where(Attempt.run_id == row.id, Attempt.number == row.attempt,

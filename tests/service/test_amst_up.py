@@ -22,6 +22,7 @@ import httpx
 import pytest
 from procs import Proc, descendants, leftovers
 from svc import free_port, tiny_run, wait_until, write_tiny_avdigits
+from test_training_process import CRASH_AT_THE_FIRST_BATCH
 
 EXIT_WITHIN_S = 40  # supervise() gives its children 20 s to stop before it kills them
 TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
@@ -56,13 +57,20 @@ class Up:
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
+    with start_up(tmp_path) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def start_up(tmp_path: Path, **extra_env: str) -> Iterator[Up]:
     cwd, data = tmp_path / "cwd", tmp_path / "data"
     cwd.mkdir()
     write_tiny_avdigits(data)
     env = {k: v for k, v in os.environ.items()
            if k not in ("AMST_HOME", "AMST_ARTIFACTS", "DATABASE_URL", "BROKER_URL", "AMST_API_TOKEN")}
     env.update({"AMST_DATA_ROOT": str(data), "AMST_HEARTBEAT_S": "0.5", "AMST_CANCEL_POLL_S": "0.2",
-                "AMST_REAPER_S": "0.5", "AMST_SSE_POLL_S": "0.1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+                "AMST_REAPER_S": "0.5", "AMST_SSE_POLL_S": "0.1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+                **extra_env})
     port = free_port()
     log = tmp_path / "amst-up.log"
     with log.open("w") as out:
@@ -185,18 +193,70 @@ def test_amst_up_restarts_a_killed_worker_and_api_and_the_run_goes_on(up: Up) ->
     stop_and_check(up, signal.SIGINT)  # Ctrl-C still stops everything, restarted children included
 
 
-def test_a_child_that_keeps_dying_at_start_ends_amst_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+HEALTHY = [sys.executable, "-c", "import time; time.sleep(60)"]
+BROKEN = [sys.executable, "-c", "import sys; print('address already in use'); sys.exit(3)"]
+
+
+def test_an_api_that_keeps_dying_at_start_ends_amst_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     from launch import up as serve
 
     monkeypatch.setattr(serve, "BACKOFF_FIRST_S", 0.05)
-    healthy = [sys.executable, "-c", "import time; time.sleep(60)"]
-    broken = [sys.executable, "-c", "import sys; print('address already in use'); sys.exit(3)"]
-    code = serve.supervise({"api": healthy, "worker": broken}, {**os.environ, "AMST_HOME": str(tmp_path)})
+    code = serve.supervise({"api": BROKEN, "worker": HEALTHY}, {**os.environ, "AMST_HOME": str(tmp_path)})
     err = capsys.readouterr().err
     assert code == 1
-    assert err.count("worker exited (exit code 3)") == serve.CRASH_LOOP - 1
-    assert "worker keeps failing at start" in err and "address already in use" in err
+    assert err.count("api exited (exit code 3)") == serve.CRASH_LOOP - 1
+    assert "api keeps failing at start" in err and "address already in use" in err
+
+
+def test_a_worker_that_keeps_dying_never_ends_amst_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Whatever kills it (its runs, a broker that is down), the worker is started again, every BACKOFF_MAX_S at
+    most, and the API is never stopped."""
+    from launch import up as serve
+
+    monkeypatch.setattr(serve, "BACKOFF_FIRST_S", 0.01)
+    monkeypatch.setattr(serve, "BACKOFF_MAX_S", 0.05)
+    started: list[str] = []
+    real_start = serve.start
+
+    def start(child: serve.Child, env: dict, logs: Path) -> None:
+        started.append(child.name)
+        if started.count("worker") > 2 * serve.CRASH_LOOP:  # enough: Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+        real_start(child, env, logs)
+
+    monkeypatch.setattr(serve, "start", start)
+    code = serve.supervise({"api": HEALTHY, "worker": BROKEN}, {**os.environ, "AMST_HOME": str(tmp_path)})
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert started.count("api") == 1, "the API was never stopped"
+    assert err.count("worker exited (exit code 3)") >= 2 * serve.CRASH_LOOP
+    assert err.count("worker keeps failing at start") == 1 and "address already in use" in err
+    assert "the API keeps serving" in err
+
+
+def test_seven_runs_that_crash_their_training_process_stop_neither_amst_up_nor_its_api(tmp_path: Path) -> None:
+    """Finding B of issue 21: each run's native crash used to kill the worker; five quick deaths in a row stopped
+    `amst up` and the API with it."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_AT_THE_FIRST_BATCH)
+    with start_up(tmp_path, PYTHONPATH=str(hook), AMST_CRASH_RETRIES="0") as server:
+        ids = []
+        for _ in range(7):
+            resp = httpx.post(f"{server.url}/runs", json=tiny_run(name="segfaults", epochs=1), timeout=10)
+            assert resp.status_code == 201, resp.text
+            ids.append(resp.json()["id"])
+        for run_id in ids:
+            wait_until(lambda r=run_id: server.get(f"/runs/{r}")["status"] in TERMINAL, 240,
+                       message="the crashing runs to end")
+            run = server.get(f"/runs/{run_id}")
+            assert run["status"] == "failed" and "killed by SIGSEGV" in run["error"], server.logs()
+        assert server.proc.poll() is None, server.logs()
+        assert "worker exited" not in server.log.read_text(), "the worker itself never died"
+        train_one(server)
+        stop_and_check(server, signal.SIGINT)
 
 
 def test_the_demo_watcher_prints_every_epoch_even_when_a_poll_misses_it(capsys: pytest.CaptureFixture) -> None:

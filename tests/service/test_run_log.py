@@ -1,6 +1,7 @@
-"""A run's own log (amst_core.runlog): the worker's Executor writes what it and the engine log for a run to
-<run folder>/logs/output.log, one header per attempt, nothing from other threads, and never more than the cap.
-The Executor runs in-process here, on a tiny synthetic run, against both store backends."""
+"""A run's own log (amst_core.runlog): a worker's training process (worker.attempt.AttemptRunner) writes what it
+and the engine log for a run to <run folder>/logs/output.log, one header per attempt, nothing from other threads,
+and never more than the cap. The attempt runs in-process here, on a tiny synthetic run, against both store
+backends; then in a real worker."""
 
 from __future__ import annotations
 
@@ -22,15 +23,27 @@ from amst_core.runlog import RunLogHandler, log_path
 from amst_core.settings import Settings
 from amst_core.store import lifecycle
 from amst_core.store.models import Run, RunStatus
-from worker.runner import Executor
+from worker.attempt import AttemptRunner
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
 HEADER = re.compile(r"^--- attempt (\d+) on worker (\S+) \((.+)\) at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC ---$")
 
 
-def executor(db_url: str, tmp_path: Path) -> Executor:
-    settings = Settings(DATABASE_URL=db_url, AMST_ARTIFACTS=str(tmp_path / "artifacts"))
-    return Executor(settings, "w-test", "cpu")
+class InProcess:
+    """A worker's side (claim) and its training process's (AttemptRunner) in this process."""
+
+    def __init__(self, db_url: str, tmp_path: Path):
+        self.settings = Settings(DATABASE_URL=db_url, AMST_ARTIFACTS=str(tmp_path / "artifacts"))
+        self.runner = AttemptRunner(self.settings, "w-test", "cpu")
+
+    def execute(self, run_id: str) -> str | None:
+        with tx(self.settings.db_url) as s:
+            attempt = lifecycle.claim(s, run_id, "w-test", "cpu")
+        return self.runner.run(run_id, attempt)
+
+
+def executor(db_url: str, tmp_path: Path) -> InProcess:
+    return InProcess(db_url, tmp_path)
 
 
 def new_run(db_url: str, **fields) -> str:

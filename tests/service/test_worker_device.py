@@ -1,6 +1,7 @@
 """A worker and its GPU: a run that names another GPU index trains on the worker's own (a worker started with
-`--gpu N` sees that GPU alone), and a CUDA error that breaks the process's context fails its run and stops the
-worker for its supervisor to restart (every later run on it would fail). The Executor runs in-process here."""
+`--gpu N` sees that GPU alone), and a CUDA error that breaks a process's context fails its run and ends only the
+training process it broke (each attempt trains in a process of its own): the worker trains the next run in a
+fresh one. The attempt runs in-process here (worker.attempt.AttemptRunner), then in real processes."""
 
 from __future__ import annotations
 
@@ -10,22 +11,25 @@ import httpx
 import pytest
 import torch
 from dbkit import tx
-from svc import Service, service_env, submit_and_wait, tiny_run, wait_until
+from svc import Service, service_env, submit_and_wait, tiny_run
 from tiny import tiny_config
 
 from amst_core.settings import EXIT_RESTART, Settings
 from amst_core.store import lifecycle
 from amst_core.store.models import Run, RunStatus
-from worker.runner import Executor, on_this_worker
+from worker.attempt import AttemptRunner
+from worker.runner import on_this_worker
 
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # nothing here differs by backend
+FRESH_PROCESS = "the GPU context of its training process is unusable after it: the next run trains in a fresh process"
 
 
-def executor(db_url: str, tmp_path: Path) -> tuple[Executor, list[str]]:
-    ex = Executor(Settings(DATABASE_URL=db_url, AMST_ARTIFACTS=str(tmp_path / "artifacts")), "w-gpu", "cuda:0")
-    stops: list[str] = []
-    ex.stop_worker = lambda: stops.append("stop")
-    return ex, stops
+def train_here(db_url: str, tmp_path: Path, run_id: str) -> str | None:
+    """What a worker's training process does with a run its worker claimed, in this process."""
+    settings = Settings(DATABASE_URL=db_url, AMST_ARTIFACTS=str(tmp_path / "artifacts"))
+    with tx(db_url) as s:
+        attempt = lifecycle.claim(s, run_id, "w-gpu", "cuda:0")
+    return AttemptRunner(settings, "w-gpu", "cuda:0").run(run_id, attempt)
 
 
 def failing_with(monkeypatch: pytest.MonkeyPatch, err: Exception) -> None:
@@ -46,27 +50,25 @@ def run_error(db_url: str, run_id: str) -> str:
 
 
 @sqlite_only
-def test_a_device_side_assert_fails_its_run_and_stops_the_worker(db_url: str, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    ex, stops = executor(db_url, tmp_path)
+def test_a_device_side_assert_fails_its_run_and_says_its_process_ends(db_url: str, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     failing_with(monkeypatch, torch.AcceleratorError("CUDA error: device-side assert triggered"))
     run_id = new_run(db_url)
-    assert ex.execute(run_id) == RunStatus.failed
-    assert stops == ["stop"]
+    assert train_here(db_url, tmp_path, run_id) == RunStatus.failed
     error = run_error(db_url, run_id)
     assert error.startswith("AcceleratorError: CUDA error: device-side assert triggered")
-    assert "the worker restarts" in error
+    assert FRESH_PROCESS in error
 
 
 @sqlite_only
 @pytest.mark.parametrize("err", [RuntimeError("the data loader fell over"),
                                  torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")])
-def test_other_failures_leave_the_worker_serving(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 err: Exception) -> None:
-    ex, stops = executor(db_url, tmp_path)
+def test_other_failures_are_no_broken_context(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              err: Exception) -> None:
     failing_with(monkeypatch, err)
-    assert ex.execute(new_run(db_url)) == RunStatus.failed
-    assert stops == [] and not ex.device_broken
+    run_id = new_run(db_url)
+    assert train_here(db_url, tmp_path, run_id) == RunStatus.failed
+    assert FRESH_PROCESS not in run_error(db_url, run_id)
 
 
 def test_a_pinned_worker_trains_a_run_that_names_another_gpu_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,10 +97,10 @@ execute.execute_run = execute_run
 '''
 
 
-def test_a_worker_process_stops_after_a_broken_context_and_a_fresh_one_trains(tmp_path: Path) -> None:
-    """Real processes (embedded backend): the run fails naming the error, the worker process exits by itself
-    with its task acknowledged (the run is not taken again), and a worker started anew, as its supervisor
-    would, trains the next run."""
+def test_a_broken_context_ends_its_training_process_and_the_same_worker_trains_the_next_run(tmp_path: Path) -> None:
+    """Real processes (embedded backend): the run fails naming the error, once (its task acknowledged, the run
+    not taken again), and the worker process, which never held the broken context, trains the next run in a
+    fresh training process without being restarted."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(BREAK_THE_GPU)
@@ -106,23 +108,22 @@ def test_a_worker_process_stops_after_a_broken_context_and_a_fresh_one_trains(tm
     try:
         svc.start_api()
         svc.env = {**svc.env, "PYTHONPATH": str(hook)}
-        broken = svc.start_worker("worker")
+        worker = svc.start_worker("worker")
         (run,) = submit_and_wait(svc, {"broken": tiny_run(name="breaks-the-gpu", epochs=1)}, timeout=120).values()
         assert run["status"] == "failed" and "device-side assert triggered" in run["error"], run
-        wait_until(lambda: broken.poll() is not None, 60, message="the broken worker to exit")
-        assert broken.returncode == EXIT_RESTART, svc.logs("worker")
-        svc.start_worker("worker-2")
+        assert FRESH_PROCESS in run["error"]
         (again,) = submit_and_wait(svc, {"next": tiny_run(epochs=1)}, timeout=180).values()
-        assert again["status"] == "succeeded", svc.logs("worker-2")
+        assert again["status"] == "succeeded", svc.logs("worker")
+        assert worker.poll() is None, "the worker was not stopped"
         assert httpx.get(f"{svc.url}/runs/{run['id']}", timeout=5).json()["attempt"] == 1  # never taken again
     finally:
         svc.stop()
 
 
-def test_amst_up_restarts_a_worker_that_asks_for_it_however_often(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_amst_up_restarts_a_process_that_asks_for_it_however_often(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """A bad-label run after another each stop a fresh worker within seconds of its start: exit status
-    EXIT_RESTART is no crash loop, while any other quick death still counts."""
+    """A service process that exits with EXIT_RESTART asks for a fresh one, however soon after its start: no crash
+    loop, while any other quick death still counts (the API here: a worker is restarted whatever its exits)."""
     from launch import up as serve
 
     monkeypatch.setattr(serve, "BACKOFF_FIRST_S", 0.0)
@@ -139,16 +140,16 @@ def test_amst_up_restarts_a_worker_that_asks_for_it_however_often(tmp_path: Path
         def poll(self) -> int:
             return self.returncode
 
-    child = serve.Child("worker", ["amst", "serve", "worker"], Exited(EXIT_RESTART), serve.time.monotonic())
+    child = serve.Child("api", ["amst", "serve", "api"], Exited(EXIT_RESTART), serve.time.monotonic())
     for _ in range(serve.CRASH_LOOP + 2):
-        assert serve.watch({"worker": child}, {}, tmp_path) is None  # noticed: restart due
-        serve.watch({"worker": child}, {}, tmp_path)  # restarted
+        assert serve.watch({"api": child}, {}, tmp_path) is None  # noticed: restart due
+        serve.watch({"api": child}, {}, tmp_path)  # restarted
         child.process = Exited(EXIT_RESTART)
     assert child.quick_failures == 0
     assert "asked for a fresh process" in capsys.readouterr().err
     child.process = Exited(3)
     for _ in range(serve.CRASH_LOOP - 1):
-        assert serve.watch({"worker": child}, {}, tmp_path) is None
-        serve.watch({"worker": child}, {}, tmp_path)
+        assert serve.watch({"api": child}, {}, tmp_path) is None
+        serve.watch({"api": child}, {}, tmp_path)
         child.process = Exited(3)
-    assert serve.watch({"worker": child}, {}, tmp_path) is child  # five quick deaths of another kind: a loop
+    assert serve.watch({"api": child}, {}, tmp_path) is child  # five quick deaths of another kind: a loop

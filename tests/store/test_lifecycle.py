@@ -425,3 +425,102 @@ def test_queue_position_counts_queued_runs_ahead_in_the_same_queue(url: str) -> 
         assert lifecycle.claim(s, c1, "w1", "cpu") == 1
         lifecycle.request_cancel(s, s.get(Run, g1))
     assert positions() == {c1: None, c2: 0, c3: 1, g1: None, g2: 0}
+
+
+# ---- attempts that die: a training process killed, a worker that stops heartbeating ---------------------------------
+
+SEGFAULT = "the training process was killed by SIGSEGV (a native crash in PyTorch or a library it calls)"
+
+
+def crash(url: str, run_id: str, attempt: int, retries: int = 1, worker: str = "w1", **kwargs):
+    with tx(url) as s:
+        return lifecycle.record_crash(s, run_id, worker, attempt, SEGFAULT, retries, **kwargs)
+
+
+def claim_running(url: str, run_id: str, worker: str = "w2") -> int:
+    with tx(url) as s:
+        attempt = lifecycle.claim(s, run_id, worker, "cpu")
+        assert attempt is not None
+        assert lifecycle.set_running(s, run_id, worker, attempt, 0)
+    return attempt
+
+
+def test_a_run_whose_training_process_dies_is_retried_then_failed_with_the_cause(url: str) -> None:
+    run_id, attempt = running(url, max_restarts=5)
+    first = crash(url, run_id, attempt, tail=["INFO amst.engine: epoch 1/2", "Fatal Python error: Segmentation fault"])
+    assert (first.status, first.requeue_on) == ("queued", "cpu")
+    run = load(url, run_id)
+    assert (run.status, run.worker_id, run.restarts, run.finished_at) == ("queued", None, 1, None)
+    assert run.error.startswith(SEGFAULT) and "retry 1 of 1 (AMST_CRASH_RETRIES)" in run.error
+    [row] = attempts(url, run_id)
+    assert row.status == "crashed" and row.ended_at is not None
+    assert row.error.startswith(SEGFAULT) and row.error.endswith("Fatal Python error: Segmentation fault")
+
+    second = claim_running(url, run_id)
+    assert second == 2
+    outcome = crash(url, run_id, second, worker="w2", tail=["Fatal Python error: Segmentation fault"])
+    assert (outcome.status, outcome.requeue_on) == ("failed", None)
+    run = load(url, run_id)
+    assert run.status == "failed" and run.finished_at is not None and run.restarts == 1
+    assert run.error.startswith(SEGFAULT)
+    assert "2 attempts in a row ended so: not retried again (AMST_CRASH_RETRIES=1)" in run.error
+    assert "Segmentation fault" in run.error, "the end of the run's log is quoted"
+    assert [a.status for a in attempts(url, run_id)] == ["crashed", "crashed"]
+    with tx(url) as s:  # a late or duplicate message for the failed run does not train it again
+        assert lifecycle.claim(s, run_id, "w3", "cpu") is None
+
+
+def test_a_run_over_the_memory_limit_fails_at_once(url: str) -> None:
+    run_id, attempt = running(url)
+    outcome = crash(url, run_id, attempt, retries=2, retry=False)
+    assert outcome.status == "failed" and "not retried: it would end the same way" in outcome.error
+    assert load(url, run_id).status == "failed"
+
+
+def test_a_crash_after_a_cancel_request_cancels_and_max_restarts_still_bounds_retries(url: str) -> None:
+    cancelled, attempt = running(url)
+    with tx(url) as s:
+        lifecycle.request_cancel(s, s.get(Run, cancelled))
+    assert crash(url, cancelled, attempt).status == "cancelled"
+    no_restarts, attempt = running(url, max_restarts=0)
+    outcome = crash(url, no_restarts, attempt, retries=5)
+    assert outcome.status == "failed" and "no restart left (max_restarts 0)" in outcome.error
+
+
+def test_a_crash_is_recorded_by_the_lease_holder_only(url: str) -> None:
+    run_id, attempt = running(url)
+    assert crash(url, run_id, attempt, worker="w2") is None
+    assert crash(url, run_id, attempt + 1) is None, "another attempt's process"
+    set_fields(url, run_id, heartbeat_at=utcnow() - LONG_AGO)
+    reap(url)
+    assert crash(url, run_id, attempt) is None, "the run was reaped meanwhile"
+    assert load(url, run_id).status == "queued" and attempts(url, run_id)[0].status == "lost"
+
+
+def test_deaths_count_in_a_row(url: str) -> None:
+    """An attempt that ends on its own (here: handed back by a stopping worker) breaks the series."""
+    run_id, attempt = running(url, max_restarts=5)
+    assert crash(url, run_id, attempt).status == "queued"
+    second = claim_running(url, run_id)
+    with tx(url) as s:
+        assert lifecycle.release(s, run_id, "w2", second) == "cpu"
+    third = claim_running(url, run_id, worker="w3")
+    assert crash(url, run_id, third, worker="w3").status == "queued", "one death in a row, not two"
+
+
+def test_reap_fails_a_run_whose_workers_keep_dying(url: str) -> None:
+    """A run that kills every worker that takes it (max_restarts far away) is failed after AMST_CRASH_RETRIES + 1
+    deaths in a row, saying how many."""
+    settings = SETTINGS.model_copy(update={"crash_retries": 1})
+    run_id, _ = running(url, max_restarts=10)
+    set_fields(url, run_id, heartbeat_at=utcnow() - LONG_AGO)
+    assert reap(url, settings).requeued == [(run_id, "cpu")]
+    claim_running(url, run_id)
+    set_fields(url, run_id, heartbeat_at=utcnow() - LONG_AGO)
+    result = reap(url, settings)
+    assert result.requeued == [] and result.lost == [run_id]
+    run = load(url, run_id)
+    assert run.status == "failed" and run.finished_at is not None
+    assert "worker w2 stopped heartbeating during this run 2 times in a row" in run.error
+    assert "not retried again (AMST_CRASH_RETRIES=1)" in run.error
+    assert [a.status for a in attempts(url, run_id)] == ["lost", "lost"]
