@@ -309,7 +309,7 @@ def get_checkpoint(run_id: str, s: SessionDep, settings: SettingsDep,
 
 @router.get("/runs/{run_id}/config", responses={200: {"content": {
     "application/json": {"schema": RUN_CONFIG_SCHEMA},
-    "application/yaml": {"schema": {"type": "string"}}}},
+    "application/yaml": {"schema": RUN_CONFIG_SCHEMA}}},  # the same config, as YAML
     **Errors})
 def get_config(run_id: str, s: SessionDep,
                format: Annotated[Literal["json", "yaml"], Query()] = "json") -> Response:

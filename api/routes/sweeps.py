@@ -323,14 +323,17 @@ def get_sweep(sweep_id: str, s: SessionDep, baseline: Baseline = None) -> SweepD
 
 
 class CsvResponse(Response):
-    media_type = "text/csv"
+    media_type = "text/csv"  # what OpenAPI says the 200 is (FastAPI would say JSON), with the other formats
 
 
 TEXT = {"schema": {"type": "string"}}
+# Its errors are JSON all the same: declared with their content (a `model` would take the route's media type).
+JSON_ERRORS = {code: {"description": "an error", "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/ErrorResponse"}}}} for code in Errors}
 
 
 @router.get("/sweeps/{sweep_id}/table", response_class=CsvResponse, responses={
-    200: {"content": {"text/csv": TEXT, "text/markdown": TEXT, "application/x-latex": TEXT}}, **Errors})
+    200: {"content": {"text/csv": TEXT, "text/markdown": TEXT, "application/x-latex": TEXT}}, **JSON_ERRORS})
 def get_table(sweep_id: str, s: SessionDep, format: Literal["csv", "md", "tex"] = "csv",
               baseline: Baseline = None) -> Response:
     """The results matrix as CSV, a Markdown table or a LaTeX tabular (booktabs)."""

@@ -191,11 +191,13 @@ def schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_non_json_responses_declare_their_media_types(schema: dict[str, Any]) -> None:
     config_200 = schema["paths"]["/runs/{run_id}/config"]["get"]["responses"]["200"]["content"]
-    assert config_200["application/yaml"]["schema"] == {"type": "string"}
-    assert config_200["application/json"]["schema"] == {"$ref": "#/components/schemas/RunConfig"}
+    assert set(config_200) == {"application/json", "application/yaml"}
+    assert all(media["schema"] == {"$ref": "#/components/schemas/RunConfig"} for media in config_200.values())
     table_200 = schema["paths"]["/sweeps/{sweep_id}/table"]["get"]["responses"]["200"]["content"]
     assert set(table_200) == {"text/csv", "text/markdown", "application/x-latex"}
     assert all(media["schema"] == {"type": "string"} for media in table_200.values())
+    errors = schema["paths"]["/sweeps/{sweep_id}/table"]["get"]["responses"]["404"]["content"]
+    assert set(errors) == {"application/json"}
 
 
 def test_dataset_dependent_defaults_are_not_promised_by_the_schema(schema: dict[str, Any]) -> None:
