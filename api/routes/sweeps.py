@@ -158,7 +158,8 @@ def in_cell(run: SweepRun, grid: dict[str, Any], check: Callable[[], T]) -> T:
     except ApiError as err:
         if err.status_code != 422:
             raise
-        field = cell_field(err.field, grid) if err.field else "grid"
+        whole = err.field in (None, "body")  # the run config as a whole (its stored size): the base makes most of it
+        field = "base" if whole else cell_field(err.field, grid)
         raise ApiError(422, f"cell {format_cell(run.cell)}: {err.message}", field) from None
 
 
