@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+SERVER_TAG_PREFIX = "sweep:"  # the API's own tags (amst_core.store.sweeps); the UI talks only to the API
 FORM_FIELDS = ("name", "tags", "dataset.preset", "skip", "method_params", "fusion", "epochs", "batch_size", "seed",
                "device", "optim.lr", "model")
 
@@ -18,9 +19,13 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def starting_config(prefill: dict[str, Any] | None, dataset: dict[str, Any]) -> dict[str, Any]:
-    """What the form shows first: the run being re-run (same dataset), else the dataset's suggestion."""
+    """What the form shows first: the run being re-run (same dataset), else the dataset's suggestion. A re-run
+    is no part of the sweep it copies: the server's own `sweep:` tags (which a request may not set) are left out."""
     if prefill and prefill.get("dataset", {}).get("name") == dataset["name"]:
-        return copy.deepcopy(prefill)
+        start = copy.deepcopy(prefill)
+        if "tags" in start:
+            start["tags"] = [t for t in start["tags"] if not t.startswith(SERVER_TAG_PREFIX)]
+        return start
     return deep_merge({"dataset": {"name": dataset["name"]}}, dataset.get("suggested", {}))
 
 

@@ -48,6 +48,12 @@ def test_starting_config_uses_the_prefill_for_the_same_dataset():
     assert PREFILL["optim"]["lr"] == 0.01
 
 
+def test_a_rerun_of_a_sweeps_run_leaves_the_servers_sweep_tag_out():
+    """Since issue 21 a request may not set `sweep:` tags; a sweep's run copied before that carries one."""
+    prefill = {**PREFILL, "tags": ["mine", "sweep:0123456789abcdef"]}
+    assert starting_config(prefill, AVDIGITS)["tags"] == ["mine"]
+
+
 def test_starting_config_uses_the_dataset_suggestion_for_another_dataset():
     assert starting_config(PREFILL, SYNTHETIC) == {"dataset": {"name": "synthetic"}, "model": {"frames": 1},
                                                    "optim": {"lr": 0.05}, "epochs": 5}
