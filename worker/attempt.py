@@ -1,4 +1,5 @@
-"""One attempt of a run, trained in a process of its own: `python -m worker.attempt RUN_ID ATTEMPT ...`.
+"""One attempt of a run, trained in a process of its own: forked from the worker's fork server (`forked`), or
+`python -m worker.attempt RUN_ID ATTEMPT ...` by hand.
 
 The worker (worker/runner.py) claims the run's lease, then starts this process and waits for it (worker/child.py).
 Here, beside the training thread, a watcher thread polls the run row: it refreshes the lease (heartbeat, with the
@@ -196,7 +197,8 @@ class AttemptRunner:
 
 def die_with_parent(parent: int) -> None:
     """A worker that dies (SIGKILL, the OOM killer choosing it) takes its training process along: SIGTERM, so the
-    run is handed back at the next batch rather than trained on by a process nobody waits for."""
+    run is handed back at the next batch rather than trained on by a process nobody waits for. `parent` is the
+    fork server, which exits when its worker does."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):  # not Linux: the watcher's lease check still stops it once reaped
@@ -211,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("attempt", type=int)
     parser.add_argument("--worker-id", required=True)
     parser.add_argument("--device", required=True)
-    parser.add_argument("--parent", type=int, required=True, help="the worker's pid")
+    parser.add_argument("--parent", type=int, default=os.getppid(),
+                        help="the process whose death ends this one (default: the parent)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = AttemptRunner(get_settings(), args.worker_id, args.device)
@@ -221,6 +224,18 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent(args.parent)
     runner.run(args.run_id, args.attempt)
     return 0
+
+
+def forked(argv: list[str], env: dict[str, str]) -> None:
+    """The training process as forked from the worker's fork server (worker/child.py): the worker's environment
+    and settings of now over the fork server's (which has those of its start, plus what imports set, such as
+    CUBLAS_WORKSPACE_CONFIG), then `main`."""
+    from amst_core.limits import get_limits
+
+    os.environ.update(env)
+    get_settings.cache_clear()
+    get_limits.cache_clear()
+    sys.exit(main(argv))
 
 
 if __name__ == "__main__":

@@ -1,22 +1,28 @@
 """The training process of one attempt, seen from the worker that started it: start, memory limit, end.
 
-Each attempt trains in a child process (`python -m worker.attempt`, worker/attempt.py), so that a native crash
-(a segmentation fault in a kernel), an abort or the out-of-memory killer ends that process, not the worker: the
-worker records why on the run and takes the next one. While the child runs, the worker polls its memory every
-`POLL_S` and kills it past AMST_RUN_MEMORY_MB, so that the run fails alone instead of the kernel's out-of-memory
-killer choosing among the machine's processes. (RLIMIT_AS counts address space, which CUDA reserves by the
-terabyte; a cgroup's memory.max needs a delegated cgroup v2, which most hosts, containers and this CI lack.)
+Each attempt trains in a child process (worker/attempt.py), so that a native crash (a segmentation fault in a
+kernel), an abort or the out-of-memory killer ends that process, not the worker: the worker records why on the
+run and takes the next one. Training processes are forked from a fork server that the worker starts once (a fresh
+interpreter that has imported the training code: torch, the engine), so an attempt starts in a fraction of a
+second instead of the ~3 s of imports a new interpreter pays. The fork server has one thread and never touches
+CUDA, so its children may use CUDA; the worker itself could not fork them (its threads, its CUDA context).
+
+While the child runs, the worker polls its memory every `POLL_S` and kills it past AMST_RUN_MEMORY_MB, so that
+the run fails alone instead of the kernel's out-of-memory killer choosing among the machine's processes.
+(RLIMIT_AS counts address space, which CUDA reserves by the terabyte; a cgroup's memory.max needs a delegated
+cgroup v2, which most hosts, containers and this CI lack.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import signal
-import subprocess
-import time
 from dataclasses import dataclass
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 log = logging.getLogger("amst.worker")
@@ -100,48 +106,65 @@ class MemoryMeter:
         return used
 
 
-class TrainingProcess:
-    """One child process, waited for with os.wait4 (its own peak RSS comes with its exit status)."""
+_forkserver: ForkServerContext | None = None
 
-    def __init__(self, command: list[str], env: dict[str, str], limit_mib: int = 0):
-        self.command, self.env, self.limit_mib = command, env, limit_mib
-        self.process: subprocess.Popen | None = None
+
+def forkserver() -> ForkServerContext:
+    """multiprocessing's fork server, preloading the training code (started on first use, then reused)."""
+    global _forkserver
+    if _forkserver is None:
+        _forkserver = multiprocessing.get_context("forkserver")
+        _forkserver.set_forkserver_preload(["worker.attempt"])
+    return _forkserver
+
+
+class TrainingProcess:
+    """One training process: `worker.attempt.forked(argv, env)` forked from the fork server, waited for while
+    its memory is watched."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], limit_mib: int = 0):
+        self.argv, self.env, self.limit_mib = argv, env, limit_mib
+        self.process: BaseProcess | None = None
 
     def start(self) -> int:
-        # Same process group as the worker: a signal to the worker's group (Ctrl-C, `amst up` stopping, a
-        # supervisor's SIGKILL) reaches the training process too.
-        self.process = subprocess.Popen(self.command, env=self.env, stdin=subprocess.DEVNULL)
+        from worker.attempt import forked
+
+        # Not daemonic: a daemonic process may not start the data-loading processes. It is in the worker's
+        # process group (the fork server is), so a signal to the group (Ctrl-C, `amst up` stopping, a
+        # supervisor's SIGKILL) reaches it too.
+        self.process = forkserver().Process(target=forked, args=(self.argv, self.env), name="amst-attempt")
+        self.process.start()
+        assert self.process.pid is not None
         return self.process.pid
 
     def terminate(self) -> None:
         """Ask it to stop at the next batch and hand its run back (its SIGTERM handler)."""
-        if self.process is not None and self.process.returncode is None:
+        if self.process is not None and self.process.exitcode is None:
             with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
+                os.kill(self.process.pid, signal.SIGTERM)
 
     def kill_tree(self) -> None:
-        assert self.process is not None
+        assert self.process is not None and self.process.pid is not None
         for pid in [self.process.pid, *descendants(self.process.pid)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
     def wait(self) -> ProcessEnd:
-        """Until the process ends; kills it (and its data loaders) when it uses more than `limit_mib`."""
-        assert self.process is not None
+        """Until the process ends; kills it (and its data loaders) when it uses more than `limit_mib`. Its peak
+        is the highest of the polled resident sets and VmHWM (the kernel's own peak, read at each poll)."""
+        assert self.process is not None and self.process.pid is not None
         meter, over = MemoryMeter(self.process.pid), None
         while True:
-            pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
-            if pid:
-                self.process.returncode = os.waitstatus_to_exitcode(status)
-                peak = max(meter.peak_mib, usage.ru_maxrss / 1024) or None  # ru_maxrss: KiB on Linux
-                return ProcessEnd(self.process.returncode, peak, over, self.limit_mib if over else None)
+            self.process.join(POLL_S)
+            if self.process.exitcode is not None:  # negative: the signal that ended it
+                return ProcessEnd(self.process.exitcode, meter.peak_mib or None, over,
+                                  self.limit_mib if over else None)
             used = meter.sample()
             if over is None and used is not None and self.limit_mib and used > self.limit_mib:
                 over = used
                 log.error("training process %d uses %.0f MiB, over AMST_RUN_MEMORY_MB (%d MiB): killing it",
                           self.process.pid, used, self.limit_mib)
                 self.kill_tree()
-            time.sleep(POLL_S)
 
 
 SIGNAL_CAUSES = {

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -88,9 +87,8 @@ class Executor:
         return status
 
     def train_in_child(self, run_id: str, attempt: int) -> ProcessEnd:
-        command = [sys.executable, "-m", "worker.attempt", run_id, str(attempt), "--worker-id", self.worker_id,
-                   "--device", self.device, "--parent", str(os.getpid())]
-        child = TrainingProcess(command, {**os.environ, **self.settings.as_env()}, self.settings.run_memory_mb)
+        argv = [run_id, str(attempt), "--worker-id", self.worker_id, "--device", self.device]
+        child = TrainingProcess(argv, {**os.environ, **self.settings.as_env()}, self.settings.run_memory_mb)
         started = time.monotonic()
         pid = child.start()
         self.child = child
