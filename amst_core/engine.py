@@ -202,21 +202,6 @@ class Trainer:
         assert self.out_dir is not None
         return self.out_dir / "checkpoints"
 
-    def checkpoint(self, epoch: int, points: Sequence[MetricPoint]) -> dict[str, Any]:
-        return {
-            "version": CHECKPOINT_VERSION,
-            "epoch": epoch,
-            "config": self.cfg.model_dump(mode="json"),
-            "classes": list(self.classes),
-            "method": self.method.state_dict(),
-            "selection": self.selection.state_dict(),
-            "plateau": self.plateau.state_dict(),
-            "rng": rng_state(self.device),
-            # The metrics no sink has made durable yet, this epoch's included: a resumed run writes them first,
-            # so that a crash between the checkpoint and the metrics leaves no gap in the curves.
-            "points": [p.to_dict() for p in points],
-        }
-
     def best_checkpoint(self, epoch: int) -> dict[str, Any]:
         """The model of the best epoch, for evaluation and download: half of last.pt (no momentum buffers,
         schedulers, RNG states or points, which only resuming needs)."""
@@ -227,6 +212,18 @@ class Trainer:
             "classes": list(self.classes),
             "method": self.method.model_state_dict(),
             "selection": self.selection.state_dict(),
+        }
+
+    def checkpoint(self, epoch: int, points: Sequence[MetricPoint]) -> dict[str, Any]:
+        """last.pt: the best checkpoint's fields with the method's whole state, and what resuming needs."""
+        return {
+            **self.best_checkpoint(epoch),
+            "method": self.method.state_dict(),
+            "plateau": self.plateau.state_dict(),
+            "rng": rng_state(self.device),
+            # The metrics no sink has made durable yet, this epoch's included: a resumed run writes them first,
+            # so that a crash between the checkpoint and the metrics leaves no gap in the curves.
+            "points": [p.to_dict() for p in points],
         }
 
     def save_checkpoints(self, epoch: int, improved: bool, points: Sequence[MetricPoint]) -> None:

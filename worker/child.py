@@ -106,6 +106,8 @@ class MemoryMeter:
         return used
 
 
+# What a training process imports, the engine's lazy imports included (torch, torchvision, the methods): ~3 s.
+PRELOAD = ["worker.attempt", "amst_core.execute", "amst_core.engine", "amst_core.methods", "amst_core.models"]
 _forkserver: ForkServerContext | None = None
 
 
@@ -114,7 +116,7 @@ def forkserver() -> ForkServerContext:
     global _forkserver
     if _forkserver is None:
         _forkserver = multiprocessing.get_context("forkserver")
-        _forkserver.set_forkserver_preload(["worker.attempt"])
+        _forkserver.set_forkserver_preload(PRELOAD)
     return _forkserver
 
 
