@@ -28,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from amst_core.vocab import ACTIVE, TERMINAL, RunStatus  # noqa: F401  (re-exported: the store speaks these)
+
 NAMING = {  # stable constraint names, so Alembic migrations are the same on SQLite and PostgreSQL
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -59,21 +61,6 @@ class Modality(enum.StrEnum):
 
     def to_api(self) -> str | None:
         return None if self is Modality.none else self.value
-
-
-class RunStatus(enum.StrEnum):
-    queued = "queued"
-    starting = "starting"
-    running = "running"
-    stalled = "stalled"  # alive, but no new epoch for much longer than usual
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-    lost = "lost"  # its worker stopped heartbeating and no restart is left
-
-
-ACTIVE = (RunStatus.queued, RunStatus.starting, RunStatus.running, RunStatus.stalled)
-TERMINAL = (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.lost)
 
 
 class UTCDateTime(TypeDecorator):
