@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from amst_core.vocab import RunSeries
+
 MODALITIES: tuple[str, ...] = ("audio", "text", "visual")  # sorted: this order drives ALT updates
 Fusion = Literal["concat", "lsum", "msum"]
 SkipMode = Literal["faithful", "fast"]
@@ -97,6 +99,9 @@ class MethodInfo:
     fusion_fixed: bool  # True when the method forces its own heads
     uses_skip: bool
     modalities: int | None = None  # a method for datasets of exactly this many modalities
+    # Run-level series (component `run`) the method logs beyond the engine's (vocab.ENGINE_SERIES): the dashboard
+    # draws whatever is declared here.
+    series: tuple[RunSeries, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,12 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+OGM_SERIES = (
+    RunSeries("ogm_coeff", "bounded", True, "OGM-GE: the mean factor the modality's encoder gradients were scaled by "
+              "in the epoch (1 outside the modulation window)"),
+    RunSeries("ogm_ratio", "quantity", True, "OGM-GE: the mean ratio of the modality's score (summed probability "
+                                             "of the true class) to the others'"),
+)
 METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in [
@@ -139,7 +150,7 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("amst_full", "alternating module plus joint module, predictions averaged",
                    FullParams, "concat", fusion_fixed=True, uses_skip=True),
         MethodInfo("ogm_ge", "OGM-GE: the dominant modality's encoder gradients scaled down, Gaussian noise added",
-                   OgmParams, "lsum", fusion_fixed=False, uses_skip=False),
+                   OgmParams, "lsum", fusion_fixed=False, uses_skip=False, series=OGM_SERIES),
         MethodInfo("pmr", "PMR: a prototype loss for the weaker of two modalities", PmrParams, "lsum",
                    fusion_fixed=False, uses_skip=False, modalities=2),
         MethodInfo("mla", "MLA: alternating unimodal training through a shared head; weighted and entropy-gated "

@@ -205,6 +205,14 @@ class MetricsOut(BaseModel):
                    next_since_epoch=max(newest, since_epoch))
 
 
+class RunSeriesOut(BaseModel):
+    name: str
+    kind: str = Field(description="bounded (in [0, 1]), loss, count or quantity")
+    per_modality: bool
+    description: str
+    split: str
+
+
 class MethodOut(BaseModel):
     name: str
     summary: str
@@ -213,6 +221,8 @@ class MethodOut(BaseModel):
     uses_skip: bool
     params_schema: dict[str, Any]
     params_defaults: dict[str, Any]
+    series: list[RunSeriesOut] = Field([], description="run-level series (component `run`) the method logs beyond "
+                                                       "the engine's (GET /vocabulary: engine_series)")
 
 
 class DatasetOut(BaseModel):

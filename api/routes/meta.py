@@ -16,7 +16,7 @@ from amst_core.datafiles import describe_dataset
 from amst_core.store import queries
 from amst_core.store.models import utcnow
 from api.deps import SessionDep, SettingsDep
-from api.schemas import DatasetOut, DependencyOut, HealthOut, MethodOut, WorkerOut
+from api.schemas import DatasetOut, DependencyOut, HealthOut, MethodOut, RunSeriesOut, WorkerOut
 
 router = APIRouter(tags=["meta"])
 
@@ -33,7 +33,8 @@ def list_methods() -> list[MethodOut]:
     """Training methods, with the JSON schema and defaults of their `method_params`."""
     return [MethodOut(name=m.name, summary=m.summary, default_fusion=m.default_fusion, fusion_fixed=m.fusion_fixed,
                       uses_skip=m.uses_skip, params_schema=m.params.model_json_schema(),
-                      params_defaults=m.params().model_dump(mode="json"))
+                      params_defaults=m.params().model_dump(mode="json"),
+                      series=[RunSeriesOut(**s.as_dict()) for s in m.series])
             for m in METHODS.values()]
 
 
