@@ -19,7 +19,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -33,7 +32,8 @@ from amst_core.settings import Settings, get_settings
 from amst_core.store import lifecycle
 from amst_core.store.db import session_scope
 from amst_core.store.models import Run, RunStatus
-from amst_core.store.writer import OUTAGE, DatabaseUnavailable, DbSink, LeaseLost
+from amst_core.store.outage import OUTAGE, DatabaseUnavailable, Outage
+from amst_core.store.writer import DbSink, LeaseLost
 from worker.runner import failure_summary, on_this_worker, with_database
 
 log = logging.getLogger("amst.worker")
@@ -53,24 +53,24 @@ class RunWatcher(threading.Thread):
         self.progress: Callable[[], dict | None] = lambda: None  # the trainer's LiveProgress, once it exists
 
     def run(self) -> None:
-        last_ok = time.monotonic()
+        outage = Outage(self.settings.db_grace_s, f"run {self.run_id}: heartbeat")
         while not self.done.wait(self.settings.cancel_poll_s):
             try:
                 with session_scope(self.settings.db_url) as s:
                     cancel = lifecycle.heartbeat(s, self.run_id, self.worker_id, self.progress())
             except OUTAGE as err:  # training goes on through an outage shorter than the grace
-                down = time.monotonic() - last_ok
-                if down < self.settings.cancel_poll_s * 2:
-                    log.warning("run %s: heartbeat failed (%s); training goes on", self.run_id, type(err).__name__)
-                if down > self.settings.db_grace_s:
-                    log.error("run %s: no database for %.0f s (AMST_DB_GRACE_S): stopping", self.run_id, down)
+                try:
+                    outage.failed(err, "; training goes on meanwhile")
+                except DatabaseUnavailable:
+                    log.error("run %s: no database for %.0f s (AMST_DB_GRACE_S): stopping", self.run_id,
+                              outage.down_s)
                     self.database_gone = True
                     self.stop_training.set()
                 continue
             except Exception:  # a bug in a heartbeat must not kill training either; the next tick retries
                 log.exception("heartbeat of run %s failed", self.run_id)
                 continue
-            last_ok = time.monotonic()
+            outage.answered()
             if cancel is None:
                 self.lease_lost = True
                 self.stop_training.set()

@@ -29,7 +29,7 @@ from amst_core.settings import Settings, get_settings
 from amst_core.store import lifecycle, sweeps
 from amst_core.store.db import session_scope
 from amst_core.store.models import RunStatus
-from amst_core.store.writer import OUTAGE, DatabaseUnavailable
+from amst_core.store.outage import OUTAGE, DatabaseUnavailable, Outage, wait_out
 from worker.child import ProcessEnd, TrainingProcess, describe_end
 
 log = logging.getLogger("amst.worker")
@@ -163,17 +163,12 @@ class Executor:
 
 def with_database(settings: Settings, action: Callable[[Session], T]) -> T:
     """One transaction, waiting out a database outage up to AMST_DB_GRACE_S (DatabaseUnavailable after)."""
-    started, pause = time.monotonic(), 0.25
-    while True:
-        try:
-            with session_scope(settings.db_url) as s:
-                return action(s)
-        except OUTAGE as err:
-            waited = time.monotonic() - started
-            if waited > settings.db_grace_s:
-                raise DatabaseUnavailable(f"no database for {waited:.0f} s") from err
-        time.sleep(pause)
-        pause = min(2 * pause, 5.0)
+
+    def transaction() -> T:
+        with session_scope(settings.db_url) as s:
+            return action(s)
+
+    return wait_out(transaction, Outage(settings.db_grace_s, "worker"))
 
 
 def note_in_run_log(settings: Settings, run_id: str, message: str) -> None:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from amst_core.config import ConfigError
@@ -31,6 +30,7 @@ from amst_core.selection import NAMES as SELECTION
 from amst_core.selection import selected
 from amst_core.store.db import get_engine
 from amst_core.store.models import Modality, Point, Run, RunStatus, Series, utcnow
+from amst_core.store.outage import OUTAGE, DatabaseUnavailable, Outage, wait_out
 
 log = logging.getLogger("amst.store")
 SeriesKey = tuple[str, str, str | None, str]  # split, component, modality (None: run level), name
@@ -71,16 +71,8 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-class DatabaseUnavailable(RuntimeError):
-    """The run store has not answered for longer than the sink may wait."""
-
-
 class LeaseLost(RuntimeError):
     """Another worker holds the run now (this one was presumed dead): its results must not be written."""
-
-
-# Failures of the connection, not of the statement: worth waiting out.
-OUTAGE = (OperationalError, InterfaceError)
 
 
 class DbSink:
@@ -93,7 +85,7 @@ class DbSink:
         self.series_ids: dict[SeriesKey, int] = {}
         self.epoch_times: dict[int, float] = {}
         self.buffer: list[list[MetricPoint]] = []  # epochs accepted but not committed yet, oldest first
-        self.down_since: float | None = None
+        self.outage = Outage(grace_s, f"run {run_id}: metrics")
         self.checked_budget = False
 
     # ---- MetricSink -------------------------------------------------------------------------------------------
@@ -122,41 +114,28 @@ class DbSink:
             try:
                 self.commit(self.buffer[0])
             except OUTAGE as err:
-                self.outage(err)
+                self.database_silent(err)
                 return False
             self.buffer.pop(0)
-        if self.down_since is not None:
-            log.warning("run %s: the database answers again after %.1f s; buffered metrics written", self.run_id,
-                        time.monotonic() - self.down_since)
-            self.down_since = None
+        self.outage.answered()
         return True
 
     def flush_or_raise(self) -> None:
         if not self.flush():
             raise OperationalError("flush", {}, ConnectionError("the database did not answer"))
 
-    def outage(self, err: Exception) -> None:
-        now = time.monotonic()
-        if self.down_since is None:
-            self.down_since = now
-            log.warning("run %s: the database is unreachable (%s); training goes on and its metrics wait in "
-                        "memory for up to %.0f s", self.run_id, type(err).__name__, self.grace_s)
-        waited, buffered = now - self.down_since, len(self.pending())
-        if waited > self.grace_s or buffered > self.max_buffered:
-            raise DatabaseUnavailable(f"the database has been unreachable for {waited:.0f} s ({buffered} metric "
-                                      f"points waiting); AMST_DB_GRACE_S is {self.grace_s:.0f} s") from err
+    def database_silent(self, err: Exception) -> None:
+        """Training goes on while the outage is shorter than the grace and the epochs held fit in memory."""
+        buffered = len(self.pending())
+        detail = f" ({buffered} metric points waiting)"
+        if buffered > self.max_buffered:
+            raise DatabaseUnavailable(f"the database has been unreachable for {self.outage.down_s:.0f} s{detail}; "
+                                      f"AMST_DB_BUFFER_POINTS is {self.max_buffered}") from err
+        self.outage.failed(err, detail)
 
     def retrying(self, action: Callable[[], None]) -> None:
         """Run `action`, waiting out an outage (growing pauses) until the grace is spent."""
-        pause = 0.25
-        while True:
-            try:
-                action()
-                return
-            except OUTAGE as err:
-                self.outage(err)
-            time.sleep(pause)
-            pause = min(pause * 2, 5.0)
+        wait_out(action, self.outage, self.database_silent)
 
     # ---- steps of one write -----------------------------------------------------------------------------------
 
