@@ -1,4 +1,5 @@
-"""The API's side of Celery: queue a run for the workers, or revoke its message. No worker code here.
+"""Run messages, sent and revoked here alone: by the API (submit, retry, cancel, the reaper) and by a worker
+process (`amst serve worker`: a run it hands back or re-queues, the reaper). No worker code here.
 
 The database is the source of truth (DESIGN.md section 5): a message only says "run <id> may start"; the worker
 takes a lease on the run row. So a lost message is re-sent by the reaper, and a duplicate one is harmless.
@@ -17,9 +18,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from amst_core.settings import Settings
+from amst_core.store.lifecycle import TASK_NAME
 from api.errors import ApiError
 
-TASK_NAME = "amst.execute_run"
 log = logging.getLogger("amst.api")
 PING_TIMEOUT_S = 1.5
 
@@ -48,6 +49,8 @@ def queue_or_undo(s: Session, send: Callable[[], object], undo: Callable[[], obj
 
 
 class Dispatcher:
+    """Celery's send_task and revoke of the run message (TASK_NAME), on a client app of its own."""
+
     def __init__(self, settings: Settings):
         self.broker = settings.celery_broker
 
@@ -85,3 +88,6 @@ class Dispatcher:
             return
         with Connection(self.broker, connect_timeout=PING_TIMEOUT_S) as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=PING_TIMEOUT_S)
+
+
+__all__ = ["TASK_NAME", "Dispatcher", "RunDispatcher", "queue_or_undo"]

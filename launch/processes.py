@@ -47,13 +47,13 @@ def serve_worker(gpu: int | None, queue: str | None) -> None:
     queues = queue or ("gpu" if gpu is not None else "gpu,cpu")
     from celery import signals
 
-    from worker.app import TASK_NAME, app
+    from amst_core.settings import get_settings
+    from api.dispatch import Dispatcher
+    from worker.app import app
     from worker.runner import current_executor, start_maintenance
 
-    def send(run_id: str, q: str) -> str:
-        return app.send_task(TASK_NAME, args=[run_id], queue=q).id
-
-    maintenance = start_maintenance(queues, send)
+    # The worker sends run messages as the API does (a run it hands back or re-queues, the reaper's): one sender.
+    maintenance = start_maintenance(queues, Dispatcher(get_settings()).send)
     signals.worker_shutting_down.connect(lambda **_: current_executor().shutdown(), weak=False)
     signals.worker_shutdown.connect(lambda **_: maintenance.stop(), weak=False)  # GET /workers: stopped_at
     name = f"amst-{'gpu' + str(gpu) if gpu is not None else 'cpu'}-{os.getpid()}@%h"

@@ -12,8 +12,8 @@ import logging
 from celery import Celery, signals
 
 from amst_core.settings import Settings, get_settings
+from amst_core.store.lifecycle import TASK_NAME
 
-TASK_NAME = "amst.execute_run"
 VISIBILITY_TIMEOUT_S = 30 * 24 * 3600  # longer than any run: an unacked run is not handed to a second worker
 log = logging.getLogger("amst.worker")
 

@@ -23,6 +23,9 @@ from amst_core.config import RunConfig
 from amst_core.settings import Settings, queue_for
 from amst_core.store.models import ACTIVE, TERMINAL, Attempt, Run, RunStatus, RunTag, Worker, utcnow
 
+# The broker message that says "run <id> may start" (its one argument): the worker's Celery task, sent by
+# api.dispatch (the API, and the worker when it hands a run back). The row, not the message, decides who trains.
+TASK_NAME = "amst.execute_run"
 RETRYABLE = (RunStatus.failed, RunStatus.cancelled, RunStatus.lost)
 LIVE = (RunStatus.starting, RunStatus.running, RunStatus.stalled)
 CRASHED = "crashed"  # an attempt's status: its training process died without recording an end
