@@ -12,22 +12,20 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from sqlalchemy import inspect, update
+from sqlalchemy import inspect
 from sqlalchemy.orm import sessionmaker
 
 from amst_core import artifacts
 from amst_core.catalog import DATASETS
 from amst_core.config import RunConfig
 from amst_core.settings import Settings
-from amst_core.store import lifecycle, queries
+from amst_core.store import lifecycle, reaper
 from amst_core.store.db import get_engine
-from amst_core.store.models import Run, utcnow
 from api.dispatch import Dispatcher
 from api.errors import install_error_handlers
 from api.guards import BodyLimit, HeadAsGet
@@ -109,31 +107,12 @@ def collect_garbage(app: FastAPI) -> None:
 
 
 def reap_once(app: FastAPI) -> list[str]:
-    """One reaper pass; returns the ids of the runs dispatched again: those re-queued after their worker was lost,
-    and those queued for long on a queue whose live worker sits idle (their broker message was lost)."""
-    settings = app.state.settings
+    """One reaper pass (amst_core.store.reaper, which every worker runs too); returns the ids of the runs
+    dispatched again: those re-queued after their worker was lost, and those queued for long on a queue whose live
+    worker sits idle (their broker message was lost)."""
     with app.state.sessions() as s:
-        result = lifecycle.reap(s, settings, app.state.reaper_clock)
-        waiting = lifecycle.queued_runs_without_lease(s, older_than_s=max(60.0, 6 * settings.reaper_s))
-        idle = queries.idle_queues(s, utcnow() - timedelta(seconds=settings.lost_after_s))
-        waiting = [(run_id, queue) for run_id, queue in waiting if queue in idle]
-        s.commit()
-        for run_id in result.lost:
-            log.warning("run %s lost its worker and has no restart left", run_id)
-        sweeps.release(s, app.state.dispatcher)  # a sweep's held-back runs, as its earlier runs end
-        again = list(dict.fromkeys(result.requeued + waiting))
-        sent = []
-        for run_id, queue in again:
-            try:
-                task_id = app.state.dispatcher.send(run_id, queue)
-            except Exception as err:  # the broker is down: the next pass tries again
-                log.error("could not re-dispatch run %s: %s", run_id, err)
-                continue
-            # Also bumps updated_at, so a run waiting in a long queue is re-sent once per period, not every pass.
-            s.execute(update(Run).where(Run.id == run_id).values(task_id=task_id))
-            s.commit()
-            sent.append(run_id)
-        return sent
+        return reaper.reap_and_release(s, app.state.settings, app.state.dispatcher.send,
+                                       app.state.reaper_clock).resent
 
 
 def custom_openapi(app: FastAPI) -> dict[str, Any]:

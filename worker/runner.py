@@ -5,7 +5,7 @@ attempt in a child process (worker/attempt.py, started and watched by worker/chi
 crash, an abort or an out-of-memory kill ends that process, not the worker. When the child ended without
 recording an end of its own, the worker records how it died (retried at most AMST_CRASH_RETRIES times in a row,
 then failed). A maintenance thread keeps the worker row and the lease of the run in training alive (the child
-takes seconds to start) and reaps runs whose worker died.
+takes seconds to start) and runs the reaper-and-release pass (amst_core.store.reaper), as the API does.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from amst_core import runlog
 from amst_core.config import RunConfig
 from amst_core.runlog import RunLogHandler, log_path
 from amst_core.settings import Settings, get_settings
-from amst_core.store import lifecycle, sweeps
+from amst_core.store import lifecycle, reaper
 from amst_core.store.db import session_scope
 from amst_core.store.models import RunStatus
 from amst_core.store.outage import OUTAGE, DatabaseUnavailable, Outage, wait_out
@@ -54,6 +54,7 @@ class Executor:
         self.child: TrainingProcess | None = None
         self.shutting_down = False
         self.send = None  # set by the worker: re-dispatches a run this worker hands back or retries
+        self.run_ended: Callable[[], None] = lambda: None  # set by the worker: a reaper-and-release pass now
 
     def shutdown(self) -> None:
         """The worker is stopping: the training process ends the run at its next batch and hands it back."""
@@ -82,8 +83,8 @@ class Executor:
         except DatabaseUnavailable as err:  # the run stays live in the store: the reaper re-queues it later
             log.error("run %s: how its training process ended could not be recorded: %s", run_id, err)
             return None
-        if status not in (None, RunStatus.queued):  # the run ended: its sweep may start its next ones
-            self.release_sweep_runs()
+        if status not in (None, RunStatus.queued):  # the run ended: its sweep may start its next ones now
+            self.run_ended()
         return status
 
     def train_in_child(self, run_id: str, attempt: int) -> ProcessEnd:
@@ -147,19 +148,6 @@ class Executor:
         log.info("run %s %s", run_id, why)
         return RunStatus.queued
 
-    def release_sweep_runs(self) -> None:
-        """A sweep's next held-back runs get their message now, not at the API's next reaper pass."""
-        if self.send is None:
-            return
-        try:
-            with session_scope(self.settings.db_url) as s:
-                released = sweeps.release_held(s, self.send)
-        except Exception as err:  # the API's reaper releases them later
-            log.warning("could not release a sweep's next runs: %s", err)
-            return
-        if released:
-            log.info("released sweep runs %s", ", ".join(released))
-
 
 def with_database(settings: Settings, action: Callable[[Session], T]) -> T:
     """One transaction, waiting out a database outage up to AMST_DB_GRACE_S (DatabaseUnavailable after)."""
@@ -207,41 +195,56 @@ def failure_summary(err: BaseException, limit: int = 300) -> str:
 
 
 class Maintenance(threading.Thread):
-    """Worker row and run lease heartbeats, and the reaper (lost and stalled runs), for the worker's whole life."""
+    """Worker row and run lease heartbeats, and the reaper-and-release pass (amst_core.store.reaper), for the
+    worker's whole life: every tick, and at once when nudged (a run of this worker ended: its sweep may start its
+    next runs now, not at the next tick)."""
 
     def __init__(self, executor: Executor, queues: str, send):
         super().__init__(daemon=True, name="maintenance")
         self.executor, self.queues, self.send = executor, queues, send
         self.stopped = threading.Event()
+        self.nudged = threading.Event()
+        self.clock = lifecycle.ReaperClock(executor.settings.lost_after_s)
 
     def run(self) -> None:
         settings, worker_id = self.executor.settings, self.executor.worker_id
         with session_scope(settings.db_url) as s:
             lifecycle.register_worker(s, worker_id, socket.gethostname(), os.getpid(), self.queues,
                                       self.executor.device)
-        clock = lifecycle.ReaperClock(settings.lost_after_s)
-        while not self.stopped.wait(min(settings.heartbeat_s, settings.reaper_s)):
-            try:
-                with session_scope(settings.db_url) as s:
-                    training = self.executor.current_run
-                    lifecycle.worker_heartbeat(s, worker_id, training)
-                    if training is not None:  # the lease is the worker's: alive while its child starts or trains
-                        lifecycle.heartbeat(s, training, worker_id)
-                    reaped = lifecycle.reap(s, settings, clock)
-                for run_id, queue in reaped.requeued:
-                    log.warning("run %s lost its worker; re-queued on %s", run_id, queue)
-                    self.send(run_id, queue)
-            except OUTAGE as err:
-                clock.failed()
-                log.warning("maintenance tick: database unreachable (%s)", type(err).__name__)
-            except Exception:
-                log.exception("maintenance tick failed")
+        while not self.sleep(min(settings.heartbeat_s, settings.reaper_s)):
+            self.tick()
         with session_scope(settings.db_url) as s:
             lifecycle.worker_stopped(s, worker_id)
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait a tick or a nudge; True when the worker stops."""
+        self.nudged.wait(seconds)
+        self.nudged.clear()
+        return self.stopped.is_set()
+
+    def nudge(self) -> None:
+        self.nudged.set()
+
+    def tick(self) -> None:
+        settings, worker_id = self.executor.settings, self.executor.worker_id
+        try:
+            with session_scope(settings.db_url) as s:
+                training = self.executor.current_run
+                lifecycle.worker_heartbeat(s, worker_id, training)
+                if training is not None:  # the lease is the worker's: alive while its child starts or trains
+                    lifecycle.heartbeat(s, training, worker_id)
+                s.commit()
+                reaper.reap_and_release(s, settings, self.send, self.clock)
+        except OUTAGE as err:
+            self.clock.failed()
+            log.warning("maintenance tick: database unreachable (%s)", type(err).__name__)
+        except Exception:
+            log.exception("maintenance tick failed")
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """The worker is shutting down: one last write says so (stopped_at), instead of heartbeats running out."""
         self.stopped.set()
+        self.nudged.set()
         self.join(timeout_s)
 
 
@@ -259,7 +262,8 @@ def current_executor() -> Executor:
 
 
 def start_maintenance(queues: str, send) -> Maintenance:
-    current_executor().send = send
-    thread = Maintenance(current_executor(), queues, send)
+    executor = current_executor()
+    thread = Maintenance(executor, queues, send)
+    executor.send, executor.run_ended = send, thread.nudge
     thread.start()
     return thread

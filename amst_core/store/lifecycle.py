@@ -141,6 +141,12 @@ def release(s: Session, run_id: str, worker_id: str, attempt: int) -> str | None
     return s.scalar(select(Run.queue).where(Run.id == run_id)) if ok else None
 
 
+def message_sent(s: Session, run_id: str, task_id: str) -> None:
+    """The run's broker message was sent as `task_id` (revoked by that id on cancel). Also moves updated_at, so
+    a run waiting in a long queue is re-sent once per reaper period, not on every pass."""
+    s.execute(update(Run).where(Run.id == run_id).values(task_id=task_id, updated_at=utcnow()))
+
+
 @dataclass
 class AttemptState:
     """A run and one of its attempts, as the worker finds them once the attempt's training process is gone."""

@@ -269,16 +269,6 @@ def replay(s: Session, response: Response, earlier: Run, digest: str) -> SweepDe
     return detail(s, find_sweep(s, earlier.sweep_id or ""))
 
 
-def release(s: Session, dispatch: Any) -> list[str]:
-    """Give held-back sweep runs their task where their sweep may run more (also every reaper pass, and a worker
-    does it when it finishes a sweep's run)."""
-    try:
-        return store.release_held(s, dispatch.send)
-    except Exception as err:  # the broker is down: the next reaper pass tries again
-        log.error("could not release a sweep's runs: %s", err)
-        return []
-
-
 def detail(s: Session, sweep: Sweep, baseline: dict[str, Any] | None = None) -> SweepDetail:
     runs = store.sweep_runs(s, sweep.id)
     now = utcnow()
@@ -358,4 +348,4 @@ def cancel_sweep(sweep_id: str, s: SessionDep, settings: SettingsDep, dispatch: 
     return detail(s, sweep)
 
 
-__all__ = ["ApiSettings", "release", "router"]
+__all__ = ["ApiSettings", "router"]
