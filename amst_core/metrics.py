@@ -15,6 +15,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from amst_core import vocab
+from amst_core.vocab import HELPER, RUN, VAL
+
 Key = tuple[str, str | None]  # (component, modality)
 
 
@@ -118,7 +121,7 @@ def imbalance_points(points: list[MetricPoint], split: str, epoch: int) -> list[
     ]
 
 
-PROBES = ("helper", "alt_helper")  # a modality's linear probe on its own embedding (FULL: module A's)
+PROBES = (HELPER, vocab.component(HELPER, "alt_"))  # a modality's linear probe on its own embedding (FULL: module A's)
 PLATEAU_TOLERANCE = 0.01  # one accuracy point
 
 
@@ -134,13 +137,13 @@ class Plateau:
     def update(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
         probes = {}
         for p in points:
-            if p.split == "val" and p.name == "acc" and p.modality is not None and p.component in PROBES:
+            if p.split == VAL and p.name == "acc" and p.modality is not None and p.component in PROBES:
                 probes.setdefault(p.modality, {})[p.component] = p.value
         out = []
         for modality, by_component in sorted(probes.items()):
             accs = self.history.setdefault(modality, [])
             accs.append(next(by_component[c] for c in PROBES if c in by_component))
-            out.append(MetricPoint("val", "run", modality, "epochs_to_plateau", epoch, 1 + plateau_epoch(accs)))
+            out.append(MetricPoint(VAL, RUN, modality, "epochs_to_plateau", epoch, 1 + plateau_epoch(accs)))
         return out
 
     def state_dict(self) -> dict[str, list[float]]:

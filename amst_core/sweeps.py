@@ -23,15 +23,16 @@ import json
 import math
 import re
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
 from amst_core.catalog import METHODS
 from amst_core.config import RunConfig, format_validation_error
 from amst_core.extras import require
+from amst_core.vocab import BRANCH, HELPER, RunStatus, component
 
 SEED = "seed"
 MIN_PAIRS = 5  # below this many paired seeds a p-value says little (Wilcoxon's smallest two-sided p at n=4: 0.125)
@@ -164,8 +165,8 @@ def modality_measures(test_at_best: Mapping[str, Mapping[str, float]] | None) ->
     """helper:<m> and branch:<m> test accuracy at the best epoch from a run summary's `test_at_best` (AMST-FULL:
     its alternating module's, `alt_helper` / `alt_branch`)."""
     out: dict[str, float] = {}
-    for kind in ("helper", "branch"):
-        chosen = next((c for c in (kind, f"alt_{kind}") if c in (test_at_best or {})), None)
+    for kind in (HELPER, BRANCH):
+        chosen = next((c for c in (kind, component(kind, "alt_")) if c in (test_at_best or {})), None)
         for modality, value in sorted(((test_at_best or {}).get(chosen) or {}).items()):
             out[f"{kind}:{modality}"] = value
     return out
@@ -228,18 +229,59 @@ def matrix(results: Sequence[RunResult], baseline: Mapping[str, Any] | None = No
             for key, runs in cells.items()]
     if baseline:
         base_key = find_cell(list(cells), baseline)
-        base = {r.seed: r for r in cells[base_key]}
         for row, (key, runs) in zip(rows, cells.items(), strict=True):
             if key == base_key:
                 continue
+            by_seed = paired_by(runs, cells[base_key], lambda r: r.seed)
             for m in MEASURES:
-                pairs = [(r.seed, r.measures.get(m), base[r.seed].measures.get(m)) for r in runs if r.seed in base]
+                pairs = [(r.seed, r.measures.get(m), b.measures.get(m)) for r, b in by_seed]
                 pairs = [(s, x, y) for s, x, y in pairs if x is not None and y is not None]
                 diffs = [x - y for _, x, y in pairs]
                 t_p, w_p = paired_test([x for _, x, _ in pairs], [y for _, _, y in pairs])
                 row.paired[m] = Paired([s for s, _, _ in pairs], diffs, statistics.fmean(diffs) if diffs else None,
                                        t_p, w_p, len(pairs) >= MIN_PAIRS)
     return rows
+
+
+# ---------------------------------------------------------------- AMST against a baseline
+
+
+T = TypeVar("T")
+
+
+def paired_by(items: Iterable[T], baselines: Sequence[T], key: Callable[[T], Hashable]) -> list[tuple[T, T]]:
+    """Each item with the first of `baselines` that has its key (a sweep's cell by seed; Compare's AMST runs by
+    dataset and seed); an item without one is left out."""
+    first: dict[Hashable, T] = {}
+    for b in baselines:
+        first.setdefault(key(b), b)
+    return [(item, first[key(item)]) for item in items if key(item) in first]
+
+
+class RunFacts(Protocol):
+    """What pairing reads of a run (a store row, or the API's run as attributes)."""
+
+    id: str
+    method: str
+    dataset: str
+    seed: int
+    status: str
+
+
+def is_amst(method: str) -> bool:
+    """An AMST method is one that skips (METHODS' uses_skip): what Compare sets against a baseline."""
+    return method in METHODS and METHODS[method].uses_skip
+
+
+def pair_baselines(runs: Sequence[RunFacts], candidates: Sequence[RunFacts],
+                   baseline_method: str = "naive") -> list[tuple[RunFacts, RunFacts]]:
+    """Each AMST run of `runs` with a `baseline_method` run of the same dataset and seed: one among `runs` first,
+    else the newest succeeded one among `candidates` (newest first), else the newest of any status."""
+    chosen = [r for r in runs if r.method == baseline_method]
+    ids = {r.id for r in chosen}
+    pool = chosen + sorted((r for r in candidates if r.method == baseline_method and r.id not in ids),
+                           key=lambda r: r.status != RunStatus.succeeded)  # stable: newest first in each group
+    return paired_by([r for r in runs if is_amst(r.method)], pool, lambda r: (r.dataset, r.seed))
 
 
 def find_cell(keys: list[tuple], wanted: Mapping[str, Any]) -> tuple:

@@ -14,9 +14,11 @@ from typing import Literal, get_args
 # --- modalities and splits --------------------------------------------------------------------------------------
 Modality = Literal["audio", "text", "visual"]
 MODALITIES: tuple[Modality, ...] = get_args(Modality)  # sorted: this order drives ALT updates
+AUDIO, TEXT, VISUAL = MODALITIES  # for tables keyed by modality (an encoder, a file kind per modality)
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[Split, ...] = get_args(Split)
-EVAL_SPLITS: tuple[Split, ...] = ("val", "test")
+TRAIN, VAL, TEST = SPLITS
+EVAL_SPLITS: tuple[Split, ...] = (VAL, TEST)
 
 # --- metric components ------------------------------------------------------------------------------------------
 # A metric point's `component` says which prediction or which part of the run it measures.
@@ -111,6 +113,11 @@ class RunStatus(enum.StrEnum):
 
 ACTIVE: tuple[RunStatus, ...] = (RunStatus.queued, RunStatus.starting, RunStatus.running, RunStatus.stalled)
 TERMINAL: tuple[RunStatus, ...] = (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.lost)
+# A sweep's status, derived from its runs' (amst_core.store.sweeps.status): finished means every run ended, some
+# not succeeded; cancelling, that its runs are being cancelled.
+SweepStatus = Literal["queued", "running", "cancelling", "succeeded", "finished", "cancelled"]
+SWEEP_STATUSES: tuple[SweepStatus, ...] = get_args(SweepStatus)
+SWEEP_ACTIVE: tuple[SweepStatus, ...] = SWEEP_STATUSES[:3]
 
 
 def vocabulary() -> dict:
@@ -129,4 +136,5 @@ def vocabulary() -> dict:
         "engine_series": [s.as_dict() for s in ENGINE_SERIES],
         "statuses": {"all": [s.value for s in RunStatus], "active": [s.value for s in ACTIVE],
                      "terminal": [s.value for s in TERMINAL]},
+        "sweep_statuses": {"all": list(SWEEP_STATUSES), "active": list(SWEEP_ACTIVE)},
     }

@@ -11,6 +11,7 @@ from amst_core.config import PRINTABLE, TagName
 from amst_core.store.lifecycle import LIVE
 from amst_core.store.models import ACTIVE, Attempt, Run, RunStatus, Worker
 from amst_core.store.queries import LatestValue, SeriesPoints, finite
+from amst_core.vocab import Modality, SeriesKind, Split, SweepStatus
 
 # A stored config: a RunConfig in the OpenAPI schema (api.main.custom_openapi puts the reference where this
 # marker is, so that a generated client gets the model), answered as it was stored (a config an older version
@@ -32,7 +33,7 @@ class ErrorResponse(BaseModel):
 
 class LiveOut(BaseModel):
     epoch: int = Field(description="the epoch in progress (0-based)")
-    split: str = Field(description="the pass in progress: train, val or test")
+    split: Split = Field(description="the pass in progress")
     batch: int = Field(description="batches of that pass done")
     batches: int
     samples_per_s: float | None
@@ -119,9 +120,9 @@ class AttemptOut(BaseModel):
 
 
 class LatestOut(BaseModel):
-    split: str
+    split: Split
     component: str
-    modality: str | None
+    modality: Modality | None
     name: str
     epoch: int
     value: float | None
@@ -180,9 +181,9 @@ class RunPatch(BaseModel):
 
 
 class SeriesOut(BaseModel):
-    split: str
+    split: Split
     component: str
-    modality: str | None = Field(description="audio, text, visual, or null for run-level series")
+    modality: Modality | None = Field(description="null for run-level series")
     name: str
     epochs: list[int]
     values: list[float | None] = Field(description="null where the value was not finite (e.g. a diverged loss)")
@@ -207,10 +208,51 @@ class MetricsOut(BaseModel):
 
 class RunSeriesOut(BaseModel):
     name: str
-    kind: str = Field(description="bounded (in [0, 1]), loss, count or quantity")
+    kind: SeriesKind = Field(description="bounded (in [0, 1]), loss, count or quantity")
     per_modality: bool
     description: str
-    split: str
+    split: Split
+
+
+class ComponentsOut(BaseModel):
+    fused: str = Field(description="the model's prediction")
+    branch: str = Field(description="the fusion head's logits of one modality")
+    helper: str = Field(description="a linear probe on one modality's detached embedding")
+    prototype: str = Field(description="PMR: nearest-prototype prediction of one modality")
+    run: str = Field(description="run-level series: not a prediction")
+    combo_prefix: str = Field(description="MLA: a named combination of the branches, e.g. combo:entropy")
+    module_prefixes: list[str] = Field(description="AMST-FULL logs each of its two modules under a prefix")
+    families: dict[str, list[str]] = Field(description="every component of a family, the plain one first")
+    optimizer_parts: list[str] = Field(description="components of `lr` points: the optimizer's parts")
+
+
+class MetricKindsOut(BaseModel):
+    bounded: list[str] = Field(description="per-prediction metrics in [0, 1]")
+    loss: list[str] = Field(description="per-prediction losses (log scale meaningful)")
+
+
+class StatusesOut(BaseModel):
+    all: list[RunStatus]
+    active: list[RunStatus] = Field(description="the run may still change by itself")
+    terminal: list[RunStatus] = Field(description="the run has ended (a retry may start it again)")
+
+
+class SweepStatusesOut(BaseModel):
+    all: list[SweepStatus]
+    active: list[SweepStatus] = Field(description="some of the sweep's runs may still change by themselves")
+
+
+class VocabularyOut(BaseModel):
+    """The product's words (amst_core.vocab), so that a client draws what the library declares."""
+
+    modalities: list[Modality]
+    splits: list[Split]
+    components: ComponentsOut
+    metrics: MetricKindsOut
+    series_kinds: list[SeriesKind]
+    engine_series: list[RunSeriesOut] = Field(description="run-level series every run logs, whatever its method")
+    statuses: StatusesOut
+    sweep_statuses: SweepStatusesOut
 
 
 class MethodOut(BaseModel):
@@ -225,12 +267,17 @@ class MethodOut(BaseModel):
                                                        "the engine's (GET /vocabulary: engine_series)")
 
 
+class PairOut(BaseModel):
+    run_id: str = Field(description="an AMST run (its method skips: GET /methods uses_skip)")
+    baseline_id: str = Field(description="the baseline run it is compared with: same dataset and seed")
+
+
 class DatasetOut(BaseModel):
     name: str
     summary: str
-    modalities: list[str]
+    modalities: list[Modality]
     classes: list[str] = Field(description="empty when the classes are read from the data")
-    splits: list[str]
+    splits: list[Split]
     prepared: bool = Field(description="its data pass the check a run gets, in its default folder under "
                                        "AMST_DATA_ROOT (always true for synthetic; folder: some folder holds a train/)")
     problem: str | None = Field(None, description="why it is not prepared: what the check found")

@@ -20,6 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from amst_core.vocab import AUDIO, VISUAL
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SCALE = (0.08, 1.0)
@@ -108,11 +110,11 @@ def finish_batch(batch: dict[str, torch.Tensor], augment: FrameAugment | None, t
                  generator: torch.Generator | None) -> dict[str, torch.Tensor]:
     """A batch on its device as the model takes it: cached audio (float16) widened to float32, stored frames
     (uint8) augmented or resized and normalised; batches already in model form pass unchanged."""
-    audio = batch.get("audio")
+    audio = batch.get(AUDIO)
     if audio is not None and audio.dtype == torch.float16:
-        batch["audio"] = audio.float()
-    visual = batch.get("visual")
+        batch[AUDIO] = audio.float()
+    visual = batch.get(VISUAL)
     if visual is not None and visual.dtype == torch.uint8:
         assert augment is not None, "stored frames need the run's FrameAugment"
-        batch["visual"] = augment(visual, train, generator)
+        batch[VISUAL] = augment(visual, train, generator)
     return batch

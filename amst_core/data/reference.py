@@ -44,6 +44,7 @@ from amst_core.datafiles import (
     read_split_file,
 )
 from amst_core.layouts import LAYOUTS, Layout, Media
+from amst_core.vocab import AUDIO, TEXT, VISUAL
 
 if TYPE_CHECKING:
     from amst_core.config import ModelConfig, RunConfig
@@ -153,13 +154,13 @@ class MediaReader:
     def read(self, sample_id: str, sample: Sample) -> None:
         path, kind = self.path(sample_id), self.media.kind
         if kind == "fbank":
-            sample["audio"] = load_fbank(path, self.model.audio_frames, self.model.mel_bins)
+            sample[AUDIO] = load_fbank(path, self.model.audio_frames, self.model.mel_bins)
         elif kind == "frames":
-            sample["visual"] = load_frames(path, self.model.frames, self.transform, self.files)
+            sample[VISUAL] = load_frames(path, self.model.frames, self.transform, self.files)
         elif kind == "image":
-            sample["visual"] = load_images([path], self.transform)
+            sample[VISUAL] = load_images([path], self.transform)
         else:
-            sample["text"], sample["text_mask"] = self.tokens(sample_id)
+            sample[TEXT], sample["text_mask"] = self.tokens(sample_id)
 
     def problem(self, sample_id: str) -> tuple[str, str] | None:
         """(path, what is wrong) when the sample's media are missing or do not parse; cheap (headers only)."""
@@ -214,13 +215,13 @@ class MediaReader:
         path, kind = self.path(sample_id), self.media.kind
         if kind == "fbank":
             fbank = load_fbank(path, self.model.audio_frames, self.model.mel_bins)
-            return {"audio": fbank[0].numpy().astype(np.float16)}
+            return {AUDIO: fbank[0].numpy().astype(np.float16)}
         if kind in ("frames", "image"):
             paths = frame_files(path, self.files) if kind == "frames" else [path]
             chosen = [paths[i] for i in pick_frames(len(paths), self.model.frames)] if kind == "frames" else paths
-            return {"visual": np.stack([media.square(media.open_image(p), stored) for p in chosen])}
+            return {VISUAL: np.stack([media.square(media.open_image(p), stored) for p in chosen])}
         ids, mask = self.tokens(sample_id)
-        return {"text": ids.numpy(), "text_mask": mask.numpy()}
+        return {TEXT: ids.numpy(), "text_mask": mask.numpy()}
 
 
 class LayoutClips(SeededAugment, Dataset):

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from amst_core.data.base import TensorSamples
+from amst_core.vocab import AUDIO, SPLITS, TEXT, VISUAL
 
 if TYPE_CHECKING:
     from amst_core.config import RunConfig, SyntheticConfig
 
-SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
+SPLIT_OFFSET = {split: i for i, split in enumerate(SPLITS)}
 
 
 def generate(spec: SyntheticConfig, split: str) -> TensorSamples:
@@ -23,21 +24,21 @@ def generate(spec: SyntheticConfig, split: str) -> TensorSamples:
     labels = torch.arange(n) % c  # balanced classes
     labels = labels[torch.randperm(n, generator=noise)]
     tensors: dict[str, torch.Tensor] = {}
-    shapes = {"audio": (1, *spec.audio_shape), "visual": (3, spec.frames, spec.image_size, spec.image_size)}
-    for modality in ("audio", "visual"):  # prototypes drawn for every modality: shapes stay independent of the set
+    shapes = {AUDIO: (1, *spec.audio_shape), VISUAL: (3, spec.frames, spec.image_size, spec.image_size)}
+    for modality in shapes:  # prototypes drawn for every modality: shapes stay independent of the set
         proto = torch.randn(c, *shapes[modality], generator=protos)
         if modality in spec.modalities:
             strength = spec.signal.get(modality, 1.0)
             tensors[modality] = strength * proto[labels] + torch.randn(n, *shapes[modality], generator=noise)
-    if "text" in spec.modalities:
-        tensors["text"], tensors["text_mask"] = _text(spec, labels, noise)
+    if TEXT in spec.modalities:
+        tensors[TEXT], tensors["text_mask"] = _text(spec, labels, noise)
     return TensorSamples(tensors, labels)
 
 
 def _text(spec: SyntheticConfig, labels: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids: with probability p(signal) a token comes from the class's own slice of the vocabulary."""
     n, length, vocab, c = len(labels), spec.text_length, spec.vocab_size, spec.num_classes
-    p_class = torch.sigmoid(torch.tensor(spec.signal.get("text", 1.0))).item()
+    p_class = torch.sigmoid(torch.tensor(spec.signal.get(TEXT, 1.0))).item()
     slice_size = max(1, (vocab - 2) // c)
     own = 2 + labels[:, None] * slice_size + torch.randint(0, slice_size, (n, length), generator=g)
     anywhere = torch.randint(2, vocab, (n, length), generator=g)
@@ -59,6 +60,6 @@ class Synthetic:
         used), kept for the run's modalities."""
         assert cfg.dataset.synthetic is not None
         samples = generate(cfg.dataset.synthetic, split)
-        keep = set(cfg.modalities) | ({"text_mask"} if "text" in cfg.modalities else set())
+        keep = set(cfg.modalities) | ({"text_mask"} if TEXT in cfg.modalities else set())
         samples.tensors = {k: t for k, t in samples.tensors.items() if k in keep}
         return samples

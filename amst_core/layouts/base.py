@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from amst_core.vocab import AUDIO, SPLITS, TEST, TRAIN, VAL, VISUAL  # noqa: F401  (SPLITS re-exported: the layouts' splits)
+
 MediaKind = Literal["fbank", "frames", "image", "tokens"]
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Layout:
         return dict(self.media)[modality]
 
     def default_split_file(self, split: str) -> str:
-        return {"train": self.train_file, "val": self.val_file, "test": self.test_file}[split]
+        return {TRAIN: self.train_file, VAL: self.val_file, TEST: self.test_file}[split]
 
     def parse_line(self, line: str) -> tuple[str, str, str] | None:
         """(id, label, text) of one split-file line (text after '###', else empty), or None when the line has no
@@ -81,4 +82,4 @@ def audio_visual(name: str, files: tuple[str, str, str], separator: str, class_f
                  example: str) -> Layout:
     """A reference audio-visual layout: fbank/<id>.npy and <frames_dir>/<id>/*.jpg."""
     return Layout(name, *files, separator=separator, class_file=class_file, line_example=example,
-                  media=(("audio", Media("fbank", "fbank")), ("visual", Media("frames", frames_dir))))
+                  media=((AUDIO, Media("fbank", "fbank")), (VISUAL, Media("frames", frames_dir))))

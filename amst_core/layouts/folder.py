@@ -29,17 +29,18 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amst_core import vocab
 from amst_core.config import ConfigError
 from amst_core.datafiles import DataRoots
 from amst_core.limits import oversized
+from amst_core.vocab import EVAL_SPLITS, SPLITS
 
-SPLITS = ("train", "val", "test")
 AUDIO = (".wav", ".flac", ".mp3", ".ogg")
 IMAGE = (".jpg", ".jpeg", ".png")
 VIDEO = (".mp4", ".avi", ".mkv", ".webm", ".flv")
 TEXT = (".txt",)
-EXPECTED = {"audio": "a .wav, .flac, .mp3 or .ogg file, or a video", "text": "a .txt file",
-            "visual": "a .jpg, .jpeg or .png file, a folder of frames, or a video"}
+EXPECTED = {vocab.AUDIO: "a .wav, .flac, .mp3 or .ogg file, or a video", vocab.TEXT: "a .txt file",
+            vocab.VISUAL: "a .jpg, .jpeg or .png file, a folder of frames, or a video"}
 FIELD = "dataset.root"
 RATE_SAMPLE = 100  # audio headers read to find a folder's most common rate (an API request reads them)
 SPLIT_SEED = 0
@@ -86,15 +87,15 @@ class FolderScan:
 def modalities_of(entry: os.DirEntry) -> tuple[str, ...]:
     suffix = Path(entry.name).suffix.lower()
     if entry.is_dir():
-        return ("visual",)
+        return (vocab.VISUAL,)
     if suffix in AUDIO:
-        return ("audio",)
+        return (vocab.AUDIO,)
     if suffix in IMAGE:
-        return ("visual",)
+        return (vocab.VISUAL,)
     if suffix in VIDEO:
-        return ("audio", "visual")
+        return (vocab.AUDIO, vocab.VISUAL)
     if suffix in TEXT:
-        return ("text",)
+        return (vocab.TEXT,)
     return ()
 
 
@@ -159,7 +160,7 @@ def scan(root: Path, roots: DataRoots | None = None) -> FolderScan:
         samples[split] = [s for label in labels for s in scan_label(folder / label, split, label, roots, too_large)]
     if not samples["train"]:
         raise ConfigError(FIELD, f"{train} holds no sample files (audio, image, video or text)")
-    generated = tuple(s for s in ("val", "test") if s not in samples)
+    generated = tuple(s for s in EVAL_SPLITS if s not in samples)
     if generated:
         samples = held_out(samples, generated)
     modalities = tuple(sorted({m for items in samples.values() for s in items for m in s.files}))

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, conv1x1
 
+from amst_core.vocab import AUDIO, TEXT, VISUAL
+
 if TYPE_CHECKING:
     from amst_core.config import ModelConfig
 
@@ -88,15 +90,15 @@ class VisualEncoder(nn.Module):
 
 EncoderFactory = Callable[["ModelConfig", int], nn.Module]  # (model config, embedding dim) -> encoder
 ENCODERS: dict[str, EncoderFactory] = {
-    "audio": lambda model, dim: AudioEncoder(dim, model.width),
-    "visual": lambda model, dim: VisualEncoder(dim, model.width),
+    AUDIO: lambda model, dim: AudioEncoder(dim, model.width),
+    VISUAL: lambda model, dim: VisualEncoder(dim, model.width),
 }
 
 
 def embedding_dim(modalities: tuple[str, ...], width: int = REFERENCE_WIDTH, text_dim: int = TEXT_DIM) -> int:
     """The trunk's features (512 at the reference width) for audio-visual data; the text encoder's width (768
     for roberta-base) as soon as text is present."""
-    return text_dim if "text" in modalities else trunk_dim(width)
+    return text_dim if TEXT in modalities else trunk_dim(width)
 
 
 def build_encoder(modality: str, model: ModelConfig, dim: int) -> nn.Module:

@@ -9,8 +9,9 @@ from pathlib import Path
 from amst_core.config import ConfigError
 from amst_core.layouts import LAYOUTS
 from amst_core.preprocess.base import Job, Plan, Sample
+from amst_core.vocab import SPLITS
 
-LISTS = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
+LISTS = dict(zip(SPLITS, ("trainSet.txt", "valSet.txt", "testSet.txt"), strict=True))
 
 
 def plan(raw: Path, splits: Path | None = None) -> Plan:

@@ -24,6 +24,7 @@ import numpy as np
 
 from amst_core.data import media
 from amst_core.layouts import Layout
+from amst_core.vocab import AUDIO, SPLITS, TEST, TEXT, TRAIN, VAL, VISUAL
 
 REFERENCE_FRAMES = 1024  # fbank frames (10.24 s)
 REFERENCE_MEL_BINS = 128
@@ -84,9 +85,9 @@ def outputs(job: Job, layout: Layout) -> list[Path]:
     """What a finished job has written, relative to the output folder."""
     paths = []
     for modality, m in layout.media:
-        if modality == "audio" and job.audio is not None:
+        if modality == AUDIO and job.audio is not None:
             paths.append(Path(m.folder) / m.entry(job.sample_id))
-        if modality == "visual" and (job.video is not None or job.image is not None):
+        if modality == VISUAL and (job.video is not None or job.image is not None):
             paths.append(Path(m.folder) / m.entry(job.sample_id))
     return paths
 
@@ -103,15 +104,15 @@ def run_job(job: Job, layout: Layout, out: Path, frames_per_second: int) -> str 
             if target.exists():
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            if modality == "audio" and job.audio is not None:
+            if modality == AUDIO and job.audio is not None:
                 wave, rate = media.read_audio(job.audio)
                 features = media.fbank(clip(wave, rate, job.start, job.end), rate, REFERENCE_MEL_BINS,
                                        REFERENCE_FRAMES)
                 atomic_save(target, lambda tmp, f=features: save_npy(tmp, f))
-            elif modality == "visual" and m.kind == "image" and job.image is not None:
+            elif modality == VISUAL and m.kind == "image" and job.image is not None:
                 image = media.open_image(job.image)
                 atomic_save(target, lambda tmp, img=image: img.save(tmp, format="JPEG", quality=95))
-            elif modality == "visual" and job.video is not None:
+            elif modality == VISUAL and job.video is not None:
                 frames = media.video_frames(job.video, frames_per_second, job.start, job.end)
                 atomic_save(target, lambda tmp, fr=frames: write_frames(tmp, fr))
     except media.MediaError as err:
@@ -148,7 +149,7 @@ def write_tokens(plan: Plan, out: Path, text_model: str, max_length: int) -> Non
 
     from amst_core.models.text import load_tokenizer
 
-    m = plan.layout.media_of("text")
+    m = plan.layout.media_of(TEXT)
     folder = out / m.folder
     folder.mkdir(parents=True, exist_ok=True)
     todo = {s.sample_id: s.text for items in plan.splits.values() for s in items
@@ -195,7 +196,7 @@ def execute(plan: Plan, out: Path, workers: int, text_model: str | None = None, 
             report.failed.append((sample_id, problem))
         bar.update(1)
     bar.close()
-    if "text" in plan.layout.modalities:
+    if TEXT in plan.layout.modalities:
         write_tokens(plan, out, text_model or "roberta-base", text_max_length)
     report.seconds = time.perf_counter() - started
     failures = out / "preprocess_failures.txt"
@@ -237,16 +238,16 @@ def stratified(samples: list[Sample], shares: tuple[float, float, float] = (0.8,
     import random
 
     rng = random.Random(seed)
-    out: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
+    out: dict[str, list[Sample]] = {split: [] for split in SPLITS}
     for label in sorted({s.label for s in samples}):
         items = sorted((s for s in samples if s.label == label), key=lambda s: s.sample_id)
         rng.shuffle(items)
         n_val = max(1, round(shares[1] * len(items))) if len(items) >= 3 else 0
         n_test = max(1, round(shares[2] * len(items))) if len(items) >= 3 else 0
         n_train = len(items) - n_val - n_test
-        out["train"] += items[:n_train]
-        out["val"] += items[n_train:n_train + n_val]
-        out["test"] += items[n_train + n_val:]
+        out[TRAIN] += items[:n_train]
+        out[VAL] += items[n_train:n_train + n_val]
+        out[TEST] += items[n_train + n_val:]
     return out
 
 
@@ -256,7 +257,7 @@ def reference_splits(folder: Path | None, layout: Layout, samples: dict[str, Sam
     if folder is None:
         return None
     out: dict[str, list[Sample]] = {}
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         path = folder / layout.default_split_file(split)
         if not path.is_file():
             raise FileNotFoundError(f"--splits {folder}: no {path.name}")

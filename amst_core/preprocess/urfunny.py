@@ -12,6 +12,7 @@ from pathlib import Path
 from amst_core.config import ConfigError
 from amst_core.layouts import LAYOUTS
 from amst_core.preprocess.base import Job, Plan, Sample, reference_splits
+from amst_core.vocab import SPLITS
 
 LABELS = {1: "FUNNY", 0: "NOTFUNNY"}
 
@@ -38,6 +39,6 @@ def plan(raw: Path, splits: Path | None = None) -> Plan:
         ids = sorted(samples)
         random.Random(0).shuffle(ids)
         n_train, n_val = round(0.8 * len(ids)), round(0.1 * len(ids))
-        cuts = {"train": ids[:n_train], "val": ids[n_train:n_train + n_val], "test": ids[n_train + n_val:]}
+        cuts = dict(zip(SPLITS, (ids[:n_train], ids[n_train:n_train + n_val], ids[n_train + n_val:]), strict=True))
         by_split = {split: [samples[i] for i in chosen] for split, chosen in cuts.items()}
     return Plan(layout, ("FUNNY", "NOTFUNNY"), by_split, jobs, lambda s: f"{s.sample_id}, {s.label}, ### {s.text}")

@@ -1,13 +1,14 @@
-"""What the server offers: methods, datasets, workers, health."""
+"""What the server offers: its vocabulary, methods, datasets, workers, health; AMST runs paired with baselines."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -15,8 +16,21 @@ from amst_core.catalog import DATASETS, METHODS
 from amst_core.datafiles import describe_dataset
 from amst_core.store import queries
 from amst_core.store.models import utcnow
-from api.deps import SessionDep, SettingsDep
-from api.schemas import DatasetOut, DependencyOut, HealthOut, MethodOut, RunSeriesOut, WorkerOut
+from amst_core.store.queries import RunFilters
+from amst_core.sweeps import pair_baselines
+from amst_core.vocab import vocabulary
+from api.deps import SessionDep, SettingsDep, find_run
+from api.schemas import (
+    DatasetOut,
+    DependencyOut,
+    ErrorResponse,
+    HealthOut,
+    MethodOut,
+    PairOut,
+    RunSeriesOut,
+    VocabularyOut,
+    WorkerOut,
+)
 
 router = APIRouter(tags=["meta"])
 
@@ -26,6 +40,13 @@ def package_version() -> str:
         return version("amst-studio")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+@router.get("/vocabulary", response_model=VocabularyOut)
+def get_vocabulary() -> VocabularyOut:
+    """The product's words: modalities, splits, metric components, run-level series every run logs, run statuses.
+    A client takes them from here instead of keeping its own lists (a method's own series: GET /methods)."""
+    return VocabularyOut.model_validate(vocabulary())
 
 
 @router.get("/methods", response_model=list[MethodOut])
@@ -48,9 +69,27 @@ def list_datasets(settings: SettingsDep) -> list[DatasetOut]:
         out.append(DatasetOut(name=d.name, summary=d.summary, modalities=list(d.modalities),
                               classes=list(state.classes or d.classes), splits=list(d.splits), prepared=state.ready,
                               problem=state.problem, sizes=state.sizes, folders=list(state.folders),
-                              text="text" in d.modalities, prepare_command=d.prepare_command, defaults=d.defaults,
-                              suggested=d.suggested))
+                              text="text" in d.modalities, prepare_command=d.prepare_command,
+                              defaults=d.defaults, suggested=d.suggested))
     return out
+
+
+MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
+PAIR_RUNS = 100  # runs one request may pair
+PAIR_POOL = 500  # baseline runs of those datasets looked at, newest first
+
+
+@router.get("/pairs", response_model=list[PairOut], responses={404: {"model": ErrorResponse}})
+def pair_runs(s: SessionDep,
+              run: Annotated[list[str], Query(min_length=1, max_length=PAIR_RUNS, description="the runs compared")],
+              baseline: Annotated[MethodName, Query(description="the baseline's method")] = "naive") -> list[PairOut]:
+    """Each AMST run among `run` (a method that skips) with a `baseline` run of the same dataset and seed: one
+    among `run` first, else the newest succeeded one, else the newest of any status; archived runs count. A run
+    without a match is left out. (amst_core.sweeps.pair_baselines: one rule for Compare and the sweep tables.)"""
+    runs = [find_run(s, run_id) for run_id in dict.fromkeys(run)]
+    filters = RunFilters(methods=(baseline,), datasets=tuple(sorted({r.dataset for r in runs})), archived="all")
+    candidates, _ = queries.list_runs(s, filters, PAIR_POOL)
+    return [PairOut(run_id=a.id, baseline_id=b.id) for a, b in pair_baselines(runs, candidates, baseline)]
 
 
 @router.get("/workers", response_model=list[WorkerOut])

@@ -11,19 +11,19 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from api_testkit import FakeDispatcher, FakeWorker, submit
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
-from tiny import write_tiny_avdigits, write_tiny_folder
 
 from amst_core.catalog import DATASETS, METHODS
 from amst_core.store import lifecycle
 from amst_core.store.db import get_engine
-from amst_core.store.models import Run, Worker, utcnow
+from amst_core.store.models import Run, RunStatus, Worker, utcnow
 from api.main import create_app, reap_once
 from api.settings import ApiSettings, Settings
+from tests.kit.api import FakeDispatcher, FakeWorker, config, submit
+from tests.kit.tiny import write_tiny_avdigits, write_tiny_folder
 
 
 def test_methods(client: TestClient) -> None:
@@ -34,6 +34,49 @@ def test_methods(client: TestClient) -> None:
     assert full["params_defaults"] == {"skip_mode": "faithful", "full_joint_update": "alt"}
     assert "full_joint_update" in full["params_schema"]["properties"]
     assert methods["naive"]["params_defaults"] == {} and not methods["naive"]["fusion_fixed"]
+
+
+def test_vocabulary_serves_the_library_words_and_is_in_openapi(client: TestClient) -> None:
+    """The dashboard takes its words from here: exactly amst_core.vocab's, typed in OpenAPI."""
+    from amst_core import vocab
+
+    served = client.get("/vocabulary")
+    assert served.status_code == 200 and served.json() == vocab.vocabulary()
+    words = served.json()
+    assert words["modalities"] == ["audio", "text", "visual"] and words["splits"] == ["train", "val", "test"]
+    assert words["components"]["families"]["branch"] == ["branch", "alt_branch", "joint_branch"]
+    assert words["statuses"]["active"] == ["queued", "starting", "running", "stalled"]
+    assert {"skip", "epoch_time"} <= {s["name"] for s in words["engine_series"]}
+    spec = client.get("/openapi.json").json()
+    ok = spec["paths"]["/vocabulary"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/VocabularyOut"}
+    schemas = spec["components"]["schemas"]
+    assert schemas["VocabularyOut"]["properties"]["modalities"]["items"]["enum"] == list(vocab.MODALITIES)
+    assert schemas["RunSeriesOut"]["properties"]["kind"]["enum"] == ["bounded", "loss", "count", "quantity"]
+
+
+def test_pairs_set_each_amst_run_against_a_baseline_of_its_dataset_and_seed(client: TestClient, db_url: str) -> None:
+    """Compare's pairing, served (amst_core.sweeps.pair_baselines): a chosen baseline first, else the newest
+    succeeded one, else the newest of any status; an AMST run is one whose method skips."""
+    amst = submit(client, config("amst_full", seed=3))["id"]
+    old_ok, failed = submit(client, config(seed=3))["id"], submit(client, config(seed=3))["id"]
+    other_seed, ogm = submit(client, config(seed=4))["id"], submit(client, config("ogm_ge", seed=3))["id"]
+    with Session(get_engine(db_url)) as s, s.begin():
+        s.execute(update(Run).where(Run.id == old_ok).values(status=RunStatus.succeeded))
+        s.execute(update(Run).where(Run.id == failed).values(status=RunStatus.failed))
+
+    def pairs(*runs: str, **params: str) -> list[dict[str, str]]:
+        r = client.get("/pairs", params={"run": list(runs), **params})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert pairs(amst) == [{"run_id": amst, "baseline_id": old_ok}]
+    assert pairs(amst, failed) == [{"run_id": amst, "baseline_id": failed}]  # the one chosen
+    assert pairs(amst, baseline="ogm_ge") == [{"run_id": amst, "baseline_id": ogm}]
+    assert pairs(amst, baseline="pmr") == [] and pairs(other_seed, old_ok) == []
+    assert client.get("/pairs", params={"run": "nope"}).status_code == 404
+    assert client.get("/pairs", params={"run": amst, "baseline": "nope"}).status_code == 422
+    assert client.get("/pairs").status_code == 422
 
 
 def test_datasets_say_whether_prepared(client: TestClient, data_root: Path) -> None:

@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import re
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,8 +15,11 @@ from amst_core.sweeps import (
     RunResult,
     SweepError,
     expand,
+    is_amst,
     matrix,
     modality_measures,
+    pair_baselines,
+    paired_by,
     paired_test,
     table,
     to_csv,
@@ -151,3 +155,57 @@ def test_junk_in_a_grid_is_an_error_naming_the_cell() -> None:
     with pytest.raises(SweepError) as err:
         expand(BASE, {"b": [[], "x"]})
     assert "cell b=[]" in str(err.value)
+
+
+def r(run_id: str, method: str, dataset: str = "synthetic", seed: int = 0, status: str = "succeeded"
+      ) -> SimpleNamespace:
+    return SimpleNamespace(id=run_id, method=method, dataset=dataset, seed=seed, status=status)
+
+
+# AMST against a baseline (Compare, through GET /pairs)
+
+def test_pair_baselines_prefers_a_selected_baseline():
+    amst, selected, other = r("a", "amst_alt"), r("n1", "naive", status="failed"), r("n2", "naive")
+    pairs = pair_baselines([amst, selected], [other, selected])
+    assert pairs == [(amst, selected)]
+
+
+def test_pair_baselines_prefers_succeeded_candidates_newest_first():
+    amst = r("a", "amst_full", seed=3)
+    candidates = [r("n0", "naive", seed=3, status="failed"), r("n1", "naive", seed=3),
+                  r("n2", "naive", seed=3), r("x", "amst_alt", seed=3)]
+    assert pair_baselines([amst], candidates) == [(amst, candidates[1])]
+    only_failed = [r("n0", "naive", seed=3, status="failed"), r("n1", "naive", seed=3, status="running")]
+    assert pair_baselines([amst], only_failed) == [(amst, only_failed[0])]
+
+
+def test_pair_baselines_matches_dataset_and_seed():
+    a0, a1, a2 = r("a0", "amst_alt", seed=0), r("a1", "amst_joint", seed=1), r("a2", "amst_alt", dataset="avdigits")
+    n_seed0, n_other_ds = r("n0", "naive", seed=0), r("n9", "naive", seed=1, dataset="avdigits")
+    pairs = pair_baselines([a0, a1, a2], [n_other_ds, n_seed0])
+    assert pairs == [(a0, n_seed0)]
+
+
+def test_pair_baselines_none_without_a_naive_match():
+    assert pair_baselines([r("a", "amst_alt")], [r("b", "amst_joint"), r("n", "naive", seed=7)]) == []
+    assert pair_baselines([r("n", "naive")], [r("n2", "naive")]) == []  # a baseline gets no baseline
+
+
+def test_pair_baselines_with_any_baseline_method():
+    amst = r("a", "amst_full", seed=1)
+    runs = [r("n", "naive", seed=1), r("o", "ogm_ge", seed=1), r("m", "mla", seed=1)]
+    assert pair_baselines([amst], runs, "ogm_ge") == [(amst, runs[1])]
+    assert pair_baselines([amst], runs, "mla") == [(amst, runs[2])]
+    assert pair_baselines([amst], runs, "pmr") == []
+
+
+def test_an_amst_method_is_one_that_skips() -> None:
+    from amst_core.catalog import METHODS
+
+    assert {m for m in METHODS if is_amst(m)} == {m for m, info in METHODS.items() if info.uses_skip}
+    assert not is_amst("no_such_method")
+
+
+def test_paired_by_takes_the_first_baseline_of_each_key() -> None:
+    items, baselines = [(1, "a"), (2, "b"), (3, "c")], [(2, "x"), (1, "y"), (2, "z")]
+    assert paired_by(items, baselines, lambda t: t[0]) == [((1, "a"), (1, "y")), ((2, "b"), (2, "x"))]

@@ -320,37 +320,6 @@ def test_best_of():
     assert S.best_of("acc", [None, None]) is None
 
 
-def r(run_id: str, method: str, dataset: str = "synthetic", seed: int = 0, status: str = "succeeded"):
-    return {"id": run_id, "method": method, "dataset": dataset, "seed": seed, "status": status}
-
-
-def test_pair_baselines_prefers_a_selected_baseline():
-    amst, selected, other = r("a", "amst_alt"), r("n1", "naive", status="failed"), r("n2", "naive")
-    pairs = S.pair_baselines([amst, selected], [other, selected])
-    assert pairs == [(amst, selected)]
-
-
-def test_pair_baselines_prefers_succeeded_candidates_newest_first():
-    amst = r("a", "amst_full", seed=3)
-    candidates = [r("n0", "naive", seed=3, status="failed"), r("n1", "naive", seed=3),
-                  r("n2", "naive", seed=3), r("x", "amst_alt", seed=3)]
-    assert S.pair_baselines([amst], candidates) == [(amst, candidates[1])]
-    only_failed = [r("n0", "naive", seed=3, status="failed"), r("n1", "naive", seed=3, status="running")]
-    assert S.pair_baselines([amst], only_failed) == [(amst, only_failed[0])]
-
-
-def test_pair_baselines_matches_dataset_and_seed():
-    a0, a1, a2 = r("a0", "amst_alt", seed=0), r("a1", "amst_joint", seed=1), r("a2", "amst_alt", dataset="avdigits")
-    n_seed0, n_other_ds = r("n0", "naive", seed=0), r("n9", "naive", seed=1, dataset="avdigits")
-    pairs = S.pair_baselines([a0, a1, a2], [n_other_ds, n_seed0])
-    assert pairs == [(a0, n_seed0)]
-
-
-def test_pair_baselines_none_without_a_naive_match():
-    assert S.pair_baselines([r("a", "amst_alt")], [r("b", "amst_joint"), r("n", "naive", seed=7)]) == []
-    assert S.pair_baselines([r("n", "naive")], [r("n2", "naive")]) == []  # a baseline gets no baseline
-
-
 def test_difference_over_common_finite_epochs():
     key = ("val", "fused", None, "acc")
     a = make("a", series=[(*key, [0, 1, 2, 3, 4], [0.5, 0.6, None, 0.8, 0.9])])
@@ -397,14 +366,6 @@ def test_refresh_of_only_some_series_is_cached_apart_from_the_whole_run():
     assert client.calls == [("r1", -1, {"split": "val", "name": "acc"}), ("r1", -1),
                             ("r1", 2, {"split": "val", "name": "acc"})]
     assert sorted(cache) == ["r1", "r1&name=acc&split=val"]
-
-
-def test_pair_baselines_with_any_baseline_method():
-    amst = r("a", "amst_full", seed=1)
-    runs = [r("n", "naive", seed=1), r("o", "ogm_ge", seed=1), r("m", "mla", seed=1)]
-    assert S.pair_baselines([amst], runs, "ogm_ge") == [(amst, runs[1])]
-    assert S.pair_baselines([amst], runs, "mla") == [(amst, runs[2])]
-    assert S.pair_baselines([amst], runs, "pmr") == []
 
 
 def test_automatic_skip_decisions_and_factors():
