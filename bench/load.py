@@ -29,7 +29,6 @@ from pathlib import Path
 import httpx
 from live_latency import epoch_points
 from scratch import scratch_database
-from svc import REDIS, Service, reachable, redis_db, service_env, tiny_run
 
 from amst_core.config import load_config
 from amst_core.store import lifecycle
@@ -37,6 +36,7 @@ from amst_core.store.db import session_scope
 from amst_core.store.migrate import upgrade
 from amst_core.store.models import RunStatus
 from amst_core.store.writer import DbSink
+from tests.kit.svc import REDIS, Service, reachable, redis_db, service_env, tiny_run
 
 READERS, STREAMS, QUEUED, SEEDED, SEEDED_EPOCHS = 50, 100, 20, 20, 100
 

@@ -18,15 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from tiny import write_mp4, write_tiny_folder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.kit
 
 from amst_core.config import RunConfig
 from amst_core.data.folder import cached_features
 from amst_core.datafiles import any_data_path, check_dataset
 from amst_core.preprocess import RELEASES
 from amst_core.preprocess.base import execute
+from tests.kit.tiny import write_mp4, write_tiny_folder
 
 EMOTIONS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
 

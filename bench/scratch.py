@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from dbkit import scratch_pg_database
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.kit
+from tests.kit.db import scratch_pg_database
 
 
 @contextmanager

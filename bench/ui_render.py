@@ -30,14 +30,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "service"), str(ROOT / "tests" / "ui")]
-
-from browser import browser_page, wait_for_app  # noqa: E402
-from dbkit import migrated_sqlite  # noqa: E402
-from svc import Service, free_port, wait_until  # noqa: E402
-from uikit import seed_run  # noqa: E402
+sys.path[:0] = [str(ROOT)]  # tests.kit
 
 from amst_core.store.models import RunStatus  # noqa: E402
+from tests.kit.browser import browser_page, wait_for_app  # noqa: E402
+from tests.kit.db import migrated_sqlite  # noqa: E402
+from tests.kit.seeded import seed_run  # noqa: E402
+from tests.kit.svc import Service, free_port, wait_until  # noqa: E402
 
 NAMES = ("acc", "loss", "macro_f1", "acc_prob")
 REFRESH_S = 2.0

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from dbkit import empty_pg_database, empty_postgres, migrated_sqlite, sqlite_copy
-from tiny import tiny_config
 
 from amst_core.store.db import get_engine
 from amst_core.store.migrate import upgrade
+from tests.kit.db import empty_pg_database, empty_postgres, migrated_sqlite, sqlite_copy
+from tests.kit.tiny import tiny_config
 
 # The models in tests are tiny: one thread is faster than two fighting over cache, and it keeps CI (2 cores)
 # from oversubscribing when a test starts worker processes of its own.

@@ -299,9 +299,8 @@ def test_evaluate_missing_checkpoint(tmp_path, capsys):
 
 def test_amst_sweep_trains_a_grid_here_writes_its_tables_and_continues_where_it_stopped(tmp_path: Path,
                                                                                         monkeypatch, capsys) -> None:
-    from tiny import tiny_config
-
     from amst_core import study
+    from tests.kit.tiny import tiny_config
 
     config = tmp_path / "base.yaml"
     config.write_text(yaml.safe_dump(tiny_config("naive", epochs=1).model_dump(mode="json")))
@@ -326,7 +325,7 @@ def test_amst_sweep_trains_a_grid_here_writes_its_tables_and_continues_where_it_
 
 
 def test_amst_reproduce_reads_the_datasets_study(tmp_path: Path, monkeypatch, capsys) -> None:
-    from tiny import write_tiny_avdigits
+    from tests.kit.tiny import write_tiny_avdigits
 
     monkeypatch.setenv("AMST_DATA_ROOT", str(tmp_path / "data"))
     write_tiny_avdigits(tmp_path / "data")

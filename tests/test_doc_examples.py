@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import re
 import shlex
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from tiny import write_tiny_avdigits
 
 from amst_core.config import RunConfig, load_config
-
-sys.path.insert(0, str(Path(__file__).parent / "api"))
-from api_testkit import FakeDispatcher
+from tests.kit.api import FakeDispatcher
+from tests.kit.tiny import write_tiny_avdigits
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "Doc").glob("*.md"))]
@@ -70,10 +67,9 @@ def parse_curl(line: str) -> tuple[str, str, dict[str, str], str | None]:
 
 @pytest.fixture
 def api(tmp_path: Path, sqlite_template: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    from dbkit import sqlite_copy
-
     from api.main import create_app
     from api.settings import ApiSettings
+    from tests.kit.db import sqlite_copy
 
     data = tmp_path / "data"
     write_tiny_avdigits(data, frames=48)

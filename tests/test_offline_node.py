@@ -15,8 +15,17 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from nodekit import ROOT, TORCH_FAMILY, cached_wheelhouse, node_python, offline_env, torch_family_folder, wheelhouse
-from tiny import write_tiny_avdigits
+
+from tests.kit.node import (
+    ROOT,
+    TORCH_FAMILY,
+    cached_wheelhouse,
+    node_python,
+    offline_env,
+    torch_family_folder,
+    wheelhouse,
+)
+from tests.kit.tiny import write_tiny_avdigits
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 SERVICE_PACKAGES = ("sqlalchemy", "fastapi", "celery", "av", "soundfile", "alembic", "psycopg", "streamlit",
@@ -51,10 +60,10 @@ def test_the_training_path_imports_no_service_package(tmp_path: Path) -> None:
                 return None
 
         sys.meta_path.insert(0, Refuse())
-        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
+        sys.path[:0] = [{str(ROOT)!r}]
         from pathlib import Path
         import yaml
-        from tiny import tiny_config
+        from tests.kit.tiny import tiny_config
         from amst_core.execute import execute_run
         from amst_core.sinks import JsonlSink
         from launch.cli import main

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_testkit import TOKEN, FakeDispatcher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
@@ -17,6 +16,7 @@ from amst_core.store.db import get_engine
 from amst_core.store.lifecycle import ReaperClock
 from api.main import create_app
 from api.settings import ApiSettings
+from tests.kit.api import TOKEN, FakeDispatcher
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from api_testkit import FakeWorker, submit
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -19,6 +18,7 @@ from amst_core.cli import main
 from amst_core.store.db import get_engine
 from amst_core.store.models import Run, RunStatus, utcnow
 from api.settings import ApiSettings
+from tests.kit.api import FakeWorker, submit
 
 MB = 1_000_000
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from api_testkit import TOKEN, config, counts
 from fastapi.testclient import TestClient
+
+from tests.kit.api import TOKEN, config, counts
 
 
 def bearer(token: str) -> dict[str, str]:

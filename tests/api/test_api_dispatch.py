@@ -8,12 +8,12 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from api_testkit import config, counts
 from fastapi.testclient import TestClient
 
 from api.dispatch import TASK_NAME, Dispatcher
 from api.main import create_app
 from api.settings import ApiSettings
+from tests.kit.api import config, counts
 
 
 def test_memory_broker_send_and_revoke() -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_testkit import FakeDispatcher, config, counts, submit
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -20,6 +19,7 @@ import api.runconfig
 from amst_core.sweeps import to_csv, to_latex, to_markdown
 from api.main import create_app
 from api.settings import ApiSettings
+from tests.kit.api import FakeDispatcher, config, counts, submit
 
 BASE = {"method": "naive", "dataset": {"name": "synthetic"}, "device": "cpu", "epochs": 1}
 
@@ -220,7 +220,7 @@ def test_configs_in_responses_are_typed(schema: dict[str, Any]) -> None:
 
 
 def test_a_generated_clients_model_section_runs_on_avdigits(client: TestClient, data_root: Path) -> None:
-    from tiny import write_tiny_avdigits
+    from tests.kit.tiny import write_tiny_avdigits
 
     write_tiny_avdigits(data_root)
     run = submit(client, {"method": "naive", "dataset": {"name": "avdigits"}, "model": {"width": 8}})

@@ -6,8 +6,9 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from api_testkit import config, counts
 from fastapi.testclient import TestClient
+
+from tests.kit.api import config, counts
 
 CLIENTS = 20
 

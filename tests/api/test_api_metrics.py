@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import pytest
-from api_testkit import FakeWorker, epoch_points, set_status, submit
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,6 +16,7 @@ from amst_core.metrics import MetricPoint
 from amst_core.store.db import get_engine
 from amst_core.store.models import Modality, Point, RunStatus, Series
 from amst_core.store.writer import DbSink
+from tests.kit.api import FakeWorker, epoch_points, set_status, submit
 
 SERIES_PER_EPOCH = len(epoch_points(0)) + 3  # and the model selection: best_epoch, best_val_acc, test_acc_at_best
 

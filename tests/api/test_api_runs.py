@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 import yaml
-from api_testkit import FakeDispatcher, FakeWorker, config, counts, submit
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
-from tiny import write_tiny_avdigits
 
 from amst_core.store.db import get_engine
 from amst_core.store.models import Run, RunStatus, utcnow
 from api.settings import ApiSettings
+from tests.kit.api import FakeDispatcher, FakeWorker, config, counts, submit
+from tests.kit.tiny import write_tiny_avdigits
 
 
 @contextmanager

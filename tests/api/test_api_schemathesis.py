@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from dbkit import empty_pg_database
-from svc import Service, reachable, service_env
+
+from tests.kit.db import empty_pg_database
+from tests.kit.svc import Service, reachable, service_env
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 TOKEN = "schemathesis-token"

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from api_testkit import FakeDispatcher, config, counts
 from fastapi.testclient import TestClient
-from tiny import folder_run, write_tiny_avdigits, write_tiny_cremad, write_tiny_folder
 
 from amst_core.limits import Limits
 from api.main import create_app
 from api.settings import ApiSettings
+from tests.kit.api import FakeDispatcher, config, counts
+from tests.kit.tiny import folder_run, write_tiny_avdigits, write_tiny_cremad, write_tiny_folder
 
 SECRET = "TOP-SECRET-a1b2c3"
 

@@ -4,8 +4,9 @@ first runs' messages (the rest are held back)."""
 from __future__ import annotations
 
 import pytest
-from api_testkit import FakeDispatcher
 from fastapi.testclient import TestClient
+
+from tests.kit.api import FakeDispatcher
 
 BASE = {"method": "naive", "dataset": {"name": "synthetic"}, "device": "cpu", "epochs": 1}
 

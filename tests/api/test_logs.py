@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from api_testkit import submit
 from fastapi.testclient import TestClient
 
 from amst_core.runlog import log_path
 from api.settings import ApiSettings
+from tests.kit.api import submit
 
 LINES = [f"2026-12-02 15:04:{i:02d} INFO amst.engine: epoch {i + 1}/20 | train acc 0.5 loss 1.2\n" for i in range(20)]
 

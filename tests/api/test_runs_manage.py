@@ -10,16 +10,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from api_testkit import TOKEN, FakeWorker, config, submit
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from test_api_fuzz import check, junk, raw_bodies
 
 from amst_core.store import queries
 from amst_core.store.db import get_engine
 from amst_core.store.models import Run, RunTag, utcnow
+from tests.kit.api import TOKEN, FakeWorker, config, submit
+from tests.kit.fuzz import check, junk, raw_bodies
 
 
 def error_of(r: Any, status: int, field: str | None) -> str:

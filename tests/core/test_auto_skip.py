@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny import tiny_config
 
 from amst_core.config import ConfigError, RunConfig, dump_config, load_config
 from amst_core.engine import Trainer
 from amst_core.sinks import MemorySink
 from amst_core.skip import MIN_SPEED, AutoSkipSchedule, SkipSchedule, slope
+from tests.kit.tiny import tiny_config
 
 
 def feed(schedule: SkipSchedule, curves: dict[str, list[float]]) -> list[dict[str, float]]:
@@ -83,7 +83,7 @@ def test_a_run_logs_every_factor_and_each_decision_with_its_evidence() -> None:
 
 
 def test_skip_auto_resumes_exactly(tmp_path: Path) -> None:
-    from test_determinism_resume import stopped_and_resumed
+    from tests.kit.training import stopped_and_resumed
 
     full, split = stopped_and_resumed(tmp_path, tiny_config("amst_alt", epochs=6,
                                                             skip={"auto": {"warmup": 2, "every": 1}}), stop=3)

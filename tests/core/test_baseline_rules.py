@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny import tiny_config, write_tiny_cremad
 
 from amst_core.data import make_loader, source_for, to_device
 from amst_core.engine import EpochData, Trainer
@@ -20,6 +19,7 @@ from amst_core.methods.mla import combinations, entropy_gate
 from amst_core.methods.ogm_ge import modulation
 from amst_core.methods.pmr import class_means, prototype_logits
 from amst_core.metrics import MetricPoint, plateau_epoch
+from tests.kit.tiny import tiny_config, write_tiny_cremad
 
 CPU = torch.device("cpu")
 

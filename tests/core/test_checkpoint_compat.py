@@ -7,11 +7,11 @@ import copy
 from pathlib import Path
 
 import torch
-from test_determinism_resume import comparable
-from tiny import tiny_config
 
 from amst_core.engine import Trainer, load_checkpoint, save_atomic
 from amst_core.sinks import MemorySink
+from tests.kit.tiny import tiny_config
+from tests.kit.training import comparable
 
 
 def as_version_1(state: dict) -> dict:

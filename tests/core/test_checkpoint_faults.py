@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_determinism_resume import comparable
-from tiny import tiny_config
 
 from amst_core import engine
 from amst_core.engine import StorageFull, Trainer, load_checkpoint
 from amst_core.sinks import MemorySink
+from tests.kit.tiny import tiny_config
+from tests.kit.training import comparable
 
 
 @contextlib.contextmanager

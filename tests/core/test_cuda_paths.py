@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import tiny_config
 
 from amst_core.catalog import METHODS
 from amst_core.config import INT32, ConfigError
@@ -20,6 +19,8 @@ from amst_core.devices import check_precision, is_device_failure, resolve_device
 from amst_core.engine import Trainer
 from amst_core.methods.base import TrainedNet
 from launch.processes import pin_gpu
+from tests.kit.tiny import tiny_config
+from tests.kit.training import optimizer_flags
 
 
 @pytest.fixture
@@ -77,11 +78,6 @@ def test_every_method_trains_in_bf16(method: str) -> None:
 def test_fp16_with_its_loss_scaler_trains(method: str) -> None:
     summary = Trainer(tiny_config(method, precision="fp16", epochs=1), progress=False).fit()
     assert summary["best_val_acc"] is not None
-
-
-def optimizer_flags(trainer: Trainer) -> set:
-    return {g.get("fused") for t in trainer.method.nets.values() for o in t.optimizers.values()
-            for g in o.param_groups}
 
 
 def rebuild_optimizers(trainer: Trainer, fused: bool) -> None:
@@ -176,9 +172,8 @@ def test_the_batch_generator_takes_every_seed_the_config_allows() -> None:
 
 
 def test_a_run_with_the_largest_seed_trains_a_cached_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tiny import write_tiny_cremad
-
     from amst_core.config import RunConfig
+    from tests.kit.tiny import write_tiny_cremad
 
     monkeypatch.setenv("AMST_CACHE", str(tmp_path / "cache"))
     write_tiny_cremad(Path(os.environ["AMST_DATA_ROOT"]), per_split=4)
@@ -192,10 +187,10 @@ def test_the_text_encoder_hands_transformers_a_ready_mask(tmp_path, monkeypatch:
     """Given a 2-D mask, transformers asked `mask.all()` on every forward (a host sync on a GPU); a 4-D mask is
     taken as it is, with the same result."""
     import transformers.masking_utils as masking
-    from tiny import write_tiny_roberta
 
     from amst_core.config import ModelConfig
     from amst_core.models.text import TextEncoder
+    from tests.kit.tiny import write_tiny_roberta
 
     folder = write_tiny_roberta(Path(os.environ["AMST_DATA_ROOT"]) / "roberta")  # where a run may read
     encoder = TextEncoder(ModelConfig(text_model=str(folder), text_trainable_layers=1)).eval()

@@ -6,33 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
-from tiny import tiny_config
 
 from amst_core.cli import main
 from amst_core.engine import RunCancelled, Trainer
 from amst_core.sinks import JsonlSink, MemorySink
-
-TIMING = {"epoch_time", "train_time", "samples_per_s"}
-
-
-def comparable(points) -> list[tuple]:
-    """Everything but wall-clock measures, attempt and timestamps."""
-    rows = []
-    for p in points:
-        d = p if isinstance(p, dict) else p.to_dict()
-        if d["name"] not in TIMING:
-            rows.append((d["split"], d["component"], d["modality"], d["name"], d["epoch"], d["step"], d["value"]))
-    return sorted(rows, key=lambda r: tuple("" if v is None else str(v) for v in r))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def write_config(path: Path, cfg) -> Path:
-    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    return path
+from tests.kit.tiny import tiny_config
+from tests.kit.training import comparable, read_jsonl, stopped_and_resumed, write_config
 
 
 @pytest.mark.parametrize("method", ["naive", "amst_full"])
@@ -52,18 +31,6 @@ def test_different_seed_different_metrics() -> None:
     Trainer(tiny_config("naive", seed=1), sinks=[a], progress=False).fit()
     Trainer(tiny_config("naive", seed=2), sinks=[b], progress=False).fit()
     assert comparable(a.points) != comparable(b.points)
-
-
-def stopped_and_resumed(tmp_path: Path, cfg, stop: int) -> tuple[dict, dict]:
-    """Train `cfg` through, and again stopped after `stop` epochs then resumed (the CLI); asserts equal metrics,
-    returns both summaries."""
-    config = write_config(tmp_path / "run.yaml", cfg)
-    full, split = tmp_path / "full", tmp_path / "split"
-    assert main(["train", str(config), "--out", str(full), "--no-progress"]) == 0
-    assert main(["train", str(config), "--out", str(split), "--set", f"epochs={stop}", "--no-progress"]) == 0
-    assert main(["train", "--resume", str(split), "--set", f"epochs={cfg.epochs}", "--no-progress"]) == 0
-    assert comparable(read_jsonl(split / "metrics.jsonl")) == comparable(read_jsonl(full / "metrics.jsonl"))
-    return (json.loads((full / "summary.json").read_text()), json.loads((split / "summary.json").read_text()))
 
 
 @pytest.mark.parametrize("method", ["amst_alt"])  # every method: tests/core/test_every_method.py
@@ -138,7 +105,7 @@ def test_resume_is_exact_on_cached_frames_augmented_on_the_device(tmp_path: Path
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Reference-layout data through the sample cache, crops drawn on the device per batch: an interrupted and
     resumed run equals an uninterrupted one, and loader processes (kept across epochs) change nothing."""
-    from tiny import write_tiny_cremad
+    from tests.kit.tiny import write_tiny_cremad
 
     monkeypatch.setenv("AMST_DATA_ROOT", str(tmp_path / "data"))
     write_tiny_cremad(tmp_path / "data", per_split=6)
@@ -159,9 +126,8 @@ def test_bf16_and_fp32_reach_the_same_accuracy_in_three_epochs(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Mixed precision changes the arithmetic, not what is learned: AMST-FULL on avdigits-format data whose audio
     separates the digits clearly, 3 epochs, within 1 point of each other on val and test."""
-    from tiny import write_tiny_avdigits
-
     from amst_core.config import load_config
+    from tests.kit.tiny import write_tiny_avdigits
 
     monkeypatch.setenv("AMST_DATA_ROOT", str(tmp_path))
     write_tiny_avdigits(tmp_path, per_class=(60, 20, 20), signal=10.0)

@@ -9,16 +9,15 @@ from typing import Any
 
 import pytest
 import yaml
-from test_determinism_resume import comparable
-from tiny import tiny_config, write_tiny_avdigits
 
 from amst_core.catalog import METHODS
 from amst_core.cli import main
 from amst_core.config import ConfigError, load_config
 from amst_core.engine import RunCancelled, Trainer
 from amst_core.sinks import MemorySink
+from tests.kit.tiny import tiny_config, write_tiny_avdigits
+from tests.kit.training import PARAMS, comparable
 
-PARAMS: dict[str, dict[str, Any]] = {"unimodal": {"modality": "audio"}, "mslr": {"window": 1}}
 Key = tuple[str, str, str | None, str]
 OWN_SERIES: dict[str, set[Key]] = {
     "ogm_ge": {("train", "run", "audio", "ogm_coeff"), ("train", "run", "visual", "ogm_ratio")},

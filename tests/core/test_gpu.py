@@ -10,12 +10,12 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
-from tiny import tiny_config
 
 from amst_core import gpu
 from amst_core.engine import Trainer
 from amst_core.gpu import GIB, GpuSampler, GpuStats, open_sampler
 from amst_core.sinks import MemorySink
+from tests.kit.tiny import tiny_config
 
 
 class FakeNvml(ModuleType):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from tiny import tiny_config
-
 from amst_core.engine import Trainer
+from tests.kit.tiny import tiny_config
 
 
 def test_live_progress_counts_batches_of_each_pass() -> None:

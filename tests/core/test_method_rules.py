@@ -6,25 +6,11 @@ import copy
 
 import pytest
 import torch
-from tiny import tiny_config
 
-from amst_core.data import make_loader, source_for
-from amst_core.methods import build_method
 from amst_core.methods.base import Method
+from tests.kit.training import batches, method_for
 
 AMST = ["amst_alt", "amst_joint", "amst_full"]
-
-
-def batches(cfg, n: int = 3):
-    data = source_for(cfg).split(cfg, "train", train=True)
-    loader = make_loader(data, cfg.batch_size, shuffle=True, seed=cfg.seed)
-    return [b for _, b in zip(range(n), loader, strict=False)]
-
-
-def method_for(name: str, **fields) -> Method:
-    cfg = tiny_config(name, **fields)
-    torch.manual_seed(0)
-    return build_method(cfg, cfg.dataset.synthetic.num_classes, torch.device("cpu"))
 
 
 def train(method: Method, epoch: int, n: int = 3) -> None:

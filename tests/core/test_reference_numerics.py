@@ -14,10 +14,10 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from test_method_rules import batches, method_for
 
 from amst_core.methods.base import Method
 from amst_core.models import MultimodalNet
+from tests.kit.training import batches, method_for
 
 MODALITIES = ("audio", "visual")
 

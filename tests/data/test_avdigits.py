@@ -17,7 +17,7 @@ import torch
 from amst_core.config import ConfigError, RunConfig
 from amst_core.data import avdigits
 from amst_core.data.avdigits import AVDigits, pca_removal_basis, prepare
-from tiny import write_tiny_avdigits
+from tests.kit.tiny import write_tiny_avdigits
 
 PER_DIGIT = 10          # FSDD recordings per digit
 MNIST_PER_DIGIT = 15    # MNIST images per digit, spread over MNIST's three parts

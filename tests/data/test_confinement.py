@@ -9,7 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny import (
+
+from amst_core.config import ConfigError, RunConfig
+from amst_core.data import source_for
+from amst_core.data.reference import SOURCES
+from amst_core.datafiles import DataRoots, any_data_path, check_dataset
+from amst_core.models.text import load_tokenizer
+from tests.kit.tiny import (
     folder_run,
     text_layout_run,
     write_tiny_cremad,
@@ -17,12 +23,6 @@ from tiny import (
     write_tiny_roberta,
     write_tiny_text_layout,
 )
-
-from amst_core.config import ConfigError, RunConfig
-from amst_core.data import source_for
-from amst_core.data.reference import SOURCES
-from amst_core.datafiles import DataRoots, any_data_path, check_dataset
-from amst_core.models.text import load_tokenizer
 from worker.runner import failure_summary
 
 SECRET = "TOP-SECRET-d4e5f6"

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny import folder_run, model_sample, write_mp4, write_tiny_folder, write_tiny_roberta
 
 from amst_core.config import ConfigError, RunConfig
 from amst_core.data import folder as folder_data
 from amst_core.data import source_for
 from amst_core.datafiles import check_dataset
 from amst_core.layouts import folder as layout
+from tests.kit.tiny import folder_run, model_sample, write_mp4, write_tiny_folder, write_tiny_roberta
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import soundfile
 from PIL import Image
-from tiny import TINY_TEXTS, model_sample, write_mp4, write_tiny_roberta
 
 from amst_core.config import RunConfig
 from amst_core.data import source_for
 from amst_core.datafiles import check_dataset
 from amst_core.preprocess import RELEASES
 from amst_core.preprocess.base import execute
+from tests.kit.tiny import TINY_TEXTS, model_sample, write_mp4, write_tiny_roberta
 
 ROOT = Path(__file__).resolve().parents[2]
 EMOTIONS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")

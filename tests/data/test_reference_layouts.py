@@ -13,7 +13,6 @@ from PIL import Image
 
 from amst_core.catalog import DATASETS
 from amst_core.config import ConfigError, RunConfig
-from amst_core.data.reference import SOURCES as REFERENCE_SOURCES
 from amst_core.data.reference import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -22,6 +21,7 @@ from amst_core.data.reference import (
     read_class_file,
     read_split_file,
 )
+from amst_core.data.reference import SOURCES as REFERENCE_SOURCES
 from amst_core.layouts import LAYOUTS as ALL_LAYOUTS
 from amst_core.layouts import Layout, Media
 
@@ -459,7 +459,7 @@ def stored_frames(folder: Path, frames: int, size: int) -> np.ndarray:
 def test_the_sample_cache_reproduces_the_uncached_samples(data_root: Path, dataset: str) -> None:
     """Same ids and labels in the same order (duplicates kept), fbanks to float16, and the frames' pixels before
     augmentation; made model-ready they are the uncached evaluation tensors up to the resize."""
-    from tiny import model_sample
+    from tests.kit.tiny import model_sample
 
     folder = build(data_root, dataset)
     plain, cached_cfg = make_cfg(dataset), make_cfg(dataset, cache=True)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import TEXT_LAYOUT_CLASSES, model_sample, text_layout_run, write_tiny_roberta, write_tiny_text_layout
 
 from amst_core.catalog import DATASETS
 from amst_core.config import ConfigError, RunConfig
@@ -18,6 +17,13 @@ from amst_core.data import source_for
 from amst_core.datafiles import check_dataset, read_class_file, read_split_lines
 from amst_core.layouts import LAYOUTS
 from amst_core.models.text import TextEncoder
+from tests.kit.tiny import (
+    TEXT_LAYOUT_CLASSES,
+    model_sample,
+    text_layout_run,
+    write_tiny_roberta,
+    write_tiny_text_layout,
+)
 
 REAL = {"mvsa": "MVSA", "iemocap": "IEMOCAP", "iemocap3": "IEMOCAP", "urfunny": "UR-FUNNY"}
 COUNTS = {  # amst_method.md section 5: per class, train / val / test

@@ -17,13 +17,11 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-# The helpers this tier reuses rather than copies: bench/pipeline.py (data and the fast configuration), the
-# CPU tests' resume equality and crop statistics, and the `up` fixture that starts `amst up`. Appended, not
-# prepended: this conftest loads with every collection of the suite, and bench/'s module names (store, load,
-# results, ...) must never shadow an installed package.
-for folder in ("bench", "tests/core", "tests/data", "tests/service"):
-    if str(ROOT / folder) not in sys.path:
-        sys.path.append(str(ROOT / folder))
+# bench/pipeline.py (data and the fast configuration) is reused rather than copied; the CPU tests' helpers come
+# from tests/kit. Appended, not prepended: this conftest loads with every collection of the suite, and bench/'s
+# module names (store, load, results, ...) must never shadow an installed package.
+if str(ROOT / "bench") not in sys.path:
+    sys.path.append(str(ROOT / "bench"))
 
 ON_CPU = "AMST_GPU_TIER_ON_CPU"
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_augment import CROP_SHAPES, assert_crops_follow_torchvisions_rule
 
 from amst_core.data.augment import FrameAugment, batch_generator
+from tests.kit.augment import CROP_SHAPES, assert_crops_follow_torchvisions_rule
 
 pytestmark = pytest.mark.gpu
 

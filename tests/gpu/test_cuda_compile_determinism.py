@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 import torch
-from test_determinism_resume import comparable, stopped_and_resumed
-from tiny import text_layout_run, tiny_config, write_tiny_roberta, write_tiny_text_layout
 
 from amst_core.config import RunConfig
 from amst_core.engine import Trainer, load_checkpoint
 from amst_core.sinks import MemorySink
+from tests.kit.tiny import text_layout_run, tiny_config, write_tiny_roberta, write_tiny_text_layout
+from tests.kit.training import comparable, stopped_and_resumed
 
 pytestmark = pytest.mark.gpu
 SAME_IN_BOTH = ("epoch", "method", "selection", "plateau", "rng")  # not "points": they hold wall-clock times

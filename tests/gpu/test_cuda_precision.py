@@ -13,11 +13,11 @@ import numpy as np
 import pipeline
 import pytest
 import torch
-from gpukit import cuda_only
 
 from amst_core.config import load_config
 from amst_core.devices import native_bf16
 from amst_core.engine import Trainer
+from tests.kit.gpu import cuda_only
 
 pytestmark = pytest.mark.gpu
 

@@ -5,20 +5,28 @@ the next run trains on the fresh worker."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import test_amst_up
 import torch
-from gpukit import cuda_only
-from svc import tiny_run, wait_until, write_tiny_avdigits
-from test_amst_up import TERMINAL, Up, child_of
+
+from tests.kit.gpu import cuda_only
+from tests.kit.svc import tiny_run, wait_until
+from tests.kit.tiny import write_tiny_avdigits
+from tests.kit.up import TERMINAL, Up, child_of, start_up
 
 pytestmark = pytest.mark.gpu
-amst_up = test_amst_up.up  # the service tests' fixture: `amst up` in an empty folder, tiny avdigits, fast lifecycle
 GPU_SERIES = {"gpu_util", "gpu_mem_gib"}
+
+
+@pytest.fixture
+def amst_up(tmp_path: Path) -> Iterator[Up]:
+    """`amst up` in an empty folder, tiny avdigits, fast lifecycle (as in tests/service/test_amst_up.py)."""
+    with start_up(tmp_path) as server:
+        yield server
 
 
 def post(stack: Up, body: dict) -> str:

@@ -13,7 +13,8 @@ import numpy as np
 import pipeline
 import pytest
 import torch
-from gpukit import cuda_only
+
+from tests.kit.gpu import cuda_only
 
 pytestmark = pytest.mark.gpu
 

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from gpukit import cuda_only
-from test_cuda_paths import optimizer_flags
-from test_every_method import PARAMS
-from tiny import tiny_config
 
 from amst_core.catalog import METHODS
 from amst_core.engine import Trainer
 from amst_core.sinks import MemorySink
+from tests.kit.gpu import cuda_only
+from tests.kit.tiny import tiny_config
+from tests.kit.training import PARAMS, optimizer_flags
 
 pytestmark = pytest.mark.gpu
 

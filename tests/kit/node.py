@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("AMST_TEST_WHEELHOUSE_CACHE", Path.home() / ".cache" / "amst-test-wheelhouse"))
 # pip's own words when it cannot reach an index: only these skip a test; any other failure fails it.
 NO_NETWORK = re.compile(r"NewConnectionError|Max retries exceeded|Temporary failure in name resolution|"

@@ -1,11 +1,12 @@
 """Runs with realistic curves, written into a run store the way a worker writes them (lifecycle + DbSink), for
-the dashboard's tests and its render benchmark. Importable: tests/ is on sys.path via the root conftest."""
+the dashboard's tests and its render benchmark."""
 
 from __future__ import annotations
 
 import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,9 @@ from amst_core.store.db import get_engine
 from amst_core.store.models import RunStatus
 from amst_core.store.writer import DbSink
 
+APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")  # the dashboard, for AppTest
+# A run name that would inject images, links, colours and maths if the dashboard rendered it as markdown.
+EVIL_NAME = "![pixel](http://evil.example/p.png) [click](http://evil.example) :red[alarm] $x$"
 MODALITIES = ("audio", "visual")
 SPEED = {"audio": 3.0, "visual": 9.0}  # epochs to learn: audio dominates, as on avdigits
 CEILING = {"audio": 0.88, "visual": 0.77}

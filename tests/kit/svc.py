@@ -17,11 +17,11 @@ import uuid
 from pathlib import Path
 
 import httpx
-from tiny import write_tiny_avdigits
+
+from tests.kit.tiny import write_tiny_avdigits
 
 REDIS = ("127.0.0.1", 6379)
-ROOT = Path(__file__).resolve().parents[1]
-__all__ = ["write_tiny_avdigits"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def reachable(host: str, port: int) -> bool:
@@ -146,6 +146,29 @@ def submit_and_wait(svc: Service, bodies: dict[str, dict], timeout: float = 600)
             else None
 
     return wait_until(runs, timeout, interval=1, message=f"{len(ids)} runs to end")
+
+
+# What a crashing oneDNN kernel does to the training process, at its first batch (the engine asks should_stop
+# before every batch). Written as sitecustomize.py into a folder on PYTHONPATH, it is loaded by every Python
+# process of the worker, so by its training processes too.
+CRASH_AT_THE_FIRST_BATCH = '''
+import os
+import signal
+
+import amst_core.execute as execute
+
+real = execute.execute_run
+
+
+def execute_run(cfg, *args, should_stop=None, **kwargs):
+    if cfg.name == "segfaults":
+        def should_stop(*_):
+            os.kill(os.getpid(), signal.SIGSEGV)
+    return real(cfg, *args, should_stop=should_stop, **kwargs)
+
+
+execute.execute_run = execute_run
+'''
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):

@@ -1,4 +1,4 @@
-"""Tiny run configs shared by the tests (importable: tests/ is on sys.path via the root conftest)."""
+"""Tiny run configs shared by the tests."""
 
 from __future__ import annotations
 

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 import torch
-from tiny import tiny_config
 
 from amst_core.config import ConfigError, load_config
 from amst_core.methods import build_method
+from tests.kit.tiny import tiny_config
 
 NARROW_AUDIO_RUN = """
 import torch

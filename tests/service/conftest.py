@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dbkit import empty_pg_database
-from svc import BACKENDS, REDIS, Service, reachable, redis_db, service_env
+
+from tests.kit.db import empty_pg_database
+from tests.kit.svc import BACKENDS, REDIS, Service, reachable, redis_db, service_env
 
 
 @pytest.fixture(params=BACKENDS)

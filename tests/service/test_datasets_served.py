@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from svc import Service, service_env, submit_and_wait
-from tiny import folder_run, text_layout_run, write_tiny_folder, write_tiny_roberta, write_tiny_text_layout
+
+from tests.kit.svc import Service, service_env, submit_and_wait
+from tests.kit.tiny import folder_run, text_layout_run, write_tiny_folder, write_tiny_roberta, write_tiny_text_layout
 
 
 def test_three_modality_runs_train_on_a_worker(tmp_path: Path) -> None:

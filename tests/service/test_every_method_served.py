@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from svc import Service, service_env, submit_and_wait, tiny_run
 
 from amst_core.catalog import METHODS
+from tests.kit.svc import Service, service_env, submit_and_wait, tiny_run
 
 OWN = {"ogm_ge": ("train", "run", "audio", "ogm_coeff"), "pmr": ("val", "prototype", "visual", "acc"),
        "mla": ("test", "combo:entropy", None, "acc"), "mslr": ("train", "run", "visual", "lr"),

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from svc import OwnPostgres, OwnRedis, Service, service_env, tiny_run, wait_until
+
+from tests.kit.svc import OwnPostgres, OwnRedis, Service, service_env, tiny_run, wait_until
 
 TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
 

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from procs import with_env
-from svc import ROOT, free_port, wait_until, write_tiny_avdigits
+
+from tests.kit.procs import with_env
+from tests.kit.svc import ROOT, free_port, wait_until
+from tests.kit.tiny import write_tiny_avdigits
 
 pytestmark = pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "amst").exists(),
                                 reason="make run uses the project's .venv (make test creates it)")

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dbkit import tx
 from sqlalchemy import update
-from svc import Service, tiny_run, wait_until
-from tiny import tiny_config
 
 from amst_core import runlog
 from amst_core.runlog import RunLogHandler, log_path
 from amst_core.settings import Settings
 from amst_core.store import lifecycle
 from amst_core.store.models import Run, RunStatus
+from tests.kit.db import tx
+from tests.kit.svc import Service, tiny_run, wait_until
+from tests.kit.tiny import tiny_config
 from worker.attempt import AttemptRunner
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")

@@ -8,7 +8,8 @@ import time
 from collections import Counter
 
 import httpx
-from svc import Service, tiny_run, wait_until
+
+from tests.kit.svc import Service, tiny_run, wait_until
 
 TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
 

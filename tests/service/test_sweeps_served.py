@@ -7,7 +7,8 @@ import statistics
 
 import httpx
 import pytest
-from svc import Service, wait_until
+
+from tests.kit.svc import Service, wait_until
 
 TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
 BASE = {"method": "naive", "dataset": {"name": "synthetic", "synthetic": {"samples": {"train": 32, "val": 16,

@@ -7,29 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from svc import Service, service_env, submit_and_wait, tiny_run
 
-# What a crashing oneDNN kernel does to the training process, at its first batch (the engine asks should_stop
-# before every batch). Loaded by every Python process of the worker through PYTHONPATH, so by its training
-# processes too.
-CRASH_AT_THE_FIRST_BATCH = '''
-import os
-import signal
+from tests.kit.svc import CRASH_AT_THE_FIRST_BATCH, Service, service_env, submit_and_wait, tiny_run
 
-import amst_core.execute as execute
-
-real = execute.execute_run
-
-
-def execute_run(cfg, *args, should_stop=None, **kwargs):
-    if cfg.name == "segfaults":
-        def should_stop(*_):
-            os.kill(os.getpid(), signal.SIGSEGV)
-    return real(cfg, *args, should_stop=should_stop, **kwargs)
-
-
-execute.execute_run = execute_run
-'''
 MEMORY_LIMIT_MB = 1600  # a tiny run's training process stays below (about 900 MiB: torch and its libraries)
 
 

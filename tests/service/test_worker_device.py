@@ -10,13 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from dbkit import tx
-from svc import Service, service_env, submit_and_wait, tiny_run
-from tiny import tiny_config
 
 from amst_core.settings import EXIT_RESTART, Settings
 from amst_core.store import lifecycle
 from amst_core.store.models import Run, RunStatus
+from tests.kit.db import tx
+from tests.kit.svc import Service, service_env, submit_and_wait, tiny_run
+from tests.kit.tiny import tiny_config
 from worker.attempt import AttemptRunner
 from worker.runner import on_this_worker
 

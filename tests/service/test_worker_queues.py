@@ -12,7 +12,8 @@ import time
 
 import httpx
 import pytest
-from svc import Service, tiny_run, wait_until
+
+from tests.kit.svc import Service, tiny_run, wait_until
 
 TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
 HOLD_S = 3.0  # an idle worker consuming a queue takes a waiting run within about a second (Redis)

@@ -10,10 +10,8 @@ import threading
 from datetime import timedelta
 
 import pytest
-from dbkit import tx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from tiny import tiny_config
 
 from amst_core.metrics import MetricPoint
 from amst_core.settings import Settings
@@ -22,6 +20,8 @@ from amst_core.store.db import get_engine
 from amst_core.store.lifecycle import TransitionError
 from amst_core.store.models import TERMINAL, Attempt, Run, RunStatus, utcnow
 from amst_core.store.writer import DbSink
+from tests.kit.db import tx
+from tests.kit.tiny import tiny_config
 
 # Small, explicit values: lost after 2 x 1 s without a heartbeat; stalled after max(5 x median, 60 s).
 SETTINGS = Settings(AMST_HEARTBEAT_S=1, AMST_LOST_AFTER=2, AMST_STALLED_FACTOR=5, AMST_STALLED_MIN_S=60)

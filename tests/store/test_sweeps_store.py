@@ -4,16 +4,16 @@ re-dispatched by the reaper while held, cancelled together (SQLite and PostgreSQ
 from __future__ import annotations
 
 import pytest
-from dbkit import tx
 from sqlalchemy import update
 from sqlalchemy.orm import Session
-from tiny import tiny_config
 
 from amst_core.store import lifecycle
 from amst_core.store import sweeps as store
 from amst_core.store.db import get_engine
 from amst_core.store.models import Run, RunStatus
 from amst_core.sweeps import expand
+from tests.kit.db import tx
+from tests.kit.tiny import tiny_config
 
 BASE = tiny_config().model_dump(mode="json")
 

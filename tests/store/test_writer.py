@@ -9,56 +9,22 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from dbkit import empty_pg_database, tx
 from sqlalchemy import event, func, select
-from tiny import tiny_config
 
 from amst_core.metrics import MetricPoint
 from amst_core.selection import ModelSelection
 from amst_core.store import lifecycle
 from amst_core.store.db import get_engine
 from amst_core.store.migrate import alembic_config, current
-from amst_core.store.models import Modality, Point, Run, Series
+from amst_core.store.models import Modality, Point, Series
 from amst_core.store.writer import DbSink
+from tests.kit.db import empty_pg_database, tx
+from tests.kit.store import epoch, load, new_run, selecting, stored
+from tests.kit.tiny import tiny_config
 
 # ---- databases ------------------------------------------------------------------------------------------------
 
 # ---- helpers ----------------------------------------------------------------------------------------------------
-
-def new_run(url: str) -> str:
-    with tx(url) as s:
-        return lifecycle.create_run(s, tiny_config(epochs=10)).id
-
-
-def load(url: str, run_id: str) -> Run:
-    with tx(url) as s:
-        return s.get(Run, run_id)
-
-
-def epoch(e: int, val: float = 0.5, test: float | None = None, loss: float = 1.0,
-          epoch_time: float = 2.0) -> list[MetricPoint]:
-    """One epoch as the engine writes it (a subset): fused and per-modality curves, and run-level series."""
-    points = [MetricPoint("val", "fused", None, "acc", e, val),
-              MetricPoint("test", "fused", None, "acc", e, val / 2 if test is None else test),
-              MetricPoint("train", "fused", None, "loss", e, loss),
-              MetricPoint("train", "run", None, "epoch_time", e, epoch_time)]
-    points += [MetricPoint(split, "branch", m, "acc", e, val + 0.01 * i)
-               for split in ("train", "val") for i, m in enumerate(("audio", "visual"))]
-    return points
-
-
-def stored(url: str, run_id: str) -> dict[tuple[str, str, str | None, str], dict[int, float | None]]:
-    """Every point of a run: {(split, component, modality, name): {epoch: value}}, failing on duplicates."""
-    out: dict[tuple[str, str, str | None, str], dict[int, float | None]] = {}
-    with tx(url) as s:
-        rows = s.execute(select(Series.split, Series.component, Series.modality, Series.name, Point.epoch,
-                                Point.value).join(Point, Point.series_id == Series.id)
-                         .where(Series.run_id == run_id))
-        for split, component, modality, name, ep, value in rows:
-            key = (split, component, Modality(modality).to_api(), name)
-            assert ep not in out.setdefault(key, {}), f"duplicate point {key} epoch {ep}"
-            out[key][ep] = value
-    return out
 
 
 def latest(url: str, run_id: str) -> dict[tuple[str, str, str | None, str], tuple[int | None, float | None]]:
@@ -156,11 +122,6 @@ def test_latest_values_only_move_forward(url: str) -> None:
     assert stored(url, run_id)[VAL_ACC] == {1: 0.1, 2: 0.9}
     sink.write([MetricPoint(*VAL_ACC, epoch=4, value=0.2), MetricPoint(*VAL_ACC, epoch=3, value=0.3)])
     assert latest(url, run_id)[VAL_ACC] == (4, 0.2), "the newest epoch within one write wins"
-
-
-def selecting(points: list[MetricPoint], selection: ModelSelection) -> list[MetricPoint]:
-    """An epoch's points with the engine's model selection added, as the engine writes them."""
-    return points + selection.update(points[0].epoch, points)
 
 
 def test_begin_removes_later_epochs_and_recomputes_latest_and_best(url: str) -> None:

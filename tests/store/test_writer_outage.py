@@ -4,14 +4,14 @@ answers again), an outage past the grace, a lease taken by another worker, and t
 from __future__ import annotations
 
 import pytest
-from dbkit import tx
 from sqlalchemy.exc import OperationalError
-from test_writer import epoch, load, new_run, selecting, stored
 
 from amst_core.config import ConfigError
 from amst_core.selection import ModelSelection
 from amst_core.store import lifecycle
 from amst_core.store.writer import DatabaseUnavailable, DbSink, LeaseLost
+from tests.kit.db import tx
+from tests.kit.store import epoch, load, new_run, selecting, stored
 
 
 class Outage:

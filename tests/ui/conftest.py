@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dbkit import migrated_sqlite
-from uikit import SeededRun, seed_run
 
 from amst_core.store.models import RunStatus
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-from svc import Service, write_tiny_avdigits
-
-ROOT = Path(__file__).resolve().parents[2]
-APP = str(ROOT / "ui" / "app.py")
+from tests.kit.db import migrated_sqlite
+from tests.kit.seeded import APP, EVIL_NAME, SeededRun, seed_run
+from tests.kit.svc import Service, service_env
+from tests.kit.tiny import write_tiny_avdigits
 
 
 @dataclass
@@ -30,7 +24,6 @@ class SeededApi:
     artifacts: Path = Path()
 
 
-EVIL_NAME = "![pixel](http://evil.example/p.png) [click](http://evil.example) :red[alarm] $x$"
 FIRST_EPOCH_LIVE = {"epoch": 0, "split": "train", "batch": 120, "batches": 400, "samples_per_s": 213.0}
 
 
@@ -47,14 +40,6 @@ def in_first_epoch(url: str) -> SeededRun:
     with Session(get_engine(url)) as s, s.begin():
         lifecycle.heartbeat(s, run.id, "seed-worker", {**FIRST_EPOCH_LIVE, "updated_at": time.time()})
     return run
-
-
-def service_env(tmp: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "BROKER_URL", "AMST_API"))}
-    env.update({"DATABASE_URL": f"sqlite:///{tmp}/amst.db", "BROKER_URL": f"sqla+sqlite:///{tmp}/broker.db",
-                "AMST_HOME": str(tmp), "AMST_DATA_ROOT": str(tmp / "data"), "AMST_ARTIFACTS": str(tmp / "artifacts"),
-                "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra})
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +61,7 @@ def seeded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededApi]:
         "evil": seed_run(url, "naive", 3, 3, RunStatus.succeeded, name=EVIL_NAME, seed=3),
     }
     runs["first"] = in_first_epoch(url)
-    service = Service(service_env(tmp, AMST_HEARTBEAT_S="3600"), tmp)
+    service = Service(service_env(tmp, DATABASE_URL=url, AMST_HEARTBEAT_S="3600"), tmp)
     service.start_api()
     try:
         yield SeededApi(service.url, runs, service, url, tmp / "artifacts")

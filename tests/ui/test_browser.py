@@ -13,14 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser import browser_page, chromium_path, wait_for_app
-from conftest import ROOT, service_env
-from dbkit import migrated_sqlite
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from svc import Service, free_port, wait_until, write_tiny_avdigits
-from uikit import epoch_points, seed_run
 
 from amst_core.store.models import RunStatus
+from tests.kit.browser import browser_page, chromium_path, wait_for_app
+from tests.kit.db import migrated_sqlite
+from tests.kit.seeded import epoch_points, seed_run
+from tests.kit.svc import ROOT, Service, free_port, service_env, wait_until
+from tests.kit.tiny import write_tiny_avdigits
 
 SHOTS = ROOT / "Doc" / "img"
 TALL = {"width": 1400, "height": 2000}  # Streamlit scrolls inside its own container: a tall window shows it all
@@ -39,7 +39,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
                     dataset="avdigits")
     full = seed_run(url, "amst_full", 30, 30, RunStatus.succeeded, name="amst-full-s0", tags=("amst",),
                     dataset="avdigits")
-    service = Service(service_env(tmp, AMST_HEARTBEAT_S="1", AMST_CANCEL_POLL_S="0.2"), tmp)
+    service = Service(service_env(tmp, DATABASE_URL=url, AMST_HEARTBEAT_S="1", AMST_CANCEL_POLL_S="0.2"), tmp)
     service.start_api()
     service.start_worker()
     ui_url = start_dashboard(service)
@@ -147,7 +147,7 @@ def still(tmp_path_factory: pytest.TempPathFactory):
     runs = {"live": seed_run(url, "amst_alt", 6, 30, RunStatus.running, name="alt-live"),
             "full": seed_run(url, "amst_full", 30, 30, RunStatus.succeeded, name="amst-full-s0"),
             "base": seed_run(url, "naive", 30, 30, RunStatus.succeeded, name="naive-s0")}
-    service = Service(service_env(tmp, AMST_HEARTBEAT_S="3600", AMST_UI_REFRESH_S="1"), tmp)
+    service = Service(service_env(tmp, DATABASE_URL=url, AMST_HEARTBEAT_S="3600", AMST_UI_REFRESH_S="1"), tmp)
     service.start_api()
     ui_url = start_dashboard(service)
     try:

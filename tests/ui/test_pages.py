@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import APP, EVIL_NAME
+
+from tests.kit.seeded import APP, EVIL_NAME
 
 PAGES = ["views/runs.py", "views/new_run.py", "views/run.py", "views/compare.py"]
 
@@ -270,9 +271,8 @@ def test_unprepared_dataset_disables_submit(app, seeded_api) -> None:
 
 
 def test_rename_tag_note_archive_and_delete_through_the_api(app, seeded_api) -> None:
-    from uikit import seed_run
-
     from amst_core.store.models import RunStatus
+    from tests.kit.seeded import seed_run
 
     run = seed_run(seeded_api.db, "naive", 2, 2, RunStatus.succeeded, name="to-manage", seed=7)
     at = run_page(app, run.id)

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import APP, service_env
-from dbkit import migrated_sqlite
-from svc import Service
-from uikit import seed_run, seed_sweep
 
 from amst_core.store.models import RunStatus
+from tests.kit.db import migrated_sqlite
+from tests.kit.seeded import APP, seed_run, seed_sweep
+from tests.kit.svc import Service, service_env
 from ui import charts
 from ui.series import RunSeries, group_bands
 
@@ -26,7 +25,7 @@ def sweep_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
             for method in ("naive", "amst_full") for seed in (0, 1)]
     sweep_id = seed_sweep(url, "study", {"method": ["naive", "amst_full"], "seed": [0, 1]}, runs,
                           {"method": "naive"})
-    service = Service(service_env(tmp, AMST_HEARTBEAT_S="3600"), tmp)
+    service = Service(service_env(tmp, DATABASE_URL=url, AMST_HEARTBEAT_S="3600"), tmp)
     service.start_api()
     try:
         yield service.url, sweep_id
