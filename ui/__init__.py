@@ -1,1 +1,1 @@
-"""The AMST Studio dashboard (Streamlit). It talks only to the REST API, through `ui.client`."""
+"""The AMST Studio dashboard (Streamlit). It talks only to the REST API, through `amst_client`."""

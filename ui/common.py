@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui.client import ApiClient, ApiError, ApiUnavailable
+from amst_client import ApiError, ApiUnavailable, Client
 from ui.series import RunSeries
 from ui.settings import ui_settings
 
@@ -18,11 +18,11 @@ PAGES = {"runs": "views/runs.py", "new": "views/new_run.py", "run": "views/run.p
          "sweeps": "views/sweeps.py"}
 
 
-def api() -> ApiClient:
+def api() -> Client:
     """One client per browser session (so its call counter is this session's)."""
     if "api" not in st.session_state:
         s = ui_settings()
-        st.session_state.api = ApiClient(s.api_url, s.api_token, s.timeout_s)
+        st.session_state.api = Client(s.api_url, s.api_token or None, timeout_s=s.timeout_s)
     return st.session_state.api
 
 

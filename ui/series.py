@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from ui.client import ApiClient
+from amst_client import Client
 
 Key = tuple[str, str, str | None, str]  # split, component, modality (None: whole run), name
 TERMINAL = ("succeeded", "failed", "cancelled", "lost")
@@ -68,7 +68,7 @@ class RunSeries:
         return sorted({k[1] for k in self.points if k[1] != "run"})
 
 
-def refresh(client: ApiClient, cache: dict[str, RunSeries], run_id: str, **only: str) -> RunSeries:
+def refresh(client: Client, cache: dict[str, RunSeries], run_id: str, **only: str) -> RunSeries:
     """One incremental call (points after the newest epoch held), of every series or `only` those matching
     (e.g. split="val", name="acc": what a page draws). A new attempt, or a run that went back in epochs,
     rewrites what came after its checkpoint: then the run is read again from the start."""

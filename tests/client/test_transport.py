@@ -1,4 +1,6 @@
-"""ui.client: every failure of the API becomes ApiError or ApiUnavailable (httpx.MockTransport; no network)."""
+"""amst_client.Client over a mock transport (no network): every failure of the API becomes ApiError or
+ApiUnavailable, and each route sends what the API expects (moved from tests/ui/test_client.py with the dashboard's
+client)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,14 @@ import json
 import httpx
 import pytest
 
-from ui.client import ApiClient, ApiError, ApiUnavailable, error_of
+from amst_client import ApiError, ApiUnavailable, Client
+from amst_client.errors import error_of
 
 BASE = "http://api.test:8000"
 
 
-def client_of(handler, token: str = "", timeout_s: float = 5.0, base: str = BASE) -> ApiClient:
-    return ApiClient(base, token=token, timeout_s=timeout_s, transport=httpx.MockTransport(handler))
+def client_of(handler, token: str = "", timeout_s: float = 5.0, base: str = BASE) -> Client:
+    return Client(base, token=token, timeout_s=timeout_s, transport=httpx.MockTransport(handler))
 
 
 def test_json_error_body_becomes_api_error_with_its_field():

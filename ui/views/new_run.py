@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui.client import ApiError
+from amst_client import ApiError
 from ui.common import PAGES, api, catalog, plain, shown_errors
 from ui.form import param_widgets, placed_errors, run_body, starting_config
 from ui.settings import ui_settings

@@ -6,9 +6,9 @@ from typing import Any
 
 import streamlit as st
 
+from amst_client import ApiError, ApiUnavailable
 from ui import urlstate
 from ui.charts import PLOT_CONFIG, balance_figure, curves_figure, resource_figure, skip_figure
-from ui.client import ApiError, ApiUnavailable
 from ui.common import PAGES, api, duration, plain, run_label, series_cache, shown_errors
 from ui.series import (
     BRANCH_COMPONENTS,
