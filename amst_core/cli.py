@@ -11,9 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from amst_core.config import ConfigError, RunConfig, cache_dir, config_data, dump_config, load_config
+from amst_core.config import ConfigError, RunConfig, config_data, dump_config, load_config
 from amst_core.extras import MissingExtra
-from amst_core.layouts.base import SPLITS
 
 # Anything else would change the run being continued. num_workers does not: every sample's augmentation has its
 # own seed, whatever the process that loads it.
@@ -21,23 +20,15 @@ RESUMABLE_FIELDS = {"epochs", "device", "num_workers", "compile"}
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from amst_core.config import data_root
-    from amst_core.data import avdigits, avtdigits
+    from amst_core.datasets import DATASETS, resolve
 
-    if args.dataset not in ("avdigits", "avtdigits"):
-        raise ConfigError("dataset", f"`amst prepare` builds avdigits and avtdigits; {args.dataset} comes from its "
-                                     f"release: amst preprocess {args.dataset} RAW_DIR")
-    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    if args.dataset == "avdigits":
-        avdigits.prepare(Path(args.out) if args.out else None, seed=args.seed, force=args.force, log=log)
-        return 0
-    avdigits.prepare(None, seed=args.seed, force=False, log=log)  # its audio and images
-    out = Path(args.out) if args.out else data_root() / "avtdigits"
-    if (out / "text_model").is_dir() and not args.force:
-        log(f"avtdigits text model already in {out / 'text_model'} (use --force to rebuild)")
-        return 0
-    avtdigits.prepare_text_model(out / "text_model")
-    log(f"avtdigits: the text model and tokenizer written to {out / 'text_model'}")
+    spec = DATASETS.get(args.dataset)
+    if spec is None or spec.prepare is None:
+        buildable = " and ".join(name for name, d in DATASETS.items() if d.prepare)
+        how = f"; {args.dataset}: {spec.prepare_command}" if spec is not None and spec.prepare_command else ""
+        raise ConfigError("dataset", f"`amst prepare` builds {buildable}{how}")
+    resolve(spec.prepare)(Path(args.out) if args.out else None, seed=args.seed, force=args.force,
+                          log=lambda msg: print(msg, file=sys.stderr))
     return 0
 
 
@@ -99,19 +90,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_preprocess(args: argparse.Namespace) -> int:
     """An original release (or the user's folder) to the layout the loaders read; finished samples are skipped."""
     from amst_core.config import data_root
-    from amst_core.preprocess import RELEASES, TEXT_LENGTH
+    from amst_core.datasets import DATASETS
+    from amst_core.preprocess import RELEASES
     from amst_core.preprocess.base import execute
 
     raw = Path(args.raw_dir)
     if not raw.is_dir():
         raise ConfigError("RAW_DIR", f"{raw} is not a folder")
-    if args.dataset == "folder":
-        return build_cache(["dataset.name=folder", f"dataset.root={raw.resolve()}", *args.set], None,
-                                  not args.no_progress)
+    spec = DATASETS[args.dataset]
+    if args.dataset not in RELEASES:  # no release to convert: RAW_DIR is the dataset itself, decoded into the cache
+        return build_cache([f"dataset.name={args.dataset}", f"dataset.root={raw.resolve()}", *args.set], None,
+                           not args.no_progress)
     plan = RELEASES[args.dataset](raw, Path(args.splits) if args.splits else None)
     out = Path(args.out) if args.out else data_root() / args.dataset
     report = execute(plan, out, workers=args.workers, text_model=args.text_model,
-                     text_max_length=TEXT_LENGTH.get(args.dataset, 128), progress=not args.no_progress,
+                     text_max_length=spec.text_max_length, progress=not args.no_progress,
                      log=lambda msg: print(msg, file=sys.stderr))
     sizes = ", ".join(f"{split} {len(items)}" for split, items in plan.splits.items())
     print(f"{args.dataset}: {report.done} samples written, {report.skipped} already done, {len(report.failed)} "
@@ -127,30 +120,14 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 def build_cache(overrides: list[str], config: str | None, progress: bool) -> int:
     """Decode a dataset into the sample cache now (a run does it on first use otherwise)."""
-    from amst_core.data import reference
-    from amst_core.data.folder import cached_features
     from amst_core.datafiles import check_dataset
+    from amst_core.datasets import DATASETS
 
     cfg = check_dataset(load_config(config, overrides, base={"method": "naive"}))
-    name = cfg.dataset.name
-    if name == "folder":
-        folder = cached_features(cfg, progress=progress)
-        meta = json.loads((folder / "meta.json").read_text())["splits"]
-        counts = ", ".join(f"{split} {len(m['samples'])}" + (f" ({len(m['bad'])} bad)" if m["bad"] else "")
-                           for split, m in meta.items())
-        print(f"features of {cfg.dataset.root} ({', '.join(cfg.modalities)}): {counts}; cached in {folder}",
-              file=sys.stderr)
-    elif name not in reference.SOURCES:
-        print(f"{name} is generated in memory: nothing to cache", file=sys.stderr)
-    elif not cfg.dataset.cache:
-        print("dataset.cache is false: runs read the files directly, nothing to cache", file=sys.stderr)
-    else:
-        source = reference.SOURCES[name]
-        splits = {split: source.split(cfg, split, train=False, progress=progress) for split in SPLITS}
-        counts = ", ".join(f"{split} {len(data)}" + (f" ({len(data.dropped)} bad)" if data.dropped else "")
-                           for split, data in splits.items())
-        print(f"{name} ({', '.join(cfg.modalities)}): {counts}; cached in {cache_dir() / 'samples'}",
-              file=sys.stderr)
+    spec = DATASETS[cfg.dataset.name]
+    said = spec.cache(cfg, progress) if spec.cache is not None else \
+        f"{spec.name} is generated in memory: nothing to cache"
+    print(said, file=sys.stderr)
     return 0
 
 
@@ -276,9 +253,10 @@ def build_parser(*more: Commands) -> argparse.ArgumentParser:
 
 
 def library_commands(sub: argparse._SubParsersAction) -> None:
+    from amst_core.datasets import DATASETS
 
     p = sub.add_parser("prepare", help="download and build a dataset under AMST_DATA_ROOT")
-    p.add_argument("dataset", help="avdigits, or avtdigits (avdigits plus a text modality)")
+    p.add_argument("dataset", help=" or ".join(name for name, d in DATASETS.items() if d.prepare))
     p.add_argument("--out", help="folder to write (default AMST_DATA_ROOT/avdigits)")
     p.add_argument("--seed", type=int, default=0, help="pairing and split seed")
     p.add_argument("--force", action="store_true", help="rebuild even if already prepared")
@@ -294,11 +272,12 @@ def library_commands(sub: argparse._SubParsersAction) -> None:
 
     from amst_core.preprocess import RELEASES
 
+    cached = [name for name, d in DATASETS.items() if d.cache is not None and d.always_cached]
     p = sub.add_parser("preprocess", help="an original release (or your folder) to the layout the loaders read",
                        description="Reads RAW_DIR as released (Doc/datasets.md says which files each release "
                                    "needs) and writes the reference layout to --out (default AMST_DATA_ROOT/DATASET). "
                                    "Parallel, resumable: finished samples are skipped.")
-    p.add_argument("dataset", choices=[*RELEASES, "folder"])
+    p.add_argument("dataset", choices=[*RELEASES, *cached])
     p.add_argument("raw_dir", metavar="RAW_DIR")
     p.add_argument("--out", help="layout folder to write (default AMST_DATA_ROOT/DATASET)")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="processes")

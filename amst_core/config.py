@@ -7,6 +7,7 @@ nothing here imports torch.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from amst_core.catalog import DATASETS, METHODS, MODALITIES, Fusion, deep_merge
+from amst_core.datasets import KNOBS
+from amst_core.vocab import AUDIO, SPLITS, TEST, TEXT, TRAIN, VAL, VISUAL, Modality, Split
 
 AVDIGITS_PRESETS: dict[str, dict[str, float]] = {
     # Clean pairs: both modalities are easy.
@@ -54,6 +57,13 @@ def known(value: str, catalog: dict[str, Any], what: str) -> str:
     return value
 
 
+def registered(registry: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """A JSON schema enum read from a registry when the schema is built, so a plugin's name is in it too."""
+    def extra(schema: dict[str, Any]) -> None:
+        schema["enum"] = list(registry)
+    return extra
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
@@ -83,12 +93,12 @@ class SplitFiles(_Strict):
 class SyntheticConfig(_Strict):
     """Generated data for tests: per-modality signal strength decides which modality is easy."""
 
-    modalities: list[Literal["audio", "text", "visual"]] = ["audio", "visual"]
+    modalities: list[Modality] = [AUDIO, VISUAL]
     num_classes: int = Field(4, ge=2, le=1000)
-    samples: dict[Literal["train", "val", "test"], Annotated[int, Field(ge=1, le=10_000_000)]] = {
-        "train": 64, "val": 32, "test": 32}
-    signal: dict[Literal["audio", "text", "visual"], Annotated[float, Field(ge=-1e6, le=1e6)]] = {
-        "audio": 2.0, "visual": 0.5, "text": 1.0}
+    samples: dict[Split, Annotated[int, Field(ge=1, le=10_000_000)]] = {
+        TRAIN: 64, VAL: 32, TEST: 32}
+    signal: dict[Modality, Annotated[float, Field(ge=-1e6, le=1e6)]] = {
+        AUDIO: 2.0, VISUAL: 0.5, TEXT: 1.0}
     audio_shape: tuple[Annotated[int, Field(ge=1, le=65_536)], Annotated[int, Field(ge=1, le=4096)]] = (16, 8)
     image_size: int = Field(8, ge=4, le=4096)
     frames: int = Field(1, ge=1, le=256)
@@ -105,14 +115,19 @@ class SyntheticConfig(_Strict):
     @field_validator("samples")
     @classmethod
     def _every_split(cls, v: dict[str, int]) -> dict[str, int]:
-        missing = [s for s in ("train", "val", "test") if s not in v]
+        missing = [s for s in SPLITS if s not in v]
         if missing:
             raise ValueError(f"samples needs a count for every split; missing {', '.join(missing)}")
         return v
 
 
+# Why a knob is refused, where its name alone does not say.
+KNOB_NOTES = {"audio_rate": "; the reference layouts keep each release's own rate (their fbanks are computed by "
+                            "amst preprocess)"}
+
+
 class DatasetConfig(_Strict):
-    name: str = Field(json_schema_extra={"enum": list(DATASETS)})
+    name: str = Field(json_schema_extra=registered(DATASETS))
     root: str | None = Field(None, min_length=1, max_length=1000, description="the dataset folder, relative to "
                              "AMST_DATA_ROOT (default: the dataset name); `amst train` also takes an absolute path, "
                              "the service reads only under AMST_DATA_ROOT")
@@ -131,7 +146,7 @@ class DatasetConfig(_Strict):
     )
     audio_noise: float | None = Field(None, ge=0.0, description="avdigits: std of Gaussian noise on audio")
     synthetic: SyntheticConfig | None = None
-    modalities_used: list[Literal["audio", "text", "visual"]] | None = Field(
+    modalities_used: list[Modality] | None = Field(
         None, description="train on a subset of the dataset's modalities (e.g. [audio] for a unimodal run)"
     )
     audio_rate: int | None = Field(
@@ -158,22 +173,18 @@ class DatasetConfig(_Strict):
 
     @model_validator(mode="after")
     def _knobs_fit_dataset(self) -> DatasetConfig:
-        avdigits_knobs = {"preset": self.preset, "image_pca_energy": self.image_pca_energy,
-                          "audio_noise": self.audio_noise}
-        if self.name not in ("avdigits", "avtdigits"):
-            for knob, value in avdigits_knobs.items():
-                if value is not None:
-                    raise ValueError(f"dataset.{knob} applies to avdigits and avtdigits only, not {self.name}")
+        """A knob only the datasets whose spec names it take (avdigits' difficulty, folder's audio rate, ...)."""
+        spec = DATASETS[self.name]
+        for knob in KNOBS:
+            if getattr(self, knob) is not None and knob not in spec.knobs:
+                takers = " and ".join(d.label for d in DATASETS.values() if knob in d.knobs)
+                raise ValueError(f"dataset.{knob} applies to {takers} only, not {self.name}"
+                                 + KNOB_NOTES.get(knob, ""))
         if self.preset is not None and self.preset not in AVDIGITS_PRESETS:
             raise ValueError(f"dataset.preset: unknown preset {self.preset!r}; known: {', '.join(AVDIGITS_PRESETS)}")
-        if self.name == "folder" and not self.cache:
-            raise ValueError("dataset.cache: a folder dataset is always cached (its raw media are decoded once)")
-        if self.audio_rate is not None and self.name != "folder":
-            raise ValueError("dataset.audio_rate applies to the folder layout only; the reference layouts keep each "
-                             "release's own rate (their fbanks are computed by amst preprocess)")
-        if self.synthetic is not None and self.name != "synthetic":
-            raise ValueError("dataset.synthetic is only for the synthetic dataset")
-        if self.name == "synthetic" and self.synthetic is None:
+        if spec.always_cached and not self.cache:
+            raise ValueError(f"dataset.cache: a {self.name} dataset is always cached (its raw media are decoded once)")
+        if "synthetic" in spec.knobs and self.synthetic is None:
             self.synthetic = SyntheticConfig()
         if self.modalities_used is not None:
             available = self.all_modalities
@@ -275,7 +286,7 @@ class RunConfig(_Strict):
     name: str | None = Field(None, min_length=1, max_length=200, pattern=PRINTABLE)
     tags: list[TagName] = []
     dataset: DatasetConfig
-    method: str = Field(json_schema_extra={"enum": list(METHODS)})
+    method: str = Field(json_schema_extra=registered(METHODS))
     fusion: Fusion | None = Field(None, description="fusion head for naive; AMST methods fix their own")
     skip: SkipFactors = SkipFactors()
     method_params: dict[str, Any] = {}
@@ -346,12 +357,8 @@ class RunConfig(_Strict):
         if info.modalities is not None and len(available) != info.modalities:
             raise ValueError(f"method: {self.method} needs a dataset of exactly {info.modalities} modalities; "
                              f"this run has {len(available)} ({', '.join(available)})")
-        if self.method == "unimodal":
-            chosen = params.modality
-            if chosen is None or chosen not in available:
-                raise ValueError(f"method_params.modality: name the one modality to train, one of "
-                                 f"{', '.join(available)}" + (f"; {self.dataset.name} has no {chosen}" if chosen
-                                                              else ""))
+        if info.check is not None:
+            info.check(self, params)  # the method's own rules (its spec module)
         return self
 
     @property
@@ -366,7 +373,7 @@ class RunConfig(_Strict):
     def modalities(self) -> tuple[str, ...]:
         """The modalities this run trains on, sorted: the dataset's (or those of `dataset.modalities_used`), or
         the one a unimodal run names."""
-        if self.method == "unimodal":
+        if self.method_params.get("modality"):  # a method whose params name one modality trains it alone
             return (self.method_params["modality"],)
         return self.dataset.modalities
 

@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import ValidationError
 
-from amst_core.config import ConfigError, data_root, format_validation_error
-from amst_core.layouts import LAYOUTS, SPLITS, Layout, Media
+from amst_core.config import ConfigError, data_root
+from amst_core.layouts import SPLITS, Layout, Media
 from amst_core.limits import oversized
 
 if TYPE_CHECKING:
@@ -397,78 +396,15 @@ def npy_shape(path: Path) -> tuple[int, ...]:
         raise ConfigError("dataset.root", f"{path} is not a readable .npy array ({type(err).__name__})") from None
 
 
-# ---------------------------------------------------------------- avdigits
-
-AVDIGITS_FILES = {s: f"{s}.npz" for s in SPLITS}
-AVDIGITS_MFCC = 13  # coefficients per frame in the FSDD recordings
-
-
-def avdigits_dir(cfg: RunConfig, roots: DataRoots | None = None) -> Path:
-    roots = roots or DataRoots.from_env()
-    root = roots.dataset_dir(cfg.dataset)
-    for name in AVDIGITS_FILES.values():
-        roots.confine(root / name, "dataset.root", "the avdigits file")
-    return root
-
-
-def check_avdigits(cfg: RunConfig, roots: DataRoots) -> None:
-    root = avdigits_dir(cfg, roots)
-    missing = [f for f in AVDIGITS_FILES.values() if not (root / f).is_file()]
-    if missing:
-        raise ConfigError("dataset.root", f"{roots.root / (cfg.dataset.root or cfg.dataset.name)} has no avdigits "
-                                          f"data (missing {', '.join(missing)}); run `amst prepare avdigits` first")
-    if cfg.model.mel_bins != AVDIGITS_MFCC:
-        raise ConfigError("model.mel_bins", f"avdigits audio has {AVDIGITS_MFCC} MFCC coefficients, not "
-                                            f"{cfg.model.mel_bins}; leave model.mel_bins out or set it to 13")
-
-
-# ---------------------------------------------------------------- the registry
-
-def check_folder(cfg: RunConfig, roots: DataRoots) -> RunConfig:
-    """The user's folder: usable, the run's modalities those it has (unless dataset.modalities_used says), its
-    audio rate the most common one of its files (unless dataset.audio_rate says)."""
-    from amst_core.layouts import folder
-
-    dataset = cfg.dataset
-    found = folder.check(roots.dataset_dir(dataset), dataset.modalities_used and tuple(dataset.modalities),
-                         dataset.on_bad_sample, roots)
-    resolved: dict[str, object] = {}
-    if not dataset.modalities_used:
-        resolved["modalities_used"] = list(found.modalities)
-    if dataset.audio_rate is None and "audio" in (dataset.modalities_used or found.modalities):
-        resolved["audio_rate"] = folder.common_rate(found, roots)
-    if not resolved:
-        return cfg
-    data = cfg.model_dump(mode="json")
-    data["dataset"].update(resolved)
-    try:
-        return type(cfg).model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(None, format_validation_error(err)) from None
-
-
-def check_avtdigits(cfg: RunConfig, roots: DataRoots) -> None:
-    check_avdigits(cfg, roots)
-    if "text" in cfg.modalities and cfg.model.text_model == "avtdigits/text_model" and \
-            not (roots.root / "avtdigits" / "text_model").is_dir():
-        raise ConfigError("model.text_model", f"{roots.root / 'avtdigits/text_model'} does not exist; run `amst "
-                                              "prepare avtdigits` first")
-
-
-Check = Callable[["RunConfig", DataRoots], "RunConfig | None"]
-CHECKS: dict[str, Check] = {
-    "avtdigits": check_avtdigits,
-    "folder": check_folder,
-    "avdigits": check_avdigits,
-    "synthetic": lambda cfg, roots: None,  # generated: nothing to find on disk
-    **{name: (lambda cfg, roots, layout=layout: ReferenceFiles(layout, cfg, roots).check())
-       for name, layout in LAYOUTS.items()},
-}
+# ---------------------------------------------------------------- the check a run gets
 
 
 def check_data(cfg: RunConfig, roots: DataRoots) -> RunConfig:
-    """The dataset's own files (what GET /datasets calls ready), without the run's text model."""
-    return CHECKS[cfg.dataset.name](cfg, roots) or cfg
+    """The dataset's own files (what GET /datasets calls ready), without the run's text model: its spec's check
+    (amst_core.datasets; every registered spec has one)."""
+    from amst_core.datasets import DATASETS
+
+    return DATASETS[cfg.dataset.name].check(cfg, roots) or cfg
 
 
 def check_dataset(cfg: RunConfig, roots: DataRoots | None = None) -> RunConfig:
@@ -497,32 +433,17 @@ class DatasetState:
 
 def describe_dataset(name: str, roots: DataRoots) -> DatasetState:
     """Whether a dataset is ready on this server (its default folder under AMST_DATA_ROOT passes the check a run
-    gets), with its sizes and classes as its files say."""
-    from amst_core.catalog import DATASETS
+    gets, unless its spec describes itself), with its sizes and classes as its files say."""
     from amst_core.config import RunConfig
+    from amst_core.datasets import DATASETS
 
-    info = DATASETS[name]
-    if name == "folder":
-        try:
-            folders = tuple(sorted(e.name for e in os.scandir(roots.root) if e.is_dir() and
-                                   (Path(e.path) / "train").is_dir() and not e.name.startswith(".")))
-        except OSError:
-            folders = ()
-        return DatasetState(ready=bool(folders), folders=folders, modalities=info.modalities,
-                            problem=None if folders else f"no folder under AMST_DATA_ROOT ({roots.root}) holds a "
-                                                         "train/<label>/ tree yet")
+    spec = DATASETS[name]
+    if spec.describe is not None:
+        return spec.describe(spec, roots)
     cfg = RunConfig.model_validate({"method": "naive", "dataset": {"name": name}})
     try:
-        check_data(cfg, roots)
+        cfg = check_data(cfg, roots)
     except ConfigError as err:
-        return DatasetState(ready=False, problem=str(err), classes=info.classes, modalities=info.modalities)
-    sizes = None
-    if name in LAYOUTS:
-        files = ReferenceFiles(LAYOUTS[name], cfg, roots)
-        sizes = {split: len(files.items(split)) for split in SPLITS}
-    elif name == "synthetic" and cfg.dataset.synthetic is not None:
-        sizes = dict(cfg.dataset.synthetic.samples)
-    elif name in ("avdigits", "avtdigits"):
-        root = avdigits_dir(cfg, roots)
-        sizes = {split: int(np.load(root / f, mmap_mode="r")["label"].shape[0]) for split, f in AVDIGITS_FILES.items()}
-    return DatasetState(ready=True, sizes=sizes, classes=info.classes, modalities=info.modalities)
+        return DatasetState(ready=False, problem=str(err), classes=spec.classes, modalities=spec.modalities)
+    sizes = spec.sizes(cfg, roots) if spec.sizes is not None else None
+    return DatasetState(ready=True, sizes=sizes, classes=spec.classes, modalities=spec.modalities)

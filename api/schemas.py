@@ -229,12 +229,15 @@ class ComponentsOut(BaseModel):
 class MetricKindsOut(BaseModel):
     bounded: list[str] = Field(description="per-prediction metrics in [0, 1]")
     loss: list[str] = Field(description="per-prediction losses (log scale meaningful)")
+    gap: list[str] = Field(description="strongest minus weakest modality of a component (modality null), in [0, 1]")
 
 
 class StatusesOut(BaseModel):
     all: list[RunStatus]
     active: list[RunStatus] = Field(description="the run may still change by itself")
     terminal: list[RunStatus] = Field(description="the run has ended (a retry may start it again)")
+    live: list[RunStatus] = Field(description="a worker holds the run")
+    retryable: list[RunStatus] = Field(description="POST /runs/{id}/retry takes the run up again")
 
 
 class SweepStatusesOut(BaseModel):
@@ -247,6 +250,7 @@ class VocabularyOut(BaseModel):
 
     modalities: list[Modality]
     splits: list[Split]
+    eval_splits: list[Split] = Field(description="the splits a model is judged on")
     components: ComponentsOut
     metrics: MetricKindsOut
     series_kinds: list[SeriesKind]
@@ -285,6 +289,7 @@ class DatasetOut(BaseModel):
     folders: list[str] = Field([], description="folder layout: the folders under AMST_DATA_ROOT with a train/")
     text: bool = Field(False, description="it has a text modality (a run may set model.text_model)")
     prepare_command: str | None
+    knobs: list[str] = Field([], description="the dataset options (dataset.<knob>) a run of it may set, e.g. preset")
     defaults: dict[str, Any] = Field(description="run-config fields its data dictate (input shapes): what a request "
                                                 "that leaves them out gets")
     suggested: dict[str, Any] = Field(description="run-config fields that fit this dataset (its defaults, a learning "

@@ -1,18 +1,37 @@
-"""The torch-free catalog (used by the API) and the registries (used by the engine) must list the same names."""
+"""One registry per kind: every dataset and method spec names an implementation that imports and fits it, and a
+spec that cannot work is refused when it is registered."""
+
+import pytest
 
 from amst_core.catalog import DATASETS, METHODS
 from amst_core.data import DATASET_SOURCES
+from amst_core.datasets import DatasetSpec, SpecError, register
 from amst_core.methods import METHOD_CLASSES
 
 
-def test_every_catalogued_method_has_an_implementation():
-    assert set(METHODS) == set(METHOD_CLASSES)
+def test_every_method_spec_names_an_implementation_of_that_name():
+    assert list(METHOD_CLASSES) == list(METHODS)  # derived from the specs: one table
     for name, cls in METHOD_CLASSES.items():
         assert cls.name == name
 
 
-def test_every_catalogued_dataset_has_a_source():
-    assert set(DATASETS) == set(DATASET_SOURCES)
+def test_every_dataset_spec_names_a_source_with_the_source_protocol():
+    assert list(DATASET_SOURCES) == list(DATASETS)
+    for name, source in DATASET_SOURCES.items():
+        assert all(callable(getattr(source, hook, None)) for hook in ("check", "classes", "split")), name
+
+
+def test_a_dataset_spec_without_a_check_is_refused_naming_it():
+    with pytest.raises(SpecError, match="dataset 'nocheck': its spec has no check"):
+        register(DatasetSpec("nocheck", "no check", ("audio",), source="my_pkg.data:Source"))
+    assert "nocheck" not in DATASETS
+
+
+def test_a_name_registered_twice_is_refused():
+    twin = DatasetSpec("synthetic", "another", ("audio",), check=lambda cfg, roots: None, source="x:Y")
+    with pytest.raises(SpecError, match="'synthetic' is registered twice"):
+        register(twin)
+    assert DATASETS["synthetic"] is not twin
 
 
 def test_catalog_and_config_do_not_import_torch():

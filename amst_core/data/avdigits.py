@@ -30,7 +30,10 @@ import torch.nn.functional as F
 from amst_core.catalog import DATASETS
 from amst_core.config import cache_dir
 from amst_core.data.base import TensorSamples
-from amst_core.datafiles import AVDIGITS_FILES, DataRoots, avdigits_dir, check_avdigits
+from amst_core.datafiles import DataRoots
+from amst_core.datasets.avdigits import FILES as AVDIGITS_FILES
+from amst_core.datasets.avdigits import check as check_avdigits
+from amst_core.datasets.avdigits import data_dir as avdigits_dir
 from amst_core.vocab import AUDIO, SPLITS, VISUAL
 
 if TYPE_CHECKING:

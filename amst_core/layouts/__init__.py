@@ -1,15 +1,9 @@
-"""The reference layouts by dataset name: one module each, one line here."""
+"""The reference layouts (torch-free `Layout`s, one module each), by dataset name: a view over the dataset specs
+that name one (`DatasetSpec.layout`), so there is no second table to keep in step."""
 
-from amst_core.layouts import ave, cremad, iemocap, mvsa, urfunny
+from amst_core.datasets.base import Resolved
 from amst_core.layouts.base import SPLITS, Layout, Media
 
-LAYOUTS: dict[str, Layout] = {
-    "cremad": cremad.LAYOUT,
-    "ave": ave.LAYOUT,
-    "mvsa": mvsa.LAYOUT,
-    "iemocap": iemocap.LAYOUT,
-    "iemocap3": iemocap.LAYOUT3,
-    "urfunny": urfunny.LAYOUT,
-}
+LAYOUTS: Resolved = Resolved("layout")  # name -> Layout
 
 __all__ = ["LAYOUTS", "SPLITS", "Layout", "Media"]

@@ -1,10 +1,9 @@
-"""`amst preprocess DATASET RAW_DIR`: one module per release (its `plan`), one line here. `folder` is handled by the
-feature cache (`amst cache`)."""
+"""`amst preprocess DATASET RAW_DIR`: one module per release (its `plan`), named by the dataset's spec
+(`DatasetSpec.preprocess`); the tokens per text come from the spec too. `folder` is handled by the feature cache
+(`amst cache`)."""
 
-from amst_core.preprocess import ave, cremad, iemocap, mvsa, urfunny
+from amst_core.datasets.base import Resolved
 
-RELEASES = {"cremad": cremad.plan, "ave": ave.plan, "mvsa": mvsa.plan, "iemocap": iemocap.plan,
-            "urfunny": urfunny.plan}
-TEXT_LENGTH = {"mvsa": 256}  # tokens; 128 for the others (amst_method.md section 3)
+RELEASES: Resolved = Resolved("preprocess")  # name -> plan(raw, splits)
 
-__all__ = ["RELEASES", "TEXT_LENGTH"]
+__all__ = ["RELEASES"]

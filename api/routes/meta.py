@@ -69,7 +69,7 @@ def list_datasets(settings: SettingsDep) -> list[DatasetOut]:
         out.append(DatasetOut(name=d.name, summary=d.summary, modalities=list(d.modalities),
                               classes=list(state.classes or d.classes), splits=list(d.splits), prepared=state.ready,
                               problem=state.problem, sizes=state.sizes, folders=list(state.folders),
-                              text="text" in d.modalities, prepare_command=d.prepare_command,
+                              text="text" in d.modalities, prepare_command=d.prepare_command, knobs=list(d.knobs),
                               defaults=d.defaults, suggested=d.suggested))
     return out
 

@@ -85,12 +85,12 @@ with shown_errors():
         values["tags"] = [t.strip() for t in b.text_input("Tags", ", ".join(start.get("tags", [])),
                                                           placeholder="comma-separated").split(",") if t.strip()]
         slots["tags"] = b.empty()
-        if dataset_name in ("avdigits", "avtdigits"):
+        if "preset" in dataset.get("knobs", []):  # the difficulty knobs its spec takes
             values["preset"] = st.selectbox("Difficulty preset", PRESETS,
                                             index=pick(PRESETS, start["dataset"].get("preset") or ""),
                                             format_func=lambda p: p or "none (clean data)")
             slots["dataset.preset"] = st.empty()
-        if dataset_name == "folder" and dataset.get("folders"):
+        if dataset.get("folders"):  # a dataset of the user's own folders: which one
             root = start["dataset"].get("root")
             values["root"] = st.selectbox("Folder under the data root", dataset["folders"],
                                           index=pick(dataset["folders"], root),

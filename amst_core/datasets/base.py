@@ -1,0 +1,167 @@
+"""What a dataset is, said once and without torch: `DatasetSpec`.
+
+A dataset is one module under `amst_core/datasets/` (or a plugin module named in AMST_PLUGINS) holding one
+`DatasetSpec`, plus one line in `amst_core.datasets.BUILTIN` (a plugin calls `register` itself). Everything else
+reads the spec: the catalog and the API (`GET /datasets`), the run config (its knobs and defaults), the data
+checks (`amst_core.datafiles`), the CLI (`amst prepare`, `amst preprocess`, `amst cache`), the dashboard's form,
+and the engine, which imports the torch source named by `source`.
+
+A spec module imports only this module and `amst_core.vocab` at its top: the run config reads the registry, so a
+spec cannot import the config (or `amst_core.datafiles`, which does) before the registry is built. Its functions
+(check, sizes, cache) import what they need when they are called.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from amst_core.vocab import SPLITS, Modality, Split
+
+if TYPE_CHECKING:
+
+    from amst_core.config import RunConfig
+    from amst_core.datafiles import DataRoots, DatasetState
+
+# (run config, data roots) -> the config resolved against the data (or None: unchanged); raises ConfigError
+# naming the field when the data cannot serve the run.
+Check = Callable[["RunConfig", "DataRoots"], "RunConfig | None"]
+# (run config that passed the check, data roots) -> samples per split, where the data say.
+Sizes = Callable[["RunConfig", "DataRoots"], "dict[str, int] | None"]
+# (spec, data roots) -> what GET /datasets says of it, for a dataset whose readiness is not one run's check.
+Describe = Callable[["DatasetSpec", "DataRoots"], "DatasetState"]
+# (run config that passed the check, show progress) -> one line saying what was cached, for `amst cache`.
+Cache = Callable[["RunConfig", bool], str]
+
+# Dataset options of the run config (`dataset.<knob>`) that only some datasets take; a spec names those it takes.
+KNOBS: tuple[str, ...] = ("preset", "image_pca_energy", "audio_noise", "audio_rate", "synthetic")
+
+
+class SpecError(ValueError):
+    """A dataset or method spec that cannot be registered; the message names it."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    summary: str
+    modalities: tuple[Modality, ...]
+    check: Check | None = None  # required: a dataset whose files nobody checks would fail inside a run
+    source: str = ""  # "module:attribute" of the torch DatasetSource (a class is instantiated)
+    classes: tuple[str, ...] = field(default=())  # empty: discovered from the data
+    splits: tuple[Split, ...] = SPLITS
+    knobs: tuple[str, ...] = ()  # the KNOBS a run of it may set
+    # Run-config fields the data dictate (input shapes): a request that leaves one out gets this value.
+    defaults: dict = field(default_factory=dict)
+    # Run-config fields that fit this dataset (a learning rate that works, a skip factor); a form starts from
+    # them and from the defaults.
+    recommended: dict = field(default_factory=dict)
+    prepare: str | None = None  # "module:function" (out, seed, force, log) behind `amst prepare NAME`
+    preprocess: str | None = None  # "module:function" (raw, splits) -> Plan behind `amst preprocess NAME RAW_DIR`
+    layout: str | None = None  # "module:attribute" of its reference `Layout`, if it has one
+    cache: Cache | None = None  # `amst cache NAME`; None: nothing to cache (generated or held in memory)
+    sizes: Sizes | None = None
+    describe: Describe | None = None  # None: ready when its default folder passes `check`
+    always_cached: bool = False  # its raw media are decoded once: dataset.cache may not be false
+    command: str | None = None  # what prepares it, when not `amst prepare NAME` / `amst preprocess NAME RAW_DIR`
+    called: str = ""  # how messages name it (default: its name)
+
+    def __post_init__(self) -> None:
+        if not callable(self.check):
+            raise SpecError(f"dataset {self.name!r}: its spec has no check; give DatasetSpec(check=...) a function "
+                            "(run config, data roots) that raises ConfigError when the data cannot serve a run "
+                            "(`lambda cfg, roots: None` for data generated in memory)")
+        if not self.source or ":" not in self.source:
+            raise SpecError(f"dataset {self.name!r}: source must name its torch DatasetSource as 'module:attribute'")
+        unknown = sorted(set(self.knobs) - set(KNOBS))
+        if unknown:
+            raise SpecError(f"dataset {self.name!r}: unknown knobs {unknown}; known: {', '.join(KNOBS)}")
+
+    @property
+    def suggested(self) -> dict:
+        return deep_merge(self.defaults, self.recommended)
+
+    @property
+    def prepare_command(self) -> str | None:
+        """What a person runs to get its data onto a server."""
+        if self.command:
+            return self.command
+        if self.prepare:
+            return f"amst prepare {self.name}"
+        if self.preprocess:
+            return f"amst preprocess {self.name} RAW_DIR"
+        return None
+
+    @property
+    def label(self) -> str:
+        return self.called or self.name
+
+    @property
+    def text_max_length(self) -> int:
+        """Tokens per text its data are preprocessed to: the run default it dictates, else the reference's 128."""
+        return int(self.defaults.get("model", {}).get("text_max_length", 128))
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """`base` with `override` on top; nested sections merge, any other value of `override` wins."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
+
+
+def resolve(path: str) -> Any:
+    """'package.module:attr.key' -> the object; a Mapping along the way is indexed by the next part."""
+    module, _, attrs = path.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in filter(None, attrs.split(".")):
+        obj = obj[part] if isinstance(obj, Mapping) else getattr(obj, part)
+    return obj
+
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Specs by name, in registration order; a name registered twice is refused (a plugin cannot hide a built-in
+    by accident)."""
+
+    def __init__(self, kind: str, spec_type: type):
+        self.kind, self.spec_type = kind, spec_type
+        self.specs: dict[str, T] = {}
+
+    def register(self, spec: T) -> T:
+        name = getattr(spec, "name", None)
+        if not isinstance(spec, self.spec_type):
+            raise SpecError(f"{self.kind} {name!r}: register takes a {self.spec_type.__name__}, got "
+                            f"{type(spec).__name__}")
+        if name in self.specs and self.specs[name] is not spec:
+            raise SpecError(f"{self.kind} {name!r} is registered twice")
+        self.specs[name] = spec
+        return spec
+
+
+class Resolved(Mapping[str, Any]):
+    """Dataset name -> the object one of its spec's import-path fields names (its layout, its release's plan),
+    for the datasets that have one; read when asked, since the registry may still be loading when this is
+    built."""
+
+    def __init__(self, field_name: str):
+        self.field_name = field_name
+
+    def _paths(self) -> dict[str, str]:
+        from amst_core.datasets import DATASETS
+
+        return {name: path for name, spec in DATASETS.items() if (path := getattr(spec, self.field_name))}
+
+    def __getitem__(self, name: str) -> Any:
+        return resolve(self._paths()[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths())
+
+    def __len__(self) -> int:
+        return len(self._paths())

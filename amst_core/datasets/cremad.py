@@ -1,0 +1,9 @@
+"""CREMA-D: 7,442 acted clips, 6 emotions, audio + video, in the reference preprocessed layout."""
+
+from amst_core.datasets.reference import reference_spec
+from amst_core.vocab import AUDIO, VISUAL
+
+SPEC = reference_spec("cremad", "CREMA-D in the reference preprocessed layout", (AUDIO, VISUAL),
+                      "amst_core.layouts.cremad:LAYOUT",
+                      classes=("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad"),
+                      recommended={"skip": {AUDIO: 5}})

@@ -1,0 +1,37 @@
+"""The method registry: one spec module per method, one line in BUILTIN. Plugins (AMST_PLUGINS,
+amst_core.plugins) call `register` themselves. Torch-free: the API and the run config read it."""
+
+from __future__ import annotations
+
+from amst_core.datasets.base import Registry
+from amst_core.method_specs import amst_alt, amst_full, amst_joint, mla, mslr, naive, ogm_ge, pmr, unimodal
+from amst_core.method_specs.base import Fusion, MethodParams, MethodSpec, NoParams, SkipMode, SkipParams, Window
+from amst_core.plugins import load_plugins
+
+BUILTIN: tuple[MethodSpec, ...] = (
+    naive.SPEC,
+    amst_alt.SPEC,
+    amst_joint.SPEC,
+    amst_full.SPEC,
+    ogm_ge.SPEC,
+    pmr.SPEC,
+    mla.SPEC,
+    mslr.SPEC,
+    unimodal.SPEC,
+)
+
+_registry: Registry[MethodSpec] = Registry("method", MethodSpec)
+METHODS: dict[str, MethodSpec] = _registry.specs  # by name, in registration order; read it, never write it
+
+
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add a method (a plugin's): from now on the API, the run config and the engine know it."""
+    return _registry.register(spec)
+
+
+for _spec in BUILTIN:
+    register(_spec)
+load_plugins()
+
+__all__ = ["METHODS", "Fusion", "MethodParams", "MethodSpec", "NoParams", "SkipMode", "SkipParams", "Window",
+           "register"]
