@@ -21,8 +21,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from amst_core.store import queries
-from amst_core.store.models import TERMINAL, Attempt, Point, Run, Series, utcnow
+from amst_core.store import lifecycle, queries
+from amst_core.store.models import TERMINAL, Run, utcnow
 from api.schemas import MetricsOut, RunDetail
 
 StateKey = tuple[Any, ...]  # status, epochs_done, heartbeat_at, cancel_requested, attempt
@@ -82,14 +82,15 @@ class RunEvents:
             return self.with_detail(s, out, last_state)
 
     def rewind(self, s: Session, attempt: int, after: int) -> tuple[int, bool]:
-        """An attempt that resumed from an earlier checkpoint rewrites the epochs after it: send them again, but
-        only once it has written one (before that, the old attempt's points are still there, or already gone)."""
-        start = s.scalar(select(Attempt.start_epoch).where(Attempt.run_id == self.run_id, Attempt.number == attempt))
-        rewritten = s.scalar(select(Point.epoch).join(Series, Series.id == Point.series_id)
-                             .where(Series.run_id == self.run_id, Point.attempt == attempt).limit(1)) is not None
-        if rewritten:
+        """An attempt that resumed from an earlier checkpoint supersedes the epochs after it (the store decides
+        which: lifecycle.resumed): send them again, but only once it has written one (before that, the old
+        attempt's points are still there, or already gone)."""
+        resumed = lifecycle.resumed(s, self.run_id, attempt)
+        if resumed is None:  # the run has no such attempt (deleted meanwhile)
+            return min(after, -1), False
+        if resumed.rewritten:
             self.rewind_attempt = None
-        return min(after, (start or 0) - 1), rewritten
+        return min(after, resumed.from_epoch - 1), resumed.rewritten
 
     def with_detail(self, s: Session, out: Poll, last_state: StateKey | None) -> Poll:
         if out.state != last_state or out.terminal:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from amst_core.config import RunConfig
 from amst_core.settings import Settings, queue_for
-from amst_core.store.models import ACTIVE, TERMINAL, Attempt, Run, RunStatus, RunTag, Worker, utcnow
+from amst_core.store.models import ACTIVE, TERMINAL, Attempt, Point, Run, RunStatus, RunTag, Series, Worker, utcnow
 
 # The broker message that says "run <id> may start" (its one argument): the worker's Celery task, sent by
 # api.dispatch (the API, and the worker when it hands a run back). The row, not the message, decides who trains.
@@ -34,6 +34,10 @@ DIED = (CRASHED, RunStatus.lost.value)  # attempts that ended without an end of 
 
 class TransitionError(Exception):
     """The run is not in a state that allows the requested change (HTTP 409)."""
+
+
+class LeaseLost(RuntimeError):
+    """Another worker holds the run now (this one was presumed dead): its results must not be written."""
 
 
 def new_run_id() -> str:
@@ -145,6 +149,58 @@ def message_sent(s: Session, run_id: str, task_id: str) -> None:
     """The run's broker message was sent as `task_id` (revoked by that id on cancel). Also moves updated_at, so
     a run waiting in a long queue is re-sent once per reaper period, not on every pass."""
     s.execute(update(Run).where(Run.id == run_id).values(task_id=task_id, updated_at=utcnow()))
+
+
+# ---- an attempt's epochs: progress, and what a resumed attempt supersedes ------------------------------------------
+
+def check_lease(s: Session, run_id: str, worker_id: str | None) -> int:
+    """The run's epochs_total, once sure that `worker_id` (when given) still holds its lease: LeaseLost if not,
+    LookupError if the run is gone."""
+    row = s.execute(select(Run.worker_id, Run.epochs_total).where(Run.id == run_id)).first()
+    if row is None:
+        raise LookupError(f"run {run_id} does not exist")
+    if worker_id is not None and row.worker_id != worker_id:
+        raise LeaseLost(f"run {run_id} is held by {row.worker_id or 'no worker'} now, not {worker_id}")
+    return row.epochs_total
+
+
+def record_epoch(s: Session, run_id: str, progress: dict[str, Any]) -> None:
+    """An epoch's points are stored: the run's progress and best-so-far move forward (`progress`: epochs_done,
+    last_epoch_at, median_epoch_s, best columns), and a stalled run runs again (a new epoch is progress)."""
+    s.execute(update(Run).where(Run.id == run_id).values(**progress, status=case(
+        (Run.status == RunStatus.stalled, RunStatus.running.value), else_=Run.status)))
+
+
+def superseded_points(run_id: str, from_epoch: int) -> ColumnElement[bool]:
+    """The points an attempt that (re)starts writing at `from_epoch` supersedes: every point of the run at that
+    epoch and after. The metrics sink deletes them when the attempt begins; the event stream sends those epochs
+    again once the attempt has rewritten one; GET /runs/{id}/metrics says where they start (superseded_from)."""
+    return Point.series_id.in_(select(Series.id).where(Series.run_id == run_id)) & (Point.epoch >= from_epoch)
+
+
+def rewound(s: Session, run_id: str, start_epoch: int, best: dict[str, Any]) -> None:
+    """The run's progress goes back to `start_epoch` once the points after it are gone, and its best-so-far to
+    what the epochs kept say."""
+    s.execute(update(Run).where(Run.id == run_id).values(epochs_done=start_epoch, **best))
+
+
+@dataclass
+class Resumed:
+    """A resumed attempt, as readers of a run's points see it."""
+
+    from_epoch: int  # the attempt resumed here: points held from here on, written earlier, are superseded
+    rewritten: bool  # the attempt has stored one of those epochs already (before, the old points still stand)
+
+
+def resumed(s: Session, run_id: str, attempt: int) -> Resumed | None:
+    """Where attempt `attempt` of the run started (a first attempt: epoch 0, superseding nothing; one that is
+    still starting: 0 until it says), or None if the run has no such attempt."""
+    start = s.scalar(select(Attempt.start_epoch).where(Attempt.run_id == run_id, Attempt.number == attempt))
+    if start is None:
+        return None
+    rewritten = s.scalar(select(Point.epoch).where(superseded_points(run_id, start), Point.attempt == attempt)
+                         .limit(1)) is not None
+    return Resumed(start, rewritten)
 
 
 @dataclass

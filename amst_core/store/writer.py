@@ -28,8 +28,10 @@ from amst_core.config import ConfigError
 from amst_core.metrics import MetricPoint
 from amst_core.selection import NAMES as SELECTION
 from amst_core.selection import selected
+from amst_core.store import lifecycle
 from amst_core.store.db import get_engine
-from amst_core.store.models import Modality, Point, Run, RunStatus, Series, utcnow
+from amst_core.store.lifecycle import LeaseLost
+from amst_core.store.models import Modality, Point, Series, utcnow
 from amst_core.store.outage import OUTAGE, DatabaseUnavailable, Outage, wait_out
 
 log = logging.getLogger("amst.store")
@@ -69,10 +71,6 @@ def finite_or_none(value: float) -> float | None:
     """Non-finite values (a diverged loss) are stored as NULL: JSON has no NaN and the series stays readable."""
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-class LeaseLost(RuntimeError):
-    """Another worker holds the run now (this one was presumed dead): its results must not be written."""
 
 
 class DbSink:
@@ -141,8 +139,8 @@ class DbSink:
 
     def rewind(self, start_epoch: int) -> None:
         with Session(self.engine) as s, s.begin():
+            s.execute(delete(Point).where(lifecycle.superseded_points(self.run_id, start_epoch)))
             run_series = select(Series.id).where(Series.run_id == self.run_id)
-            s.execute(delete(Point).where(Point.series_id.in_(run_series), Point.epoch >= start_epoch))
             latest = (select(Point.series_id, func.max(Point.epoch).label("epoch"))
                       .where(Point.series_id.in_(run_series)).group_by(Point.series_id).subquery())
             rows = s.execute(select(Point.series_id, Point.epoch, Point.value)
@@ -150,8 +148,7 @@ class DbSink:
             s.execute(update(Series).where(Series.run_id == self.run_id).values(last_epoch=None, last_value=None))
             for series_id, epoch, value in rows.all():
                 s.execute(update(Series).where(Series.id == series_id).values(last_epoch=epoch, last_value=value))
-            best = self.best_before(s, start_epoch)
-            s.execute(update(Run).where(Run.id == self.run_id).values(epochs_done=start_epoch, **best))
+            lifecycle.rewound(s, self.run_id, start_epoch, self.best_before(s, start_epoch))
             self.epoch_times = dict(s.execute(
                 select(Point.epoch, Point.value).join(Series, Series.id == Point.series_id)
                 .where(Series.run_id == self.run_id, Series.component == "run", Series.name == "epoch_time",
@@ -239,18 +236,12 @@ class DbSink:
                                  and finite_or_none(p.value) is not None})
         if self.epoch_times:
             values["median_epoch_s"] = statistics.median(self.epoch_times.values())
-        run = s.execute(select(Run.status, Run.worker_id, Run.epochs_total).where(Run.id == self.run_id)).first()
-        if run is None:
-            raise LookupError(f"run {self.run_id} does not exist")
-        if self.worker_id is not None and run.worker_id != self.worker_id:
-            raise LeaseLost(f"run {self.run_id} is held by {run.worker_id or 'no worker'} now, not {self.worker_id}")
-        self.check_budget(len(points), run.epochs_total)
+        epochs_total = lifecycle.check_lease(s, self.run_id, self.worker_id)
+        self.check_budget(len(points), epochs_total)
         chosen = selected([p for p in points if p.epoch == epoch])
         if chosen:  # the engine's decision, copied: this sink decides nothing
             values.update(best_columns(chosen))
-        if run.status == RunStatus.stalled:
-            values["status"] = RunStatus.running  # a new epoch: not stalled any more
-        s.execute(update(Run).where(Run.id == self.run_id).values(**values))
+        lifecycle.record_epoch(s, self.run_id, values)
 
     def check_budget(self, per_epoch: int, epochs: int) -> None:
         """A run may write at most `max_points` points (AMST_MAX_POINTS_PER_RUN): refused at its first epoch."""
@@ -268,3 +259,6 @@ def best_columns(chosen: dict[str, float | None]) -> dict[str, Any]:
     epoch = chosen.get("best_epoch")
     return {"best_epoch": int(epoch) if epoch is not None else None, "best_val_acc": chosen.get("best_val_acc"),
             "test_acc_at_best": chosen.get("test_acc_at_best")}
+
+
+__all__ = ["DatabaseUnavailable", "DbSink", "LeaseLost"]  # where the worker and tests have found them

@@ -1,0 +1,91 @@
+"""The store is the only writer of run state: an epoch's progress, the lease check that guards it, and what a
+resumed attempt supersedes are decided in amst_core.store.lifecycle, which the metrics sink, the event stream and
+the routes call (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from amst_core.metrics import MetricPoint
+from amst_core.store import lifecycle
+from amst_core.store.models import Point, Run, RunStatus, Series
+from amst_core.store.writer import DbSink
+from tests.kit.db import tx
+from tests.kit.tiny import tiny_config
+
+
+def leased(url: str, worker: str = "w1", start_epoch: int = 0) -> tuple[str, int]:
+    with tx(url) as s:
+        run_id = lifecycle.create_run(s, tiny_config(epochs=10)).id
+    with tx(url) as s:
+        attempt = lifecycle.claim(s, run_id, worker, "cpu")
+        lifecycle.set_running(s, run_id, worker, attempt, start_epoch)
+    return run_id, attempt
+
+
+def points(epoch: int, attempt: int) -> list[MetricPoint]:
+    return [MetricPoint("val", "fused", None, "acc", epoch, 0.5, attempt=attempt),
+            MetricPoint("train", "run", None, "epoch_time", epoch, 1.0, attempt=attempt)]
+
+
+def stored_epochs(url: str, run_id: str) -> dict[int, int]:
+    with tx(url) as s:
+        rows = s.execute(select(Point.epoch, Point.attempt).join(Series, Series.id == Point.series_id)
+                         .where(Series.run_id == run_id, Series.name == "acc")).all()
+    return dict(rows)
+
+
+def test_an_epoch_is_recorded_only_by_the_lease_holder(url: str) -> None:
+    run_id, _ = leased(url)
+    with tx(url) as s:
+        assert lifecycle.check_lease(s, run_id, "w1") == 10
+        assert lifecycle.check_lease(s, run_id, None) == 10, "a sink without a worker (the CLI) checks nothing"
+        with pytest.raises(lifecycle.LeaseLost, match="held by w1 now, not w2"):
+            lifecycle.check_lease(s, run_id, "w2")
+        with pytest.raises(LookupError):
+            lifecycle.check_lease(s, "0" * 16, "w1")
+
+
+def test_a_recorded_epoch_ends_a_stall_and_nothing_else_changes_the_status(url: str) -> None:
+    run_id, _ = leased(url)
+    with tx(url) as s:
+        s.execute(update(Run).where(Run.id == run_id).values(status=RunStatus.stalled))
+        lifecycle.record_epoch(s, run_id, {"epochs_done": 1})
+    with tx(url) as s:
+        run = s.get(Run, run_id)
+        assert (run.status, run.epochs_done) == (RunStatus.running, 1)
+        s.execute(update(Run).where(Run.id == run_id).values(status=RunStatus.cancelled))
+        lifecycle.record_epoch(s, run_id, {"epochs_done": 2})
+    with tx(url) as s:
+        assert s.get(Run, run_id).status == RunStatus.cancelled, "only a stall is ended by an epoch"
+
+
+def test_a_resumed_attempt_supersedes_the_epochs_from_its_start_for_the_sink_and_the_readers(url: str) -> None:
+    """The sink deletes what the store says the attempt supersedes; readers (the event stream, GET .../metrics)
+    learn from the same store where that starts, and whether the attempt has rewritten any of it yet."""
+    run_id, first = leased(url)
+    sink = DbSink(run_id, url, worker_id="w1")
+    sink.begin(0)
+    for epoch in range(4):
+        sink.write(points(epoch, first))
+    with tx(url) as s:
+        assert lifecycle.resumed(s, run_id, first) == lifecycle.Resumed(0, True)
+        assert lifecycle.release(s, run_id, "w1", first) == "cpu"  # handed back; resumes from epoch 2
+    with tx(url) as s:
+        second = lifecycle.claim(s, run_id, "w2", "cpu")
+        assert lifecycle.resumed(s, run_id, second) == lifecycle.Resumed(0, False), "starting: not said yet"
+        assert lifecycle.resumed(s, run_id, second + 1) is None
+        lifecycle.set_running(s, run_id, "w2", second, 2)
+    with tx(url) as s:
+        assert lifecycle.resumed(s, run_id, second) == lifecycle.Resumed(2, False)
+    resumed = DbSink(run_id, url, worker_id="w2")
+    resumed.begin(2)
+    assert stored_epochs(url, run_id) == {0: first, 1: first}
+    with tx(url) as s:
+        assert s.get(Run, run_id).epochs_done == 2
+    resumed.write(points(2, second))
+    with tx(url) as s:
+        assert lifecycle.resumed(s, run_id, second) == lifecycle.Resumed(2, True)
+        superseded = s.scalars(select(Point.epoch).where(lifecycle.superseded_points(run_id, 2))).all()
+    assert sorted(superseded) == [2, 2] and stored_epochs(url, run_id) == {0: first, 1: first, 2: second}
