@@ -14,11 +14,16 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
+from amst_client import ApiError, ApiUnavailable, Client
 from amst_core.settings import EXIT_RESTART
 from amst_core.store.db import home
+from amst_core.vocab import TERMINAL
 
 
 def embedded_env() -> dict[str, str]:
@@ -31,10 +36,13 @@ def embedded_env() -> dict[str, str]:
 
 class DemoRun:
     """`amst up --demo CONFIG`: once the API answers, submit one run and print its status as it changes.
-    Polled from the supervisor's loop with short timeouts, so Ctrl-C is never held up."""
+    Polled from the supervisor's loop through amst_client with short timeouts, so Ctrl-C is never held up."""
 
-    def __init__(self, api_url: str, config: dict, every_s: float = 0.5):
-        self.api_url, self.config, self.every_s = api_url, config, every_s
+    def __init__(self, api_url: str, config: dict, every_s: float = 0.5,
+                 transport: httpx.BaseTransport | None = None):
+        self.config, self.every_s = config, every_s
+        self.api = Client(api_url, timeout_s=5.0, transport=transport)
+        self.key = uuid.uuid4().hex  # a submit whose answer was lost and is sent again returns the same run
         self.run_id: str | None = None
         self.last: tuple | None = None
         self.next_at = 0.0
@@ -44,19 +52,17 @@ class DemoRun:
         if self.done or time.monotonic() < self.next_at:
             return
         self.next_at = time.monotonic() + self.every_s
-        import httpx
-
         try:
             if self.run_id is None:
-                if httpx.get(f"{self.api_url}/health", timeout=1).status_code != 200:
+                if self.api.health()["status"] != "ok":
                     return
-                run = httpx.post(f"{self.api_url}/runs", json=self.config, timeout=5).json()
+                run = self.api.submit(self.config, idempotency_key=self.key)
                 self.run_id = run["id"]
                 print(f"demo run {run['id']} submitted: {run['method']} on {run['dataset']}, "
                       f"{run['epochs_total']} epochs", flush=True)
             else:
-                run = httpx.get(f"{self.api_url}/runs/{self.run_id}", timeout=2).json()
-        except (httpx.HTTPError, ValueError, KeyError):
+                run = self.api.run(self.run_id)
+        except (ApiError, ApiUnavailable, KeyError):
             return  # the API is still starting (or briefly busy): try again on the next poll
         self.report(run)
 
@@ -65,7 +71,7 @@ class DemoRun:
         epoch can start and end between two polls; its line is still printed, before the final status)."""
         status, epochs = run["status"], run["epochs_done"]
         last_status, last_epochs = self.last or (None, 0)
-        ended = status in ("succeeded", "failed", "cancelled", "lost")
+        ended = status in TERMINAL
         if status != last_status and not ended:
             print(f"demo run {run['id']}: {status}", flush=True)
         if epochs > last_epochs and last_status != "running" and status != "running":
