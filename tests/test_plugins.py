@@ -1,0 +1,84 @@
+"""A dataset from a plugin (AMST_PLUGINS + a module on the path) exists everywhere with no edit of the package:
+GET /datasets (in-process API), `amst train`; a worker run and the New run form are in
+tests/service/test_plugin_served.py. A plugin whose spec has no check stops the process naming the dataset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from amst_core import plugins
+from amst_core.datasets import DATASETS
+from amst_core.store.migrate import upgrade
+from api.main import create_app
+from api.settings import ApiSettings
+from tests.kit.plugin import NO_CHECK_MODULE, TOY, TOY_CLASSES, plugin_env, toy_run, write_toy_plugin
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def toy_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The plugin loaded into this process as a process starting with AMST_PLUGINS would; gone afterwards."""
+    folder = write_toy_plugin(tmp_path / "plugins")
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv("AMST_PLUGINS", TOY)
+    plugins.load_plugins()
+    try:
+        yield
+    finally:
+        DATASETS.pop(TOY, None)
+        plugins._loaded.discard(TOY)
+        for module in (TOY, f"{TOY}_source"):
+            sys.modules.pop(module, None)
+
+
+def test_a_plugin_dataset_is_served_by_get_datasets(toy_loaded: None, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/amst.db"
+    upgrade(url)
+    app = create_app(ApiSettings(database_url=url, broker_url="memory://", data_root=tmp_path))
+    with TestClient(app) as client:
+        served = {d["name"]: d for d in client.get("/datasets").json()}
+    toy = served[TOY]
+    assert toy["modalities"] == ["audio", "visual"] and toy["classes"] == list(TOY_CLASSES)
+    assert toy["prepared"] and toy["suggested"]["epochs"] == 2
+
+
+def amst(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "launch", *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_plugin_dataset_trains_with_amst_train(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, **plugin_env(write_toy_plugin(tmp_path / "plugins")), "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(ROOT)])
+    config = tmp_path / "toy.yaml"
+    config.write_text(yaml.safe_dump(toy_run()))
+    done = amst("train", str(config), "--out", str(tmp_path / "run"), "--no-progress", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    points = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {p["epoch"] for p in points} == {0, 1}
+    assert {p["modality"] for p in points if p["component"] == "helper" and p["name"] == "acc"} == {"audio", "visual"}
+
+
+def test_a_plugin_spec_without_a_check_stops_the_process_naming_the_dataset(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "no_check.py").write_text(NO_CHECK_MODULE)
+    env = {**os.environ, **plugin_env(folder, "no_check")}
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(ROOT)])
+    done = subprocess.run([sys.executable, "-c", "import amst_core.catalog"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0
+    assert "dataset 'unchecked': its spec has no check" in done.stderr
