@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from amst_core.config import RunConfig
@@ -305,6 +306,43 @@ def retry(s: Session, run: Run) -> Run:
     run.worker_id = None
     s.flush()
     return run
+
+
+class MessageRefused(Exception):
+    """The broker did not take a run's message; the run was put back as it was."""
+
+
+RETRY_RESTORE = ("status", "cancel_requested", "error", "finished_at", "worker_id")
+
+
+def retry_and_send(s: Session, run: Run, send: Callable[[str, str], str]) -> Run:
+    """POST /runs/{id}/retry: `retry`, committed before its message is sent (a worker must find the row queued).
+    When the broker refuses the message the run is put back as it was, so the answer and the state agree:
+    MessageRefused, from the broker's error."""
+    before = {k: getattr(run, k) for k in RETRY_RESTORE}
+    retry(s, run)
+    s.commit()
+    try:
+        task_id = send(run.id, run.queue)
+    except Exception as err:
+        for k, v in before.items():
+            setattr(run, k, v)
+        s.commit()
+        raise MessageRefused(str(err)) from err
+    message_sent(s, run.id, task_id)
+    s.commit()
+    return run
+
+
+def discard_unsent(s: Session, run_id: str) -> None:
+    """A run just created whose message the broker refused: removed, so the request leaves nothing behind."""
+    s.execute(delete(Run).where(Run.id == run_id))
+
+
+def delete_run(s: Session, run_id: str) -> bool:
+    """Delete a run that is not live, with its series, points, tags and attempts (ON DELETE CASCADE). Conditional,
+    so a worker that claimed the run a moment ago wins: False then."""
+    return s.execute(delete(Run).where(Run.id == run_id, Run.status.not_in(LIVE))).rowcount == 1
 
 
 @dataclass

@@ -127,6 +127,15 @@ def cancel_sweep(s: Session, sweep: Sweep) -> list[str]:
     return tasks
 
 
+def get_sweep(s: Session, sweep_id: str, for_update: bool = False) -> Sweep | None:
+    query = select(Sweep).where(Sweep.id == sweep_id)
+    return s.scalar(query.with_for_update() if for_update else query)
+
+
+def newest_sweeps(s: Session, limit: int) -> list[Sweep]:
+    return list(s.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit)))
+
+
 def sweep_runs(s: Session, sweep_id: str) -> list[Run]:
     return list(s.scalars(select(Run).where(Run.sweep_id == sweep_id).order_by(Run.created_at, Run.id)))
 

@@ -12,7 +12,6 @@ import yaml
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import StringConstraints
-from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -102,10 +101,8 @@ def submit_run(response: Response, s: SessionDep, settings: SettingsDep, dispatc
             raise
         return replay(s, response, race_winner(s, key), digest, settings)
 
-    def send() -> None:
-        run.task_id = dispatch.send(run.id, run.queue)
-
-    queue_or_undo(s, send, lambda: s.execute(delete(Run).where(Run.id == run.id)), "run")
+    queue_or_undo(s, lambda: lifecycle.message_sent(s, run.id, dispatch.send(run.id, run.queue)),
+                  lambda: lifecycle.discard_unsent(s, run.id), "run")
     response.headers["Location"] = f"/runs/{run.id}"
     return run_detail(s, run, settings)
 
@@ -252,28 +249,17 @@ def revoke(dispatch: DispatcherDep, task_id: str) -> None:
         log.warning("could not revoke task %s: %s", task_id, err)
 
 
-RETRY_RESTORE = ("status", "cancel_requested", "error", "finished_at", "worker_id")
-
-
 @router.post("/runs/{run_id}/retry", response_model=RunDetail, dependencies=[*Auth, Depends(empty_body)],
              responses={**Mutation, 503: {"model": ErrorResponse}}, openapi_extra=EMPTY_BODY)
 def retry_run(run_id: str, s: SessionDep, settings: SettingsDep, dispatch: DispatcherDep) -> RunDetail:
     """Queue a failed, cancelled or lost run again; it resumes from its last checkpoint."""
     run = find_run(s, run_id, for_update=True)
-    before = {k: getattr(run, k) for k in RETRY_RESTORE}
     try:
-        lifecycle.retry(s, run)
+        lifecycle.retry_and_send(s, run, dispatch.send)
     except lifecycle.TransitionError as err:
         raise ApiError(409, str(err), "run_id") from None
-    s.commit()
-    try:
-        run.task_id = dispatch.send(run.id, run.queue)
-    except Exception as err:  # put the run back as it was, so the answer and the state agree
-        for k, v in before.items():
-            setattr(run, k, v)
-        s.commit()
+    except lifecycle.MessageRefused as err:
         raise ApiError(503, f"could not queue the run: {err}") from None
-    s.commit()
     return run_detail(s, run, settings)
 
 
@@ -284,9 +270,7 @@ def delete_run(run_id: str, s: SessionDep, settings: SettingsDep, dispatch: Disp
     message = f"run {run.id} is {run.status}; cancel it first (POST /runs/{run.id}/cancel)"
     if run.status in lifecycle.LIVE:
         raise ApiError(409, message, "run_id")
-    # Conditional, so a worker that claimed the run a moment ago wins; series, points, tags and attempts go with
-    # it (ON DELETE CASCADE).
-    if s.execute(delete(Run).where(Run.id == run.id, Run.status.not_in(lifecycle.LIVE))).rowcount != 1:
+    if not lifecycle.delete_run(s, run.id):  # a worker claimed it a moment ago
         raise ApiError(409, message, "run_id")
     s.commit()
     if run.status == RunStatus.queued and run.task_id:

@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -111,8 +110,7 @@ def sweep_out(sweep: Sweep, runs: list[Run]) -> dict[str, Any]:
 
 
 def find_sweep(s: Session, sweep_id: str, for_update: bool = False) -> Sweep:
-    query = select(Sweep).where(Sweep.id == sweep_id)
-    sweep = s.scalar(query.with_for_update() if for_update else query) if RUN_ID.match(sweep_id) else None
+    sweep = store.get_sweep(s, sweep_id, for_update) if RUN_ID.match(sweep_id) else None
     if sweep is None:
         raise ApiError(404, f"sweep {sweep_id[:100]} not found", "sweep_id")
     return sweep
@@ -282,8 +280,7 @@ def detail(s: Session, sweep: Sweep, baseline: dict[str, Any] | None = None) -> 
 @router.get("/sweeps", response_model=SweepPage, responses=Errors)
 def list_sweeps(s: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> SweepPage:
     """Sweeps, newest first, with their progress."""
-    sweeps = list(s.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit)))
-    return SweepPage(items=[SweepOut(**sweep_out(w, store.sweep_runs(s, w.id))) for w in sweeps])
+    return SweepPage(items=[SweepOut(**sweep_out(w, store.sweep_runs(s, w.id))) for w in store.newest_sweeps(s, limit)])
 
 
 def parse_baseline(text: str | None) -> dict[str, Any] | None:

@@ -4,11 +4,16 @@ the routes call (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from amst_core.metrics import MetricPoint
 from amst_core.store import lifecycle
+from amst_core.store.db import get_engine
 from amst_core.store.models import Point, Run, RunStatus, Series
 from amst_core.store.writer import DbSink
 from tests.kit.db import tx
@@ -89,3 +94,56 @@ def test_a_resumed_attempt_supersedes_the_epochs_from_its_start_for_the_sink_and
         assert lifecycle.resumed(s, run_id, second) == lifecycle.Resumed(2, True)
         superseded = s.scalars(select(Point.epoch).where(lifecycle.superseded_points(run_id, 2))).all()
     assert sorted(superseded) == [2, 2] and stored_epochs(url, run_id) == {0: first, 1: first, 2: second}
+
+
+def test_a_retry_the_broker_refuses_leaves_the_run_as_it_was(url: str) -> None:
+    run_id, attempt = leased(url)
+    with tx(url) as s:
+        lifecycle.finish(s, run_id, "w1", attempt, RunStatus.failed, error="boom")
+
+    def refused(run_id: str, queue: str) -> str:
+        raise ConnectionError("broker down")
+
+    with (Session(get_engine(url), expire_on_commit=False) as s,
+          pytest.raises(lifecycle.MessageRefused, match="broker down")):
+        lifecycle.retry_and_send(s, s.get(Run, run_id), refused)
+    with tx(url) as s:
+        run = s.get(Run, run_id)
+        assert (run.status, run.error, run.worker_id) == (RunStatus.failed, "boom", "w1")
+    with Session(get_engine(url), expire_on_commit=False) as s:
+        run = lifecycle.retry_and_send(s, s.get(Run, run_id), lambda run_id, queue: "task-1")
+        assert (run.status, run.task_id) == (RunStatus.queued, "task-1")
+
+
+def test_a_live_run_is_not_deleted(url: str) -> None:
+    run_id, attempt = leased(url)
+    with tx(url) as s:
+        assert not lifecycle.delete_run(s, run_id)
+    with tx(url) as s:
+        lifecycle.finish(s, run_id, "w1", attempt, RunStatus.succeeded)
+    with tx(url) as s:
+        assert lifecycle.delete_run(s, run_id) and s.get(Run, run_id) is None
+
+
+# ---- who writes run rows -------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_ROW_WRITE = re.compile(r"(update|delete|insert)\(Run\b|UPDATE runs|\brun\.\w+\s*=[^=]|setattr\(run\b", re.I)
+STATUS_WRITE = re.compile(r"\.status\s*=[^=]|\bstatus=(?!None)[^,)]*RunStatus|\"status\"\]?:?\s*=?\s*RunStatus")
+
+
+def sources(*packages: str) -> dict[str, str]:
+    return {str(path.relative_to(ROOT)): path.read_text() for package in packages
+            for path in sorted((ROOT / package).rglob("*.py"))}
+
+
+def test_no_service_module_writes_a_run_row() -> None:
+    """Routes, the worker and the launcher change a run through amst_core.store, never with their own SQL."""
+    writers = {path for path, text in sources("api", "worker", "launch", "ui").items() if RUN_ROW_WRITE.search(text)}
+    assert writers == set()
+
+
+def test_every_status_transition_is_in_the_lifecycle() -> None:
+    store = sources("amst_core")
+    writers = {path for path, text in store.items() if STATUS_WRITE.search(text)}
+    assert writers == {"amst_core/store/lifecycle.py"}
