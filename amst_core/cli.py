@@ -1,5 +1,6 @@
 """`amst`: prepare data, train, resume and evaluate from the command line (the library's commands; the service's
-`amst serve` and `amst up` are added by launch.cli, so that this library imports no service package)."""
+`amst serve`, `amst up`, `amst db`, `amst gc` and the study commands' --api are added by launch.cli, so that this
+library imports no service package and talks no HTTP)."""
 
 from __future__ import annotations
 
@@ -143,13 +144,11 @@ def run_study(base: dict[str, Any], grid: dict[str, Any], baseline: dict[str, An
               args: argparse.Namespace, name: str) -> int:
     from amst_core import study
 
-    if args.api:
-        body = {"name": name, "base": base, "grid": grid, "baseline": baseline}
-        if args.max_concurrent:
-            body["max_concurrent"] = args.max_concurrent
-        sweep, markdown = study.submit(args.api.rstrip("/"), os.environ.get("AMST_API_TOKEN"), body, args.wait)
-        print(markdown if markdown is not None else json.dumps({"sweep": sweep["id"]}))
-        return 0
+    if args.api:  # the library talks no HTTP: the `amst` command (launch.cli) gives --api its client
+        submit_to_api = getattr(args, "submit_to_api", None)
+        if submit_to_api is None:
+            raise ConfigError("--api", "this command line has no API client; use the installed `amst` command")
+        return submit_to_api(args, {"name": name, "base": base, "grid": grid, "baseline": baseline})
     out = Path(args.out or Path("sweeps") / name)
     results = study.run_here(base, grid, baseline, out, False if args.no_progress else None)
     print(study.write_tables(results, baseline, out))
@@ -212,37 +211,11 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_db(args: argparse.Namespace) -> int:
-    from amst_core.store import migrate
-
-    migrate.upgrade()
-    print(f"database at revision {migrate.current()}", file=sys.stderr)
-    return 0
-
-
-def cmd_gc(args: argparse.Namespace) -> int:
-    """Apply the artifacts retention policy (amst_core.artifacts) now."""
-    from amst_core import artifacts
-    from amst_core.settings import Settings
-    from amst_core.store.db import session_scope
-
-    overrides = {"checkpoint_retention_days": args.days} if args.days is not None else {}
-    settings = Settings(**overrides)
-    with session_scope(settings.db_url) as s:
-        report = artifacts.collect(s, settings, dry_run=args.dry_run)
-    verb = "would remove" if args.dry_run else "removed"
-    for path, size in report.removed:
-        print(f"{verb} {path} ({size / 1e6:.1f} MB)")
-    print(f"{verb} {len(report.removed)} files or folders, {report.freed_bytes / 1e6:.1f} MB, under "
-          f"{settings.artifacts_dir}", file=sys.stderr)
-    return 0
-
-
 Commands = Callable[[argparse._SubParsersAction], None]
 
 
 def build_parser(*more: Commands) -> argparse.ArgumentParser:
-    """The library's commands, and those `more` adds (the service's `serve` and `up`: launch.cli)."""
+    """The library's commands, and those `more` adds (the service's: launch.cli)."""
     parser = argparse.ArgumentParser(prog="amst", description="AMST Studio: multimodal training without a "
                                                               "dominant modality.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -326,15 +299,6 @@ def library_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print metric points as JSON")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("db", help="database maintenance")
-    p.add_argument("action", choices=["upgrade"], help="upgrade: migrate the run store to the current schema")
-    p.set_defaults(func=cmd_db)
-
-    p = sub.add_parser("gc", help="remove ended runs' checkpoints past their retention, and leftovers")
-    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
-    p.add_argument("--days", type=float, help="retention in days (default AMST_CHECKPOINT_RETENTION_DAYS, 30)")
-    p.set_defaults(func=cmd_gc)
-
     p = sub.add_parser("config", help="validate a config and print it with every default filled in")
     p.add_argument("config")
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
@@ -358,4 +322,3 @@ def main(argv: list[str] | None = None, *more: Commands) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -1,5 +1,6 @@
-"""`amst sweep` and `amst reproduce`: a grid of runs from the command line, trained here one after another or
-submitted to a server (`--api URL`), and its results matrix printed and written as CSV, Markdown and LaTeX.
+"""`amst sweep` and `amst reproduce`: a grid of runs from the command line, trained here one after another, and its
+results matrix printed and written as CSV, Markdown and LaTeX. (Submitted to a server instead, `--api URL`, it is
+launch.remote's work, through amst_client: the library talks no HTTP.)
 
 Here, each run trains into `<out>/<run name>/`; a run whose folder already holds its summary is not trained
 again, so an interrupted study continues where it stopped (an interrupted run resumes from its checkpoint).
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -94,28 +94,6 @@ def write_tables(results: list[RunResult], baseline: Mapping[str, Any] | None, o
     for suffix, render in (("csv", to_csv), ("md", to_markdown), ("tex", to_latex)):
         (out / f"matrix.{suffix}").write_text(render(header, body))
     return to_markdown(header, body)
-
-
-def submit(api: str, token: str | None, body: dict[str, Any], wait: bool) -> tuple[dict[str, Any], str | None]:
-    """POST /sweeps; with `wait`, poll until every run ended and fetch the Markdown table."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    resp = httpx.post(f"{api}/sweeps", json=body, headers=headers, timeout=60)
-    if resp.status_code != 201:
-        error = resp.json().get("error", {}) if resp.headers.get("content-type", "").startswith("application/json") \
-            else {}
-        raise ConfigError(error.get("field"), error.get("message") or f"{resp.status_code} {resp.text[:200]}")
-    sweep = resp.json()
-    print(f"sweep {sweep['id']}: {sweep['progress']['total']} runs queued on {api}", file=sys.stderr)
-    if not wait:
-        return sweep, None
-    while sweep["status"] not in ("succeeded", "finished", "cancelled"):
-        time.sleep(5)
-        sweep = httpx.get(f"{api}/sweeps/{sweep['id']}", timeout=30).json()
-        p = sweep["progress"]
-        print(f"  {p['done']}/{p['total']} ended ({p['succeeded']} succeeded)", file=sys.stderr)
-    return sweep, httpx.get(f"{api}/sweeps/{sweep['id']}/table", params={"format": "md"}, timeout=30).text
 
 
 def load_study(path: Path) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The `amst` command: the library's commands (amst_core.cli) plus the service's, `serve` and `up`."""
+"""The `amst` command: the library's commands (amst_core.cli) plus the service's: `serve`, `up`, and the service
+operations `db` and `gc`; and the library's study commands' `--api` (launch.remote, through amst_client)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,42 @@ def cmd_up(args: argparse.Namespace) -> int:
     return up.up(args.port, ui=not args.no_ui, ui_port=args.ui_port, demo=demo)
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    from amst_core.store import migrate
+
+    migrate.upgrade()
+    print(f"database at revision {migrate.current()}", file=sys.stderr)
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Apply the artifacts retention policy (amst_core.artifacts) now."""
+    from amst_core import artifacts
+    from amst_core.settings import Settings
+    from amst_core.store.db import session_scope
+
+    overrides = {"checkpoint_retention_days": args.days} if args.days is not None else {}
+    settings = Settings(**overrides)
+    with session_scope(settings.db_url) as s:
+        report = artifacts.collect(s, settings, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for path, size in report.removed:
+        print(f"{verb} {path} ({size / 1e6:.1f} MB)")
+    print(f"{verb} {len(report.removed)} files or folders, {report.freed_bytes / 1e6:.1f} MB, under "
+          f"{settings.artifacts_dir}", file=sys.stderr)
+    return 0
+
+
+def submit_study(args: argparse.Namespace, body: dict) -> int:
+    from launch import remote
+
+    return remote.submit_study(args, body)
+
+
 def service_commands(sub: argparse._SubParsersAction) -> None:
+    for study in ("sweep", "reproduce"):  # their --api: the library talks no HTTP
+        sub.choices[study].set_defaults(submit_to_api=submit_study)
+
     p = sub.add_parser("serve", help="run one service process (api, worker or the ui dashboard)")
     p.add_argument("role", choices=["api", "worker", "ui"])
     p.add_argument("--port", type=int, help="api: port (default 8000); ui: port (default 8501)")
@@ -51,6 +87,15 @@ def service_commands(sub: argparse._SubParsersAction) -> None:
                    "status changes")
     p.add_argument("--demo-epochs", type=int, help="override the demo run's epochs")
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("db", help="database maintenance")
+    p.add_argument("action", choices=["upgrade"], help="upgrade: migrate the run store to the current schema")
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("gc", help="remove ended runs' checkpoints past their retention, and leftovers")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument("--days", type=float, help="retention in days (default AMST_CHECKPOINT_RETENTION_DAYS, 30)")
+    p.set_defaults(func=cmd_gc)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,10 +14,10 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from amst_core.artifacts import collect
-from amst_core.cli import main
 from amst_core.store.db import get_engine
 from amst_core.store.models import Run, RunStatus, utcnow
 from api.settings import ApiSettings
+from launch.cli import main  # amst gc: a service operation
 from tests.kit.api import FakeWorker, submit
 
 MB = 1_000_000
