@@ -78,7 +78,7 @@ class RunEvents:
                 series = queries.series_points(s, self.run_id, self.filters, after, row.epochs_done)
                 run = queries.get_run(s, self.run_id) if series else None
                 if run is not None:
-                    out.metrics = MetricsOut.build(run, utcnow(), series, after)
+                    out.metrics = MetricsOut.build(run, utcnow(), series, after, lifecycle.superseded_from(s, run))
             return self.with_detail(s, out, last_state)
 
     def rewind(self, s: Session, attempt: int, after: int) -> tuple[int, bool]:

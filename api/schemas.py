@@ -197,13 +197,18 @@ class MetricsOut(BaseModel):
                             "needs one call per refresh")
     series: list[SeriesOut]
     next_since_epoch: int = Field(description="pass as since_epoch to get only newer points")
+    superseded_from: int | None = Field(None, description="the run's current attempt resumed at this epoch: "
+                                        "points held from an earlier attempt (run.attempt changed since they "
+                                        "were read) at this epoch and later are replaced; drop them and read "
+                                        "again from here. Null for a first attempt")
 
     @classmethod
-    def build(cls, run: Run, now: datetime, series: list[SeriesPoints], since_epoch: int) -> MetricsOut:
+    def build(cls, run: Run, now: datetime, series: list[SeriesPoints], since_epoch: int,
+              superseded_from: int | None = None) -> MetricsOut:
         newest = max((p.epochs[-1] for p in series if p.epochs), default=since_epoch)
         return cls(run_id=run.id, status=RunStatus(run.status), epochs_done=run.epochs_done,
                    run=RunSummary.of(run, now), series=[SeriesOut(**vars(p)) for p in series],
-                   next_since_epoch=max(newest, since_epoch))
+                   next_since_epoch=max(newest, since_epoch), superseded_from=superseded_from)
 
 
 class RunSeriesOut(BaseModel):

@@ -204,6 +204,15 @@ def resumed(s: Session, run_id: str, attempt: int) -> Resumed | None:
     return Resumed(start, rewritten)
 
 
+def superseded_from(s: Session, run: Run) -> int | None:
+    """What readers of the run's points are told (GET /runs/{id}/metrics, the event stream): the epoch from
+    which points they hold from an earlier attempt are superseded by the current one, which resumed there. None
+    for a first attempt: nothing to replace."""
+    if run.attempt <= 1:
+        return None
+    return s.scalar(select(Attempt.start_epoch).where(Attempt.run_id == run.id, Attempt.number == run.attempt))
+
+
 @dataclass
 class AttemptState:
     """A run and one of its attempts, as the worker finds them once the attempt's training process is gone."""

@@ -194,7 +194,7 @@ def get_metrics(run_id: str, s: SessionDep, filters: SeriesFiltersDep, since_epo
     """Curves of a run. `modality=none` selects run-level series. Only whole epochs are returned."""
     run = find_run(s, run_id)
     series = queries.series_points(s, run.id, filters, since_epoch, run.epochs_done, max_points)
-    return MetricsOut.build(run, utcnow(), series, since_epoch)
+    return MetricsOut.build(run, utcnow(), series, since_epoch, lifecycle.superseded_from(s, run))
 
 
 @router.get("/runs/{run_id}/events", response_class=StreamingResponse, responses={

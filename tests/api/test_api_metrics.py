@@ -218,6 +218,7 @@ def test_event_stream_ends_when_the_run_is_deleted(client: TestClient) -> None:
 def test_stream_sees_a_resumed_attempt(client: TestClient, db_url: str) -> None:
     """A lost worker's epochs after its last checkpoint are written again: the stream sends them again."""
     run_id, worker = running_run(client, db_url, 3)
+    assert metrics(client, run_id)["superseded_from"] is None, "a first attempt replaces nothing"
     with client.stream("GET", f"/runs/{run_id}/events") as r:
         events = Events(r)
         assert [e["event"] for e in (events.next(), events.next())] == ["status", "metrics"]
@@ -225,10 +226,12 @@ def test_stream_sees_a_resumed_attempt(client: TestClient, db_url: str) -> None:
         set_status(db_url, run_id, RunStatus.queued)  # what the reaper does
         FakeWorker(db_url, run_id, "w2").start(start_epoch=1).epoch(1, value=0.9)
         again = next(e for e in events.until("metrics") if e["event"] == "metrics")
-        assert again["id"] == "1"
+        assert again["id"] == "1" and again["data"]["superseded_from"] == 1  # the store's word: lifecycle.resumed
         fused = next(s for s in again["data"]["series"] if s["component"] == "fused" and s["split"] == "val"
                      and s["name"] == "acc")
         assert fused["epochs"] == [1] and fused["values"] == [pytest.approx(0.91)]
+    held = metrics(client, run_id, since_epoch=0)
+    assert held["superseded_from"] == 1 and held["run"]["attempt"] == 2
     with Session(get_engine(db_url)) as s:
         modalities = set(s.scalars(select(Series.modality).where(Series.run_id == run_id)))
     assert Modality.none in modalities
