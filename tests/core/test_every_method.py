@@ -1,9 +1,22 @@
-"""Every method, end to end on a CPU: trains 2 epochs through `amst train` on synthetic data and on a tiny
-avdigits, writes its own series, resumes exactly, and refuses bad method_params naming the field."""
+"""Every method, end to end on a CPU, each trained once: 3 epochs through `amst train` on a tiny avdigits with
+audio skipped in epoch 1, whose outputs every check below shares (its own series, the summary, the epochs); exact
+resume once per family of resume state, against that same run; bad method_params refused naming the field.
+
+Resume families (what a method carries from one epoch to the next besides weights, optimizers, schedulers, the
+scaler, the skip schedule, RNG states and the plateau history, which every method shares):
+- amst_full: two networks (ALT and JOINT), both update rules, the skip schedule: covers amst_alt and amst_joint,
+  whose state is a subset (and tests/core/test_determinism_resume.py resumes those two through the CLI and mid-epoch);
+- ogm_ge: gradient noise drawn from the global RNG in every batch (the restored RNG state must be the one saved);
+- pmr: its prototypes (`extra_state`);
+- mslr: its validation history and per-modality learning rates (`extra_state`, schedulers);
+- mla: model selection per fusion combination (`selection` in the checkpoint, `best_val_acc@combo:*` series).
+naive and unimodal carry nothing of their own: one network, one joint update, as amst_full's JOINT half.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +28,8 @@ from amst_core.cli import main
 from amst_core.config import ConfigError, load_config
 from amst_core.engine import RunCancelled, Trainer
 from amst_core.sinks import MemorySink
-from tests.kit.tiny import tiny_config, write_tiny_avdigits
-from tests.kit.training import PARAMS, comparable
+from tests.kit.tiny import write_tiny_avdigits
+from tests.kit.training import PARAMS, comparable, read_jsonl
 
 Key = tuple[str, str, str | None, str]
 OWN_SERIES: dict[str, set[Key]] = {
@@ -31,57 +44,74 @@ OWN_SERIES: dict[str, set[Key]] = {
 }
 EVERY_METHOD: set[Key] = {("val", "fused", None, "acc"), ("val", "run", None, "best_val_acc"),
                           ("val", "run", "audio", "epochs_to_plateau"), ("train", "run", "audio", "lr")}
+EPOCHS = 3
+RESUME_FAMILIES = ("amst_full", "ogm_ge", "pmr", "mslr", "mla")
 
 
-def write_config(path: Path, body: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(body))
-    return path
+@pytest.fixture(scope="module")
+def avdigits_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny avdigits for every run of the module."""
+    return write_tiny_avdigits(tmp_path_factory.mktemp("data"))
 
 
-def body_for(method: str, dataset: str) -> dict[str, Any]:
-    if dataset == "synthetic":
-        return tiny_config(method, method_params=PARAMS.get(method, {})).model_dump(mode="json")
-    return {"method": method, "dataset": {"name": "avdigits", "preset": "hard"}, "epochs": 2, "batch_size": 20,
-            "device": "cpu", "model": {"audio_frames": 12, "width": 8}, "optim": {"lr": 0.05},
-            "method_params": PARAMS.get(method, {})}
+@pytest.fixture(autouse=True)
+def _shared_data_root(avdigits_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test of the module reads the module's avdigits (a run may read only data under AMST_DATA_ROOT)."""
+    monkeypatch.setenv("AMST_DATA_ROOT", str(avdigits_root.parent))
 
 
-@pytest.mark.parametrize("dataset", ["synthetic", "avdigits"])
+def body_for(method: str) -> dict[str, Any]:
+    return {"method": method, "dataset": {"name": "avdigits", "preset": "hard"},
+            "epochs": EPOCHS, "skip": {"audio": 2}, "batch_size": 20, "device": "cpu",
+            "model": {"audio_frames": 12, "width": 8}, "optim": {"lr": 0.05}, "method_params": PARAMS.get(method, {})}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict]:
+    """Each method trained once through `amst train`, when a test first asks for it: its folder, config, points
+    and summary."""
+    runs: dict[str, dict] = {}
+
+    def train(method: str) -> dict:
+        if method not in runs:
+            base = tmp_path_factory.mktemp(method)
+            config, out = base / "run.yaml", base / "run"
+            config.write_text(yaml.safe_dump(body_for(method)))
+            assert main(["train", str(config), "--out", str(out), "--no-progress"]) == 0
+            runs[method] = {"out": out, "config": load_config(config), "points": read_jsonl(out / "metrics.jsonl"),
+                            "summary": json.loads((out / "summary.json").read_text())}
+        return runs[method]
+
+    return train
+
+
 @pytest.mark.parametrize("method", list(METHODS))
-def test_every_method_trains_two_epochs_through_amst_train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           method: str, dataset: str) -> None:
-    monkeypatch.setenv("AMST_DATA_ROOT", str(tmp_path / "data"))
-    write_tiny_avdigits(tmp_path / "data")
-    out = tmp_path / "run"
-    config = write_config(tmp_path / "run.yaml", body_for(method, dataset))
-    assert main(["train", str(config), "--out", str(out), "--no-progress"]) == 0
-    points = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+def test_every_method_writes_its_series_through_amst_train(trained: Callable[[str], dict], method: str) -> None:
+    points = trained(method)["points"]
     keys = {(p["split"], p["component"], p["modality"], p["name"]) for p in points}
     expected = (EVERY_METHOD | OWN_SERIES.get(method, set()))
-    if method == "unimodal":
-        expected -= {("val", "run", "visual", "epochs_to_plateau")}
     assert expected <= keys, sorted(expected - keys)
-    assert {p["epoch"] for p in points} == {0, 1}
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["method"] == method and summary["best_epoch"] in (0, 1)
-    if method == "mla":
-        assert set(summary["selections"]) >= {"combo:a30_v70", "combo:entropy"}
+    assert {p["epoch"] for p in points} == set(range(EPOCHS))
     if method == "unimodal":
         assert not any(p["modality"] == "visual" for p in points), "the other modality is not even trained"
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-def test_resume_is_exact_for_every_method(tmp_path: Path, method: str) -> None:
-    """Stop in the middle of epoch 2, resume from the checkpoint of epoch 1, finish: the metrics of an
-    uninterrupted run (PMR's prototypes, MSLR's history and learning rates, the plateau history included)."""
-    cfg = tiny_config(method, epochs=3, skip={"audio": 2}, method_params=PARAMS.get(method, {}))
-    reference = MemorySink()
-    Trainer(cfg, sinks=[reference], progress=False).fit()
+def test_every_method_summarises_its_run(trained: Callable[[str], dict], method: str) -> None:
+    summary = trained(method)["summary"]
+    assert summary["method"] == method and summary["best_epoch"] in range(EPOCHS)
+    if method == "mla":
+        assert set(summary["selections"]) >= {"combo:a30_v70", "combo:entropy"}
 
-    calls = {"n": 0}
+
+@pytest.mark.parametrize("method", RESUME_FAMILIES)
+def test_resume_is_exact_once_per_family(trained: Callable[[str], dict], method: str, tmp_path: Path) -> None:
+    """Stop in the middle of epoch 2, resume from the checkpoint of epoch 1, finish: the metrics of the
+    uninterrupted run (PMR's prototypes, MSLR's history and learning rates, MLA's selections, OGM-GE's noise, the
+    plateau history included). Families: the module's docstring."""
+    cfg = trained(method)["config"]
 
     def stop_in_the_last_epoch() -> bool:
-        calls["n"] += 1
         return trainer.live.epoch == 2 and trainer.live.batch >= 1
 
     sink = MemorySink()
@@ -92,7 +122,7 @@ def test_resume_is_exact_for_every_method(tmp_path: Path, method: str) -> None:
     resumed.resume()
     assert resumed.start_epoch == 2
     resumed.fit()
-    assert comparable(sink.points) == comparable(reference.points)
+    assert comparable(sink.points) == comparable(trained(method)["points"])
 
 
 @pytest.mark.parametrize(("body", "field"), [
