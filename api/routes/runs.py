@@ -21,6 +21,7 @@ from amst_core.config import PRINTABLE, RunConfig
 from amst_core.store import lifecycle, queries, search
 from amst_core.store.models import Modality, Run, RunStatus, utcnow
 from amst_core.store.sweeps import sweep_tag
+from amst_core.vocab import MODALITIES, Split
 from api.deps import MAX_FILTER_VALUES, DispatcherDep, SessionDep, SettingsDep, find_run
 from api.dispatch import queue_or_undo
 from api.errors import ApiError
@@ -47,8 +48,7 @@ Mutation: dict[int | str, dict[str, Any]] = {**Errors, **{code: {"model": ErrorR
 # filters AND. Names the catalog knows are enums; free names are bounded like the columns they are compared with.
 MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
-Split = Literal["train", "val", "test"]
-ModalityName = Literal["audio", "text", "visual", "none", "null"]  # none/null: run-level series
+ModalityName = Literal[(*MODALITIES, "none", "null")]  # type: ignore[valid-type]  # none/null: run-level series
 Text40 = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=PRINTABLE)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=PRINTABLE)]
 
