@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 export AMST_DATA_ROOT ?= $(CURDIR)/data
 
-.PHONY: venv run test lint bench prepare results clean chromium wheelhouse
+.PHONY: venv run test test-fast lint bench prepare results clean chromium wheelhouse
 
 # pyproject.toml declares the torch family as ranges; constraints.txt pins the exact versions installed here.
 $(STAMP): pyproject.toml constraints.txt
@@ -36,8 +36,15 @@ chromium:
 		  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; }
 	@command -v chromium >/dev/null 2>&1 || echo "chromium is not installed (not root): browser tests will be skipped"
 
+# The whole suite, what CI runs: unit, in-process API, service stacks, browser (tests/kit/tiers.py says which).
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+# The inner loop: unit tests and in-process API tests; no service process, browser, long training or GPU tier
+# (under 2 minutes on 2 cores).
+FAST := not service and not browser and not slow and not gpu
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "$(FAST)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -11,6 +11,8 @@ from amst_core.store.migrate import upgrade
 from tests.kit.db import empty_pg_database, empty_postgres, migrated_sqlite, sqlite_copy
 from tests.kit.tiny import tiny_config
 
+pytest_plugins = ["tests.kit.tiers"]  # the tiers (service, browser, slow) decided by path and fixture
+
 # The models in tests are tiny: one thread is faster than two fighting over cache, and it keeps CI (2 cores)
 # from oversubscribing when a test starts worker processes of its own.
 torch.set_num_threads(1)

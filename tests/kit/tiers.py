@@ -1,0 +1,50 @@
+"""The suite's tiers, decided in one place at collection (registered by tests/conftest.py's `pytest_plugins`).
+
+`make test-fast` runs `-m "not service and not browser and not slow"`: unit tests and in-process API tests, the
+inner loop (under 2 minutes on 2 cores). `make test` runs everything, as CI does. A test is
+
+- `service` when it starts real service processes (an API, a worker, `amst up`, a Celery queue): everything under
+  tests/service/, and any test using a fixture that starts an API process;
+- `browser` when it drives the headless Chromium (it starts a service too);
+- `slow` when it trains for more than a few seconds, builds wheels or runs a fuzzer (marked where it is written,
+  or by file below when the whole file is).
+
+Markers written on a test with `@pytest.mark.slow` and friends keep working; this only adds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parents[1]
+
+# Files (relative to tests/) whose every test belongs to the tiers listed: a folder ends with "/".
+BY_PATH: dict[str, tuple[str, ...]] = {
+    "service/": ("service",),
+    "ui/test_browser.py": ("browser", "service"),
+    "api/test_api_schemathesis.py": ("service", "slow"),  # a real API process under a fuzzer, 25 + 20 s
+    "test_offline_node.py": ("slow",),  # wheelhouses and offline pip installs into fresh environments
+}
+# Fixtures that start an API process (the dashboard's pages read a real one through HTTP).
+SERVICE_FIXTURES = frozenset({"seeded_api", "sweep_api"})
+
+
+def tiers_of(item: pytest.Item) -> set[str]:
+    """The tiers a collected test belongs to, from where it is written and what it uses."""
+    try:
+        relative = Path(item.path).resolve().relative_to(TESTS).as_posix()
+    except ValueError:  # a test file outside tests/, named on the command line
+        return set()
+    tiers = {tier for prefix, names in BY_PATH.items() for tier in names
+             if relative == prefix or (prefix.endswith("/") and relative.startswith(prefix))}
+    if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        tiers.add("service")
+    return tiers
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for tier in sorted(tiers_of(item)):
+            item.add_marker(tier)
