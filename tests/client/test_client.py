@@ -3,6 +3,9 @@ field, idempotent submits, and curves read incrementally."""
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -15,6 +18,8 @@ from amst_core.vocab import MODALITIES, TERMINAL, RunStatus
 from api.settings import ApiSettings
 from tests.client.conftest import URL
 from tests.kit.api import FakeDispatcher, FakeWorker, config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_server_describes_itself(client: Client) -> None:
@@ -213,3 +218,23 @@ def test_sweeps(client: Client, settings: ApiSettings) -> None:
 def test_the_typed_answers_have_the_apis_fields(app, answer, schema: str) -> None:
     fields = app.openapi()["components"]["schemas"][schema]["properties"]
     assert set(answer.__required_keys__ | answer.__optional_keys__) == set(fields)
+
+
+def test_the_client_imports_nothing_else_of_ours_and_the_library_talks_no_http() -> None:
+    loaded = subprocess.run([sys.executable, "-c", "import sys, amst_client; print(' '.join(sys.modules))"],
+                            capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
+    ours = {m.split(".")[0] for m in loaded} & {"amst_core", "api", "worker", "ui", "launch", "torch"}
+    assert not ours, f"amst_client imported {ours}"
+    talking = [str(path.relative_to(ROOT)) for path in (ROOT / "amst_core").rglob("*.py")
+               if {"httpx", "amst_client"} & imported_roots(path)]
+    assert talking == [], "amst_core must not talk HTTP (the API's clients: amst_client)"
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            roots.add(node.module.split(".")[0])
+    return roots
