@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from amst_core.runfolder import Checkpoint, RunFolder
 from amst_core.settings import Settings
 from amst_core.store.models import TERMINAL, Run, utcnow
 
@@ -57,10 +58,10 @@ def collect(s: Session, settings: Settings, dry_run: bool = False) -> GcReport:
         return report
     cutoff = utcnow() - timedelta(days=settings.checkpoint_retention_days)
     expired = s.scalars(select(Run.id).where(Run.status.in_(TERMINAL), Run.finished_at < cutoff))
-    doomed = ["last.pt"] if settings.keep_best_checkpoint else ["last.pt", "best.pt"]
+    doomed: list[Checkpoint] = ["last"] if settings.keep_best_checkpoint else ["last", "best"]
     for run_id in expired:
-        for name in doomed:
-            path = runs_dir / run_id / "checkpoints" / name
+        for which in doomed:
+            path = RunFolder(runs_dir / run_id).checkpoint(which)
             if path.is_file():
                 report.add(path, dry_run)
     known = set(s.scalars(select(Run.id)))
@@ -68,7 +69,8 @@ def collect(s: Session, settings: Settings, dry_run: bool = False) -> GcReport:
     for folder in runs_dir.iterdir():
         if folder.is_dir() and folder.name not in known and folder.stat().st_mtime < old:
             report.add(folder, dry_run)  # its run was deleted, or the store was reset
-    for tmp in runs_dir.glob("*/checkpoints/*.tmp"):
-        if tmp.parent.parent.name in known and tmp.stat().st_mtime < old:
-            report.add(tmp, dry_run)  # a write that a crash interrupted
+    for folder in (RunFolder(path) for path in runs_dir.iterdir() if path.name in known):
+        for tmp in folder.temporary_files():
+            if tmp.stat().st_mtime < old:
+                report.add(tmp, dry_run)  # a write that a crash interrupted
     return report

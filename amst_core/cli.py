@@ -14,6 +14,8 @@ from typing import Any
 
 from amst_core.config import ConfigError, RunConfig, config_data, dump_config, load_config
 from amst_core.extras import MissingExtra
+from amst_core.runfolder import CHECKPOINTS, RunFolder
+from amst_core.vocab import SPLITS
 
 # Anything else would change the run being continued. num_workers does not: every sample's augmentation has its
 # own seed, whatever the process that loads it.
@@ -37,14 +39,14 @@ def _train(cfg: RunConfig, out: Path, progress: bool | None) -> dict[str, Any]:
     from amst_core.execute import execute_run
     from amst_core.sinks import ConsoleSink, JsonlSink
 
-    return execute_run(cfg, out, [JsonlSink(out / "metrics.jsonl"), ConsoleSink(cfg.epochs)], run_id=out.name,
+    return execute_run(cfg, out, [JsonlSink(RunFolder(out).metrics), ConsoleSink(cfg.epochs)], run_id=out.name,
                        progress=progress)
 
 
 def resume_config(run_dir: Path, overrides: list[str]) -> RunConfig:
-    saved = run_dir / "config.yaml"
+    saved = RunFolder(run_dir).config
     if not saved.exists():
-        raise ConfigError("--resume", f"{run_dir} holds no config.yaml: not a run folder")
+        raise ConfigError("--resume", f"{run_dir} holds no {saved.name}: not a run folder")
     changed = {item.partition("=")[0].strip() for item in overrides}
     refused = sorted(changed - RESUMABLE_FIELDS)
     if refused:
@@ -71,14 +73,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         out = Path(args.resume)
         cfg = resume_config(out, args.set)
-        if not (out / "checkpoints" / "last.pt").exists():
-            raise ConfigError("--resume", f"{out} has no checkpoints/last.pt to resume from")
+        folder = RunFolder(out)
+        if not folder.can_resume():
+            raise ConfigError("--resume", f"{out} has no {folder.checkpoint('last').relative_to(out)} to resume "
+                                          "from")
     else:
         if not args.config:
             raise ConfigError("config", "give a config file, or --resume DIR")
         cfg = load_config(args.config, args.set)
         out = Path(args.out) if args.out else Path("runs") / cfg.display_name
-        if (out / "metrics.jsonl").exists():
+        if RunFolder(out).holds_run():
             raise ConfigError("--out", f"{out} already holds a run; continue it with --resume {out} "
                                        "or choose another --out")
     summary = _train(cfg, out, progress=progress)
@@ -187,7 +191,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 @on_local_paths
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from amst_core.engine import evaluate_run
+    from amst_core.evaluation import evaluate_run
 
     points = evaluate_run(Path(args.run_dir), split=args.split, which=args.checkpoint, device=args.device)
     if args.json:
@@ -293,8 +297,8 @@ def library_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="metrics of a saved run on one split")
     p.add_argument("run_dir")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--split", default="test", choices=SPLITS)
+    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
     p.add_argument("--device", help="override the run's device")
     p.add_argument("--json", action="store_true", help="print metric points as JSON")
     p.set_defaults(func=cmd_evaluate)
@@ -322,3 +326,4 @@ def main(argv: list[str] | None = None, *more: Commands) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

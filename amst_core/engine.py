@@ -1,26 +1,22 @@
-"""The training engine: epochs, evaluation, model selection, checkpoints, exact resume.
+"""The training loop: epochs, their training and evaluation passes, model selection, checkpoints, exact resume.
 
 It knows nothing of HTTP, Celery or SQL: points go to MetricSinks, and a `should_stop` callback (checked at
 every batch) lets a caller cancel. Exact resume rests on two things: the shuffle order of an epoch depends only
-on (seed, epoch), and last.pt holds every RNG state as of the end of its epoch.
+on (seed, epoch), and last.pt holds every RNG state as of the end of its epoch. What is not the loop lives beside
+it: the run folder and the checkpoint format (runfolder.py), the engine's run-level series (runseries.py), the
+progress inside an epoch (progress.py), evaluating a saved run (evaluation.py).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
-import os
-import random
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -35,10 +31,13 @@ from amst_core.devices import check_precision, deterministic_for, resolve_device
 from amst_core.limits import get_limits
 from amst_core.methods import Method, build_method
 from amst_core.metrics import EpochMeters, MetricPoint, Plateau, imbalance_points
+from amst_core.progress import LiveProgress
+from amst_core.runfolder import RunFolder, model_checkpoint, resume_checkpoint, rng_state, set_rng_state
+from amst_core.runseries import gpu_points, lr_points, skip_points, skip_speed_points, timing_points
 from amst_core.selection import PRIMARY, ModelSelection, accuracy
-from amst_core.sinks import MetricSink
+from amst_core.sinks import MetricSink, epoch_line
+from amst_core.vocab import HELPER, SPLITS, component
 
-CHECKPOINT_VERSION = 2  # 2: per-modality encoder groups, `selection`; 1 still loads
 log = logging.getLogger("amst.engine")
 
 
@@ -63,112 +62,13 @@ class EpochData:
             yield trainer.model_batch(batch, split, self.epoch, index, stream)
 
 
-@dataclass
-class LiveProgress:
-    """Where the engine is inside an epoch, for a watcher thread to report (plain fields: a reader in another
-    thread sees a consistent enough snapshot without a lock)."""
-
-    epoch: int = -1
-    split: str = ""
-    batch: int = 0
-    batches: int = 0
-    samples: int = 0
-    started: float = 0.0  # time.time() when this split's pass began
-    updated: float = 0.0  # time.time() when the last batch finished
-
-    def begin(self, epoch: int, split: str, batches: int) -> None:
-        self.epoch, self.split, self.batch, self.batches, self.samples = epoch, split, 0, batches, 0
-        self.started = self.updated = time.time()
-
-    def advance(self, samples: int) -> None:
-        self.batch += 1
-        self.samples += samples
-        self.updated = time.time()
-
-    def snapshot(self) -> dict[str, Any] | None:
-        if self.epoch < 0:
-            return None
-        seconds = self.updated - self.started
-        return {"epoch": self.epoch, "split": self.split, "batch": self.batch, "batches": self.batches,
-                "samples_per_s": round(self.samples / seconds, 2) if seconds > 0 and self.samples else None,
-                "updated_at": self.updated}
-
-
-def rng_state(device: torch.device) -> dict[str, Any]:
-    """Every RNG a run draws from. Only the run's own GPU: a resumed run may land on a worker that sees
-    a different number of GPUs."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-        "python": random.getstate(),
-    }
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"][0], device)
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-class StorageFull(OSError):
-    """The artifacts disk is full: said as such, not as a serialization error."""
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write to a temporary file beside `path`, flush it to the disk, then rename it over `path`: a reader (and a
-    resumed run) sees the old file or the new one, never half of one. A full disk removes the temporary file
-    and raises StorageFull naming the folder."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:  # a Python file: a full disk is an OSError, not torch's opaque RuntimeError
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        full = disk_full(err)
-        if full is not None:
-            free = shutil.disk_usage(path.parent).free
-            raise StorageFull(full, f"no space left on device for checkpoints at {path.parent} "
-                                    f"({free / 2**20:.0f} MiB free); free some space (`amst gc` removes old "
-                                    "runs' checkpoints), then retry the run") from None
-        raise
-
-
-def disk_full(err: BaseException | None) -> int | None:
-    """ENOSPC or EDQUOT anywhere in the chain: torch's writer turns the OSError into a RuntimeError of its own
-    while cleaning up."""
-    while err is not None:
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            return err.errno
-        err = err.__cause__ or err.__context__
-    return None
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    write_atomic(path, lambda f: torch.save(obj, f))
-
-
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=device, weights_only=True)
-
-
 class Trainer:
     def __init__(self, cfg: RunConfig, *, out_dir: Path | None = None, sinks: Sequence[MetricSink] = (),
                  run_id: str = "", attempt: int = 1, should_stop: Callable[[], bool] | None = None,
                  progress: bool | None = None):
         cfg = check_dataset(cfg)  # fail before any training if the data are missing; a folder's modalities found
         self.cfg = cfg
-        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.folder = RunFolder(Path(out_dir)) if out_dir is not None else None  # None: nothing saved
         self.sinks = list(sinks)
         self.run_id = run_id or cfg.display_name
         self.attempt = attempt
@@ -183,7 +83,7 @@ class Trainer:
         seed_everything(cfg.seed, deterministic_for(cfg.deterministic, self.device))
         self.method: Method = build_method(cfg, len(self.classes), self.device)
         self.datasets = {split: source.split(cfg, split, train=(split == "train"))
-                         for split in ("train", "val", "test")}
+                         for split in SPLITS}
         # dataset.on_bad_sample: skip: how many samples of each split were left out, and why (the first few)
         self.dropped = {split: list(getattr(ds, "dropped", [])) for split, ds in self.datasets.items()}
         self.selection = ModelSelection(self.method.selections())
@@ -197,60 +97,44 @@ class Trainer:
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
 
-    @property
-    def checkpoint_dir(self) -> Path:
-        assert self.out_dir is not None
-        return self.out_dir / "checkpoints"
-
     def best_checkpoint(self, epoch: int) -> dict[str, Any]:
         """The model of the best epoch, for evaluation and download: half of last.pt (no momentum buffers,
         schedulers, RNG states or points, which only resuming needs)."""
-        return {
-            "version": CHECKPOINT_VERSION,
-            "epoch": epoch,
-            "config": self.cfg.model_dump(mode="json"),
-            "classes": list(self.classes),
-            "method": self.method.model_state_dict(),
-            "selection": self.selection.state_dict(),
-        }
+        return model_checkpoint(epoch=epoch, config=self.cfg.model_dump(mode="json"), classes=list(self.classes),
+                                method=self.method.model_state_dict(), selection=self.selection.state_dict())
 
     def checkpoint(self, epoch: int, points: Sequence[MetricPoint]) -> dict[str, Any]:
         """last.pt: the best checkpoint's fields with the method's whole state, and what resuming needs."""
-        return {
-            **self.best_checkpoint(epoch),
-            "method": self.method.state_dict(),
-            "plateau": self.plateau.state_dict(),
-            "rng": rng_state(self.device),
-            # The metrics no sink has made durable yet, this epoch's included: a resumed run writes them first,
-            # so that a crash between the checkpoint and the metrics leaves no gap in the curves.
-            "points": [p.to_dict() for p in points],
-        }
+        return resume_checkpoint(self.best_checkpoint(epoch), method=self.method.state_dict(),
+                                 plateau=self.plateau.state_dict(), rng=rng_state(self.device),
+                                 points=[p.to_dict() for p in points])
 
     def save_checkpoints(self, epoch: int, improved: bool, points: Sequence[MetricPoint]) -> None:
         """last.pt: everything exact resume needs (Doc/training.md, "Checkpoints"); best.pt: the best epoch's
         model alone."""
-        if self.out_dir is None:
+        if self.folder is None:
             return
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        last, best = self.checkpoint_dir / "last.pt", self.checkpoint_dir / "best.pt"
         is_last_epoch = epoch == self.cfg.epochs - 1
         if (epoch + 1) % self.cfg.checkpoint_every == 0 or is_last_epoch or improved:
-            save_atomic(self.checkpoint(epoch, [*self.unsaved_points(), *points]), last)
+            # with the metrics no sink has made durable yet, this epoch's included
+            self.folder.save_checkpoint("last", self.checkpoint(epoch, [*self.unsaved_points(), *points]))
         if improved:
-            save_atomic(self.best_checkpoint(epoch), best)
+            self.folder.save_checkpoint("best", self.best_checkpoint(epoch))
 
     def unsaved_points(self) -> list[MetricPoint]:
         """Points a sink accepted but has not stored yet (the database sink buffers through an outage)."""
         return [p for sink in self.sinks for p in sink.pending()]
 
     def resume(self) -> None:
-        """Continue from checkpoints/last.pt: weights, optimizers, schedulers, best-so-far and RNG states."""
-        state = load_checkpoint(self.checkpoint_dir / "last.pt")  # RNG states must stay on the CPU
+        """Continue from the run folder's last checkpoint: weights, optimizers, schedulers, best-so-far and RNG
+        states."""
+        assert self.folder is not None, "resuming needs the run folder"
+        state = self.folder.load_checkpoint("last")  # on the CPU: RNG states must stay there
         self.method.load_state_dict(state["method"])
-        self.selection.load_state_dict(state.get("selection") or {PRIMARY: state["best"]})  # "best": version 1
-        self.plateau.load_state_dict(state.get("plateau", {}))
+        self.selection.load_state_dict(state["selection"])
+        self.plateau.load_state_dict(state["plateau"])
         self.start_epoch = state["epoch"] + 1
-        self.replay = [MetricPoint(**p) for p in state.get("points", [])]
+        self.replay = [MetricPoint(**p) for p in state["points"]]
         set_rng_state(state["rng"], self.device)
         log.info("resuming from the checkpoint of epoch %d/%d", self.start_epoch, self.cfg.epochs)
 
@@ -293,12 +177,12 @@ class Trainer:
         if improved or self.cfg.test_every_epoch or self.method.tests_every_epoch:
             points += self.evaluate("test", epoch)
         points += self.selection.update(epoch, points)
-        for split in ("train", "val", "test"):
+        for split in SPLITS:
             points += imbalance_points(points, split, epoch)
         points += self.plateau.update(epoch, points)
         points += self.method.after_validation(epoch, points)
         points += self.run_points(epoch, lrs, samples, train_time, time.perf_counter() - t0)
-        points += self.gpu_points(epoch)
+        points += gpu_points(epoch, self.gpu)
         steps = (epoch + 1) * math.ceil(len(self.datasets["train"]) / self.cfg.batch_size)
         for p in points:
             p.run_id, p.attempt, p.step = self.run_id, self.attempt, steps
@@ -369,35 +253,16 @@ class Trainer:
     def skip_decision(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
         """`skip: auto`: the schedule sees each modality's helper validation accuracy (AMST-FULL: its alternating
         module's); a decision taken now is logged with its evidence, each modality's speed."""
+        helpers = (component(HELPER), component(HELPER, "alt_"))
         helper = {m: next((p.value for p in points if p.split == "val" and p.name == "acc" and p.modality == m
-                           and p.component in ("helper", "alt_helper")), None) for m in self.method.modalities}
-        speeds = self.method.schedule.observe(epoch, helper)
-        return [MetricPoint("train", "run", m, "skip_speed", epoch, speed) for m, speed in speeds.items()]
+                           and p.component in helpers), None) for m in self.method.modalities}
+        return skip_speed_points(epoch, self.method.schedule.observe(epoch, helper))
 
     def run_points(self, epoch: int, lrs: dict[str, float], samples: int, train_time: float,
                    epoch_time: float) -> list[MetricPoint]:
-        schedule = self.method.schedule
-        updated, factors = set(schedule.updated(epoch)), schedule.factors_at(epoch)
-        points = [MetricPoint("train", "run", m, "skip", epoch, float(m in updated)) for m in self.method.modalities]
-        points += [MetricPoint("train", "run", m, "skip_factor", epoch, float(factors[m]))
-                   for m in self.method.modalities]
-        # lr of each part (encoders: the first modality's group), and of each modality's encoder (MSLR moves them)
-        points += [MetricPoint("train", part, None, "lr", epoch, lr) for part, lr in lrs.items() if ":" not in part]
-        points += [MetricPoint("train", "run", part.split(":")[1], "lr", epoch, lr) for part, lr in lrs.items()
-                   if part.startswith("encoders:")]
-        points += [
-            MetricPoint("train", "run", None, "epoch_time", epoch, epoch_time),
-            MetricPoint("train", "run", None, "train_time", epoch, train_time),
-            MetricPoint("train", "run", None, "samples_per_s", epoch, samples / max(train_time, 1e-9)),
-        ]
-        return points
-
-    def gpu_points(self, epoch: int) -> list[MetricPoint]:
-        stats = self.gpu.epoch_stats() if self.gpu is not None else None
-        if stats is None:
-            return []
-        return [MetricPoint("train", "run", None, "gpu_util", epoch, stats.util_percent),
-                MetricPoint("train", "run", None, "gpu_mem_gib", epoch, stats.mem_used_gib)]
+        """The engine's run-level series of an epoch (runseries.py): the skip schedule, learning rates, timing."""
+        return (skip_points(self.method.schedule, self.method.modalities, epoch) + lr_points(epoch, lrs)
+                + timing_points(epoch, samples, train_time, epoch_time))
 
     def summary(self, last_points: list[MetricPoint], seconds: float) -> dict[str, Any]:
         final: dict[str, dict[str, dict[str, float]]] = {}
@@ -428,32 +293,3 @@ class Trainer:
             summary["dropped_examples"] = [str(b) for bad in self.dropped.values() for b in bad][:10]
         return summary
 
-
-def epoch_line(points: Sequence[MetricPoint], epoch: int, epochs: int) -> str:
-    """One line per epoch for the run's log: the prediction's accuracy and loss per split, and the time."""
-    get = {(p.split, p.component, p.modality, p.name): p.value for p in points}
-    parts = [f"epoch {epoch + 1}/{epochs}"]
-    for split in ("train", "val", "test"):
-        acc, loss = get.get((split, "fused", None, "acc")), get.get((split, "fused", None, "loss"))
-        if acc is not None:
-            parts.append(f"{split} acc {acc:.4f}" + (f" loss {loss:.4f}" if loss is not None else ""))
-    seconds = get.get(("train", "run", None, "epoch_time"))
-    if seconds is not None:
-        parts.append(f"{seconds:.1f} s")
-    util, mem = get.get(("train", "run", None, "gpu_util")), get.get(("train", "run", None, "gpu_mem_gib"))
-    if util is not None and mem is not None:
-        parts.append(f"gpu {util:.0f}% {mem:.1f} GiB")
-    return " | ".join(parts)
-
-
-def evaluate_run(run_dir: Path, split: str = "test", which: str = "best",
-                 device: str | None = None) -> list[MetricPoint]:
-    """Metrics of a saved run on one split, from checkpoints/<which>.pt (FULL uses its averaged prediction)."""
-    state = load_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.pt")
-    cfg = RunConfig.model_validate(state["config"])
-    if device is not None:
-        cfg = RunConfig.model_validate({**state["config"], "device": device})
-    trainer = Trainer(cfg, progress=False)
-    trainer.method.load_model_state_dict(state["method"])
-    points = trainer.evaluate(split, state["epoch"])
-    return points + imbalance_points(points, split, state["epoch"])

@@ -5,13 +5,13 @@ stored every point."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from amst_core.config import RunConfig, dump_config
-from amst_core.engine import Trainer, write_atomic
+from amst_core.engine import Trainer
+from amst_core.runfolder import RunFolder
 from amst_core.sinks import MetricSink
 
 
@@ -21,14 +21,14 @@ def execute_run(cfg: RunConfig, out_dir: Path, sinks: Sequence[MetricSink], *, r
     """Train `cfg` in `out_dir`; `started(trainer)` is called once the trainer knows its first epoch."""
     trainer = Trainer(cfg, out_dir=out_dir, sinks=sinks, run_id=run_id, attempt=attempt, should_stop=should_stop,
                       progress=progress)
-    if (out_dir / "checkpoints" / "last.pt").exists():
+    folder = RunFolder(out_dir)
+    if folder.can_resume():
         trainer.resume()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_dir / "config.yaml", lambda f: f.write(dump_config(cfg).encode()))
+    folder.write_text(folder.config, dump_config(cfg))
     if started is not None:
         started(trainer)
     summary = trainer.fit()
     for sink in sinks:
         sink.close()  # every epoch is stored before the run says it succeeded
-    write_atomic(out_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    folder.write_json(folder.summary, summary)
     return summary

@@ -1,4 +1,4 @@
-"""What an epoch's checkpoint costs: the atomic, fsynced write the engine does (amst_core.engine.save_atomic)
+"""What an epoch's checkpoint costs: the atomic, fsynced write the engine does (amst_core.runfolder.save_atomic)
 against a plain torch.save to the same folder, side by side, for the AMST-FULL model of avdigits' shapes
 (four ResNet-18s with their optimizer state).
 
@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from amst_core.config import load_config
-from amst_core.engine import Trainer, save_atomic
+from amst_core.engine import Trainer
+from amst_core.runfolder import save_atomic
 
 
 def main() -> int:

@@ -158,8 +158,9 @@ class AttemptRunner:
 
     def train(self, run_id: str, attempt: int, config: dict, watcher: RunWatcher):
         from amst_core.devices import is_device_failure
-        from amst_core.engine import RunCancelled, StorageFull, Trainer
+        from amst_core.engine import RunCancelled, Trainer
         from amst_core.execute import execute_run
+        from amst_core.runfolder import StorageFull
 
         try:
             cfg = on_this_worker(RunConfig.model_validate(config))

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from amst_core.artifacts import disk_use
 from amst_core.catalog import DATASETS, METHODS
 from amst_core.config import PRINTABLE, RunConfig
+from amst_core.runfolder import Checkpoint, RunFolder
 from amst_core.store import lifecycle, queries, search
 from amst_core.store.models import Modality, Run, RunStatus, utcnow
 from amst_core.store.sweeps import sweep_tag
@@ -282,10 +283,10 @@ def delete_run(run_id: str, s: SessionDep, settings: SettingsDep, dispatch: Disp
 @router.get("/runs/{run_id}/checkpoint", response_class=FileResponse,
             responses={200: {"content": {"application/octet-stream": {}}}, **Errors})
 def get_checkpoint(run_id: str, s: SessionDep, settings: SettingsDep,
-                   which: Annotated[Literal["best", "last"], Query()] = "best") -> FileResponse:
+                   which: Annotated[Checkpoint, Query()] = "best") -> FileResponse:
     """Download the run's best (highest validation accuracy) or last checkpoint."""
     run = find_run(s, run_id)
-    path = settings.run_dir(run.id) / "checkpoints" / f"{which}.pt"
+    path = RunFolder(settings.run_dir(run.id)).checkpoint(which)
     if not path.is_file():
         raise ApiError(404, f"run {run.id} has no {which} checkpoint yet", "which")
     return FileResponse(path, media_type="application/octet-stream", filename=f"{run.id}-{which}.pt")

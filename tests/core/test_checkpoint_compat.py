@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from amst_core.engine import Trainer, load_checkpoint, save_atomic
+from amst_core.engine import Trainer
+from amst_core.runfolder import load_checkpoint, save_atomic
 from amst_core.sinks import MemorySink
 from tests.kit.tiny import tiny_config
 from tests.kit.training import comparable
@@ -71,7 +72,7 @@ def test_best_pt_holds_the_model_and_not_what_only_resume_needs(tmp_path: Path) 
 def test_a_best_pt_of_the_previous_version_still_evaluates(tmp_path: Path) -> None:
     """best.pt used to be a copy of last.pt (optimizer state and all): such a file still evaluates, to the
     same metrics as the slim one."""
-    from amst_core.engine import evaluate_run
+    from amst_core.evaluation import evaluate_run
 
     Trainer(tiny_config("amst_full", epochs=1), out_dir=tmp_path, progress=False).fit()
     slim = evaluate_run(tmp_path, split="val", which="best")

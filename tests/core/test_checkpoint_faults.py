@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from amst_core import engine
-from amst_core.engine import StorageFull, Trainer, load_checkpoint
+from amst_core.engine import Trainer
+from amst_core.runfolder import StorageFull, load_checkpoint
 from amst_core.sinks import MemorySink
 from tests.kit.tiny import tiny_config
 from tests.kit.training import comparable
@@ -72,7 +72,7 @@ def test_a_full_disk_says_so_and_loses_nothing(tmp_path: Path, monkeypatch: pyte
     out, sink = tmp_path / "run", MemorySink()
     with monkeypatch.context() as m:
         # epoch 0 (an improvement: last.pt and best.pt) saved, epoch 1 hits the full disk
-        m.setattr(engine.torch, "save", no_space_after(2))
+        m.setattr(torch, "save", no_space_after(2))
         check_full_disk_run(out, Trainer(cfg, out_dir=out, sinks=[sink], progress=False), sink)
     trainer = Trainer(cfg, out_dir=out, sinks=[sink], progress=False)  # space freed: retry
     trainer.resume()

@@ -87,7 +87,7 @@ def test_reduced_precision_trains_on_cpu(precision: str, method: str) -> None:
 
 
 def test_evaluate_reproduces_validation_metrics_of_best_checkpoint(tmp_path: Path) -> None:
-    from amst_core.engine import evaluate_run
+    from amst_core.evaluation import evaluate_run
 
     cfg = tiny_config("amst_full", epochs=2)
     config = write_config(tmp_path / "run.yaml", cfg)

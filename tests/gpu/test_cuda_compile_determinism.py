@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from amst_core.config import RunConfig
-from amst_core.engine import Trainer, load_checkpoint
+from amst_core.engine import Trainer
+from amst_core.runfolder import load_checkpoint
 from amst_core.sinks import MemorySink
 from tests.kit.tiny import text_layout_run, tiny_config, write_tiny_roberta, write_tiny_text_layout
 from tests.kit.training import comparable, stopped_and_resumed
