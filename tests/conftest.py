@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from amst_core.store.db import get_engine
-from amst_core.store.migrate import upgrade
-from tests.kit.db import empty_pg_database, empty_postgres, migrated_sqlite, sqlite_copy
+from tests.kit import db
+from tests.kit.db import empty_postgres, migrated_pg_database, sqlite_copy
+from tests.kit.svc import BACKENDS, DEFAULT_BACKEND, external_backends_reachable
 from tests.kit.tiny import tiny_config
 
 pytest_plugins = ["tests.kit.tiers"]  # the tiers (service, browser, slow) decided by path and fixture
@@ -24,15 +25,15 @@ def make_config():
 
 
 @pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sqlite_template() -> Path:
     """One migrated SQLite file; each test gets a copy (much faster than migrating per test)."""
-    return migrated_sqlite(tmp_path_factory.mktemp("template") / "amst.db")
+    return db.sqlite_template()
 
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    with empty_pg_database("amst_test") as url:
-        upgrade(url)
+    """The session's PostgreSQL database, a copy of the migrated template."""
+    with migrated_pg_database("amst_test") as url:
         yield url
 
 
@@ -58,15 +59,7 @@ def _isolated_data_root(tmp_path_factory, monkeypatch):
 
 def pytest_report_header(config) -> list[str]:
     """Say which backends the service tests use (DESIGN.md section 8)."""
-    import socket
-
-    def up(port: int) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            return False
-
-    external = "PostgreSQL + Redis on 127.0.0.1 (reachable)" if up(5432) and up(6379) else \
+    external = "PostgreSQL + Redis on 127.0.0.1 (reachable)" if external_backends_reachable() else \
         "PostgreSQL/Redis NOT reachable: their variants are skipped"
-    return [f"service backends: embedded SQLite + SQLite broker, and {external}"]
+    return [f"service backends: embedded SQLite + SQLite broker, and {external}; tests whose subject does not "
+            f"differ by backend run on {DEFAULT_BACKEND} only (of {', '.join(BACKENDS)})"]

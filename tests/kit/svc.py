@@ -1,6 +1,9 @@
-"""Helpers for the service tests: real processes, an API (uvicorn) and Celery workers, on PostgreSQL + Redis
-when they are reachable on 127.0.0.1 (the development machines have them) and on the embedded default
-(SQLite + SQLite broker) always."""
+"""Service stacks under test: real processes, an API (uvicorn) and Celery workers, on PostgreSQL + Redis when they
+are reachable on 127.0.0.1 (the development machines and CI have them) or on the embedded default (SQLite + SQLite
+broker). Every stack's run store is a copy of a migrated template (tests/kit/db.py): none migrates from scratch.
+
+Most service tests share one running stack per backend and session (`StackPool`, tests/service/conftest.py); a test
+that kills, stops or restarts one of its processes, or needs a worker configured its own way, starts its own."""
 
 from __future__ import annotations
 
@@ -14,14 +17,20 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 
+from amst_core.store.db import get_engine
+from amst_core.store.migrate import upgrade
+from tests.kit.db import migrated_pg_database, migrated_sqlite
 from tests.kit.tiny import write_tiny_avdigits
 
 REDIS = ("127.0.0.1", 6379)
 ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
 
 
 def reachable(host: str, port: int) -> bool:
@@ -45,6 +54,16 @@ def redis_db() -> str:
 
 
 BACKENDS = ["postgres+redis", "embedded"]
+
+
+def external_backends_reachable() -> bool:
+    return reachable("127.0.0.1", 5432) and reachable(*REDIS)
+
+
+# The backend of service tests whose subject does not differ by backend: PostgreSQL + Redis where CI and the
+# development machines have them, the embedded default elsewhere. Tests whose subject differs (broker transport,
+# outages, a worker killed mid-run and its run re-queued) run on both; `amst up` and `make run` on the embedded one.
+DEFAULT_BACKEND = BACKENDS[0] if external_backends_reachable() else BACKENDS[1]
 FAST_LIFECYCLE = {"AMST_HEARTBEAT_S": "0.5", "AMST_CANCEL_POLL_S": "0.2", "AMST_REAPER_S": "0.5",
                   "AMST_SSE_POLL_S": "0.1"}
 
@@ -62,6 +81,43 @@ def service_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def stack_env(backend: str, tmp_path: Path, **extra: str) -> Iterator[dict[str, str]]:
+    """service_env on `backend`: for PostgreSQL + Redis, a database copied from the template and a Redis database of
+    its own (both removed afterwards); the test is skipped when they are not reachable. Says which one in the
+    test's output."""
+    env = service_env(tmp_path, **extra)
+    if backend == "embedded":
+        print(f"\n[service backend] embedded: SQLite + SQLite broker in {env['AMST_HOME']}")
+        yield env
+        return
+    if not external_backends_reachable():
+        import pytest
+
+        pytest.skip("PostgreSQL or Redis is not reachable on 127.0.0.1; the embedded variant still runs")
+    with migrated_pg_database("amst_svc") as url:
+        env["DATABASE_URL"], env["BROKER_URL"] = url, redis_db()
+        print(f"\n[service backend] PostgreSQL {url} + Redis {env['BROKER_URL']}")
+        yield env
+
+
+def prepare_store(env: dict[str, str]) -> None:
+    """Give a stack a migrated run store without migrating it: a SQLite store that does not exist yet is a copy of
+    the template; a PostgreSQL database made from the template is left as it is. Only an empty PostgreSQL (a
+    cluster of the test's own) is migrated."""
+    url = env.get("DATABASE_URL") or f"sqlite:///{Path(env['AMST_HOME']).resolve() / 'amst.db'}"
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.exists():
+            migrated_sqlite(path)
+        return
+    with psycopg.connect(url.replace("+psycopg", ""), connect_timeout=10) as conn:
+        migrated = conn.execute("SELECT to_regclass('public.alembic_version')").fetchone()[0] is not None
+    if not migrated:
+        upgrade(url)
+        get_engine(url).dispose()
+
+
 class Service:
     """The API and any number of workers as child processes, each in its own process group."""
 
@@ -70,8 +126,7 @@ class Service:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.procs: dict[str, subprocess.Popen] = {}
-        subprocess.run([sys.executable, "-m", "launch", "db", "upgrade"], env=env, check=True, cwd=ROOT,
-                       capture_output=True)
+        prepare_store(env)
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         log = (self.log_dir / f"{name}.log").open("w")
@@ -114,6 +169,47 @@ class Service:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+    def settle(self, timeout: float = 120) -> None:
+        """Cancel what a test left queued or running and wait until it has ended, so that the next test on a
+        shared stack finds its worker idle."""
+        def active() -> list[str]:
+            resp = httpx.get(f"{self.url}/runs", params={"status": ["queued", "running"], "limit": 200}, timeout=10)
+            return [r["id"] for r in resp.json()["items"]]
+
+        for run_id in active():
+            httpx.post(f"{self.url}/runs/{run_id}/cancel", json={}, timeout=10)
+        wait_until(lambda: not active(), timeout, interval=0.5, message="the shared stack to be idle")
+
+
+class StackPool:
+    """One running stack per backend (the API and one worker), started on first use and stopped when the pool
+    closes (at the end of the test session). Tests on it share its store: they find their runs by id, tag or name,
+    never by being alone."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.stacks: dict[str, Service] = {}
+        self.exits = contextlib.ExitStack()
+
+    def get(self, backend: str) -> Service:
+        if backend not in self.stacks:
+            self.stacks[backend] = self.start(backend)
+        return self.stacks[backend]
+
+    def start(self, backend: str) -> Service:
+        folder = self.folder / backend.replace("+", "-")
+        folder.mkdir()
+        # HF_HUB_OFFLINE: the text datasets' tiny RoBERTa lies under the data root; nothing is ever downloaded.
+        env = self.exits.enter_context(stack_env(backend, folder, HF_HUB_OFFLINE="1"))
+        svc = Service(env, folder)
+        self.exits.callback(svc.stop)
+        svc.start_api()
+        svc.start_worker()
+        return svc
+
+    def close(self) -> None:
+        self.exits.close()
 
 
 def tiny_run(**overrides) -> dict:

@@ -1,4 +1,9 @@
-"""Fixtures: the backend (PostgreSQL + Redis when reachable, and the embedded default) and the service."""
+"""Fixtures of the service tests: the shared stacks (`stack`: API + one worker per backend and session) and a
+fresh stack for a test that kills, stops or restarts one of its processes (`service`, over `backend_env`).
+
+Both default to one backend (tests.kit.svc.DEFAULT_BACKEND: PostgreSQL + Redis when reachable, else the embedded
+default). A test whose subject differs by backend runs on both with
+`@pytest.mark.parametrize("stack" or "backend_env", BACKENDS, indirect=True)`."""
 
 from __future__ import annotations
 
@@ -7,32 +12,41 @@ from pathlib import Path
 
 import pytest
 
-from tests.kit.db import empty_pg_database
-from tests.kit.svc import BACKENDS, REDIS, Service, reachable, redis_db, service_env
+from tests.kit.svc import DEFAULT_BACKEND, Service, StackPool, stack_env
 
 
-@pytest.fixture(params=BACKENDS)
-def backend_env(request, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Environment for service processes; says in the test output which backend was used."""
-    env = service_env(tmp_path)
-    if request.param == "postgres+redis":
-        if not (reachable("127.0.0.1", 5432) and reachable(*REDIS)):
-            pytest.skip("PostgreSQL or Redis is not reachable on 127.0.0.1; the embedded variant still runs")
-        with empty_pg_database("amst_svc") as url:
-            env["DATABASE_URL"], env["BROKER_URL"] = url, redis_db()
-            print(f"\n[service backend] PostgreSQL {url} + Redis {env['BROKER_URL']}")
-            yield env
-        return
-    print(f"\n[service backend] embedded: SQLite + SQLite broker in {env['AMST_HOME']}")
-    yield env
+@pytest.fixture(scope="session")
+def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackPool]:
+    pool = StackPool(tmp_path_factory.mktemp("stacks"))
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 @pytest.fixture
-def service(backend_env, tmp_path: Path) -> Iterator[Service]:
+def stack(request: pytest.FixtureRequest, stacks: StackPool) -> Iterator[Service]:
+    """The session's running stack of the backend (the default one unless parametrized); whatever the test left
+    queued or running is cancelled afterwards, so the next test finds the worker idle."""
+    backend = getattr(request, "param", DEFAULT_BACKEND)
+    svc = stacks.get(backend)
+    print(f"\n[service backend] shared stack: {backend} at {svc.url}")
+    yield svc
+    svc.settle()
+
+
+@pytest.fixture
+def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a stack of the test's own, its store copied from the template."""
+    with stack_env(getattr(request, "param", DEFAULT_BACKEND), tmp_path) as env:
+        yield env
+
+
+@pytest.fixture
+def service(backend_env: dict[str, str], tmp_path: Path) -> Iterator[Service]:
+    """A stack of the test's own (nothing started yet), for a test that kills, stops or restarts its processes."""
     svc = Service(backend_env, tmp_path)
     try:
         yield svc
     finally:
         svc.stop()
-
-

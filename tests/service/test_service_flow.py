@@ -8,8 +8,9 @@ import time
 from collections import Counter
 
 import httpx
+import pytest
 
-from tests.kit.svc import Service, tiny_run, wait_until
+from tests.kit.svc import BACKENDS, Service, tiny_run, wait_until
 
 TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
 
@@ -54,9 +55,8 @@ def assert_complete_curves(series: list[dict], epochs: int) -> None:
             assert s["epochs"] == list(range(epochs)), (s["split"], s["component"], s["modality"], s["epochs"])
 
 
-def test_post_run_follow_to_success_with_per_modality_curves(service: Service) -> None:
-    service.start_api()
-    service.start_worker()
+def test_post_run_follow_to_success_with_per_modality_curves(stack: Service) -> None:
+    service = stack
     resp = httpx.post(f"{service.url}/runs", json=tiny_run(), timeout=10)
     assert resp.status_code == 201, resp.text
     run_id = resp.json()["id"]
@@ -73,9 +73,8 @@ def test_post_run_follow_to_success_with_per_modality_curves(service: Service) -
     assert_complete_curves(series_of(service, run_id), epochs=2)
 
 
-def test_cancel_mid_run_then_worker_takes_the_next_run(service: Service) -> None:
-    service.start_api()
-    service.start_worker()
+def test_cancel_mid_run_then_worker_takes_the_next_run(stack: Service) -> None:
+    service = stack
     long_run = httpx.post(f"{service.url}/runs", json=tiny_run(method="naive", epochs=500), timeout=10).json()
     wait_until(lambda: get_run(service, long_run["id"])["epochs_done"] >= 1, 240, message="first epoch")
     asked = time.monotonic()
@@ -97,9 +96,11 @@ def values_of(svc: Service, run_id: str) -> dict[tuple, list]:
             for s in series_of(svc, run_id) if s["name"] not in TIMING}
 
 
+@pytest.mark.parametrize("backend_env", BACKENDS, indirect=True)  # the run is re-sent through the broker
 def test_killed_worker_mid_epoch_is_resumed_and_ends_as_if_never_killed(service: Service) -> None:
     """SIGKILL in the middle of an epoch: the run is lost, re-queued, resumed by another worker from its last
-    checkpoint, and its every metric equals that of the same run trained without interruption."""
+    checkpoint, and its every metric equals that of the same run trained without interruption. On both backends:
+    the lost run's message is sent again through the broker, whose transport differs."""
     service.start_api()
     service.start_worker("worker-a")
     epochs = 5
