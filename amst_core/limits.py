@@ -15,7 +15,20 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from amst_core.catalog import METHODS
 from amst_core.config import ConfigError
+from amst_core.method_specs import MethodSpec
+from amst_core.vocab import (
+    BOUNDED_METRICS,
+    ENGINE_SERIES,
+    EVAL_SPLITS,
+    FAMILIES,
+    FUSED,
+    LOSS_METRICS,
+    OPTIMIZER_PARTS,
+    SPLITS,
+    RunSeries,
+)
 
 if TYPE_CHECKING:
     from amst_core.config import RunConfig
@@ -90,6 +103,7 @@ def check_limits(cfg: RunConfig, limits: Limits) -> None:
                                    f"image_size^2 x 3 + audio_frames x mel_bins, as float32); this server allows "
                                    f"{limits.batch_input_mb} MiB (AMST_MAX_BATCH_INPUT_MB): make the inputs or the "
                                    "batch smaller")
+    check_points(cfg, limits)
     spec = cfg.dataset.synthetic
     if spec is not None:
         data_mb = floats * sum(spec.samples.values()) * FLOAT_BYTES / MB
@@ -103,3 +117,49 @@ def largest_split(cfg: RunConfig) -> int:
     """A batch is never larger than the split it is drawn from (known only for generated data)."""
     spec = cfg.dataset.synthetic
     return max(spec.samples.values()) if spec is not None else cfg.batch_size
+
+
+# ---------------------------------------------------------------- metric points a run writes
+
+PREDICTION_POINTS = len(BOUNDED_METRICS) + len(LOSS_METRICS)  # per prediction and split: acc, acc_prob, F1, loss
+GAP_POINTS = 1  # acc_gap per component with two or more modalities (amst_core.metrics.imbalance_points)
+SELECTION_POINTS = 3  # per prediction model selection tracks: best_epoch, best_val_acc, test_acc_at_best (val)
+
+
+def logged_series(cfg: RunConfig, method: MethodSpec) -> list[RunSeries]:
+    """The run-level series this run writes: the engine's (skip speeds only under `skip: auto`, GPU ones unless
+    on a CPU) and the method's own."""
+    auto = cfg.skip.auto is not None and method.uses_skip
+    gpu = cfg.device != "cpu"
+    conditional = {"skip_speed": auto, "gpu_util": gpu, "gpu_mem_gib": gpu}
+    return [s for s in ENGINE_SERIES if conditional.get(s.name, True)] + list(method.series)
+
+
+def points_per_epoch(cfg: RunConfig) -> int:
+    """The metric points one epoch of this run writes when its test split runs (an epoch without it writes
+    fewer): every prediction of the method's modules on every split, its combinations on val and test, the gaps,
+    the model selection, the learning rates and the run-level series declared by the engine and the method."""
+    method, n = METHODS[cfg.method], len(cfg.modalities)
+    predictions = 1 + sum(1 for prefix in method.modules if prefix)  # fused, and FULL's alt and joint
+    per_modality = sum(1 for f in FAMILIES if f != FUSED) * len(method.modules) + len(method.modality_components)
+    combos = len(method.combos(cfg.modalities)) if method.combos is not None else 0
+    each_split = PREDICTION_POINTS * (predictions + n * per_modality) + (GAP_POINTS * per_modality if n >= 2 else 0)
+    evaluated = len(SPLITS) * each_split + len(EVAL_SPLITS) * PREDICTION_POINTS * combos
+    series = sum(n if s.per_modality else 1 for s in logged_series(cfg, method))
+    learning_rates = len(OPTIMIZER_PARTS) + n  # each optimizer part, and each modality's encoder
+    return evaluated + series + learning_rates + SELECTION_POINTS * (1 + combos)
+
+
+def run_points(cfg: RunConfig) -> int:
+    """At most this many metric points for the whole run."""
+    return points_per_epoch(cfg) * cfg.epochs
+
+
+def check_points(cfg: RunConfig, limits: Limits) -> None:
+    """Refused at submission, before a first epoch trains to find it out (the store's writer keeps its own check
+    as the backstop)."""
+    per_epoch = points_per_epoch(cfg)
+    if per_epoch * cfg.epochs > limits.points_per_run:
+        raise ConfigError("epochs", f"this run would write about {per_epoch * cfg.epochs:,} metric points "
+                                    f"({per_epoch} an epoch x {cfg.epochs} epochs); this server keeps at most "
+                                    f"{limits.points_per_run:,} per run (AMST_MAX_POINTS_PER_RUN): fewer epochs")

@@ -14,4 +14,5 @@ class FullParams(SkipParams):
 
 
 SPEC = MethodSpec("amst_full", "alternating module plus joint module, predictions averaged", FullParams, "concat",
-                  fusion_fixed=True, uses_skip=True, implementation="amst_core.methods.amst_full:AmstFull")
+                  fusion_fixed=True, uses_skip=True, implementation="amst_core.methods.amst_full:AmstFull",
+                  modules=("alt_", "joint_"))  # an alternating module A and a joint module J

@@ -73,6 +73,13 @@ class MethodSpec:
     # draws whatever is declared here, and the points-per-run estimate counts them.
     series: tuple[RunSeries, ...] = ()
     check: MethodCheck | None = None  # its own config rules, beyond the generic ones above
+    # What it evaluates, for the points-per-run estimate (amst_core.limits): the component prefixes of the networks
+    # it trains (vocab.MODULE_PREFIXES: FULL's alt_ and joint_), its predictions per modality beyond the branches
+    # and helpers (PMR's prototype), and the names of its combined predictions for a run's modalities (MLA's
+    # `combo:<name>`, evaluated on val and test, each tracked by model selection).
+    modules: tuple[str, ...] = ("",)
+    modality_components: tuple[str, ...] = ()
+    combos: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         if ":" not in self.implementation:

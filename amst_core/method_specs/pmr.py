@@ -1,6 +1,7 @@
 from pydantic import Field
 
 from amst_core.method_specs.base import MethodSpec, Window
+from amst_core.vocab import PROTOTYPE
 
 
 class PmrParams(Window):
@@ -13,4 +14,5 @@ class PmrParams(Window):
 
 
 SPEC = MethodSpec("pmr", "PMR: a prototype loss for the weaker of two modalities", PmrParams, "lsum",
-                  fusion_fixed=False, uses_skip=False, modalities=2, implementation="amst_core.methods.pmr:Pmr")
+                  fusion_fixed=False, uses_skip=False, modalities=2, implementation="amst_core.methods.pmr:Pmr",
+                  modality_components=(PROTOTYPE,))

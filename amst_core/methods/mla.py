@@ -15,22 +15,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from amst_core.method_specs.mla import ENTROPY, combinations, combo_names
 from amst_core.methods.base import Embeddings, Method
 from amst_core.metrics import Key
-
-PAIR_WEIGHTS = ((0.3, 0.7), (0.4, 0.6), (0.5, 0.5), (0.6, 0.4), (0.7, 0.3))
-TRIPLE_WEIGHTS = {"audio": 0.35, "text": 0.4, "visual": 0.25}
-
-
-def combinations(modalities: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """name -> weight per modality, e.g. {"a30_v70": {"audio": 0.3, "visual": 0.7}}."""
-    if len(modalities) == 2:
-        weight_sets = [dict(zip(modalities, pair, strict=True)) for pair in PAIR_WEIGHTS]
-    elif len(modalities) == 3:
-        weight_sets = [{m: TRIPLE_WEIGHTS[m] for m in modalities}]
-    else:
-        return {}
-    return {"_".join(f"{m[0]}{round(w * 100)}" for m, w in weights.items()): weights for weights in weight_sets}
+from amst_core.vocab import combo
 
 
 def entropy_gate(branches: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -57,10 +45,10 @@ class Mla(Method):
         if len(branches) < 2:
             return {}
         out: dict[Key, torch.Tensor] = {
-            (f"combo:{name}", None): sum(w * branches[m].float() for m, w in weights.items())
+            (combo(name), None): sum(w * branches[m].float() for m, w in weights.items())
             for name, weights in self.weights.items()}
-        out[("combo:entropy", None)] = entropy_gate(branches)
+        out[(combo(ENTROPY), None)] = entropy_gate(branches)
         return out
 
     def selections(self) -> tuple[str, ...]:
-        return tuple(f"combo:{name}" for name in [*self.weights, "entropy"]) if self.n >= 2 else ()
+        return tuple(combo(name) for name in combo_names(self.modalities))
