@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from amst_client.curves import Curves
-from amst_client.errors import ApiUnavailable, error_of
+from amst_client.errors import ApiError, ApiUnavailable, error_of
 from amst_client.types import Dataset, Health, Log, Method, Metrics, Run, Sweep, Vocabulary, Worker
 
 # Mutating calls say they are JSON even without a body: an API without a token refuses anything else (CSRF).
@@ -161,10 +161,14 @@ class Client:
             time.sleep(every_s)
 
     def ended(self, run: Run) -> bool:
-        """Whether the run has ended, by the server's own list of terminal statuses."""
+        """Whether the run has ended, by the server's own list of terminal statuses (a server older than GET
+        /vocabulary: by its end time, which only an ended run has)."""
         if self._terminal is None:
-            self._terminal = frozenset(self.vocabulary()["statuses"]["terminal"])
-        return run["status"] in self._terminal
+            try:
+                self._terminal = frozenset(self.vocabulary()["statuses"]["terminal"])
+            except ApiError:
+                self._terminal = frozenset()
+        return run["status"] in self._terminal if self._terminal else run["finished_at"] is not None
 
     def metrics(self, run_id: str, since_epoch: int = -1, **only: str) -> Metrics:
         """The points after `since_epoch`, per series; `only` filters them (split, component, modality, name)."""
@@ -172,13 +176,14 @@ class Client:
 
     def curves(self, run_id: str, since: Curves | None = None, **only: str) -> Curves:
         """The run's curves; given the curves of an earlier call (`since`), only the epochs after them are asked
-        for and added to them (a run that went back since is read again from its first epoch). `only` filters
-        the series as in `metrics`; pass the same filters on every call."""
+        for and added to them (when another attempt resumed the run meanwhile, the epochs it replaced are dropped
+        and read again). `only` filters the series as in `metrics`; pass the same filters on every call."""
         curves = since if since is not None else Curves(run_id)
         body = self.metrics(run_id, curves.next_since_epoch, **only)
-        if curves.rewound_by(body):
-            curves = Curves(run_id)
-            body = self.metrics(run_id, -1, **only)
+        replaced = curves.replaced_from(body)
+        if replaced is not None and replaced <= curves.next_since_epoch:
+            curves.drop_from(replaced)
+            body = self.metrics(run_id, curves.next_since_epoch, **only)
         curves.merge(body)
         return curves
 

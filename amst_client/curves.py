@@ -1,6 +1,6 @@
 """A run's metrics as curves, one per series, read incrementally: each read asks only for the epochs after the
-newest one held (`since_epoch`), and starts again from the first epoch when the run went back (a retry or a
-resume rewrote what came after its checkpoint)."""
+newest one held (`since_epoch`). When a later attempt resumed the run from a checkpoint, the API says from which
+epoch the points held are replaced (`superseded_from`): those are dropped and read again."""
 
 from __future__ import annotations
 
@@ -61,11 +61,21 @@ class Curves:
         return {k: self[k] for k in self.keys()
                 if all(v is None or getattr(k, part) == v for part, v in wanted.items())}
 
-    def rewound_by(self, body: Metrics) -> bool:
-        """The run started again below what is held: another attempt, or fewer epochs done than were read."""
-        if self.run is None:
-            return False
-        return body["run"]["attempt"] != self.run["attempt"] or body["epochs_done"] - 1 < self.next_since_epoch
+    def replaced_from(self, body: Metrics) -> int | None:
+        """The first epoch whose points held are no longer the run's, by this newer answer: another attempt resumed
+        there (the API's superseded_from; a server that does not say it: from the start). None: all still hold."""
+        if self.run is None or body["run"]["attempt"] == self.run["attempt"]:
+            return None
+        start = body.get("superseded_from")
+        return 0 if start is None else start
+
+    def drop_from(self, epoch: int) -> None:
+        """Forget the points of `epoch` and later; the next read asks for them again."""
+        for curve in self.points.values():
+            for e in [e for e in curve if e >= epoch]:
+                del curve[e]
+        self.points = {k: v for k, v in self.points.items() if v}
+        self.next_since_epoch = min(self.next_since_epoch, epoch - 1)
 
     def merge(self, body: Metrics) -> None:
         for s in body["series"]:

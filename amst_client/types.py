@@ -98,6 +98,7 @@ class Metrics(TypedDict):
     run: Run
     series: list[SeriesPoints]
     next_since_epoch: int
+    superseded_from: NotRequired[int | None]  # a later attempt resumed here: points held from here on are replaced
 
 
 class Log(TypedDict):
@@ -181,6 +182,7 @@ class Vocabulary(TypedDict):
 
     modalities: list[str]
     splits: list[str]
+    eval_splits: NotRequired[list[str]]  # the splits a run is evaluated on each epoch
     components: dict[str, Any]
     metrics: dict[str, list[str]]
     series_kinds: list[str]

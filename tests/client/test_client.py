@@ -137,10 +137,10 @@ def test_curves_are_read_incrementally_and_again_after_a_retry(client: Client, s
     client.retry(run_id)  # attempt 2 resumes from its checkpoint: what was held may be rewritten
     FakeWorker(settings.db_url, run_id).start(start_epoch=1).epoch(1, 0.7)
     asked.clear()
-    again = client.curves(run_id, since=curves)
-    assert asked == [2, -1], "a new attempt is read again from the first epoch"
-    assert again is not curves and again.run["attempt"] == 2
-    assert again[audio].values[1] == pytest.approx(0.71)
+    assert client.curves(run_id, since=curves) is curves
+    assert asked == [2, 0], "the epochs the new attempt replaced (from 1, where it resumed) are read again"
+    assert curves.run["attempt"] == 2 and curves[audio].epochs == [0, 1]
+    assert curves[audio].values == pytest.approx([0.5, 0.71]), "epoch 2 of attempt 1 is gone, epoch 1 replaced"
     assert isinstance(client.curves(run_id, split="test"), Curves)
     assert {k.split for k in client.curves(run_id, split="test")} == {"test"}
     assert client.metrics(run_id, since_epoch=0)["next_since_epoch"] == 1

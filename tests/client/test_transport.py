@@ -327,3 +327,18 @@ def test_delete_sends_the_token_and_a_refusal_names_the_run():
         client.delete("live")
     assert seen == [("DELETE", "/runs/r1", "Bearer s3cret"), ("DELETE", "/runs/live", "Bearer s3cret")]
     assert (err.value.status, err.value.field) == (409, "run_id")
+
+
+def test_wait_on_a_server_without_the_vocabulary_ends_on_the_runs_end_time():
+    polls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/vocabulary":
+            return httpx.Response(404, json={"error": {"status": 404, "message": "not found"}})
+        polls.append(request.url.path)
+        finished = "2026-01-01T00:00:00Z" if len(polls) == 3 else None
+        return httpx.Response(200, json={"id": "r1", "status": "whatever", "epochs_done": len(polls),
+                                         "finished_at": finished})
+
+    run = client_of(handler).wait("r1", every_s=0)
+    assert run["finished_at"] and polls == ["/runs/r1"] * 3
