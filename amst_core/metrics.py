@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from amst_core import vocab
-from amst_core.vocab import HELPER, RUN, VAL
+from amst_core.vocab import ACC_GAP, HELPER, RUN, VAL
 
 Key = tuple[str, str | None]  # (component, modality)
 
@@ -115,7 +115,7 @@ def imbalance_points(points: list[MetricPoint], split: str, epoch: int) -> list[
         if p.split == split and p.name == "acc" and p.modality is not None:
             by_component.setdefault(p.component, []).append(p.value)
     return [
-        MetricPoint(split, component, None, "acc_gap", epoch, max(accs) - min(accs))
+        MetricPoint(split, component, None, ACC_GAP, epoch, max(accs) - min(accs))
         for component, accs in sorted(by_component.items())
         if len(accs) >= 2
     ]

@@ -68,6 +68,10 @@ SeriesKind = Literal["bounded", "loss", "count", "quantity"]
 
 BOUNDED_METRICS: tuple[str, ...] = ("acc", "acc_prob", "macro_f1")  # per prediction, in [0, 1]
 LOSS_METRICS: tuple[str, ...] = ("loss",)
+# The imbalance gap: strongest minus weakest modality's accuracy of one component (branch, helper, ...), modality
+# none, per split and epoch (amst_core.metrics.imbalance_points); in [0, 1].
+ACC_GAP = "acc_gap"
+GAP_METRICS: tuple[str, ...] = (ACC_GAP,)
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ class RunStatus(enum.StrEnum):
 
 ACTIVE: tuple[RunStatus, ...] = (RunStatus.queued, RunStatus.starting, RunStatus.running, RunStatus.stalled)
 TERMINAL: tuple[RunStatus, ...] = (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.lost)
+LIVE: tuple[RunStatus, ...] = (RunStatus.starting, RunStatus.running, RunStatus.stalled)  # a worker holds it
+RETRYABLE: tuple[RunStatus, ...] = (RunStatus.failed, RunStatus.cancelled, RunStatus.lost)  # a retry takes it up
 # A sweep's status, derived from its runs' (amst_core.store.sweeps.status): finished means every run ended, some
 # not succeeded; cancelling, that its runs are being cancelled.
 SweepStatus = Literal["queued", "running", "cancelling", "succeeded", "finished", "cancelled"]
@@ -125,16 +131,18 @@ def vocabulary() -> dict:
     return {
         "modalities": list(MODALITIES),
         "splits": list(SPLITS),
+        "eval_splits": list(EVAL_SPLITS),
         "components": {
             "fused": FUSED, "branch": BRANCH, "helper": HELPER, "prototype": PROTOTYPE, "run": RUN,
             "combo_prefix": COMBO_PREFIX, "module_prefixes": list(MODULE_PREFIXES),
             "families": {family: list(family_members(family)) for family in FAMILIES},
             "optimizer_parts": list(OPTIMIZER_PARTS),
         },
-        "metrics": {"bounded": list(BOUNDED_METRICS), "loss": list(LOSS_METRICS)},
+        "metrics": {"bounded": list(BOUNDED_METRICS), "loss": list(LOSS_METRICS), "gap": list(GAP_METRICS)},
         "series_kinds": list(get_args(SeriesKind)),
         "engine_series": [s.as_dict() for s in ENGINE_SERIES],
         "statuses": {"all": [s.value for s in RunStatus], "active": [s.value for s in ACTIVE],
-                     "terminal": [s.value for s in TERMINAL]},
+                     "terminal": [s.value for s in TERMINAL], "live": [s.value for s in LIVE],
+                     "retryable": [s.value for s in RETRYABLE]},
         "sweep_statuses": {"all": list(SWEEP_STATUSES), "active": list(SWEEP_ACTIVE)},
     }

@@ -7,16 +7,17 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ui.series import Balance, Band, RunSeries, difference, resolve, smooth, wall_clock
+from ui.series import Balance, Band, RunSeries, component_at, difference, smooth, wall_clock, whole_model
 from ui.style import (
     COMPONENT_DASH,
+    FUSED_COLOR,
     FUSED_WIDTH,
     LINE_WIDTH,
-    MODALITY_COLORS,
     RUN_COLORS,
     RUN_DASHES,
     modality_color,
 )
+from ui.words import Words
 
 # Fixed margins, wide enough for tick labels and axis titles: Plotly's automatic margins measure every label and
 # lay the plot out again (a sixth of a page's drawing time in bench/ui_render.py's probes). Streamlit's theme styles
@@ -67,14 +68,24 @@ def epoch_axis(last: int) -> dict[str, Any]:
             "range": [0.5, max(1, last) + 0.5], "title_text": "epoch"}
 
 
-BOUNDED = ("acc", "macro_f1", "acc_prob", "f1", "precision", "recall")  # metrics in [0, 1]
+def value_axis(name: str, log_y: bool, words: Words) -> dict[str, Any]:
+    """Log scale only where it means something (a loss); bounded metrics (the vocabulary's, and any *_acc) never
+    autoscale past [0, 1]."""
+    return kind_axis(metric_kind(name, words), log_y)
 
 
-def value_axis(name: str, log_y: bool) -> dict[str, Any]:
-    """Log scale only where it means something (a loss); bounded metrics never autoscale past [0, 1]."""
-    if name in BOUNDED or name.endswith("_acc"):
+def metric_kind(name: str, words: Words) -> str:
+    """A prediction metric's kind, in the vocabulary's terms of run-level series: bounded, loss or quantity."""
+    if name in words.bounded or name in words.gaps or name.endswith("_acc"):
+        return "bounded"
+    return "loss" if name in words.losses or "loss" in name else "quantity"
+
+
+def kind_axis(kind: str, log_y: bool) -> dict[str, Any]:
+    """A y axis for a series of this kind: bounded on [0, 1], a loss on a log scale when asked."""
+    if kind == "bounded":
         return {"autorangeoptions": {"clipmin": 0, "clipmax": 1}, "tickformat": ".2f"}
-    return {"type": "log"} if log_y and "loss" in name else {}
+    return {"type": "log"} if log_y and kind == "loss" else {}
 
 
 def raw_line(x: list[Any], y: list[float | None], color: str, group: str) -> go.Scatter:
@@ -83,7 +94,8 @@ def raw_line(x: list[Any], y: list[float | None], color: str, group: str) -> go.
                       showlegend=False, legendgroup=group)
 
 
-def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components: list[str], x: str = "epoch",
+def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components: list[str], words: Words,
+                  x: str = "epoch",
                   smoothing: float = 0.0, log_y: bool = False, row_height: int = 330) -> go.Figure:
     """A row per metric, a column per split; one line per (component, modality). One figure, so that the
     browser lays out and redraws one Plotly plot instead of one per metric."""
@@ -120,7 +132,7 @@ def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components
         fig.add_traces(traces, rows=[r for r, _ in cells], cols=[c for _, c in cells])
     for row, name in enumerate(names, start=1):
         fig.update_yaxes(title_text=name, row=row, col=1)
-        fig.update_yaxes(row=row, autorange=True, **value_axis(name, log_y))
+        fig.update_yaxes(row=row, autorange=True, **value_axis(name, log_y, words))
     lay_out(fig, height=row_height * rows + 60)
     if x == "wall":
         fig.update_xaxes(title_text="wall time (s)", rangemode="tozero", row=rows)
@@ -153,12 +165,12 @@ def balance_figure(b: Balance, strip: Strip | None = None) -> go.Figure:
                          marker={"color": colors, "pattern": {"shape": "/"}, "opacity": 0.6},
                          texttemplate="%{y:.3f}"), row=1, col=1)
     fig.add_trace(go.Scatter(x=shown(b.gap_epochs), y=b.gap_values, mode=line_mode(b.gap_epochs), name="gap",
-                             line={"color": MODALITY_COLORS["fused"]}, hovertemplate="gap %{y:.4f}<extra></extra>"),
+                             line={"color": FUSED_COLOR}, hovertemplate="gap %{y:.4f}<extra></extra>"),
                   row=1, col=2)
     if b.helper_gap_epochs:
         fig.add_trace(go.Scatter(x=shown(b.helper_gap_epochs), y=b.helper_gap_values,
                                  mode=line_mode(b.helper_gap_epochs), name="gap of the probes",
-                                 line={"color": MODALITY_COLORS["fused"], "dash": "dot"},
+                                 line={"color": FUSED_COLOR, "dash": "dot"},
                                  hovertemplate="probe gap %{y:.4f}<extra></extra>"), row=1, col=2)
     at = f"epoch {b.epoch + 1}" if b.epoch is not None else "no epoch yet"
     top = max([v for v in [*b.gap_values, *b.helper_gap_values] if v is not None], default=0.0)
@@ -212,12 +224,14 @@ Pairs = list[tuple[RunSeries, RunSeries, str]]  # (AMST run, its baseline, label
 
 
 def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, component: str, name: str,
-                   smoothing: float = 0.0, height: int = 420, x: str = "epoch", log_y: bool = False,
+                   words: Words, smoothing: float = 0.0, height: int = 420, x: str = "epoch", log_y: bool = False,
                    pairs: Pairs | None = None) -> go.Figure:
-    """A panel per modality (its title in the modality's colour) and fused; one colour per run (no modality's
-    colour); markers while a run is short, so a one-epoch run is a visible point. With `pairs`, a row below, across
-    the panels: each AMST run minus its baseline (difference_traces). One figure: one Plotly instance to draw."""
-    panels = [*sorted({m for rs in runs for m in rs.modalities()}), "fused"]
+    """A panel per modality (its title in the modality's colour) and the whole model (fused, or the combination
+    chosen); one colour per run (no modality's colour); markers while a run is short, so a one-epoch run is a
+    visible point. With `pairs`, a row below, across the panels: each AMST run minus its baseline
+    (difference_traces). One figure: one Plotly instance to draw."""
+    whole = whole_model(words, component)
+    panels = [*sorted({m for rs in runs for m in rs.modalities()}), whole]
     cols = len(panels)
     diff_px = 340 if pairs else 0
     specs = [[{}] * cols] + ([[{"colspan": cols}] + [None] * (cols - 1)] if pairs else [])
@@ -229,9 +243,9 @@ def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, co
     in_legend: set[str] = set()
     last = 0
     for col, panel in enumerate(panels, start=1):
-        modality = None if panel == "fused" else panel
+        modality = None if panel == whole else panel
         for i, rs in enumerate(runs):
-            comp = "fused" if modality is None else resolve(rs, split, component, modality, name)
+            comp = component_at(words, rs, split, component, modality, name)
             epochs, values = rs.series((split, comp, modality, name))
             if not epochs:
                 continue
@@ -249,7 +263,7 @@ def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, co
                           row=1, col=col)
             in_legend.add(rs.run_id)
     for annotation, panel in zip(fig.layout.annotations, panels, strict=False):
-        annotation.font = {"color": modality_color(None if panel == "fused" else panel), "size": 15}
+        annotation.font = {"color": modality_color(None if panel == whole else panel), "size": 15}
     lay_out(fig, height=total)
     for col in range(2, cols + 1):  # one y range across the modality panels, as shared axes would give
         fig.update_yaxes(matches="y", showticklabels=False, row=1, col=col)
@@ -259,10 +273,10 @@ def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, co
         fig.update_xaxes(**epoch_axis(last), row=1)
     if pairs and x != "wall":  # the row below says "epoch": above, the title would crowd that row's own title
         fig.update_xaxes(title_text=None, row=1)
-    fig.update_yaxes(autorange=True, **value_axis(name, log_y), row=1)
+    fig.update_yaxes(autorange=True, **value_axis(name, log_y, words), row=1)
     fig.update_yaxes(title_text=f"{split} {name}", row=1, col=1)
     if pairs:
-        traces, diff_last = difference_traces(pairs, split, component, name)
+        traces, diff_last = difference_traces(pairs, split, component, name, words)
         if traces:
             fig.add_traces(traces, rows=2, cols=1)
         fig.add_hline(y=0, line={"color": "#999999", "width": 1}, row=2, col=1)
@@ -271,15 +285,17 @@ def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, co
     return fig
 
 
-def difference_traces(pairs: Pairs, split: str, component: str, name: str) -> tuple[list[go.Scatter], int]:
-    """AMST run minus its baseline, per modality (its colour) and fused (bold); one dash per pair. Also the last
-    epoch drawn (for the axis)."""
+def difference_traces(pairs: Pairs, split: str, component: str, name: str,
+                      words: Words) -> tuple[list[go.Scatter], int]:
+    """AMST run minus its baseline, per modality (its colour) and the whole model (bold); one dash per pair. Also
+    the last epoch drawn (for the axis)."""
+    whole = whole_model(words, component)
     dashes = ("solid", "dash", "dot", "dashdot", "longdash")
     traces, last = [], 0
     for i, (amst, base, label) in enumerate(pairs):
         for modality in [*amst.modalities(), None]:
-            comp = "fused" if modality is None else component
-            epochs, diff = difference(amst, base, (split, comp, modality, name))
+            comp = whole if modality is None else component
+            epochs, diff = difference(amst, base, (split, comp, modality, name), words)
             if epochs:
                 last = max([last, *shown(epochs)])
                 # One legend entry per pair (its fused line); the modalities' lines follow it on a click.
@@ -288,13 +304,13 @@ def difference_traces(pairs: Pairs, split: str, component: str, name: str) -> tu
                     legendgroup=f"pair{i}", showlegend=modality is None,
                     line={"color": modality_color(modality), "dash": dashes[i % len(dashes)],
                           "width": FUSED_WIDTH if modality is None else LINE_WIDTH},
-                    hovertemplate=f"{label} · {modality or 'fused'}: %{{y:+.4f}}<extra></extra>"))
+                    hovertemplate=f"{label} · {modality or whole}: %{{y:+.4f}}<extra></extra>"))
     return traces, last
 
 
-def difference_figure(pairs: Pairs, split: str, component: str, name: str) -> go.Figure:
+def difference_figure(pairs: Pairs, split: str, component: str, name: str, words: Words) -> go.Figure:
     """The differences alone, on one axis with a zero line."""
-    traces, last = difference_traces(pairs, split, component, name)
+    traces, last = difference_traces(pairs, split, component, name, words)
     fig = go.Figure(traces)
     fig.add_hline(y=0, line={"color": "#999999", "width": 1})
     lay_out(fig, height=380, yaxis_title=f"Δ {split} {name} (AMST − baseline)")
@@ -313,7 +329,7 @@ def resource_figure(rs: RunSeries) -> go.Figure | None:
                         horizontal_spacing=0.12)
     for col, (epochs, values), name, top in ((1, util, "utilisation", 100.0), (2, memory, "memory", None)):
         fig.add_trace(go.Scatter(x=shown(epochs), y=values, mode=line_mode(epochs), name=name,
-                                 line={"color": MODALITY_COLORS["fused"]},
+                                 line={"color": FUSED_COLOR},
                                  hovertemplate=f"{name} %{{y:.1f}}<extra></extra>"), row=1, col=col)
         peak = max([v for v in values if v is not None], default=1.0)
         fig.update_yaxes(range=[0, top or max(1.0, peak * 1.2)], row=1, col=col)
@@ -322,7 +338,42 @@ def resource_figure(rs: RunSeries) -> go.Figure | None:
     return fig
 
 
-def band_figure(bands: dict[str, dict[str, Band]], split: str, name: str, height: int = 420) -> go.Figure:
+def logged(rs: RunSeries, series: dict[str, Any], words: Words) -> list[tuple[str, str, str | None, str]]:
+    """The keys of a declared run-level series in this run's points: one per modality, or one for the run."""
+    return [k for k in rs.series_keys() if k[1] == words.run and k[0] == series["split"] and k[3] == series["name"]]
+
+
+def run_series_figure(rs: RunSeries, declared: list[dict[str, Any]], words: Words,
+                      log_y: bool = False) -> go.Figure | None:
+    """Run-level series as declared (GET /vocabulary's engine series, GET /methods' series of the run's method),
+    those the run logged: a row each, a line per modality in its colour (or one for the whole run); bounded ones on
+    [0, 1], losses on a log scale when asked. A method's new series appear here with no edit of the dashboard.
+    None when the run logged none of them."""
+    present = [(s, keys) for s in declared if (keys := logged(rs, s, words))]
+    if not present:
+        return None
+    fig = make_subplots(rows=len(present), cols=1, shared_xaxes=True, vertical_spacing=0.5 / (len(present) + 1),
+                        subplot_titles=[s["name"] for s, _ in present])
+    traces, rows, last = [], [], 0
+    for row, (s, keys) in enumerate(present, start=1):
+        for key in keys:
+            epochs, values = rs.series(key)
+            last = max([last, *shown(epochs)])
+            label = curve_label(s["name"], key[2])
+            traces.append(go.Scatter(x=shown(epochs), y=values, mode=line_mode(epochs), name=label, legendgroup=label,
+                                     showlegend=False, line={"color": modality_color(key[2]), "width": LINE_WIDTH},
+                                     hovertemplate=f"{label}: %{{y:.4g}}<extra>{s['description']}</extra>"))
+            rows.append(row)
+        fig.update_yaxes(row=row, col=1, autorange=True, **kind_axis(s["kind"], log_y))
+    fig.add_traces(traces, rows=rows, cols=[1] * len(rows))
+    lay_out(fig, height=60 + 190 * len(present), showlegend=False)
+    fig.update_xaxes(**{k: v for k, v in epoch_axis(last).items() if k != "title_text"})
+    fig.update_xaxes(title_text="epoch", row=len(present))
+    return fig
+
+
+def band_figure(bands: dict[str, dict[str, Band]], split: str, name: str, whole: str, height: int = 420
+                ) -> go.Figure:
     """Grouped curves: a panel per modality and fused, each group its mean line over a +-1 std band, one colour
     per group (seeds collapse into the band, groups stay separate lines)."""
     panels = list(bands)
@@ -340,10 +391,10 @@ def band_figure(bands: dict[str, dict[str, Band]], split: str, name: str, height
                                      legendgroup=label, showlegend=False), row=1, col=col)
             fig.add_trace(go.Scatter(x=xs, y=band.mean, mode=line_mode(band.epochs),
                                      name=f"{label} (n={band.runs})", legendgroup=label, showlegend=first,
-                                     line={**style, "width": FUSED_WIDTH if panel == "fused" else LINE_WIDTH}),
+                                     line={**style, "width": FUSED_WIDTH if panel == whole else LINE_WIDTH}),
                           row=1, col=col)
     for annotation, panel in zip(fig.layout.annotations, panels, strict=False):
-        annotation.font = {"color": modality_color(None if panel == "fused" else panel), "size": 15}
+        annotation.font = {"color": modality_color(None if panel == whole else panel), "size": 15}
     lay_out(fig, height=height)
     last = max((e + 1 for by_group in bands.values() for b in by_group.values() for e in b.epochs), default=0)
     fig.update_xaxes(**epoch_axis(last))

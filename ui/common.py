@@ -13,6 +13,7 @@ import streamlit as st
 from amst_client import ApiError, ApiUnavailable, Client
 from ui.series import RunSeries
 from ui.settings import ui_settings
+from ui.words import Words
 
 PAGES = {"runs": "views/runs.py", "new": "views/new_run.py", "run": "views/run.py", "compare": "views/compare.py",
          "sweeps": "views/sweeps.py"}
@@ -24,6 +25,19 @@ def api() -> Client:
         s = ui_settings()
         st.session_state.api = Client(s.api_url, s.api_token or None, timeout_s=s.timeout_s)
     return st.session_state.api
+
+
+def words() -> Words:
+    """The product's words (GET /vocabulary), asked once per browser session: they change only with a release."""
+    if "words" not in st.session_state:
+        st.session_state.words = Words.of(api().vocabulary())
+    return st.session_state.words
+
+
+def baseline_pairs(run_ids: list[str], baseline: str) -> list[tuple[str, str]]:
+    """(AMST run, its baseline run) ids among these runs: the library's one pairing rule, served by GET /pairs."""
+    return [(p["run_id"], p["baseline_id"])
+            for p in api().json("GET", "/pairs", params={"run": run_ids, "baseline": baseline})]
 
 
 def series_cache() -> dict[str, RunSeries]:

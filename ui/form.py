@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection
 from typing import Any
 
 SERVER_TAG_PREFIX = "sweep:"  # the API's own tags (amst_core.store.sweeps); the UI talks only to the API
@@ -71,15 +72,15 @@ def slot_for(field: str | None, slots: list[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def param_widgets(schema: dict[str, Any], modalities: list[str] | None = None
+def param_widgets(schema: dict[str, Any], modalities: list[str] | None = None, known: Collection[str] = ()
                   ) -> list[tuple[str, str, dict[str, Any]]]:
     """(name, kind, spec) per method parameter from its JSON schema: kind is select, bool, int, float or text. A
-    choice that may be left unset (`anyOf` an enum and null) is a select too; one of modalities offers only the
-    dataset's."""
+    choice that may be left unset (`anyOf` an enum and null) is a select too; one of modalities (all among `known`,
+    the served vocabulary's) offers only the dataset's."""
     out = []
     for name, spec in schema.get("properties", {}).items():
         options = spec.get("enum") or next((o["enum"] for o in spec.get("anyOf", []) if "enum" in o), None)
-        if options is not None and modalities is not None and set(options) <= {"audio", "text", "visual"}:
+        if options is not None and modalities is not None and known and set(options) <= set(known):
             options = [o for o in options if o in modalities]
         if options is not None:
             kind, spec = "select", {**spec, "enum": options}

@@ -9,19 +9,17 @@ from __future__ import annotations
 import io
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from amst_client import Client
+from ui.words import Words
 
 Key = tuple[str, str, str | None, str]  # split, component, modality (None: whole run), name
-TERMINAL = ("succeeded", "failed", "cancelled", "lost")
 COLUMNS = ["split", "component", "modality", "name", "epoch", "value"]
-BRANCH_COMPONENTS = ("branch", "alt_branch", "joint_branch")
-HELPER_COMPONENTS = ("helper", "alt_helper", "joint_helper")
 SETTLED_RECHECK_S = 60.0  # a finished run is asked again after this long (it may have been retried)
 
 
@@ -43,10 +41,16 @@ class RunSeries:
         self.next_since = max(self.next_since, body["next_since_epoch"])
         self.fetched_at = time.monotonic()
 
-    @property
-    def settled(self) -> bool:
-        """Finished and complete: nothing new will come (unless someone retries it)."""
-        return self.run.get("status") in TERMINAL and self.next_since >= self.run.get("epochs_done", 0) - 1
+    def kept_before(self, epoch: int) -> RunSeries:
+        """A copy holding only the points before `epoch` (those a resumed attempt did not supersede)."""
+        points = {k: kept for k, values in self.points.items()
+                  if (kept := {e: v for e, v in values.items() if e < epoch})}
+        return RunSeries(self.run_id, self.run, min(self.next_since, epoch - 1), points)
+
+    def settled(self, ended: Collection[str]) -> bool:
+        """Finished (its status among `ended`: the vocabulary's terminal ones) and complete: nothing new will come
+        (unless someone retries it)."""
+        return self.run.get("status") in ended and self.next_since >= self.run.get("epochs_done", 0) - 1
 
     def series(self, key: Key) -> tuple[list[int], list[float | None]]:
         values = self.points.get(key, {})
@@ -64,25 +68,29 @@ class RunSeries:
     def modalities(self) -> list[str]:
         return sorted({k[2] for k in self.points if k[2] is not None})
 
-    def components(self) -> list[str]:
-        return sorted({k[1] for k in self.points if k[1] != "run"})
+    def components(self, words: Words) -> list[str]:
+        """The predictions it has points of (not its run-level series nor its optimizer's parts)."""
+        return sorted({k[1] for k in self.points if words.is_prediction(k[1])})
 
 
-def refresh(client: Client, cache: dict[str, RunSeries], run_id: str, **only: str) -> RunSeries:
+def refresh(client: Client, cache: dict[str, RunSeries], run_id: str, words: Words, **only: str) -> RunSeries:
     """One incremental call (points after the newest epoch held), of every series or `only` those matching
     (e.g. split="val", name="acc": what a page draws). A new attempt, or a run that went back in epochs,
-    rewrites what came after its checkpoint: then the run is read again from the start."""
+    rewrote what came after its checkpoint: the points held from the epoch the API names (`superseded_from`: where
+    the current attempt resumed, decided by the store) are dropped and read again; from the start when it names
+    none. Progress going back within one attempt is a trigger too: a read between an attempt's start and its
+    first write still sees the old points, which the store removes a moment later."""
     key = run_id + "".join(f"&{k}={v}" for k, v in sorted(only.items()))
     known = cache.get(key)
-    if known is not None and known.settled and time.monotonic() - known.fetched_at < SETTLED_RECHECK_S:
+    if known is not None and known.settled(words.terminal) and time.monotonic() - known.fetched_at < SETTLED_RECHECK_S:
         return known
     current = known or RunSeries(run_id)
     body = client.metrics(run_id, current.next_since, **only)
     rewound = known is not None and (body["run"]["attempt"] != known.run.get("attempt")
                                      or body["epochs_done"] - 1 < known.next_since)
     if rewound:
-        current = RunSeries(run_id)
-        body = client.metrics(run_id, -1, **only)
+        current = current.kept_before(body.get("superseded_from") or 0)
+        body = client.metrics(run_id, current.next_since, **only)
     current.merge(body)
     cache[key] = current
     return current
@@ -115,10 +123,9 @@ def wall_clock(rs: RunSeries) -> dict[int, float]:
     return out
 
 
-def resolve(rs: RunSeries, split: str, component: str, modality: str | None, name: str) -> str:
+def resolve(words: Words, rs: RunSeries, split: str, component: str, modality: str | None, name: str) -> str:
     """`branch` and `helper` stand for their family: AMST-FULL has alt_branch and joint_branch instead."""
-    family = {"branch": BRANCH_COMPONENTS, "helper": HELPER_COMPONENTS}.get(component, (component,))
-    return first_present(rs, split, family, modality, name) or component
+    return first_present(rs, split, words.family(component), modality, name) or component
 
 
 def first_present(rs: RunSeries, split: str, components: Iterable[str], modality: str | None, name: str) -> str | None:
@@ -139,31 +146,46 @@ class Balance:
     helper_gap_values: list[float | None] = field(default_factory=list)
 
 
-def balance(rs: RunSeries, split: str = "val") -> Balance:
-    """Branch and helper accuracy per modality at the latest epoch, and each modality's epochs to plateau (its
-    val probe within a point of its best, as the engine reports it); the strongest-minus-weakest gap of the
-    branches and of the probes over epochs; the lagging modality (the weakest branch now)."""
+def balance(rs: RunSeries, words: Words, split: str | None = None) -> Balance:
+    """Branch and helper accuracy per modality at the latest epoch of `split` (the first split a model is judged
+    on by default), and each modality's epochs to plateau (its val probe within a point of its best, as the engine
+    reports it); the strongest-minus-weakest gap of the branches and of the probes over epochs, as the library
+    computed and the API serves it (never recomputed here); the lagging modality (the weakest branch now)."""
+    split = split or words.eval_splits[0]
     rows, latest = [], None
     for m in rs.modalities():
         row: dict[str, Any] = {"modality": m}
-        for label, components in (("branch", BRANCH_COMPONENTS), ("helper", HELPER_COMPONENTS)):
-            c = first_present(rs, split, components, m, "acc")
+        for family in (words.branch, words.helper):
+            c = first_present(rs, split, words.family(family), m, "acc")
             epochs, values = rs.series((split, c, m, "acc")) if c else ([], [])
-            row[label] = values[-1] if values else None
+            row[family] = values[-1] if values else None
             if epochs:
                 latest = max(latest or -1, epochs[-1])
-        plateau = rs.series(("val", "run", m, "epochs_to_plateau"))[1]
-        row["plateau"] = int(plateau[-1]) if plateau and plateau[-1] is not None else None
+        row["plateau"] = last_plateau(rs, words, m)
         rows.append(row)
-    gaps = {}
-    for label, components in (("branch", BRANCH_COMPONENTS), ("helper", HELPER_COMPONENTS)):
-        c = first_present(rs, split, components, None, "acc_gap")
-        gaps[label] = rs.series((split, c, None, "acc_gap")) if c else ([], [])
-    ranked = sorted((r for r in rows if r["branch"] is not None), key=lambda r: r["branch"])
+    gaps = {family: gap_series(rs, words, split, family) for family in (words.branch, words.helper)}
+    ranked = sorted((r for r in rows if r[words.branch] is not None), key=lambda r: r[words.branch])
     lagging = ranked[0]["modality"] if len(ranked) >= 2 else None
     leading = ranked[-1]["modality"] if len(ranked) >= 2 else None
-    gap = ranked[-1]["branch"] - ranked[0]["branch"] if len(ranked) >= 2 else None
-    return Balance(split, latest, rows, *gaps["branch"], lagging, leading, gap, *gaps["helper"])
+    served = gaps[words.branch][1]
+    gap = served[-1] if lagging and served else None
+    return Balance(split, latest, rows, *gaps[words.branch], lagging, leading, gap, *gaps[words.helper])
+
+
+def gap_series(rs: RunSeries, words: Words, split: str, family: str) -> tuple[list[int], list[float | None]]:
+    """The imbalance gap of a component family (its first member that has one), as the API serves it."""
+    for name in words.gaps:
+        c = first_present(rs, split, words.family(family), None, name)
+        if c:
+            return rs.series((split, c, None, name))
+    return [], []
+
+
+def last_plateau(rs: RunSeries, words: Words, modality: str) -> int | None:
+    """The modality's epochs to plateau as the run last reported it (a run-level series of the engine)."""
+    key = next((k for k in rs.points if k[1] == words.run and k[2] == modality and k[3] == "epochs_to_plateau"), None)
+    values = rs.series(key)[1] if key else []
+    return int(values[-1]) if values and values[-1] is not None else None
 
 
 def skip_strip(rs: RunSeries) -> tuple[list[str], list[int], list[list[float | None]]]:
@@ -203,21 +225,46 @@ def best_of(name: str, values: Iterable[float | None]) -> float | None:
     return min(finite) if name == "loss" else max(finite)
 
 
-def final_and_best(runs: list[RunSeries], labels: dict[str, str], split: str = "val", component: str = "branch",
-                   name: str = "acc") -> pd.DataFrame:
-    """One row per run, a final and a best column per modality (its `component`, resolved per run) and for the
-    fused prediction: the last value and the best (max accuracy, min loss) of `split` `name`."""
+def whole_model(words: Words, component: str) -> str:
+    """What the panel of the whole model draws: a combination of the branches when one is chosen (MLA's
+    combo:<name>, which has no modality), else the fused prediction."""
+    return component if words.is_combo(component) else words.fused
+
+
+def compare_components(runs: Iterable[RunSeries], words: Words) -> list[str]:
+    """What Compare offers per modality: the families (resolved per run), then every other prediction the runs
+    logged, MLA's combinations (combo:*) included; the fused prediction and AMST-FULL's alt and joint ones are the
+    whole model's panel."""
+    present = {c for rs in runs for c in rs.components(words)}
+    present -= {*words.families[words.fused], words.branch, words.helper}
+    return [words.branch, words.helper, *sorted(present)]
+
+
+def component_at(words: Words, rs: RunSeries, split: str, component: str, modality: str | None, name: str) -> str:
+    """The component drawn for one panel: the whole model's (modality None) or `component` resolved per run."""
+    if modality is None:
+        return whole_model(words, component)
+    return resolve(words, rs, split, component, modality, name)
+
+
+def final_and_best(runs: list[RunSeries], labels: dict[str, str], words: Words, split: str | None = None,
+                   component: str | None = None, name: str = "acc") -> pd.DataFrame:
+    """One row per run, a final and a best column per modality (its `component`, resolved per run; branch by
+    default) and for the whole model (fused, or the combination chosen): the last value and the best (max
+    accuracy, min loss) of `split` `name` (the first split a model is judged on by default)."""
+    split, component = split or words.eval_splits[0], component or words.branch
+    whole = whole_model(words, component)
     panels = [*sorted({m for rs in runs for m in rs.modalities()}), None]
-    columns = ["run", "epochs"] + [f"{m or 'fused'} {what}" for m in panels for what in ("final", "best")]
+    columns = ["run", "epochs"] + [f"{m or whole} {what}" for m in panels for what in ("final", "best")]
     rows = []
     for rs in runs:
         row: dict[str, Any] = {"run": labels[rs.run_id], "epochs": 0}
         for modality in panels:
-            comp = "fused" if modality is None else resolve(rs, split, component, modality, name)
+            comp = component_at(words, rs, split, component, modality, name)
             epochs, values = rs.series((split, comp, modality, name))
             finite = [v for v in values if v is not None]
-            row[f"{modality or 'fused'} final"] = finite[-1] if finite else None
-            row[f"{modality or 'fused'} best"] = best_of(name, values)
+            row[f"{modality or whole} final"] = finite[-1] if finite else None
+            row[f"{modality or whole} best"] = best_of(name, values)
             row["epochs"] = max(row["epochs"], len(epochs))
         rows.append(row)
     return pd.DataFrame(rows, columns=columns)
@@ -233,30 +280,11 @@ def uneven_lengths(runs: list[dict[str, Any]]) -> str | None:
     return "These runs have different lengths (epochs done/planned): " + ", ".join(parts) + "."
 
 
-def pair_baselines(runs: list[dict[str, Any]], candidates: list[dict[str, Any]],
-                   baseline_method: str = "naive") -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Each AMST run with a baseline of the same dataset and seed: a selected one first, else the newest
-    succeeded one among `candidates` (newest first), else the newest of any status."""
-    def key(r: dict[str, Any]) -> tuple[str, int]:
-        return r["dataset"], r["seed"]
-
-    pool = [r for r in runs if r["method"] == baseline_method]
-    pool += sorted((r for r in candidates if r["method"] == baseline_method and r not in pool),
-                   key=lambda r: r["status"] != "succeeded")  # stable: newest first within each group
-    pairs = []
-    for run in runs:
-        if run["method"].startswith("amst"):
-            base = next((b for b in pool if key(b) == key(run)), None)
-            if base is not None:
-                pairs.append((run, base))
-    return pairs
-
-
-def difference(a: RunSeries, b: RunSeries, key: Key) -> tuple[list[int], list[float]]:
+def difference(a: RunSeries, b: RunSeries, key: Key, words: Words) -> tuple[list[int], list[float]]:
     """a - b over the epochs both have finite values for (branch and helper resolved per run)."""
     split, _, modality, name = key
-    va = a.points.get((split, resolve(a, *key), modality, name), {})
-    vb = b.points.get((split, resolve(b, *key), modality, name), {})
+    va = a.points.get((split, resolve(words, a, *key), modality, name), {})
+    vb = b.points.get((split, resolve(words, b, *key), modality, name), {})
     epochs = sorted(e for e in va.keys() & vb.keys() if va[e] is not None and vb[e] is not None)
     return epochs, [va[e] - vb[e] for e in epochs]
 
@@ -281,21 +309,22 @@ class Band:
 
 
 def group_bands(runs: list[RunSeries], groups: dict[str, list[str]], split: str, component: str,
-                name: str) -> dict[str, dict[str, Band]]:
-    """Per panel (each modality, then fused), per group of run ids: the mean and +-1 std over the group's runs at
-    every epoch any of them has (no width where only one has it)."""
+                name: str, words: Words) -> dict[str, dict[str, Band]]:
+    """Per panel (each modality, then the whole model), per group of run ids: the mean and +-1 std over the
+    group's runs at every epoch any of them has (no width where only one has it)."""
     by_id = {rs.run_id: rs for rs in runs}
-    panels = [*sorted({m for rs in runs for m in rs.modalities()}), "fused"]
+    whole = whole_model(words, component)
+    panels = [*sorted({m for rs in runs for m in rs.modalities()}), whole]
     out: dict[str, dict[str, Band]] = {}
     for panel in panels:
-        modality = None if panel == "fused" else panel
+        modality = None if panel == whole else panel
         for label, ids in groups.items():
             per_epoch: dict[int, list[float]] = {}
             for run_id in ids:
                 rs = by_id.get(run_id)
                 if rs is None:
                     continue
-                comp = "fused" if modality is None else resolve(rs, split, component, modality, name)
+                comp = component_at(words, rs, split, component, modality, name)
                 for epoch, value in zip(*rs.series((split, comp, modality, name)), strict=True):
                     if value is not None:
                         per_epoch.setdefault(epoch, []).append(value)

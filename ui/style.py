@@ -1,9 +1,15 @@
-"""One look across the whole dashboard: a stable colour per modality, per status, a dash per component."""
+"""One look across the whole dashboard: a stable colour per modality, per status, a dash per component.
+
+These tables style the words the API serves (GET /vocabulary); they are not the lists of those words: a word
+without an entry here (a status or a modality the library adds) is drawn in a neutral colour, never left out.
+"""
 
 from __future__ import annotations
 
 # Colour-blind-safe (Okabe-Ito); fused (the prediction of all modalities) is near-black and drawn bold.
 MODALITY_COLORS: dict[str, str] = {"audio": "#E69F00", "visual": "#0072B2", "text": "#009E73", "fused": "#222222"}
+FUSED_COLOR = MODALITY_COLORS["fused"]
+NEUTRAL = "#777777"
 FUSED_WIDTH, LINE_WIDTH = 3.5, 1.8
 
 STATUS_COLORS: dict[str, str] = {
@@ -14,9 +20,6 @@ STATUS_BADGE: dict[str, str] = {  # st.badge colours
     "queued": "gray", "starting": "blue", "running": "blue", "succeeded": "green", "failed": "red",
     "cancelled": "gray", "lost": "violet", "stalled": "orange",
 }
-ACTIVE = ("queued", "starting", "running", "stalled")
-RETRYABLE = ("failed", "cancelled", "lost")
-CANCELLABLE = ("queued", "starting", "running", "stalled")
 
 COMPONENT_DASH: dict[str, str] = {
     "fused": "solid", "branch": "solid", "helper": "dot", "alt": "dash", "joint": "dashdot",
@@ -30,7 +33,15 @@ RUN_DASHES = ("solid", "dot")
 
 
 def modality_color(modality: str | None) -> str:
-    return MODALITY_COLORS.get(modality or "fused", "#777777")
+    return MODALITY_COLORS.get(modality or "fused", NEUTRAL)
+
+
+def status_color(status: str) -> str:
+    return STATUS_COLORS.get(status, NEUTRAL)
+
+
+def status_badge(status: str) -> str:
+    return STATUS_BADGE.get(status, "gray")
 
 
 def status_label(status: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from amst_core.catalog import METHODS
 from amst_core.config import load_config
 from amst_core.metrics import MetricPoint
 from amst_core.selection import ModelSelection
@@ -44,7 +45,8 @@ NAMES = ("acc", "loss", "macro_f1")
 def epoch_points(method: str, epoch: int, rng: random.Random, skip_audio: int = 3,
                  names: tuple[str, ...] = NAMES) -> list[MetricPoint]:
     """One epoch of a two-modality run: fused, branch and helper curves per split (acc, loss, macro_f1), the
-    gaps, the skip schedule and timings; AMST-FULL adds its alt and joint modules."""
+    gaps, the skip schedule and timings; AMST-FULL adds its alt and joint modules, MLA a combination, a method's
+    declared run-level series are there too."""
     fused_extra = 0.06 if method.startswith("amst") else 0.03
     full = method == "amst_full"  # AMST-FULL's two modules each have branches and helpers (as the method writes)
     components = ["alt_branch", "joint_branch", "alt_helper", "joint_helper"] if full else ["branch", "helper"]
@@ -59,11 +61,16 @@ def epoch_points(method: str, epoch: int, rng: random.Random, skip_audio: int = 
         fused = min(0.999, max(accs[components[0]]) + fused_extra * (1 - math.exp(-epoch / 5)))
         for component in ("fused", "alt", "joint") if full else ("fused",):
             points += metric_set(split, component, None, epoch, fused - (0.01 if component != "fused" else 0), names)
+        if method == "mla" and split != "train":  # a combination of its branches, selected like the fused one
+            points += metric_set(split, "combo:entropy", None, epoch, fused - 0.005, names)
         points += [MetricPoint(split, c, None, "acc_gap", epoch, max(a) - min(a)) for c, a in accs.items()]
     updated = {"audio": epoch % skip_audio == 0 if method.startswith("amst") else True, "visual": True}
     points += [MetricPoint("train", "run", m, "skip", epoch, float(updated[m])) for m in MODALITIES]
     points += [MetricPoint("train", "run", None, "epoch_time", epoch, 2.0 + rng.random()),
                MetricPoint("train", "run", None, "samples_per_s", epoch, 900 + 50 * rng.random())]
+    for i, series in enumerate(METHODS[method].series):  # what the method declares it logs (OGM-GE's coefficients)
+        where = MODALITIES if series.per_modality else (None,)
+        points += [MetricPoint(series.split, "run", m, series.name, epoch, 0.5 + 0.1 * i + 0.01 * epoch) for m in where]
     return points
 
 

@@ -6,9 +6,13 @@ from typing import Any
 
 import pytest
 
+from amst_core.vocab import vocabulary
 from ui import charts
 from ui.series import RunSeries, balance, skip_strip
 from ui.style import FUSED_WIDTH, LINE_WIDTH, MODALITY_COLORS, RUN_COLORS
+from ui.words import Words
+
+WORDS = Words.of(vocabulary())  # what GET /vocabulary serves
 
 
 def metrics_body(run_id: str, series: list[tuple]) -> dict[str, Any]:
@@ -53,7 +57,7 @@ def by_name(fig) -> dict[str, list]:
 
 
 def test_curves_figure_one_trace_per_component_and_modality_per_split():
-    fig = charts.curves_figure(two_modality_run(), ["acc"], ["train", "val"], ["fused", "branch", "helper"])
+    fig = charts.curves_figure(two_modality_run(), ["acc"], ["train", "val"], ["fused", "branch", "helper"], WORDS)
     assert len(fig.data) == 8
     traces = by_name(fig)
     assert sorted(traces) == ["branch · audio", "branch · visual", "fused", "helper · audio"]
@@ -71,13 +75,13 @@ def test_curves_figure_one_trace_per_component_and_modality_per_split():
 
 
 def test_curves_figure_legend_only_in_the_first_panel():
-    fig = charts.curves_figure(two_modality_run(), ["acc"], ["train", "val"], ["fused", "branch"])
+    fig = charts.curves_figure(two_modality_run(), ["acc"], ["train", "val"], ["fused", "branch"], WORDS)
     assert [(t.xaxis, t.showlegend) for t in fig.data] == [("x", True)] * 3 + [("x2", False)] * 3
     assert [a.text for a in fig.layout.annotations] == ["train acc", "val acc"]
 
 
 def test_curves_figure_a_row_per_metric_in_one_figure():
-    fig = charts.curves_figure(two_modality_run(), ["acc", "loss"], ["train", "val"], ["fused"])
+    fig = charts.curves_figure(two_modality_run(), ["acc", "loss"], ["train", "val"], ["fused"], WORDS)
     assert [a.text for a in fig.layout.annotations] == ["train acc", "val acc", "train loss", "val loss"]
     assert [t.xaxis for t in fig.data] == ["x", "x2", "x3", "x4"]
     assert [t.showlegend for t in fig.data] == [True, False, False, False]  # one legend entry per curve
@@ -85,30 +89,31 @@ def test_curves_figure_a_row_per_metric_in_one_figure():
 
 
 def test_curves_figure_filters_components_and_metric():
-    fig = charts.curves_figure(two_modality_run(), ["loss"], ["val"], ["branch", "fused"])
+    fig = charts.curves_figure(two_modality_run(), ["loss"], ["val"], ["branch", "fused"], WORDS)
     assert [(t.name, list(t.y)) for t in fig.data] == [("fused", [1.0, 0.5, 0.25])]
     assert fig.layout.yaxis.title.text == "loss"
     assert fig.layout.xaxis.title.text == "epoch"
 
 
 def test_curves_figure_smoothing_keeps_the_raw_line_faint_behind():
-    fig = charts.curves_figure(two_modality_run(), ["loss"], ["val"], ["fused"], smoothing=0.5)
+    fig = charts.curves_figure(two_modality_run(), ["loss"], ["val"], ["fused"], WORDS, smoothing=0.5)
     raw, smoothed = fig.data
     assert list(smoothed.y) == [1.0, 0.75, 0.5] and smoothed.showlegend
     assert list(raw.y) == [1.0, 0.5, 0.25] and raw.opacity == 0.25 and raw.showlegend is False
     assert raw.line.color == smoothed.line.color and raw.hoverinfo == "skip"
-    assert len(charts.curves_figure(two_modality_run(), ["loss"], ["val"], ["fused"]).data) == 1  # no smoothing
+    assert len(charts.curves_figure(two_modality_run(), ["loss"], ["val"], ["fused"], WORDS).data) == 1  # no smoothing
 
 
 def test_curves_figure_log_scale_applies_to_losses_only():
-    fig = charts.curves_figure(two_modality_run(), ["acc", "loss"], ["train", "val"], ["fused"], log_y=True)
+    fig = charts.curves_figure(two_modality_run(), ["acc", "loss"], ["train", "val"], ["fused"], WORDS, log_y=True)
     assert fig.layout.yaxis.type is None and fig.layout.yaxis2.type is None  # accuracy stays linear
     assert fig.layout.yaxis3.type == "log" and fig.layout.yaxis4.type == "log"
-    assert charts.curves_figure(two_modality_run(), ["loss"], ["val"], ["fused"]).layout.yaxis.type is None
+    assert charts.curves_figure(two_modality_run(), ["loss"], ["val"], ["fused"], WORDS).layout.yaxis.type is None
 
 
 def test_accuracy_axes_never_autoscale_past_zero_and_one():
-    fig = charts.curves_figure(make("a", [("val", "fused", None, "acc", [0], [0.5])]), ["acc"], ["val"], ["fused"])
+    run = make("a", [("val", "fused", None, "acc", [0], [0.5])])
+    fig = charts.curves_figure(run, ["acc"], ["val"], ["fused"], WORDS)
     assert fig.layout.yaxis.autorangeoptions.clipmin == 0 and fig.layout.yaxis.autorangeoptions.clipmax == 1
 
 
@@ -124,33 +129,33 @@ def test_epoch_axes_tick_whole_epochs_and_few_of_them(epochs: int):
                      ("val", "branch", "audio", "acc", list(range(epochs)), [0.4] * epochs),
                      ("val", "branch", None, "acc_gap", list(range(epochs)), [0.5933] * epochs),
                      ("train", "run", "audio", "skip", list(range(epochs)), [1.0] * epochs)])
-    figures = [charts.curves_figure(run, ["acc"], ["val"], ["fused"]),
-               charts.compare_figure([run], {"a": "A"}, "val", "branch", "acc"),
+    figures = [charts.curves_figure(run, ["acc"], ["val"], ["fused"], WORDS),
+               charts.compare_figure([run], {"a": "A"}, "val", "branch", "acc", WORDS),
                charts.skip_figure(*skip_strip(run)), charts.difference_figure([(run, run, "A")], "val", "branch",
-                                                                              "acc")]
+                                                                              "acc", WORDS)]
     for fig in figures:
         assert integer_ticks(fig.layout.xaxis), fig.layout.xaxis
         # An x range turns Plotly's y autorange off (y from -1 to 4) unless it is asked for again.
         assert fig.layout.yaxis.autorange is True or fig.layout.yaxis.range is not None
         assert fig.layout.xaxis.range[1] == epochs + 0.5
         assert epochs / fig.layout.xaxis.dtick <= 8  # room on a phone
-    gap_axis = charts.balance_figure(balance(run)).layout.xaxis2
+    gap_axis = charts.balance_figure(balance(run, WORDS)).layout.xaxis2
     assert integer_ticks(gap_axis) and gap_axis.range[1] == epochs + 0.5
 
 
 def test_gap_axis_starts_at_zero_so_a_flat_gap_is_flat():
     run = make("a", [("val", "branch", "audio", "acc", E, [0.8] * 3), ("val", "branch", "visual", "acc", E, [0.2] * 3),
                      ("val", "branch", None, "acc_gap", E, [0.5933, 0.5933, 0.5933])])
-    axis = charts.balance_figure(balance(run)).layout.yaxis2
+    axis = charts.balance_figure(balance(run, WORDS)).layout.yaxis2
     assert axis.range[0] == 0 and axis.range[1] >= 0.5933 * 1.2
     assert axis.tickformat == ".2f"  # never "0.5932999999999999385"
 
 
 def test_compare_draws_a_one_epoch_run_as_a_point_and_runs_in_no_modality_colour():
     short = make("s", [("val", "fused", None, "acc", [0], [0.4]), ("val", "branch", "audio", "acc", [0], [0.3])])
-    fig = charts.compare_figure([two_modality_run("a"), short], {"a": "A", "s": "S"}, "val", "branch", "acc")
+    fig = charts.compare_figure([two_modality_run("a"), short], {"a": "A", "s": "S"}, "val", "branch", "acc", WORDS)
     assert all("markers" in t.mode for t in fig.data if t.name == "S")
-    diff = charts.difference_figure([(short, short, "S")], "val", "branch", "acc")
+    diff = charts.difference_figure([(short, short, "S")], "val", "branch", "acc", WORDS)
     assert diff.data and all("markers" in t.mode for t in diff.data)
 
 
@@ -183,7 +188,7 @@ def test_balance_panel_names_its_sides_along_their_own_axes_so_they_cannot_colli
     at a phone's width); each side's name is its y-axis title, drawn up that side's own left edge."""
     b = balance(make("a", [("val", "branch", "audio", "acc", E, [0.5] * 3),
                            ("val", "branch", "visual", "acc", E, [0.4] * 3),
-                           ("val", "branch", None, "acc_gap", E, [0.1] * 3)]))
+                           ("val", "branch", None, "acc_gap", E, [0.1] * 3)]), WORDS)
     fig = charts.balance_figure(b)
     assert not fig.layout.annotations and not fig.layout.title.text
     assert fig.layout.yaxis.title.text == "val acc, epoch 3"
@@ -196,7 +201,7 @@ def test_balance_and_gap_figures():
                     ("val", "branch", "visual", "acc", E, [0.2, 0.3, 0.4]),
                     ("val", "helper", "audio", "acc", E, [0.4, 0.5, 0.7]),
                     ("val", "branch", None, "acc_gap", E, [0.3, 0.3, 0.4])])
-    fig = charts.balance_figure(balance(rs))
+    fig = charts.balance_figure(balance(rs, WORDS))
     assert [t.name for t in fig.data] == ["branch", "helper (linear probe)", "gap"], "no probe gap: no line"
     assert list(fig.data[0].y) == [0.8, 0.4]
     assert list(fig.data[1].y) == [0.7, None]
@@ -205,7 +210,7 @@ def test_balance_and_gap_figures():
     assert gap.xaxis == "x2" and list(gap.x) == [1, 2, 3] and list(gap.y) == [0.3, 0.3, 0.4]
     rs.merge({"series": [{"split": "val", "component": "helper", "modality": None, "name": "acc_gap", "epochs": E,
                           "values": [0.1, 0.2, 0.2]}], "run": rs.run, "next_since_epoch": 2})
-    with_probes = charts.balance_figure(balance(rs))
+    with_probes = charts.balance_figure(balance(rs, WORDS))
     assert with_probes.data[3].name == "gap of the probes" and list(with_probes.data[3].y) == [0.1, 0.2, 0.2]
 
 
@@ -225,7 +230,7 @@ def test_skip_figure_says_the_factor_in_force_on_hover():
 
 
 def test_curves_figure_wall_clock_x():
-    fig = charts.curves_figure(two_modality_run(), ["acc"], ["val"], ["fused"], x="wall")
+    fig = charts.curves_figure(two_modality_run(), ["acc"], ["val"], ["fused"], WORDS, x="wall")
     assert list(fig.data[0].x) == [2.0, 5.0, 6.5]
     assert fig.layout.xaxis.title.text == "wall time (s)"
 
@@ -243,7 +248,7 @@ def test_skip_figure_filled_where_updated_open_where_skipped():
 
 def test_compare_figure_a_panel_per_modality_and_fused():
     a, b = two_modality_run("a"), two_modality_run("b", shift=0.1)
-    fig = charts.compare_figure([a, b], {"a": "run A", "b": "run B"}, "val", "branch", "acc")
+    fig = charts.compare_figure([a, b], {"a": "run A", "b": "run B"}, "val", "branch", "acc", WORDS)
     assert [ann.text for ann in fig.layout.annotations] == ["audio", "visual", "fused"]
     assert [ann.font.color for ann in fig.layout.annotations] == [MODALITY_COLORS["audio"],
                                                                    MODALITY_COLORS["visual"],
@@ -261,7 +266,7 @@ def test_compare_figure_a_panel_per_modality_and_fused():
 def test_compare_figure_skips_a_run_without_the_series():
     a = two_modality_run("a")
     c = make("c", [("val", "fused", None, "acc", E, [0.1, 0.2, 0.3])])
-    fig = charts.compare_figure([a, c], {"a": "A", "c": "C"}, "val", "helper", "acc")
+    fig = charts.compare_figure([a, c], {"a": "A", "c": "C"}, "val", "helper", "acc", WORDS)
     assert [ann.text for ann in fig.layout.annotations] == ["audio", "visual", "fused"]
     assert [(t.name, t.xaxis) for t in fig.data] == [("A", "x"), ("A", "x3"), ("C", "x3")]
 
@@ -269,7 +274,7 @@ def test_compare_figure_skips_a_run_without_the_series():
 def test_difference_figure_zero_line_and_modality_colours():
     amst, base = two_modality_run("a", shift=0.1), two_modality_run("n")
     other = two_modality_run("b", shift=-0.1)
-    fig = charts.difference_figure([(amst, base, "A"), (other, base, "B")], "val", "branch", "acc")
+    fig = charts.difference_figure([(amst, base, "A"), (other, base, "B")], "val", "branch", "acc", WORDS)
     assert [t.name for t in fig.data] == ["A − baseline"] * 3 + ["B − baseline"] * 3
     assert [t.showlegend for t in fig.data] == [False, False, True] * 2  # one legend entry per pair
     assert [t.hovertemplate.split(":")[0] for t in fig.data] == ["A · audio", "A · visual", "A · fused", "B · audio",
@@ -287,7 +292,7 @@ def test_difference_figure_zero_line_and_modality_colours():
 def test_difference_figure_without_common_epochs_has_only_the_zero_line():
     a = make("a", [("val", "fused", None, "acc", [0, 1], [0.5, 0.6])])
     b = make("b", [("val", "fused", None, "acc", [2, 3], [0.5, 0.6])])
-    fig = charts.difference_figure([(a, b, "A")], "val", "branch", "acc")
+    fig = charts.difference_figure([(a, b, "A")], "val", "branch", "acc", WORDS)
     assert len(fig.data) == 0
     assert len(fig.layout.shapes) == 1
 
@@ -295,7 +300,7 @@ def test_difference_figure_without_common_epochs_has_only_the_zero_line():
 def test_the_skip_strip_is_a_row_of_the_balance_figure():
     """One Plotly instance for the balance and the schedule (each instance costs the browser a draw)."""
     run = two_modality_run()
-    b = balance(run)
+    b = balance(run, WORDS)
     modalities, epochs, grid = skip_strip(run)
     fig = charts.balance_figure(b, (modalities, epochs, grid, {"audio": {1: 2.0}}))
     strip = [t for t in fig.data if t.name.endswith(("updated", "skipped"))]
@@ -310,7 +315,8 @@ def test_the_skip_strip_is_a_row_of_the_balance_figure():
 
 def test_compare_figure_draws_amst_minus_baseline_as_a_row_below():
     amst, base = two_modality_run("a", shift=0.1), two_modality_run("n")
-    fig = charts.compare_figure([amst, base], {"a": "A", "n": "N"}, "val", "branch", "acc", pairs=[(amst, base, "A")])
+    fig = charts.compare_figure([amst, base], {"a": "A", "n": "N"}, "val", "branch", "acc", WORDS,
+                                 pairs=[(amst, base, "A")])
     below = [t for t in fig.data if t.xaxis == "x4"]
     assert [t.hovertemplate.split(":")[0] for t in below] == ["A · audio", "A · visual", "A · fused"]
     assert list(below[0].y) == pytest.approx([0.1, 0.1, 0.1])
@@ -318,3 +324,26 @@ def test_compare_figure_draws_amst_minus_baseline_as_a_row_below():
     assert integer_ticks(fig.layout.xaxis4) and fig.layout.xaxis4.domain == pytest.approx((0.0, 1.0))
     assert fig.layout.yaxis2.matches == "y" and fig.layout.yaxis4.matches is None  # panels share, the row not
     assert any(s.y0 == 0 and s.y1 == 0 and s.yref == "y4" for s in fig.layout.shapes)
+
+
+def test_run_series_figure_draws_what_a_method_declares():
+    """OGM-GE's series come from its declaration (GET /methods), not from the dashboard; a new method's series
+    appear the same way. Bounded kinds sit on [0, 1]; a loss kind goes to a log scale when asked."""
+    declared = [{"name": "ogm_coeff", "kind": "bounded", "per_modality": True, "description": "x", "split": "train"},
+                {"name": "my_loss", "kind": "loss", "per_modality": False, "description": "new", "split": "train"},
+                {"name": "not_logged", "kind": "count", "per_modality": False, "description": "", "split": "train"}]
+    rs = make("a", [("train", "run", "audio", "ogm_coeff", [0, 1], [0.5, 0.7]),
+                    ("train", "run", "visual", "ogm_coeff", [0, 1], [1.0, 0.9]),
+                    ("train", "run", None, "my_loss", [0, 1], [2.0, 1.0]),
+                    ("val", "fused", None, "acc", [0, 1], [0.5, 0.6])])
+    fig = charts.run_series_figure(rs, declared, WORDS, log_y=True)
+    assert [a.text for a in fig.layout.annotations] == ["ogm_coeff", "my_loss"]  # what the run logged, in order
+    assert [t.name for t in fig.data] == ["ogm_coeff · audio", "ogm_coeff · visual", "my_loss"]
+    assert [t.line.color for t in fig.data[:2]] == [MODALITY_COLORS["audio"], MODALITY_COLORS["visual"]]
+    assert fig.layout.yaxis.autorangeoptions.clipmax == 1 and fig.layout.yaxis2.type == "log"
+    assert charts.run_series_figure(rs, declared[2:], WORDS) is None
+
+
+def test_gap_and_vocabulary_metrics_are_bounded():
+    assert charts.metric_kind("acc_gap", WORDS) == "bounded" and charts.metric_kind("macro_f1", WORDS) == "bounded"
+    assert charts.metric_kind("loss", WORDS) == "loss" and charts.metric_kind("epoch_time", WORDS) == "quantity"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 from amst_core.catalog import METHODS
+from amst_core.vocab import MODALITIES
 from ui.form import deep_merge, param_widgets, run_body, slot_for, starting_config
 
 NAIVE = {"name": "naive", "fusion_fixed": False, "uses_skip": False, "default_fusion": "concat"}
@@ -171,7 +172,8 @@ def test_param_widgets_of_every_baseline():
     assert ("factor", "float") in kinds["pmr"] and ("momentum_coef", "float") in kinds["pmr"]
     assert kinds["mslr"] == [("lr_audio", "float"), ("lr_visual", "float"), ("lr_text", "float"), ("window", "int"),
                              ("dynamic", "bool")]
-    [(name, kind, spec)] = param_widgets(METHODS["unimodal"].params.model_json_schema(), ["audio", "visual"])
+    [(name, kind, spec)] = param_widgets(METHODS["unimodal"].params.model_json_schema(), ["audio", "visual"],
+                                         MODALITIES)  # the served vocabulary's modalities
     assert (name, kind, spec["enum"]) == ("modality", "select", ["audio", "visual"]), "only the dataset's"
     for _, _, spec in param_widgets(METHODS["pmr"].params.model_json_schema()):
         assert spec.get("description") and "default" in spec

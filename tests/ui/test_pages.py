@@ -237,6 +237,37 @@ def test_compare_options_come_from_the_url(app, seeded_api) -> None:
     assert "Final and best test loss per modality" in texts(at.subheader)
 
 
+def test_compare_offers_the_combinations_the_runs_logged(app, seeded_api) -> None:
+    """Components come from the runs (GET /vocabulary's families, then what they logged): MLA's combination takes
+    the whole model's panel."""
+    runs = seeded_api.runs
+    app.switch_page("views/compare.py")
+    app.query_params.update({"runs": f"{runs['mla'].id},{runs['base'].id}"})
+    at = app.run()
+    no_traceback(at)
+    component = next(s for s in at.selectbox if s.label == "Per-modality component")
+    assert component.options == ["branch", "helper", "combo:entropy"]
+    at = component.set_value("combo:entropy").run()
+    no_traceback(at)
+    assert list(at.dataframe[0].value.columns)[-2:] == ["combo:entropy final", "combo:entropy best"]
+
+
+def test_run_page_draws_the_series_a_method_declares(app, seeded_api) -> None:
+    """OGM-GE declares ogm_coeff and ogm_ratio (GET /methods): the Run page draws them, with no name of its own."""
+    from amst_core.store.models import RunStatus
+    from tests.kit.seeded import seed_run
+
+    ogm = seed_run(seeded_api.db, "ogm_ge", 3, 3, RunStatus.cancelled, name="ogm-s5", seed=5)
+    # Archived: the Runs page's tests list the seeded runs by name, whatever ran before them.
+    assert httpx.patch(f"{seeded_api.url}/runs/{ogm.id}", json={"archived": True}).status_code == 200
+    at = run_page(app, ogm.id)
+    assert "ogm_ge series" in texts(at.subheader) and "ogm_coeff" in texts(at.caption)
+    assert len(charts(at)) == 3  # curves, balance, the method's series
+    at = next(t for t in at.toggle if t.label == "All run-level series").set_value(True).run()
+    no_traceback(at)
+    assert len(charts(at)) == 4 and at.query_params["run_series"] in ("1", ["1"])
+
+
 def test_names_cannot_inject_markdown(app, seeded_api) -> None:
     """A run named with a markdown image, link, colour directive and LaTeX shows those characters, inert."""
     at = run_page(app, seeded_api.runs["evil"].id)

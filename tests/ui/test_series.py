@@ -9,8 +9,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from amst_core.vocab import vocabulary
 from ui import series as S
 from ui.series import RunSeries
+from ui.words import Words
+
+WORDS = Words.of(vocabulary())  # what GET /vocabulary serves
 
 
 def summary(run_id: str = "r1", status: str = "running", epochs_done: int = 0, attempt: int = 1, **extra: Any):
@@ -72,7 +76,7 @@ def test_merge_of_two_incremental_answers():
     assert rs.series_keys() == [("train", "run", "audio", "skip"), ("val", "branch", "audio", "acc"),
                                 ("val", "fused", None, "acc")]
     assert rs.modalities() == ["audio"]
-    assert rs.components() == ["branch", "fused"]
+    assert rs.components(WORDS) == ["branch", "fused"]
 
 
 def test_merge_never_moves_next_since_back():
@@ -94,13 +98,13 @@ def test_merge_overwrites_an_epoch_sent_again():
 
 def test_settled_means_terminal_and_complete():
     done = make(series=[("val", "fused", None, "acc", [0, 1, 2], [0.1, 0.2, 0.3])], status="succeeded")
-    assert done.settled is True
+    assert done.settled(WORDS.terminal) is True
     running = make(series=[("val", "fused", None, "acc", [0, 1, 2], [0.1, 0.2, 0.3])], status="running")
-    assert running.settled is False
+    assert running.settled(WORDS.terminal) is False
     incomplete = make(series=[("val", "fused", None, "acc", [0, 1], [0.1, 0.2])], status="failed", epochs_done=3)
-    assert incomplete.settled is False
+    assert incomplete.settled(WORDS.terminal) is False
     never_started = make(series=[], status="cancelled", epochs_done=0)
-    assert never_started.settled is True
+    assert never_started.settled(WORDS.terminal) is True
 
 
 def test_refresh_of_a_running_run_is_one_incremental_call():
@@ -108,7 +112,7 @@ def test_refresh_of_a_running_run_is_one_incremental_call():
     cache = {"r1": rs}
     client = FakeClient(lambda since, n: metrics_body(
         epochs_done=4, series=[("val", "fused", None, "acc", [3], [0.4])]))
-    out = S.refresh(client, cache, "r1")
+    out = S.refresh(client, cache, "r1", WORDS)
     assert client.calls == [("r1", 2)]
     assert out is rs and cache["r1"] is rs
     assert out.series(("val", "fused", None, "acc")) == ([0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4])
@@ -119,7 +123,7 @@ def test_refresh_of_an_unknown_run_reads_it_from_the_start():
     client = FakeClient(lambda since, n: metrics_body(
         epochs_done=2, series=[("val", "fused", None, "acc", [0, 1], [0.1, 0.2])]))
     cache: dict[str, RunSeries] = {}
-    out = S.refresh(client, cache, "r1")
+    out = S.refresh(client, cache, "r1", WORDS)
     assert client.calls == [("r1", -1)]
     assert cache == {"r1": out}
     assert out.series(("val", "fused", None, "acc")) == ([0, 1], [0.1, 0.2])
@@ -128,7 +132,7 @@ def test_refresh_of_an_unknown_run_reads_it_from_the_start():
 def test_refresh_of_a_settled_run_fetched_recently_makes_no_call():
     rs = make(series=[("val", "fused", None, "acc", [0, 1, 2], [0.1, 0.2, 0.3])], status="succeeded")
     client = FakeClient(lambda since, n: pytest.fail("a settled run was asked again"))
-    assert S.refresh(client, {"r1": rs}, "r1") is rs
+    assert S.refresh(client, {"r1": rs}, "r1", WORDS) is rs
     assert client.calls == []
 
 
@@ -136,7 +140,7 @@ def test_refresh_of_a_settled_run_asks_again_after_a_while():
     rs = make(series=[("val", "fused", None, "acc", [0, 1, 2], [0.1, 0.2, 0.3])], status="succeeded")
     rs.fetched_at -= S.SETTLED_RECHECK_S + 1
     client = FakeClient(lambda since, n: metrics_body(status="succeeded", epochs_done=3, series=[], next_since=2))
-    S.refresh(client, {"r1": rs}, "r1")
+    S.refresh(client, {"r1": rs}, "r1", WORDS)
     assert client.calls == [("r1", 2)]
 
 
@@ -151,7 +155,7 @@ def test_refresh_rereads_everything_when_the_attempt_changes():
 
     client = FakeClient(answer)
     cache = {"r1": rs}
-    out = S.refresh(client, cache, "r1")
+    out = S.refresh(client, cache, "r1", WORDS)
     assert client.calls == [("r1", 2), ("r1", -1)]
     assert out is not rs and cache["r1"] is out
     assert out.series(("val", "fused", None, "acc")) == ([0, 1, 2, 3], [0.1, 0.2, 0.35, 0.45])
@@ -167,7 +171,7 @@ def test_refresh_rereads_everything_when_epochs_done_goes_back():
                             next_since=max(since, 1))
 
     client = FakeClient(answer)
-    out = S.refresh(client, {"r1": rs}, "r1")
+    out = S.refresh(client, {"r1": rs}, "r1", WORDS)
     assert client.calls == [("r1", 3), ("r1", -1)]
     assert out.series(("val", "fused", None, "acc")) == ([0, 1], [0.1, 0.2])
     assert ("val", "branch", "audio", "acc") not in out.points
@@ -216,7 +220,7 @@ def test_balance_rows_lagging_and_gap():
         ("val", "run", "visual", "epochs_to_plateau", [0, 1, 2], [1, 1, 1]),
         ("test", "branch", "audio", "acc", [0, 1, 2], [0.1, 0.1, 0.1]),
     ])
-    b = S.balance(rs, "val")
+    b = S.balance(rs, WORDS, "val")
     assert b.split == "val"
     assert b.epoch == 2
     assert b.rows == [{"modality": "audio", "branch": 0.8, "helper": 0.75, "plateau": 3},
@@ -237,7 +241,7 @@ def test_balance_uses_amst_full_components_when_plain_ones_are_absent():
         ("val", "joint_helper", "visual", "acc", [0, 1], [0.5, 0.55]),
         ("val", "alt_branch", None, "acc_gap", [0, 1], [0.3, 0.3]),
     ])
-    b = S.balance(rs)
+    b = S.balance(rs, WORDS)
     assert b.rows == [{"modality": "audio", "branch": 0.4, "helper": 0.35, "plateau": None},
                       {"modality": "visual", "branch": 0.7, "helper": 0.55, "plateau": None}]
     assert (b.lagging, b.leading) == ("audio", "visual")
@@ -250,16 +254,16 @@ def test_balance_prefers_plain_branch_over_alt_branch():
         ("val", "branch", "audio", "acc", [0], [0.9]), ("val", "alt_branch", "audio", "acc", [0], [0.1]),
         ("val", "branch", "visual", "acc", [0], [0.2]), ("val", "alt_branch", "visual", "acc", [0], [0.95]),
     ])
-    b = S.balance(rs)
+    b = S.balance(rs, WORDS)
     assert [r["branch"] for r in b.rows] == [0.9, 0.2]
     assert b.lagging == "visual"
 
 
 def test_balance_with_one_modality_or_nothing_has_no_lagging():
-    one = S.balance(make(series=[("val", "branch", "audio", "acc", [0, 1], [0.4, 0.5])]))
+    one = S.balance(make(series=[("val", "branch", "audio", "acc", [0, 1], [0.4, 0.5])]), WORDS)
     assert one.rows == [{"modality": "audio", "branch": 0.5, "helper": None, "plateau": None}]
     assert (one.lagging, one.leading, one.gap, one.epoch) == (None, None, None, 1)
-    empty = S.balance(make(series=[]))
+    empty = S.balance(make(series=[]), WORDS)
     assert empty.rows == [] and empty.epoch is None and empty.gap_epochs == [] and empty.gap_values == []
 
 
@@ -289,7 +293,7 @@ def test_final_and_best_is_one_row_per_run_with_a_column_pair_per_modality_and_f
     ])
     b = make("b", series=[("val", "fused", None, "acc", [0], [0.4]),
                           ("val", "alt_branch", "audio", "acc", [0], [0.35])])   # AMST-FULL's branch
-    frame = S.final_and_best([a, b], {"a": "run A", "b": "run B"})
+    frame = S.final_and_best([a, b], {"a": "run A", "b": "run B"}, WORDS)
     assert list(frame.columns) == ["run", "epochs", "audio final", "audio best", "visual final", "visual best",
                                    "fused final", "fused best"]
     assert frame.to_dict("records")[0] == {"run": "run A", "epochs": 3, "audio final": 0.3, "audio best": 0.3,
@@ -297,12 +301,12 @@ def test_final_and_best_is_one_row_per_run_with_a_column_pair_per_modality_and_f
                                            "fused best": 0.9}
     second = frame.to_dict("records")[1]
     assert second["audio final"] == 0.35 and second["epochs"] == 1 and pd.isna(second["visual final"])
-    loss = S.final_and_best([a], {"a": "run A"}, name="loss")
+    loss = S.final_and_best([a], {"a": "run A"}, WORDS, name="loss")
     assert loss.to_dict("records")[0]["fused final"] == 0.8 and loss.to_dict("records")[0]["fused best"] == 0.5
 
 
 def test_final_and_best_of_nothing_is_an_empty_table():
-    frame = S.final_and_best([], {})
+    frame = S.final_and_best([], {}, WORDS)
     assert frame.empty and list(frame.columns) == ["run", "epochs", "fused final", "fused best"]
 
 
@@ -324,14 +328,14 @@ def test_difference_over_common_finite_epochs():
     key = ("val", "fused", None, "acc")
     a = make("a", series=[(*key, [0, 1, 2, 3, 4], [0.5, 0.6, None, 0.8, 0.9])])
     b = make("b", series=[(*key, [1, 2, 3, 5], [0.5, 0.4, None, 0.1])])
-    epochs, diff = S.difference(a, b, key)
+    epochs, diff = S.difference(a, b, key, WORDS)
     assert epochs == [1]
     assert diff == [pytest.approx(0.1)]
     c = make("c", series=[(*key, [0, 3, 4], [0.25, 0.5, 1.0])])
-    epochs, diff = S.difference(a, c, key)
+    epochs, diff = S.difference(a, c, key, WORDS)
     assert epochs == [0, 3, 4]
     assert diff == [pytest.approx(0.25), pytest.approx(0.3), pytest.approx(-0.1)]
-    assert S.difference(a, b, ("val", "branch", "audio", "acc")) == ([], [])
+    assert S.difference(a, b, ("val", "branch", "audio", "acc"), WORDS) == ([], [])
 
 
 def test_to_csv_header_and_rows():
@@ -360,9 +364,9 @@ def test_frame_of_an_empty_run_has_the_columns():
 def test_refresh_of_only_some_series_is_cached_apart_from_the_whole_run():
     body = metrics_body(epochs_done=3, series=[("val", "fused", None, "acc", [0, 1, 2], [0.1, 0.2, 0.3])])
     client, cache = FakeClient(lambda since, n: body), {}
-    S.refresh(client, cache, "r1", split="val", name="acc")
-    S.refresh(client, cache, "r1")
-    S.refresh(client, cache, "r1", name="acc", split="val")  # the same filter in another order: the same entry
+    S.refresh(client, cache, "r1", WORDS, split="val", name="acc")
+    S.refresh(client, cache, "r1", WORDS)
+    S.refresh(client, cache, "r1", WORDS, name="acc", split="val")  # the same filter in another order: the same entry
     assert client.calls == [("r1", -1, {"split": "val", "name": "acc"}), ("r1", -1),
                             ("r1", 2, {"split": "val", "name": "acc"})]
     assert sorted(cache) == ["r1", "r1&name=acc&split=val"]
@@ -389,3 +393,87 @@ def test_runs_group_by_the_config_keys_that_differ():
     assert S.differing_keys(list(configs.values())) == ["method", "skip.audio"]  # seed and tags never group
     runs = [{"id": i} for i in configs]
     assert S.group_runs(runs, configs, ["method"]) == {"method=naive": ["a", "b"], "method=amst_full": ["c"]}
+
+
+# ---- the words come from the API ------------------------------------------------------------------------------
+
+def test_the_balance_gap_is_the_one_the_library_computed_not_recomputed():
+    """amst_core.metrics.imbalance_points computes the gap and the API serves it: the page draws that value."""
+    rs = make(series=[
+        ("val", "branch", "audio", "acc", [0, 1], [0.5, 0.8]),
+        ("val", "branch", "visual", "acc", [0, 1], [0.3, 0.4]),
+        ("val", "branch", None, "acc_gap", [0, 1], [0.2, 0.375]),  # as served (0.4 if the page subtracted)
+    ])
+    b = S.balance(rs, WORDS)
+    assert (b.lagging, b.leading) == ("visual", "audio") and b.gap == 0.375
+    no_gap = S.balance(make(series=[("val", "branch", m, "acc", [0], [v]) for m, v in (("audio", 0.9),
+                                                                                       ("visual", 0.2))]), WORDS)
+    assert no_gap.lagging == "visual" and no_gap.gap is None  # none served: none shown, never made up
+
+
+def test_a_status_the_library_adds_is_followed_without_a_dashboard_edit():
+    served = vocabulary()
+    served["statuses"] = {**served["statuses"], "terminal": [*served["statuses"]["terminal"], "expired"]}
+    words = Words.of(served)
+    rs = make(series=[("val", "fused", None, "acc", [0, 1], [0.5, 0.6])], status="expired", epochs_done=2)
+    assert rs.settled(words.terminal) and not rs.settled(WORDS.terminal)
+
+
+def test_components_are_predictions_only():
+    """`lr` points name an optimizer's part (encoders, head, helpers) as their component: not a prediction."""
+    rs = make(series=[("val", "fused", None, "acc", [0], [0.5]), ("train", "encoders", None, "lr", [0], [0.1]),
+                      ("train", "head", None, "lr", [0], [0.1]), ("train", "run", "audio", "skip", [0], [1.0])])
+    assert rs.components(WORDS) == ["fused"]
+
+
+def test_compare_offers_every_family_present_and_mla_combinations():
+    mla = make("m", series=[("val", "branch", "audio", "acc", [0], [0.5]), ("val", "fused", None, "acc", [0], [0.6]),
+                            ("val", "combo:entropy", None, "acc", [0], [0.7]),
+                            ("val", "combo:a30_v70", None, "acc", [0], [0.65])])
+    full = make("f", series=[("val", "alt_branch", "audio", "acc", [0], [0.5]), ("val", "alt", None, "acc", [0], [0.5]),
+                             ("val", "joint_helper", "audio", "acc", [0], [0.4])])
+    pmr = make("p", series=[("val", "prototype", "audio", "acc", [0], [0.3])])
+    assert S.compare_components([mla, full, pmr], WORDS) == [
+        "branch", "helper", "alt_branch", "combo:a30_v70", "combo:entropy", "joint_helper", "prototype"]
+    assert S.compare_components([], WORDS) == ["branch", "helper"]
+
+
+def test_a_combination_takes_the_whole_models_panel():
+    mla = make("m", series=[("val", "branch", "audio", "acc", [0, 1], [0.5, 0.55]),
+                            ("val", "fused", None, "acc", [0, 1], [0.6, 0.62]),
+                            ("val", "combo:entropy", None, "acc", [0, 1], [0.7, 0.69])])
+    table = S.final_and_best([mla], {"m": "MLA"}, WORDS, component="combo:entropy")
+    assert list(table.columns) == ["run", "epochs", "audio final", "audio best", "combo:entropy final",
+                                   "combo:entropy best"]
+    assert table.iloc[0]["combo:entropy final"] == 0.69 and table.iloc[0]["combo:entropy best"] == 0.7
+    assert table.iloc[0]["audio final"] is None or pd.isna(table.iloc[0]["audio final"])  # no combo per modality
+    assert list(S.final_and_best([mla], {"m": "MLA"}, WORDS).iloc[0][["fused final", "fused best"]]) == [0.62, 0.62]
+    bands = S.group_bands([mla], {"all": ["m"]}, "val", "combo:entropy", "acc", WORDS)
+    assert list(bands) == ["combo:entropy"] and bands["combo:entropy"]["all"].mean == [0.7, 0.69]
+
+
+def test_words_of_the_served_vocabulary():
+    assert WORDS.family("branch") == ("branch", "alt_branch", "joint_branch") and WORDS.family("fused") == ("fused",)
+    assert WORDS.family("prototype") == ("prototype",) and WORDS.families["fused"] == ("fused", "alt", "joint")
+    assert WORDS.judged_first() == ["val", "test", "train"] and WORDS.eval_splits[0] == "val"
+    assert WORDS.is_combo("combo:entropy") and not WORDS.is_prediction("run") and WORDS.is_prediction("alt_helper")
+    ogm = {"name": "ogm_ge", "series": [{"name": "ogm_coeff", "kind": "bounded", "per_modality": True,
+                                         "description": "", "split": "train"}]}
+    assert [s["name"] for s in WORDS.series_of(ogm)][-1] == "ogm_coeff" and WORDS.series_of(None)
+
+
+def test_refresh_keeps_what_the_resumed_attempt_did_not_supersede():
+    """The API says where the current attempt resumed (superseded_from, decided by the store): points before it
+    stay, the rest is read again from there instead of from the start."""
+    rs = make(series=[("val", "fused", None, "acc", [0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4])], status="running")
+
+    def answer(since, n):
+        body = metrics_body(attempt=2, epochs_done=4, series=[("val", "fused", None, "acc", [2, 3][since - 1:],
+                                                               [0.35, 0.45][since - 1:])])
+        return {**body, "superseded_from": 2}
+
+    client = FakeClient(answer)
+    out = S.refresh(client, {"r1": rs}, "r1", WORDS)
+    assert client.calls == [("r1", 3), ("r1", 1)]
+    assert out.series(("val", "fused", None, "acc")) == ([0, 1, 2, 3], [0.1, 0.2, 0.35, 0.45])
+    assert out.run["attempt"] == 2 and out.next_since == 3

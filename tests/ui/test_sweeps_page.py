@@ -8,11 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from amst_core.store.models import RunStatus
+from amst_core.vocab import vocabulary
 from tests.kit.db import migrated_sqlite
 from tests.kit.seeded import APP, seed_run, seed_sweep
 from tests.kit.svc import Service, service_env
 from ui import charts
 from ui.series import RunSeries, group_bands
+from ui.words import Words
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +66,13 @@ def run_series(run_id: str, values: list[float]) -> RunSeries:
 
 def test_group_bands_are_the_mean_and_one_standard_deviation_of_each_group() -> None:
     runs = [run_series("a", [0.2, 0.4]), run_series("b", [0.4, 0.8]), run_series("c", [0.9])]
-    bands = group_bands(runs, {"x": ["a", "b"], "y": ["c"]}, "val", "branch", "acc")
+    bands = group_bands(runs, {"x": ["a", "b"], "y": ["c"]}, "val", "branch", "acc", Words.of(vocabulary()))
     assert list(bands) == ["audio", "fused"]
     x = bands["audio"]["x"]
     assert x.epochs == [0, 1] and x.mean == pytest.approx([0.3, 0.6])
     assert x.high[1] - x.mean[1] == pytest.approx(0.2828427, abs=1e-6) and x.runs == 2
     assert bands["audio"]["y"].low == bands["audio"]["y"].high == [0.9]  # one run: no width
-    fig = charts.band_figure(bands, "val", "acc")
+    fig = charts.band_figure(bands, "val", "acc", "fused")
     assert len(fig.data) == 8  # a band and a mean line per group per panel
     assert [t.name for t in fig.data if t.showlegend] == ["x (n=2)", "y (n=1)"]
     assert fig.layout.xaxis.dtick == 1

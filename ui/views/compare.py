@@ -10,23 +10,24 @@ import streamlit as st
 
 from ui import urlstate
 from ui.charts import PLOT_CONFIG, band_figure, compare_figure, difference_figure
-from ui.common import api, catalog, plain, run_label, series_cache, short_label, shown_errors
+from ui.common import api, baseline_pairs, catalog, plain, run_label, series_cache, short_label, shown_errors, words
 from ui.series import (
     RunSeries,
+    compare_components,
     differing_keys,
     final_and_best,
     flatten,
     group_bands,
     group_runs,
-    pair_baselines,
     refresh,
     uneven_lengths,
+    whole_model,
 )
 from ui.settings import ui_settings
-from ui.style import ACTIVE
+from ui.words import Words
 
-COMPONENTS = ["branch", "helper", "alt_branch", "joint_branch", "alt_helper", "joint_helper", "prototype"]
-COMPONENT_HELP = "the fused prediction has its own panel; branch and helper mean AMST-FULL's alt_ ones for it"
+COMPONENT_HELP = ("the fused prediction has its own panel (a combination, combo:*, takes its place); branch and "
+                  "helper mean AMST-FULL's alt_ ones for it")
 
 
 def options(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -34,13 +35,13 @@ def options(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ids = urlstate.widget(st.multiselect, "Runs", "runs", [], list(by_id),
                           format_func=lambda i: run_label(by_id[i]), placeholder="choose runs to overlay")
     methods, _ = catalog(ui_settings().api_url)
-    baselines = [m["name"] for m in methods if not m["name"].startswith("amst")]
+    baselines = [m["name"] for m in methods if not m["uses_skip"]]  # an AMST method is one that skips
+    w = words()
     a, b, c, d = st.columns(4)
     chosen = {
         "selected": [by_id[i] for i in ids],
-        "split": urlstate.widget(a.radio, "Split", "split", "val", ["val", "test", "train"], horizontal=True),
-        "component": urlstate.widget(b.selectbox, "Per-modality component", "component", "branch", COMPONENTS,
-                                     help=COMPONENT_HELP),
+        "split": urlstate.widget(a.radio, "Split", "split", w.eval_splits[0], w.judged_first(), horizontal=True),
+        "component_slot": b,  # filled once the runs' series are read: it offers the components they have
         "name": urlstate.widget(c.radio, "Metric", "metric", "acc", ["acc", "loss"], horizontal=True),
         "baseline": urlstate.widget(d.selectbox, "Baseline", "baseline", "naive" if "naive" in baselines
                                     else baselines[0], baselines,
@@ -54,6 +55,11 @@ def options(runs: list[dict[str, Any]]) -> dict[str, Any]:
     chosen["log_y"] = urlstate.widget(c.toggle, "Log scale (loss)", "log", False,
                                       help="applies to losses only: accuracy stays on a linear 0-1 axis")
     return chosen
+
+
+def choose_component(slot: Any, series: list[RunSeries], w: Words) -> str:
+    return urlstate.widget(slot.selectbox, "Per-modality component", "component", w.branch,
+                           compare_components(series, w), help=COMPONENT_HELP)
 
 
 def group_options(selected: list[dict[str, Any]]) -> tuple[list[str], dict[str, dict[str, Any]]]:
@@ -79,26 +85,29 @@ def draw(chosen: dict[str, Any], series: dict[str, RunSeries], pairs: list, grou
     if warning := uneven_lengths([rs.run for rs in runs]):
         st.warning(plain(warning) + " Compare final values with care; the x-axis shows each run's own epochs.",
                    icon=":material/straighten:")
-    diff = [(series[amst["id"]], series[base["id"]], short_label(amst)) for amst, base in pairs]
+    w = words()
+    diff = [(series[amst], series[base], labels[amst]) for amst, base in pairs]
     if group_by:
         st.caption("One line per group of runs sharing " + ", ".join(group_by) + ": its mean, with a band "
                    "of one standard deviation over the group's runs (seeds).")
-        st.plotly_chart(band_figure(group_bands(runs, group_runs(selected, configs, group_by), split, component,
-                                                name), split, name), key="grouped", config=PLOT_CONFIG)
+        bands = group_bands(runs, group_runs(selected, configs, group_by), split, component, name, w)
+        st.plotly_chart(band_figure(bands, split, name, whole_model(w, component)), key="grouped",
+                        config=PLOT_CONFIG)
         if diff:
-            st.plotly_chart(difference_figure(diff, split, component, name), key="difference", config=PLOT_CONFIG)
+            st.plotly_chart(difference_figure(diff, split, component, name, w), key="difference", config=PLOT_CONFIG)
     else:
-        st.plotly_chart(compare_figure(runs, labels, split, component, name, chosen["smoothing"], x=chosen["x"],
+        st.plotly_chart(compare_figure(runs, labels, split, component, name, w, chosen["smoothing"], x=chosen["x"],
                                        log_y=chosen["log_y"], pairs=diff or None), key="overlay", config=PLOT_CONFIG)
     if pairs:
-        st.caption("AMST minus baseline: " + " · ".join(f"{plain(short_label(amst))} vs {plain(short_label(base))}"
+        st.caption("AMST minus baseline: " + " · ".join(f"{plain(labels[amst])} vs {plain(labels[base])}"
                                                         for amst, base in pairs))
     else:
         st.caption(f"No AMST run among those chosen has a {chosen['baseline']} run of the same dataset and seed.")
     st.subheader(f"Final and best {split} {name} per modality")
-    st.caption(f"Per run: the last and the best value of each modality's {component} and of the fused prediction "
-               "(all modalities together).")
-    table = final_and_best(runs, labels, split, component, name)
+    whole = whole_model(w, component)
+    st.caption(f"Per run: the last and the best value of each modality's {component} and of the "
+               + ("fused prediction (all modalities together)." if whole == w.fused else f"combination {whole}."))
+    table = final_and_best(runs, labels, w, split, component, name)
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if c not in ("run", "epochs")})
 
@@ -109,21 +118,25 @@ with shown_errors():
     all_runs = api().runs(limit=500, archived="all", with_config=True)
     chosen = options(all_runs)
     selected = chosen["selected"]
+    slot = chosen.pop("component_slot")
     if not selected:
+        chosen["component"] = choose_component(slot, [], words())
         st.info(f"Choose runs above. AMST runs are paired with a {chosen['baseline']} run of the same dataset and "
                 "seed.")
     else:
         group_by, configs = group_options(selected)
-        pairs = pair_baselines(selected, all_runs, chosen["baseline"])
-        ids = list(dict.fromkeys([r["id"] for r in selected] + [base["id"] for _, base in pairs]))
+        pairs = baseline_pairs([r["id"] for r in selected], chosen["baseline"])
+        ids = list(dict.fromkeys([r["id"] for r in selected] + [base for _, base in pairs]))
 
         def fetch() -> dict[str, RunSeries]:
             # One incremental call per run, for the split and metric drawn (not the run's every series).
-            return {i: refresh(api(), series_cache(), i, split=chosen["split"], name=chosen["name"]) for i in ids}
+            return {i: refresh(api(), series_cache(), i, words(), split=chosen["split"], name=chosen["name"])
+                    for i in ids}
 
         series = fetch()
+        chosen["component"] = choose_component(slot, list(series.values()), words())
         drawn = signature(series)
-        live = any(rs.run.get("status") in ACTIVE for rs in series.values())
+        live = any(rs.run.get("status") in words().active for rs in series.values())
 
         @st.fragment(run_every=ui_settings().refresh_s if live else None)
         def watch() -> None:

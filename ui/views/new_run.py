@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from amst_client import ApiError
-from ui.common import PAGES, api, catalog, plain, shown_errors
+from ui.common import PAGES, api, catalog, plain, shown_errors, words
 from ui.form import param_widgets, placed_errors, run_body, starting_config
 from ui.settings import ui_settings
 
@@ -24,7 +24,7 @@ def method_params(method: dict[str, Any], current: dict[str, Any], slots: dict[s
                   modalities: list[str]) -> dict[str, Any]:
     values = {}
     defaults = {**method["params_defaults"], **current}
-    for name, kind, spec in param_widgets(method["params_schema"], modalities):
+    for name, kind, spec in param_widgets(method["params_schema"], modalities, words().modalities):
         label, help_ = name.replace("_", " "), spec.get("description")
         if kind == "select":
             values[name] = st.selectbox(label, spec["enum"], index=pick(spec["enum"], defaults.get(name)), help=help_)

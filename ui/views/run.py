@@ -8,11 +8,9 @@ import streamlit as st
 
 from amst_client import ApiError, ApiUnavailable
 from ui import urlstate
-from ui.charts import PLOT_CONFIG, balance_figure, curves_figure, resource_figure, skip_figure
-from ui.common import PAGES, api, duration, plain, run_label, series_cache, shown_errors
+from ui.charts import PLOT_CONFIG, balance_figure, curves_figure, resource_figure, run_series_figure, skip_figure
+from ui.common import PAGES, api, catalog, duration, plain, run_label, series_cache, shown_errors, words
 from ui.series import (
-    BRANCH_COMPONENTS,
-    HELPER_COMPONENTS,
     RunSeries,
     balance,
     refresh,
@@ -22,12 +20,7 @@ from ui.series import (
     to_csv,
 )
 from ui.settings import ui_settings
-from ui.style import ACTIVE, CANCELLABLE, RETRYABLE, STATUS_BADGE
-
-RUN_LEVEL_NAMES = {"skip", "skip_factor", "skip_speed", "epoch_time", "samples_per_s", "lr", "acc_gap",
-                   "ogm_coeff", "ogm_ratio", "epochs_to_plateau", "best_epoch", "best_val_acc", "test_acc_at_best",
-                   "gpu_util", "gpu_mem_gib"}
-SPLITS = ["train", "val", "test"]
+from ui.style import status_badge
 
 
 def choose_run() -> str | None:
@@ -54,11 +47,12 @@ def lazy(fetch, *args) -> Any:
 def controls(detail: dict[str, Any]) -> None:
     run_id, status = detail["id"], detail["status"]
     bar = st.container(horizontal=True)
-    if status in CANCELLABLE and bar.button("Cancel", icon=":material/stop_circle:",
+    if status in words().active and bar.button("Cancel", icon=":material/stop_circle:",
                                             disabled=detail["cancel_requested"]):
         api().cancel(run_id)
         st.rerun()
-    if status in RETRYABLE and bar.button("Retry", icon=":material/replay:", help="resume from the last checkpoint"):
+    if status in words().retryable and bar.button("Retry", icon=":material/replay:",
+                                                  help="resume from the last checkpoint"):
         api().retry(run_id)
         series_cache().pop(run_id, None)
         st.rerun()
@@ -73,17 +67,19 @@ def controls(detail: dict[str, Any]) -> None:
 
 
 def chart_options(rs: RunSeries) -> dict[str, Any]:
-    """The charts' options, each kept in the URL (a shared link shows the same curves)."""
-    names = sorted({k[3] for k in rs.points if k[3] not in RUN_LEVEL_NAMES}) or ["acc", "loss"]
-    components = rs.components() or ["fused", "branch", "helper"]
-    default = [c for c in ("fused", "alt", "joint") if c in components]
-    default += [next((c for c in group if c in components), None) for group in (BRANCH_COMPONENTS, HELPER_COMPONENTS)]
+    """The charts' options, each kept in the URL (a shared link shows the same curves). Metrics: those of the
+    predictions (run-level series and the imbalance gaps have their own panels)."""
+    w = words()
+    names = sorted({k[3] for k in rs.points if w.is_prediction(k[1]) and k[3] not in w.gaps}) or ["acc", "loss"]
+    components = rs.components(w) or [w.fused, w.branch, w.helper]
+    default = [c for c in w.families[w.fused] if c in components]  # fused, and AMST-FULL's alt and joint
+    default += [next((c for c in w.family(f) if c in components), None) for f in (w.branch, w.helper)]
     default = [c for c in default if c] or components[:1]
     metric_default = [n for n in ("acc", "loss") if n in names] or names[:1]
     with st.expander("Chart options", expanded=False):
         a, b, c = st.columns(3)
         options = {
-            "splits": urlstate.widget(a.multiselect, "Splits", "splits", SPLITS, SPLITS),
+            "splits": urlstate.widget(a.multiselect, "Splits", "splits", list(w.splits), list(w.splits)),
             "components": urlstate.widget(b.multiselect, "Components", "components", default, components),
             "x": urlstate.widget(c.radio, "x-axis", "x", "epoch", ["epoch", "wall"], horizontal=True,
                                  format_func=lambda v: "epoch" if v == "epoch" else "wall time"),
@@ -95,7 +91,7 @@ def chart_options(rs: RunSeries) -> dict[str, Any]:
                                                help="exponential moving average; the raw values stay drawn faintly")
         options["log_y"] = urlstate.widget(c.toggle, "Log scale (loss)", "log", False,
                                            help="applies to losses only: accuracy stays on a linear 0-1 axis")
-        options["balance_split"] = urlstate.widget(d.radio, "Balance on", "balance", "val", ["val", "test", "train"],
+        options["balance_split"] = urlstate.widget(d.radio, "Balance on", "balance", w.eval_splits[0], w.judged_first(),
                                                    horizontal=True)
     options["names"] = options["names"] or metric_default
     return options
@@ -103,7 +99,7 @@ def chart_options(rs: RunSeries) -> dict[str, Any]:
 
 def header(run: dict[str, Any]) -> None:
     """Three numbers that matter, the rest in one line."""
-    st.badge(run["status"], color=STATUS_BADGE.get(run["status"], "gray"))
+    st.badge(run["status"], color=status_badge(run["status"]))
     row = st.container(horizontal=True, gap="large")  # side by side, wrapping on a phone instead of stacking
     row.metric("Epoch", f"{run['epochs_done']}/{run['epochs_total']}", help="epochs finished / planned",
                width="content")
@@ -146,13 +142,13 @@ def pass_seconds_left(run: dict[str, Any]) -> float | None:
 
 def waiting(run: dict[str, Any]) -> None:
     """Before the first epoch ends there is nothing to draw: say what is happening instead of empty axes."""
-    live = run.get("live")
-    if run["status"] in ("queued", "starting"):
+    live, w = run.get("live"), words()
+    if run["status"] in w.active and run["status"] not in w.live:  # no worker has it yet
         st.info(f"**Waiting for the first epoch**: the run is {run['status']}.", icon=":material/hourglass_top:")
     elif live and live.get("batches"):
         st.info(f"**Waiting for the first epoch**: {live_line(run)}.", icon=":material/hourglass_top:")
         st.progress(min(1.0, live["batch"] / live["batches"]), text=f"{live['split']} pass")
-    elif run["status"] in ACTIVE:
+    elif run["status"] in w.active:
         st.info("**Waiting for the first epoch**: the worker is loading the data and building the model.",
                 icon=":material/hourglass_top:")
     else:
@@ -164,19 +160,21 @@ def fmt(value: float | None) -> str:
 
 
 def curves(rs: RunSeries, options: dict[str, Any]) -> None:
-    fig = curves_figure(rs, options["names"], options["splits"] or SPLITS, options["components"], options["x"],
+    fig = curves_figure(rs, options["names"], options["splits"] or list(words().splits), options["components"],
+                        words(), options["x"],
                         options["smoothing"], options["log_y"])
     st.plotly_chart(fig, key="curves", config=PLOT_CONFIG)
 
 
 def balance_panel(rs: RunSeries, split: str) -> None:
     """The modality balance, and under it the skip schedule: one figure (see charts.balance_figure)."""
-    b = balance(rs, split)
+    b = balance(rs, words(), split)
     modalities, epochs, grid = skip_strip(rs)
     strip = (modalities, epochs, grid, skip_factors(rs)) if modalities else None
     st.subheader("Modality balance" + (" and skip schedule" if strip else ""))
     if b.lagging:
-        st.markdown(f"Lagging modality: **{b.lagging}** — {b.gap:.3f} behind **{b.leading}** "
+        behind = f"{b.gap:.3f} behind" if b.gap is not None else "behind"
+        st.markdown(f"Lagging modality: **{b.lagging}** — {behind} **{b.leading}** "
                     f"({split} branch accuracy, epoch {b.epoch + 1})")
     plateaus = [f"{r['modality']} {r['plateau']}" for r in b.rows if r.get("plateau") is not None]
     if plateaus:
@@ -202,12 +200,33 @@ def selections_panel(detail: dict[str, Any]) -> None:
     if not selections:
         return
     st.subheader("Selected like the fused prediction")
-    rows = [{"prediction": name.removeprefix("combo:"), "best epoch": b["best_epoch"] + 1,
+    rows = [{"prediction": name.removeprefix(words().combo_prefix), "best epoch": b["best_epoch"] + 1,
              "best val acc": b["best_val_acc"], "test acc at best": b["test_acc_at_best"]}
             for name, b in sorted(selections.items(), key=lambda kv: -kv[1]["best_val_acc"])]
     st.dataframe(rows, hide_index=True, column_config={
         "best val acc": st.column_config.NumberColumn(format="%.4f"),
         "test acc at best": st.column_config.NumberColumn(format="%.4f")})
+
+
+def method_series_panel(rs: RunSeries, method_name: str, log_y: bool) -> None:
+    """The run-level series its method declares (GET /methods), drawn as declared: a method's new series appear
+    here with no edit of the dashboard. Every run-level series (the engine's too) on demand."""
+    w = words()
+    method = next((m for m in catalog(ui_settings().api_url)[0] if m["name"] == method_name), None)
+    own = (method or {}).get("series") or []
+    fig = run_series_figure(rs, own, w, log_y) if own else None
+    if fig is not None:
+        st.subheader(f"{method_name} series")
+        st.caption(" · ".join(f"**{s['name']}**: {s['description']}" for s in own))
+        st.plotly_chart(fig, key="method_series", config=PLOT_CONFIG)
+    if urlstate.widget(st.toggle, "All run-level series", "run_series", False,
+                       help="every series the run logged for the whole run or per modality (skip schedule, epoch "
+                            "time, throughput, GPU, the method's own), as the API declares them"):
+        every = run_series_figure(rs, w.series_of(method), w, log_y)
+        if every is None:
+            st.caption("No run-level series yet.")
+        else:
+            st.plotly_chart(every, key="run_series", config=PLOT_CONFIG)
 
 
 def resources_panel(rs: RunSeries) -> None:
@@ -241,7 +260,7 @@ def manage_panel(detail: dict[str, Any]) -> None:
             api().update_run(run_id, archived=not archived)
             st.session_state.flash = "Unarchived." if archived else "Archived: the Runs table hides it by default."
             st.rerun()
-        live = detail["status"] in ("starting", "running", "stalled")
+        live = detail["status"] in words().live
         sure = bar.checkbox("Delete for good", help="the run, its points and its checkpoints", disabled=live)
         if bar.button("Delete", icon=":material/delete:", type="primary", disabled=not sure or live):
             api().delete(run_id)
@@ -296,9 +315,9 @@ with shown_errors():
         controls(detail)
         manage_panel(detail)
         selections_panel(detail)
-        rs = refresh(api(), series_cache(), run_id)
+        rs = refresh(api(), series_cache(), run_id, words())
         drawn = signature(rs)
-        live = detail["status"] in ACTIVE
+        live = detail["status"] in words().active
 
         @st.fragment(run_every=ui_settings().refresh_s if live else None)
         def status() -> None:
@@ -306,7 +325,7 @@ with shown_errors():
             drawn again only when this sees new points or a new status, by rerunning the page."""
             with shown_errors():
                 # The page's own fetch serves the first pass; each refresh after it is one incremental call.
-                current = st.session_state.pop("prefetched", None) or refresh(api(), series_cache(), run_id)
+                current = st.session_state.pop("prefetched", None) or refresh(api(), series_cache(), run_id, words())
                 if signature(current) != drawn:
                     st.rerun(scope="app")
                 header({**current.run, "config": detail["config"]})
@@ -319,6 +338,7 @@ with shown_errors():
             options = chart_options(rs)
             curves(rs, options)
             balance_panel(rs, options["balance_split"])
+            method_series_panel(rs, detail["method"], options["log_y"])
             resources_panel(rs)
             st.download_button("All points (CSV)", lambda: to_csv(rs), f"{run_id}-metrics.csv", "text/csv",
                                icon=":material/table_view:", key="csv")  # built when pressed, not per redraw

@@ -9,14 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from ui import urlstate
-from ui.common import PAGES, age, api, catalog, plain, shown_errors
+from ui.common import PAGES, age, api, catalog, plain, shown_errors, words
 from ui.series import differing_keys, flatten
 from ui.settings import ui_settings
-from ui.style import ACTIVE, STATUS_COLORS, status_label
+from ui.style import status_color, status_label
 
-STATUSES = list(STATUS_COLORS)
 ARCHIVED = {"hide": "not archived", "only": "archived only", "all": "both"}
-PREFERRED_COLUMNS = ("optim.lr", "skip.audio", "skip.visual", "skip.text", "fusion", "epochs", "batch_size")
 SEARCH_HELP = ("Words match the name or id. `key OP value` terms, all of which must hold: a run field (`method`, "
                "`status`, `seed`, `tag`, `best_val_acc`, `test_acc_at_best`, `epochs_done`, ...) or a config path "
                "(`optim.lr`, `skip.audio`); OP is one of `= != > >= < <= ~` (~: contains). Example: "
@@ -26,10 +24,10 @@ SEARCH_HELP = ("Words match the name or id. `key OP value` terms, all of which m
 def now_line(run: dict[str, Any]) -> str:
     """What the run is doing: inside an epoch, the pass and its batches (the first epoch is not a blank)."""
     live = run.get("live")
-    if run["status"] in ("running", "stalled") and live and live.get("batches"):
+    if run["status"] in words().live and live and live.get("batches"):
         rate = f" · {live['samples_per_s']:.0f}/s" if live.get("samples_per_s") else ""
         return f"epoch {live['epoch'] + 1}: {live['split']} {live['batch']}/{live['batches']}{rate}"
-    if run["status"] in ACTIVE:
+    if run["status"] in words().active:
         return run["status"]
     return ""
 
@@ -37,7 +35,7 @@ def now_line(run: dict[str, Any]) -> str:
 def table(runs: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     """One row per run: who it is, the hyperparameters asked for, how it did, where it is. The "now" column is
     there only while a listed run is active."""
-    active = any(r["status"] in ACTIVE for r in runs)
+    active = any(r["status"] in words().active for r in runs)
     rows = []
     for r in runs:
         config = flatten(r.get("config") or {})
@@ -60,7 +58,7 @@ def printable(value: Any) -> str:
 
 def colour_status(value: str) -> str:
     status = value.split(" ", 1)[-1]
-    return f"color: {STATUS_COLORS.get(status, 'inherit')}; font-weight: 600"
+    return f"color: {status_color(status)}; font-weight: 600"
 
 
 COLUMNS = {
@@ -77,10 +75,15 @@ def signature(runs: list[dict[str, Any]]) -> tuple:
     return tuple((r["id"], r["status"], r["epochs_done"], r["best_val_acc"], now_line(r)) for r in runs)
 
 
+def preferred_columns() -> list[str]:
+    """The hyperparameters shown first when they differ: the learning rate, each modality's skip factor, ..."""
+    return ["optim.lr", *(f"skip.{m}" for m in words().modalities), "fusion", "epochs", "batch_size"]
+
+
 def hyperparameter_columns(runs: list[dict[str, Any]]) -> list[str]:
     varying = differing_keys([flatten(r.get("config") or {}) for r in runs])
     varying = [k for k in varying if not k.startswith(("dataset.root", "method_params_defaults"))]
-    default = [k for k in PREFERRED_COLUMNS if k in varying][:4]
+    default = [k for k in preferred_columns() if k in varying][:4]
     return urlstate.widget(st.multiselect, "Hyperparameter columns", "cols", default, varying,
                            help="config values that differ among the runs listed")
 
@@ -94,7 +97,7 @@ with shown_errors():
     query = urlstate.widget(st.text_input, "Search", "q", "", placeholder="e.g. optim.lr=0.01 best_val_acc>0.9",
                             help=SEARCH_HELP)
     c1, c2, c3, c4, c5 = st.columns(5)
-    status = urlstate.widget(c1.multiselect, "Status", "status", [], STATUSES)
+    status = urlstate.widget(c1.multiselect, "Status", "status", [], list(words().statuses))
     method = urlstate.widget(c2.multiselect, "Method", "method", [], [m["name"] for m in methods])
     dataset = urlstate.widget(c3.multiselect, "Dataset", "dataset", [], [d["name"] for d in datasets])
     tags_text = urlstate.widget(c4.text_input, "Tags (all of)", "tags", "", placeholder="e.g. sweep, baseline")
@@ -104,7 +107,7 @@ with shown_errors():
     filters = {"status": status, "method": method, "dataset": dataset, "tag": tags, "q": query or None,
                "archived": archived}
     runs = api().runs(limit=500, with_config=True, **filters)
-    active = any(r["status"] in ACTIVE for r in runs)
+    active = any(r["status"] in words().active for r in runs)
     drawn = signature(runs)
 
     @st.fragment(run_every=ui_settings().refresh_s if active else None)

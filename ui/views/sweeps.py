@@ -9,11 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from ui.charts import PLOT_CONFIG, band_figure, heatmap_figure
-from ui.common import PAGES, age, api, series_cache, shown_errors
-from ui.series import group_bands, refresh
-
-ACTIVE_SWEEP = ("queued", "running", "cancelling")
-COMPONENTS = ["branch", "helper"]
+from ui.common import PAGES, age, api, series_cache, shown_errors, words
+from ui.series import group_bands, refresh, whole_model
 
 
 def cell_label(cell: dict[str, Any]) -> str:
@@ -84,17 +81,18 @@ def grouped_curves(sweep: dict[str, Any]) -> None:
     a, b, c, d = st.columns(4)
     by = a.multiselect("Group by", keys, default=keys, help="runs sharing these grid values form one line; the "
                                                           "others (seeds) make its band of one standard deviation")
-    split = b.radio("Split", ["val", "test", "train"], horizontal=True, key="band_split")
-    component = c.selectbox("Per-modality component", COMPONENTS, key="band_component")
+    w = words()
+    split = b.radio("Split", w.judged_first(), horizontal=True, key="band_split")
+    component = c.selectbox("Per-modality component", [w.branch, w.helper], key="band_component")
     name = d.radio("Metric", ["acc", "loss"], horizontal=True, key="band_name")
     groups: dict[str, list[str]] = {}
     for run, cell in runs:
         groups.setdefault(cell_label({k: cell[k] for k in by}), []).append(run["id"])
     client, cache = api(), series_cache()
-    series = [refresh(client, cache, run["id"]) for run, _ in runs]
-    bands = group_bands(series, groups, split, component, name)
+    series = [refresh(client, cache, run["id"], w) for run, _ in runs]
+    bands = group_bands(series, groups, split, component, name, w)
     if bands:
-        st.plotly_chart(band_figure(bands, split, name), key="bands", config=PLOT_CONFIG)
+        st.plotly_chart(band_figure(bands, split, name, whole_model(w, component)), key="bands", config=PLOT_CONFIG)
 
 
 def one_sweep(sweep_id: str) -> None:
@@ -107,7 +105,7 @@ def one_sweep(sweep_id: str) -> None:
                f"{progress['succeeded']} succeeded · at most {sweep['max_concurrent']} at once · "
                + " · ".join(f"{k}: {n}" for k, n in progress["by_status"].items()))
     st.progress(progress["done"] / max(1, progress["total"]))
-    if sweep["status"] in ACTIVE_SWEEP and st.button("Cancel the sweep", type="secondary"):
+    if sweep["status"] in words().sweep_active and st.button("Cancel the sweep", type="secondary"):
         client.cancel_sweep(sweep_id)
         st.rerun()
     stored = cell_label(sweep["baseline"]) if sweep["baseline"] else "(none)"
