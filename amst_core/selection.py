@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from amst_core.metrics import MetricPoint
+from amst_core.vocab import FUSED, RUN, TEST, VAL
 
-PRIMARY = "fused"
+PRIMARY = FUSED
 NAMES = ("best_epoch", "best_val_acc", "test_acc_at_best")
 
 
@@ -50,16 +51,16 @@ class ModelSelection:
         return self.bests[PRIMARY]
 
     def improves(self, val_points: Sequence[MetricPoint]) -> bool:
-        value = accuracy(val_points, "val", PRIMARY)
+        value = accuracy(val_points, VAL, PRIMARY)
         return value is not None and value > self.best.val_acc
 
     def update(self, epoch: int, points: Sequence[MetricPoint]) -> list[MetricPoint]:
         """Take in one epoch's val (and, where it ran, test) points; returns the selection points of the epoch."""
         for component, best in self.bests.items():
-            value = accuracy(points, "val", component)
+            value = accuracy(points, VAL, component)
             if value is not None and value > best.val_acc:
                 modalities = per_modality_test(points) if component == PRIMARY else {}
-                self.bests[component] = Best(epoch, value, accuracy(points, "test", component), modalities)
+                self.bests[component] = Best(epoch, value, accuracy(points, TEST, component), modalities)
         return self.points(epoch)
 
     def points(self, epoch: int) -> list[MetricPoint]:
@@ -68,7 +69,7 @@ class ModelSelection:
             if best.epoch < 0:
                 continue
             values = {"best_epoch": float(best.epoch), "best_val_acc": best.val_acc, "test_acc_at_best": best.test_acc}
-            out += [MetricPoint("val", "run", None, point_name(name, component), epoch, value)
+            out += [MetricPoint(VAL, RUN, None, point_name(name, component), epoch, value)
                     for name, value in values.items() if value is not None]
         return out
 
@@ -89,11 +90,11 @@ class ModelSelection:
 def per_modality_test(points: Sequence[MetricPoint]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for p in points:
-        if p.split == "test" and p.name == "acc" and p.modality is not None:
+        if p.split == TEST and p.name == "acc" and p.modality is not None:
             out.setdefault(p.component, {})[p.modality] = p.value
     return out
 
 
 def selected(points: Sequence[MetricPoint]) -> dict[str, float]:
     """The fused prediction's selection among these points (what the run store's best columns hold)."""
-    return {p.name: p.value for p in points if p.component == "run" and p.split == "val" and p.name in NAMES}
+    return {p.name: p.value for p in points if p.component == RUN and p.split == VAL and p.name in NAMES}

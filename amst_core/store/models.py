@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from amst_core.vocab import ACTIVE, TERMINAL, RunStatus  # noqa: F401  (re-exported: the store speaks these)
+from amst_core.vocab import ACTIVE, MODALITIES, TERMINAL, RunStatus  # noqa: F401  (re-exported: the store speaks these)
 
 NAMING = {  # stable constraint names, so Alembic migrations are the same on SQLite and PostgreSQL
     "ix": "ix_%(column_0_label)s",
@@ -47,20 +47,21 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-class Modality(enum.StrEnum):
-    """Typed modality column; `none` stands for run-level series (the API shows it as null)."""
-
-    audio = "audio"
-    text = "text"
-    visual = "visual"
-    none = "none"
+class ModalityColumn(enum.StrEnum):
+    """Typed modality column: the vocabulary's modalities and `none`, which stands for run-level series (the API
+    shows it as null). Members come from amst_core.vocab (Modality below), in its order, so the database's enum
+    type (its names and values) is what the migrations created."""
 
     @classmethod
-    def from_api(cls, value: str | None) -> Modality:
-        return cls.none if value is None else cls(value)
+    def from_api(cls, value: str | None) -> ModalityColumn:
+        return cls.none if value is None else cls(value)  # type: ignore[attr-defined]
 
     def to_api(self) -> str | None:
-        return None if self is Modality.none else self.value
+        return None if self.value == NO_MODALITY else self.value
+
+
+NO_MODALITY = "none"
+Modality = ModalityColumn("Modality", [(m, m) for m in (*MODALITIES, NO_MODALITY)], module=__name__)
 
 
 class UTCDateTime(TypeDecorator):
