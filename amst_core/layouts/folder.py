@@ -217,7 +217,7 @@ def common_rate(found: FolderScan, roots: DataRoots) -> int | None:
     """The most common sample rate of the folder's audio (files and video soundtracks), from the headers of up to
     RATE_SAMPLE of them evenly spread over the sorted samples; None when none can be read (those samples are
     named as bad when they are decoded)."""
-    sources = sorted({s.files["audio"] for split in SPLITS for s in found.samples[split] if "audio" in s.files})
+    sources = sorted({s.files[vocab.AUDIO] for split in SPLITS for s in found.samples[split] if vocab.AUDIO in s.files})
     step = max(1, len(sources) // RATE_SAMPLE)
     rates = Counter(rate for path in sources[::step][:RATE_SAMPLE] if (rate := header_rate(path, roots)))
     return max(rates, key=lambda rate: (rates[rate], rate)) if rates else None

@@ -18,7 +18,7 @@ from amst_core.store import queries
 from amst_core.store.models import utcnow
 from amst_core.store.queries import RunFilters
 from amst_core.sweeps import pair_baselines
-from amst_core.vocab import vocabulary
+from amst_core.vocab import TEXT, vocabulary
 from api.deps import SessionDep, SettingsDep, find_run
 from api.schemas import (
     DatasetOut,
@@ -69,7 +69,7 @@ def list_datasets(settings: SettingsDep) -> list[DatasetOut]:
         out.append(DatasetOut(name=d.name, summary=d.summary, modalities=list(d.modalities),
                               classes=list(state.classes or d.classes), splits=list(d.splits), prepared=state.ready,
                               problem=state.problem, sizes=state.sizes, folders=list(state.folders),
-                              text="text" in d.modalities, prepare_command=d.prepare_command, knobs=list(d.knobs),
+                              text=TEXT in d.modalities, prepare_command=d.prepare_command, knobs=list(d.knobs),
                               defaults=d.defaults, suggested=d.suggested))
     return out
 
