@@ -204,7 +204,7 @@ class Client:
         return self.json("PATCH", f"/runs/{run_id}", json=fields)
 
     def delete(self, run_id: str) -> None:
-        """Delete an ended run with its points and files."""
+        """Delete a run that is not running (a queued one too), with its points and files."""
         self.request("DELETE", f"/runs/{run_id}")
 
     def config_yaml(self, run_id: str) -> bytes:
