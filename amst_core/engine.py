@@ -26,7 +26,6 @@ from amst_core.config import ConfigError, RunConfig
 from amst_core.data import source_for, to_device
 from amst_core.data.augment import FrameAugment, batch_generator, finish_batch
 from amst_core.data.base import Loaders, loader_processes
-from amst_core.datafiles import check_dataset
 from amst_core.devices import check_precision, deterministic_for, resolve_device, seed_everything
 from amst_core.limits import get_limits
 from amst_core.methods import Method, build_method
@@ -66,7 +65,6 @@ class Trainer:
     def __init__(self, cfg: RunConfig, *, out_dir: Path | None = None, sinks: Sequence[MetricSink] = (),
                  run_id: str = "", attempt: int = 1, should_stop: Callable[[], bool] | None = None,
                  progress: bool | None = None):
-        cfg = check_dataset(cfg)  # fail before any training if the data are missing; a folder's modalities found
         self.cfg = cfg
         self.folder = RunFolder(Path(out_dir)) if out_dir is not None else None  # None: nothing saved
         self.sinks = list(sinks)

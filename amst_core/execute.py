@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from amst_core.config import RunConfig, dump_config
+from amst_core.datafiles import check_dataset
 from amst_core.engine import Trainer
 from amst_core.runfolder import RunFolder
 from amst_core.sinks import MetricSink
@@ -19,7 +20,8 @@ def execute_run(cfg: RunConfig, out_dir: Path, sinks: Sequence[MetricSink], *, r
                 should_stop: Callable[[], bool] | None = None, progress: bool | None = None,
                 started: Callable[[Trainer], None] | None = None) -> dict[str, Any]:
     """Train `cfg` in `out_dir`; `started(trainer)` is called once the trainer knows its first epoch."""
-    trainer = Trainer(cfg, out_dir=out_dir, sinks=sinks, run_id=run_id, attempt=attempt, should_stop=should_stop,
+    checked = check_dataset(cfg)  # the data, once, before any training (the trainer trusts its caller)
+    trainer = Trainer(checked, out_dir=out_dir, sinks=sinks, run_id=run_id, attempt=attempt, should_stop=should_stop,
                       progress=progress)
     folder = RunFolder(out_dir)
     if folder.can_resume():

@@ -125,7 +125,7 @@ def cached_features(cfg: RunConfig, roots: DataRoots | None = None, progress: bo
                          on_bad_sample="skip", roots=roots)
     spec = FeatureSpec.of(cfg, tokenizer=True)
     if AUDIO in spec.modalities and not spec.audio_rate:
-        spec = replace(spec, audio_rate=layout.common_rate(found))
+        spec = replace(spec, audio_rate=layout.common_rate(found, roots))
     if spec.audio_rate:
         log.info("folder dataset %s: audio resampled to %d Hz (dataset.audio_rate%s)", cfg.dataset.root,
                  spec.audio_rate, "" if cfg.dataset.audio_rate else ": the most common rate of its files")
