@@ -3,7 +3,7 @@ their results read back for the matrix (amst_core.sweeps).
 
 Fairness: a sweep's runs are ordinary queued runs, but only `max_concurrent` of them at a time hold a broker
 message (a task); the rest are held back (queued, no task) and released one by one as earlier ones end (by the
-API's reaper pass, every AMST_REAPER_S). So a run submitted on its own never waits behind more than
+reaper-and-release pass, amst_core.store.reaper). So a run submitted on its own never waits behind more than
 `max_concurrent` runs of any one sweep, and two sweeps share the workers.
 """
 
@@ -88,7 +88,7 @@ RELEASING = "releasing"  # task_id while a releaser sends the message: no second
 
 def release_held(s: Session, send: Callable[[str, str], str | None], sweep_id: str | None = None) -> list[str]:
     """Send the message of every held-back run that may start now (`runs_to_release`; of one sweep when named),
-    committing as it goes; the API's reaper and a worker that just finished a sweep's run may both call it: a run
+    committing as it goes; the reaper passes of the API and of every worker may call it at once: a run
     is marked first, and only the caller whose mark took sends. Returns the released run ids; a send that fails
     un-marks its run and raises (the next call tries again)."""
     sent = []
