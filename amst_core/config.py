@@ -16,16 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from amst_core.catalog import DATASETS, METHODS, MODALITIES, Fusion, deep_merge
 from amst_core.datasets import KNOBS
+from amst_core.datasets.avdigits import PRESETS as AVDIGITS_PRESETS
 from amst_core.vocab import AUDIO, SPLITS, TEST, TEXT, TRAIN, VAL, VISUAL, Modality, Split
-
-AVDIGITS_PRESETS: dict[str, dict[str, float]] = {
-    # Clean pairs: both modalities are easy.
-    "easy": {"image_pca_energy": 0.0, "audio_noise": 0.0},
-    # Audio clearly beats visual alone and learns much faster (20 epochs alone: about 0.91 vs 0.80 val accuracy;
-    # visual is still at chance after 6), as audio does on CREMA-D: the image components holding 95% of the
-    # energy are removed (AV-MNIST style) and the MFCCs get noise of one standard deviation. Doc/results.md.
-    "hard": {"image_pca_energy": 0.95, "audio_noise": 1.0},
-}
 
 
 class ConfigError(ValueError):

@@ -15,7 +15,15 @@ if TYPE_CHECKING:
 FILES = {s: f"{s}.npz" for s in SPLITS}
 MFCC = 13  # coefficients per frame in the FSDD recordings
 DIGITS = tuple(str(d) for d in range(10))
-AV_KNOBS = ("preset", "image_pca_energy", "audio_noise")  # the difficulty knobs (config.AVDIGITS_PRESETS)
+AV_KNOBS = ("preset", "image_pca_energy", "audio_noise")  # the difficulty knobs, set alone or by a preset
+PRESETS: dict[str, dict[str, float]] = {
+    # Clean pairs: both modalities are easy.
+    "easy": {"image_pca_energy": 0.0, "audio_noise": 0.0},
+    # Audio clearly beats visual alone and learns much faster (20 epochs alone: about 0.91 vs 0.80 val accuracy;
+    # visual is still at chance after 6), as audio does on CREMA-D: the image components holding 95% of the
+    # energy are removed (AV-MNIST style) and the MFCCs get noise of one standard deviation. Doc/results.md.
+    "hard": {"image_pca_energy": 0.95, "audio_noise": 1.0},
+}
 
 
 def data_dir(cfg: RunConfig, roots: DataRoots | None = None) -> Path:
