@@ -24,7 +24,7 @@ Batch = dict[str, torch.Tensor]
 
 
 class DatasetSource(Protocol):
-    """One dataset layout. Registered by name in `amst_core.data.DATASET_SOURCES`."""
+    """One dataset layout, named by its dataset's spec (`DatasetSpec.source`, amst_core.datasets)."""
 
     def check(self, cfg: RunConfig) -> None:
         """Raise ConfigError (naming dataset.root or the missing file) if the data cannot be read."""

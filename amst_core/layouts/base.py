@@ -2,7 +2,8 @@
 modality's media lie under the dataset folder (amst_method.md section 5).
 
 The API checks requests against these descriptions and the loaders in `amst_core.data.reference` read them, so a
-dataset in a reference layout is one module with one `Layout` plus a line in `amst_core.layouts.LAYOUTS`.
+dataset in a reference layout is one module with one `Layout`, named by its spec (`reference_spec` in
+`amst_core/datasets/reference.py`, `DatasetSpec.layout`).
 """
 
 from __future__ import annotations
