@@ -244,6 +244,7 @@ def test_which_errors_break_a_gpu_context() -> None:
         assert is_device_failure(outer)
 
 
+@pytest.mark.slow  # the first compile in a process sets up dynamo and AOTAutograd: about 30 s on 2 busy cores
 @pytest.mark.parametrize("method", ["amst_alt", "amst_full"])
 def test_compiled_encoders_train_the_alternating_update(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The one encoder backward stopped a head loss's backward at the encoder's output, which with a compiled

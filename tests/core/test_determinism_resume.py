@@ -122,6 +122,7 @@ def test_resume_is_exact_on_cached_frames_augmented_on_the_device(tmp_path: Path
     assert comparable(read_jsonl(workers / "metrics.jsonl")) == comparable(read_jsonl(full / "metrics.jsonl"))
 
 
+@pytest.mark.slow  # 600 training samples in bf16 convolutions, which a CPU runs slowly: about 30 s
 def test_bf16_and_fp32_reach_the_same_accuracy_in_three_epochs(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Mixed precision changes the arithmetic, not what is learned: AMST-FULL on avdigits-format data whose audio
