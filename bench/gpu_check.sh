@@ -126,8 +126,8 @@ install_env() {
     # A copy of the package's files: pip builds in the source folder, and the node's copy of the repository may
     # be read-only or shared.
     mkdir -p "$TMP/src"
-    cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/amst_core" "$REPO/api" "$REPO/worker" "$REPO/ui" \
-        "$REPO/launch" "$REPO/migrations" "$TMP/src/" || return 1
+    cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/amst_core" "$REPO/amst_client" "$REPO/api" "$REPO/worker" \
+        "$REPO/ui" "$REPO/launch" "$REPO/migrations" "$TMP/src/" || return 1
     local offline=(install --no-index --find-links "$WHEELHOUSE" --disable-pip-version-check
                    --no-warn-script-location)
     if [ "$ANY_TORCH" = 1 ]; then

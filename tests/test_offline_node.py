@@ -31,7 +31,8 @@ PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 SERVICE_PACKAGES = ("sqlalchemy", "fastapi", "celery", "av", "soundfile", "alembic", "psycopg", "streamlit",
                     "uvicorn", "httpx", "starlette", "kombu", "redis")
 # What the package is built from (a copy: pip builds in the source folder, and this tree is shared).
-SOURCES = ("pyproject.toml", "README.md", "amst_core", "api", "worker", "ui", "launch", "migrations")
+SOURCES = ("pyproject.toml", "README.md", "amst_core", "amst_client", "api", "worker", "ui", "launch",
+           "migrations")
 
 
 def copy_sources(dest: Path) -> Path:
@@ -154,7 +155,7 @@ def test_offline_install_leaves_the_node_torch_alone_and_trains(tmp_path: Path, 
                 and not p.name.startswith("nvidia_ml_py")]  # pynvml is ours
     assert subprocess.run([python, "-m", "pip", "check"], env=env, capture_output=True).returncode == 0
 
-    probe = ("import torch, amst_core.config, api.main, worker.app, launch.processes; "
+    probe = ("import torch, amst_core.config, api.main, worker.app, launch.processes, launch.up; "  # up: amst_client
              "print(torch.__file__); print(amst_core.config.__file__)")  # amst_core: a namespace package
     where = subprocess.run([python, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert where.returncode == 0, where.stderr[-3000:]
