@@ -62,6 +62,7 @@ def run_dir_name(cell: Mapping[str, Any]) -> str:
 def run_here(base: Mapping[str, Any], grid: Mapping[str, Any], baseline: Mapping[str, Any] | None, out: Path,
              progress: bool | None) -> list[RunResult]:
     from amst_core.execute import execute_run
+    from amst_core.runfolder import RunFolder
     from amst_core.sinks import ConsoleSink, JsonlSink
 
     try:
@@ -71,12 +72,12 @@ def run_here(base: Mapping[str, Any], grid: Mapping[str, Any], baseline: Mapping
     results = []
     for i, run in enumerate(runs, start=1):
         folder = out / run_dir_name(run.cell)
-        summary_file = folder / "summary.json"
+        summary_file = RunFolder(folder).summary
         print(f"[{i}/{len(runs)}] {format_cell(run.cell)} -> {folder}", file=sys.stderr)
         if summary_file.exists():  # trained by an earlier call of this study
             summary = json.loads(summary_file.read_text())
         else:  # (an interrupted run resumes from its last checkpoint)
-            summary = execute_run(run.config, folder, [JsonlSink(folder / "metrics.jsonl"),
+            summary = execute_run(run.config, folder, [JsonlSink(RunFolder(folder).metrics),
                                                        ConsoleSink(run.config.epochs)],
                                   run_id=folder.name, progress=progress)
         measures = {"best_val_acc": summary.get("best_val_acc"), "test_acc_at_best": summary.get("test_acc_at_best"),

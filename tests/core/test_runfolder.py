@@ -22,12 +22,12 @@ from tests.kit.tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("amst_core", "api", "worker", "launch", "ui")
-RUN_FOLDER_PATH = re.compile(r'"last\.pt"|"best\.pt"|checkpoints/')
+RUN_FOLDER_PATH = re.compile(r'"last\.pt"|"best\.pt"|checkpoints/|"(config\.yaml|metrics\.jsonl|summary\.json)"')
 
 
 def test_run_folder_paths_are_spelled_only_in_runfolder() -> None:
-    """Checkpoint names and the checkpoints folder are spelled in runfolder.py alone (they were in the engine,
-    execute_run, the CLI, artifacts and the API's checkpoint route)."""
+    """A run folder's file names are spelled in runfolder.py alone (they were in the engine, execute_run, the CLI,
+    the sweep's local runs, artifacts and the API's checkpoint route)."""
     files = [path for package in PRODUCT for path in sorted((ROOT / package).rglob("*.py"))
              if path.name != "runfolder.py"]
     spelled = [f"{path.relative_to(ROOT)}:{number}" for path in files
