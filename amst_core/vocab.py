@@ -118,6 +118,7 @@ class RunStatus(enum.StrEnum):
 ACTIVE: tuple[RunStatus, ...] = (RunStatus.queued, RunStatus.starting, RunStatus.running, RunStatus.stalled)
 TERMINAL: tuple[RunStatus, ...] = (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.lost)
 LIVE: tuple[RunStatus, ...] = (RunStatus.starting, RunStatus.running, RunStatus.stalled)  # a worker holds it
+PENDING: tuple[RunStatus, ...] = (RunStatus.queued, RunStatus.starting)  # no epoch under way yet
 RETRYABLE: tuple[RunStatus, ...] = (RunStatus.failed, RunStatus.cancelled, RunStatus.lost)  # a retry takes it up
 # A sweep's status, derived from its runs' (amst_core.store.sweeps.status): finished means every run ended, some
 # not succeeded; cancelling, that its runs are being cancelled.
@@ -143,6 +144,6 @@ def vocabulary() -> dict:
         "engine_series": [s.as_dict() for s in ENGINE_SERIES],
         "statuses": {"all": [s.value for s in RunStatus], "active": [s.value for s in ACTIVE],
                      "terminal": [s.value for s in TERMINAL], "live": [s.value for s in LIVE],
-                     "retryable": [s.value for s in RETRYABLE]},
+                     "pending": [s.value for s in PENDING], "retryable": [s.value for s in RETRYABLE]},
         "sweep_statuses": {"all": list(SWEEP_STATUSES), "active": list(SWEEP_ACTIVE)},
     }

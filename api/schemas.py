@@ -242,6 +242,7 @@ class StatusesOut(BaseModel):
     active: list[RunStatus] = Field(description="the run may still change by itself")
     terminal: list[RunStatus] = Field(description="the run has ended (a retry may start it again)")
     live: list[RunStatus] = Field(description="a worker holds the run")
+    pending: list[RunStatus] = Field(description="no epoch of the run is under way yet")
     retryable: list[RunStatus] = Field(description="POST /runs/{id}/retry takes the run up again")
 
 

@@ -21,6 +21,7 @@ class Words:
     active: tuple[str, ...]  # may still change by itself
     terminal: tuple[str, ...]  # ended (a retry may start it again)
     live: tuple[str, ...]  # a worker holds it
+    pending: tuple[str, ...]  # no epoch under way yet
     retryable: tuple[str, ...]
     sweep_active: tuple[str, ...]
     fused: str
@@ -43,7 +44,8 @@ class Words:
             modalities=tuple(served["modalities"]), splits=tuple(served["splits"]),
             eval_splits=tuple(served["eval_splits"]), statuses=tuple(st["all"]),
             active=tuple(st["active"]), terminal=tuple(st["terminal"]), live=tuple(st["live"]),
-            retryable=tuple(st["retryable"]), sweep_active=tuple(served["sweep_statuses"]["active"]),
+            pending=tuple(st["pending"]), retryable=tuple(st["retryable"]),
+            sweep_active=tuple(served["sweep_statuses"]["active"]),
             fused=c["fused"], branch=c["branch"], helper=c["helper"], run=c["run"], combo_prefix=c["combo_prefix"],
             families={k: tuple(v) for k, v in c["families"].items()}, optimizer_parts=tuple(c["optimizer_parts"]),
             bounded=tuple(m["bounded"]), losses=tuple(m["loss"]), gaps=tuple(m["gap"]),

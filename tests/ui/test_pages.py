@@ -206,6 +206,8 @@ def test_first_epoch_says_where_it_is_instead_of_empty_axes(app, seeded_api) -> 
     info = texts(at.info)
     assert "Waiting for the first epoch" in info
     assert "Epoch 1/5: train batch 120/400 · 213 samples/s · this pass ends in ~" in info, info
+    queued = run_page(app, seeded_api.runs["queued"].id)  # a status with no epoch under way (GET /vocabulary)
+    assert "**Waiting for the first epoch**: the run is queued." in texts(queued.info)
 
 
 def test_run_page_chart_options_come_from_and_go_to_the_url(app, seeded_api) -> None:

@@ -143,7 +143,7 @@ def pass_seconds_left(run: dict[str, Any]) -> float | None:
 def waiting(run: dict[str, Any]) -> None:
     """Before the first epoch ends there is nothing to draw: say what is happening instead of empty axes."""
     live, w = run.get("live"), words()
-    if run["status"] in w.active and run["status"] not in w.live:  # no worker has it yet
+    if run["status"] in w.pending:
         st.info(f"**Waiting for the first epoch**: the run is {run['status']}.", icon=":material/hourglass_top:")
     elif live and live.get("batches"):
         st.info(f"**Waiting for the first epoch**: {live_line(run)}.", icon=":material/hourglass_top:")
