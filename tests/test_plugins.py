@@ -1,5 +1,5 @@
-"""A dataset from a plugin (AMST_PLUGINS + a module on the path) exists everywhere with no edit of the package:
-GET /datasets (in-process API), `amst train`; a worker run and the New run form are in
+"""A dataset and a method from plugins (AMST_PLUGINS + modules on the path) exist everywhere with no edit of the
+package: GET /datasets and GET /methods (in-process API), `amst train`; a worker run and the New run form are in
 tests/service/test_plugin_served.py. A plugin whose spec has no check stops the process naming the dataset."""
 
 from __future__ import annotations
@@ -16,36 +16,41 @@ from fastapi.testclient import TestClient
 
 from amst_core import plugins
 from amst_core.datasets import DATASETS
+from amst_core.method_specs import METHODS
 from amst_core.store.migrate import upgrade
 from api.main import create_app
 from api.settings import ApiSettings
-from tests.kit.plugin import NO_CHECK_MODULE, TOY, TOY_CLASSES, plugin_env, toy_run, write_toy_plugin
+from tests.kit.plugin import NO_CHECK_MODULE, TOY, TOY_CLASSES, TOY_METHOD, plugin_env, toy_run, write_toy_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def toy_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The plugin loaded into this process as a process starting with AMST_PLUGINS would; gone afterwards."""
+    """The plugins loaded into this process as a process starting with AMST_PLUGINS would; gone afterwards."""
     folder = write_toy_plugin(tmp_path / "plugins")
     monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setenv("AMST_PLUGINS", TOY)
+    monkeypatch.setenv("AMST_PLUGINS", f"{TOY},{TOY_METHOD}")
     plugins.load_plugins()
     try:
         yield
     finally:
         DATASETS.pop(TOY, None)
-        plugins._loaded.discard(TOY)
-        for module in (TOY, f"{TOY}_source"):
+        METHODS.pop(TOY_METHOD, None)
+        for module in (TOY, TOY_METHOD):
+            plugins._loaded.discard(module)
+        for module in (TOY, f"{TOY}_source", TOY_METHOD, f"{TOY_METHOD}_impl"):
             sys.modules.pop(module, None)
 
 
-def test_a_plugin_dataset_is_served_by_get_datasets(toy_loaded: None, tmp_path: Path) -> None:
+def test_a_plugin_dataset_and_method_are_served_by_the_api(toy_loaded: None, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/amst.db"
     upgrade(url)
     app = create_app(ApiSettings(database_url=url, broker_url="memory://", data_root=tmp_path))
     with TestClient(app) as client:
         served = {d["name"]: d for d in client.get("/datasets").json()}
+        methods = {m["name"]: m for m in client.get("/methods").json()}
+    assert methods[TOY_METHOD]["summary"] == "naive training, registered by a plugin"
     toy = served[TOY]
     assert toy["modalities"] == ["audio", "visual"] and toy["classes"] == list(TOY_CLASSES)
     assert toy["prepared"] and toy["suggested"]["epochs"] == 2
@@ -56,17 +61,18 @@ def amst(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
                           timeout=300)
 
 
-def test_a_plugin_dataset_trains_with_amst_train(tmp_path: Path) -> None:
+def test_a_plugin_method_trains_a_plugin_dataset_with_amst_train(tmp_path: Path) -> None:
     import os
 
-    env = {**os.environ, **plugin_env(write_toy_plugin(tmp_path / "plugins")), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **plugin_env(write_toy_plugin(tmp_path / "plugins"), TOY, TOY_METHOD), "OMP_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(ROOT)])
     config = tmp_path / "toy.yaml"
-    config.write_text(yaml.safe_dump(toy_run()))
+    config.write_text(yaml.safe_dump(toy_run(method=TOY_METHOD)))
     done = amst("train", str(config), "--out", str(tmp_path / "run"), "--no-progress", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     points = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert {p["epoch"] for p in points} == {0, 1}
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["method"] == TOY_METHOD
     assert {p["modality"] for p in points if p["component"] == "helper" and p["name"] == "acc"} == {"audio", "visual"}
 
 

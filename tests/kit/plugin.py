@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 TOY = "toy_plugin_data"  # the dataset's name, also its spec module's
+TOY_METHOD = "toy_plugin_method"  # the method's name, also its spec module's
 TOY_CLASSES = ("ant", "bee", "cat")
 
 SPEC_MODULE = f'''
@@ -44,6 +45,23 @@ class ToySource:
         return samples
 '''
 
+METHOD_SPEC_MODULE = f'''
+"""A method's spec: torch-free, so the API can read it."""
+from amst_core.method_specs import MethodSpec, NoParams, register
+
+register(MethodSpec("{TOY_METHOD}", "naive training, registered by a plugin", NoParams, "concat", fusion_fixed=False,
+                    uses_skip=False, implementation="{TOY_METHOD}_impl:ToyMethod"))
+'''
+
+METHOD_MODULE = f'''
+"""Its implementation (torch): naive's update under the plugin's name."""
+from amst_core.methods.naive import Naive
+
+
+class ToyMethod(Naive):
+    name = "{TOY_METHOD}"
+'''
+
 NO_CHECK_MODULE = '''
 from amst_core.datasets import DatasetSpec, register
 
@@ -52,17 +70,21 @@ register(DatasetSpec("unchecked", "a dataset nobody checks", ("audio",), source=
 
 
 def write_toy_plugin(folder: Path) -> Path:
-    """The plugin's two modules in `folder`; returns it."""
+    """The plugins' modules in `folder` (the toy dataset's spec and source, the toy method's spec and
+    implementation); returns it."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{TOY}.py").write_text(SPEC_MODULE)
     (folder / f"{TOY}_source.py").write_text(SOURCE_MODULE)
+    (folder / f"{TOY_METHOD}.py").write_text(METHOD_SPEC_MODULE)
+    (folder / f"{TOY_METHOD}_impl.py").write_text(METHOD_MODULE)
     return folder
 
 
-def plugin_env(folder: Path, module: str = TOY) -> dict[str, str]:
-    """What a process needs to load the plugin: its folder on PYTHONPATH and its module in AMST_PLUGINS."""
+def plugin_env(folder: Path, *modules: str) -> dict[str, str]:
+    """What a process needs to load plugins: their folder on PYTHONPATH and their modules (default: the toy
+    dataset's) in AMST_PLUGINS."""
     path = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p)
-    return {"PYTHONPATH": path, "AMST_PLUGINS": module}
+    return {"PYTHONPATH": path, "AMST_PLUGINS": ",".join(modules or (TOY,))}
 
 
 def toy_run(**fields: object) -> dict:
