@@ -22,8 +22,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import select
-
 from amst_core import runlog
 from amst_core.config import ConfigError, RunConfig
 from amst_core.limits import get_limits
@@ -31,7 +29,7 @@ from amst_core.runlog import RunLogHandler, log_path
 from amst_core.settings import Settings, get_settings
 from amst_core.store import lifecycle
 from amst_core.store.db import session_scope
-from amst_core.store.models import Run, RunStatus
+from amst_core.store.models import RunStatus
 from amst_core.store.outage import OUTAGE, DatabaseUnavailable, Outage
 from amst_core.store.writer import DbSink, LeaseLost
 from worker.runner import failure_summary, on_this_worker, with_database
@@ -96,8 +94,7 @@ class AttemptRunner:
         """Train attempt `attempt` of `run_id`, which this worker claimed; returns the run's new status, or None
         when the lease is no longer this worker's."""
         with session_scope(self.settings.db_url) as s:
-            config = s.scalar(select(Run.config).where(Run.id == run_id, Run.worker_id == self.worker_id,
-                                                       Run.attempt == attempt, Run.status.in_(lifecycle.LIVE)))
+            config = lifecycle.leased_config(s, run_id, self.worker_id, attempt)
         if config is None:
             log.info("run %s attempt %d is no longer this worker's: not trained", run_id, attempt)
             return None

@@ -102,6 +102,13 @@ def set_running(s: Session, run_id: str, worker_id: str, attempt: int, start_epo
     return ok
 
 
+def leased_config(s: Session, run_id: str, worker_id: str, attempt: int) -> dict[str, Any] | None:
+    """The config of attempt `attempt` while `worker_id` holds its lease (the training process's first look), or
+    None when the run was reaped, ended or taken meanwhile."""
+    return s.scalar(select(Run.config).where(Run.id == run_id, Run.worker_id == worker_id, Run.attempt == attempt,
+                                             Run.status.in_(LIVE)))
+
+
 def heartbeat(s: Session, run_id: str, worker_id: str, live: dict[str, Any] | None = None) -> bool | None:
     """Refresh the lease, with the progress inside the epoch when given (`amst_core.engine.LiveProgress`).
     Returns cancel_requested, or None if this worker no longer holds the run."""

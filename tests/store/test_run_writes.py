@@ -52,6 +52,17 @@ def test_an_epoch_is_recorded_only_by_the_lease_holder(url: str) -> None:
             lifecycle.check_lease(s, "0" * 16, "w1")
 
 
+def test_a_training_process_reads_its_config_only_while_its_worker_holds_the_lease(url: str) -> None:
+    run_id, attempt = leased(url)
+    with tx(url) as s:
+        assert lifecycle.leased_config(s, run_id, "w1", attempt)["epochs"] == 10
+        assert lifecycle.leased_config(s, run_id, "w2", attempt) is None
+        assert lifecycle.leased_config(s, run_id, "w1", attempt + 1) is None
+        lifecycle.finish(s, run_id, "w1", attempt, RunStatus.cancelled)
+    with tx(url) as s:
+        assert lifecycle.leased_config(s, run_id, "w1", attempt) is None, "an ended run is trained no more"
+
+
 def test_a_recorded_epoch_ends_a_stall_and_nothing_else_changes_the_status(url: str) -> None:
     run_id, _ = leased(url)
     with tx(url) as s:
@@ -138,9 +149,12 @@ def sources(*packages: str) -> dict[str, str]:
 
 
 def test_no_service_module_writes_a_run_row() -> None:
-    """Routes, the worker and the launcher change a run through amst_core.store, never with their own SQL."""
+    """Routes, the worker and the launcher change a run through amst_core.store, never with their own SQL; the
+    worker and the launcher do not even read one (lease checks are the store's)."""
     writers = {path for path, text in sources("api", "worker", "launch", "ui").items() if RUN_ROW_WRITE.search(text)}
     assert writers == set()
+    readers = {path for path, text in sources("worker", "launch").items() if re.search(r"select\(Run\b", text)}
+    assert readers == set()
 
 
 def test_every_status_transition_is_in_the_lifecycle() -> None:
