@@ -4,6 +4,7 @@ a worker alone (no API) reaps and releases with the same pass."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -105,3 +106,25 @@ def test_a_worker_alone_reaps_and_releases_with_the_same_pass(url: str) -> None:
     assert send.sent == [run_id]
     with tx(url) as s:
         assert s.get(Run, run_id).status == RunStatus.queued
+
+
+def test_a_worker_whose_run_ended_runs_the_pass_at_once(url: str) -> None:
+    """Its sweep's next run is released now, not at the next tick (minutes away here)."""
+    from worker.runner import Maintenance
+
+    settings = SETTINGS.model_copy(update={"database_url": url, "heartbeat_s": 600.0, "reaper_s": 600.0})
+    executor = SimpleNamespace(settings=settings, worker_id="alive", current_run=None, device="cpu")
+    send = Sender("worker")
+    maintenance = Maintenance(executor, "cpu", send)  # type: ignore[arg-type]
+    maintenance.clock = lifecycle.ReaperClock.sure(settings.lost_after_s)
+    maintenance.start()
+    try:
+        run_id = lost_run(url)
+        maintenance.nudge()  # what Executor.run_ended does
+        deadline = time.monotonic() + 10
+        while not send.sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert send.sent == [run_id]
+    finally:
+        maintenance.stop()
+    assert not maintenance.is_alive()
