@@ -21,6 +21,7 @@ because a run's error is readable by whoever can read the run.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,9 @@ from amst_core.limits import oversized
 
 if TYPE_CHECKING:
     from amst_core.config import DatasetConfig, RunConfig
+    from amst_core.datasets import DatasetSpec
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- confinement
 
@@ -433,17 +437,27 @@ class DatasetState:
 
 def describe_dataset(name: str, roots: DataRoots) -> DatasetState:
     """Whether a dataset is ready on this server (its default folder under AMST_DATA_ROOT passes the check a run
-    gets, unless its spec describes itself), with its sizes and classes as its files say."""
-    from amst_core.config import RunConfig
+    gets, unless its spec describes itself), with its sizes and classes as its files say. A spec's function that
+    fails otherwise than with a ConfigError (a plugin's bug) marks that dataset not ready, by the error's kind;
+    the other datasets are still listed."""
     from amst_core.datasets import DATASETS
 
     spec = DATASETS[name]
-    if spec.describe is not None:
-        return spec.describe(spec, roots)
-    cfg = RunConfig.model_validate({"method": "naive", "dataset": {"name": name}})
     try:
-        cfg = check_data(cfg, roots)
+        return spec.describe(spec, roots) if spec.describe is not None else checked_state(spec, roots)
     except ConfigError as err:
         return DatasetState(ready=False, problem=str(err), classes=spec.classes, modalities=spec.modalities)
+    except Exception as err:  # the kind only: its message may name what lies on the server
+        log.exception("dataset %s: describing it failed", name)
+        return DatasetState(ready=False, problem=f"its check failed on this server ({type(err).__name__}); the "
+                                                 "server's log says where", classes=spec.classes,
+                            modalities=spec.modalities)
+
+
+def checked_state(spec: DatasetSpec, roots: DataRoots) -> DatasetState:
+    """Ready when a run of it with every default passes its check; its sizes as its spec reads them."""
+    from amst_core.config import RunConfig
+
+    cfg = check_data(RunConfig.model_validate({"method": "naive", "dataset": {"name": spec.name}}), roots)
     sizes = spec.sizes(cfg, roots) if spec.sizes is not None else None
     return DatasetState(ready=True, sizes=sizes, classes=spec.classes, modalities=spec.modalities)

@@ -88,3 +88,24 @@ def test_a_plugin_spec_without_a_check_stops_the_process_naming_the_dataset(tmp_
                           text=True, timeout=60)
     assert done.returncode != 0
     assert "dataset 'unchecked': its spec has no check" in done.stderr
+
+
+def test_a_check_that_crashes_marks_its_dataset_not_ready_and_the_others_are_still_listed(tmp_path: Path) -> None:
+    from amst_core.datasets import DatasetSpec, register
+
+    def crashing(cfg, roots):
+        raise RuntimeError("a bug in someone's check")
+
+    register(DatasetSpec("crashing", "a plugin's buggy check", ("audio",), check=crashing, source="nowhere:Source"))
+    try:
+        url = f"sqlite:///{tmp_path}/amst.db"
+        upgrade(url)
+        app = create_app(ApiSettings(database_url=url, broker_url="memory://", data_root=tmp_path))
+        with TestClient(app) as client:
+            resp = client.get("/datasets")
+        assert resp.status_code == 200
+        served = {d["name"]: d for d in resp.json()}
+        assert not served["crashing"]["prepared"] and "RuntimeError" in served["crashing"]["problem"]
+        assert "a bug" not in served["crashing"]["problem"] and served["synthetic"]["prepared"]
+    finally:
+        DATASETS.pop("crashing", None)
