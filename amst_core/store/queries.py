@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, text, tuple_
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.sql import Select
 
@@ -123,6 +123,11 @@ def search_fields(run: Run) -> dict[str, Any]:
     if "notes" in run.__dict__:  # loaded only when a term reads it (list_runs)
         fields["notes"] = run.notes
     return fields
+
+
+def ping(s: Session) -> None:
+    """The cheapest round trip: raises unless the database answers (GET /health)."""
+    s.execute(text("SELECT 1"))
 
 
 def get_run(s: Session, run_id: str, for_update: bool = False) -> Run | None:

@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from amst_core.catalog import DATASETS, METHODS
 from amst_core.datafiles import describe_dataset
@@ -116,7 +115,7 @@ def probe(check: Callable[[], object], backend: str) -> DependencyOut:
 def database_check(request: Request) -> Callable[[], object]:
     def check() -> None:
         with request.app.state.sessions() as s:
-            s.execute(text("SELECT 1"))
+            queries.ping(s)
     return check
 
 

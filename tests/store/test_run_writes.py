@@ -157,6 +157,12 @@ def test_no_service_module_writes_a_run_row() -> None:
     assert readers == set()
 
 
+def test_routes_keep_http_only() -> None:
+    """Every query of a route lives in the store (amst_core.store: queries, lifecycle, sweeps)."""
+    sql = re.compile(r"\bselect\(|\.execute\(|\.scalars?\(|\btext\(\"")
+    assert {path for path, text in sources("api/routes").items() if sql.search(text)} == set()
+
+
 def test_every_status_transition_is_in_the_lifecycle() -> None:
     store = sources("amst_core")
     writers = {path for path, text in store.items() if STATUS_WRITE.search(text)}
