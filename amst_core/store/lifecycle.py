@@ -23,12 +23,11 @@ from sqlalchemy.orm import Session
 from amst_core.config import RunConfig
 from amst_core.settings import Settings, queue_for
 from amst_core.store.models import ACTIVE, TERMINAL, Attempt, Point, Run, RunStatus, RunTag, Series, Worker, utcnow
+from amst_core.vocab import LIVE, RETRYABLE
 
 # The broker message that says "run <id> may start" (its one argument): the worker's Celery task, sent by
 # api.dispatch (the API, and the worker when it hands a run back). The row, not the message, decides who trains.
 TASK_NAME = "amst.execute_run"
-RETRYABLE = (RunStatus.failed, RunStatus.cancelled, RunStatus.lost)
-LIVE = (RunStatus.starting, RunStatus.running, RunStatus.stalled)
 CRASHED = "crashed"  # an attempt's status: its training process died without recording an end
 DIED = (CRASHED, RunStatus.lost.value)  # attempts that ended without an end of their own
 
@@ -489,4 +488,4 @@ def queue_position(s: Session, run: Run) -> int | None:
     return int(ahead or 0)
 
 
-__all__ = ["ACTIVE", "TERMINAL"]
+__all__ = ["ACTIVE", "LIVE", "RETRYABLE", "TERMINAL"]
