@@ -15,8 +15,9 @@ from amst_core.datasets import (
     synthetic,
     urfunny,
 )
-from amst_core.datasets.base import KNOBS, DatasetSpec, Registry, SpecError, deep_merge, resolve
+from amst_core.datasets.base import KNOBS, DatasetSpec, deep_merge
 from amst_core.plugins import load_plugins
+from amst_core.registry import Registry, SpecError, resolve
 
 BUILTIN: tuple[DatasetSpec, ...] = (
     avdigits.SPEC,

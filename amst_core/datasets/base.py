@@ -13,11 +13,11 @@ spec cannot import the config (or `amst_core.datafiles`, which does) before the 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from amst_core.registry import SpecError, resolve
 from amst_core.vocab import SPLITS, Modality, Split
 
 if TYPE_CHECKING:
@@ -37,10 +37,6 @@ Cache = Callable[["RunConfig", bool], str]
 
 # Dataset options of the run config (`dataset.<knob>`) that only some datasets take; a spec names those it takes.
 KNOBS: tuple[str, ...] = ("preset", "image_pca_energy", "audio_noise", "audio_rate", "synthetic")
-
-
-class SpecError(ValueError):
-    """A dataset or method spec that cannot be registered; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -111,37 +107,6 @@ def deep_merge(base: dict, override: dict) -> dict:
         out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
             else value
     return out
-
-
-def resolve(path: str) -> Any:
-    """'package.module:attr.key' -> the object; a Mapping along the way is indexed by the next part."""
-    module, _, attrs = path.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in filter(None, attrs.split(".")):
-        obj = obj[part] if isinstance(obj, Mapping) else getattr(obj, part)
-    return obj
-
-
-T = TypeVar("T")
-
-
-class Registry(Generic[T]):
-    """Specs by name, in registration order; a name registered twice is refused (a plugin cannot hide a built-in
-    by accident)."""
-
-    def __init__(self, kind: str, spec_type: type):
-        self.kind, self.spec_type = kind, spec_type
-        self.specs: dict[str, T] = {}
-
-    def register(self, spec: T) -> T:
-        name = getattr(spec, "name", None)
-        if not isinstance(spec, self.spec_type):
-            raise SpecError(f"{self.kind} {name!r}: register takes a {self.spec_type.__name__}, got "
-                            f"{type(spec).__name__}")
-        if name in self.specs and self.specs[name] is not spec:
-            raise SpecError(f"{self.kind} {name!r} is registered twice")
-        self.specs[name] = spec
-        return spec
 
 
 class Resolved(Mapping[str, Any]):

@@ -3,10 +3,10 @@ amst_core.plugins) call `register` themselves. Torch-free: the API and the run c
 
 from __future__ import annotations
 
-from amst_core.datasets.base import Registry
 from amst_core.method_specs import amst_alt, amst_full, amst_joint, mla, mslr, naive, ogm_ge, pmr, unimodal
 from amst_core.method_specs.base import Fusion, MethodParams, MethodSpec, NoParams, SkipMode, SkipParams, Window
 from amst_core.plugins import load_plugins
+from amst_core.registry import Registry
 
 BUILTIN: tuple[MethodSpec, ...] = (
     naive.SPEC,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from amst_core.datasets.base import SpecError
+from amst_core.registry import SpecError
 from amst_core.vocab import RunSeries
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from amst_core.datasets.base import resolve
+from amst_core.registry import resolve
 
 if TYPE_CHECKING:
     import torch
