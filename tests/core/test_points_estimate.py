@@ -38,8 +38,24 @@ def test_the_estimate_is_what_a_cli_run_writes(tmp_path: Path, method: str) -> N
     assert run_points(cfg) == sum(per_epoch.values())
 
 
+@pytest.mark.parametrize("method", ["mla", "amst_full"])
+def test_the_estimate_is_what_a_three_modality_run_writes(tmp_path: Path, method: str) -> None:
+    """Three modalities change MLA's combinations (one weighted and the gate) and every per-modality count."""
+    from tests.kit.tiny import write_tiny_roberta
+
+    roberta = write_tiny_roberta(tmp_path / "roberta")
+    three = {"modalities": ["audio", "text", "visual"], "samples": {"train": 32, "val": 16, "test": 16}}
+    cfg = tiny_config(method, epochs=1, test_every_epoch=True, dataset={"name": "synthetic", "synthetic": three},
+                      model={"frames": 1, "width": 8, "text_model": str(roberta), "text_max_length": 8,
+                             "text_trainable_layers": 1})
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert written_per_epoch(tmp_path / "run") == Counter({0: points_per_epoch(cfg)})
+
+
 def test_the_estimate_counts_the_selection_points_the_engine_writes() -> None:
-    assert SELECTION_POINTS == len(selection.NAMES)
+    assert len(selection.NAMES) == SELECTION_POINTS
 
 
 def test_a_run_over_the_limit_is_refused_naming_epochs() -> None:
