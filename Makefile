@@ -40,9 +40,9 @@ chromium:
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest
 
-# The inner loop: unit tests and in-process API tests; no service process, browser, long training or GPU tier
-# (under 2 minutes on 2 cores).
-FAST := not service and not browser and not slow and not gpu
+# The inner loop: unit tests and in-process API tests on the embedded SQLite store; no service process, browser,
+# long training, GPU tier or PostgreSQL variant (under 2 minutes on 2 cores).
+FAST := not service and not browser and not slow and not gpu and not postgresql
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "$(FAST)"
 

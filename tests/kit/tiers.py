@@ -1,13 +1,17 @@
 """The suite's tiers, decided in one place at collection (registered by tests/conftest.py's `pytest_plugins`).
 
-`make test-fast` runs `-m "not service and not browser and not slow"`: unit tests and in-process API tests, the
-inner loop (under 2 minutes on 2 cores). `make test` runs everything, as CI does. A test is
+`make test-fast` runs `-m "not service and not browser and not slow and not gpu and not postgresql"`: unit tests
+and in-process API tests on the embedded store, the inner loop (under 2 minutes on 2 cores). `make test` runs
+everything, as CI does. A test is
 
 - `service` when it starts real service processes (an API, a worker, `amst up`, a Celery queue): everything under
   tests/service/, and any test using a fixture that starts an API process;
 - `browser` when it drives the headless Chromium (it starts a service too);
 - `slow` when it trains for more than a few seconds, builds wheels or runs a fuzzer (marked where it is written,
-  or by file below when the whole file is).
+  or by file below when the whole file is);
+- `postgresql` when it is the PostgreSQL variant of a test parametrized over the run store's backends: the quick
+  tier checks each such test once, on the embedded SQLite a developer has; the whole suite runs both (and skips
+  PostgreSQL where it does not answer).
 
 Markers written on a test with `@pytest.mark.slow` and friends keep working; this only adds.
 """
@@ -41,7 +45,15 @@ def tiers_of(item: pytest.Item) -> set[str]:
              if relative == prefix or (prefix.endswith("/") and relative.startswith(prefix))}
     if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
         tiers.add("service")
+    if on_postgresql(item):
+        tiers.add("postgresql")
     return tiers
+
+
+def on_postgresql(item: pytest.Item) -> bool:
+    """Whether a backend parameter of the test (`db_url`, a service's backend, ...) is PostgreSQL."""
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and any(value == "postgresql" for value in callspec.params.values())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
