@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata as md
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import venv
 from pathlib import Path
 
@@ -89,14 +91,29 @@ def offline_env(**extra: str) -> dict[str, str]:
     return {**env, "PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **extra}
 
 
-def cached_wheelhouse(python_version: str, with_tests: bool, make: bool = False) -> Path:
-    """A wheelhouse for `python_version`, built once per content of its inputs (pyproject.toml, constraints.txt,
-    tools/wheelhouse.py, and with `make` the Makefile) and kept under ~/.cache; skips the test when no index can be
-    reached."""
-    key = wheelhouse.inputs_hash(python_version, "training", with_tests)
+def wheelhouse_key(python_version: str, with_tests: bool, make: bool) -> str:
+    """What a wheelhouse is made from: the project's dependency declarations in pyproject.toml (not its tool
+    sections: a change to pytest's or ruff's settings keeps the cache), constraints.txt and tools/wheelhouse.py, and
+    with `make` the Makefile's lines that build it (not its other targets)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    fields = ("name", "requires-python", "dependencies", "optional-dependencies")
+    declared = {"build-system": project.get("build-system"),
+                "project": {key: project["project"].get(key) for key in fields}}
+    digest = hashlib.sha256(f"{python_version} training {with_tests}".encode())
+    digest.update(json.dumps(declared, sort_keys=True).encode())
+    for path in (ROOT / "constraints.txt", Path(wheelhouse.__file__)):
+        digest.update(path.read_bytes())
     if make:
-        key = "make-" + hashlib.sha256(key.encode() + (ROOT / "Makefile").read_bytes()).hexdigest()[:16]
-    dest = CACHE / f"py{python_version}-{key}"
+        recipe = [line for line in (ROOT / "Makefile").read_text().splitlines()
+                  if re.search(r"wheelhouse|WHEELHOUSE|^(PY|SET|PYTHON)\b", line)]
+        digest.update("\n".join(recipe).encode())
+    return ("make-" if make else "") + digest.hexdigest()[:16]
+
+
+def cached_wheelhouse(python_version: str, with_tests: bool, make: bool = False) -> Path:
+    """A wheelhouse for `python_version`, built once per content of its inputs (wheelhouse_key) and kept under
+    ~/.cache; skips the test when no index can be reached."""
+    dest = CACHE / f"py{python_version}-{wheelhouse_key(python_version, with_tests, make)}"
     done = dest / ".complete"
     if done.exists():
         return dest
