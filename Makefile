@@ -36,15 +36,19 @@ chromium:
 		  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; }
 	@command -v chromium >/dev/null 2>&1 || echo "chromium is not installed (not root): browser tests will be skipped"
 
+# NumPy's OpenBLAS starts a thread per core that spins while it waits; next to torch (one thread in tests) and the
+# service processes some tests start, on 2 cores that costs more than it gives: one BLAS thread in tests.
+TEST_ENV := OPENBLAS_NUM_THREADS=1
+
 # The whole suite, what CI runs: unit, in-process API, service stacks, browser (tests/kit/tiers.py says which).
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest
+	$(TEST_ENV) $(BIN)/python -m pytest
 
 # The inner loop: unit tests and in-process API tests on the embedded SQLite store; no service process, browser,
 # long training, GPU tier or PostgreSQL variant (under 2 minutes on 2 cores).
 FAST := not service and not browser and not slow and not gpu and not postgresql
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "$(FAST)"
+	$(TEST_ENV) $(BIN)/python -m pytest -m "$(FAST)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
