@@ -63,7 +63,8 @@ def external_backends_reachable() -> bool:
 # The backend of service tests whose subject does not differ by backend: PostgreSQL + Redis where CI and the
 # development machines have them, the embedded default elsewhere. Tests whose subject differs (broker transport,
 # outages, a worker killed mid-run and its run re-queued) run on both; `amst up` and `make run` on the embedded one.
-DEFAULT_BACKEND = BACKENDS[0] if external_backends_reachable() else BACKENDS[1]
+# AMST_TEST_BACKEND=embedded (or postgres+redis) chooses it.
+DEFAULT_BACKEND = os.environ.get("AMST_TEST_BACKEND") or (BACKENDS[0] if external_backends_reachable() else BACKENDS[1])
 FAST_LIFECYCLE = {"AMST_HEARTBEAT_S": "0.5", "AMST_CANCEL_POLL_S": "0.2", "AMST_REAPER_S": "0.5",
                   "AMST_SSE_POLL_S": "0.1"}
 
