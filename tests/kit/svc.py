@@ -46,9 +46,13 @@ def free_port() -> int:
 
 
 def redis_db() -> str:
+    """A Redis database of the stack's own, emptied: one that holds no key when there is one, so that test sessions
+    running at once on one server (a shared development machine) do not consume each other's run messages."""
     import redis
 
-    index = int(uuid.uuid4().int % 15) + 1
+    used = set(redis.Redis(host=REDIS[0], port=REDIS[1]).info("keyspace"))  # {"db3", ...}: those holding keys
+    free = [i for i in range(1, 16) if f"db{i}" not in used] or list(range(1, 16))
+    index = free[uuid.uuid4().int % len(free)]
     redis.Redis(host=REDIS[0], port=REDIS[1], db=index).flushdb()
     return f"redis://{REDIS[0]}:{REDIS[1]}/{index}"
 
