@@ -35,7 +35,7 @@ from amst_core.runfolder import RunFolder, model_checkpoint, resume_checkpoint, 
 from amst_core.runseries import gpu_points, lr_points, skip_points, skip_speed_points, timing_points
 from amst_core.selection import PRIMARY, ModelSelection, accuracy
 from amst_core.sinks import MetricSink, epoch_line
-from amst_core.vocab import HELPER, SPLITS, component
+from amst_core.vocab import EVAL_SPLITS, HELPER, SPLITS, component
 
 log = logging.getLogger("amst.engine")
 
@@ -265,7 +265,7 @@ class Trainer:
     def summary(self, last_points: list[MetricPoint], seconds: float) -> dict[str, Any]:
         final: dict[str, dict[str, dict[str, float]]] = {}
         for p in last_points:
-            if p.name == "acc" and p.modality is not None and p.split in ("val", "test"):
+            if p.name == "acc" and p.modality is not None and p.split in EVAL_SPLITS:
                 final.setdefault(p.split, {}).setdefault(p.component, {})[p.modality] = p.value
         schedule, best = self.method.schedule, self.selection.best
         summary = {
