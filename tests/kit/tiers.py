@@ -31,7 +31,8 @@ BY_PATH: dict[str, tuple[str, ...]] = {
     "api/test_api_schemathesis.py": ("service", "slow"),  # a real API process under a fuzzer, 25 + 20 s
     "test_offline_node.py": ("slow",),  # wheelhouses and offline pip installs into fresh environments
 }
-# Fixtures that start an API process (the dashboard's pages read a real one through HTTP).
+# Fixtures that start an API process (the dashboard's pages read a real one through HTTP). A new such fixture
+# outside tests/service belongs here, or its tests land in the quick tier.
 SERVICE_FIXTURES = frozenset({"seeded_api", "sweep_api"})
 
 
