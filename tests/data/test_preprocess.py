@@ -69,7 +69,7 @@ def test_cremad_wavs_and_videos_become_the_layout_the_loader_reads(tmp_path: Pat
     assert sizes == {"train": 6, "val": 6, "test": 6}  # stratified: one of each class in val and test
 
 
-@pytest.mark.slow  # `amst preprocess` started twice in a child process, killed half-way the first time
+@pytest.mark.slow  # `amst preprocess` started twice in a child process, killed half-way the first time: 3-11 s
 def test_a_killed_run_started_again_skips_what_it_finished(tmp_path: Path) -> None:
     fake_cremad(tmp_path / "raw", per_class=4)  # 24 clips
     out = tmp_path / "out"
