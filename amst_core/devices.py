@@ -82,6 +82,16 @@ def check_precision(precision: str, device: torch.device) -> None:
                                        "(it needs 8.0, Ampere, or later); use fp16 or fp32 on this GPU")
 
 
+def set_cpu_kernels(precision: str, device: torch.device) -> None:
+    """oneDNN off for bf16 on a CPU, on for everything else (set afresh for every run, like determinism).
+
+    PyTorch 2.11's oneDNN bf16 kernels on a CPU read memory nobody wrote: the same seeded bf16 run gave NaN
+    validation losses in about half its repeats, depending on what the process had allocated before; 8 of 8
+    repeats were clean with oneDNN off (tests/core/test_determinism_resume.py repeats such a run). bf16 on a CPU
+    is for trying the code path, not for speed (its convolutions are slower than fp32 either way)."""
+    torch.backends.mkldnn.enabled = not (precision == "bf16" and device.type == "cpu")
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 autocast pays off on `device`: a GPU that computes it natively, compute capability 8.0 on
     (not a CPU, where bf16 convolutions are slower than fp32). Asked of `device` itself: is_bf16_supported()

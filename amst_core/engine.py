@@ -26,7 +26,13 @@ from amst_core.config import ConfigError, RunConfig
 from amst_core.data import source_for, to_device
 from amst_core.data.augment import FrameAugment, batch_generator, finish_batch
 from amst_core.data.base import Loaders, loader_processes
-from amst_core.devices import check_precision, deterministic_for, resolve_device, seed_everything
+from amst_core.devices import (
+    check_precision,
+    deterministic_for,
+    resolve_device,
+    seed_everything,
+    set_cpu_kernels,
+)
 from amst_core.limits import get_limits
 from amst_core.methods import Method, build_method
 from amst_core.metrics import EpochMeters, MetricPoint, Plateau, imbalance_points
@@ -76,6 +82,7 @@ class Trainer:
         self.classes = source.classes(cfg)
         self.device = resolve_device(cfg.device)
         check_precision(cfg.precision, self.device)
+        set_cpu_kernels(cfg.precision, self.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # pinned-memory threads and new tensors go to the run's GPU
         seed_everything(cfg.seed, deterministic_for(cfg.deterministic, self.device))

@@ -78,12 +78,15 @@ def test_resume_refuses_changed_method_fields(tmp_path: Path, capsys) -> None:
 def test_reduced_precision_trains_on_cpu(precision: str, method: str) -> None:
     """fp16 exercises the gradient scaler with several steps per batch (ALT). Reduced-precision convolutions are
     very slow on a CPU (about 1 s per tiny batch here), so a few batches only."""
-    sink = MemorySink()
     few = {"synthetic": {"samples": {"train": 16, "val": 8, "test": 8}}}
     cfg = tiny_config(method, epochs=1, precision=precision, dataset=few, batch_size=8)
-    summary = Trainer(cfg, sinks=[sink], progress=False).fit()
-    assert summary["best_epoch"] == 0
-    assert all(p.value == p.value for p in sink.points), "no NaN metrics"
+    # Repeated in one process: oneDNN's bf16 CPU kernels read unwritten memory, so whether a run gave NaN
+    # depended on what the process had allocated before (about one repeat in two; devices.set_cpu_kernels).
+    for _ in range(3):
+        sink = MemorySink()
+        summary = Trainer(cfg, sinks=[sink], progress=False).fit()
+        assert summary["best_epoch"] == 0
+        assert all(p.value == p.value for p in sink.points), "no NaN metrics"
 
 
 def test_evaluate_reproduces_validation_metrics_of_best_checkpoint(tmp_path: Path) -> None:
@@ -138,5 +141,6 @@ def test_bf16_and_fp32_reach_the_same_accuracy_in_three_epochs(tmp_path: Path,
                                 "batch_size": 16, "device": "cpu", "precision": precision, "model": {"width": 8},
                                 "optim": {"lr": 0.05}})
         summaries[precision] = Trainer(cfg, progress=False).fit()
-    for key in ("best_val_acc", "test_acc_at_best"):
-        assert summaries["fp32"][key] > 0.5 and abs(summaries["fp32"][key] - summaries["bf16"][key]) <= 0.01, key
+    for key in ("best_val_acc", "test_acc_at_best"):  # 1 point: one sample of 100, and float rounding
+        gap = abs(summaries["fp32"][key] - summaries["bf16"][key])
+        assert summaries["fp32"][key] > 0.5 and gap <= 0.01 + 1e-9, key
