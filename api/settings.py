@@ -9,6 +9,10 @@ from amst_core.settings import Settings, get_settings
 
 
 class ApiSettings(Settings):
+    api_token: str = Field("", alias="AMST_API_TOKEN", description="bearer token for mutating routes, if set")
+    sse_poll_s: float = Field(0.25, alias="AMST_SSE_POLL_S", gt=0)
+    gc_interval_s: float = Field(3600.0, alias="AMST_GC_INTERVAL_S", ge=0,
+                                 description="how often the API applies the retention policy (0: never)")
     sse_keepalive_s: float = Field(15.0, alias="AMST_SSE_KEEPALIVE_S", gt=0,
                                    description="idle seconds before an event stream sends a keep-alive comment")
     limits: Limits = Field(default_factory=Limits, description="what one request may ask (AMST_MAX_*)")

@@ -63,12 +63,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="amst-attempt-") as home:
         os.environ.update(AMST_HOME=home, AMST_ARTIFACTS=str(Path(home) / "artifacts"))
         os.environ.pop("DATABASE_URL", None)
-        from amst_core.settings import get_settings
         from amst_core.store.migrate import upgrade
         from worker.runner import Executor
+        from worker.settings import get_worker_settings
 
         upgrade()
-        settings = get_settings()
+        settings = get_worker_settings()
         executor = Executor(settings, "bench-worker", "cpu")
         first = in_child(executor)  # starts the fork server
         rows = {"in the calling process (before issue 21)": [in_process(settings, "bench-worker")

@@ -282,9 +282,9 @@ def main() -> None:
     results = {b: measure(b, args.pg_url, args.epochs, args.sse_poll_s, args.seed) for b in backends}
     load_after = os.getloadavg()
 
-    from amst_core.settings import Settings
+    from api.settings import ApiSettings
 
-    sse_poll = args.sse_poll_s if args.sse_poll_s is not None else Settings().sse_poll_s
+    sse_poll = args.sse_poll_s if args.sse_poll_s is not None else ApiSettings().sse_poll_s
     print(f"\nEpoch end -> readable, {args.epochs} epochs of {len(epoch_points(0, random.Random(0)))} points; "
           f"GET polled every {POLL_S * 1000:.0f} ms; API SSE poll {sse_poll * 1000:.0f} ms\n")
     print("| backend | path | p50 ms | p95 ms | max ms |")

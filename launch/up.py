@@ -21,9 +21,13 @@ from pathlib import Path
 import httpx
 
 from amst_client import ApiError, ApiUnavailable, Client
-from amst_core.settings import EXIT_RESTART
 from amst_core.store.db import home
 from amst_core.vocab import TERMINAL
+
+# The exit status of a service process that stops itself to be started afresh: EX_TEMPFAIL, non-zero so that
+# every supervisor restarts it (systemd's on-failure, a Kubernetes pod, a Slurm requeue), and never counted by
+# `amst up` as a crash loop.
+EXIT_RESTART = 75
 
 
 def embedded_env() -> dict[str, str]:

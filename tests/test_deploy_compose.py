@@ -19,6 +19,7 @@ from amst_core.limits import Limits
 from amst_core.settings import Settings
 from api.settings import ApiSettings
 from launch.cli import build_parser
+from worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
@@ -217,7 +218,8 @@ def test_service_commands_parse_with_the_cli(name: str) -> None:
 # ---- environment ---------------------------------------------------------------------------------------------------
 
 def known_server_env() -> set[str]:
-    return env_names(Settings) | env_names(ApiSettings) | env_names(Limits) | set(DIRECT_ENV)
+    models = (Settings, ApiSettings, WorkerSettings, Limits)
+    return set().union(*(env_names(m) for m in models)) | set(DIRECT_ENV)
 
 
 @pytest.mark.parametrize(("name", "source"), DIRECT_ENV.items())
@@ -262,7 +264,7 @@ def test_urls_point_at_the_compose_services() -> None:
 
 def test_passed_through_tunables_default_to_the_code_defaults() -> None:
     """`KEY: ${KEY:-d}` must give d == the Settings default, or compose silently changes the service."""
-    defaults = field_defaults(ApiSettings)
+    defaults = field_defaults(ApiSettings) | field_defaults(WorkerSettings)
     checked = 0
     for name in ("migrate", "api", "worker"):
         for key, value in environment(name).items():

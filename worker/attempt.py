@@ -26,13 +26,13 @@ from amst_core import runlog
 from amst_core.config import ConfigError, RunConfig
 from amst_core.limits import get_limits
 from amst_core.runlog import RunLogHandler, log_path
-from amst_core.settings import Settings, get_settings
 from amst_core.store import lifecycle
 from amst_core.store.db import session_scope
 from amst_core.store.models import RunStatus
 from amst_core.store.outage import OUTAGE, DatabaseUnavailable, Outage
 from amst_core.store.writer import DbSink, LeaseLost
 from worker.runner import failure_summary, on_this_worker, with_database
+from worker.settings import WorkerSettings, get_worker_settings
 
 log = logging.getLogger("amst.worker")
 PR_SET_PDEATHSIG = 1
@@ -41,7 +41,7 @@ PR_SET_PDEATHSIG = 1
 class RunWatcher(threading.Thread):
     """Heartbeats the lease and raises the stop flag on cancel or when the lease is lost."""
 
-    def __init__(self, settings: Settings, run_id: str, worker_id: str):
+    def __init__(self, settings: WorkerSettings, run_id: str, worker_id: str):
         super().__init__(daemon=True, name=f"watch-{run_id}")
         self.settings, self.run_id, self.worker_id = settings, run_id, worker_id
         self.stop_training = threading.Event()
@@ -79,7 +79,7 @@ class RunWatcher(threading.Thread):
 class AttemptRunner:
     """Trains one claimed attempt in this process and records its end."""
 
-    def __init__(self, settings: Settings, worker_id: str, device: str):
+    def __init__(self, settings: WorkerSettings, worker_id: str, device: str):
         self.settings, self.worker_id, self.device = settings, worker_id, device
         self.watcher: RunWatcher | None = None
         self.shutting_down = False
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the process whose death ends this one (default: the parent)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runner = AttemptRunner(get_settings(), args.worker_id, args.device)
+    runner = AttemptRunner(get_worker_settings(), args.worker_id, args.device)
     # SIGTERM from the worker (warm shutdown), SIGINT from a terminal's Ctrl-C to the worker's process group.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.shutdown())
@@ -229,9 +229,11 @@ def forked(argv: list[str], env: dict[str, str]) -> None:
     and settings of now over the fork server's (which has those of its start, plus what imports set, such as
     CUBLAS_WORKSPACE_CONFIG), then `main`."""
     from amst_core.limits import get_limits
+    from amst_core.settings import get_settings
 
     os.environ.update(env)
     get_settings.cache_clear()
+    get_worker_settings.cache_clear()
     get_limits.cache_clear()
     sys.exit(main(argv))
 

@@ -25,12 +25,12 @@ from sqlalchemy.orm import Session
 from amst_core import runlog
 from amst_core.config import RunConfig
 from amst_core.runlog import RunLogHandler, log_path
-from amst_core.settings import Settings, get_settings
 from amst_core.store import lifecycle, reaper
 from amst_core.store.db import session_scope
 from amst_core.store.models import RunStatus
 from amst_core.store.outage import OUTAGE, DatabaseUnavailable, Outage, wait_out
 from worker.child import ProcessEnd, TrainingProcess, describe_end
+from worker.settings import WorkerSettings, get_worker_settings
 
 log = logging.getLogger("amst.worker")
 T = TypeVar("T")
@@ -48,7 +48,7 @@ def device_label() -> str:
 class Executor:
     """The worker's side of a run: claim, start the training process, wait, record how it ended."""
 
-    def __init__(self, settings: Settings, worker_id: str, device: str):
+    def __init__(self, settings: WorkerSettings, worker_id: str, device: str):
         self.settings, self.worker_id, self.device = settings, worker_id, device
         self.current_run: str | None = None
         self.child: TrainingProcess | None = None
@@ -149,7 +149,7 @@ class Executor:
         return RunStatus.queued
 
 
-def with_database(settings: Settings, action: Callable[[Session], T]) -> T:
+def with_database(settings: WorkerSettings, action: Callable[[Session], T]) -> T:
     """One transaction, waiting out a database outage up to AMST_DB_GRACE_S (DatabaseUnavailable after)."""
 
     def transaction() -> T:
@@ -159,7 +159,7 @@ def with_database(settings: Settings, action: Callable[[Session], T]) -> T:
     return wait_out(transaction, Outage(settings.db_grace_s, "worker"))
 
 
-def note_in_run_log(settings: Settings, run_id: str, message: str) -> None:
+def note_in_run_log(settings: WorkerSettings, run_id: str, message: str) -> None:
     """One line in the run's own log, from the worker: how its training process ended."""
     try:
         handler = RunLogHandler(log_path(settings.run_dir(run_id)))
@@ -255,7 +255,7 @@ def current_executor() -> Executor:
     """The executor of this worker process, created on first use."""
     global _executor
     if _executor is None:
-        settings = get_settings()
+        settings = get_worker_settings()
         worker_id = os.environ.get("AMST_WORKER_ID") or f"{socket.gethostname()}:{os.getpid()}"
         _executor = Executor(settings, worker_id, device_label())
     return _executor

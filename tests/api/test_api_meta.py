@@ -21,7 +21,7 @@ from amst_core.store import lifecycle
 from amst_core.store.db import get_engine
 from amst_core.store.models import Run, RunStatus, Worker, utcnow
 from api.main import create_app, reap_once
-from api.settings import ApiSettings, Settings
+from api.settings import ApiSettings
 from tests.kit.api import FakeDispatcher, FakeWorker, config, submit
 from tests.kit.tiny import write_tiny_avdigits, write_tiny_folder
 
@@ -154,7 +154,7 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
 
 
 def test_shared_settings_are_accepted(db_url: str, tmp_path: Path) -> None:
-    app = create_app(Settings(database_url=db_url, broker_url="memory://", api_token="t", data_root=tmp_path))
+    app = create_app(ApiSettings(database_url=db_url, broker_url="memory://", api_token="t", data_root=tmp_path))
     assert app.state.settings.api_token == "t" and app.state.settings.sse_keepalive_s == 15.0
     assert TestClient(app).get("/health").status_code == 200
 

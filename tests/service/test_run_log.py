@@ -17,13 +17,13 @@ from sqlalchemy import update
 
 from amst_core import runlog
 from amst_core.runlog import RunLogHandler, log_path
-from amst_core.settings import Settings
 from amst_core.store import lifecycle
 from amst_core.store.models import Run, RunStatus
 from tests.kit.db import tx
 from tests.kit.svc import Service, tiny_run, wait_until
 from tests.kit.tiny import tiny_config
 from worker.attempt import AttemptRunner
+from worker.settings import WorkerSettings
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the log does not differ by backend
@@ -34,7 +34,7 @@ class InProcess:
     """A worker's side (claim) and its training process's (AttemptRunner) in this process."""
 
     def __init__(self, db_url: str, tmp_path: Path):
-        self.settings = Settings(DATABASE_URL=db_url, AMST_ARTIFACTS=str(tmp_path / "artifacts"))
+        self.settings = WorkerSettings(DATABASE_URL=db_url, AMST_ARTIFACTS=str(tmp_path / "artifacts"))
         self.runner = AttemptRunner(self.settings, "w-test", "cpu")
 
     def execute(self, run_id: str) -> str | None:

@@ -11,14 +11,15 @@ import httpx
 import pytest
 import torch
 
-from amst_core.settings import EXIT_RESTART, Settings
 from amst_core.store import lifecycle
 from amst_core.store.models import Run, RunStatus
+from launch.up import EXIT_RESTART
 from tests.kit.db import tx
 from tests.kit.svc import Service, service_env, submit_and_wait, tiny_run
 from tests.kit.tiny import tiny_config
 from worker.attempt import AttemptRunner
 from worker.runner import on_this_worker
+from worker.settings import WorkerSettings
 
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # nothing here differs by backend
 FRESH_PROCESS = "the GPU context of its training process is unusable after it: the next run trains in a fresh process"
@@ -26,7 +27,7 @@ FRESH_PROCESS = "the GPU context of its training process is unusable after it: t
 
 def train_here(db_url: str, tmp_path: Path, run_id: str) -> str | None:
     """What a worker's training process does with a run its worker claimed, in this process."""
-    settings = Settings(DATABASE_URL=db_url, AMST_ARTIFACTS=str(tmp_path / "artifacts"))
+    settings = WorkerSettings(DATABASE_URL=db_url, AMST_ARTIFACTS=str(tmp_path / "artifacts"))
     with tx(db_url) as s:
         attempt = lifecycle.claim(s, run_id, "w-gpu", "cuda:0")
     return AttemptRunner(settings, "w-gpu", "cuda:0").run(run_id, attempt)
