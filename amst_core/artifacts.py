@@ -12,6 +12,7 @@ The API applies it every AMST_GC_INTERVAL_S; `amst gc` applies it now (`--dry-ru
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,13 @@ def disk_use(run_dir: Path) -> dict[str, int]:
     """Bytes per file of a run's folder, by path relative to it (a handful of files: cheap to walk)."""
     if not run_dir.is_dir():
         return {}
-    return {str(p.relative_to(run_dir)): p.stat().st_size for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    sizes = {}
+    for path in sorted(run_dir.rglob("*")):
+        # A live run's writer renames its temporary checkpoint between the listing and the stat: gone is fine.
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file():
+                sizes[str(path.relative_to(run_dir))] = path.stat().st_size
+    return sizes
 
 
 @dataclass

@@ -9,6 +9,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -93,3 +94,18 @@ def test_amst_gc_on_the_command_line(client: TestClient, settings: ApiSettings, 
     assert main(["gc", "--days", "1"]) == 0
     assert "removed 2 files or folders, 2.0 MB" in capsys.readouterr().err
     assert not (settings.run_dir(run_id) / "checkpoints" / "best.pt").exists()
+
+
+def test_disk_use_skips_a_file_renamed_between_listing_and_stat(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live run's writer renames its temporary checkpoint at any moment: GET /runs/{id} sums the folder then,
+    and a file that went between the listing and its stat was a 500."""
+    from amst_core.artifacts import disk_use
+
+    (tmp_path / "config.yaml").write_text("x: 1\n")
+    gone = tmp_path / "checkpoints" / "last.pt.tmp"
+    listed = [tmp_path / "config.yaml", gone]
+    monkeypatch.setattr(Path, "rglob", lambda self, pattern: iter(listed))
+    real_is_file = Path.is_file
+    monkeypatch.setattr(Path, "is_file", lambda self: True if self == gone else real_is_file(self))
+    assert disk_use(tmp_path) == {"config.yaml": 5}
