@@ -22,6 +22,9 @@
 #   PYTHON           the node's Python (default python3)
 #   INSTALL_S, NODE_S, TIER_S, SLOW_TIER_S, BENCH_S   the steps' time limits in seconds (45, 15, 130, 110, 180:
 #                    480 in all; --allow-cpu: 75, 30, 600, 600, 300)
+#   TIER_EXCLUDE     a pytest -k expression of tier tests to leave out, e.g. compiled (on a CPU, inductor's C++
+#                    build takes minutes: the suite's bare-node check sets it; the compiled paths have CPU tests of
+#                    their own in tests/core/test_cuda_paths.py)
 #   after --         more arguments for bench/gpu_check.py, e.g. -- --service
 set -uo pipefail  # no -e: a failed step is recorded and the next one runs
 
@@ -182,8 +185,9 @@ tier() {  # tier STEP LIMIT XML SELECTION
             tests/gpu -k "$4" -q -p no:cacheprovider --basetemp "$TMP/pytest" --junitxml "$OUT/$3"
     fi
 }
-tier "GPU tier" "$TIER_S" gpu_tier.xml "not ($SLOW_TESTS)"
-tier "GPU tier: compile and service" "$SLOW_TIER_S" gpu_tier_slow.xml "$SLOW_TESTS"
+EXCLUDE=${TIER_EXCLUDE:+ and not ($TIER_EXCLUDE)}
+tier "GPU tier" "$TIER_S" gpu_tier.xml "not ($SLOW_TESTS)$EXCLUDE"
+tier "GPU tier: compile and service" "$SLOW_TIER_S" gpu_tier_slow.xml "($SLOW_TESTS)$EXCLUDE"
 
 # 4. The throughput benchmark.
 BENCH_ARGS=(--json "$OUT/gpu_check.json" --markdown "$OUT/gpu_check.md")

@@ -184,7 +184,9 @@ def test_gpu_check_sh_runs_on_a_bare_node_python(tmp_path: Path, torch_folder: P
     python = node_python(tmp_path / "node", torch_folder)
     out = tmp_path / "out"
     # INSTALL_S: the install's own limit (75 s with --allow-cpu) is a node's, not a loaded 2-core CI machine's.
-    env = offline_env(PYTHON=str(python), TMPDIR=str(tmp_path), INSTALL_S=INSTALL_S)
+    # TIER_EXCLUDE: torch.compile's inductor builds C++ for about 2 minutes on a CPU; the compiled paths have CPU
+    # tests of their own (tests/core/test_cuda_paths.py), and a GPU node runs these.
+    env = offline_env(PYTHON=str(python), TMPDIR=str(tmp_path), INSTALL_S=INSTALL_S, TIER_EXCLUDE="compiled")
     env.pop("PYTHONPATH", None)
     done = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--allow-cpu", "--wheelhouse", str(house),
                            "--out", str(out)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
@@ -204,6 +206,7 @@ def test_gpu_check_sh_runs_on_a_bare_node_python(tmp_path: Path, torch_folder: P
         assert steps["GPU tier"] == steps["GPU tier: compile and service"] == "ok", (steps, log[-4000:])
         assert summary["tier"]["failed"] == summary["tier"]["errors"] == 0, log[-4000:]
         assert summary["tier"]["passed"] > 0 and "| tests/gpu |" in table
+        assert "not (compiled)" in log, "the compiled tests were left out as asked"
         assert done.returncode == 0, log[-4000:]
     else:
         assert steps["GPU tier"] == "not run" and done.returncode != 0
