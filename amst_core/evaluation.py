@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from amst_core.config import RunConfig
+from amst_core.datafiles import check_dataset
 from amst_core.engine import Trainer
 from amst_core.metrics import MetricPoint, imbalance_points
 from amst_core.runfolder import Checkpoint, RunFolder
@@ -18,7 +19,7 @@ def evaluate_run(run_dir: Path, split: str = "test", which: Checkpoint = "best",
     cfg = RunConfig.model_validate(state["config"])
     if device is not None:
         cfg = RunConfig.model_validate({**state["config"], "device": device})
-    trainer = Trainer(cfg, progress=False)
+    trainer = Trainer(check_dataset(cfg), progress=False)  # the trainer trusts its caller to check the data
     trainer.method.load_model_state_dict(state["method"])
     points = trainer.evaluate(split, state["epoch"])
     return points + imbalance_points(points, split, state["epoch"])

@@ -292,6 +292,23 @@ def test_evaluate_json(trained, capsys, data_root):
             assert p["value"] == pytest.approx(logged[key], abs=1e-4), key
 
 
+def test_evaluate_says_when_the_runs_data_is_gone(tmp_path, capsys, data_root):
+    """The trainer trusts its caller to have checked the data: `amst evaluate` checks it too, and a run whose
+    files went answers like `amst train` would (the field, what to do), not with a traceback."""
+    from tests.kit.tiny import write_tiny_avdigits
+
+    folder = write_tiny_avdigits(data_root)
+    config = write(tmp_path / "run.yaml", {"method": "naive", "dataset": {"name": "avdigits"}, "epochs": 1,
+                                           "batch_size": 8, "device": "cpu", "model": {"width": 8}})
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    for npz in folder.glob("*.npz"):
+        npz.unlink()
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "dataset.root" in err and "amst prepare avdigits" in err
+
+
 def test_evaluate_missing_checkpoint(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "best.pt" in capsys.readouterr().err
