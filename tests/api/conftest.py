@@ -13,10 +13,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from amst_core.store.db import get_engine
-from amst_core.store.lifecycle import ReaperClock
 from api.main import create_app
 from api.settings import ApiSettings
-from tests.kit.api import TOKEN, FakeDispatcher
+from tests.kit.api import TOKEN, FakeDispatcher, in_process_app
 
 
 @pytest.fixture
@@ -50,10 +49,7 @@ def dispatcher() -> FakeDispatcher:
 
 @pytest.fixture
 def app(settings: ApiSettings, dispatcher: FakeDispatcher) -> FastAPI:
-    app = create_app(settings)
-    app.state.dispatcher = dispatcher
-    app.state.reaper_clock = ReaperClock.sure(settings.lost_after_s)  # the database was up all along
-    return app
+    return in_process_app(settings, dispatcher)
 
 
 @pytest.fixture

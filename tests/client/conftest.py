@@ -12,10 +12,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from amst_client import Client
-from amst_core.store.lifecycle import ReaperClock
-from api.main import create_app
 from api.settings import ApiSettings
-from tests.kit.api import TOKEN, FakeDispatcher
+from tests.kit.api import TOKEN, FakeDispatcher, in_process_app
 from tests.kit.db import sqlite_copy
 
 URL = "http://amst.test"
@@ -36,10 +34,7 @@ def dispatcher() -> FakeDispatcher:
 
 @pytest.fixture
 def app(settings: ApiSettings, dispatcher: FakeDispatcher) -> FastAPI:
-    app = create_app(settings)
-    app.state.dispatcher = dispatcher
-    app.state.reaper_clock = ReaperClock.sure(settings.lost_after_s)  # the database was up all along
-    return app
+    return in_process_app(settings, dispatcher)
 
 
 class InProcess(httpx.BaseTransport):

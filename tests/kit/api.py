@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -13,8 +14,11 @@ from amst_core.metrics import MetricPoint
 from amst_core.selection import ModelSelection
 from amst_core.store import lifecycle
 from amst_core.store.db import get_engine
+from amst_core.store.lifecycle import ReaperClock
 from amst_core.store.models import Attempt, Point, Run, RunStatus, RunTag, Series, utcnow
 from amst_core.store.writer import DbSink
+from api.main import create_app
+from api.settings import ApiSettings
 
 TOKEN = "s3cret-token"  # the bearer token of the `locked` fixture's API
 
@@ -41,6 +45,15 @@ class FakeDispatcher:
     def ping(self) -> None:
         if self.fail:
             raise ConnectionError(self.fail)
+
+
+def in_process_app(settings: ApiSettings, dispatcher: FakeDispatcher) -> FastAPI:
+    """The API app as the in-process tests use it: a fake dispatcher instead of a broker, and a reaper that
+    knows the database was up all along."""
+    app = create_app(settings)
+    app.state.dispatcher = dispatcher
+    app.state.reaper_clock = ReaperClock.sure(settings.lost_after_s)
+    return app
 
 
 def config(method: str = "naive", **fields: Any) -> dict[str, Any]:
