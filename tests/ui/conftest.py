@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from amst_core.store.models import RunStatus
+from tests.kit.browser import start_dashboard
 from tests.kit.db import migrated_sqlite
 from tests.kit.seeded import APP, EVIL_NAME, SeededRun, seed_run
 from tests.kit.svc import Service, service_env
@@ -90,3 +91,44 @@ def app(seeded_api: SeededApi, ui_env):
 
     ui_env(seeded_api.url)
     return AppTest.from_file(APP, default_timeout=30)
+
+
+# ---- the browser suites' stacks (tests/ui/test_browser*.py) ----
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    """API, one worker and the dashboard, over a store that already holds two finished runs to compare."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    write_tiny_avdigits(tmp / "data", frames=48)  # the audio length avdigits suggests to the form
+    url = f"sqlite:///{migrated_sqlite(tmp / 'amst.db')}"
+    base = seed_run(url, "naive", 30, 30, RunStatus.succeeded, name="naive-s0", tags=("baseline",),
+                    dataset="avdigits")
+    full = seed_run(url, "amst_full", 30, 30, RunStatus.succeeded, name="amst-full-s0", tags=("amst",),
+                    dataset="avdigits")
+    service = Service(service_env(tmp, DATABASE_URL=url, AMST_HEARTBEAT_S="1", AMST_CANCEL_POLL_S="0.2"), tmp)
+    service.start_api()
+    service.start_worker()
+    ui_url = start_dashboard(service)
+    try:
+        yield service, ui_url, {"base": base.id, "full": full.id}
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def still(tmp_path_factory: pytest.TempPathFactory):
+    """The API and the dashboard over a store with a running run whose worker is silent (heartbeats an hour
+    apart, so it stays running and gets no new points unless a test writes them) and two finished runs."""
+    tmp = tmp_path_factory.mktemp("still")
+    write_tiny_avdigits(tmp / "data")
+    url = f"sqlite:///{migrated_sqlite(tmp / 'amst.db')}"
+    runs = {"live": seed_run(url, "amst_alt", 6, 30, RunStatus.running, name="alt-live"),
+            "full": seed_run(url, "amst_full", 30, 30, RunStatus.succeeded, name="amst-full-s0"),
+            "base": seed_run(url, "naive", 30, 30, RunStatus.succeeded, name="naive-s0")}
+    service = Service(service_env(tmp, DATABASE_URL=url, AMST_HEARTBEAT_S="3600", AMST_UI_REFRESH_S="1"), tmp)
+    service.start_api()
+    ui_url = start_dashboard(service)
+    try:
+        yield service, ui_url, runs, url
+    finally:
+        service.stop()

@@ -15,58 +15,12 @@ import httpx
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from amst_core.store.models import RunStatus
-from tests.kit.browser import browser_page, chromium_path, wait_for_app
-from tests.kit.db import migrated_sqlite
-from tests.kit.seeded import epoch_points, seed_run
-from tests.kit.svc import ROOT, Service, free_port, service_env, wait_until
-from tests.kit.tiny import write_tiny_avdigits
-
-SHOTS = ROOT / "Doc" / "img"
-TALL = {"width": 1400, "height": 2000}  # Streamlit scrolls inside its own container: a tall window shows it all
+from tests.kit.browser import PHONE, SHOTS, TALL, browser_page, chromium_path, legend, open_drawn, wait_for_app
+from tests.kit.seeded import epoch_points
+from tests.kit.svc import wait_until
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="Chromium is not installed (make test installs "
                                 "Debian's chromium when it runs as root)")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory):
-    """API, one worker and the dashboard, over a store that already holds two finished runs to compare."""
-    tmp = tmp_path_factory.mktemp("e2e")
-    write_tiny_avdigits(tmp / "data", frames=48)  # the audio length avdigits suggests to the form
-    url = f"sqlite:///{migrated_sqlite(tmp / 'amst.db')}"
-    base = seed_run(url, "naive", 30, 30, RunStatus.succeeded, name="naive-s0", tags=("baseline",),
-                    dataset="avdigits")
-    full = seed_run(url, "amst_full", 30, 30, RunStatus.succeeded, name="amst-full-s0", tags=("amst",),
-                    dataset="avdigits")
-    service = Service(service_env(tmp, DATABASE_URL=url, AMST_HEARTBEAT_S="1", AMST_CANCEL_POLL_S="0.2"), tmp)
-    service.start_api()
-    service.start_worker()
-    ui_url = start_dashboard(service)
-    try:
-        yield service, ui_url, {"base": base.id, "full": full.id}
-    finally:
-        service.stop()
-
-
-def start_dashboard(service: Service) -> str:
-    """`amst serve ui` on a free port, talking to the service's API; its address once it answers."""
-    port = free_port()
-    service.env["AMST_API_URL"] = service.url
-    service.start("ui", "serve", "ui", "--port", str(port))
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: healthy(url), 60, message=f"dashboard at {url}")
-    return url
-
-
-def healthy(url: str) -> bool:
-    with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200
-    return False
-
-
-def legend(page) -> str:
-    return " ".join(page.eval_on_selector_all(".legendtext", "nodes => nodes.map(n => n.textContent)"))
 
 
 def test_submit_watch_and_screenshot_every_page(stack, tmp_path: Path) -> None:
@@ -126,7 +80,6 @@ def test_finished_run_page_draws_every_chart(stack) -> None:
 
 # ---- one view per URL, no idle redraws, phone width: against an API with no worker, so runs stay as seeded ----
 
-PHONE = {"width": 390, "height": 2400}  # a phone's width; tall, so the screenshot shows the whole page
 FIGURES = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
   const L = gd._fullLayout;
   const epochAxes = Object.keys(L).filter(k => /^xaxis\\d*$/.test(k)).map(k => L[k])
@@ -137,31 +90,7 @@ FIGURES = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
 })"""
 
 
-@pytest.fixture(scope="module")
-def still(tmp_path_factory: pytest.TempPathFactory):
-    """The API and the dashboard over a store with a running run whose worker is silent (heartbeats an hour
-    apart, so it stays running and gets no new points unless a test writes them) and two finished runs."""
-    tmp = tmp_path_factory.mktemp("still")
-    write_tiny_avdigits(tmp / "data")
-    url = f"sqlite:///{migrated_sqlite(tmp / 'amst.db')}"
-    runs = {"live": seed_run(url, "amst_alt", 6, 30, RunStatus.running, name="alt-live"),
-            "full": seed_run(url, "amst_full", 30, 30, RunStatus.succeeded, name="amst-full-s0"),
-            "base": seed_run(url, "naive", 30, 30, RunStatus.succeeded, name="naive-s0")}
-    service = Service(service_env(tmp, DATABASE_URL=url, AMST_HEARTBEAT_S="3600", AMST_UI_REFRESH_S="1"), tmp)
-    service.start_api()
-    ui_url = start_dashboard(service)
-    try:
-        yield service, ui_url, runs, url
-    finally:
-        service.stop()
 
-
-def open_drawn(page, address: str, charts: int) -> None:
-    """Go to a page and wait until its script ran and `charts` Plotly figures are drawn."""
-    page.goto(address)
-    wait_for_app(page)
-    page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot').length >= {charts}", timeout=60_000)
-    page.wait_for_timeout(800)
 
 
 def test_runs_has_its_own_address_and_the_root_keeps_the_links_parameters(still) -> None:
