@@ -7,15 +7,20 @@ config key that a run field shadows). Values compare as numbers when both sides 
 run's value is one, else as text; a run without the key (or with null) matches only `!=`.
 
 Nothing here touches SQL or HTTP: amst_core.store.queries applies the terms to rows it has read, and the API turns
-a SearchError into a 422 naming `q`.
+a SearchError into a 422 naming `q`. The API also refuses a key that names nothing (check_keys against the run
+config's model), since such a term would silently match no run.
 """
 
 from __future__ import annotations
 
 import re
+import types
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel
 
 OPERATORS = ("=", "!=", ">", ">=", "<", "<=", "~")
 ORDERING = (">", ">=", "<", "<=")
@@ -107,6 +112,58 @@ def term_of(text: str, chars: list[tuple[str, bool]]) -> Term:
         if number(value) is None:
             raise SearchError(text, f"{key} {op} needs a number")
     return Term(text, key, op, value)
+
+
+def check_keys(terms: Sequence[Term], config_model: type[BaseModel]) -> None:
+    """SearchError for the first key that is neither a run field nor a path of `config_model` (the run config),
+    naming the key and the keys known where it went astray. A path into a free-form mapping (`method_params.*`)
+    is taken as it is: what a method takes is the method's."""
+    for term in terms:
+        if term.key is None or (term.key in RUN_FIELDS):
+            continue
+        if (problem := path_problem(config_model, term.config_path, term.key.startswith(CONFIG_PREFIX))):
+            raise SearchError(term.text, problem)
+
+
+def path_problem(model: type[BaseModel], path: list[str], prefixed: bool) -> str | None:
+    """Why `path` is no key of the model's instances, or None when it is one."""
+    for depth, part in enumerate(path):
+        if part not in model.model_fields:
+            parent = ".".join(path[:depth]) or "the config"
+            return unknown_key(CONFIG_PREFIX * prefixed + ".".join(path[:depth + 1]), parent, model,
+                               depth == 0 and not prefixed)
+        inner = nested_model(model.model_fields[part].annotation)
+        if inner is None:
+            rest = path[depth + 1:]
+            if rest and not free_form(model.model_fields[part].annotation):
+                return f"{'.'.join(path[:depth + 1])} is a value, it has no key {rest[0]}"
+            return None
+        model = inner
+    return None
+
+
+def unknown_key(key: str, parent: str, model: type[BaseModel], top: bool) -> str:
+    keys = ", ".join(model.model_fields)
+    if top:
+        return f"unknown key {key}: use a run field ({', '.join(RUN_FIELDS)}) or a config key ({keys}), " \
+               "with dots into a section (optim.lr)"
+    return f"unknown key {key}: {parent} has {keys}"
+
+
+def type_args(annotation: Any) -> tuple[Any, ...]:
+    """The types an annotation allows: the members of a union (`X | None`), else the annotation itself."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def nested_model(annotation: Any) -> type[BaseModel] | None:
+    return next((a for a in type_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+
+
+def free_form(annotation: Any) -> bool:
+    """A mapping or Any: whatever keys it holds are searchable."""
+    return any(a is Any or typing.get_origin(a) in (dict, Mapping) or a is dict for a in type_args(annotation))
 
 
 def number(text: str) -> float | None:

@@ -141,8 +141,12 @@ def list_runs(s: SessionDep, status: values(RunStatus, "any of these statuses") 
 
 
 def search_terms(q: str | None) -> tuple[search.Term, ...]:
+    """The query's terms; a 422 naming `q` for one that cannot be read or whose key names nothing (a typo
+    would otherwise match no run, silently)."""
     try:
-        return tuple(search.parse(q or ""))
+        terms = tuple(search.parse(q or ""))
+        search.check_keys(terms, RunConfig)
+        return terms
     except search.SearchError as err:
         raise ApiError(422, f"q: {err}", "q") from None
 

@@ -226,6 +226,8 @@ def test_search_respects_archived(client: TestClient) -> None:
     ("seed=>1", '"seed=>1": unknown operator =>'),
     ("=1", '"=1": = needs a field name'),
     ("name<3", '"name<3": name is text'),
+    ("foo.bar=1", '"foo.bar=1": unknown key foo: use a run field (name, id,'),
+    ("optim.lrr=1", '"optim.lrr=1": unknown key optim.lrr: optim has lr, momentum'),
 ])
 def test_bad_query_is_a_422_naming_q(client: TestClient, q: str, says: str) -> None:
     message = error_of(client.get("/runs", params={"q": q}), 422, "q")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from amst_core.store.search import SearchError, Term, matches, parse, uses
+from amst_core.store.search import SearchError, Term, check_keys, matches, parse, uses
 
 FIELDS: dict[str, Any] = {
     "name": "AMST full on avdigits", "id": "0123abcd4567ef89", "method": "amst_full", "dataset": "avdigits",
@@ -145,3 +145,31 @@ def test_every_term_must_hold() -> None:
     assert hit("tag=baseline best_val_acc>0.9 skip.audio=2")
     assert not hit("tag=baseline best_val_acc>0.9 skip.audio=3")
     assert matches([], FIELDS)  # no terms: everything matches
+
+
+# ---- keys that name nothing (the API checks them against the run config's model) --------------------------
+
+def key_error(q: str) -> str:
+    from amst_core.config import RunConfig
+
+    with pytest.raises(SearchError) as caught:
+        check_keys(parse(q), RunConfig)
+    return str(caught.value)
+
+
+def test_an_unknown_key_is_named_with_the_known_ones() -> None:
+    """`foo.bar=1` used to match nothing, silently: it reads as a search that found no run."""
+    message = key_error("seed=1 foo.bar=1")
+    assert message.startswith('"foo.bar=1": unknown key foo: use a run field (name, id, method')
+    assert "best_val_acc" in message and "optim" in message and "batch_size" in message
+    assert key_error("optim.lrr<1") == ('"optim.lrr<1": unknown key optim.lrr: optim has lr, momentum, '
+                                        'weight_decay, lr_step, lr_gamma')
+    assert "unknown key config.foo: the config has name, tags" in key_error("config.foo=1")
+    assert key_error("optim.lr.x=1") == '"optim.lr.x=1": optim.lr is a value, it has no key x'
+
+
+def test_known_keys_pass_the_key_check() -> None:
+    from amst_core.config import RunConfig
+
+    check_keys(parse("word seed=1 device=cpu config.device=auto optim.lr>0 skip.auto.warmup=3 optim!=1 "
+                     "method_params.alpha=0.5 dataset.synthetic.samples.train>1 tags=x"), RunConfig)
