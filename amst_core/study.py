@@ -24,10 +24,7 @@ from amst_core.sweeps import (
     format_cell,
     matrix,
     modality_measures,
-    table,
-    to_csv,
-    to_latex,
-    to_markdown,
+    render_table,
 )
 
 REPRODUCE_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -88,13 +85,13 @@ def run_here(base: Mapping[str, Any], grid: Mapping[str, Any], baseline: Mapping
 
 def write_tables(results: list[RunResult], baseline: Mapping[str, Any] | None, out: Path) -> str:
     try:
-        header, body = table(matrix(results, baseline))
+        rows = matrix(results, baseline)
     except SweepError as err:
         raise ConfigError(err.field, str(err)) from None
     out.mkdir(parents=True, exist_ok=True)
-    for suffix, render in (("csv", to_csv), ("md", to_markdown), ("tex", to_latex)):
-        (out / f"matrix.{suffix}").write_text(render(header, body))
-    return to_markdown(header, body)
+    for suffix in ("csv", "md", "tex"):
+        (out / f"matrix.{suffix}").write_text(render_table(rows, suffix))
+    return render_table(rows, "md")
 
 
 def load_study(path: Path) -> dict[str, Any]:

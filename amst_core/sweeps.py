@@ -9,7 +9,8 @@ only there are one run (shown with "-" for those keys), so naive is trained once
 The results matrix has one row per cell (the grid's values except `seed`): mean, standard deviation and count of
 each measure over its seeds, and, against a baseline cell, the paired difference by seed with a paired t-test and
 a Wilcoxon signed-rank test (scipy); fewer than `MIN_PAIRS` paired seeds make the p-values meaningless, and the
-row says so. Tables export as CSV, Markdown and LaTeX.
+row says so. Tables: a numeric CSV (every number its own column, significance in words), and a compact table
+for the paper ("mean ± std" per measure, the best bold, Δ and p against the baseline) as Markdown or LaTeX.
 """
 
 from __future__ import annotations
@@ -294,36 +295,160 @@ def find_cell(keys: list[tuple], wanted: Mapping[str, Any]) -> tuple:
 
 # ---------------------------------------------------------------- tables
 
+# Every format a table is asked for by, and what it is: `md` and `tex` are the names the first API used.
+TABLE_FORMATS = {"csv": "csv", "md": "markdown", "markdown": "markdown", "tex": "latex", "latex": "latex"}
+MEASURE_LABELS = {"best_val_acc": "val acc", "test_acc_at_best": "test acc"}
+SIGNIFICANCE_LEVEL = 0.05  # of the paired t-test (Wilcoxon cannot go below 0.0625 with 5 pairs)
+DIGITS = 3  # of a mean, a spread and a difference in the compact tables: what a paper prints
+NO_VALUE = "-"
+FEW_SEEDS_MARK = "†"
 
-def table(rows: Sequence[Row], measures: Sequence[str] | None = None) -> tuple[list[str], list[list[str]]]:
-    """Header and rows as text: the cell's grid values, then per measure mean, std and n, then per primary measure
-    the paired difference and its p-values ("-" where absent; p-values marked with '*' when too few seeds)."""
-    keys = list(rows[0].cell) if rows else []
-    names = list(measures or (rows[0].stats if rows else []))
+
+@dataclass(frozen=True)
+class Cell:
+    """A compact table's cell: its text, and whether it is the best of its column."""
+
+    text: str
+    bold: bool = False
+
+
+def grid_keys(rows: Sequence[Row]) -> list[str]:
+    return list(rows[0].cell) if rows else []
+
+
+def measure_names(rows: Sequence[Row], measures: Sequence[str] | None = None) -> list[str]:
+    return list(measures or (rows[0].stats if rows else []))
+
+
+def measure_label(name: str) -> str:
+    """`best_val_acc` -> "val acc", `helper:audio` -> "helper audio"."""
+    return MEASURE_LABELS.get(name) or name.replace(":", " ")
+
+
+def baseline_row(rows: Sequence[Row]) -> Row | None:
+    """The baseline cell's row: matrix() pairs every row but the baseline's."""
+    return next((r for r in rows if not r.paired), None) if any(r.paired for r in rows) else None
+
+
+def significance(paired: Paired | None) -> str:
+    """In words, so that the CSV's p-values stay numbers: the baseline itself, too few seeds to say, or whether
+    the paired t-test's p is below SIGNIFICANCE_LEVEL."""
+    if paired is None:
+        return "baseline"
+    if not paired.seeds:
+        return "no paired seeds"
+    if not paired.meaningful:
+        return "too few seeds"
+    return "significant" if paired.t_p is not None and paired.t_p < SIGNIFICANCE_LEVEL else "not significant"
+
+
+def numeric_table(rows: Sequence[Row], measures: Sequence[str] | None = None) -> tuple[list[str], list[list[Any]]]:
+    """Every number of the matrix, one column each (for a spreadsheet or pandas): the cell's grid values, per
+    measure its mean, std and n, and against the baseline per primary measure the mean paired difference, both
+    p-values, the number of paired seeds and the significance in words. None where a value is absent."""
+    keys, names = grid_keys(rows), measure_names(rows, measures)
     paired = any(r.paired for r in rows)
-    header = [*keys]
-    for m in names:
-        header += [f"{m} mean", f"{m} std", f"{m} n"]
+    header = [*keys, *(f"{m} {part}" for m in names for part in ("mean", "std", "n"))]
     if paired:
-        for m in MEASURES:
-            header += [f"{m} diff", f"{m} t p", f"{m} wilcoxon p"]
+        header += [f"{m} {part}" for m in MEASURES for part in ("diff", "t p", "wilcoxon p", "pairs", "significance")]
     body = []
     for r in rows:
-        line = [str(r.cell[k]) for k in keys]
+        line: list[Any] = [r.cell[k] for k in keys]
         for m in names:
-            s = r.stats[m]
-            line += [num(s.mean), num(s.std), str(s.count)]
+            line += [r.stats[m].mean, r.stats[m].std, r.stats[m].count]
         if paired:
-            for m in MEASURES:
-                p = r.paired.get(m)
-                mark = "" if p is None or p.meaningful else "*"
-                line += ([num(p.mean), num(p.t_p) + mark, num(p.wilcoxon_p) + mark] if p else ["-", "-", "-"])
+            line += [x for m in MEASURES for x in paired_numbers(r.paired.get(m))]
         body.append(line)
     return header, body
 
 
-def num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+def paired_numbers(paired: Paired | None) -> list[Any]:
+    """diff, t p, wilcoxon p, pairs and significance of one primary measure (the baseline's row: none)."""
+    if paired is None:
+        return [None, None, None, None, significance(paired)]
+    return [paired.mean, paired.t_p, paired.wilcoxon_p, len(paired.seeds), significance(paired)]
+
+
+def mean_std(stat: Stat, seeds: int) -> str:
+    """"0.605 ± 0.064"; the count too where it differs from the row's seeds (a measure some runs lack)."""
+    if stat.mean is None:
+        return NO_VALUE
+    text = f"{stat.mean:.{DIGITS}f}" + (f" ± {stat.std:.{DIGITS}f}" if stat.std is not None else "")
+    return text if stat.count == seeds else f"{text} (n={stat.count})"
+
+
+def best_means(rows: Sequence[Row], measure: str) -> set[int]:
+    """Which rows hold the column's best mean as printed (every measure is an accuracy: higher is better); none
+    when fewer than two rows have one, as there is nothing to compare."""
+    shown = {i: round(r.stats[measure].mean, DIGITS) for i, r in enumerate(rows) if r.stats[measure].mean is not None}
+    return {i for i, v in shown.items() if v == max(shown.values())} if len(shown) > 1 else set()
+
+
+def p_text(value: float | None) -> str:
+    return NO_VALUE if value is None else "<0.001" if value < 0.001 else f"{value:.{DIGITS}f}"
+
+
+def paired_cells(paired: Paired | None) -> list[Cell]:
+    """Δ and p of one primary measure: "baseline" in the baseline's row; p marked † from too few seeds."""
+    if paired is None:
+        return [Cell("baseline"), Cell(NO_VALUE)]
+    diff = NO_VALUE if paired.mean is None else f"{paired.mean:+.{DIGITS}f}"
+    mark = FEW_SEEDS_MARK if paired.seeds and not paired.meaningful else ""
+    return [Cell(diff), Cell(p_text(paired.t_p) + mark)]
+
+
+def compact_table(rows: Sequence[Row], measures: Sequence[str] | None = None) -> tuple[list[str], list[list[Cell]]]:
+    """The paper's table: one row per cell with its grid values and seed count, "mean ± std" per measure (the
+    best of each column bold), and against the baseline, per primary measure, the mean paired difference (Δ) and
+    the paired t-test's p."""
+    keys, names = grid_keys(rows), measure_names(rows, measures)
+    paired = any(r.paired for r in rows)
+    header = [*keys, "n", *map(measure_label, names)]
+    if paired:
+        header += [part.format(measure_label(m)) for m in MEASURES for part in ("Δ {}", "p ({})")]
+    best = {m: best_means(rows, m) for m in names}
+    body = []
+    for i, r in enumerate(rows):
+        seeds = max((s.count for s in r.stats.values()), default=0)
+        line = [Cell(str(r.cell[k])) for k in keys] + [Cell(str(seeds))]
+        line += [Cell(mean_std(r.stats[m], seeds), i in best[m]) for m in names]
+        if paired:
+            line += [c for m in MEASURES for c in paired_cells(r.paired.get(m))]
+        body.append(line)
+    return header, body
+
+
+def table_notes(rows: Sequence[Row]) -> list[str]:
+    """What the compact table's marks mean, written under it (Markdown) or above it (LaTeX, as comments)."""
+    notes = [f"Mean ± standard deviation over seeds (n runs), {DIGITS} decimals; bold: the best mean of its column. "
+             "val acc: the fused prediction's best validation accuracy; test acc: the test accuracy at that epoch."]
+    base = baseline_row(rows)
+    if base is not None:
+        notes.append(f"Δ: the mean difference to the baseline cell ({format_cell(base.cell)}), paired by seed; "
+                     "p: paired t-test, two-sided (the Wilcoxon signed-rank p is in the CSV).")
+    if any(p.seeds and not p.meaningful for r in rows for p in r.paired.values()):
+        notes.append(f"{FEW_SEEDS_MARK} fewer than {MIN_PAIRS} paired seeds: the p-value says little.")
+    return notes
+
+
+def render_table(rows: Sequence[Row], fmt: str) -> str:
+    """The matrix in one of TABLE_FORMATS: the numeric CSV, or the compact table as Markdown or LaTeX."""
+    kind = TABLE_FORMATS[fmt]
+    if kind == "csv":
+        return to_csv(*numeric_table(rows))
+    header, body = compact_table(rows)
+    if kind == "markdown":
+        return to_markdown(header, body, table_notes(rows))
+    return to_latex(header, body, table_notes(rows), labels=len(grid_keys(rows)) + 1)
+
+
+def csv_number(value: Any) -> str:
+    """A value as the CSV writes it: None empty, a number in full, text as csv_cell makes it safe."""
+    if value is None:
+        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value)
+    return csv_cell(str(value))
 
 
 # A cell a spreadsheet would run as a formula (OWASP, CSV injection): one that starts with = + - @, a tab or a
@@ -341,16 +466,16 @@ def csv_cell(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def to_csv(header: list[str], body: list[list[str]]) -> str:
+def to_csv(header: list[str], body: Sequence[Sequence[Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerows([[csv_cell(c) for c in row] for row in [header, *body]])
+    writer.writerows([[csv_number(c) for c in row] for row in [header, *body]])
     return out.getvalue()
 
 
 # In a Markdown cell: HTML is written as text (a renderer passes tags through), a link cannot form (a
 # `javascript:` target), a pipe cannot end the cell (nor a backslash escape the pipe that does), code spans
-# cannot open, and a line break cannot end the row. Emphasis stays: a '*' marks a p-value from too few seeds.
+# cannot open, and a line break cannot end the row. Emphasis stays (the table's bold is ours).
 MARKDOWN_SPECIAL = re.compile(r"([\\`\[\]|])")
 
 
@@ -359,15 +484,25 @@ def markdown_cell(text: str) -> str:
     return MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
 
 
-def to_markdown(header: list[str], body: list[list[str]]) -> str:
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(markdown_cell(c) for c in cells) + " |"
+def markdown_text(cell: str | Cell) -> str:
+    if isinstance(cell, str):
+        return markdown_cell(cell)
+    return f"**{markdown_cell(cell.text)}**" if cell.bold else markdown_cell(cell.text)
 
-    return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *map(line, body)]) + "\n"
+
+def to_markdown(header: list[str], body: Sequence[Sequence[str | Cell]], notes: Sequence[str] = ()) -> str:
+    def line(cells: Sequence[str | Cell]) -> str:
+        return "| " + " | ".join(markdown_text(c) for c in cells) + " |"
+
+    table = [line(header), "|" + "|".join("---" for _ in header) + "|", *map(line, body)]
+    return "\n".join(table + [f"\n{markdown_cell(n)}" for n in notes]) + "\n"
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                 # the compact table's own signs, as math (no inputenc needed)
+                 "±": r"$\pm$", "Δ": r"$\Delta$", "†": r"$^\dagger$", "<": r"$<$", ">": r"$>$",
+                 "|": r"\textbar{}"}
 
 
 def latex_escape(text: str) -> str:
@@ -375,10 +510,19 @@ def latex_escape(text: str) -> str:
     return "".join(LATEX_SPECIAL.get(c, c) for c in " ".join(text.splitlines()))
 
 
-def to_latex(header: list[str], body: list[list[str]]) -> str:
-    spec = "l" * sum(1 for h in header if not h.endswith((" mean", " std", " n", " diff", " p"))) or "l"
-    spec += "r" * (len(header) - len(spec))
-    lines = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
-             " & ".join(latex_escape(h) for h in header) + r" \\", "\\midrule"]
-    lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in body]
+def latex_text(cell: str | Cell) -> str:
+    if isinstance(cell, str):
+        return latex_escape(cell)
+    return f"\\textbf{{{latex_escape(cell.text)}}}" if cell.bold else latex_escape(cell.text)
+
+
+def to_latex(header: list[str], body: Sequence[Sequence[str | Cell]], notes: Sequence[str] = (),
+             labels: int = 1) -> str:
+    """A booktabs tabular (\\usepackage{booktabs}): `labels` left-aligned columns, then numbers right-aligned;
+    the notes as comments above it, for the caption."""
+    spec = "l" * min(labels, len(header)) + "r" * max(0, len(header) - labels)
+    lines = [f"% {' '.join(n.splitlines())}" for n in notes]
+    lines += [f"\\begin{{tabular}}{{{spec or 'l'}}}", "\\toprule",
+              " & ".join(latex_escape(h) for h in header) + r" \\", "\\midrule"]
+    lines += [" & ".join(latex_text(c) for c in row) + r" \\" for row in body]
     return "\n".join([*lines, "\\bottomrule", "\\end{tabular}"]) + "\n"

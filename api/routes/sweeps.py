@@ -18,6 +18,7 @@ from amst_core.store import sweeps as store
 from amst_core.store.models import Run, Sweep, utcnow
 from amst_core.sweeps import (
     MIN_PAIRS,
+    TABLE_FORMATS,
     SweepError,
     SweepRun,
     cell_key,
@@ -25,10 +26,7 @@ from amst_core.sweeps import (
     find_cell,
     format_cell,
     matrix,
-    table,
-    to_csv,
-    to_latex,
-    to_markdown,
+    render_table,
 )
 from api.deps import RUN_ID, DispatcherDep, SessionDep, SettingsDep
 from api.dispatch import queue_or_undo
@@ -320,17 +318,24 @@ JSON_ERRORS = {code: {"description": "an error", "content": {"application/json":
     "$ref": "#/components/schemas/ErrorResponse"}}}} for code in Errors}
 
 
+TABLE_MEDIA = {"csv": ("text/csv", "csv"), "markdown": ("text/markdown", "md"), "latex": ("application/x-latex", "tex")}
+
+
 @router.get("/sweeps/{sweep_id}/table", response_class=CsvResponse, responses={
-    200: {"content": {"text/csv": TEXT, "text/markdown": TEXT, "application/x-latex": TEXT}}, **JSON_ERRORS})
-def get_table(sweep_id: str, s: SessionDep, format: Literal["csv", "md", "tex"] = "csv",
+    200: {"content": {media: TEXT for media, _ in TABLE_MEDIA.values()}}, **JSON_ERRORS})
+def get_table(sweep_id: str, s: SessionDep, format: Literal["csv", "markdown", "latex", "md", "tex"] = "csv",
               baseline: Baseline = None) -> Response:
-    """The results matrix as CSV, a Markdown table or a LaTeX tabular (booktabs)."""
+    """The results matrix against the baseline cell (the sweep's own unless `baseline` names another; empty: none).
+    `csv`: every number in its own column (mean, std, n per measure; diff, t-test and Wilcoxon p, paired seeds
+    per primary measure) and the significance in words (`significant`, `not significant`, `too few seeds`,
+    `baseline`). `markdown` (`md`) and `latex` (`tex`, a booktabs tabular): the compact table for a paper, one row
+    per cell with "mean ± std" per measure, the best of each column bold, Δ and the paired t-test's p against the
+    baseline (marked † with too few seeds), and notes saying so."""
     sweep = find_sweep(s, sweep_id)
-    header, body = table(results_matrix(sweep, store.sweep_runs(s, sweep.id), parse_baseline(baseline)))
-    text, media = {"csv": (to_csv, "text/csv"), "md": (to_markdown, "text/markdown"),
-                   "tex": (to_latex, "application/x-latex")}[format]
-    return Response(text(header, body), media_type=media,
-                    headers={"Content-Disposition": f'attachment; filename="{sweep.id}.{format}"'})
+    text = render_table(results_matrix(sweep, store.sweep_runs(s, sweep.id), parse_baseline(baseline)), format)
+    media, suffix = TABLE_MEDIA[TABLE_FORMATS[format]]
+    return Response(text, media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="{sweep.id}.{suffix}"'})
 
 
 @router.post("/sweeps/{sweep_id}/cancel", response_model=SweepDetail, dependencies=[*Auth, Depends(empty_body)],

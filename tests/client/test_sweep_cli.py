@@ -88,7 +88,7 @@ def test_sweep_api_wait_prints_progress_and_the_table(sent, base: Path, transpor
     monkeypatch.setattr("time.sleep", finish_every_run)
     assert main(["sweep", str(base), "--grid", "seed=0,1", "--api", URL, "--wait"]) == 0
     out, err = capsys.readouterr()
-    assert out.startswith("| best_val_acc mean |") and "| 0.5000 | 0.0000 | 2 |" in out  # both seeds' runs
+    assert out.startswith("| n | val acc |") and "| 2 | 0.500 ± 0.000 |" in out  # both seeds' runs
     assert "2 runs queued on http://amst.test" in err and "2/2 ended (2 succeeded)" in err
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 from types import SimpleNamespace
 
 import pytest
@@ -14,17 +13,16 @@ from amst_core.sweeps import (
     MIN_PAIRS,
     RunResult,
     SweepError,
+    compact_table,
     expand,
     is_amst,
     matrix,
     modality_measures,
+    numeric_table,
     pair_baselines,
     paired_by,
     paired_test,
-    table,
-    to_csv,
-    to_latex,
-    to_markdown,
+    render_table,
 )
 
 BASE = {"dataset": {"name": "synthetic"}, "method": "amst_full", "epochs": 2, "device": "cpu"}
@@ -112,26 +110,69 @@ def test_the_matrix_has_mean_std_count_and_paired_differences() -> None:
         matrix(results(), baseline={"method": "mla"})
 
 
-def parse_number(text: str) -> float | None:
-    text = text.rstrip("*")
-    return None if text == "-" else float(text)
+def test_the_compact_table_is_mean_plus_minus_std_with_the_best_of_each_column_bold() -> None:
+    from scipy import stats
+
+    header, body = compact_table(matrix(results(), baseline={"method": "naive"}))
+    assert header == ["method", "n", "val acc", "test acc", "helper audio", "Δ val acc", "p (val acc)",
+                      "Δ test acc", "p (test acc)"]
+    text = [[c.text for c in row] for row in body]
+    # naive 0.80 0.82 0.81: mean 0.810, sample std 0.010; amst_full 0.86 0.85 0.88: 0.8633, std 0.01528
+    assert text[0][:5] == ["naive", "3", "0.810 ± 0.010", "0.800 ± 0.010", "0.710 ± 0.010"]
+    assert text[1][:5] == ["amst_full", "3", "0.863 ± 0.015", "0.853 ± 0.015", "0.710 ± 0.010"]
+    p = stats.ttest_rel([0.86, 0.85, 0.88], [0.80, 0.82, 0.81]).pvalue
+    assert text[1][5:7] == ["+0.053", f"{p:.3f}†"]  # 3 pairs: too few seeds to trust the p-value
+    assert text[0][5:] == ["baseline", "-", "baseline", "-"]
+    bold = [[c.bold for c in row[2:5]] for row in body]
+    assert bold == [[False, False, True], [True, True, True]]  # helper audio: a tie to 3 decimals, both bold
 
 
-def test_the_exports_parse_back_into_the_same_numbers() -> None:
-    header, body = table(matrix(results(), baseline={"method": "naive"}))
-    assert header[:4] == ["method", "best_val_acc mean", "best_val_acc std", "best_val_acc n"]
-    back_csv = list(csv.reader(io.StringIO(to_csv(header, body))))
-    assert back_csv == [header, *body]
-    md_lines = to_markdown(header, body).splitlines()
-    back_md = [[c.strip() for c in line.strip("|").split(" | ")] for line in md_lines if not line.startswith("|-")]
-    assert back_md == [header, *body]
-    tex = to_latex(header, body)
-    rows = [line.removesuffix(r" \\") for line in tex.splitlines() if line.endswith(r" \\")]
-    back_tex = [[re.sub(r"\\(.)", r"\1", c.strip()) for c in row.split(" & ")] for row in rows]
-    assert back_tex == [header, *body]
-    assert tex.startswith("\\begin{tabular}{l") and "\\_" in tex  # underscores escaped
-    numbers = [[parse_number(c) for c in row[1:]] for row in body]
-    assert numbers[1][0] == pytest.approx(0.8633, abs=1e-4) and numbers[0][-1] is None
+def test_the_numeric_csv_holds_numbers_and_says_significance_in_its_own_column() -> None:
+    text = render_table(matrix(results(), baseline={"method": "naive"}), "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["method"] for r in rows] == ["naive", "amst_full"]
+    full = rows[1]
+    assert float(full["best_val_acc mean"]) == pytest.approx(0.8633333333)
+    assert float(full["best_val_acc std"]) == pytest.approx(0.0152752523) and int(full["best_val_acc n"]) == 3
+    assert float(full["best_val_acc diff"]) == pytest.approx(0.0533333333) and int(full["best_val_acc pairs"]) == 3
+    assert 0 < float(full["best_val_acc t p"]) < 1 and 0 < float(full["best_val_acc wilcoxon p"]) <= 1
+    assert full["best_val_acc significance"] == "too few seeds"
+    assert rows[0]["best_val_acc significance"] == "baseline" and rows[0]["best_val_acc diff"] == ""
+    numbers = [c for r in rows for k, c in r.items() if k != "method" and not k.endswith("significance") and c]
+    assert all(math.isfinite(float(c)) for c in numbers)  # every other cell a number, or empty where none
+    header, body = numeric_table(matrix(results()))
+    assert "best_val_acc diff" not in header  # no baseline: no paired columns
+    assert body[0][:4] == ["naive", pytest.approx(0.81), pytest.approx(0.01), 3]
+
+
+def test_enough_seeds_say_significant_or_not() -> None:
+    gains = [0.05, 0.06, 0.04, 0.05, 0.07]
+    runs = [RunResult({"method": m, "seed": s}, {"best_val_acc": 0.8 + (g if m == "amst_full" else 0) + s / 100,
+                                                 "test_acc_at_best": 0.7 + s / 100})
+            for m in ("naive", "amst_full") for s, g in enumerate(gains)]
+    rows = list(csv.DictReader(io.StringIO(render_table(matrix(runs, {"method": "naive"}), "csv"))))
+    assert rows[1]["best_val_acc significance"] == "significant"
+    assert rows[1]["test_acc_at_best significance"] == "not significant"  # every difference zero: no test
+    markdown = render_table(matrix(runs, {"method": "naive"}), "markdown")
+    assert "†" not in markdown  # five pairs: no mark, and no note about one
+
+
+def test_markdown_and_latex_hold_the_same_compact_table() -> None:
+    rows = matrix(results(), baseline={"method": "naive"})
+    markdown = render_table(rows, "markdown")
+    lines = markdown.splitlines()
+    assert lines[0] == ("| method | n | val acc | test acc | helper audio | Δ val acc | p (val acc) | Δ test acc | "
+                        "p (test acc) |")
+    assert lines[3].startswith("| amst_full | 3 | **0.863 ± 0.015** | **0.853 ± 0.015** | **0.710 ± 0.010** | +0.053 |")
+    assert "† fewer than 5 paired seeds" in markdown and "baseline cell (method=naive)" in markdown
+    assert render_table(rows, "md") == markdown
+    latex = render_table(rows, "latex")
+    assert render_table(rows, "tex") == latex
+    body = [line for line in latex.splitlines() if line.endswith(r" \\")]
+    assert body[0].startswith(r"method & n & val acc & test acc & helper audio & $\Delta$ val acc")
+    assert body[2].startswith(r"amst\_full & 3 & \textbf{0.863 $\pm$ 0.015} & \textbf{0.853 $\pm$ 0.015}")
+    assert r"$^\dagger$" in body[2] and "\\begin{tabular}{llrrrrrrr}" in latex and "\\toprule" in latex
+    assert latex.startswith("% Mean ± standard deviation")  # the notes, as comments for the caption
 
 
 def test_modality_measures_come_from_the_summary_at_the_best_epoch() -> None:

@@ -71,7 +71,7 @@ def test_a_sweep_runs_its_grid_and_its_matrix_is_the_runs_own_statistics(stack: 
     paired = [row for row in done["matrix"] if row["paired"]]
     assert len(paired) == 3 and all(not r["paired"]["best_val_acc"]["meaningful"] for r in paired)
     table = httpx.get(f"{service.url}/sweeps/{created['id']}/table", params={"format": "md"}, timeout=10)
-    assert table.status_code == 200 and table.text.startswith("| method | optim.lr | best_val_acc mean")
+    assert table.status_code == 200 and table.text.startswith("| method | optim.lr | n | val acc |")
     assert created["id"] in ids(service, "sweeps")
 
 
