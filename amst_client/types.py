@@ -78,6 +78,7 @@ class Run(TypedDict):
     attempts: NotRequired[list[Attempt]]
     latest: NotRequired[list[Latest]]
     artifacts: NotRequired[dict[str, Any]]
+    config_origin: NotRequired[dict[str, str]]
 
 
 class SeriesPoints(TypedDict):
@@ -150,7 +151,8 @@ class Dataset(TypedDict):
     text: bool
     prepare_command: str | None
     defaults: dict[str, Any]
-    suggested: dict[str, Any]
+    recipes: dict[str, dict[str, Any]]
+    reference: dict[str, dict[str, Any]]
     knobs: NotRequired[list[str]]  # the dataset options (dataset.<knob>) a run of it may set
 
 

@@ -14,9 +14,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from amst_core.catalog import DATASETS, METHODS, MODALITIES, Fusion, deep_merge
+from amst_core.catalog import DATASETS, METHODS, MODALITIES, Fusion
 from amst_core.datasets import KNOBS
 from amst_core.datasets.avdigits import PRESETS as AVDIGITS_PRESETS
+from amst_core.recipes import RecipeMode, with_defaults
 from amst_core.vocab import AUDIO, SPLITS, TEST, TEXT, TRAIN, VAL, VISUAL, Modality, Split
 
 
@@ -300,19 +301,21 @@ class RunConfig(_Strict):
     max_restarts: int = Field(2, ge=0, le=10_000)
     test_every_epoch: bool = Field(False, description="run the test split every epoch, not only on improvement")
     checkpoint_every: int = Field(1, ge=1, le=INT32, description="write last.pt every N epochs (and at the end)")
+    recipe: RecipeMode = Field(
+        "dataset", description="where the fields a request leaves out come from. dataset: the dataset's recipe "
+                               "(settings that train well on it, per method where one needs its own; GET /datasets "
+                               "`recipes`), then the reference's; reference: the reference code's settings, the "
+                               "paper's, apart from the input shapes the dataset's files dictate")
     deterministic: bool | None = Field(
         None, description="true: exact reproducibility (cuDNN deterministic, no autotuning); false: cuDNN picks its "
                           "fastest kernels (results vary in the last digits); unset: true on a CPU, false on a GPU")
 
     @model_validator(mode="before")
     @classmethod
-    def _dataset_defaults(cls, data: Any) -> Any:
-        """Fields a request leaves out take its dataset's own values (avdigits: 13 MFCCs, 28x28 images), not the
-        reference's CREMA-D shapes."""
-        name = data.get("dataset", {}).get("name") if isinstance(data, dict) and isinstance(data.get("dataset"),
-                                                                                          dict) else None
-        info = DATASETS.get(name) if isinstance(name, str) else None
-        return deep_merge(info.defaults, data) if info is not None else data
+    def _defaults(cls, data: Any) -> Any:
+        """Fields a request leaves out take its dataset's values (amst_core.recipes): the shapes its data
+        dictate (avdigits: 13 MFCCs, 28x28 images), its recipe unless `recipe: reference`, then the reference's."""
+        return with_defaults(data)
 
     @field_validator("method")
     @classmethod

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, WithJsonSchema
 
-from amst_core.config import PRINTABLE, TagName
+from amst_core.config import PRINTABLE, RunConfig, TagName
+from amst_core.recipes import Origin, config_origin
 from amst_core.store.lifecycle import LIVE
 from amst_core.store.models import ACTIVE, Attempt, Run, RunStatus, Worker
 from amst_core.store.queries import LatestValue, SeriesPoints, finite
@@ -148,6 +149,11 @@ class RunDetail(RunSummary):
     attempts: list[AttemptOut]
     latest: list[LatestOut] = Field(description="the newest value of every series")
     artifacts: ArtifactsOut
+    config_origin: dict[str, Origin] = Field(description="each setting of the config (dotted path) -> where its "
+                                             "value is from: request (the submission's own), recipe (the dataset's "
+                                             "recipe), data (what the dataset's files dictate), reference (the "
+                                             "reference code's, the paper's); empty when the config no longer "
+                                             "validates (a method or dataset since removed)")
 
     @classmethod
     def build(cls, run: Run, now: datetime, queue_position: int | None, attempts: list[Attempt],
@@ -158,8 +164,15 @@ class RunDetail(RunSummary):
             queue_position=queue_position, median_epoch_s=finite(run.median_epoch_s),
             last_epoch_at=run.last_epoch_at, summary=run.summary, attempts=[AttemptOut.of(a) for a in attempts],
             latest=[LatestOut(**vars(v)) for v in latest],
-            artifacts=ArtifactsOut(bytes=sum(files.values()), files=files),
+            artifacts=ArtifactsOut(bytes=sum(files.values()), files=files), config_origin=origin_of(run.config),
         )
+
+
+def origin_of(config: dict[str, Any]) -> dict[str, Origin]:
+    try:
+        return config_origin(RunConfig.model_validate(config))
+    except ValueError:  # pydantic's ValidationError too: a stored config of a method or dataset since removed
+        return {}
 
 
 RunName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=PRINTABLE)]
@@ -298,8 +311,12 @@ class DatasetOut(BaseModel):
     knobs: list[str] = Field([], description="the dataset options (dataset.<knob>) a run of it may set, e.g. preset")
     defaults: dict[str, Any] = Field(description="run-config fields its data dictate (input shapes): what a request "
                                                 "that leaves them out gets")
-    suggested: dict[str, Any] = Field(description="run-config fields that fit this dataset (its defaults, a learning "
-                                                 "rate, a skip factor): where a form starts")
+    recipes: dict[str, dict[str, Any]] = Field(description="method -> the run-config fields a run of this dataset and "
+                                               "method gets where its request leaves them out (its data's defaults "
+                                               "and the dataset's recipe: a learning rate, epochs, a skip factor "
+                                               "that train well on it); where a form starts")
+    reference: dict[str, dict[str, Any]] = Field(description="method -> the same with `recipe: reference`: the "
+                                                 "paper's settings for this dataset, with its data's defaults")
 
 
 class WorkerOut(BaseModel):

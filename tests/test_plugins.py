@@ -53,7 +53,7 @@ def test_a_plugin_dataset_and_method_are_served_by_the_api(toy_loaded: None, tmp
     assert methods[TOY_METHOD]["summary"] == "naive training, registered by a plugin"
     toy = served[TOY]
     assert toy["modalities"] == ["audio", "visual"] and toy["classes"] == list(TOY_CLASSES)
-    assert toy["prepared"] and toy["suggested"]["epochs"] == 2
+    assert toy["prepared"] and toy["recipes"]["naive"]["epochs"] == 2
 
 
 def amst(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:

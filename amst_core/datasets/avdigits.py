@@ -65,6 +65,6 @@ SPEC = DatasetSpec(
     "avdigits", "spoken digits (FSDD MFCC) paired with MNIST images by label", (AUDIO, VISUAL),
     check=check, sizes=sizes, source="amst_core.data.avdigits:AVDigits", classes=DIGITS, knobs=AV_KNOBS,
     prepare="amst_core.data.avdigits:prepare", defaults={"model": MODEL},
-    recommended={"dataset": {"preset": "hard"}, "skip": {AUDIO: 3}, "optim": {"lr": 0.01, "lr_step": 15},
+    recipe={"dataset": {"preset": "hard"}, "skip": {AUDIO: 3}, "optim": {"lr": 0.01, "lr_step": 15},
                  "epochs": 20},
 )

@@ -49,6 +49,6 @@ SPEC = DatasetSpec(
     defaults={"dataset": {"root": "avdigits"},
               "model": {**avdigits.MODEL, "text_model": TEXT_MODEL, "text_max_length": 12,
                         "text_trainable_layers": 2}},
-    recommended={"dataset": {"preset": "hard"}, "skip": {AUDIO: 3, TEXT: 2}, "optim": {"lr": 0.01, "lr_step": 15},
+    recipe={"dataset": {"preset": "hard"}, "skip": {AUDIO: 3, TEXT: 2}, "optim": {"lr": 0.01, "lr_step": 15},
                  "epochs": 20},
 )

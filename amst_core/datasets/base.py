@@ -51,9 +51,14 @@ class DatasetSpec:
     knobs: tuple[str, ...] = ()  # the KNOBS a run of it may set
     # Run-config fields the data dictate (input shapes): a request that leaves one out gets this value.
     defaults: dict = field(default_factory=dict)
-    # Run-config fields that fit this dataset (a learning rate that works, a skip factor); a form starts from
-    # them and from the defaults.
-    recommended: dict = field(default_factory=dict)
+    # The paper's settings for this dataset beyond the reference code's defaults (its skip factors): part of the
+    # reference layer (amst_core.recipes), so `recipe: reference` reproduces the paper.
+    reference: dict = field(default_factory=dict)
+    # Run-config fields that train well on this dataset (a learning rate, a skip factor, epochs): what a run gets
+    # for the fields its request leaves out, unless it asks for `recipe: reference` (amst_core.recipes).
+    recipe: dict = field(default_factory=dict)
+    # A method that needs settings of its own on this dataset: method name -> fields, on top of `recipe`.
+    method_recipes: dict = field(default_factory=dict)
     prepare: str | None = None  # "module:function" (out, seed, force, log) behind `amst prepare NAME`
     preprocess: str | None = None  # "module:function" (raw, splits) -> Plan behind `amst preprocess NAME RAW_DIR`
     layout: str | None = None  # "module:attribute" of its reference `Layout`, if it has one
@@ -74,10 +79,6 @@ class DatasetSpec:
         unknown = sorted(set(self.knobs) - set(KNOBS))
         if unknown:
             raise SpecError(f"dataset {self.name!r}: unknown knobs {unknown}; known: {', '.join(KNOBS)}")
-
-    @property
-    def suggested(self) -> dict:
-        return deep_merge(self.defaults, self.recommended)
 
     @property
     def prepare_command(self) -> str | None:

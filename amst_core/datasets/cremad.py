@@ -6,4 +6,4 @@ from amst_core.vocab import AUDIO, VISUAL
 SPEC = reference_spec("cremad", "CREMA-D in the reference preprocessed layout", (AUDIO, VISUAL),
                       "amst_core.layouts.cremad:LAYOUT",
                       classes=("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad"),
-                      recommended={"skip": {AUDIO: 5}})
+                      reference={"skip": {AUDIO: 5}})

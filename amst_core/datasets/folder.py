@@ -72,5 +72,5 @@ SPEC = DatasetSpec(
     knobs=("audio_rate",), always_cached=True, called="the folder layout",
     command="amst cache folder --set dataset.root=FOLDER",
     defaults={"model": {"frames": 1, "image_size": 112, "audio_frames": 512, "width": 32}},
-    recommended={"optim": {"lr": 0.01}, "epochs": 30},
+    recipe={"optim": {"lr": 0.01}, "epochs": 30},
 )

@@ -7,4 +7,4 @@ CLASSES = ("ang", "exc", "fru", "neu", "sad")
 
 SPEC = reference_spec("iemocap", "IEMOCAP utterances (audio and video) in the reference preprocessed layout",
                       (AUDIO, VISUAL), "amst_core.layouts.iemocap:LAYOUT", classes=CLASSES,
-                      recommended={"skip": {AUDIO: 4}})
+                      reference={"skip": {AUDIO: 4}})

@@ -8,4 +8,4 @@ SPEC = reference_spec("iemocap3", "IEMOCAP utterances with their transcripts (te
                       (AUDIO, TEXT, VISUAL), "amst_core.layouts.iemocap:LAYOUT3", classes=CLASSES,
                       preprocess=None, command="amst preprocess iemocap RAW_DIR",
                       defaults={"dataset": {"root": "iemocap"}},  # the same files as iemocap, with the transcripts
-                      recommended={"skip": {AUDIO: 4, TEXT: 10}})
+                      reference={"skip": {AUDIO: 4, TEXT: 10}})

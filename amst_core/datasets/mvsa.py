@@ -5,4 +5,4 @@ from amst_core.vocab import TEXT, VISUAL
 
 SPEC = reference_spec("mvsa", "MVSA-Single (tweets: text and image) in the reference preprocessed layout",
                       (TEXT, VISUAL), "amst_core.layouts.mvsa:LAYOUT", classes=("negative", "neutral", "positive"),
-                      defaults={"model": {"frames": 1, "text_max_length": 256}}, recommended={"skip": {TEXT: 10}})
+                      defaults={"model": {"frames": 1, "text_max_length": 256}}, reference={"skip": {TEXT: 10}})

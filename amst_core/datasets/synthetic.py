@@ -23,5 +23,5 @@ def sizes(cfg: RunConfig, roots: DataRoots) -> dict[str, int] | None:
 SPEC = DatasetSpec(
     "synthetic", "generated tensors with a controllable signal per modality (tests)", (AUDIO, VISUAL),
     check=check, sizes=sizes, source="amst_core.data.synthetic:Synthetic", knobs=("synthetic",),
-    defaults={"model": {"frames": 1}}, recommended={"optim": {"lr": 0.05}, "epochs": 5},
+    defaults={"model": {"frames": 1}}, recipe={"optim": {"lr": 0.05}, "epochs": 5},
 )

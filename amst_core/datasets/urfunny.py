@@ -5,4 +5,4 @@ from amst_core.vocab import AUDIO, TEXT, VISUAL
 
 SPEC = reference_spec("urfunny", "UR-FUNNY v2 punchlines (text, audio, video) in the reference layout",
                       (AUDIO, TEXT, VISUAL), "amst_core.layouts.urfunny:LAYOUT", classes=("FUNNY", "NOTFUNNY"),
-                      recommended={"skip": {AUDIO: 6, TEXT: 10}})
+                      reference={"skip": {AUDIO: 6, TEXT: 10}})

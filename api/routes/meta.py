@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from amst_core.catalog import DATASETS, METHODS
 from amst_core.datafiles import describe_dataset
+from amst_core.recipes import filled_in
 from amst_core.store import queries
 from amst_core.store.models import utcnow
 from amst_core.store.queries import RunFilters
@@ -69,7 +70,9 @@ def list_datasets(settings: SettingsDep) -> list[DatasetOut]:
                               classes=list(state.classes or d.classes), splits=list(d.splits), prepared=state.ready,
                               problem=state.problem, sizes=state.sizes, folders=list(state.folders),
                               text=TEXT in d.modalities, prepare_command=d.prepare_command, knobs=list(d.knobs),
-                              defaults=d.defaults, suggested=d.suggested))
+                              defaults=d.defaults,
+                              recipes={m: filled_in(d.name, m) for m in METHODS},
+                              reference={m: filled_in(d.name, m, "reference") for m in METHODS}))
     return out
 
 

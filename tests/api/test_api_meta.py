@@ -245,17 +245,31 @@ def test_api_never_imports_torch(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_every_dataset_suggests_a_valid_run_config(client: TestClient) -> None:
-    """The New run form starts from these: each must be a valid RunConfig fragment for its dataset."""
-    from amst_core.config import load_config
+def test_every_dataset_recipe_is_a_valid_run_config_and_what_a_bare_request_gets(client: TestClient) -> None:
+    """The New run form starts from `recipes[method]` (or `reference[method]`); POST /runs fills in the same: a
+    valid RunConfig fragment for every dataset and method, and exactly what a request that names only the dataset
+    and the method is given (issue 23: the form trained lr 0.01, the API 0.001)."""
+    from amst_core.config import ConfigError, load_config
+    from amst_core.recipes import flatten
 
     for d in client.get("/datasets").json():
-        suggested = d["suggested"]
-        dataset = {**suggested.get("dataset", {}), "name": d["name"]}
-        cfg = load_config(base={**suggested, "method": "amst_full", "dataset": dataset})
-        assert cfg.dataset.name == d["name"]
+        for mode in ("recipes", "reference"):
+            for method, fields in d[mode].items():
+                bare = {"dataset": {"name": d["name"]}, "method": method,
+                        **({"recipe": "reference"} if mode == "reference" else {})}
+                try:
+                    full = load_config(base=bare).model_dump(mode="json")
+                except ConfigError:  # a method that does not fit the dataset (pmr: two modalities), or unimodal
+                    continue
+                from_form = load_config(base={**fields, **bare, "dataset": {**fields.get("dataset", {}),
+                                                                            "name": d["name"]}})
+                assert from_form.model_dump(mode="json") == full, (d["name"], mode, method)
+                assert all(flatten(full)[k] == v for k, v in flatten(fields).items()), (d["name"], method)
     avdigits = next(d for d in client.get("/datasets").json() if d["name"] == "avdigits")
-    assert avdigits["suggested"]["model"]["image_size"] == 28  # MNIST frames, not the 224 default
+    assert avdigits["recipes"]["amst_full"]["model"]["image_size"] == 28  # MNIST frames, not the 224 default
+    assert avdigits["recipes"]["amst_full"]["optim"]["lr"] == 0.01
+    assert "skip" not in avdigits["recipes"]["naive"]  # naive skips nothing: no skip factor in its config
+    assert "optim" not in avdigits["reference"]["amst_full"]  # the reference's lr 1e-3 is RunConfig's own
 
 
 def test_openapi_enums_come_from_the_catalog(client: TestClient) -> None:

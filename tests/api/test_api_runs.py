@@ -51,13 +51,21 @@ def test_submit_with_only_method_and_dataset(client: TestClient, dispatcher: Fak
     run = r.json()
     assert r.headers["location"] == f"/runs/{run['id']}"
     assert run["status"] == "queued" and run["queue"] == "gpu" and run["queue_position"] == 0
-    assert run["config"]["epochs"] == 100 and run["config"]["optim"]["lr"] == 0.001  # defaults filled in
-    assert run["epochs_total"] == 100 and run["progress"] == 0.0 and run["eta_s"] is None
+    # Filled in from the dataset's recipe, as the New run form and sweeps do (GET /datasets `recipes`).
+    assert run["config"]["epochs"] == 5 and run["config"]["optim"]["lr"] == 0.05
+    assert run["config"]["optim"]["lr_step"] == 70 and run["config"]["recipe"] == "dataset"  # the reference's
+    assert run["config_origin"]["optim.lr"] == "recipe" and run["config_origin"]["optim.lr_step"] == "reference"
+    assert run["config_origin"]["model.frames"] == "data" and "name" not in run["config_origin"]
+    assert run["epochs_total"] == 5 and run["progress"] == 0.0 and run["eta_s"] is None
     assert dispatcher.sent == [(run["id"], "gpu")]
     with Session(get_engine(db_url)) as s:
         assert s.scalar(select(Run.task_id).where(Run.id == run["id"])) == f"task-{run['id']}-1"
     again = client.get(f"/runs/{run['id']}").json()
     assert again["id"] == run["id"] and again["config"] == run["config"] and again["attempts"] == []
+    paper = client.post("/runs", json={"method": "naive", "dataset": {"name": "synthetic"}, "recipe": "reference",
+                                       "seed": 4}).json()
+    assert paper["config"]["optim"]["lr"] == 0.001 and paper["config"]["epochs"] == 100
+    assert paper["config_origin"]["optim.lr"] == "reference" and paper["config_origin"]["seed"] == "request"
 
 
 def test_submit_names_tags_and_queue_position(client: TestClient) -> None:
@@ -86,7 +94,7 @@ BAD_BODIES: list[tuple[str, bytes | dict[str, Any] | list[Any], int, str | None,
     ("bad method param", config("amst_alt", method_params={"skip_mode": "sometimes"}), 422,
      "method_params.skip_mode", "faithful"),
     ("fixed fusion", config("amst_alt", fusion="concat"), 422, "fusion", "fixes its own heads"),
-    ("huge epochs", config(epochs=10**12), 422, "epochs", "less than or equal"),
+    ("huge epochs", config(epochs=10**12), 422, "epochs", "at most 10000 epochs on this server"),
     ("infinite lr", b'{"method": "naive", "dataset": {"name": "synthetic"}, "optim": {"lr": 1e999}}', 422,
      "optim.lr", "finite"),
     ("nul in name", config(name="a\u0000b"), 422, "name", "NUL"),

@@ -21,7 +21,7 @@ def check(cfg, roots):
 
 register(DatasetSpec("{TOY}", "a toy dataset registered by a plugin", ("audio", "visual"), check=check,
                      classes={TOY_CLASSES!r}, source="{TOY}_source:ToySource",
-                     defaults={{"model": {{"frames": 1, "width": 8}}}}, recommended={{"epochs": 2}}))
+                     defaults={{"model": {{"frames": 1, "width": 8}}}}, recipe={{"epochs": 2}}))
 '''
 
 SOURCE_MODULE = f'''
