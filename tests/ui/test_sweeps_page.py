@@ -19,13 +19,15 @@ from ui.words import Words
 
 @pytest.fixture(scope="module")
 def sweep_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A sweep made with baseline {"method": "naive"} over a grid with a skip factor, which naive's cells show as
+    "-": the baseline names its cell by some of its values, as a researcher writes it."""
     tmp = tmp_path_factory.mktemp("sweeps")
     url = f"sqlite:///{migrated_sqlite(tmp / 'amst.db')}"
     summary = {"test_at_best": {"helper": {"audio": 0.7, "visual": 0.5}}}
     runs = [(seed_run(url, method, 8, 8, RunStatus.succeeded, seed=seed, name=f"{method}-{seed}",
-                      summary=summary), {"method": method, "seed": seed})
+                      summary=summary), {"method": method, "skip.audio": 2 if method != "naive" else "-", "seed": seed})
             for method in ("naive", "amst_full") for seed in (0, 1)]
-    sweep_id = seed_sweep(url, "study", {"method": ["naive", "amst_full"], "seed": [0, 1]}, runs,
+    sweep_id = seed_sweep(url, "study", {"method": ["naive", "amst_full"], "skip.audio": [2], "seed": [0, 1]}, runs,
                           {"method": "naive"})
     service = Service(service_env(tmp, DATABASE_URL=url, AMST_HEARTBEAT_S="3600"), tmp)
     service.start_api()
@@ -35,7 +37,11 @@ def sweep_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
         service.stop()
 
 
-def test_the_sweeps_page_shows_progress_matrix_and_grouped_curves(sweep_api, ui_env) -> None:
+def compact_table(at) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("| method |"))
+
+
+def test_the_sweeps_page_preselects_the_sweeps_baseline_and_shows_the_compact_table(sweep_api, ui_env) -> None:
     from streamlit.testing.v1 import AppTest
 
     url, sweep_id = sweep_api
@@ -46,15 +52,38 @@ def test_the_sweeps_page_shows_progress_matrix_and_grouped_curves(sweep_api, ui_
     assert not at.exception, at.exception
     assert at.query_params["sweep"] == [sweep_id] or at.query_params["sweep"] == sweep_id
     assert any("4 of 4 runs ended" in c.value for c in at.caption)
-    matrix = at.dataframe[1].value
-    assert list(matrix["method"]) == ["naive", "amst_full"]
-    assert "best_val_acc − baseline" in matrix.columns and matrix["best_val_acc"].str.contains("n=2").all()
-    assert "(too few seeds)" in matrix["best_val_acc p (t / Wilcoxon)"].iloc[1]
     baseline = next(s for s in at.selectbox if s.label == "Baseline cell")
-    assert baseline.value == "method=naive"
+    assert baseline.value == "method=naive, skip.audio=-"  # the sweep's own, found among the cells
+    assert "baseline" not in at.query_params  # nothing rewrote the sweep's choice away
+    table = compact_table(at)
+    header = table.splitlines()[0]
+    assert header.startswith("| method | skip.audio | n | val acc | test acc | helper audio | helper visual |")
+    assert header.endswith("| Δ val acc | p (val acc) | Δ test acc | p (test acc) |")
+    rows = [line for line in table.splitlines()[2:] if line.startswith("|")]
+    assert rows[0].startswith("| naive | - | 2 |") and "| baseline | - |" in rows[0]
+    assert "±" in rows[1] and "**" in table and "† fewer than 5 paired seeds" in table
+    assert [b.label for b in at.get("download_button")] == ["CSV (every number)", "Markdown", "LaTeX (booktabs)"]
+    numbers = at.dataframe[1].value
+    assert list(numbers["method"]) == ["naive", "amst_full"] and numbers["best_val_acc mean"].dtype == float
+    assert list(numbers["best_val_acc significance"]) == ["baseline", "too few seeds"]
     baseline.set_value("(none)").run()
-    assert "best_val_acc − baseline" not in at.dataframe[1].value.columns
+    assert "Δ" not in compact_table(at).splitlines()[0]
     assert at.query_params["baseline"] in ([""], "")
+
+
+def test_a_baseline_in_the_url_names_its_cell_by_some_of_its_values(sweep_api, ui_env) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    url, sweep_id = sweep_api
+    ui_env(url)
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    at.query_params["sweep"], at.query_params["baseline"] = sweep_id, "method=amst_full"
+    at = at.switch_page("views/sweeps.py").run()
+    assert not at.exception, at.exception
+    assert next(s for s in at.selectbox if s.label == "Baseline cell").value == "method=amst_full, skip.audio=2"
+    assert at.query_params["baseline"] in (["method=amst_full"], "method=amst_full")
+    assert "baseline cell (method=amst_full, skip.audio=2)" in compact_table(at)
 
 
 def run_series(run_id: str, values: list[float]) -> RunSeries:

@@ -1,8 +1,10 @@
-"""Sweeps: every sweep with its progress; one sweep's results matrix (mean, std, n; paired differences against a
-baseline cell), a heatmap over two grid keys, and its runs' curves grouped by cell, seeds as a band."""
+"""Sweeps: every sweep with its progress; one sweep's results as the paper's compact table (mean ± std, the best
+bold, Δ and p against the baseline cell, which starts as the sweep's own), its downloads and every number, a
+heatmap over two grid keys, and its runs' curves grouped by cell, seeds as a band."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pandas as pd
@@ -12,30 +14,32 @@ from ui.charts import PLOT_CONFIG, band_figure, heatmap_figure
 from ui.common import PAGES, age, api, series_cache, shown_errors, words
 from ui.series import group_bands, refresh, whole_model
 
+NO_BASELINE = "(none)"
+DOWNLOADS = (("csv", "CSV (every number)", "text/csv", "csv"), ("markdown", "Markdown", "text/markdown", "md"),
+             ("latex", "LaTeX (booktabs)", "application/x-latex", "tex"))
+
 
 def cell_label(cell: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in cell.items() if k != "seed") or "all runs"
 
 
-def matrix_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One line per cell: its grid values, mean +- std (n) of each measure, paired difference and p-values."""
-    records = []
-    for row in rows:
-        record: dict[str, Any] = dict(row["cell"])
-        for measure, stat in row["stats"].items():
-            if stat["mean"] is None:
-                continue
-            spread = f" ± {stat['std']:.4f}" if stat["std"] is not None else ""
-            record[measure] = f"{stat['mean']:.4f}{spread} (n={stat['count']})"
-        for measure, paired in row["paired"].items():
-            if paired["mean"] is None:
-                continue
-            mark = "" if paired["meaningful"] else " (too few seeds)"
-            record[f"{measure} − baseline"] = f"{paired['mean']:+.4f}"
-            record[f"{measure} p (t / Wilcoxon)"] = " / ".join(
-                "-" if p is None else f"{p:.3g}" for p in (paired["t_p"], paired["wilcoxon_p"])) + mark
-        records.append(record)
-    return pd.DataFrame(records)
+def parse_cell(text: str) -> dict[str, str]:
+    """`method=naive,skip.audio=2` (the URL's baseline) -> {"method": "naive", "skip.audio": "2"}."""
+    return dict(item.partition("=")[::2] for item in text.split(",") if item)
+
+
+def baseline_option(wanted: dict[str, Any] | None, cells: list[dict[str, Any]]) -> str:
+    """The option of the one cell that `wanted` names by some of its grid values, as the API finds it: a sweep
+    made with baseline {"method": "naive"} preselects "method=naive, skip.audio=-"."""
+    if not wanted:
+        return NO_BASELINE
+    labels = {cell_label(c) for c in cells if all(str(c.get(k)) == str(v) for k, v in wanted.items())}
+    return labels.pop() if len(labels) == 1 else cell_label(wanted)
+
+
+def numbers_frame(csv_text: bytes) -> pd.DataFrame:
+    """The numeric CSV as a table, numbers as numbers (sortable)."""
+    return pd.read_csv(io.BytesIO(csv_text), keep_default_na=False, na_values=[""])
 
 
 def sweep_list(sweeps: list[dict[str, Any]]) -> None:
@@ -50,17 +54,18 @@ def results(sweep: dict[str, Any], baseline: str | None) -> None:
     if not rows:
         st.info("No run of this sweep has succeeded yet: the matrix fills in as runs end.", icon=":material/hourglass:")
         return
-    st.subheader("Results matrix")
-    st.caption("Mean ± standard deviation over seeds (n runs) of the fused prediction's best validation accuracy, "
-               "the test accuracy at that epoch, and each modality's helper and branch test accuracy at it; "
-               "against the baseline cell: the mean paired difference by seed, paired t-test and Wilcoxon p-values.")
-    st.dataframe(matrix_frame(rows), hide_index=True)
+    st.subheader("Results")
     client = api()
-    columns = st.columns(3)
-    for column, (fmt, mime) in zip(columns, (("csv", "text/csv"), ("md", "text/markdown"),
-                                             ("tex", "application/x-latex")), strict=True):
-        column.download_button(f"Table as .{fmt}", client.sweep_table(sweep["id"], fmt, baseline),
-                               file_name=f"{sweep['name']}.{fmt}", mime=mime, key=f"table-{fmt}")
+    tables = {fmt: client.sweep_table(sweep["id"], fmt, baseline) for fmt, *_ in DOWNLOADS}
+    # The API's compact Markdown table, as downloaded: it wraps to the page's width, so Δ and p stay in view.
+    with st.container(key="compact-table"):
+        st.markdown(tables["markdown"].decode())
+    columns = st.columns(len(DOWNLOADS))
+    for column, (fmt, label, mime, suffix) in zip(columns, DOWNLOADS, strict=True):
+        column.download_button(label, tables[fmt], file_name=f"{sweep['name']}.{suffix}", mime=mime,
+                               key=f"table-{fmt}")
+    with st.expander("Every number (the CSV: mean, std, n per measure; difference, both p-values, paired seeds)"):
+        st.dataframe(numbers_frame(tables["csv"]), hide_index=True)
     keys = [k for k in rows[0]["cell"]]
     measures = list(rows[0]["stats"])
     if len(keys) >= 2:
@@ -108,16 +113,16 @@ def one_sweep(sweep_id: str) -> None:
     if sweep["status"] in words().sweep_active and st.button("Cancel the sweep", type="secondary"):
         client.cancel_sweep(sweep_id)
         st.rerun()
-    stored = cell_label(sweep["baseline"]) if sweep["baseline"] else "(none)"
-    current = stored if asked is None else (asked.replace(",", ", ") if asked else "(none)")
-    options = ["(none)", *dict.fromkeys(cell_label(c) for c in sweep["cells"])]
-    chosen = st.selectbox("Baseline cell", options, index=options.index(current) if current in options else 0,
-                          help="every other cell is paired with it seed by seed")
-    wanted = "" if chosen == "(none)" else chosen.replace(", ", ",")
+    cells = sweep["cells"]
+    current = baseline_option(sweep["baseline"] if asked is None else parse_cell(asked), cells)
+    options = list(dict.fromkeys([NO_BASELINE, *(cell_label(c) for c in cells), current]))
+    chosen = st.selectbox("Baseline cell", options, index=options.index(current),
+                          help="every other cell is paired with it seed by seed; the sweep's own is chosen first")
     if chosen != current:
-        st.query_params["baseline"] = wanted
-        sweep = client.sweep(sweep_id, wanted)
-    results(sweep, wanted)
+        asked = "" if chosen == NO_BASELINE else chosen.replace(", ", ",")
+        st.query_params["baseline"] = asked
+        sweep = client.sweep(sweep_id, asked)
+    results(sweep, asked)
     grouped_curves(sweep)
     with st.expander(f"Runs ({len(sweep['runs'])})"):
         for run, cell in zip(sweep["runs"], sweep["cells"], strict=True):
