@@ -8,9 +8,10 @@ say what makes sense at all, these say what this service accepts. Doc/service.md
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,16 +87,29 @@ def sample_floats(cfg: RunConfig) -> int:
     return audio * ("audio" in present) + visual * ("visual" in present)
 
 
+# The counts a run asks for, by run-config field: the Limits setting that bounds it and what it counts.
+COUNTED = {"tags": ("tags", "tags"), "epochs": ("epochs", "epochs"), "batch_size": ("batch_size", "samples"),
+           "num_workers": ("num_workers", "processes"), "max_restarts": ("restarts", "restarts")}
+
+
+def count_problems(request: Mapping[str, Any], limits: Limits) -> dict[str, str]:
+    """Run-config field -> why its count is beyond this server's limit, read from a request as sent (valid or
+    not), so that a request with several mistakes learns every limit it breaks at once, and a count beyond
+    RunConfig's own bound (the store's 32-bit columns) learns this server's far smaller one."""
+    out = {}
+    for field, (setting, unit) in COUNTED.items():
+        value = request.get(field)
+        count = len(set(map(str, value))) if field == "tags" and isinstance(value, list) else value
+        limit = getattr(limits, setting)
+        if isinstance(count, int) and not isinstance(count, bool) and count > limit:
+            out[field] = f"at most {limit} {unit} on this server (AMST_MAX_{setting.upper()}); got {count}"
+    return out
+
+
 def check_limits(cfg: RunConfig, limits: Limits) -> None:
     """Raise ConfigError naming the first field beyond a limit."""
-    bounds = [("tags", len(set(cfg.tags)), limits.tags, "tags"), ("epochs", cfg.epochs, limits.epochs, "epochs"),
-              ("batch_size", cfg.batch_size, limits.batch_size, "samples"),
-              ("num_workers", 0 if cfg.num_workers == "auto" else cfg.num_workers, limits.num_workers, "processes"),
-              ("max_restarts", cfg.max_restarts, limits.restarts, "restarts")]
-    for field, value, limit, unit in bounds:
-        if value > limit:
-            raise ConfigError(field, f"at most {limit} {unit} on this server (AMST_MAX_{field.upper()}); "
-                                     f"got {value}")
+    for field, problem in count_problems(cfg.model_dump(include=set(COUNTED)), limits).items():
+        raise ConfigError(field, problem)
     floats = sample_floats(cfg)
     batch_mb = floats * min(cfg.batch_size, largest_split(cfg)) * FLOAT_BYTES / MB
     if batch_mb > limits.batch_input_mb:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from amst_core.catalog import DATASETS
 from amst_core.config import ConfigError, RunConfig
 from amst_core.datafiles import check_dataset
-from amst_core.limits import Limits, check_limits
+from amst_core.limits import Limits, check_limits, count_problems
 from amst_core.store.sweeps import SERVER_TAG_PREFIX
 from api.deps import check_text
 from api.errors import ApiError, validation_error
@@ -47,7 +47,7 @@ def validate_config(data: Any, limits: Limits) -> RunConfig:
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as err:
-        raise validation_error(err.errors()) from None
+        raise validation_error(with_count_limits(err.errors(), data, limits)) from None
     except RecursionError:
         raise ApiError(422, "the body is nested too deeply to be a RunConfig", "body") from None
     stored = cfg.model_dump(mode="json")
@@ -62,6 +62,15 @@ def validate_config(data: Any, limits: Limits) -> RunConfig:
         raise ApiError(422, str(err), err.field) from None
     check_user_tags(cfg.tags)
     return cfg
+
+
+def with_count_limits(errors: list[Any], data: Any, limits: Limits) -> list[Any]:
+    """Validation's problems with this server's limits on counts (epochs, batch_size, ...) checked as well, each
+    in place of validation's own problem with that field: `batch_size: 1e12` is told "at most 4096 samples on
+    this server", not RunConfig's 32-bit bound, and on the first answer even when another field is wrong."""
+    over = count_problems(data, limits) if isinstance(data, dict) else {}
+    kept = [e for e in errors if not (e.get("loc") and e["loc"][0] in over)]
+    return kept + [{"loc": (field,), "msg": message, "type": "service_limit"} for field, message in over.items()]
 
 
 def check_user_tags(tags: Iterable[str], own: str | None = None) -> None:

@@ -161,6 +161,19 @@ def test_limits_pass_what_fits(strict: TestClient) -> None:
     assert strict.post("/runs", json=body).status_code == 201
 
 
+def test_every_count_beyond_a_limit_is_named_with_this_servers_limit_in_the_first_answer(strict: TestClient) -> None:
+    """A batch size of 1e12 was answered with RunConfig's 32-bit bound ("<= 2147483647"), and a request with
+    another mistake learned this server's limit only on its next submission."""
+    r = strict.post("/runs", json=config(batch_size=10**12, epochs=0, max_restarts=10**6, num_workers=5))
+    assert r.status_code == 422, r.text
+    details = {d["field"]: d["message"] for d in r.json()["error"]["details"]}
+    assert details["batch_size"] == "at most 256 samples on this server (AMST_MAX_BATCH_SIZE); got 1000000000000"
+    assert details["max_restarts"] == "at most 20 restarts on this server (AMST_MAX_RESTARTS); got 1000000"
+    assert details["num_workers"] == "at most 4 processes on this server (AMST_MAX_NUM_WORKERS); got 5"
+    assert "greater than or equal to 1" in details["epochs"]  # the other mistake, in the same answer
+    assert "2147483647" not in r.text
+
+
 def test_body_and_config_size(strict: TestClient, db_url: str) -> None:
     before = counts(db_url)
     big = b'{"method": "naive", "dataset": {"name": "synthetic"}, "name": "' + b"x" * 20_000 + b'"}'
