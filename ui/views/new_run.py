@@ -59,7 +59,8 @@ with shown_errors():
     methods, datasets = catalog(ui_settings().api_url)
     prefill: dict[str, Any] | None = st.session_state.get("prefill")
     if prefill:
-        st.info(f"Re-running with the config of **{plain(prefill.get('name') or 'a run')}**; change what you like.",
+        copied = st.session_state.get("prefill_from") or "a run"  # the run's name: not in the config it hands over
+        st.info(f"Re-running with the config of **{plain(copied)}**; change what you like.",
                 icon=":material/replay:")
         if st.button("Start from the dataset's defaults instead"):
             st.session_state.pop("prefill")
