@@ -100,6 +100,8 @@ def count_problems(request: Mapping[str, Any], limits: Limits) -> dict[str, str]
     for field, (setting, unit) in COUNTED.items():
         value = request.get(field)
         count = len(set(map(str, value))) if field == "tags" and isinstance(value, list) else value
+        if isinstance(count, float) and count.is_integer():  # JSON's 1e12
+            count = int(count)
         limit = getattr(limits, setting)
         if isinstance(count, int) and not isinstance(count, bool) and count > limit:
             out[field] = f"at most {limit} {unit} on this server (AMST_MAX_{setting.upper()}); got {count}"

@@ -172,6 +172,8 @@ def test_every_count_beyond_a_limit_is_named_with_this_servers_limit_in_the_firs
     assert details["num_workers"] == "at most 4 processes on this server (AMST_MAX_NUM_WORKERS); got 5"
     assert "greater than or equal to 1" in details["epochs"]  # the other mistake, in the same answer
     assert "2147483647" not in r.text
+    r = strict.post("/runs", content=b'{"method": "naive", "dataset": {"name": "synthetic"}, "batch_size": 1e12}')
+    assert r.json()["error"]["message"].startswith("batch_size: at most 256 samples on this server"), r.text
 
 
 def test_body_and_config_size(strict: TestClient, db_url: str) -> None:
