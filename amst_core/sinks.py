@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from math import nan
 from pathlib import Path
 from typing import Protocol, TextIO
 
 from amst_core.metrics import MetricPoint
-from amst_core.vocab import BRANCH, FUSED, HELPER, RUN, SPLITS, family_of
+from amst_core.vocab import BRANCH, FUSED, RUN, SPLITS, VAL, family_of
 
 
 class MetricSink(Protocol):
@@ -106,32 +105,33 @@ class ConsoleSink(WritesAtOnce):
 
 
 def epoch_line(points: Sequence[MetricPoint], epoch: int, epochs: int) -> str:
-    """The one line per epoch, for the console and the run's log: the fused prediction's accuracy and loss per
-    split, each modality's best validation branch and helper accuracy (over a method's modules), the epoch's time
-    and the GPU's use."""
+    """The one line per epoch, for the console and the run's log, short enough to read in a narrow panel:
+    `epoch 3/8  train loss 1.230  val acc 0.610 (audio 0.550 · visual 0.400) loss 1.100  test acc 0.600  12.3 s`:
+    the fused prediction's numbers per split, each modality's validation branch accuracy next to the fused one
+    (the best of a method's modules: AMST-FULL has two), the epoch's time and the GPU's use."""
     get = {(p.split, p.component, p.modality, p.name): p.value for p in points}
     parts = [f"epoch {epoch + 1}/{epochs}"]
     for split in SPLITS:
         acc, loss = get.get((split, FUSED, None, "acc")), get.get((split, FUSED, None, "loss"))
-        if acc is not None:
-            parts.append(f"{split} acc {acc:.4f}" + (f" loss {loss:.4f}" if loss is not None else ""))
-    parts += modality_parts(points)
+        text = " ".join(filter(None, (f"acc {acc:.3f}" if acc is not None else "",
+                                      modality_accuracies(points, split) if split == VAL else "",
+                                      f"loss {loss:.3f}" if loss is not None else "")))
+        if acc is not None or loss is not None:
+            parts.append(f"{split} {text}")
     seconds = get.get(("train", RUN, None, "epoch_time"))
     if seconds is not None:
         parts.append(f"{seconds:.1f} s")
     util, mem = get.get(("train", RUN, None, "gpu_util")), get.get(("train", RUN, None, "gpu_mem_gib"))
     if util is not None and mem is not None:
         parts.append(f"gpu {util:.0f}% {mem:.1f} GiB")
-    return " | ".join(parts)
+    return "  ".join(parts)
 
 
-def modality_parts(points: Sequence[MetricPoint]) -> list[str]:
-    """`audio branch 0.812 helper 0.640` per modality with a branch: its best validation accuracies."""
-    val_acc: dict[tuple[str, str], list[float]] = {}
+def modality_accuracies(points: Sequence[MetricPoint], split: str) -> str:
+    """`(audio 0.550 · visual 0.400)`: each modality's branch accuracy on the split, the best of a method's
+    modules; empty when no branch has one."""
+    best: dict[str, float] = {}
     for p in points:
-        family = family_of(p.component)
-        if p.modality and family in (BRANCH, HELPER) and p.split == "val" and p.name == "acc":
-            val_acc.setdefault((p.modality, family), []).append(p.value)
-    modalities = sorted(m for m, family in val_acc if family == BRANCH)
-    return [f"{m} branch {max(val_acc[m, BRANCH]):.3f} helper {max(val_acc.get((m, HELPER), []), default=nan):.3f}"
-            for m in modalities]
+        if p.modality and p.split == split and p.name == "acc" and family_of(p.component) == BRANCH:
+            best[p.modality] = max(best.get(p.modality, p.value), p.value)
+    return "(" + " · ".join(f"{m} {best[m]:.3f}" for m in sorted(best)) + ")" if best else ""

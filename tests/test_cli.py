@@ -252,7 +252,7 @@ def test_console_sink_default_stream_is_current_stderr(capsys):
     sink = sinks.ConsoleSink(epochs=2)
     sink.begin(0)
     sink.write([MetricPoint("val", "fused", None, "acc", 0, 0.625)])
-    assert "epoch 1/2 | val acc 0.6250" in capsys.readouterr().err
+    assert "epoch 1/2  val acc 0.625" in capsys.readouterr().err
 
 
 # ---- amst evaluate -------------------------------------------------------------------------------------------------
