@@ -45,16 +45,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def redis_db() -> str:
-    """A Redis database of the stack's own, emptied: one that holds no key when there is one, so that test sessions
-    running at once on one server (a shared development machine) do not consume each other's run messages."""
+@contextlib.contextmanager
+def own_redis_db() -> Iterator[str]:
+    """A Redis database of the stack's own, emptied before and after (its processes are stopped by then): one that
+    holds no key, so that stacks of this session and test sessions running at once on one server (a shared
+    development machine) never consume each other's run messages. None free is an error, not a shared one."""
     import redis
 
-    used = set(redis.Redis(host=REDIS[0], port=REDIS[1]).info("keyspace"))  # {"db3", ...}: those holding keys
-    free = [i for i in range(1, 16) if f"db{i}" not in used] or list(range(1, 16))
+    server = redis.Redis(host=REDIS[0], port=REDIS[1])
+    used = set(server.info("keyspace"))  # {"db3", ...}: those holding keys
+    free = [i for i in range(1, 16) if f"db{i}" not in used]
+    if not free:
+        raise RuntimeError(f"no empty Redis database on {REDIS[0]}:{REDIS[1]} (databases 1-15 all hold keys): "
+                           "another test session is running, or one left its keys (redis-cli flushall)")
     index = free[uuid.uuid4().int % len(free)]
-    redis.Redis(host=REDIS[0], port=REDIS[1], db=index).flushdb()
-    return f"redis://{REDIS[0]}:{REDIS[1]}/{index}"
+    db = redis.Redis(host=REDIS[0], port=REDIS[1], db=index)
+    db.flushdb()
+    try:
+        yield f"redis://{REDIS[0]}:{REDIS[1]}/{index}"
+    finally:
+        db.flushdb()
 
 
 BACKENDS = ["postgres+redis", "embedded"]
@@ -100,8 +110,8 @@ def stack_env(backend: str, tmp_path: Path, **extra: str) -> Iterator[dict[str, 
         import pytest
 
         pytest.skip("PostgreSQL or Redis is not reachable on 127.0.0.1; the embedded variant still runs")
-    with migrated_pg_database("amst_svc") as url:
-        env["DATABASE_URL"], env["BROKER_URL"] = url, redis_db()
+    with migrated_pg_database("amst_svc") as url, own_redis_db() as broker:
+        env["DATABASE_URL"], env["BROKER_URL"] = url, broker
         print(f"\n[service backend] PostgreSQL {url} + Redis {env['BROKER_URL']}")
         yield env
 

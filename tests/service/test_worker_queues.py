@@ -49,8 +49,12 @@ def start_worker(svc: Service, name: str, queue: str) -> dict:
 
 
 def finished(svc: Service, run_id: str, log: str) -> dict:
-    run = wait_until(lambda: (r := get_run(svc, run_id))["status"] in TERMINAL and r, RUN_TIMEOUT_S,
-                     message=f"run {run_id} to finish")
+    try:
+        run = wait_until(lambda: (r := get_run(svc, run_id))["status"] in TERMINAL and r, RUN_TIMEOUT_S,
+                         message=f"run {run_id} to finish")
+    except AssertionError as err:  # seen once in CI, never here: say where the run stood and what the processes said
+        raise AssertionError(f"{err}\nrun: {get_run(svc, run_id)}\nworkers: {list(workers_by_pid(svc).values())}\n"
+                             + "".join(f"\n--- {name}.log ---\n{svc.logs(name)}" for name in svc.procs)) from None
     assert run["status"] == "succeeded", f"{run['status']}: {run['error']}\n{svc.logs(log)}"
     return run
 
