@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ui.series import Balance, Band, RunSeries, component_at, difference, smooth, wall_clock, whole_model
+from ui.series import (
+    Balance,
+    Band,
+    RunSeries,
+    component_at,
+    difference,
+    evaluated_on_improvement,
+    smooth,
+    wall_clock,
+    whole_model,
+)
 from ui.style import (
     COMPONENT_DASH,
     FUSED_COLOR,
@@ -22,16 +33,44 @@ from ui.words import Words
 # Fixed margins, wide enough for tick labels and axis titles: Plotly's automatic margins measure every label and
 # lay the plot out again (a sixth of a page's drawing time in bench/ui_render.py's probes). Streamlit's theme styles
 # the rest.
-LAYOUT = {"margin": {"l": 60, "r": 10, "t": 40, "b": 50}, "legend": {"orientation": "h", "y": -0.18},
-          "hovermode": "x unified"}
+MARGIN = {"l": 60, "r": 10, "t": 40, "b": 50}
+# A legend swatch long enough to show a dash pattern: at Plotly's 30 px a line's marker covers the gaps of
+# `dash` and `dashdot`, and alt, joint and fused all read as solid black.
+LEGEND_ITEM_PX = 60
+LEGEND = {"orientation": "h", "y": -0.18, "itemwidth": LEGEND_ITEM_PX}
+LAYOUT = {"margin": MARGIN, "legend": LEGEND, "hovermode": "x unified"}
 
 
 def lay_out(fig: go.Figure, **layout: Any) -> None:
-    """The dashboard's layout on a figure, its margins fixed (no automatic margin on any axis)."""
-    fig.update_layout(**{**LAYOUT, **layout})
+    """The dashboard's layout on a figure, its margins fixed (no automatic margin on any axis); every legend
+    (legend, legend2, ...) keeps the long swatch whatever else it sets."""
+    legends = {k: {**LEGEND, **v} for k, v in layout.items() if k.startswith("legend") and isinstance(v, dict)}
+    fig.update_layout(**{**LAYOUT, **layout, **legends})
     fig.update_xaxes(automargin=False)
     fig.update_yaxes(automargin=False)
+
+
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+def label_log_axes(fig: go.Figure) -> None:
+    """Log axes labelled so that 0.5, 5 and 50 can be told apart: Plotly's own labels between two powers of ten
+    are bare digits ("3, 2, 10, 9, ... 1"). Every label is written in full ("~g"); within a decade Plotly spaces
+    them linearly, over a few decades at 1, 2 and 5 of each ("D2": its "D1" puts 8 and 9 on top of each other),
+    over more only at the powers of ten."""
+    log_axes = [axis for axis in fig.select_yaxes() if axis.type == "log"]
+    if not log_axes:
+        return
+    values = [v for t in fig.data if isinstance(t, go.Scatter) and t.y is not None for v in t.y
+              if isinstance(v, int | float) and v > 0]
+    decades = math.log10(max(values) / min(values)) if values else 0.0
+    ticks: dict[str, Any] = {"tickformat": "~g"}
+    if 0.9 < decades <= 4:
+        ticks["dtick"] = "D2"
+    elif decades > 4:
+        ticks["dtick"] = 1
+    for axis in log_axes:
+        axis.update(ticks)
 
 
 def curve_label(component: str, modality: str | None) -> str:
@@ -44,9 +83,26 @@ def shown(epochs: list[int]) -> list[int]:
     return [e + 1 for e in epochs]
 
 
-def line_mode(epochs: list[Any]) -> str:
-    """Markers while a curve is short (one epoch is a point, not a line), lines alone once it is long."""
-    return "lines+markers" if len(epochs) <= 12 else "lines"
+def line_mode(epochs: list[Any], sparse: bool = False) -> str:
+    """Markers while a curve is short (one epoch is a point, not a line), lines alone once it is long; always
+    markers on a `sparse` curve (evaluated only at some epochs: each marker is an evaluation, the line between
+    them is not)."""
+    return "lines+markers" if len(epochs) <= 12 or sparse else "lines"
+
+
+def sparse_note(words: Words) -> str:
+    """What a split evaluated only when the model improved says next to its name (evaluated_on_improvement)."""
+    return f"(at {words.eval_splits[0]} improvements)"
+
+
+def x_values(epochs: list[int], clock: dict[int, float] | None) -> list[Any] | None:
+    """Where a curve's points go: its epochs (counted from 1), or with a wall `clock` the seconds at each epoch's
+    end. None when the clock knows none of them: a run without epoch times is left off a wall-time axis rather
+    than drawn at its epochs under a title that says seconds."""
+    if clock is None:
+        return shown(epochs)
+    xs = [clock.get(e) for e in epochs]
+    return xs if any(x is not None for x in xs) else None
 
 
 def epoch_dtick(last: int, most: int = 8) -> int:
@@ -98,13 +154,16 @@ def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components
                   x: str = "epoch",
                   smoothing: float = 0.0, log_y: bool = False, row_height: int = 330) -> go.Figure:
     """A row per metric, a column per split; one line per (component, modality). One figure, so that the
-    browser lays out and redraws one Plotly plot instead of one per metric."""
+    browser lays out and redraws one Plotly plot instead of one per metric (the Run page draws one per split,
+    side by side, so that a phone stacks them). A split evaluated only when the model improved says so in its
+    panels' titles, each evaluation marked. The epoch axis runs to the run's last epoch in every figure."""
     rows, cols = max(1, len(names)), max(1, len(splits))
+    note = {s: f" {sparse_note(words)}" if evaluated_on_improvement(rs, s, words) else "" for s in splits}
     fig = make_subplots(rows=rows, cols=cols, shared_yaxes=True, shared_xaxes=True, horizontal_spacing=0.03,
-                        vertical_spacing=0.08, subplot_titles=[f"{s} {n}" for n in names for s in splits])
-    clock = wall_clock(rs) if x == "wall" else {}
+                        vertical_spacing=0.08, subplot_titles=[f"{s} {n}{note[s]}" for n in names for s in splits])
+    clock = wall_clock(rs) if x == "wall" else None
     in_legend: set[str] = set()
-    last = 0
+    last = max((e + 1 for values in rs.points.values() for e in values), default=0)
     traces: list[go.Scatter] = []
     cells: list[tuple[int, int]] = []
     for row, name in enumerate(names, start=1):
@@ -114,14 +173,16 @@ def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components
                 if s != split or n != name or component not in components:
                     continue
                 epochs, values = rs.series(key)
-                last = max([last, *shown(epochs)])
                 label, color = curve_label(component, modality), modality_color(modality)
-                xs = [clock.get(e) for e in epochs] if clock else shown(epochs)
+                xs = x_values(epochs, clock)
+                if xs is None:
+                    continue
                 if smoothing > 0:
                     traces.append(raw_line(xs, values, color, label))
                     cells.append((row, col))
                 traces.append(go.Scatter(
-                    x=xs, y=smooth(values, smoothing), mode=line_mode(epochs), name=label, legendgroup=label,
+                    x=xs, y=smooth(values, smoothing), mode=line_mode(epochs, bool(note[split])), name=label,
+                    legendgroup=label,
                     showlegend=label not in in_legend,
                     line={"color": color, "width": FUSED_WIDTH if modality is None else LINE_WIDTH,
                           "dash": COMPONENT_DASH.get(component, "solid")},
@@ -139,6 +200,7 @@ def curves_figure(rs: RunSeries, names: list[str], splits: list[str], components
     else:
         fig.update_xaxes(**{k: v for k, v in epoch_axis(last).items() if k != "title_text"})
         fig.update_xaxes(title_text="epoch", row=rows)
+    label_log_axes(fig)
     return fig
 
 
@@ -159,11 +221,14 @@ def balance_figure(b: Balance, strip: Strip | None = None) -> go.Figure:
                         row_heights=[320, strip_px] if skips else None)
     modalities = [r["modality"] for r in b.rows]
     colors = [modality_color(m) for m in modalities]
+    # Values above the bars, never on them: on the helper's hatching (or a dark modality colour) a label inside
+    # cannot be read.
+    value_label = {"texttemplate": "%{y:.3f}", "textposition": "outside", "cliponaxis": False}
     fig.add_trace(go.Bar(x=modalities, y=[r["branch"] for r in b.rows], name="branch", marker={"color": colors},
-                         texttemplate="%{y:.3f}"), row=1, col=1)
+                         **value_label), row=1, col=1)
     fig.add_trace(go.Bar(x=modalities, y=[r["helper"] for r in b.rows], name="helper (linear probe)",
-                         marker={"color": colors, "pattern": {"shape": "/"}, "opacity": 0.6},
-                         texttemplate="%{y:.3f}"), row=1, col=1)
+                         marker={"color": colors, "pattern": {"shape": "/"}, "opacity": 0.6}, **value_label),
+                  row=1, col=1)
     fig.add_trace(go.Scatter(x=shown(b.gap_epochs), y=b.gap_values, mode=line_mode(b.gap_epochs), name="gap",
                              line={"color": FUSED_COLOR}, hovertemplate="gap %{y:.4f}<extra></extra>"),
                   row=1, col=2)
@@ -176,7 +241,9 @@ def balance_figure(b: Balance, strip: Strip | None = None) -> go.Figure:
     top = max([v for v in [*b.gap_values, *b.helper_gap_values] if v is not None], default=0.0)
     # The legend above the plots: below, it would sit on the skip strip's epochs.
     lay_out(fig, barmode="group", height=height, legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
-    fig.update_yaxes(range=[0, 1], tickformat=".1f", title_text=f"{b.split} acc, {at}", row=1, col=1)
+    # Headroom above 1 for a label over a bar at 1.0; the ticks stop at 1.
+    fig.update_yaxes(range=[0, 1.12], tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0], tickformat=".1f",
+                     title_text=f"{b.split} acc, {at}", row=1, col=1)
     fig.update_yaxes(range=[0, max(0.1, round(top * 1.25, 2))], tickformat=".2f", title_text="strongest − weakest",
                      row=1, col=2)
     fig.update_xaxes(**epoch_axis(max([0, *shown(b.gap_epochs), *shown(b.helper_gap_epochs)])), row=1, col=2)
@@ -220,17 +287,33 @@ def run_style(i: int) -> dict[str, Any]:
     return {"color": RUN_COLORS[i % len(RUN_COLORS)], "dash": RUN_DASHES[i // len(RUN_COLORS) % len(RUN_DASHES)]}
 
 
+def run_styles(run_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each run's line by its place in the Compare link's run list: a run keeps its colour whatever is drawn
+    (a split, a metric, a grouping, a run without the series) as long as the link lists it in the same place."""
+    return {run_id: run_style(i) for i, run_id in enumerate(dict.fromkeys(run_ids))}
+
+
 Pairs = list[tuple[RunSeries, RunSeries, str]]  # (AMST run, its baseline, label)
+Clocks = dict[str, dict[int, float]]  # run id -> seconds since its start at the end of each epoch (wall_clock)
+
+
+def run_clock(rs: RunSeries, clocks: Clocks | None) -> dict[int, float]:
+    """A run's wall clock: given (a page that fetched the epoch times apart), or from its own points."""
+    return clocks.get(rs.run_id, {}) if clocks is not None else wall_clock(rs)
 
 
 def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, component: str, name: str,
                    words: Words, smoothing: float = 0.0, height: int = 420, x: str = "epoch", log_y: bool = False,
-                   pairs: Pairs | None = None) -> go.Figure:
+                   pairs: Pairs | None = None, clocks: Clocks | None = None,
+                   styles: dict[str, dict[str, Any]] | None = None) -> go.Figure:
     """A panel per modality (its title in the modality's colour) and the whole model (fused, or the combination
-    chosen); one colour per run (no modality's colour); markers while a run is short, so a one-epoch run is a
-    visible point. With `pairs`, a row below, across the panels: each AMST run minus its baseline
-    (difference_traces). One figure: one Plotly instance to draw."""
+    chosen); one colour per run (no modality's colour; `styles`, by default by place in `runs`); markers while a
+    run is short, so a one-epoch run is a visible point. The runs' legend sits above the panels, next to their
+    curves at any width. With `pairs`, a row below, across the panels: each AMST run minus its baseline
+    (difference_traces), with its own legend under it. On a wall-time axis (`x="wall"`), a run without epoch
+    times is left out. One figure: one Plotly instance to draw."""
     whole = whole_model(words, component)
+    styles = styles or run_styles([rs.run_id for rs in runs])
     panels = [*sorted({m for rs in runs for m in rs.modalities()}), whole]
     cols = len(panels)
     diff_px = 340 if pairs else 0
@@ -240,22 +323,22 @@ def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, co
     fig = make_subplots(rows=len(specs), cols=cols, specs=specs, shared_yaxes=False, subplot_titles=titles,
                         horizontal_spacing=0.03, vertical_spacing=110 / total if pairs else 0.0,
                         row_heights=[height, diff_px] if pairs else None)
+    sparse = any(evaluated_on_improvement(rs, split, words) for rs in runs)
     in_legend: set[str] = set()
     last = 0
     for col, panel in enumerate(panels, start=1):
         modality = None if panel == whole else panel
-        for i, rs in enumerate(runs):
+        for rs in runs:
             comp = component_at(words, rs, split, component, modality, name)
             epochs, values = rs.series((split, comp, modality, name))
-            if not epochs:
+            xs = x_values(epochs, run_clock(rs, clocks) if x == "wall" else None)
+            if not epochs or xs is None:
                 continue
-            clock = wall_clock(rs) if x == "wall" else {}
-            xs = [clock.get(e) for e in epochs] if clock else shown(epochs)
             last = max([last, *shown(epochs)])
-            style = run_style(i)
+            style = styles[rs.run_id]
             if smoothing > 0:
                 fig.add_trace(raw_line(xs, values, style["color"], rs.run_id), row=1, col=col)
-            fig.add_trace(go.Scatter(x=xs, y=smooth(values, smoothing), mode=line_mode(epochs),
+            fig.add_trace(go.Scatter(x=xs, y=smooth(values, smoothing), mode=line_mode(epochs, sparse),
                                      name=labels[rs.run_id], legendgroup=rs.run_id,
                                      showlegend=rs.run_id not in in_legend,
                                      line={**style, "width": FUSED_WIDTH if modality is None else LINE_WIDTH},
@@ -264,7 +347,7 @@ def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, co
             in_legend.add(rs.run_id)
     for annotation, panel in zip(fig.layout.annotations, panels, strict=False):
         annotation.font = {"color": modality_color(None if panel == whole else panel), "size": 15}
-    lay_out(fig, height=total)
+    lay_out(fig, height=total, **compare_legends(total, bool(pairs)))
     for col in range(2, cols + 1):  # one y range across the modality panels, as shared axes would give
         fig.update_yaxes(matches="y", showticklabels=False, row=1, col=col)
     if x == "wall":
@@ -274,21 +357,34 @@ def compare_figure(runs: list[RunSeries], labels: dict[str, str], split: str, co
     if pairs and x != "wall":  # the row below says "epoch": above, the title would crowd that row's own title
         fig.update_xaxes(title_text=None, row=1)
     fig.update_yaxes(autorange=True, **value_axis(name, log_y, words), row=1)
-    fig.update_yaxes(title_text=f"{split} {name}", row=1, col=1)
+    fig.update_yaxes(title_text=f"{split} {name}" + (f" {sparse_note(words)}" if sparse else ""), row=1, col=1)
     if pairs:
-        traces, diff_last = difference_traces(pairs, split, component, name, words)
+        traces, diff_last = difference_traces(pairs, split, component, name, words, legend="legend2")
         if traces:
             fig.add_traces(traces, rows=2, cols=1)
         fig.add_hline(y=0, line={"color": "#999999", "width": 1}, row=2, col=1)
         fig.update_xaxes(**epoch_axis(diff_last), row=2, col=1)
         fig.update_yaxes(autorange=True, tickformat="+.2f", title_text=f"Δ {split} {name}", row=2, col=1)
+    label_log_axes(fig)
     return fig
 
 
-def difference_traces(pairs: Pairs, split: str, component: str, name: str,
-                      words: Words) -> tuple[list[go.Scatter], int]:
-    """AMST run minus its baseline, per modality (its colour) and the whole model (bold); one dash per pair. Also
-    the last epoch drawn (for the axis)."""
+def compare_legends(total: int, pairs: bool) -> dict[str, dict[str, Any]]:
+    """Compare's legends, each next to what it names: the runs' above the panels (over their titles), the
+    pairs' under the difference row (below its epoch axis). Below the whole figure, the runs' legend sat under
+    the difference row, far from its curves on a phone. Offsets are in pixels, turned into the plot's fractions."""
+    plot_px = total - MARGIN["t"] - MARGIN["b"]
+    legends = {"legend": {"x": 0, "y": 1 + 30 / plot_px, "yanchor": "bottom"}}
+    if pairs:
+        legends["legend2"] = {"x": 0, "y": -50 / plot_px, "yanchor": "top"}
+    return legends
+
+
+def difference_traces(pairs: Pairs, split: str, component: str, name: str, words: Words,
+                      legend: str = "legend") -> tuple[list[go.Scatter], int]:
+    """AMST run minus its baseline, per modality (its colour) and the whole model (bold); one dash per pair, each
+    line its own legend entry (on `legend`), a pair's lines toggled together. Also the last epoch drawn (for
+    the axis)."""
     whole = whole_model(words, component)
     dashes = ("solid", "dash", "dot", "dashdot", "longdash")
     traces, last = [], 0
@@ -298,10 +394,9 @@ def difference_traces(pairs: Pairs, split: str, component: str, name: str,
             epochs, diff = difference(amst, base, (split, comp, modality, name), words)
             if epochs:
                 last = max([last, *shown(epochs)])
-                # One legend entry per pair (its fused line); the modalities' lines follow it on a click.
                 traces.append(go.Scatter(
-                    x=shown(epochs), y=diff, mode=line_mode(epochs), name=f"{label} − baseline",
-                    legendgroup=f"pair{i}", showlegend=modality is None,
+                    x=shown(epochs), y=diff, mode=line_mode(epochs), name=f"{label} − baseline · {modality or whole}",
+                    legendgroup=f"pair{i}", legend=legend,
                     line={"color": modality_color(modality), "dash": dashes[i % len(dashes)],
                           "width": FUSED_WIDTH if modality is None else LINE_WIDTH},
                     hovertemplate=f"{label} · {modality or whole}: %{{y:+.4f}}<extra></extra>"))
@@ -369,23 +464,28 @@ def run_series_figure(rs: RunSeries, declared: list[dict[str, Any]], words: Word
     lay_out(fig, height=60 + 190 * len(present), showlegend=False)
     fig.update_xaxes(**{k: v for k, v in epoch_axis(last).items() if k != "title_text"})
     fig.update_xaxes(title_text="epoch", row=len(present))
+    label_log_axes(fig)
     return fig
 
 
-def band_figure(bands: dict[str, dict[str, Band]], split: str, name: str, whole: str, height: int = 420
-                ) -> go.Figure:
+def band_figure(bands: dict[str, dict[str, Band]], split: str, name: str, whole: str, height: int = 420,
+                styles: dict[str, dict[str, Any]] | None = None, x: str = "epoch", log_y: bool = False,
+                words: Words | None = None) -> go.Figure:
     """Grouped curves: a panel per modality and fused, each group its mean line over a +-1 std band, one colour
-    per group (seeds collapse into the band, groups stay separate lines)."""
+    per group (seeds collapse into the band, groups stay separate lines): `styles` by group (Compare gives each
+    group its first run's), else by the groups' order. On a wall-time axis (`x="wall"`) a group's points sit at
+    its runs' mean wall clock; a loss on a log scale with `log_y` (and `words`, which say what a loss is)."""
     panels = list(bands)
     fig = make_subplots(rows=1, cols=max(1, len(panels)), shared_yaxes=True, subplot_titles=panels,
                         horizontal_spacing=0.03)
     groups = sorted({g for by_group in bands.values() for g in by_group})
+    styles = styles or {label: run_style(i) for i, label in enumerate(groups)}
     for col, panel in enumerate(panels, start=1):
         for label, band in bands[panel].items():
-            style = run_style(groups.index(label))
+            style = styles[label]
             color = style["color"]
             first = col == 1
-            xs = shown(band.epochs)
+            xs = band.seconds if x == "wall" else shown(band.epochs)
             fig.add_trace(go.Scatter(x=xs + xs[::-1], y=band.high + band.low[::-1], fill="toself",
                                      fillcolor=color, opacity=0.18, line={"width": 0}, hoverinfo="skip",
                                      legendgroup=label, showlegend=False), row=1, col=col)
@@ -397,9 +497,13 @@ def band_figure(bands: dict[str, dict[str, Band]], split: str, name: str, whole:
         annotation.font = {"color": modality_color(None if panel == whole else panel), "size": 15}
     lay_out(fig, height=height)
     last = max((e + 1 for by_group in bands.values() for b in by_group.values() for e in b.epochs), default=0)
-    fig.update_xaxes(**epoch_axis(last))
-    fig.update_yaxes(autorange=True)
+    if x == "wall":
+        fig.update_xaxes(title_text="mean wall time (s)", rangemode="tozero")
+    else:
+        fig.update_xaxes(**epoch_axis(last))
+    fig.update_yaxes(autorange=True, **(value_axis(name, log_y, words) if words else {}))
     fig.update_yaxes(title_text=f"{split} {name} (mean +- 1 std)", col=1)
+    label_log_axes(fig)
     return fig
 
 

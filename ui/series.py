@@ -113,14 +113,32 @@ def smooth(values: list[float | None], weight: float) -> list[float | None]:
     return out
 
 
+EPOCH_TIME: Key = ("train", "run", None, "epoch_time")  # the engine's seconds per epoch, evaluation included
+
+
 def wall_clock(rs: RunSeries) -> dict[int, float]:
     """Seconds since the run started at the end of each epoch (the sum of the epoch times before it)."""
-    epochs, times = rs.series(("train", "run", None, "epoch_time"))
+    epochs, times = rs.series(EPOCH_TIME)
     total, out = 0.0, {}
     for e, t in zip(epochs, times, strict=True):
         total += t or 0.0
         out[e] = round(total, 3)
     return out
+
+
+def fetch_clock(client: Client, cache: dict[str, RunSeries], run_id: str, words: Words) -> dict[int, float]:
+    """A run's wall clock (wall_clock) read on its own: a page that fetches only the series it draws (Compare)
+    has no epoch times among them, and an empty clock must not silently become the epochs."""
+    split, _, _, name = EPOCH_TIME
+    return wall_clock(refresh(client, cache, run_id, words, split=split, name=name))
+
+
+def evaluated_on_improvement(rs: RunSeries, split: str, words: Words) -> bool:
+    """Whether the run evaluated `split` at fewer epochs than it trained: the engine tests only when the
+    validation accuracy improves (as the reference does; `test_every_epoch` changes that), so such a curve stops
+    at the best epoch and has gaps. Read from the points, so it holds for any run and any setting."""
+    epochs = {e for k, values in rs.points.items() if k[0] == split and words.is_prediction(k[1]) for e in values}
+    return bool(epochs) and len(epochs) < rs.run.get("epochs_done", 0)
 
 
 def resolve(words: Words, rs: RunSeries, split: str, component: str, modality: str | None, name: str) -> str:
@@ -270,6 +288,20 @@ def final_and_best(runs: list[RunSeries], labels: dict[str, str], words: Words, 
     return pd.DataFrame(rows, columns=columns)
 
 
+def coinciding(runs: list[RunSeries], labels: dict[str, str], words: Words, split: str, component: str,
+               name: str) -> list[list[str]]:
+    """Runs drawn exactly on top of each other on Compare (the same values in every panel: the same seed and
+    config twice, or a copy), as groups of their labels: the one drawn last hides the others completely."""
+    panels = [*sorted({m for rs in runs for m in rs.modalities()}), None]
+    by_curves: dict[tuple, list[str]] = {}
+    for rs in runs:
+        drawn = tuple(tuple(zip(*rs.series((split, component_at(words, rs, split, component, m, name), m, name)),
+                                strict=True)) for m in panels)
+        if any(drawn):
+            by_curves.setdefault(drawn, []).append(labels[rs.run_id])
+    return [group for group in by_curves.values() if len(group) > 1]
+
+
 def uneven_lengths(runs: list[dict[str, Any]]) -> str | None:
     """A warning when the runs compared are not equally long (finished or planned epochs differ): a short run's
     last value is not comparable with a long run's."""
@@ -306,12 +338,24 @@ class Band:
     low: list[float]
     high: list[float]
     runs: int
+    seconds: list[float | None] = field(default_factory=list)  # the runs' mean wall clock at each epoch
+
+
+def mean_seconds(clocks: list[dict[int, float]], epochs: list[int]) -> list[float | None]:
+    """Per epoch, the mean of the runs' wall clocks that reached it (None where none has a clock)."""
+    out: list[float | None] = []
+    for e in epochs:
+        known = [c[e] for c in clocks if e in c]
+        out.append(statistics.fmean(known) if known else None)
+    return out
 
 
 def group_bands(runs: list[RunSeries], groups: dict[str, list[str]], split: str, component: str,
-                name: str, words: Words) -> dict[str, dict[str, Band]]:
+                name: str, words: Words, clocks: dict[str, dict[int, float]] | None = None
+                ) -> dict[str, dict[str, Band]]:
     """Per panel (each modality, then the whole model), per group of run ids: the mean and +-1 std over the
-    group's runs at every epoch any of them has (no width where only one has it)."""
+    group's runs at every epoch any of them has (no width where only one has it). With the runs' wall `clocks`,
+    each band also says when, on average, its runs reached each epoch (for a wall-time axis)."""
     by_id = {rs.run_id: rs for rs in runs}
     whole = whole_model(words, component)
     panels = [*sorted({m for rs in runs for m in rs.modalities()}), whole]
@@ -333,8 +377,10 @@ def group_bands(runs: list[RunSeries], groups: dict[str, list[str]], split: str,
             epochs = sorted(per_epoch)
             means = [statistics.fmean(per_epoch[e]) for e in epochs]
             stds = [statistics.stdev(per_epoch[e]) if len(per_epoch[e]) > 1 else 0.0 for e in epochs]
+            seconds = mean_seconds([clocks[i] for i in ids if i in clocks], epochs) if clocks else []
             out.setdefault(panel, {})[label] = Band(epochs, means, [m - d for m, d in zip(means, stds, strict=True)],
-                                                    [m + d for m, d in zip(means, stds, strict=True)], len(ids))
+                                                    [m + d for m, d in zip(means, stds, strict=True)], len(ids),
+                                                    seconds)
     return out
 
 

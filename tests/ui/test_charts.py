@@ -8,7 +8,7 @@ import pytest
 
 from amst_core.vocab import vocabulary
 from ui import charts
-from ui.series import RunSeries, balance, skip_strip
+from ui.series import Band, RunSeries, balance, skip_strip
 from ui.style import FUSED_WIDTH, LINE_WIDTH, MODALITY_COLORS, RUN_COLORS
 from ui.words import Words
 
@@ -275,8 +275,10 @@ def test_difference_figure_zero_line_and_modality_colours():
     amst, base = two_modality_run("a", shift=0.1), two_modality_run("n")
     other = two_modality_run("b", shift=-0.1)
     fig = charts.difference_figure([(amst, base, "A"), (other, base, "B")], "val", "branch", "acc", WORDS)
-    assert [t.name for t in fig.data] == ["A − baseline"] * 3 + ["B − baseline"] * 3
-    assert [t.showlegend for t in fig.data] == [False, False, True] * 2  # one legend entry per pair
+    # Every line has a legend entry (the modalities' orange and blue ones too); a pair's lines toggle together.
+    assert [t.name for t in fig.data] == [f"{p} − baseline · {m}" for p in "AB" for m in ("audio", "visual", "fused")]
+    assert all(t.showlegend is not False for t in fig.data)
+    assert [t.legendgroup for t in fig.data] == ["pair0"] * 3 + ["pair1"] * 3
     assert [t.hovertemplate.split(":")[0] for t in fig.data] == ["A · audio", "A · visual", "A · fused", "B · audio",
                                                                  "B · visual", "B · fused"]
     assert [t.line.color for t in fig.data] == [MODALITY_COLORS[m] for m in ("audio", "visual", "fused") * 2]
@@ -347,3 +349,127 @@ def test_run_series_figure_draws_what_a_method_declares():
 def test_gap_and_vocabulary_metrics_are_bounded():
     assert charts.metric_kind("acc_gap", WORDS) == "bounded" and charts.metric_kind("macro_f1", WORDS) == "bounded"
     assert charts.metric_kind("loss", WORDS) == "loss" and charts.metric_kind("epoch_time", WORDS) == "quantity"
+
+
+# ---- issue 23: comparisons a researcher can trust ----
+
+def test_compare_wall_time_axis_plots_seconds_and_leaves_out_a_run_without_epoch_times():
+    """Finding 1: Compare reads only the metric it draws; without epoch times its runs were drawn at their epochs
+    (1..8) under "wall time (s)". Given their clocks it plots seconds; a run with no clock is left off."""
+    drawn_only = make("a", [("val", "fused", None, "acc", E, [0.5, 0.6, 0.7])])
+    fig = charts.compare_figure([drawn_only], {"a": "A"}, "val", "branch", "acc", WORDS, x="wall",
+                                clocks={"a": {0: 40.0, 1: 80.0, 2: 120.0}})
+    assert [list(t.x) for t in fig.data] == [[40.0, 80.0, 120.0]]
+    assert fig.layout.xaxis.title.text == "wall time (s)"
+    no_clock = charts.compare_figure([drawn_only], {"a": "A"}, "val", "branch", "acc", WORDS, x="wall")
+    assert not no_clock.data  # never epochs under a seconds title
+    assert [list(t.x) for t in charts.compare_figure([two_modality_run()], {"a": "A"}, "val", "branch", "acc",
+                                                     WORDS, x="wall").data][-1] == [2.0, 5.0, 6.5]
+
+
+def pairs_figure():
+    amst, base = two_modality_run("a", shift=0.1), two_modality_run("n")
+    return charts.compare_figure([amst, base], {"a": "A", "n": "N"}, "val", "branch", "acc", WORDS,
+                                 pairs=[(amst, base, "A")])
+
+
+def test_legend_swatches_are_long_enough_to_show_a_dash_pattern():
+    """Finding 4: at Plotly's 30 px swatch, alt (dash), joint (dashdot) and fused (solid) all read as solid
+    black. Every legend of every figure draws its swatches twice as long."""
+    full = make("f", [("val", c, None, "acc", E, [0.5, 0.6, 0.7]) for c in ("fused", "alt", "joint")]
+                + [("val", "alt_branch", "audio", "acc", E, [0.4, 0.5, 0.6])])
+    b = balance(two_modality_run(), WORDS)
+    figures = {"curves": charts.curves_figure(full, ["acc"], ["val"], ["fused", "alt", "joint", "alt_branch"], WORDS),
+               "compare": pairs_figure(), "balance": charts.balance_figure(b),
+               "difference": charts.difference_figure([(full, full, "F")], "val", "branch", "acc", WORDS)}
+    for name, fig in figures.items():
+        assert fig.layout.legend.itemwidth >= 60, name
+    assert pairs_figure().layout.legend2.itemwidth >= 60
+    curves = by_name(figures["curves"])
+    assert {label: curves[label][0].line.dash for label in ("fused", "alt", "joint", "alt_branch · audio")} == {
+        "fused": "solid", "alt": "dash", "joint": "dashdot", "alt_branch · audio": "dash"}
+
+
+def test_amst_minus_baseline_names_every_line_in_a_legend_under_it():
+    """Finding 4: the difference row's orange and blue lines (the modalities) had no legend entry; finding 14:
+    its legend sits under the row, the runs' legend above the panels, each next to its curves."""
+    fig = pairs_figure()
+    below = [t for t in fig.data if t.xaxis == "x4"]
+    assert [t.name for t in below] == ["A − baseline · audio", "A − baseline · visual", "A − baseline · fused"]
+    assert all(t.showlegend is not False and t.legend == "legend2" for t in below)
+    assert [t.line.color for t in below] == [MODALITY_COLORS[m] for m in ("audio", "visual", "fused")]
+    assert fig.layout.legend.y > 1 and fig.layout.legend.yanchor == "bottom"  # above the panels
+    assert fig.layout.legend2.y < 0 and fig.layout.legend2.yanchor == "top"  # under the difference row
+    runs = [t for t in fig.data if t.xaxis != "x4" and t.showlegend]
+    assert [t.name for t in runs] == ["A", "N"] and all(t.legend in (None, "legend") for t in runs)
+
+
+def test_a_run_keeps_its_colour_whatever_the_view():
+    """Finding 5: colours follow a run's place in the link's run list, not its place among those drawn."""
+    a = two_modality_run("a")  # b is in the link, but draws nothing here (say it lacks the series)
+    styles = charts.run_styles(["b", "a"])
+    assert styles == {"b": charts.run_style(0), "a": charts.run_style(1)}
+    fig = charts.compare_figure([a], {"a": "A"}, "val", "branch", "acc", WORDS, styles=styles)
+    assert {t.line.color for t in fig.data} == {styles["a"]["color"]}
+    band = Band([0, 1], [0.5, 0.6], [0.4, 0.5], [0.6, 0.7], 1)
+    grouped = charts.band_figure({"fused": {"g-a": band, "g-b": band}}, "val", "acc", "fused",
+                                 styles={"g-a": styles["a"], "g-b": styles["b"]})
+    assert {t.name: t.line.color for t in grouped.data if t.showlegend} == {
+        "g-a (n=1)": styles["a"]["color"], "g-b (n=1)": styles["b"]["color"]}
+
+
+def test_grouped_curves_keep_the_wall_time_axis_and_the_log_scale():
+    """Finding 5: the grouped view drew epochs on a linear axis whatever was chosen."""
+    band = Band([0, 1, 2], [2.0, 1.0, 0.5], [1.5, 0.8, 0.4], [2.5, 1.2, 0.6], 2, seconds=[30.0, 61.0, 90.0])
+    fig = charts.band_figure({"fused": {"g": band}}, "val", "loss", "fused", x="wall", log_y=True, words=WORDS)
+    line = next(t for t in fig.data if t.showlegend)
+    assert list(line.x) == [30.0, 61.0, 90.0] and "wall time" in fig.layout.xaxis.title.text
+    assert fig.layout.yaxis.type == "log"
+
+
+@pytest.mark.parametrize(("low", "high", "dtick"), [(0.4, 60.0, "D2"), (0.01, 25.0, "D2"), (1e-4, 30.0, 1),
+                                                    (0.3, 0.9, None)])
+def test_log_axes_label_every_tick_in_full(low: float, high: float, dtick):
+    """Finding 6: Plotly labelled a log axis's ticks between powers of ten with bare digits ("3, 2, 10, 9, ...
+    1"): 0.5, 5 and 50 all read "5". Every label is a full number; 1, 2 and 5 of each decade over a few decades,
+    the powers of ten alone over many, Plotly's linear labels within one."""
+    run = make("a", [("val", "fused", None, "loss", E, [high, (low * high) ** 0.5, low]),
+                     ("val", "fused", None, "acc", E, [0.5, 0.6, 0.7])])
+    figures = [charts.curves_figure(run, ["acc", "loss"], ["val"], ["fused"], WORDS, log_y=True),
+               charts.compare_figure([run], {"a": "A"}, "val", "branch", "loss", WORDS, log_y=True)]
+    for fig in figures:
+        logs = [axis for axis in fig.select_yaxes() if axis.type == "log"]
+        assert logs and all(axis.tickformat == "~g" and axis.dtick == dtick for axis in logs)
+    assert figures[0].layout.yaxis.tickformat == ".2f"  # accuracy untouched
+
+
+def sparse_test_run() -> RunSeries:
+    """Five epochs; the test split evaluated only where validation improved (epochs 1 and 3, counted from 1)."""
+    long = list(range(5))
+    return make("t", [("val", "fused", None, "acc", long, [0.5, 0.4, 0.6, 0.55, 0.5]),
+                      ("test", "fused", None, "acc", [0, 2], [0.45, 0.58]),
+                      ("test", "branch", "audio", "acc", [0, 2], [0.4, 0.5]),
+                      ("val", "branch", "audio", "acc", long, [0.4] * 5)])
+
+
+def test_test_curves_say_they_are_evaluated_only_at_validation_improvements():
+    """Finding 11: the test curve stops at the best epoch (the engine tests only when validation improves, as
+    the reference does); the Run page's panels and Compare's axis say so, each evaluation a marker."""
+    rs = sparse_test_run()
+    fig = charts.curves_figure(rs, ["acc"], ["val", "test"], ["fused", "branch"], WORDS)
+    assert [a.text for a in fig.layout.annotations] == ["val acc", "test acc (at val improvements)"]
+    assert all("markers" in t.mode for t in fig.data if t.xaxis == "x2")
+    assert fig.layout.xaxis2.range[1] == 5.5  # the axis runs on to the run's last epoch: the stop shows
+    compare = charts.compare_figure([rs], {"t": "T"}, "test", "branch", "acc", WORDS)
+    assert compare.layout.yaxis.title.text == "test acc (at val improvements)"
+    every_epoch = charts.compare_figure([rs], {"t": "T"}, "val", "branch", "acc", WORDS)
+    assert every_epoch.layout.yaxis.title.text == "val acc"
+
+
+def test_balance_bar_values_sit_above_the_bars_never_on_the_hatching():
+    """Finding 10: the helper bar's value label was drawn inside, on its hatching, and could not be read."""
+    fig = charts.balance_figure(balance(two_modality_run(), WORDS))
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [t.name for t in bars] == ["branch", "helper (linear probe)"]
+    assert all(t.textposition == "outside" and t.cliponaxis is False for t in bars)
+    assert fig.layout.yaxis.range[1] > 1 and max(fig.layout.yaxis.tickvals) == 1  # room for a label over 1.0

@@ -90,7 +90,7 @@ def test_run_page_shows_live_curves_balance_and_skip_strip(app, seeded_api) -> N
     assert metrics["Epoch"] == "12/30"
     facts = texts(at.caption)
     assert "attempt 1" in facts and "ETA —" not in facts  # running, with a median epoch time
-    assert len(charts(at)) == 2  # acc and loss curves; the balance (bars and gap) with the skip strip under it
+    assert len(charts(at)) == 4  # a figure per split (acc and loss); the balance with the skip strip under it
     assert "Lagging modality: **visual**" in texts(at.markdown)
     labels = {b.label for b in at.button}
     assert {"Cancel", "Re-run with same config"} <= labels and "Retry" not in labels
@@ -264,10 +264,10 @@ def test_run_page_draws_the_series_a_method_declares(app, seeded_api) -> None:
     assert httpx.patch(f"{seeded_api.url}/runs/{ogm.id}", json={"archived": True}).status_code == 200
     at = run_page(app, ogm.id)
     assert "ogm_ge series" in texts(at.subheader) and "ogm_coeff" in texts(at.caption)
-    assert len(charts(at)) == 3  # curves, balance, the method's series
+    assert len(charts(at)) == 5  # curves (a figure per split), balance, the method's series
     at = next(t for t in at.toggle if t.label == "All run-level series").set_value(True).run()
     no_traceback(at)
-    assert len(charts(at)) == 4 and at.query_params["run_series"] in ("1", ["1"])
+    assert len(charts(at)) == 6 and at.query_params["run_series"] in ("1", ["1"])
 
 
 def test_names_cannot_inject_markdown(app, seeded_api) -> None:

@@ -477,3 +477,46 @@ def test_refresh_keeps_what_the_resumed_attempt_did_not_supersede():
     assert client.calls == [("r1", 3), ("r1", 1)]
     assert out.series(("val", "fused", None, "acc")) == ([0, 1, 2, 3], [0.1, 0.2, 0.35, 0.45])
     assert out.run["attempt"] == 2 and out.next_since == 3
+
+
+# ---- issue 23: Compare's wall clock, coinciding runs, tests at improvements ----
+
+def test_fetch_clock_reads_the_epoch_times_alone():
+    """Finding 1: Compare fetches only the series it draws; the wall clock is one more filtered call."""
+    client = FakeClient(lambda since, n: metrics_body("r1", "succeeded", 3, series=[
+        ("train", "run", None, "epoch_time", [0, 1, 2], [40.0, 41.0, 39.5])]))
+    assert S.fetch_clock(client, {}, "r1", WORDS) == {0: 40.0, 1: 81.0, 2: 120.5}
+    assert client.calls == [("r1", -1, {"split": "train", "name": "epoch_time"})]
+
+
+def test_coinciding_runs_are_grouped_by_label():
+    """Finding 5: a run with the same values as another (same seed and config) is hidden under it."""
+    curve = [("val", "branch", "audio", "acc", [0, 1], [0.4, 0.5]), ("val", "fused", None, "acc", [0, 1], [0.6, 0.7])]
+    a, twin = make("a", curve), make("t", curve)
+    other = make("o", [curve[0], ("val", "fused", None, "acc", [0, 1], [0.6, 0.71])])
+    empty = make("e", [("train", "fused", None, "acc", [0], [0.1])])
+    empty_too = make("e2", [("train", "fused", None, "acc", [0], [0.1])])
+    labels = {"a": "A", "t": "T", "o": "O", "e": "E", "e2": "E2"}
+    assert S.coinciding([a, other, twin, empty, empty_too], labels, WORDS, "val", "branch", "acc") == [["A", "T"]]
+    assert S.coinciding([a, other], labels, WORDS, "val", "branch", "acc") == []
+
+
+def test_evaluated_on_improvement_from_the_points():
+    """Finding 11: the test split evaluated at fewer epochs than the run trained (only when val improved)."""
+    rs = make("r", [("val", "fused", None, "acc", [0, 1, 2, 3], [0.5, 0.4, 0.6, 0.5]),
+                    ("test", "fused", None, "acc", [0, 2], [0.45, 0.58])])
+    assert S.evaluated_on_improvement(rs, "test", WORDS) and not S.evaluated_on_improvement(rs, "val", WORDS)
+    assert not S.evaluated_on_improvement(rs, "train", WORDS)  # no points: nothing to say
+    every = make("r", [("val", "fused", None, "acc", [0, 1], [0.5, 0.4]),
+                       ("test", "fused", None, "acc", [0, 1], [0.45, 0.4])])  # test_every_epoch
+    assert not S.evaluated_on_improvement(every, "test", WORDS)
+
+
+def test_group_bands_place_each_group_at_its_runs_mean_wall_clock():
+    """Finding 5: grouped curves keep the wall-time axis (each epoch at its runs' mean time)."""
+    a = make("a", [("val", "fused", None, "acc", [0, 1], [0.5, 0.7])])
+    b = make("b", [("val", "fused", None, "acc", [0, 1, 2], [0.6, 0.8, 0.9])])
+    bands = S.group_bands([a, b], {"g": ["a", "b"]}, "val", "fused", "acc", WORDS,
+                          clocks={"a": {0: 10.0, 1: 20.0}, "b": {0: 30.0, 1: 60.0, 2: 90.0}})
+    assert bands["fused"]["g"].seconds == [20.0, 40.0, 90.0]
+    assert S.group_bands([a, b], {"g": ["a", "b"]}, "val", "fused", "acc", WORDS)["fused"]["g"].seconds == []

@@ -9,12 +9,14 @@ from typing import Any
 import streamlit as st
 
 from ui import urlstate
-from ui.charts import PLOT_CONFIG, band_figure, compare_figure, difference_figure
+from ui.charts import PLOT_CONFIG, Clocks, band_figure, compare_figure, difference_figure, run_styles
 from ui.common import api, baseline_pairs, catalog, plain, run_label, series_cache, short_label, shown_errors, words
 from ui.series import (
     RunSeries,
+    coinciding,
     compare_components,
     differing_keys,
+    fetch_clock,
     final_and_best,
     flatten,
     group_bands,
@@ -76,6 +78,13 @@ def signature(series: dict[str, RunSeries]) -> tuple:
     return tuple((i, rs.next_since, rs.run.get("status"), rs.run.get("attempt")) for i, rs in series.items())
 
 
+def clocks_of(runs: list[RunSeries], x: str) -> Clocks | None:
+    """On a wall-time axis, each run's clock from its epoch times (not among the series fetched to draw)."""
+    if x != "wall":
+        return None
+    return {rs.run_id: fetch_clock(api(), series_cache(), rs.run_id, words()) for rs in runs}
+
+
 def draw(chosen: dict[str, Any], series: dict[str, RunSeries], pairs: list, group_by: list[str],
          configs: dict[str, dict[str, Any]]) -> None:
     split, component, name = chosen["split"], chosen["component"], chosen["name"]
@@ -87,17 +96,15 @@ def draw(chosen: dict[str, Any], series: dict[str, RunSeries], pairs: list, grou
                    icon=":material/straighten:")
     w = words()
     diff = [(series[amst], series[base], labels[amst]) for amst, base in pairs]
+    styles = run_styles([r["id"] for r in selected])  # by place in the link: the same colour in every view
+    clocks = clocks_of(runs, chosen["x"])
     if group_by:
-        st.caption("One line per group of runs sharing " + ", ".join(group_by) + ": its mean, with a band "
-                   "of one standard deviation over the group's runs (seeds).")
-        bands = group_bands(runs, group_runs(selected, configs, group_by), split, component, name, w)
-        st.plotly_chart(band_figure(bands, split, name, whole_model(w, component)), key="grouped",
-                        config=PLOT_CONFIG)
-        if diff:
-            st.plotly_chart(difference_figure(diff, split, component, name, w), key="difference", config=PLOT_CONFIG)
+        draw_groups(chosen, runs, group_by, configs, styles, clocks, diff)
     else:
         st.plotly_chart(compare_figure(runs, labels, split, component, name, w, chosen["smoothing"], x=chosen["x"],
-                                       log_y=chosen["log_y"], pairs=diff or None), key="overlay", config=PLOT_CONFIG)
+                                       log_y=chosen["log_y"], pairs=diff or None, clocks=clocks, styles=styles),
+                        key="overlay", config=PLOT_CONFIG)
+    notes(chosen, runs, labels, clocks)
     if pairs:
         st.caption("AMST minus baseline: " + " · ".join(f"{plain(labels[amst])} vs {plain(labels[base])}"
                                                         for amst, base in pairs))
@@ -110,6 +117,36 @@ def draw(chosen: dict[str, Any], series: dict[str, RunSeries], pairs: list, grou
     table = final_and_best(runs, labels, w, split, component, name)
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if c not in ("run", "epochs")})
+
+
+def draw_groups(chosen: dict[str, Any], runs: list[RunSeries], group_by: list[str],
+                configs: dict[str, dict[str, Any]], styles: dict[str, dict[str, Any]], clocks: Clocks | None,
+                diff: list) -> None:
+    """One line per group, in its first run's colour, on the axis and scale chosen for the runs."""
+    split, component, name, w = chosen["split"], chosen["component"], chosen["name"], words()
+    groups = group_runs(chosen["selected"], configs, group_by)
+    at = " at its runs' mean wall time per epoch" if chosen["x"] == "wall" else ""
+    st.caption("One line per group of runs sharing " + ", ".join(group_by) + f": its mean{at}, with a band "
+               "of one standard deviation over the group's runs (seeds), in the colour of its first run.")
+    bands = group_bands(runs, groups, split, component, name, w, clocks)
+    st.plotly_chart(band_figure(bands, split, name, whole_model(w, component),
+                                styles={label: styles[ids[0]] for label, ids in groups.items()}, x=chosen["x"],
+                                log_y=chosen["log_y"], words=w), key="grouped", config=PLOT_CONFIG)
+    if diff:
+        if chosen["x"] == "wall":
+            st.caption("AMST minus baseline stays on epochs: a pair's two runs reach an epoch at different times.")
+        st.plotly_chart(difference_figure(diff, split, component, name, w), key="difference", config=PLOT_CONFIG)
+
+
+def notes(chosen: dict[str, Any], runs: list[RunSeries], labels: dict[str, str], clocks: Clocks | None) -> None:
+    """What the figure cannot show by itself: runs drawn exactly on top of each other, runs left off a wall-time
+    axis for want of epoch times."""
+    for same in coinciding(runs, labels, words(), chosen["split"], chosen["component"], chosen["name"]):
+        st.caption(":material/layers: Drawn exactly on top of each other (identical values): "
+                   + ", ".join(plain(label) for label in same) + ". Only the last one's line is visible.")
+    if clocks is not None and (missing := [labels[rs.run_id] for rs in runs if not clocks.get(rs.run_id)]):
+        st.caption("Left off the wall-time axis (no epoch times recorded): "
+                   + ", ".join(plain(label) for label in missing) + ".")
 
 
 st.title("Compare")

@@ -160,10 +160,13 @@ def fmt(value: float | None) -> str:
 
 
 def curves(rs: RunSeries, options: dict[str, Any]) -> None:
-    fig = curves_figure(rs, options["names"], options["splits"] or list(words().splits), options["components"],
-                        words(), options["x"],
-                        options["smoothing"], options["log_y"])
-    st.plotly_chart(fig, key="curves", config=PLOT_CONFIG)
+    """A figure per split, side by side in columns: Streamlit stacks columns on a phone, where one figure's three
+    panels would be a hundred pixels wide each. Each has its legend under its own curves."""
+    splits = options["splits"] or list(words().splits)
+    for split, column in zip(splits, st.columns(len(splits)), strict=True):
+        fig = curves_figure(rs, options["names"], [split], options["components"], words(), options["x"],
+                            options["smoothing"], options["log_y"])
+        column.plotly_chart(fig, key=f"curves-{split}", config=PLOT_CONFIG)
 
 
 def balance_panel(rs: RunSeries, split: str) -> None:
