@@ -18,6 +18,13 @@ NO_BASELINE = "(none)"
 DOWNLOADS = (("csv", "CSV (every number)", "text/csv", "csv"), ("markdown", "Markdown", "text/markdown", "md"),
              ("latex", "LaTeX (booktabs)", "application/x-latex", "tex"))
 
+# The compact table fits the page's width: a smaller font and tighter cells than prose tables, so that the 13
+# columns of a two-modality sweep fit 1400 px beside the sidebar (tests/ui/test_browser_sweeps.py).
+COMPACT_TABLE_CSS = """<style>
+.st-key-compact-table table { font-size: 0.85rem; }
+.st-key-compact-table th, .st-key-compact-table td { padding: 0.3rem 0.45rem; }
+</style>"""
+
 
 def cell_label(cell: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in cell.items() if k != "seed") or "all runs"
@@ -57,9 +64,11 @@ def results(sweep: dict[str, Any], baseline: str | None) -> None:
     st.subheader("Results")
     client = api()
     tables = {fmt: client.sweep_table(sweep["id"], fmt, baseline) for fmt, *_ in DOWNLOADS}
-    # The API's compact Markdown table, as downloaded: it wraps to the page's width, so Δ and p stay in view.
+    # The API's compact Markdown table, as downloaded: it wraps to the page's width, so Δ and p stay in view. A
+    # narrow cell breaks "0.605 ± 0.064" before the ± only (a no-break space after it), never inside the spread.
+    st.html(COMPACT_TABLE_CSS)
     with st.container(key="compact-table"):
-        st.markdown(tables["markdown"].decode())
+        st.markdown(tables["markdown"].decode().replace(" ± ", " ±\u00a0"))
     columns = st.columns(len(DOWNLOADS))
     for column, (fmt, label, mime, suffix) in zip(columns, DOWNLOADS, strict=True):
         column.download_button(label, tables[fmt], file_name=f"{sweep['name']}.{suffix}", mime=mime,
