@@ -87,6 +87,11 @@ def plain(text: Any) -> str:
     return MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
 
 
+def plain_lines(text: Any) -> str:
+    """Like `plain`, keeping the text's line breaks (a note written over several lines reads as written)."""
+    return "  \n".join(plain(line) for line in str(text).splitlines())
+
+
 def age(timestamp: str | None, now: datetime | None = None) -> str:
     """'3 min ago' from an ISO time of the API (UTC)."""
     if not timestamp:

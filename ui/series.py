@@ -162,15 +162,18 @@ class Balance:
     gap: float | None
     helper_gap_epochs: list[int] = field(default_factory=list)
     helper_gap_values: list[float | None] = field(default_factory=list)
+    # modalities whose val probe never left chance: no plateau (a flat line at chance), no learning yet
+    at_chance: list[str] = field(default_factory=list)
 
 
-def balance(rs: RunSeries, words: Words, split: str | None = None) -> Balance:
+def balance(rs: RunSeries, words: Words, split: str | None = None, chance: float | None = None) -> Balance:
     """Branch and helper accuracy per modality at the latest epoch of `split` (the first split a model is judged
     on by default), and each modality's epochs to plateau (its val probe within a point of its best, as the engine
-    reports it); the strongest-minus-weakest gap of the branches and of the probes over epochs, as the library
-    computed and the API serves it (never recomputed here); the lagging modality (the weakest branch now)."""
+    reports it) unless that probe never left `chance` (1 / classes); the strongest-minus-weakest gap of the
+    branches and of the probes over epochs, as the library computed and the API serves it (never recomputed here);
+    the lagging modality (the weakest branch now)."""
     split = split or words.eval_splits[0]
-    rows, latest = [], None
+    rows, latest, still = [], None, []
     for m in rs.modalities():
         row: dict[str, Any] = {"modality": m}
         for family in (words.branch, words.helper):
@@ -179,7 +182,9 @@ def balance(rs: RunSeries, words: Words, split: str | None = None) -> Balance:
             row[family] = values[-1] if values else None
             if epochs:
                 latest = max(latest or -1, epochs[-1])
-        row["plateau"] = last_plateau(rs, words, m)
+        if at_chance(rs, words, m, chance):
+            still.append(m)
+        row["plateau"] = None if m in still else last_plateau(rs, words, m)
         rows.append(row)
     gaps = {family: gap_series(rs, words, split, family) for family in (words.branch, words.helper)}
     ranked = sorted((r for r in rows if r[words.branch] is not None), key=lambda r: r[words.branch])
@@ -187,7 +192,7 @@ def balance(rs: RunSeries, words: Words, split: str | None = None) -> Balance:
     leading = ranked[-1]["modality"] if len(ranked) >= 2 else None
     served = gaps[words.branch][1]
     gap = served[-1] if lagging and served else None
-    return Balance(split, latest, rows, *gaps[words.branch], lagging, leading, gap, *gaps[words.helper])
+    return Balance(split, latest, rows, *gaps[words.branch], lagging, leading, gap, *gaps[words.helper], still)
 
 
 def gap_series(rs: RunSeries, words: Words, split: str, family: str) -> tuple[list[int], list[float | None]]:
@@ -204,6 +209,18 @@ def last_plateau(rs: RunSeries, words: Words, modality: str) -> int | None:
     key = next((k for k in rs.points if k[1] == words.run and k[2] == modality and k[3] == "epochs_to_plateau"), None)
     values = rs.series(key)[1] if key else []
     return int(values[-1]) if values and values[-1] is not None else None
+
+
+CHANCE_MARGIN = 0.05  # five accuracy points above chance: a probe below that has learnt nothing one can rely on
+
+
+def at_chance(rs: RunSeries, words: Words, modality: str, chance: float | None) -> bool:
+    """Whether the modality's val probe (the series its epochs to plateau are measured on) has stayed within
+    CHANCE_MARGIN of chance at every epoch so far: a flat curve at chance is not a plateau. False when the chance
+    level is unknown or the probe has no point yet."""
+    probe = first_present(rs, "val", words.family(words.helper), modality, "acc")
+    values = [v for v in rs.series(("val", probe, modality, "acc"))[1] if v is not None] if probe else []
+    return chance is not None and bool(values) and max(values) <= chance + CHANCE_MARGIN
 
 
 def skip_strip(rs: RunSeries) -> tuple[list[str], list[int], list[list[float | None]]]:

@@ -108,6 +108,7 @@ def test_run_page_cancel_and_retry_go_through_the_api(app, seeded_api) -> None:
     no_traceback(at)
     assert httpx.get(f"{seeded_api.url}/runs/{run_id}").json()["status"] == "queued"
     next(b for b in at.button if b.label == "Cancel").click().run()
+    next(b for b in at.button if b.label == "Yes, cancel the run").click().run()  # Cancel asks first
     assert httpx.get(f"{seeded_api.url}/runs/{run_id}").json()["status"] == "cancelled"
 
 

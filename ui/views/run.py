@@ -9,7 +9,30 @@ import streamlit as st
 from amst_client import ApiError, ApiUnavailable
 from ui import urlstate
 from ui.charts import PLOT_CONFIG, balance_figure, curves_figure, resource_figure, run_series_figure, skip_figure
-from ui.common import PAGES, api, catalog, duration, plain, run_label, series_cache, shown_errors, words
+from ui.common import (
+    PAGES,
+    api,
+    catalog,
+    duration,
+    plain,
+    plain_lines,
+    run_label,
+    series_cache,
+    shown_errors,
+    words,
+)
+from ui.runinfo import (
+    chance_level,
+    eta_seconds,
+    live_line,
+    origin_caption,
+    origin_rows,
+    pass_fraction,
+    pass_seconds_left,
+    plateau_line,
+    reproducible,
+    reproducible_yaml,
+)
 from ui.series import (
     RunSeries,
     balance,
@@ -31,7 +54,8 @@ def choose_run() -> str | None:
     picked = st.selectbox("Run", runs, format_func=run_label, index=None, placeholder="choose a run")
     if picked is not None:
         st.query_params["run"] = picked["id"]
-    return picked["id"] if picked else None
+        st.rerun()  # drawn again as the run's own page, its name the heading
+    return None
 
 
 def lazy(fetch, *args) -> Any:
@@ -49,21 +73,42 @@ def controls(detail: dict[str, Any]) -> None:
     bar = st.container(horizontal=True)
     if status in words().active and bar.button("Cancel", icon=":material/stop_circle:",
                                             disabled=detail["cancel_requested"]):
-        api().cancel(run_id)
-        st.rerun()
+        st.session_state.cancelling = run_id  # asked, not done: confirm_cancel asks again
+    confirm_cancel(detail)
     if status in words().retryable and bar.button("Retry", icon=":material/replay:",
                                                   help="resume from the last checkpoint"):
         api().retry(run_id)
         series_cache().pop(run_id, None)
         st.rerun()
-    if bar.button("Re-run with same config", icon=":material/content_copy:"):
-        st.session_state.prefill = detail["config"]
+    if bar.button("Re-run with same config", icon=":material/content_copy:",
+                  help="a new run with this config: its name and tags are left for you to give"):
+        st.session_state.prefill = reproducible(detail["config"])
+        st.session_state.prefill_from = detail["name"]
         st.switch_page(PAGES["new"])
-    bar.download_button("Config (YAML)", lazy(api().config_yaml, run_id), f"{run_id}.yaml", "application/yaml",
-                        icon=":material/description:")
+    bar.download_button("Config (YAML)", lambda: reproducible_yaml(detail["config"]), f"{run_id}.yaml",
+                        "application/yaml", icon=":material/description:",
+                        help="the config that trains this run again (amst train --config, POST /runs): without "
+                             "its name and tags")
     if detail["best_epoch"] is not None:
         bar.download_button("Best checkpoint", lazy(api().checkpoint, run_id, "best"), f"{run_id}-best.pt",
                             "application/octet-stream", icon=":material/download:")
+
+
+def confirm_cancel(detail: dict[str, Any]) -> None:
+    """Cancel asks once more: a click by mistake would end hours of training (a cancelled run can be retried
+    from its last checkpoint, not continued where it stood)."""
+    if st.session_state.get("cancelling") != detail["id"] or detail["status"] not in words().active:
+        return
+    st.warning(f"**Cancel {plain(detail['name'])}?** The worker stops it after its current batch; a retry "
+               "resumes from its last checkpoint.", icon=":material/stop_circle:")
+    row = st.container(horizontal=True)
+    if row.button("Yes, cancel the run", type="primary", icon=":material/stop_circle:"):
+        api().cancel(detail["id"])
+        st.session_state.pop("cancelling", None)
+        st.rerun()
+    if row.button("Keep it running"):
+        st.session_state.pop("cancelling", None)
+        st.rerun()
 
 
 def chart_options(rs: RunSeries) -> dict[str, Any]:
@@ -97,8 +142,9 @@ def chart_options(rs: RunSeries) -> dict[str, Any]:
     return options
 
 
-def header(run: dict[str, Any]) -> None:
-    """Three numbers that matter, the rest in one line."""
+def header(run: dict[str, Any], inside_epoch: bool = True) -> None:
+    """Three numbers that matter, the rest in one line; `inside_epoch`: the progress inside the epoch too (the
+    first epoch's box says it instead, from the same answer)."""
     st.badge(run["status"], color=status_badge(run["status"]))
     row = st.container(horizontal=True, gap="large")  # side by side, wrapping on a phone instead of stacking
     row.metric("Epoch", f"{run['epochs_done']}/{run['epochs_total']}", help="epochs finished / planned",
@@ -110,44 +156,35 @@ def header(run: dict[str, Any]) -> None:
                help="test accuracy of the fused prediction at the epoch of the best validation accuracy")
     heartbeat = run["heartbeat_age_s"]
     facts = [f"attempt {run['attempt']}", "heartbeat " + ("—" if heartbeat is None else f"{duration(heartbeat)} ago"),
-             "ETA " + ("—" if run["eta_s"] is None else duration(run["eta_s"]))]
+             "ETA " + eta_text(run)]
     st.caption(" · ".join(facts))
     st.progress(run["progress"])
-    if line := live_line(run):
+    if inside_epoch and (line := progress_line(run)):
         st.caption(line)
 
 
-def live_line(run: dict[str, Any]) -> str | None:
-    """Progress inside the epoch from the worker's heartbeat: which pass, how far, how fast, when it ends."""
-    live = run.get("live")
-    if not live or not live.get("batches"):
-        return None
-    text = (f"Epoch {live['epoch'] + 1}/{run['epochs_total']}: {live['split']} batch {live['batch']}/"
-            f"{live['batches']}")
-    if live.get("samples_per_s"):
-        text += f" · {live['samples_per_s']:.0f} samples/s"
+def eta_text(run: dict[str, Any]) -> str:
+    """The API's ETA once an epoch has ended; inside the first, one from the batches done and the rate."""
+    eta = eta_seconds(run)
+    if eta is None:
+        return "—"
+    return duration(eta) if run["eta_s"] is not None else f"~{duration(eta)} (from the first epoch's rate)"
+
+
+def progress_line(run: dict[str, Any]) -> str | None:
     left = pass_seconds_left(run)
-    if left is not None:
-        then = " (then validation and test)" if live["split"] == "train" else ""
-        text += f" · this pass ends in ~{duration(left)}{then}"
-    return text
-
-
-def pass_seconds_left(run: dict[str, Any]) -> float | None:
-    live, batch_size = run.get("live") or {}, (run.get("config") or {}).get("batch_size")
-    if not live.get("samples_per_s") or not batch_size:
-        return None
-    return (live["batches"] - live["batch"]) * batch_size / live["samples_per_s"]
+    return live_line(run, None if left is None else duration(left))
 
 
 def waiting(run: dict[str, Any]) -> None:
-    """Before the first epoch ends there is nothing to draw: say what is happening instead of empty axes."""
-    live, w = run.get("live"), words()
+    """Before the first epoch ends there is nothing to draw: say what is happening instead of empty axes. Drawn
+    by the refreshing header's fragment, from its answer: the box, its bar and the header move together."""
+    w = words()
     if run["status"] in w.pending:
         st.info(f"**Waiting for the first epoch**: the run is {run['status']}.", icon=":material/hourglass_top:")
-    elif live and live.get("batches"):
-        st.info(f"**Waiting for the first epoch**: {live_line(run)}.", icon=":material/hourglass_top:")
-        st.progress(min(1.0, live["batch"] / live["batches"]), text=f"{live['split']} pass")
+    elif (fraction := pass_fraction(run)) is not None:
+        st.info(f"**Waiting for the first epoch**: {progress_line(run)}.", icon=":material/hourglass_top:")
+        st.progress(fraction, text=f"{run['live']['split']} pass")
     elif run["status"] in w.active:
         st.info("**Waiting for the first epoch**: the worker is loading the data and building the model.",
                 icon=":material/hourglass_top:")
@@ -169,9 +206,10 @@ def curves(rs: RunSeries, options: dict[str, Any]) -> None:
         column.plotly_chart(fig, key=f"curves-{split}", config=PLOT_CONFIG)
 
 
-def balance_panel(rs: RunSeries, split: str) -> None:
-    """The modality balance, and under it the skip schedule: one figure (see charts.balance_figure)."""
-    b = balance(rs, words(), split)
+def balance_panel(rs: RunSeries, split: str, chance: float | None = None) -> None:
+    """The modality balance, and under it the skip schedule: one figure (see charts.balance_figure). `chance`:
+    1 / classes, below which (within a margin) a modality has not plateaued but not started learning."""
+    b = balance(rs, words(), split, chance)
     modalities, epochs, grid = skip_strip(rs)
     strip = (modalities, epochs, grid, skip_factors(rs)) if modalities else None
     st.subheader("Modality balance" + (" and skip schedule" if strip else ""))
@@ -179,9 +217,8 @@ def balance_panel(rs: RunSeries, split: str) -> None:
         behind = f"{b.gap:.3f} behind" if b.gap is not None else "behind"
         st.markdown(f"Lagging modality: **{b.lagging}** — {behind} **{b.leading}** "
                     f"({split} branch accuracy, epoch {b.epoch + 1})")
-    plateaus = [f"{r['modality']} {r['plateau']}" for r in b.rows if r.get("plateau") is not None]
-    if plateaus:
-        st.caption("Epochs to plateau (val probe within a point of its best so far): " + " · ".join(plateaus))
+    if line := plateau_line(b, chance):
+        st.caption(line)
     if strip:
         st.caption("Skip schedule: ■ updated in that epoch · □ skipped · hover for the skip factor in force")
     if b.rows:
@@ -244,7 +281,7 @@ def manage_panel(detail: dict[str, Any]) -> None:
     """Rename, tag, annotate, archive or delete the run (through the API, with its token)."""
     run_id = detail["id"]
     if detail.get("notes"):
-        st.caption("Notes: " + plain(detail["notes"]))
+        st.caption("Notes: " + plain_lines(detail["notes"]))
     with st.expander("Name, tags, notes" + (" · archived" if detail.get("archived") else ""),
                      icon=":material/edit_note:"):
         with st.form(f"manage-{run_id}", border=False):
@@ -288,7 +325,7 @@ def logs_panel(run_id: str, live: bool) -> None:
                 held = {"run": run_id, "text": (held["text"] + got["text"])[-LOG_CHARS:], "next": got["next_offset"]}
             st.session_state.log_tail = held
             if held["text"]:
-                st.code(held["text"], language=None, height=360)
+                st.code(held["text"], language=None, height=360, wrap_lines=True)
             else:
                 st.caption("No output yet.")
 
@@ -303,16 +340,37 @@ def signature(rs: RunSeries) -> tuple:
     return rs.run.get("status"), rs.run.get("attempt"), rs.next_since, rs.run.get("cancel_requested")
 
 
-st.title("Run")
+def config_panel(detail: dict[str, Any]) -> None:
+    """The run's config, and where its values came from (GET /runs/{id}'s config_origin: the submission, the
+    dataset's recipe, the dataset's files, the reference's defaults); an API that does not say shows the config
+    alone."""
+    config, origin = detail["config"], detail.get("config_origin") or None
+    if caption := origin_caption(config, origin):
+        st.caption(plain(caption))
+    with st.expander("Config" + (" and where each value came from" if origin else ""), icon=":material/tune:"):
+        st.dataframe(origin_rows(config, origin), hide_index=True)
+
+
+def title_and_labels(detail: dict[str, Any]) -> None:
+    """The run's name as the heading; its method, dataset, seed, id, queue and device; its tags."""
+    st.title(plain(detail["name"]))
+    st.caption(f"{plain(run_label(detail))} · queue {detail['queue']} · device {plain(detail['device'] or '—')}"
+               + (f" · {detail['queue_position']} ahead in the queue" if detail["queue_position"] else ""))
+    if detail["tags"]:
+        st.caption("Tags: " + " · ".join(f"**{plain(t)}**" for t in detail["tags"]))
+
+
 urlstate.page("run")
 with shown_errors():
-    run_id = st.query_params.get("run") or choose_run()
+    run_id = st.query_params.get("run")
+    if not run_id:
+        st.title("Run")
+        choose_run()
     if run_id:
+        detail = api().run(run_id)
+        title_and_labels(detail)
         if flash := st.session_state.pop("flash", None):
             st.success(flash, icon=":material/check_circle:")
-        detail = api().run(run_id)
-        st.caption(f"{plain(run_label(detail))} · queue {detail['queue']} · device {plain(detail['device'] or '—')}"
-                   + (f" · {detail['queue_position']} ahead in the queue" if detail["queue_position"] else ""))
         if detail["error"]:
             st.error(f"**{detail['status']}:** {plain(detail['error'])}", icon=":material/error:")
         controls(detail)
@@ -331,18 +389,21 @@ with shown_errors():
                 current = st.session_state.pop("prefetched", None) or refresh(api(), series_cache(), run_id, words())
                 if signature(current) != drawn:
                     st.rerun(scope="app")
-                header({**current.run, "config": detail["config"]})
+                run = {**current.run, "config": detail["config"]}
+                header(run, inside_epoch=bool(current.points))
+                if not current.points:
+                    waiting(run)
 
         st.session_state.prefetched = rs
         status()
-        if not rs.points:
-            waiting({**rs.run, "config": detail["config"]})
-        else:
+        if rs.points:
             options = chart_options(rs)
             curves(rs, options)
-            balance_panel(rs, options["balance_split"])
+            balance_panel(rs, options["balance_split"], chance_level(detail["config"],
+                                                                     catalog(ui_settings().api_url)[1]))
             method_series_panel(rs, detail["method"], options["log_y"])
             resources_panel(rs)
             st.download_button("All points (CSV)", lambda: to_csv(rs), f"{run_id}-metrics.csv", "text/csv",
                                icon=":material/table_view:", key="csv")  # built when pressed, not per redraw
+        config_panel(detail)
         logs_panel(run_id, live)
