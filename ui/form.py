@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection
+from collections.abc import Collection, MutableMapping
 from typing import Any
 
+from ui.series import flatten
+
 SERVER_TAG_PREFIX = "sweep:"  # the API's own tags (amst_core.store.sweeps); the UI talks only to the API
+REFERENCE = "reference"  # RunConfig.recipe for the paper's settings; GET /datasets' key for them
+LR_FORMAT = "%g"  # a learning rate of 3e-6 reads 3e-06, not 0.00000
 FORM_FIELDS = ("name", "tags", "dataset.preset", "skip", "method_params", "fusion", "epochs", "batch_size", "seed",
                "device", "optim.lr", "model")
 
@@ -19,15 +23,61 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def starting_config(prefill: dict[str, Any] | None, dataset: dict[str, Any]) -> dict[str, Any]:
-    """What the form shows first: the run being re-run (same dataset), else the dataset's suggestion. A re-run
-    is no part of the sweep it copies: the server's own `sweep:` tags (which a request may not set) are left out."""
+def recipe_of(dataset: dict[str, Any], method: str, reference: bool = False) -> dict[str, Any]:
+    """The fields the server fills in for a run of this dataset and method that leaves them out (GET /datasets:
+    `recipes`, or `reference` for the paper's settings); the data's own `defaults` where the API has no entry."""
+    return copy.deepcopy(dataset.get(REFERENCE if reference else "recipes", {}).get(method, dataset.get("defaults",
+                                                                                                        {})))
+
+
+def starting_config(prefill: dict[str, Any] | None, dataset: dict[str, Any], method: str,
+                    reference: bool = False) -> dict[str, Any]:
+    """What the form shows first: the run being re-run (same dataset), else what the server would fill in for this
+    dataset and method: its recipe, or with `reference` the paper's settings (and `recipe: reference` in the body,
+    so the fields the form does not show come from there too). A re-run is no part of the sweep it copies: the
+    server's own `sweep:` tags (which a request may not set) are left out."""
     if prefill and prefill.get("dataset", {}).get("name") == dataset["name"]:
         start = copy.deepcopy(prefill)
         if "tags" in start:
             start["tags"] = [t for t in start["tags"] if not t.startswith(SERVER_TAG_PREFIX)]
         return start
-    return deep_merge({"dataset": {"name": dataset["name"]}}, dataset.get("suggested", {}))
+    start = deep_merge({"dataset": {"name": dataset["name"]}}, recipe_of(dataset, method, reference))
+    return {**start, "recipe": REFERENCE} if reference else start
+
+
+def restart_fields(state: MutableMapping[str, Any], starts: dict[str, Any], prefix: str = "form") -> None:
+    """Each keyed field of the form (`{prefix}:{slot}` in `state`) takes its start value when it has none yet, and
+    again when where the form starts changes (another method, dataset, or the reference settings) unless the user
+    changed it: an edit survives, an untouched recipe value follows the new recipe."""
+    for slot, new in starts.items():
+        key, seen = f"{prefix}:{slot}", f"{prefix}-start:{slot}"
+        if key not in state or (state.get(seen) != new and state[key] == state.get(seen)):
+            state[key] = new
+        state[seen] = new
+
+
+def recipe_note(dataset: dict[str, Any], method: str, reference: bool, shown: Collection[str]) -> str:
+    """Which values are the recipe's (or the paper's) and which the data's, for the caption under the fields;
+    `shown` are the dotted paths the form has fields for, marked so the eye finds them."""
+    data = flatten(dataset.get("defaults", {}))
+    layer = flatten(recipe_of(dataset, method, reference))
+    own = {k: v for k, v in layer.items() if data.get(k) != v}
+
+    def listing(values: dict[str, Any]) -> str:
+        return " · ".join(f"{'**' * (k in shown)}{k}{'**' * (k in shown)} {printable(v)}" for k, v in values.items())
+
+    whose = "the paper's reference settings" if reference else f"the {dataset['name']} recipe for {method}"
+    lines = [f"Starts from {whose}: {listing(own) or 'nothing beyond the defaults'}."]
+    if data:
+        lines.append(f"From the data's shapes: {listing(data)}.")
+    lines.append("A setting the form does not show is sent as " + ("the reference code has it." if reference else
+                                                                   "the recipe has it, else as the reference code."))
+    return "  \n".join(lines)
+
+
+def printable(value: Any) -> str:
+    """0.01 as 0.01, 3e-6 as 3e-06: never 0.00000."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def run_body(start: dict[str, Any], method: dict[str, Any], dataset: dict[str, Any],

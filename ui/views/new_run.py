@@ -8,7 +8,18 @@ import streamlit as st
 
 from amst_client import ApiError
 from ui.common import PAGES, api, catalog, plain, shown_errors, words
-from ui.form import param_widgets, placed_errors, run_body, starting_config
+from ui.form import (
+    LR_FORMAT,
+    param_widgets,
+    placed_errors,
+    printable,
+    recipe_note,
+    recipe_of,
+    restart_fields,
+    run_body,
+    starting_config,
+)
+from ui.series import flatten
 from ui.settings import ui_settings
 
 FUSIONS = ["concat", "lsum", "msum"]
@@ -48,6 +59,22 @@ def unprepared_message(dataset: dict[str, Any]) -> str:
     return f"**{dataset['name']}** is not ready on the server{found}: {how}. Submit is disabled until it is."
 
 
+def field_starts(start: dict[str, Any], modalities: list[str]) -> dict[str, Any]:
+    """The start value of each field that follows the recipe (keyed `new_run:<slot>`). Where the start has no
+    value the field shows the reference code's (RunConfig's), which the server would fill in as well."""
+    return {"epochs": int(start.get("epochs", 100)), "batch_size": int(start.get("batch_size", 64)),
+            "seed": int(start.get("seed", 0)), "device": str(start.get("device", "auto")),
+            "optim.lr": float(start.get("optim", {}).get("lr", 1e-3)),
+            "dataset.preset": start["dataset"].get("preset") or "",
+            **{f"skip.{m}": int(start.get("skip", {}).get(m, 1)) for m in modalities}}
+
+
+def origin_help(slot: str, layer: dict[str, Any], whose: str) -> str:
+    """A field's tooltip: the value its recipe (or the paper) gives it."""
+    value = flatten(layer).get(slot)
+    return f"{whose}: {printable(value)}" if value is not None else f"{whose}: not set (the reference code's)"
+
+
 def show_errors(err: ApiError, slots: dict[str, Any], general: Any) -> None:
     """Each problem the API names under its own field; what belongs to no field under the button."""
     for slot, messages in placed_errors(err, list(slots)).items():
@@ -76,7 +103,15 @@ with shown_errors():
     dataset = next(d for d in datasets if d["name"] == dataset_name)
     if not dataset["prepared"]:
         st.warning(unprepared_message(dataset), icon=":material/inventory_2:")
-    start = starting_config(prefill, dataset)
+    reference = not prefill and st.toggle(
+        "Start from the paper's reference settings", key="new_run:reference",
+        help="the reference code's settings (lr 1e-3, StepLR 70, 100 epochs, ...) with only the input shapes this "
+             "dataset's files dictate: for reproducing the paper. Off: the dataset's recipe, settings that train "
+             "well on it")
+    start = starting_config(prefill, dataset, method_name, reference)
+    layer = recipe_of(dataset, method_name, reference)
+    whose = "paper's reference" if reference else f"{dataset['name']} recipe"
+    restart_fields(st.session_state, field_starts(start, dataset["modalities"]), prefix="new_run")
     slots: dict[str, Any] = {}
 
     with st.form("new_run"):
@@ -87,9 +122,9 @@ with shown_errors():
                                                           placeholder="comma-separated").split(",") if t.strip()]
         slots["tags"] = b.empty()
         if "preset" in dataset.get("knobs", []):  # the difficulty knobs its spec takes
-            values["preset"] = st.selectbox("Difficulty preset", PRESETS,
-                                            index=pick(PRESETS, start["dataset"].get("preset") or ""),
-                                            format_func=lambda p: p or "none (clean data)")
+            values["preset"] = st.selectbox("Difficulty preset", PRESETS, key="new_run:dataset.preset",
+                                            format_func=lambda p: p or "none (clean data)",
+                                            help=origin_help("dataset.preset", layer, whose))
             slots["dataset.preset"] = st.empty()
         if dataset.get("folders"):  # a dataset of the user's own folders: which one
             root = start["dataset"].get("root")
@@ -108,8 +143,8 @@ with shown_errors():
             columns = st.columns(len(dataset["modalities"]))
             values["skip"] = {}
             for col, modality in zip(columns, dataset["modalities"], strict=True):
-                values["skip"][modality] = col.number_input(modality, step=1,
-                                                            value=int(start.get("skip", {}).get(modality, 1)))
+                values["skip"][modality] = col.number_input(modality, step=1, key=f"new_run:skip.{modality}",
+                                                            help=origin_help(f"skip.{modality}", layer, whose))
                 slots[f"skip.{modality}"] = col.empty()
             started_auto = start.get("skip", {}).get("auto")
             auto = st.checkbox("Choose the factors automatically (`skip: auto`)", started_auto is not None,
@@ -129,17 +164,21 @@ with shown_errors():
                                                     dataset["modalities"])
             slots["method_params"] = st.empty()
         a, b, c, d, e = st.columns(5)
-        values["epochs"] = a.number_input("Epochs", value=int(start.get("epochs", 100)))
+        values["epochs"] = a.number_input("Epochs", key="new_run:epochs", help=origin_help("epochs", layer, whose))
         slots["epochs"] = a.empty()
-        values["batch_size"] = b.number_input("Batch size", value=int(start.get("batch_size", 64)))
+        values["batch_size"] = b.number_input("Batch size", key="new_run:batch_size",
+                                              help=origin_help("batch_size", layer, whose))
         slots["batch_size"] = b.empty()
-        values["seed"] = c.number_input("Seed", value=int(start.get("seed", 0)))
+        values["seed"] = c.number_input("Seed", key="new_run:seed")
         slots["seed"] = c.empty()
-        values["device"] = d.text_input("Device", start.get("device", "auto"), help="auto, cpu, cuda or cuda:N")
+        values["device"] = d.text_input("Device", key="new_run:device", help="auto, cpu, cuda or cuda:N")
         slots["device"] = d.empty()
-        values["lr"] = e.number_input("Learning rate", value=float(start.get("optim", {}).get("lr",
-                                      1e-3)), format="%.5f")
+        lr_step = max(abs(st.session_state["new_run-start:optim.lr"]) / 10, 1e-8)  # +/- in tenths of the start
+        values["lr"] = e.number_input("Learning rate", key="new_run:optim.lr", format=LR_FORMAT, step=lr_step,
+                                      help=origin_help("optim.lr", layer, whose))
         slots["optim.lr"] = e.empty()
+        if not prefill:
+            st.caption(recipe_note(dataset, method_name, reference, [s for s in slots if s != "skip"]))
         a, b, _ = st.columns([1, 1, 3])
         values["precision"] = a.selectbox("Precision", PRECISIONS, index=pick(PRECISIONS, start.get("precision")),
                                           help="bf16: mixed precision on a GPU from Ampere on (fastest); fp16 with "
