@@ -258,7 +258,9 @@ class Client:
         return self.json("GET", "/sweeps", params={"limit": limit})["items"]
 
     def sweep_table(self, sweep_id: str, fmt: str = "csv", baseline: str | None = None) -> bytes:
-        """The results matrix as CSV, Markdown (`md`) or LaTeX (`tex`)."""
+        """The results matrix against the sweep's own baseline cell (`baseline`: key=value,... of another; "" for
+        none): `csv`, every number in its own column and the significance in words; `markdown` (`md`) or `latex`
+        (`tex`), the compact table for a paper (mean ± std, the best bold, Δ and p against the baseline)."""
         params = {"format": fmt, **({"baseline": baseline} if baseline is not None else {})}
         return self.request("GET", f"/sweeps/{sweep_id}/table", params=params).content
 

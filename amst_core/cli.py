@@ -155,7 +155,7 @@ def run_study(base: dict[str, Any], grid: dict[str, Any], baseline: dict[str, An
         return submit_to_api(args, {"name": name, "base": base, "grid": grid, "baseline": baseline})
     out = Path(args.out or Path("sweeps") / name)
     results = study.run_here(base, grid, baseline, out, False if args.no_progress else None)
-    print(study.write_tables(results, baseline, out))
+    print(study.write_tables(results, baseline, out, args.table))
     print(f"tables: {out}/matrix.csv, matrix.md, matrix.tex", file=sys.stderr)
     return 0
 
@@ -281,6 +281,8 @@ def library_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--out", help="here: the study folder (default sweeps/<name>)")
         p.add_argument("--api", metavar="URL", help="submit to this server instead (POST /sweeps; AMST_API_TOKEN)")
         p.add_argument("--wait", action="store_true", help="with --api: wait for the runs, then print the table")
+        p.add_argument("--table", choices=("markdown", "latex", "csv"), default="markdown",
+                       help="the results table printed at the end (here all three are written to --out)")
         p.add_argument("--max-concurrent", type=int, help="with --api: runs of the sweep at once")
         p.add_argument("--no-progress", action="store_true")
 

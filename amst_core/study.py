@@ -83,7 +83,9 @@ def run_here(base: Mapping[str, Any], grid: Mapping[str, Any], baseline: Mapping
     return results
 
 
-def write_tables(results: list[RunResult], baseline: Mapping[str, Any] | None, out: Path) -> str:
+def write_tables(results: list[RunResult], baseline: Mapping[str, Any] | None, out: Path,
+                 shown: str = "markdown") -> str:
+    """matrix.csv, .md and .tex in `out`; the `shown` one's text."""
     try:
         rows = matrix(results, baseline)
     except SweepError as err:
@@ -91,7 +93,7 @@ def write_tables(results: list[RunResult], baseline: Mapping[str, Any] | None, o
     out.mkdir(parents=True, exist_ok=True)
     for suffix in ("csv", "md", "tex"):
         (out / f"matrix.{suffix}").write_text(render_table(rows, suffix))
-    return render_table(rows, "md")
+    return render_table(rows, shown)
 
 
 def load_study(path: Path) -> dict[str, Any]:

@@ -21,7 +21,8 @@ POLL_S = 5.0
 
 
 def submit_study(args: argparse.Namespace, body: dict[str, Any]) -> int:
-    """POST /sweeps with a key of its own; print the sweep's id, or with --wait its Markdown results table."""
+    """POST /sweeps with a key of its own; print the sweep's id, or with --wait its results table (--table: the
+    compact Markdown or LaTeX, or the numeric CSV) against the sweep's baseline."""
     client = Client(args.api, token=os.environ.get("AMST_API_TOKEN") or None, timeout_s=60.0, retries=RETRIES)
     try:
         with client:
@@ -32,7 +33,7 @@ def submit_study(args: argparse.Namespace, body: dict[str, Any]) -> int:
                 print(json.dumps({"sweep": sweep["id"]}))
                 return 0
             client.wait_sweep(sweep["id"], print_progress, every_s=POLL_S)
-            print(client.sweep_table(sweep["id"], "md").decode())
+            print(client.sweep_table(sweep["id"], args.table).decode())
     except ApiError as err:
         raise ConfigError(err.field, err.message) from None
     except ApiUnavailable as err:

@@ -333,8 +333,9 @@ def test_amst_sweep_trains_a_grid_here_writes_its_tables_and_continues_where_it_
     rows = list(csv.reader(io.StringIO((out / "matrix.csv").read_text())))
     assert [r[0] for r in rows[1:]] == ["naive", "amst_full"] and rows[1][3] == "2"
     monkeypatch.setattr("amst_core.execute.execute_run", lambda *a, **k: pytest.fail("trained again"))
-    assert main(args) == 0  # every run already has its summary: nothing is trained again
+    assert main([*args, "--table", "latex"]) == 0  # every run already has its summary: nothing is trained again
     assert (out / "matrix.md").read_text().strip() == printed.strip()
+    assert capsys.readouterr().out.strip() == (out / "matrix.tex").read_text().strip()  # the table asked for
     assert study.parse_grid(["skip.audio=1,2,auto"]) == {"skip.audio": [1, 2, "auto"]}
     assert main(["sweep", str(config), "--grid", "skip.audio=0", "--grid", "method=amst_alt", "--out",
                  str(tmp_path / "bad")]) == 2

@@ -197,8 +197,10 @@ def test_sweeps(client: Client, settings: ApiSettings) -> None:
     worker = FakeWorker(settings.db_url, detail["runs"][0]["id"]).start()  # one run succeeds: one row
     worker.epoch(0)
     worker.finish()
-    assert client.sweep_table(sweep["id"], "md").startswith(b"| method |")
-    assert client.sweep_table(sweep["id"]).startswith(b"method,")
+    assert client.sweep_table(sweep["id"], "md").startswith(b"| method | n | val acc |")
+    assert client.sweep_table(sweep["id"], "markdown") == client.sweep_table(sweep["id"], "md")
+    assert b"\\toprule" in client.sweep_table(sweep["id"], "latex")
+    assert client.sweep_table(sweep["id"]).startswith(b"method,best_val_acc mean,best_val_acc std,best_val_acc n,")
     assert client.sweep(sweep["id"])["matrix"][0]["cell"] == {"method": "naive"}
     with pytest.raises(ApiError) as err:
         client.create_sweep(base, {"epochs": [0]})

@@ -75,8 +75,13 @@ def test_a_sweep_post_whose_answer_was_lost_is_sent_again_and_queues_one_sweep(s
         assert [s["id"] for s in check.get("/sweeps").json()["items"]] == [created], "one sweep, not two"
 
 
+@pytest.mark.parametrize(("table", "starts", "both_seeds"), [
+    ([], "| n | val acc |", "| 2 | 0.500 ± 0.000 |"),
+    (["--table", "csv"], "best_val_acc mean,", "\n0.5,0.0,2,"),
+    (["--table", "latex"], "% Mean ± standard deviation", "2 & 0.500 $\\pm$ 0.000"),
+], ids=["markdown", "csv", "latex"])
 def test_sweep_api_wait_prints_progress_and_the_table(sent, base: Path, transport, settings, monkeypatch,
-                                                       capsys) -> None:
+                                                       capsys, table: list[str], starts: str, both_seeds: str) -> None:
     def finish_every_run(seconds: float) -> None:  # the CLI's pause between polls: the runs end meanwhile
         with httpx.Client(transport=transport, base_url=URL) as api:
             for run in api.get("/runs").json()["items"]:
@@ -86,9 +91,9 @@ def test_sweep_api_wait_prints_progress_and_the_table(sent, base: Path, transpor
                     worker.finish()
 
     monkeypatch.setattr("time.sleep", finish_every_run)
-    assert main(["sweep", str(base), "--grid", "seed=0,1", "--api", URL, "--wait"]) == 0
+    assert main(["sweep", str(base), "--grid", "seed=0,1", "--api", URL, "--wait", *table]) == 0
     out, err = capsys.readouterr()
-    assert out.startswith("| n | val acc |") and "| 2 | 0.500 ± 0.000 |" in out  # both seeds' runs
+    assert out.startswith(starts) and both_seeds in out, out  # the one cell: both seeds' runs
     assert "2 runs queued on http://amst.test" in err and "2/2 ended (2 succeeded)" in err
 
 
