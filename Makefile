@@ -20,14 +20,15 @@ prepare: $(STAMP)
 	$(BIN)/amst prepare avdigits
 
 # The product on this machine: API, worker and dashboard on the embedded default (SQLite + SQLite broker in
-# ./.amst; DATABASE_URL / BROKER_URL switch to PostgreSQL / Redis), a short AMST-FULL demo run whose status
-# changes are printed as they happen. Ctrl-C stops everything.
+# ./.amst; DATABASE_URL / BROKER_URL switch to PostgreSQL / Redis), and a demo: AMST-FULL and naive on the same
+# avdigits seed and settings (the dataset's recipe, 20 epochs: Doc/results.md), their status changes as they happen,
+# then both results side by side and the dashboard's Compare link. Ctrl-C stops everything.
 API_PORT    ?= 8000
 UI_PORT     ?= 8501
-DEMO_EPOCHS ?= 3
+DEMO_EPOCHS ?=
 run: prepare
 	$(BIN)/amst up --port $(API_PORT) --ui-port $(UI_PORT) --demo configs/avdigits/amst_full.yaml \
-		--demo-epochs $(DEMO_EPOCHS)
+		$(if $(DEMO_EPOCHS),--demo-epochs $(DEMO_EPOCHS))
 
 # The browser tests drive Debian's Chromium; install it when it is missing and we may (root).
 chromium:

@@ -28,8 +28,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     demo = None
     if args.demo:
         overrides = [f"epochs={args.demo_epochs}"] if args.demo_epochs else []
-        demo = load_config(args.demo, overrides).model_dump(mode="json")
-        demo["tags"] = sorted({*demo["tags"], "demo"})
+        config = load_config(args.demo, overrides).model_dump(mode="json")
+        config["tags"] = sorted({*config["tags"], "demo"})
+        baseline = None if args.demo_baseline == "none" else args.demo_baseline
+        demo = [load_config(base=c).model_dump(mode="json") for c in up.demo_pair(config, baseline)]
     return up.up(args.port, ui=not args.no_ui, ui_port=args.ui_port, demo=demo)
 
 
@@ -83,9 +85,12 @@ def service_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--ui-port", type=int, default=8501)
     p.add_argument("--no-ui", action="store_true", help="do not start the dashboard")
-    p.add_argument("--demo", metavar="CONFIG", help="submit this run config once the API answers, and print its "
-                   "status changes")
-    p.add_argument("--demo-epochs", type=int, help="override the demo run's epochs")
+    p.add_argument("--demo", metavar="CONFIG", help="submit this run config once the API answers, and the same "
+                   "with the --demo-baseline method; print their status changes, then both results side by side "
+                   "and the dashboard's Compare link")
+    p.add_argument("--demo-epochs", type=int, help="override the demo runs' epochs")
+    p.add_argument("--demo-baseline", default="naive", metavar="METHOD",
+                   help="the method the demo run is compared with (default naive; 'none' for the run alone)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("db", help="database maintenance")

@@ -22,7 +22,7 @@ import httpx
 
 from amst_client import ApiError, ApiUnavailable, Client
 from amst_core.store.db import home
-from amst_core.vocab import TERMINAL
+from amst_core.vocab import HELPER, TERMINAL, component
 
 # The exit status of a service process that stops itself to be started afresh: EX_TEMPFAIL, non-zero so that
 # every supervisor restarts it (systemd's on-failure, a Kubernetes pod, a Slurm requeue), and never counted by
@@ -39,8 +39,8 @@ def embedded_env() -> dict[str, str]:
 
 
 class DemoRun:
-    """`amst up --demo CONFIG`: once the API answers, submit one run and print its status as it changes.
-    Polled from the supervisor's loop through amst_client with short timeouts, so Ctrl-C is never held up."""
+    """One run of `amst up --demo`: once the API answers, submit it and print its status as it changes. Polled
+    from the supervisor's loop through amst_client with short timeouts, so Ctrl-C is never held up."""
 
     def __init__(self, api_url: str, config: dict, every_s: float = 0.5,
                  transport: httpx.BaseTransport | None = None):
@@ -51,6 +51,7 @@ class DemoRun:
         self.last: tuple | None = None
         self.next_at = 0.0
         self.done = False
+        self.final: dict | None = None  # the run as it ended
 
     def poll(self) -> None:
         if self.done or time.monotonic() < self.next_at:
@@ -88,14 +89,77 @@ class DemoRun:
             print(f"demo run {run['id']}: {status}" + (f" ({run['error']})" if run.get("error") else ""), flush=True)
         self.last = (status, epochs)
         if ended:
-            self.done = True
+            self.done, self.final = True, run
             test = run["test_acc_at_best"]
             if status == "succeeded" and test is not None:
-                print(f"demo run {run['id']}: test accuracy at the best epoch {test:.3f}; "
-                      "press Ctrl-C to stop everything", flush=True)
+                print(f"demo run {run['id']}: test accuracy at the best epoch {test:.3f}", flush=True)
 
 
-def up(port: int, ui: bool, ui_port: int, demo: dict | None = None) -> int:
+class Demo:
+    """`amst up --demo CONFIG`: the config's run and, by default, the same run with the baseline method (same
+    data, seed and settings), so that a newcomer sees what the method changes: both results side by side, and the
+    dashboard's Compare view of the pair."""
+
+    def __init__(self, api_url: str, configs: list[dict], ui_url: str | None = None, every_s: float = 0.5,
+                 transport: httpx.BaseTransport | None = None):
+        self.runs = [DemoRun(api_url, c, every_s, transport) for c in configs]
+        self.ui_url = ui_url
+        self.done = False
+
+    def poll(self) -> None:
+        for run in self.runs:
+            if not run.done:
+                run.poll()
+            if run.run_id is None:
+                break  # submitted in order, so that they queue (and train) in order
+        if not self.done and all(run.done for run in self.runs):
+            self.done = True
+            print(side_by_side([run.final for run in self.runs if run.final is not None], self.ui_url), flush=True)
+
+
+def side_by_side(runs: list[dict], ui_url: str | None) -> str:
+    """The demo's runs in one table (the slow modality's helper shows whether the method trained it), the Compare
+    link of the pair, and how to stop."""
+    lines = []
+    if len(runs) > 1:
+        first = runs[0]
+        lines.append(f"demo: {' against '.join(r['method'] for r in runs)} on {first['dataset']}, seed "
+                     f"{first['config']['seed']}, {first['epochs_total']} epochs each")
+        lines.append(f"  {'method':<12} {'run':<16}  {'best val acc':>12}  {'test acc at best':>16}  helpers at best "
+                     "(test)")
+        for r in runs:
+            lines.append(f"  {r['method']:<12} {r['id']:<16}  {fmt(r['best_val_acc']):>12}  "
+                         f"{fmt(r['test_acc_at_best']):>16}  {helpers_at_best(r)}")
+        if ui_url:
+            lines.append(f"compare them: {ui_url}/compare?runs={','.join(r['id'] for r in runs)}")
+    lines.append("press Ctrl-C to stop everything")
+    return "\n".join(lines)
+
+
+def helpers_at_best(run: dict) -> str:
+    """Each modality's helper test accuracy at the best epoch (how well each encoder learned its modality;
+    AMST-FULL's are its alternating module's, as in Doc/results.md)."""
+    at_best = (run.get("summary") or {}).get("test_at_best") or {}
+    helpers = at_best.get(component(HELPER, "alt_")) or at_best.get(HELPER) or {}
+    return " · ".join(f"{m} {v:.3f}" for m, v in sorted(helpers.items())) or "-"
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def demo_pair(config: dict, baseline: str | None) -> list[dict]:
+    """The demo's run configs: `config`, and the same with the baseline method where it names one (its method-
+    specific settings left to the baseline's defaults)."""
+    if not baseline or baseline == config["method"]:
+        return [config]
+    twin = {k: v for k, v in config.items() if k not in ("method_params", "fusion", "skip")}
+    name, method = config.get("name") or "demo", config["method"]
+    return [config, {**twin, "method": baseline,
+                     "name": name.replace(method, baseline) if method in name else f"{name}-{baseline}"}]
+
+
+def up(port: int, ui: bool, ui_port: int, demo: list[dict] | None = None) -> int:
     from amst_core.store.migrate import upgrade
 
     env = embedded_env()
@@ -115,7 +179,7 @@ def up(port: int, ui: bool, ui_port: int, demo: dict | None = None) -> int:
     print(f"API:  http://127.0.0.1:{port}  (docs at /docs)", flush=True)
     if ui:
         print(f"dashboard: http://127.0.0.1:{ui_port}", flush=True)
-    watcher = DemoRun(f"http://127.0.0.1:{port}", demo) if demo else None
+    watcher = Demo(f"http://127.0.0.1:{port}", demo, f"http://127.0.0.1:{ui_port}" if ui else None) if demo else None
     return supervise(commands, env, watcher.poll if watcher else None)
 
 

@@ -109,9 +109,10 @@ class FakeWorker:
             p.attempt = self.attempt
         self.sink.write(points)
 
-    def finish(self, status: RunStatus = RunStatus.succeeded, error: str | None = None) -> None:
+    def finish(self, status: RunStatus = RunStatus.succeeded, error: str | None = None,
+               summary: dict[str, Any] | None = None) -> None:
         with Session(get_engine(self.url)) as s, s.begin():
-            assert lifecycle.finish(s, self.run_id, self.worker_id, self.attempt, status, error)
+            assert lifecycle.finish(s, self.run_id, self.worker_id, self.attempt, status, error, summary)
 
     def go_silent(self, seconds: float = 3600) -> None:
         """The worker died: its last heartbeat is long ago."""

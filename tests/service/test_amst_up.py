@@ -204,7 +204,7 @@ def test_the_demo_watcher_prints_every_epoch_even_when_a_poll_misses_it(capsys: 
     assert capsys.readouterr().out.splitlines() == [
         "demo run r1: queued", "demo run r1: running", "demo run r1: epoch 1/3, best val acc 0.500",
         "demo run r1: epoch 2/3", "demo run r1: epoch 3/3, best val acc 0.750", "demo run r1: succeeded",
-        "demo run r1: test accuracy at the best epoch 0.700; press Ctrl-C to stop everything"]
+        "demo run r1: test accuracy at the best epoch 0.700"]
     assert demo.done
     quick = DemoRun("http://unused", {})  # queued, then already over at the next poll
     quick.report({**run, "status": "queued", "epochs_done": 0})

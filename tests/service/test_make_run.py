@@ -89,6 +89,12 @@ def test_make_run_demo_succeeds_then_ctrl_c_stops_everything(env: dict[str, str]
         run.wait_for(rf"dashboard: http://127\.0\.0\.1:{ui_port}", 120)
         run_id = run.wait_for(r"demo run ([0-9a-f]{16}) submitted: amst_full on avdigits, 2 epochs", 120).group(1)
         run.wait_for(rf"demo run {run_id}: succeeded", 300)
+        # Then the same run with the baseline, and the two side by side with the dashboard's Compare link.
+        twin = run.wait_for(r"demo run ([0-9a-f]{16}) submitted: naive on avdigits, 2 epochs", 60).group(1)
+        run.wait_for(rf"compare them: http://127\.0\.0\.1:{ui_port}/compare\?runs={run_id},{twin}", 300)
+        assert re.search(rf"^  amst_full +{run_id} +0\.\d{{3}} +0\.\d{{3}}  audio 0\.\d{{3}} · visual 0\.\d{{3}}$",
+                         run.output(), re.M), run.output()
+        assert re.search(rf"^  naive +{twin} +0\.\d{{3}}", run.output(), re.M), run.output()
         statuses = [m.group(1) for x in run.lines if (m := re.match(rf"demo run {run_id}: (\w+)$", x))]
         assert statuses[0] == "queued" and statuses[-1] == "succeeded" and "running" in statuses, run.output()
         assert any(f"demo run {run_id}: epoch 1/2" in x for x in run.lines), run.output()
