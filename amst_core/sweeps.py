@@ -439,15 +439,17 @@ def render_table(rows: Sequence[Row], fmt: str) -> str:
     header, body = compact_table(rows)
     if kind == "markdown":
         return to_markdown(header, body, table_notes(rows))
-    return to_latex(header, body, table_notes(rows), labels=len(grid_keys(rows)) + 1)
+    return to_latex(header, body, table_notes(rows), labels=len(grid_keys(rows)))
 
 
 def csv_number(value: Any) -> str:
     """A value as the CSV writes it: None empty, a number in full, text as csv_cell makes it safe."""
     if value is None:
         return ""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return repr(value)
+    if isinstance(value, float):
+        return f"{value:.10g}"  # all a measure holds, without binary noise (0.05, not 0.050000000000000044)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     return csv_cell(str(value))
 
 
@@ -479,9 +481,13 @@ def to_csv(header: list[str], body: Sequence[Sequence[Any]]) -> str:
 MARKDOWN_SPECIAL = re.compile(r"([\\`\[\]|])")
 
 
+# A '<' before a digit opens no tag (CommonMark: a tag starts with a letter, '/', '!' or '?'): "<0.001" stays.
+LESS_THAN_NUMBER = re.compile(r"&lt;(?=[\d.])")
+
+
 def markdown_cell(text: str) -> str:
     flat = " ".join(text.splitlines())
-    return MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
+    return MARKDOWN_SPECIAL.sub(r"\\\1", LESS_THAN_NUMBER.sub("<", html.escape(flat, quote=False)))
 
 
 def markdown_text(cell: str | Cell) -> str:

@@ -152,9 +152,11 @@ def test_enough_seeds_say_significant_or_not() -> None:
             for m in ("naive", "amst_full") for s, g in enumerate(gains)]
     rows = list(csv.DictReader(io.StringIO(render_table(matrix(runs, {"method": "naive"}), "csv"))))
     assert rows[1]["best_val_acc significance"] == "significant"
+    assert rows[1]["best_val_acc diff"] == "0.054"  # what the measure holds, not 0.054000000000000006
     assert rows[1]["test_acc_at_best significance"] == "not significant"  # every difference zero: no test
     markdown = render_table(matrix(runs, {"method": "naive"}), "markdown")
     assert "†" not in markdown  # five pairs: no mark, and no note about one
+    assert "| +0.054 | <0.001 |" in markdown  # a '<' before a number opens no HTML tag: left as written
 
 
 def test_markdown_and_latex_hold_the_same_compact_table() -> None:
@@ -171,7 +173,7 @@ def test_markdown_and_latex_hold_the_same_compact_table() -> None:
     body = [line for line in latex.splitlines() if line.endswith(r" \\")]
     assert body[0].startswith(r"method & n & val acc & test acc & helper audio & $\Delta$ val acc")
     assert body[2].startswith(r"amst\_full & 3 & \textbf{0.863 $\pm$ 0.015} & \textbf{0.853 $\pm$ 0.015}")
-    assert r"$^\dagger$" in body[2] and "\\begin{tabular}{llrrrrrrr}" in latex and "\\toprule" in latex
+    assert r"$^\dagger$" in body[2] and "\\begin{tabular}{lrrrrrrrr}" in latex and "\\toprule" in latex
     assert latex.startswith("% Mean ± standard deviation")  # the notes, as comments for the caption
 
 
