@@ -77,7 +77,7 @@ def test_a_sweep_post_whose_answer_was_lost_is_sent_again_and_queues_one_sweep(s
 
 @pytest.mark.parametrize(("table", "starts", "both_seeds"), [
     ([], "| n | val acc |", "| 2 | 0.500 ± 0.000 |"),
-    (["--table", "csv"], "best_val_acc mean,", "\n0.5,0.0,2,"),
+    (["--table", "csv"], "best_val_acc mean,", "\n0.5,0,2,"),
     (["--table", "latex"], "% Mean ± standard deviation", "2 & 0.500 $\\pm$ 0.000"),
 ], ids=["markdown", "csv", "latex"])
 def test_sweep_api_wait_prints_progress_and_the_table(sent, base: Path, transport, settings, monkeypatch,
