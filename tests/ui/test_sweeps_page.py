@@ -18,7 +18,7 @@ from ui.words import Words
 
 
 @pytest.fixture(scope="module")
-def sweep_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def sweep_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
     """A sweep made with baseline {"method": "naive"} over a grid with a skip factor, which naive's cells show as
     "-": the baseline names its cell by some of its values, as a researcher writes it."""
     tmp = tmp_path_factory.mktemp("sweeps")
@@ -32,7 +32,7 @@ def sweep_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
     service = Service(service_env(tmp, DATABASE_URL=url, AMST_HEARTBEAT_S="3600"), tmp)
     service.start_api()
     try:
-        yield service.url, sweep_id
+        yield service.url, sweep_id, url
     finally:
         service.stop()
 
@@ -44,11 +44,11 @@ def compact_table(at) -> str:
 def test_the_sweeps_page_preselects_the_sweeps_baseline_and_shows_the_compact_table(sweep_api, ui_env) -> None:
     from streamlit.testing.v1 import AppTest
 
-    url, sweep_id = sweep_api
+    url, sweep_id, _ = sweep_api
     ui_env(url)
     at = AppTest.from_file(APP, default_timeout=30)
     at.run()
-    at = at.switch_page("views/sweeps.py").run()
+    at = at.switch_page("views/sweeps.py").run()  # the newest sweep, this module's first
     assert not at.exception, at.exception
     assert at.query_params["sweep"] == [sweep_id] or at.query_params["sweep"] == sweep_id
     assert any("4 of 4 runs ended" in c.value for c in at.caption)
@@ -74,7 +74,7 @@ def test_the_sweeps_page_preselects_the_sweeps_baseline_and_shows_the_compact_ta
 def test_a_baseline_in_the_url_names_its_cell_by_some_of_its_values(sweep_api, ui_env) -> None:
     from streamlit.testing.v1 import AppTest
 
-    url, sweep_id = sweep_api
+    url, sweep_id, _ = sweep_api
     ui_env(url)
     at = AppTest.from_file(APP, default_timeout=30)
     at.run()
@@ -84,6 +84,25 @@ def test_a_baseline_in_the_url_names_its_cell_by_some_of_its_values(sweep_api, u
     assert next(s for s in at.selectbox if s.label == "Baseline cell").value == "method=amst_full, skip.audio=2"
     assert at.query_params["baseline"] in (["method=amst_full"], "method=amst_full")
     assert "baseline cell (method=amst_full, skip.audio=2)" in compact_table(at)
+
+
+def test_a_baseline_without_results_yet_is_said_not_left_to_guess(sweep_api, ui_env) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    url, _, db_url = sweep_api
+    finished = seed_run(db_url, "amst_full", 8, 8, RunStatus.succeeded, seed=0)
+    waiting = seed_run(db_url, "naive", 0, 8, RunStatus.queued, seed=0)
+    sweep_id = seed_sweep(db_url, "waiting", {"method": ["naive", "amst_full"], "seed": [0]},
+                          [(finished, {"method": "amst_full", "seed": 0}), (waiting, {"method": "naive", "seed": 0})],
+                          {"method": "naive"})
+    ui_env(url)
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    at.query_params["sweep"] = sweep_id
+    at = at.switch_page("views/sweeps.py").run()
+    assert not at.exception, at.exception
+    assert next(s for s in at.selectbox if s.label == "Baseline cell").value == "method=naive"
+    assert any("The baseline cell (method=naive) has no succeeded run yet" in c.value for c in at.caption)
 
 
 def run_series(run_id: str, values: list[float]) -> RunSeries:

@@ -56,12 +56,15 @@ def sweep_list(sweeps: list[dict[str, Any]]) -> None:
         "created": age(s["created_at"]), "id": s["id"]} for s in sweeps]), hide_index=True)
 
 
-def results(sweep: dict[str, Any], baseline: str | None) -> None:
+def results(sweep: dict[str, Any], baseline: str | None, chosen: str) -> None:
     rows = sweep["matrix"]
     if not rows:
         st.info("No run of this sweep has succeeded yet: the matrix fills in as runs end.", icon=":material/hourglass:")
         return
     st.subheader("Results")
+    if chosen != NO_BASELINE and not any(row["paired"] for row in rows):  # the API pairs once the baseline has results
+        st.caption(f"The baseline cell ({chosen}) has no succeeded run yet: the differences and p-values appear "
+                   "when it has.")
     client = api()
     tables = {fmt: client.sweep_table(sweep["id"], fmt, baseline) for fmt, *_ in DOWNLOADS}
     # The API's compact Markdown table, as downloaded: it wraps to the page's width, so Δ and p stay in view. A
@@ -131,7 +134,7 @@ def one_sweep(sweep_id: str) -> None:
         asked = "" if chosen == NO_BASELINE else chosen.replace(", ", ",")
         st.query_params["baseline"] = asked
         sweep = client.sweep(sweep_id, asked)
-    results(sweep, asked)
+    results(sweep, asked, chosen)
     grouped_curves(sweep)
     with st.expander(f"Runs ({len(sweep['runs'])})"):
         for run, cell in zip(sweep["runs"], sweep["cells"], strict=True):
