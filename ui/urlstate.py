@@ -66,6 +66,17 @@ def bound(name: str, default: Any, options: Sequence[Any] | None = None,
     return key
 
 
+def chosen(name: str, default: Any) -> Any:
+    """The value the widget bound to `name` holds (its state, else the URL's, else `default`) before its options
+    are known, so that a page can keep a past choice among them (the Runs page's columns through a search)."""
+    key = state_key(name)
+    if key in st.session_state:
+        return st.session_state[key]
+    raw = st.query_params.get(name)
+    value = decode(raw, default, None) if raw is not None else None
+    return default if value is None else value
+
+
 def remember(name: str, value: Any, default: Any) -> None:
     """Write a value into the URL, or take it out when it is the default."""
     if value == default or value in (None, [], ""):

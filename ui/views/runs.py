@@ -8,9 +8,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ui import urlstate
+from ui import runstable, urlstate
 from ui.common import PAGES, age, api, catalog, plain, shown_errors, words
-from ui.series import differing_keys, flatten
 from ui.settings import ui_settings
 from ui.style import status_color, status_label
 
@@ -21,58 +20,33 @@ SEARCH_HELP = ("Words match the name or id. `key OP value` terms, all of which m
                "`optim.lr=0.01 best_val_acc>0.9`")
 
 
-def now_line(run: dict[str, Any]) -> str:
-    """What the run is doing: inside an epoch, the pass and its batches (the first epoch is not a blank)."""
-    live = run.get("live")
-    if run["status"] in words().live and live and live.get("batches"):
-        rate = f" · {live['samples_per_s']:.0f}/s" if live.get("samples_per_s") else ""
-        return f"epoch {live['epoch'] + 1}: {live['split']} {live['batch']}/{live['batches']}{rate}"
-    if run["status"] in words().active:
-        return run["status"]
-    return ""
-
-
-def table(runs: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
-    """One row per run: who it is, the hyperparameters asked for, how it did, where it is. The "now" column is
-    there only while a listed run is active."""
-    active = any(r["status"] in words().active for r in runs)
-    rows = []
-    for r in runs:
-        config = flatten(r.get("config") or {})
-        rows.append({
-            "id": r["id"], "status": status_label(r["status"]), "name": r["name"], "method": r["method"],
-            "dataset": r["dataset"], "seed": r["seed"], **{c: printable(config.get(c)) for c in columns},
-            "best val acc": r["best_val_acc"], "test acc @ best": r["test_acc_at_best"], "progress": r["progress"],
-            "epochs done": f"{r['epochs_done']}/{r['epochs_total']}", **({"now": now_line(r)} if active else {}),
-            "tags": ", ".join(r["tags"]), "age": age(r["created_at"]),
-        })
-    return pd.DataFrame(rows)
-
-
-def printable(value: Any) -> str:
-    """A config value for a table cell: 0.01 as 0.01 (not 0.010000), lists and mappings as text."""
-    if value is None:
-        return ""
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def colour_status(value: str) -> str:
     status = value.split(" ", 1)[-1]
     return f"color: {status_color(status)}; font-weight: 600"
 
 
-COLUMNS = {
-    "id": None,
-    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent",
-                                                 color="blue"),
-    "best val acc": st.column_config.NumberColumn(format="%.3f", help="fused prediction, best validation epoch"),
-    "test acc @ best": st.column_config.NumberColumn(format="%.3f", help="fused prediction, at the best val epoch"),
-}
+def column_config(hyperparameters: list[str]) -> dict[str, Any]:
+    """Each column's pixel width (ui.runstable.WIDTHS: the default columns fit a 1400 px window), the name
+    pinned so a wide table scrolls under it."""
+    text = {c: st.column_config.TextColumn(width=runstable.width(c)) for c in
+            ["status", "method", "dataset", "epochs done", "tags", "age", "id", *hyperparameters]}
+    return {**text,
+            "name": st.column_config.TextColumn(width=runstable.width("name"), pinned=True),
+            "seed": st.column_config.NumberColumn(width=runstable.width("seed")),
+            "now": st.column_config.TextColumn(width=runstable.width("now"), help="where inside its epoch the run is"),
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent",
+                                                        color="blue", width=runstable.width("progress")),
+            "val acc": st.column_config.NumberColumn(format="%.3f", width=runstable.width("val acc"),
+                                                     help="best validation accuracy (fused prediction)"),
+            "test acc": st.column_config.NumberColumn(format="%.3f", width=runstable.width("test acc"),
+                                                      help="test accuracy at the best validation epoch (fused)")}
 
 
 def signature(runs: list[dict[str, Any]]) -> tuple:
     """What the table shows that can change by itself; the page is drawn again only when this changes."""
-    return tuple((r["id"], r["status"], r["epochs_done"], r["best_val_acc"], now_line(r)) for r in runs)
+    w = words()
+    return tuple((r["id"], r["status"], r["epochs_done"], r["best_val_acc"], runstable.now_line(r, w.live, w.active))
+                 for r in runs)
 
 
 def preferred_columns() -> list[str]:
@@ -80,12 +54,31 @@ def preferred_columns() -> list[str]:
     return ["optim.lr", *(f"skip.{m}" for m in words().modalities), "fusion", "epochs", "batch_size"]
 
 
-def hyperparameter_columns(runs: list[dict[str, Any]]) -> list[str]:
-    varying = differing_keys([flatten(r.get("config") or {}) for r in runs])
-    varying = [k for k in varying if not k.startswith(("dataset.root", "method_params_defaults"))]
-    default = [k for k in preferred_columns() if k in varying][:4]
-    return urlstate.widget(st.multiselect, "Hyperparameter columns", "cols", default, varying,
-                           help="config values that differ among the runs listed")
+def hyperparameter_columns(runs: list[dict[str, Any]], any_active: bool) -> list[str]:
+    options = runstable.hyperparameter_options(runs, urlstate.chosen("cols", []))
+    default = runstable.default_hyperparameters(options, preferred_columns(), any_active)
+    return urlstate.widget(st.multiselect, "Hyperparameter columns", "cols", default, options,
+                           help="config values that differ among the runs listed (and those chosen before)")
+
+
+def more_columns(runs: list[dict[str, Any]], hyperparameters: list[str], any_active: bool) -> list[str]:
+    default = runstable.default_more(runs, hyperparameters, any_active)
+    return urlstate.widget(st.multiselect, "More columns", "more", default, runstable.MORE,
+                           help="shown by default as far as the table fits the window")
+
+
+def selection_actions(frame: pd.DataFrame, rows: list[int]) -> None:
+    """Links for the rows ticked: one run's page, or Compare with two or more."""
+    links = runstable.selection_links(frame, rows)
+    a, b, _ = st.columns([1, 1, 2])
+    run = links.get("run")
+    a.page_link(PAGES["run"], label=run["label"] if run else "Open a run: tick one row",
+                query_params=run["query_params"] if run else None, disabled=run is None,
+                icon=":material/monitoring:")
+    compare = links.get("compare")
+    b.page_link(PAGES["compare"], label=compare["label"] if compare else "Compare: tick two or more rows",
+                query_params=compare["query_params"] if compare else None, disabled=compare is None,
+                icon=":material/compare_arrows:")
 
 
 st.title("Runs")
@@ -129,11 +122,17 @@ with shown_errors():
         st.caption(" · ".join(f"{status_label(s)} {n}" for s, n in counts.items())
                    + (f" — live: checked every {ui_settings().refresh_s:g} s, redrawn when a run changes"
                       if active else ""))
-        columns = hyperparameter_columns(runs)
-        frame = table(runs, columns)
+        a, b = st.columns([3, 2])
+        with a:
+            hyperparameters = hyperparameter_columns(runs, active)
+        with b:
+            more = more_columns(runs, hyperparameters, active)
+        frame = runstable.table(runs, hyperparameters, words().live, words().active,
+                                [age(r["created_at"]) for r in runs])
         picked = st.dataframe(frame.style.map(colour_status, subset=["status"]), hide_index=True,
-                              column_config=COLUMNS, on_select="rerun", selection_mode="single-row",
-                              key="runs_table", width="stretch")
-        st.caption("Select a row to open the run." + (f" Searching for: {plain(query)}" if query else ""))
-        if picked.selection.rows:
-            st.switch_page(PAGES["run"], query_params={"run": frame.iloc[picked.selection.rows[0]]["id"]})
+                              column_order=runstable.shown_columns(active, hyperparameters, more),
+                              column_config=column_config(hyperparameters), on_select="rerun",
+                              selection_mode="multi-row", key="runs_table", width="stretch")
+        st.caption("Tick a row to open its run, or several to compare them."
+                   + (f" Searching for: {plain(query)}" if query else ""))
+        selection_actions(frame, picked.selection.rows)
