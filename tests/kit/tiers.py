@@ -24,10 +24,11 @@ import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
 
-# Files (relative to tests/) whose every test belongs to the tiers listed: a folder ends with "/".
+# Files (relative to tests/) whose every test belongs to the tiers listed: a name ending in ".py" is one file,
+# anything else a prefix (a folder, "ui/test_browser": every browser file).
 BY_PATH: dict[str, tuple[str, ...]] = {
     "service/": ("service",),
-    "ui/test_browser.py": ("browser", "service"),
+    "ui/test_browser": ("browser", "service"),
     "api/test_api_schemathesis.py": ("service", "slow"),  # a real API process under a fuzzer, 25 + 20 s
     "test_offline_node.py": ("slow",),  # wheelhouses and offline pip installs into fresh environments
 }
@@ -43,7 +44,7 @@ def tiers_of(item: pytest.Item) -> set[str]:
     except ValueError:  # a test file outside tests/, named on the command line
         return set()
     tiers = {tier for prefix, names in BY_PATH.items() for tier in names
-             if relative == prefix or (prefix.endswith("/") and relative.startswith(prefix))}
+             if relative == prefix or (not prefix.endswith(".py") and relative.startswith(prefix))}
     if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
         tiers.add("service")
     if on_postgresql(item):
