@@ -61,8 +61,10 @@ def label_log_axes(fig: go.Figure) -> None:
     log_axes = [axis for axis in fig.select_yaxes() if axis.type == "log"]
     if not log_axes:
         return
-    values = [v for t in fig.data if isinstance(t, go.Scatter) and t.y is not None for v in t.y
-              if isinstance(v, int | float) and v > 0]
+    # The values of every log axis together: Compare's panels share one range, whichever panel holds the extremes.
+    refs = {"y" + axis.plotly_name.removeprefix("yaxis") for axis in log_axes}
+    values = [v for t in fig.data if isinstance(t, go.Scatter) and (t.yaxis or "y") in refs and t.y is not None
+              for v in t.y if isinstance(v, int | float) and v > 0]
     decades = math.log10(max(values) / min(values)) if values else 0.0
     ticks: dict[str, Any] = {"tickformat": "~g"}
     if 0.9 < decades <= 4:

@@ -473,3 +473,14 @@ def test_balance_bar_values_sit_above_the_bars_never_on_the_hatching():
     assert [t.name for t in bars] == ["branch", "helper (linear probe)"]
     assert all(t.textposition == "outside" and t.cliponaxis is False for t in bars)
     assert fig.layout.yaxis.range[1] > 1 and max(fig.layout.yaxis.tickvals) == 1  # room for a label over 1.0
+
+
+def test_log_ticks_follow_the_log_axes_values_only():
+    """A linear row's values (a bounded series at 0.001) do not widen the span a log row's ticks are chosen for."""
+    declared = [{"name": "tiny", "kind": "bounded", "per_modality": False, "description": "", "split": "train"},
+                {"name": "my_loss", "kind": "loss", "per_modality": False, "description": "", "split": "train"}]
+    rs = make("a", [("train", "run", None, "tiny", [0, 1], [0.001, 0.002]),
+                    ("train", "run", None, "my_loss", [0, 1], [2.0, 1.0])])
+    fig = charts.run_series_figure(rs, declared, WORDS, log_y=True)
+    assert fig.layout.yaxis2.type == "log" and fig.layout.yaxis2.tickformat == "~g"
+    assert fig.layout.yaxis2.dtick is None  # within a decade: Plotly's linear labels, in full

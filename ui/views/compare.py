@@ -104,7 +104,7 @@ def draw(chosen: dict[str, Any], series: dict[str, RunSeries], pairs: list, grou
         st.plotly_chart(compare_figure(runs, labels, split, component, name, w, chosen["smoothing"], x=chosen["x"],
                                        log_y=chosen["log_y"], pairs=diff or None, clocks=clocks, styles=styles),
                         key="overlay", config=PLOT_CONFIG)
-    notes(chosen, runs, labels, clocks)
+    notes(chosen, runs, labels, clocks, bool(diff))
     if pairs:
         st.caption("AMST minus baseline: " + " · ".join(f"{plain(labels[amst])} vs {plain(labels[base])}"
                                                         for amst, base in pairs))
@@ -133,20 +133,21 @@ def draw_groups(chosen: dict[str, Any], runs: list[RunSeries], group_by: list[st
                                 styles={label: styles[ids[0]] for label, ids in groups.items()}, x=chosen["x"],
                                 log_y=chosen["log_y"], words=w), key="grouped", config=PLOT_CONFIG)
     if diff:
-        if chosen["x"] == "wall":
-            st.caption("AMST minus baseline stays on epochs: a pair's two runs reach an epoch at different times.")
         st.plotly_chart(difference_figure(diff, split, component, name, w), key="difference", config=PLOT_CONFIG)
 
 
-def notes(chosen: dict[str, Any], runs: list[RunSeries], labels: dict[str, str], clocks: Clocks | None) -> None:
+def notes(chosen: dict[str, Any], runs: list[RunSeries], labels: dict[str, str], clocks: Clocks | None,
+          paired: bool) -> None:
     """What the figure cannot show by itself: runs drawn exactly on top of each other, runs left off a wall-time
-    axis for want of epoch times."""
+    axis for want of epoch times, differences that stay on epochs."""
     for same in coinciding(runs, labels, words(), chosen["split"], chosen["component"], chosen["name"]):
         st.caption(":material/layers: Drawn exactly on top of each other (identical values): "
                    + ", ".join(plain(label) for label in same) + ". Only the last one's line is visible.")
     if clocks is not None and (missing := [labels[rs.run_id] for rs in runs if not clocks.get(rs.run_id)]):
         st.caption("Left off the wall-time axis (no epoch times recorded): "
                    + ", ".join(plain(label) for label in missing) + ".")
+    if clocks is not None and paired:
+        st.caption("AMST minus baseline stays on epochs: a pair's two runs reach an epoch at different times.")
 
 
 st.title("Compare")
