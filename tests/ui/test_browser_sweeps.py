@@ -48,7 +48,10 @@ def test_the_compact_table_shows_difference_and_p_value_without_scrolling_at_140
     with browser_page(TALL["width"], TALL["height"]) as page:
         page.goto(f"{ui}/sweeps?sweep={sweep_id}")
         wait_for_app(page)
-        page.wait_for_selector(".st-key-compact-table table", timeout=60_000)
+        try:
+            page.wait_for_selector(".st-key-compact-table table", timeout=120_000)
+        except Exception as err:  # say what the page showed instead
+            raise AssertionError(page.inner_text("body")[:3000]) from err
         layout = page.evaluate(LAYOUT)
         page.screenshot(path=str(SHOTS / "sweeps.png"), full_page=True)
     assert layout["heads"][-4:] == ["Δ val acc", "p (val acc)", "Δ test acc", "p (test acc)"], layout["heads"]

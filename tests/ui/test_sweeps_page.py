@@ -55,6 +55,7 @@ def test_the_sweeps_page_preselects_the_sweeps_baseline_and_shows_the_compact_ta
     baseline = next(s for s in at.selectbox if s.label == "Baseline cell")
     assert baseline.value == "method=naive, skip.audio=-"  # the sweep's own, found among the cells
     assert "baseline" not in at.query_params  # nothing rewrote the sweep's choice away
+    assert not any("no succeeded run yet" in c.value for c in at.caption)  # it has results: paired below
     table = compact_table(at)
     header = table.splitlines()[0]
     assert header.startswith("| method | skip.audio | n | val acc | test acc | helper audio | helper visual |")

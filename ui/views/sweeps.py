@@ -62,22 +62,31 @@ def results(sweep: dict[str, Any], baseline: str | None, chosen: str) -> None:
         st.info("No run of this sweep has succeeded yet: the matrix fills in as runs end.", icon=":material/hourglass:")
         return
     st.subheader("Results")
-    if chosen != NO_BASELINE and not any(row["paired"] for row in rows):  # the API pairs once the baseline has results
+    if chosen not in {NO_BASELINE, *(cell_label(row["cell"]) for row in rows)}:  # the API pairs once it has results
         st.caption(f"The baseline cell ({chosen}) has no succeeded run yet: the differences and p-values appear "
                    "when it has.")
+    tables(sweep, baseline)
+    heatmap(rows)
+
+
+def tables(sweep: dict[str, Any], baseline: str | None) -> None:
+    """The compact table, its downloads, and every number, all as the API renders them."""
     client = api()
-    tables = {fmt: client.sweep_table(sweep["id"], fmt, baseline) for fmt, *_ in DOWNLOADS}
+    texts = {fmt: client.sweep_table(sweep["id"], fmt, baseline) for fmt, *_ in DOWNLOADS}
     # The API's compact Markdown table, as downloaded: it wraps to the page's width, so Δ and p stay in view. A
     # narrow cell breaks "0.605 ± 0.064" before the ± only (a no-break space after it), never inside the spread.
-    st.html(COMPACT_TABLE_CSS)
+    st.markdown(COMPACT_TABLE_CSS, unsafe_allow_html=True)  # drawn with the table (st.html's element loads later)
     with st.container(key="compact-table"):
-        st.markdown(tables["markdown"].decode().replace(" ± ", " ±\u00a0"))
+        st.markdown(texts["markdown"].decode().replace(" ± ", " ±\u00a0"))
     columns = st.columns(len(DOWNLOADS))
     for column, (fmt, label, mime, suffix) in zip(columns, DOWNLOADS, strict=True):
-        column.download_button(label, tables[fmt], file_name=f"{sweep['name']}.{suffix}", mime=mime,
+        column.download_button(label, texts[fmt], file_name=f"{sweep['name']}.{suffix}", mime=mime,
                                key=f"table-{fmt}")
     with st.expander("Every number (the CSV: mean, std, n per measure; difference, both p-values, paired seeds)"):
-        st.dataframe(numbers_frame(tables["csv"]), hide_index=True)
+        st.dataframe(numbers_frame(texts["csv"]), hide_index=True)
+
+
+def heatmap(rows: list[dict[str, Any]]) -> None:
     keys = [k for k in rows[0]["cell"]]
     measures = list(rows[0]["stats"])
     if len(keys) >= 2:
