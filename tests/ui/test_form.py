@@ -261,6 +261,7 @@ def test_the_form_starts_from_the_servers_recipe_and_says_so_and_the_paper_is_on
     recipe = httpx.get(f"{seeded_api.url}/datasets").json()
     recipe = next(d for d in recipe if d["name"] == "avdigits")["recipes"]["amst_full"]
     assert field(at, "Learning rate").value == recipe["optim"]["lr"] and field(at, "Epochs").value == recipe["epochs"]
+    assert all(isinstance(field(at, f).value, int) for f in ("Epochs", "Batch size", "Seed"))  # not "20.00"
     note = "\n".join(c.value for c in at.caption)
     assert "Starts from the avdigits recipe for amst_full:" in note and "**optim.lr** 0.01" in note
     assert "avdigits recipe: 0.01" in field(at, "Learning rate").help

@@ -164,12 +164,14 @@ with shown_errors():
                                                     dataset["modalities"])
             slots["method_params"] = st.empty()
         a, b, c, d, e = st.columns(5)
-        values["epochs"] = a.number_input("Epochs", key="new_run:epochs", help=origin_help("epochs", layer, whose))
+        # step=1: whole numbers (a number field with neither value nor step given is a float one, "20.00")
+        values["epochs"] = a.number_input("Epochs", step=1, key="new_run:epochs",
+                                          help=origin_help("epochs", layer, whose))
         slots["epochs"] = a.empty()
-        values["batch_size"] = b.number_input("Batch size", key="new_run:batch_size",
+        values["batch_size"] = b.number_input("Batch size", step=1, key="new_run:batch_size",
                                               help=origin_help("batch_size", layer, whose))
         slots["batch_size"] = b.empty()
-        values["seed"] = c.number_input("Seed", key="new_run:seed")
+        values["seed"] = c.number_input("Seed", step=1, key="new_run:seed")
         slots["seed"] = c.empty()
         values["device"] = d.text_input("Device", key="new_run:device", help="auto, cpu, cuda or cuda:N")
         slots["device"] = d.empty()

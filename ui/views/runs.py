@@ -70,13 +70,13 @@ def more_columns(runs: list[dict[str, Any]], hyperparameters: list[str], any_act
 def selection_actions(frame: pd.DataFrame, rows: list[int]) -> None:
     """Links for the rows ticked: one run's page, or Compare with two or more."""
     links = runstable.selection_links(frame, rows)
-    a, b, _ = st.columns([1, 1, 2])
+    a, b, _ = st.columns([2, 2, 3])
     run = links.get("run")
-    a.page_link(PAGES["run"], label=run["label"] if run else "Open a run: tick one row",
+    a.page_link(PAGES["run"], label=run["label"] if run else "Open: tick one run",
                 query_params=run["query_params"] if run else None, disabled=run is None,
                 icon=":material/monitoring:")
     compare = links.get("compare")
-    b.page_link(PAGES["compare"], label=compare["label"] if compare else "Compare: tick two or more rows",
+    b.page_link(PAGES["compare"], label=compare["label"] if compare else "Compare: tick two or more",
                 query_params=compare["query_params"] if compare else None, disabled=compare is None,
                 icon=":material/compare_arrows:")
 
