@@ -104,7 +104,8 @@ def draw(chosen: dict[str, Any], series: dict[str, RunSeries], pairs: list, grou
         st.plotly_chart(compare_figure(runs, labels, split, component, name, w, chosen["smoothing"], x=chosen["x"],
                                        log_y=chosen["log_y"], pairs=diff or None, clocks=clocks, styles=styles),
                         key="overlay", config=PLOT_CONFIG)
-    notes(chosen, runs, labels, clocks, bool(diff))
+        hidden_runs(coinciding(runs, labels, w, split, component, name))
+    clock_notes(runs, labels, clocks, bool(diff))
     if pairs:
         st.caption("AMST minus baseline: " + " · ".join(f"{plain(labels[amst])} vs {plain(labels[base])}"
                                                         for amst, base in pairs))
@@ -136,13 +137,15 @@ def draw_groups(chosen: dict[str, Any], runs: list[RunSeries], group_by: list[st
         st.plotly_chart(difference_figure(diff, split, component, name, w), key="difference", config=PLOT_CONFIG)
 
 
-def notes(chosen: dict[str, Any], runs: list[RunSeries], labels: dict[str, str], clocks: Clocks | None,
-          paired: bool) -> None:
-    """What the figure cannot show by itself: runs drawn exactly on top of each other, runs left off a wall-time
-    axis for want of epoch times, differences that stay on epochs."""
-    for same in coinciding(runs, labels, words(), chosen["split"], chosen["component"], chosen["name"]):
+def hidden_runs(groups: list[list[str]]) -> None:
+    """Runs drawn exactly on top of each other (series.coinciding): the figure shows one line for them."""
+    for same in groups:
         st.caption(":material/layers: Drawn exactly on top of each other (identical values): "
                    + ", ".join(plain(label) for label in same) + ". Only the last one's line is visible.")
+
+
+def clock_notes(runs: list[RunSeries], labels: dict[str, str], clocks: Clocks | None, paired: bool) -> None:
+    """What a wall-time axis cannot show: runs left off it for want of epoch times, differences kept on epochs."""
     if clocks is not None and (missing := [labels[rs.run_id] for rs in runs if not clocks.get(rs.run_id)]):
         st.caption("Left off the wall-time axis (no epoch times recorded): "
                    + ", ".join(plain(label) for label in missing) + ".")
