@@ -122,7 +122,9 @@ with shown_errors():
                                                           placeholder="comma-separated").split(",") if t.strip()]
         slots["tags"] = b.empty()
         if "preset" in dataset.get("knobs", []):  # the difficulty knobs its spec takes
-            values["preset"] = st.selectbox("Difficulty preset", PRESETS, key="new_run:dataset.preset",
+            shown = st.session_state["new_run:dataset.preset"]  # a re-run's preset the list lacks is kept
+            values["preset"] = st.selectbox("Difficulty preset", PRESETS + [shown] * (shown not in PRESETS),
+                                            key="new_run:dataset.preset",
                                             format_func=lambda p: p or "none (clean data)",
                                             help=origin_help("dataset.preset", layer, whose))
             slots["dataset.preset"] = st.empty()
