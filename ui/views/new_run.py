@@ -105,9 +105,9 @@ with shown_errors():
         st.warning(unprepared_message(dataset), icon=":material/inventory_2:")
     reference = not prefill and st.toggle(
         "Start from the paper's reference settings", key="new_run:reference",
-        help="the reference code's settings (lr 1e-3, StepLR 70, 100 epochs, ...) with only the input shapes this "
-             "dataset's files dictate: for reproducing the paper. Off: the dataset's recipe, settings that train "
-             "well on it")
+        help="the reference code's settings, the paper's, with only the input shapes this dataset's files "
+             "dictate: for reproducing the paper (the run's config says recipe: reference). Off: the dataset's "
+             "recipe, settings that train well on it")
     start = starting_config(prefill, dataset, method_name, reference)
     layer = recipe_of(dataset, method_name, reference)
     whose = "paper's reference" if reference else f"{dataset['name']} recipe"
