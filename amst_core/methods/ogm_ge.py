@@ -23,7 +23,10 @@ def modulation(branches: dict[str, torch.Tensor], labels: torch.Tensor, alpha: f
     """(coefficients, ratios), one per modality in `modalities` order, on the device: no host sync."""
     scores = torch.stack([F.softmax(branches[m].float(), dim=1).gather(1, labels[:, None]).sum()
                           for m in modalities])
-    ratios = scores / (scores.sum() - scores).clamp(min=1e-12)
+    # Each score over the sum of the others', summed without the score itself: sum() - score rounds, so with two
+    # modalities it would not be the reference's score_a / score_v to the last bit.
+    others = (scores[None, :] * (1 - torch.eye(len(modalities), device=scores.device))).sum(dim=1)
+    ratios = scores / others.clamp(min=1e-12)
     dominant = torch.arange(len(modalities), device=ratios.device) == ratios.argmax()
     coeffs = torch.where(dominant, 1 - torch.tanh(alpha * F.relu(ratios)), torch.ones_like(ratios))
     return coeffs, ratios
