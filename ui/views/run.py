@@ -43,6 +43,7 @@ from ui.series import (
     to_csv,
 )
 from ui.settings import ui_settings
+from ui.steady import steady_charts
 from ui.style import status_badge
 
 
@@ -361,6 +362,7 @@ def title_and_labels(detail: dict[str, Any]) -> None:
 
 
 urlstate.page("run")
+steady_charts()  # a new epoch's charts replace the old ones without a blank frame
 with shown_errors():
     run_id = st.query_params.get("run")
     if not run_id:
