@@ -139,22 +139,25 @@ def origin_rows(config: dict[str, Any], origin: dict[str, str] | None) -> list[d
 
 
 def origin_caption(config: dict[str, Any], origin: dict[str, str] | None, listed: int = 6) -> str | None:
-    """One sentence on the defaults: which values the recipe and the data chose (named with their values), how
-    many the reference's defaults did; None when the API does not say (an older API)."""
+    """One sentence on the defaults: the values the dataset's recipe and its files chose (named, with their
+    values), how many are the reference's (the paper's settings: most of a config, so counted, not listed); None
+    when the API does not say (an older API)."""
     if not origin:
         return None
     values = flatten(config)
     dataset = (config.get("dataset") or {}).get("name", "dataset")
     parts = []
-    for kind in ("recipe", "data", "reference"):
-        keys = sorted(k for k, o in origin.items() if o == kind and k not in LABEL_FIELDS)
-        if not keys:
-            continue
-        named = ", ".join(f"{k} {values.get(k)}" for k in keys[:listed])
-        more = f" and {len(keys) - listed} more" if len(keys) > listed else ""
-        parts.append(f"from {ORIGINS[kind].format(dataset=dataset)}: {named}{more}")
+    for kind in ("recipe", "data"):
+        keys = sorted(k for k, o in origin.items() if o == kind)
+        if keys:
+            named = ", ".join(f"{k} {values.get(k)}" for k in keys[:listed])
+            more = f" and {len(keys) - listed} more" if len(keys) > listed else ""
+            parts.append(f"from {ORIGINS[kind].format(dataset=dataset)}: {named}{more}")
+    reference = sum(1 for o in origin.values() if o == "reference")
+    if reference:
+        parts.append(f"{reference} more from {ORIGINS['reference']}")
     if not parts:
-        return "Every value was set by the submission."
-    recipe = config.get("recipe")
-    started = f" (recipe: {recipe})" if recipe else ""
-    return "Defaults" + started + " — " + "; ".join(parts) + "."
+        return "Every setting was set by the submission."
+    asked = " (this run asked for the reference's settings: recipe reference)" if config.get("recipe") == "reference" \
+        else ""
+    return "Defaults" + asked + " — " + "; ".join(parts) + "."
