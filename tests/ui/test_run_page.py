@@ -13,6 +13,7 @@ import yaml
 from amst_core.vocab import vocabulary
 from tests.ui.test_series import make
 from ui import runinfo
+from ui.common import plain
 from ui.series import balance
 from ui.words import Words
 
@@ -196,3 +197,16 @@ def test_the_config_panel_says_where_values_came_from(app, seeded_api) -> None:
     assert shown["optim.lr"] == origin["optim.lr"] != "request"
     assert "Defaults" in texts(at.caption)
     assert "name" not in set(table["key"]) and "tags" not in set(table["key"])
+
+
+def test_a_run_picked_on_the_bare_page_gets_its_own_heading(app, seeded_api) -> None:
+    app.run()
+    app.switch_page("views/run.py")
+    at = app.run()
+    assert at.title[0].value == "Run"
+    picker = next(s for s in at.selectbox if s.label == "Run")
+    at = picker.select_index(0).run()
+    assert not at.exception, texts(at.exception)
+    run_id = at.query_params["run"]
+    run_id = run_id[0] if isinstance(run_id, list) else run_id
+    assert at.title[0].value == plain(httpx.get(f"{seeded_api.url}/runs/{run_id}").json()["name"])
