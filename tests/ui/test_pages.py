@@ -339,6 +339,7 @@ def test_worker_output_tails_the_runs_log(app, seeded_api) -> None:
     at = next(t for t in at.toggle if t.label == "Worker output").set_value(True).run()
     no_traceback(at)
     assert "epoch 1/30 done" in at.code[0].value
+    assert at.code[0].proto.wrap_lines  # a long epoch line wraps instead of running off the panel
     assert at.query_params["logs"] in ("1", ["1"])
 
 

@@ -176,17 +176,6 @@ def test_the_first_epoch_has_an_eta_from_its_rate(app, seeded_api) -> None:
     assert "train batch 120/400" in texts(at.info) and "train batch 120/400" not in captions
 
 
-def test_worker_output_wraps_its_lines(app, seeded_api) -> None:
-    run_id = seeded_api.runs["failed"].id
-    log = seeded_api.artifacts / "runs" / run_id / "logs" / "output.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("epoch 1/30  train loss 1.230  val acc 0.610 (audio 0.550 · visual 0.400)  12.3 s\n")
-    at = run_page(app, run_id)
-    at = next(t for t in at.toggle if t.label == "Worker output").set_value(True).run()
-    assert "(audio 0.550 · visual 0.400)" in at.code[0].value
-    assert at.code[0].proto.wrap_lines
-
-
 def test_the_config_panel_says_where_values_came_from(app, seeded_api) -> None:
     run_id = seeded_api.runs["base"].id
     origin = httpx.get(f"{seeded_api.url}/runs/{run_id}").json().get("config_origin")
