@@ -163,7 +163,7 @@ def test_rerun_with_same_config_prefills_the_form(app, seeded_api) -> None:
     assert at.selectbox[0].value == "amst_full" and at.selectbox[1].value == "synthetic"
     assert next(n for n in at.number_input if n.label == "Epochs").value == 30
     at.switch_page("views/new_run.py")  # AppTest stays on the page it was given; the browser follows the switch
-    next(b for b in at.button if b.label == "Start from the dataset's defaults instead").click().run()
+    next(b for b in at.button if b.label == "Start from the dataset's recipe instead").click().run()
     assert not at.info and at.selectbox[1].value == "avdigits"  # the form as it first comes, with its suggestion
     assert next(n for n in at.number_input if n.label == "Epochs").value == 20
 

@@ -89,7 +89,7 @@ with shown_errors():
         copied = st.session_state.get("prefill_from") or "a run"  # the run's name: not in the config it hands over
         st.info(f"Re-running with the config of **{plain(copied)}**; change what you like.",
                 icon=":material/replay:")
-        if st.button("Start from the dataset's defaults instead"):
+        if st.button("Start from the dataset's recipe instead"):
             st.session_state.pop("prefill")
             st.rerun()
     method_names, dataset_names = [m["name"] for m in methods], [d["name"] for d in datasets]
