@@ -93,7 +93,8 @@ def test_an_executed_run_logs_its_attempts_epochs_and_nothing_else(db_url: str, 
     assert f"amst.worker: run {run_id} attempt 1 starts on w-test" in first
     epochs = [line for line in first.splitlines() if "amst.engine: epoch " in line]
     assert len(epochs) == 2 and "epoch 1/2" in epochs[0] and "epoch 2/2" in epochs[1]
-    assert re.search(r"train acc [\d.]+ loss [\d.]+ \| val acc [\d.]+ loss [\d.]+", epochs[0])
+    assert re.search(r"train acc [\d.]+ loss [\d.]+  val acc [\d.]+ \(audio [\d.]+ · visual [\d.]+\) loss [\d.]+",
+                     epochs[0]), epochs[0]
     assert f"run {run_id} attempt 1 ended: succeeded" in first
     second = text.split("--- attempt 2")[1]
     assert "amst.engine: resuming from the checkpoint of epoch 2/2" in second
@@ -115,7 +116,7 @@ def test_the_api_serves_the_log_a_worker_process_wrote(stack: Service) -> None:
 
     wait_until(ended, 240, interval=0.5, message="the run's log says it ended")
     assert seen.startswith("--- attempt 1 on worker ")
-    assert "INFO amst.engine: epoch 2/2 | train acc" in seen
+    assert "INFO amst.engine: epoch 2/2  train acc" in seen
     tail = httpx.get(f"{service.url}/runs/{run_id}/logs", params={"tail_bytes": 200}, timeout=5).json()
     assert tail["truncated"] and tail["text"].endswith(f"run {run_id} attempt 1 ended: succeeded\n")
 

@@ -30,8 +30,8 @@ def test_submit_watch_and_screenshot_every_page(stack, tmp_path: Path) -> None:
         page.goto(f"{ui}/new")
         wait_for_app(page)
         page.get_by_label("Name").fill("e2e-amst-full")
-        page.get_by_label("Epochs").fill("2")
-        page.get_by_label("Batch size").fill("20")
+        page.get_by_role("spinbutton", name="Epochs").fill("2")  # the label's help button has the name too
+        page.get_by_role("spinbutton", name="Batch size").fill("20")
         page.get_by_role("textbox", name="Device").fill("cpu")
         page.screenshot(path=str(SHOTS / "ui-new-run.png"), full_page=True)
         page.get_by_role("button", name="Submit run").click()
