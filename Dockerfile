@@ -6,31 +6,47 @@
 # the NVIDIA driver (R580 or newer for CUDA 13) and the NVIDIA Container Toolkit. The same image runs on a host
 # without a GPU (api, ui, CPU workers): torch then falls back to the CPU. Details: Doc/deploy.md.
 #
+# BASE_IMAGE: any Debian bookworm image works; one without Python (docker-compose.local.yml builds on a base made
+# by deploy/local/base-image.sh from Debian's packages, no registry needed) gets Debian's python3, also 3.11.
+#
 # Nothing secret is baked in: every setting comes from the environment at run time (docker-compose.yml, .env).
-FROM python:3.11-slim
+# A network that intercepts TLS needs its CA bundle for pip: pass it as the build secret `build_ca`
+# (`--secret id=build_ca,src=/etc/ssl/certs/ca-certificates.crt`); it is mounted for the pip step only.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    HOME=/var/lib/amst \
-    AMST_HOME=/var/lib/amst \
-    AMST_DATA_ROOT=/data \
-    AMST_ARTIFACTS=/artifacts
+    PATH=/opt/amst/bin:$PATH
+
+# Python in a virtual environment at /opt/amst: the same path on either base, and no pip into Debian's own Python.
+RUN if ! python3 -c "import ensurepip, venv" 2>/dev/null; then \
+        apt-get update \
+     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+     && rm -rf /var/lib/apt/lists/*; \
+    fi \
+ && python3 -m venv /opt/amst
 
 # Dependencies first, from pyproject.toml and constraints.txt alone: this large layer (torch and its CUDA wheels)
-# is rebuilt only when the pins change, not on every code change. The image is the whole product: the worker's
-# dependencies and the ui, media and stats extras; constraints.txt pins the torch family's exact versions.
+# is rebuilt only when the pins change, not on every code change, and then from pip's cache, which the cache mount
+# keeps across builds outside the image. The image is the whole product: the worker's dependencies and the ui,
+# media and stats extras; constraints.txt pins the torch family's exact versions.
 COPY pyproject.toml constraints.txt /tmp/deps/
-RUN python -c "import tomllib; p = tomllib.load(open('/tmp/deps/pyproject.toml', 'rb'))['project']; print(*p['dependencies'], *(d for e in ('ui', 'media', 'stats') for d in p['optional-dependencies'][e]), sep=chr(10))" \
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=build_ca \
+    if [ -s /run/secrets/build_ca ]; then export PIP_CERT=/run/secrets/build_ca; fi \
+ && python -c "import tomllib; p = tomllib.load(open('/tmp/deps/pyproject.toml', 'rb'))['project']; print(*p['dependencies'], *(d for e in ('ui', 'media', 'stats') for d in p['optional-dependencies'][e]), sep=chr(10))" \
       > /tmp/deps/requirements.txt \
- && pip install --no-cache-dir -c /tmp/deps/constraints.txt -r /tmp/deps/requirements.txt \
+ && pip install -c /tmp/deps/constraints.txt -r /tmp/deps/requirements.txt \
  && rm -rf /tmp/deps
 
 # The project itself. amst_core/store/migrate.py finds Alembic's migrations/ next to the amst_core package
 # (Path(__file__).parents[2] / "migrations"), i.e. in site-packages once installed: copy it there, and fail the
 # build if the code would not find it.
 COPY . /tmp/src
-RUN pip install --no-cache-dir --no-deps /tmp/src \
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=build_ca \
+    if [ -s /run/secrets/build_ca ]; then export PIP_CERT=/run/secrets/build_ca; fi \
+ && pip install --no-deps /tmp/src \
  && cp -r /tmp/src/migrations "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/migrations" \
  && rm -rf /tmp/src \
  && python -c "from amst_core.store.migrate import MIGRATIONS; assert (MIGRATIONS / 'env.py').is_file(), MIGRATIONS" \
@@ -42,6 +58,10 @@ RUN groupadd --system --gid 10001 amst \
  && useradd --system --uid 10001 --gid amst --home-dir /var/lib/amst --shell /usr/sbin/nologin amst \
  && mkdir -p /data /artifacts /var/lib/amst \
  && chown -R amst:amst /data /artifacts /var/lib/amst
+ENV HOME=/var/lib/amst \
+    AMST_HOME=/var/lib/amst \
+    AMST_DATA_ROOT=/data \
+    AMST_ARTIFACTS=/artifacts
 USER amst
 WORKDIR /var/lib/amst
 

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
                                              description="an ended run keeps its checkpoints this long")
     keep_best_checkpoint: bool = Field(True, alias="AMST_KEEP_BEST_CHECKPOINT",
                                        description="retention removes last.pt only and keeps the best model")
+    schema_wait_s: float = Field(120.0, alias="AMST_SCHEMA_WAIT_S", ge=0,
+                                 description="at start, how long `amst db upgrade` waits for the database to "
+                                             "answer, and the API and a worker for the schema it makes")
     crash_retries: int = Field(2, alias="AMST_CRASH_RETRIES", ge=0,
                                description="a run whose training process (or worker) dies is re-queued at most "
                                            "this many times in a row, then failed")
@@ -71,6 +74,8 @@ class Settings(BaseSettings):
         env = {}
         for name, field in type(self).model_fields.items():
             value = getattr(self, name)
+            if value is None:  # unset stays unset (the string "None" would set it)
+                continue
             env[field.alias or name] = str(value).lower() if isinstance(value, bool) else str(value)
         return env
 

@@ -13,6 +13,12 @@ from amst_core.config import load_config
 def cmd_serve(args: argparse.Namespace) -> int:
     from launch import processes
 
+    if args.role in ("api", "worker"):  # started beside `amst db upgrade`, in any order: wait for its schema
+        from amst_core.settings import get_settings
+        from amst_core.store import migrate
+
+        settings = get_settings()
+        migrate.wait_for_schema(settings.db_url, settings.schema_wait_s)
     if args.role == "api":
         processes.serve_api(args.host, args.port or 8000, args.workers)
     elif args.role == "worker":
@@ -36,10 +42,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
+    from amst_core.settings import get_settings
     from amst_core.store import migrate
 
-    migrate.upgrade()
-    print(f"database at revision {migrate.current()}", file=sys.stderr)
+    settings = get_settings()
+    migrate.wait_for_database(settings.db_url, settings.schema_wait_s)  # a stack starts it beside the database
+    migrate.upgrade(settings.db_url)
+    print(f"database at revision {migrate.current(settings.db_url)}", file=sys.stderr)
     return 0
 
 

@@ -211,6 +211,7 @@ class Maintenance(threading.Thread):
         with session_scope(settings.db_url) as s:
             lifecycle.register_worker(s, worker_id, socket.gethostname(), os.getpid(), self.queues,
                                       self.executor.device)
+        self.beat()
         while not self.sleep(min(settings.heartbeat_s, settings.reaper_s)):
             self.tick()
         with session_scope(settings.db_url) as s:
@@ -240,6 +241,17 @@ class Maintenance(threading.Thread):
             log.warning("maintenance tick: database unreachable (%s)", type(err).__name__)
         except Exception:
             log.exception("maintenance tick failed")
+        self.beat()
+
+    def beat(self) -> None:
+        """The loop is alive (AMST_WORKER_HEALTH_FILE): a wedged worker stops touching it, a database outage does
+        not stop it (the worker trains on through one)."""
+        path = self.executor.settings.health_file
+        if path is not None:
+            try:
+                path.touch()
+            except OSError as err:
+                log.warning("cannot touch the health file %s: %s", path, err)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """The worker is shutting down: one last write says so (stopped_at), instead of heartbeats running out."""

@@ -36,6 +36,9 @@ class WorkerSettings(Settings):
                               description="how long a worker trains on through a database outage")
     db_buffer_points: int = Field(500_000, alias="AMST_DB_BUFFER_POINTS", ge=1000,
                                   description="metric points a worker keeps in memory through an outage")
+    health_file: Path | None = Field(None, alias="AMST_WORKER_HEALTH_FILE",
+                                     description="touched at every maintenance tick (heartbeats, reaper): a "
+                                                 "container's health check reads its age; unset: none")
     run_memory_mb: int = Field(default_factory=default_run_memory_mb, alias="AMST_RUN_MEMORY_MB", ge=0,
                                description="a training process using more is killed and its run failed; 0: no "
                                            "limit; default 75% of the machine's memory")

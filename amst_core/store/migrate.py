@@ -1,15 +1,22 @@
-"""`amst db upgrade`: bring an empty or older database to the current schema with Alembic."""
+"""`amst db upgrade`: bring an empty or older database to the current schema with Alembic; and the waits at start
+that let the processes of a stack start in any order (compose engines without `depends_on` conditions,
+Kubernetes): the migration waits for the database, the API and the workers for the schema."""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from amst_core.store.db import database_url, normalise_url
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+log = logging.getLogger(__name__)
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -30,3 +37,50 @@ def current(url: str | None = None) -> str | None:
 
     with get_engine(url).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def head() -> str | None:
+    """The newest revision this code's migrations make."""
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def wait_for_database(url: str, timeout_s: float, poll_s: float = 1.0) -> str | None:
+    """The database's current revision, once it answers; SystemExit naming the database and the last error when it
+    has not answered within `timeout_s`."""
+    return _wait(lambda: (current(url), None), url, timeout_s, poll_s, "answer")
+
+
+def wait_for_schema(url: str, timeout_s: float, poll_s: float = 1.0) -> None:
+    """Return once the database is at this code's newest revision (`amst db upgrade` ran); SystemExit saying what
+    is missing after `timeout_s`."""
+    newest = head()
+
+    def at_head() -> tuple[str | None, str | None]:
+        revision = current(url)
+        missing = None if revision == newest else (
+            f"its schema is at revision {revision or 'none (empty)'}, this code needs {newest}: run `amst db upgrade`")
+        return revision, missing
+
+    _wait(at_head, url, timeout_s, poll_s, "be at the current schema")
+
+
+def _wait(probe: Callable[[], tuple[str | None, str | None]], url: str, timeout_s: float, poll_s: float,
+          what: str) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    where = make_url(normalise_url(url)).render_as_string(hide_password=True)
+    deadline, said = time.monotonic() + timeout_s, False
+    while True:
+        try:
+            revision, missing = probe()
+        except Exception as err:
+            revision, missing = None, f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+        if missing is None:
+            return revision
+        if time.monotonic() >= deadline:
+            raise SystemExit(f"the database {where} did not {what} within {timeout_s:g} s "
+                             f"(AMST_SCHEMA_WAIT_S): {missing}")
+        if not said:
+            log.warning("waiting up to %g s for the database %s to %s: %s", timeout_s, where, what, missing)
+            said = True
+        time.sleep(poll_s)

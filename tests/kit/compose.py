@@ -1,0 +1,135 @@
+"""The compose stack of docker-compose.yml + docker-compose.local.yml under podman-compose, as a test drives it:
+the tools installed when missing (root, Debian), the local base image, a build, `up`, health, and a `down` that
+leaves nothing of the project behind. Every command is one a user types (Doc/deploy.md, "Without a registry")."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FILES = ("docker-compose.yml", "docker-compose.local.yml")
+BASE_IMAGE = "localhost/amst-debian:bookworm"
+CONTAINERS_CONF = ROOT / "deploy" / "local" / "containers.conf"
+PACKAGES = {"podman": "podman", "podman-compose": "podman-compose", "runc": "runc", "debootstrap": "debootstrap"}
+# What a machine that intercepts TLS trusts (its CA bundle): pip inside the build and `prepare avdigits` need it.
+# It stays the machine's: mounted for one build step, never copied into the image or the repository.
+HOST_CA = next((Path(p) for p in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"),
+                                  "/etc/ssl/certs/ca-certificates.crt") if p and Path(p).is_file()), None)
+
+
+def missing_tools() -> list[str]:
+    return [tool for tool in PACKAGES if shutil.which(tool) is None]
+
+
+def ensure_tools() -> str | None:
+    """Install podman, podman-compose, runc and debootstrap from Debian's packages when missing and allowed;
+    the reason the stack cannot run here, or None."""
+    missing = missing_tools()
+    if not missing:
+        return None
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return f"{', '.join(missing)} not installed, and this is not root on Debian to install them"
+    packages = [PACKAGES[tool] for tool in missing]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages, "catatonit", "aardvark-dns",
+               "netavark", "fuse-overlayfs"]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+        done = subprocess.run(install, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            return f"apt-get could not install {' '.join(packages)}: {done.stderr.strip()[-500:]}"
+    still = missing_tools()
+    return f"{', '.join(still)} still missing after apt-get install" if still else None
+
+
+def podman_env() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+
+
+def podman(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], env=podman_env(), capture_output=True, text=True, check=check,
+                          timeout=timeout)
+
+
+def ensure_base_image() -> float:
+    """The Debian base every image of the local override builds on; seconds it took (0 when it was there)."""
+    if podman("image", "exists", BASE_IMAGE, check=False).returncode == 0:
+        return 0.0
+    started = time.monotonic()
+    subprocess.run([str(ROOT / "deploy" / "local" / "base-image.sh"), BASE_IMAGE], env=podman_env(), check=True,
+                   capture_output=True, text=True, timeout=900)
+    return time.monotonic() - started
+
+
+class Stack:
+    """One compose project: its name keeps its containers, network and volumes apart from anything else."""
+
+    def __init__(self, project: str, env: dict[str, str]):
+        self.project, self.env = project, {**podman_env(), **env}
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 900,
+                podman_args: Sequence[str] = ()) -> subprocess.CompletedProcess:
+        cmd = ["podman-compose", "-p", self.project, *(a for f in FILES for a in ("-f", f)), *podman_args, *args]
+        done = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
+        # podman-compose 1.0 exits 0 when a podman command it ran failed (`run` included): it prints each one's
+        # "exit code: N".
+        failed = [code for code in re.findall(r"^exit code: (-?\d+)$", done.stdout + done.stderr, re.M) if code != "0"]
+        if check and (done.returncode != 0 or failed):
+            raise AssertionError(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout[-3000:]}\n"
+                                 f"{done.stderr[-3000:]}")
+        return done
+
+    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        """`compose run --rm --no-deps SERVICE ...` (podman-compose 1.0 drops run's own -v: the machine's CA bundle
+        goes in through --podman-run-args)."""
+        ca = [f"--podman-run-args=-v {HOST_CA}:/etc/amst-host-ca.crt:ro"] if HOST_CA else []
+        env = ["-e", "PIP_CERT=/etc/amst-host-ca.crt"] if HOST_CA else []
+        return self.compose("run", "--rm", "--no-deps", *env, *args, podman_args=ca, timeout=timeout)
+
+    def build(self) -> subprocess.CompletedProcess:
+        secret = [f"--podman-build-args=--secret id=build_ca,src={HOST_CA}"] if HOST_CA else []
+        return self.compose("build", podman_args=secret, timeout=1800)
+
+    def container(self, service: str) -> str:
+        return f"{self.project}_{service}_1"  # podman-compose 1.0's naming
+
+    def healthy(self, service: str) -> bool:
+        """Runs the service's own health check once: podman runs them on a timer only under systemd."""
+        return podman("healthcheck", "run", self.container(service), check=False, timeout=60).returncode == 0
+
+    def state(self, service: str) -> str:
+        done = podman("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", self.container(service),
+                      check=False)
+        return done.stdout.strip() if done.returncode == 0 else "absent"
+
+    def logs(self, service: str, tail: int = 60) -> str:
+        done = podman("logs", "--tail", str(tail), self.container(service), check=False)
+        return done.stdout + done.stderr  # podman logs replays the container's stderr on its own
+
+    def down(self) -> None:
+        """podman-compose 1.0 stops and removes the containers and (-v) the volumes, but leaves its network:
+        remove that too."""
+        self.compose("down", "-v", "-t", "60", check=False, timeout=300)
+        for network in self.owned("network"):
+            podman("network", "rm", "-f", network, check=False)
+
+    def owned(self, kind: str) -> list[str]:
+        """Names of the containers, networks or volumes that carry this project's label (podman-compose 1.0
+        labels all three, and makes no pod)."""
+        listing = {"container": ["ps", "-a"], "network": ["network", "ls"], "volume": ["volume", "ls"]}[kind]
+        name = "{{.Names}}" if kind == "container" else "{{.Name}}"
+        return podman(*listing, "--filter", f"label=io.podman.compose.project={self.project}",
+                      "--format", name).stdout.split()
+
+    def leftovers(self) -> dict[str, list[str]]:
+        return {kind: names for kind in ("container", "network", "volume") if (names := self.owned(kind))}
+
+
+def image_size_mb(image: str) -> float:
+    return int(podman("image", "inspect", "--format", "{{.Size}}", image).stdout.strip()) / 2**20
