@@ -29,24 +29,29 @@ RUN if ! python3 -c "import ensurepip, venv" 2>/dev/null; then \
  && python3 -m venv /opt/amst
 
 # Dependencies first, from pyproject.toml and constraints.txt alone: this large layer (torch and its CUDA wheels)
-# is rebuilt only when the pins change, not on every code change, and then from pip's cache, which the cache mount
-# keeps across builds outside the image. The image is the whole product: the worker's dependencies and the ui,
-# media and stats extras; constraints.txt pins the torch family's exact versions.
+# is rebuilt only when the pins change, not on every code change. The image is the whole product: the worker's
+# dependencies and the ui, media and stats extras; constraints.txt pins the torch family's exact versions.
+# The wheels are downloaded into a cache mount that outlives the build (and stays out of the image), then installed
+# from there: a rebuild downloads only what changed. A plain pip cache would not do: pip stores only what the index
+# lets it cache, and a proxy that says no-store leaves it empty. setuptools comes along to build the project below.
 COPY pyproject.toml constraints.txt /tmp/deps/
-RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=build_ca \
+RUN --mount=type=cache,target=/root/.cache/amst-wheels --mount=type=secret,id=build_ca \
     if [ -s /run/secrets/build_ca ]; then export PIP_CERT=/run/secrets/build_ca; fi \
- && python -c "import tomllib; p = tomllib.load(open('/tmp/deps/pyproject.toml', 'rb'))['project']; print(*p['dependencies'], *(d for e in ('ui', 'media', 'stats') for d in p['optional-dependencies'][e]), sep=chr(10))" \
+ && python -c "import tomllib; p = tomllib.load(open('/tmp/deps/pyproject.toml', 'rb')); print(*p['build-system']['requires'], *p['project']['dependencies'], *(d for e in ('ui', 'media', 'stats') for d in p['project']['optional-dependencies'][e]), sep=chr(10))" \
       > /tmp/deps/requirements.txt \
- && pip install -c /tmp/deps/constraints.txt -r /tmp/deps/requirements.txt \
+ && pip download --progress-bar off -d /root/.cache/amst-wheels -c /tmp/deps/constraints.txt -r /tmp/deps/requirements.txt \
+ && pip install --no-cache-dir --no-index --find-links /root/.cache/amst-wheels -c /tmp/deps/constraints.txt \
+      -r /tmp/deps/requirements.txt \
+ && mkdir -p /opt/amst/build-wheels \
+ && cp /root/.cache/amst-wheels/setuptools-*.whl /opt/amst/build-wheels/ \
  && rm -rf /tmp/deps
 
-# The project itself. amst_core/store/migrate.py finds Alembic's migrations/ next to the amst_core package
-# (Path(__file__).parents[2] / "migrations"), i.e. in site-packages once installed: copy it there, and fail the
-# build if the code would not find it.
+# The project itself, built offline with the setuptools wheel kept above. amst_core/store/migrate.py finds Alembic's
+# migrations/ next to the amst_core package (Path(__file__).parents[2] / "migrations"), i.e. in site-packages once
+# installed: copy it there, and fail the build if the code would not find it.
 COPY . /tmp/src
-RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=build_ca \
-    if [ -s /run/secrets/build_ca ]; then export PIP_CERT=/run/secrets/build_ca; fi \
- && pip install --no-deps /tmp/src \
+RUN pip install --no-cache-dir --no-index --find-links /opt/amst/build-wheels --no-deps /tmp/src \
+ && rm -rf /opt/amst/build-wheels \
  && cp -r /tmp/src/migrations "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/migrations" \
  && rm -rf /tmp/src \
  && python -c "from amst_core.store.migrate import MIGRATIONS; assert (MIGRATIONS / 'env.py').is_file(), MIGRATIONS" \

@@ -24,6 +24,15 @@ deb $MIRROR bookworm main
 deb $MIRROR bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main
 SOURCES
-rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/*
+# As in Debian's own images: no documentation, manual pages or translations from the packages installed later.
+cat >"$ROOTFS/etc/dpkg/dpkg.cfg.d/01-nodoc" <<NODOC
+path-exclude=/usr/share/doc/*
+path-include=/usr/share/doc/*/copyright
+path-exclude=/usr/share/man/*
+path-exclude=/usr/share/info/*
+path-exclude=/usr/share/locale/*
+NODOC
+rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/usr/share/doc/*/changelog* \
+       "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/locale/*
 tar -C "$ROOTFS" -c . | "$ENGINE" import --change 'CMD ["/bin/bash"]' - "$IMAGE" >/dev/null
 echo "$IMAGE"

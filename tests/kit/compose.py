@@ -14,6 +14,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ("docker-compose.yml", "docker-compose.local.yml")
+DEPLOY_DOC = ROOT / "Doc" / "deploy.md"
+PODMAN_SECTION = "### Without a registry, or with podman"
+DOC_PROJECT = "amst-studio"  # the project name the doc's podman commands use
 BASE_IMAGE = "localhost/amst-debian:bookworm"
 CONTAINERS_CONF = ROOT / "deploy" / "local" / "containers.conf"
 PACKAGES = {"podman": "podman", "podman-compose": "podman-compose", "runc": "runc", "debootstrap": "debootstrap"}
@@ -71,30 +74,44 @@ class Stack:
     """One compose project: its name keeps its containers, network and volumes apart from anything else."""
 
     def __init__(self, project: str, env: dict[str, str]):
-        self.project, self.env = project, {**podman_env(), **env}
+        files = os.pathsep.join(str(ROOT / f) for f in FILES)  # the doc's COMPOSE_FILE, absolute: any cwd
+        self.project, self.env = project, {**podman_env(), "COMPOSE_FILE": files, **env}
 
     def compose(self, *args: str, check: bool = True, timeout: float = 900,
                 podman_args: Sequence[str] = ()) -> subprocess.CompletedProcess:
-        cmd = ["podman-compose", "-p", self.project, *(a for f in FILES for a in ("-f", f)), *podman_args, *args]
-        done = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
-        # podman-compose 1.0 exits 0 when a podman command it ran failed (`run` included): it prints each one's
-        # "exit code: N".
+        cmd = ["podman-compose", "-p", self.project, *podman_args, *args]
+        return self.checked(subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True,
+                                           timeout=timeout), " ".join(cmd), check)
+
+    @staticmethod
+    def checked(done: subprocess.CompletedProcess, what: str, check: bool = True) -> subprocess.CompletedProcess:
+        """podman-compose 1.0 exits 0 when a podman command it ran failed (`run` included): it prints each one's
+        "exit code: N"."""
         failed = [code for code in re.findall(r"^exit code: (-?\d+)$", done.stdout + done.stderr, re.M) if code != "0"]
         if check and (done.returncode != 0 or failed):
-            raise AssertionError(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout[-3000:]}\n"
+            raise AssertionError(f"{what} exited {done.returncode} {failed}:\n{done.stdout[-3000:]}\n"
                                  f"{done.stderr[-3000:]}")
         return done
 
-    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        """`compose run --rm --no-deps SERVICE ...` (podman-compose 1.0 drops run's own -v: the machine's CA bundle
-        goes in through --podman-run-args)."""
-        ca = [f"--podman-run-args=-v {HOST_CA}:/etc/amst-host-ca.crt:ro"] if HOST_CA else []
-        env = ["-e", "PIP_CERT=/etc/amst-host-ca.crt"] if HOST_CA else []
-        return self.compose("run", "--rm", "--no-deps", *env, *args, podman_args=ca, timeout=timeout)
+    def doc_command(self, line: str) -> str:
+        """A command line of Doc/deploy.md's podman section (it must be there, as written), as this stack runs it:
+        its own project name, and the machine's CA bundle where pip downloads."""
+        assert line in podman_doc_commands(), f"Doc/deploy.md's podman section has no line {line!r}"
+        line = line.replace(f"-p {DOC_PROJECT}", f"-p {self.project}").replace(f"{DOC_PROJECT}_", f"{self.project}_")
+        if HOST_CA and line.endswith(" build"):
+            line = line.replace("podman-compose ", f"podman-compose '--podman-build-args=--secret id=build_ca,"
+                                                   f"src={HOST_CA}' ", 1)
+        if HOST_CA and "prepare avdigits" in line:
+            line = line.replace("podman-compose ", f"podman-compose '--podman-run-args=-v {HOST_CA}:"
+                                                   f"/etc/amst-host-ca.crt:ro' ", 1)
+            line = line.replace(" run ", " run -e PIP_CERT=/etc/amst-host-ca.crt ", 1)
+        return line
 
-    def build(self) -> subprocess.CompletedProcess:
-        secret = [f"--podman-build-args=--secret id=build_ca,src={HOST_CA}"] if HOST_CA else []
-        return self.compose("build", podman_args=secret, timeout=1800)
+    def run_doc(self, line: str, cwd: Path = ROOT, timeout: float = 900) -> subprocess.CompletedProcess:
+        line = self.doc_command(line)
+        done = subprocess.run(["bash", "-c", f"set -o pipefail; {line}"], cwd=cwd, env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+        return self.checked(done, line)
 
     def container(self, service: str) -> str:
         return f"{self.project}_{service}_1"  # podman-compose 1.0's naming
@@ -129,6 +146,17 @@ class Stack:
 
     def leftovers(self) -> dict[str, list[str]]:
         return {kind: names for kind in ("container", "network", "volume") if (names := self.owned(kind))}
+
+
+def podman_doc_commands() -> list[str]:
+    """The command lines of the bash blocks of Doc/deploy.md's podman section, comments dropped."""
+    text = DEPLOY_DOC.read_text()
+    section = text[text.index(PODMAN_SECTION):]
+    section = section[:section.index("\n## ")]
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", section, re.S):
+        lines += [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    return lines
 
 
 def image_size_mb(image: str) -> float:
