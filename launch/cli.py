@@ -14,10 +14,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from launch import processes
 
     if args.role in ("api", "worker"):  # started beside `amst db upgrade`, in any order: wait for its schema
-        from amst_core.settings import get_settings
+        from amst_core.settings import Settings
         from amst_core.store import migrate
 
-        settings = get_settings()
+        settings = Settings()  # this command's environment, read now
         migrate.wait_for_schema(settings.db_url, settings.schema_wait_s)
     if args.role == "api":
         processes.serve_api(args.host, args.port or 8000, args.workers)

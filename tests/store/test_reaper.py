@@ -19,6 +19,7 @@ from amst_core.store.models import Run, RunStatus, utcnow
 from amst_core.sweeps import expand
 from tests.kit.db import tx
 from tests.kit.tiny import tiny_config
+from worker.settings import WorkerSettings
 
 SETTINGS = Settings(AMST_HEARTBEAT_S=1, AMST_LOST_AFTER=2, AMST_REAPER_S=1)
 
@@ -95,7 +96,7 @@ def test_a_worker_alone_reaps_and_releases_with_the_same_pass(url: str) -> None:
     from worker.runner import Maintenance
 
     run_id = lost_run(url)
-    settings = SETTINGS.model_copy(update={"database_url": url})
+    settings = WorkerSettings(**{**SETTINGS.model_dump(), "database_url": url})
     executor = SimpleNamespace(settings=settings, worker_id="alive", current_run=None, device="cpu")
     with tx(url) as s:
         lifecycle.register_worker(s, "alive", "host", 1, "cpu", "cpu")
@@ -112,7 +113,8 @@ def test_a_worker_whose_run_ended_runs_the_pass_at_once(url: str) -> None:
     """Its sweep's next run is released now, not at the next tick (minutes away here)."""
     from worker.runner import Maintenance
 
-    settings = SETTINGS.model_copy(update={"database_url": url, "heartbeat_s": 600.0, "reaper_s": 600.0})
+    settings = WorkerSettings(**{**SETTINGS.model_dump(), "database_url": url, "heartbeat_s": 600.0,
+                                 "reaper_s": 600.0})
     executor = SimpleNamespace(settings=settings, worker_id="alive", current_run=None, device="cpu")
     send = Sender("worker")
     maintenance = Maintenance(executor, "cpu", send)  # type: ignore[arg-type]
