@@ -42,10 +42,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from amst_core.settings import get_settings
+    from amst_core.settings import Settings
     from amst_core.store import migrate
 
-    settings = get_settings()
+    settings = Settings()  # this command's environment, read now
     migrate.wait_for_database(settings.db_url, settings.schema_wait_s)  # a stack starts it beside the database
     migrate.upgrade(settings.db_url)
     print(f"database at revision {migrate.current(settings.db_url)}", file=sys.stderr)
