@@ -35,7 +35,7 @@ RUN if ! python3 -c "import ensurepip, venv" 2>/dev/null; then \
 # from there: a rebuild downloads only what changed. A plain pip cache would not do: pip stores only what the index
 # lets it cache, and a proxy that says no-store leaves it empty. setuptools comes along to build the project below.
 COPY pyproject.toml constraints.txt /tmp/deps/
-RUN --mount=type=cache,target=/root/.cache/amst-wheels --mount=type=secret,id=build_ca \
+RUN --mount=type=cache,target=/root/.cache/amst-wheels,sharing=locked --mount=type=secret,id=build_ca \
     if [ -s /run/secrets/build_ca ]; then export PIP_CERT=/run/secrets/build_ca; fi \
  && python -c "import tomllib; p = tomllib.load(open('/tmp/deps/pyproject.toml', 'rb')); print(*p['build-system']['requires'], *p['project']['dependencies'], *(d for e in ('ui', 'media', 'stats') for d in p['project']['optional-dependencies'][e]), sep=chr(10))" \
       > /tmp/deps/requirements.txt \

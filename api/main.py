@@ -74,8 +74,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def check_database(app: FastAPI) -> None:
-    """Say at startup what is wrong with the database, but keep serving: /health reports it, and the database
-    may come up after the API does."""
+    """Say at startup what is wrong with the database, but keep serving: /health reports it. (`amst serve api`
+    first waits AMST_SCHEMA_WAIT_S for the schema; an app started otherwise, e.g. in tests, may find none.)"""
     try:
         if not inspect(app.state.engine).has_table("runs"):
             log.warning("the database has no run store yet: run `amst db upgrade`")

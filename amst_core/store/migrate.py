@@ -41,13 +41,17 @@ def current(url: str | None = None) -> str | None:
 
 def head() -> str | None:
     """The newest revision this code's migrations make."""
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    return _scripts().get_current_head()
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
 
 
 def wait_for_database(url: str, timeout_s: float, poll_s: float = 1.0) -> str | None:
     """The database's current revision, once it answers; SystemExit naming the database and the last error when it
     has not answered within `timeout_s`."""
-    return _wait(lambda: (current(url), None), url, timeout_s, poll_s, "answer")
+    return _wait(lambda left: (_revision_now(url, left), None), url, timeout_s, poll_s, "answer")
 
 
 def wait_for_schema(url: str, timeout_s: float, poll_s: float = 1.0) -> None:
@@ -55,16 +59,49 @@ def wait_for_schema(url: str, timeout_s: float, poll_s: float = 1.0) -> None:
     is missing after `timeout_s`."""
     newest = head()
 
-    def at_head() -> tuple[str | None, str | None]:
-        revision = current(url)
-        missing = None if revision == newest else (
-            f"its schema is at revision {revision or 'none (empty)'}, this code needs {newest}: run `amst db upgrade`")
-        return revision, missing
+    def at_head(left: float) -> tuple[str | None, str | None]:
+        revision = _revision_now(url, left)
+        if revision == newest:
+            return revision, None
+        if revision is not None and not _known(revision):
+            return revision, f"its schema is at revision {revision}, newer than this code's {newest}: upgrade the code"
+        return revision, (f"its schema is at revision {revision or 'none (empty)'}, this code needs {newest}: "
+                          "run `amst db upgrade`")
 
     _wait(at_head, url, timeout_s, poll_s, "be at the current schema")
 
 
-def _wait(probe: Callable[[], tuple[str | None, str | None]], url: str, timeout_s: float, poll_s: float,
+def _known(revision: str) -> bool:
+    try:
+        return _scripts().get_revision(revision) is not None
+    except Exception:  # alembic's "Can't locate revision": a newer code's migration
+        return False
+
+
+def _revision_now(url: str, timeout_s: float) -> str | None:
+    """One look at the database's revision, over a connection of its own that gives up after `timeout_s` (a host
+    that drops packets would otherwise hold the wait for minutes) and is closed after."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        args: dict = {"timeout": max(1.0, timeout_s)}
+    else:  # libpq: whole seconds, at least 2
+        args = {"connect_timeout": max(2, min(10, int(timeout_s)))}
+    engine = create_engine(url, poolclass=NullPool, connect_args=args)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def _wait(probe: Callable[[float], tuple[str | None, str | None]], url: str, timeout_s: float, poll_s: float,
           what: str) -> str | None:
     from sqlalchemy.engine import make_url
 
@@ -72,8 +109,8 @@ def _wait(probe: Callable[[], tuple[str | None, str | None]], url: str, timeout_
     deadline, said = time.monotonic() + timeout_s, False
     while True:
         try:
-            revision, missing = probe()
-        except Exception as err:
+            revision, missing = probe(deadline - time.monotonic())
+        except Exception as err:  # whatever keeps it from answering (refused, resolving, starting up): not yet
             revision, missing = None, f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
         if missing is None:
             return revision

@@ -59,9 +59,14 @@ def test_every_row_is_used_and_names_tests_that_exist() -> None:
 
 
 def stack_test_strings() -> set[str]:
-    """The string constants of the stack test (adjacent literals come out joined)."""
-    return {node.value for node in ast.walk(ast.parse(STACK_TEST.read_text()))
-            if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    """The string constants of the stack test's code (adjacent literals come out joined), docstrings left out: a
+    line only mentioned does not count as run."""
+    tree = ast.parse(STACK_TEST.read_text())
+    docstrings = {id(owner.body[0].value) for owner in ast.walk(tree)
+                  if isinstance(owner, ast.Module | ast.FunctionDef | ast.ClassDef) and owner.body
+                  and isinstance(owner.body[0], ast.Expr) and isinstance(owner.body[0].value, ast.Constant)}
+    return {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+            and isinstance(node.value, str) and id(node) not in docstrings}
 
 
 @pytest.mark.parametrize("line", [c for c in dict.fromkeys(podman_doc_commands()) if not c.startswith("docker ")])

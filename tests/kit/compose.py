@@ -4,9 +4,11 @@ leaves nothing of the project behind. Every command is one a user types (Doc/dep
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -20,10 +22,11 @@ DOC_PROJECT = "amst-studio"  # the project name the doc's podman commands use
 BASE_IMAGE = "localhost/amst-debian:bookworm"
 CONTAINERS_CONF = ROOT / "deploy" / "local" / "containers.conf"
 PACKAGES = {"podman": "podman", "podman-compose": "podman-compose", "runc": "runc", "debootstrap": "debootstrap"}
-# What a machine that intercepts TLS trusts (its CA bundle): pip inside the build and `prepare avdigits` need it.
-# It stays the machine's: mounted for one build step, never copied into the image or the repository.
-HOST_CA = next((Path(p) for p in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"),
-                                  "/etc/ssl/certs/ca-certificates.crt") if p and Path(p).is_file()), None)
+# The CA bundle of a machine that intercepts TLS, where its environment names one for pip (this workplace's does):
+# pip inside the build and `prepare avdigits` need it. It stays the machine's: mounted for one step, never copied
+# into the image or the repository. Elsewhere the doc's lines run exactly as written.
+HOST_CA = next((Path(p) for p in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"))
+                if p and Path(p).is_file()), None)
 
 
 def missing_tools() -> list[str]:
@@ -56,8 +59,24 @@ def podman_env() -> dict[str, str]:
 
 
 def podman(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(["podman", *args], env=podman_env(), capture_output=True, text=True, check=check,
-                          timeout=timeout)
+    done = run_group(["podman", *args], podman_env(), ROOT, timeout)
+    if check and done.returncode != 0:
+        raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
+    return done
+
+
+def run_group(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """Run `cmd` in a process group of its own, killed whole when it overruns: podman-compose's podman and
+    buildah children would otherwise go on after a timeout."""
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def ensure_base_image() -> float:
@@ -80,8 +99,7 @@ class Stack:
     def compose(self, *args: str, check: bool = True, timeout: float = 900,
                 podman_args: Sequence[str] = ()) -> subprocess.CompletedProcess:
         cmd = ["podman-compose", "-p", self.project, *podman_args, *args]
-        return self.checked(subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True,
-                                           timeout=timeout), " ".join(cmd), check)
+        return self.checked(run_group(cmd, self.env, ROOT, timeout), " ".join(cmd), check)
 
     @staticmethod
     def checked(done: subprocess.CompletedProcess, what: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -109,9 +127,7 @@ class Stack:
 
     def run_doc(self, line: str, cwd: Path = ROOT, timeout: float = 900) -> subprocess.CompletedProcess:
         line = self.doc_command(line)
-        done = subprocess.run(["bash", "-c", f"set -o pipefail; {line}"], cwd=cwd, env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-        return self.checked(done, line)
+        return self.checked(run_group(["bash", "-c", f"set -o pipefail; {line}"], self.env, cwd, timeout), line)
 
     def container(self, service: str) -> str:
         return f"{self.project}_{service}_1"  # podman-compose 1.0's naming
@@ -130,11 +146,16 @@ class Stack:
         return done.stdout + done.stderr  # podman logs replays the container's stderr on its own
 
     def down(self) -> None:
-        """podman-compose 1.0 stops and removes the containers and (-v) the volumes, but leaves its network:
-        remove that too."""
-        self.compose("down", "-v", "-t", "60", check=False, timeout=300)
-        for network in self.owned("network"):
-            podman("network", "rm", "-f", network, check=False)
+        """Whatever state a test left: `down -v`, then force-remove what is still there (podman-compose 1.0 leaves
+        its network; a test cut short may leave more)."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.compose("down", "-v", "-t", "60", check=False, timeout=300)
+        for name in self.owned("container"):
+            podman("rm", "-f", "-t", "10", name, check=False)
+        for name in self.owned("volume"):
+            podman("volume", "rm", "-f", name, check=False)
+        for name in self.owned("network"):
+            podman("network", "rm", "-f", name, check=False)
 
     def owned(self, kind: str) -> list[str]:
         """Names of the containers, networks or volumes that carry this project's label (podman-compose 1.0

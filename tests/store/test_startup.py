@@ -39,6 +39,17 @@ def test_an_empty_store_is_waited_for_then_named_with_the_fix(tmp_path: Path) ->
     assert "run `amst db upgrade`" in message and "within 0.3 s (AMST_SCHEMA_WAIT_S)" in message
 
 
+def test_a_store_newer_than_the_code_says_so(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = migrated_sqlite(tmp_path / "amst.db")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE alembic_version SET version_num = 'f00dcafe0099'")
+    with pytest.raises(SystemExit) as failed:
+        migrate.wait_for_schema(f"sqlite:///{path}", timeout_s=0.2, poll_s=0.1)
+    assert f"at revision f00dcafe0099, newer than this code's {migrate.head()}: upgrade the code" in str(failed.value)
+
+
 def test_the_wait_ends_when_the_migration_lands(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     url = f"sqlite:///{tmp_path / 'amst.db'}"
     upgrade = threading.Timer(0.5, migrate.upgrade, args=(url,))
