@@ -50,9 +50,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def get_engine(url: str | None = None) -> Engine:
     url = normalise_url(url or database_url())
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        make_sqlite_folder(url)
         # No bound on connections: SQLite serialises writers itself (busy_timeout), and a connection is a file
         # handle. A bounded pool only added a second queue, whose 30 s timeout answered 500 to concurrent
         # requests, some after their commit (100 sweeps at once: 63 failed, 61 s; unbounded: none, 3 s).
@@ -65,6 +63,13 @@ def get_engine(url: str | None = None) -> Engine:
     # pool and fail after its 30 s, some after their commit (100 sweeps at once). Those beyond 10 are opened only
     # while needed and closed after; PostgreSQL's default max_connections is 100.
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=POOL_THREADS - 10)
+
+
+def make_sqlite_folder(url: str) -> None:
+    """SQLite makes the database file, not its folder."""
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 @lru_cache(maxsize=4)

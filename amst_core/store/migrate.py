@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from amst_core.store.db import database_url, normalise_url
+from amst_core.store.db import database_url, make_sqlite_folder, normalise_url
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 log = logging.getLogger(__name__)
@@ -30,13 +30,25 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-def current(url: str | None = None) -> str | None:
+def current(url: str | None = None, timeout_s: float = 10.0) -> str | None:
+    """The database's revision (None: an empty database), over a connection of its own that gives up after
+    `timeout_s` (a host that drops packets would otherwise hold a caller for minutes) and is closed after."""
     from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
 
-    from amst_core.store.db import get_engine
-
-    with get_engine(url).connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    url = normalise_url(url or database_url())
+    if url.startswith("sqlite"):
+        make_sqlite_folder(url)
+        args: dict = {"timeout": max(1.0, timeout_s)}
+    else:  # libpq: whole seconds, at least 2
+        args = {"connect_timeout": max(2, min(10, int(timeout_s)))}
+    engine = create_engine(url, poolclass=NullPool, connect_args=args)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
 
 
 def head() -> str | None:
@@ -51,7 +63,7 @@ def _scripts() -> ScriptDirectory:
 def wait_for_database(url: str, timeout_s: float, poll_s: float = 1.0) -> str | None:
     """The database's current revision, once it answers; SystemExit naming the database and the last error when it
     has not answered within `timeout_s`."""
-    return _wait(lambda left: (_revision_now(url, left), None), url, timeout_s, poll_s, "answer")
+    return _wait(lambda left: (current(url, left), None), url, timeout_s, poll_s, "answer")
 
 
 def wait_for_schema(url: str, timeout_s: float, poll_s: float = 1.0) -> None:
@@ -60,7 +72,7 @@ def wait_for_schema(url: str, timeout_s: float, poll_s: float = 1.0) -> None:
     newest = head()
 
     def at_head(left: float) -> tuple[str | None, str | None]:
-        revision = _revision_now(url, left)
+        revision = current(url, left)
         if revision == newest:
             return revision, None
         if revision is not None and not _known(revision):
@@ -76,29 +88,6 @@ def _known(revision: str) -> bool:
         return _scripts().get_revision(revision) is not None
     except Exception:  # alembic's "Can't locate revision": a newer code's migration
         return False
-
-
-def _revision_now(url: str, timeout_s: float) -> str | None:
-    """One look at the database's revision, over a connection of its own that gives up after `timeout_s` (a host
-    that drops packets would otherwise hold the wait for minutes) and is closed after."""
-    from alembic.runtime.migration import MigrationContext
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
-    url = normalise_url(url)
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        args: dict = {"timeout": max(1.0, timeout_s)}
-    else:  # libpq: whole seconds, at least 2
-        args = {"connect_timeout": max(2, min(10, int(timeout_s)))}
-    engine = create_engine(url, poolclass=NullPool, connect_args=args)
-    try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-    finally:
-        engine.dispose()
 
 
 def _wait(probe: Callable[[float], tuple[str | None, str | None]], url: str, timeout_s: float, poll_s: float,
