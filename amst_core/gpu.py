@@ -1,4 +1,5 @@
-"""GPU utilisation and memory of the run's device, as run-level series (`gpu_util`, `gpu_mem_gib`).
+"""GPU utilisation and memory of the run's device, as run-level series (`gpu_util`, `gpu_mem_gib`); and the GPUs a
+worker announces in the run store (`visible_gpus`).
 
 A daemon thread samples NVIDIA's management library (NVML, the `pynvml` module of `nvidia-ml-py`) every
 `interval_s`; at each epoch's end the engine takes the mean utilisation and the peak memory used since the epoch
@@ -13,12 +14,36 @@ import os
 import threading
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
 log = logging.getLogger("amst.gpu")
 GIB = 2**30
+MIB = 2**20
+
+
+class GpuInfo(TypedDict):
+    index: int  # as this process numbers it: cuda:<index> (CUDA_VISIBLE_DEVICES may hide or reorder the machine's)
+    name: str
+    memory_mib: int  # the card's total memory
+
+
+def visible_gpus() -> list[GpuInfo]:
+    """The GPUs this process may use, as torch sees them (a worker pinned with `--gpu N` sees its one GPU as
+    cuda:0); empty on a machine without CUDA. A driver that answers the count but not a card's properties is
+    logged and that card left out: a worker that cannot describe a GPU must still register and heartbeat."""
+    if not torch.cuda.is_available():
+        return []
+    gpus: list[GpuInfo] = []
+    for index in range(torch.cuda.device_count()):
+        try:
+            props = torch.cuda.get_device_properties(index)
+        except Exception as err:
+            log.warning("cannot read the properties of cuda:%d (%s): left out of the worker's GPUs", index, err)
+            continue
+        gpus.append(GpuInfo(index=index, name=str(props.name), memory_mib=int(props.total_memory) // MIB))
+    return gpus
 
 
 @dataclass(frozen=True)

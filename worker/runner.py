@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
-from amst_core import runlog
+from amst_core import placement, runlog
 from amst_core.config import RunConfig
 from amst_core.runlog import RunLogHandler, log_path
 from amst_core.store import lifecycle, reaper
@@ -208,9 +208,11 @@ class Maintenance(threading.Thread):
 
     def run(self) -> None:
         settings, worker_id = self.executor.settings, self.executor.worker_id
+        from amst_core.gpu import visible_gpus  # torch: this module stays light to import, as device_label
+
         with session_scope(settings.db_url) as s:
-            lifecycle.register_worker(s, worker_id, socket.gethostname(), os.getpid(), self.queues,
-                                      self.executor.device)
+            lifecycle.register_worker(s, worker_id, placement.here(), self.queues, self.executor.device,
+                                      visible_gpus())
         self.beat()
         while not self.sleep(min(settings.heartbeat_s, settings.reaper_s)):
             self.tick()

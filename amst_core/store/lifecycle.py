@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from amst_core.config import RunConfig
+from amst_core.placement import Placement
 from amst_core.settings import Settings, queue_for
 from amst_core.store.models import ACTIVE, TERMINAL, Attempt, Point, Run, RunStatus, RunTag, Series, Worker, utcnow
 from amst_core.vocab import LIVE, RETRYABLE
@@ -460,14 +461,31 @@ def queued_runs_without_lease(s: Session, older_than_s: float) -> list[tuple[str
     return [(r.id, r.queue) for r in rows.all()]
 
 
-def register_worker(s: Session, worker_id: str, hostname: str, pid: int, queues: str, device: str) -> None:
-    worker = s.get(Worker, worker_id)
+def register_worker(s: Session, worker_id: str, place: Placement, queues: str, device: str,
+                    gpus: Sequence[Mapping[str, Any]]) -> None:
+    """A worker's row at its start: where it runs (host, process, Slurm job, pod) and what it has (device, GPUs).
+    A worker started again under the same id (AMST_WORKER_ID) replaces what its previous life said: it may be
+    back in another job or pod, and it runs nothing yet."""
     now = utcnow()
+    values: dict[str, Any] = {
+        "hostname": place.hostname, "pid": place.pid, "queues": queues, "device": device,
+        "gpus": [dict(g) for g in gpus], "slurm_job_id": place.slurm_job_id, "slurm_job_name": place.slurm_job_name,
+        "slurm_partition": place.slurm_partition, "pod_name": place.pod_name, "pod_namespace": place.pod_namespace,
+        "started_at": now, "heartbeat_at": now, "stopped_at": None, "current_run_id": None}
+    values = {name: fitted(Worker, name, value) for name, value in values.items()}
+    worker = s.get(Worker, worker_id)
     if worker is None:
-        s.add(Worker(id=worker_id, hostname=hostname, pid=pid, queues=queues, device=device, started_at=now,
-                     heartbeat_at=now))
+        s.add(Worker(id=worker_id, **values))
     else:
-        worker.heartbeat_at, worker.stopped_at, worker.queues, worker.device = now, None, queues, device
+        for name, value in values.items():
+            setattr(worker, name, value)
+
+
+def fitted(model: type, column: str, value: Any) -> Any:
+    """A string cut to its column's length: what the environment names (a Slurm job name, a host) may be longer
+    than the store keeps, and PostgreSQL refuses an over-long value where SQLite would keep it whole."""
+    length = getattr(model.__table__.c[column].type, "length", None)
+    return value[:length] if isinstance(value, str) and length else value
 
 
 def worker_heartbeat(s: Session, worker_id: str, current_run_id: str | None) -> None:

@@ -233,3 +233,12 @@ class Worker(Base):
     heartbeat_at: Mapped[datetime] = mapped_column(Tz, default=utcnow)
     current_run_id: Mapped[str | None] = mapped_column(String(32))
     stopped_at: Mapped[datetime | None] = mapped_column(Tz)
+    # what it announces at start (amst_core.gpu.visible_gpus, amst_core.placement.here): its GPUs, [{index, name,
+    # memory_mib}] ([] on a CPU worker, NULL: registered before workers said), and the Slurm job or Kubernetes pod
+    # it runs in (NULL: none)
+    gpus: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    slurm_job_id: Mapped[str | None] = mapped_column(String(64))
+    slurm_job_name: Mapped[str | None] = mapped_column(String(200))
+    slurm_partition: Mapped[str | None] = mapped_column(String(200))
+    pod_name: Mapped[str | None] = mapped_column(String(253))  # a DNS subdomain name, at most 253 characters
+    pod_namespace: Mapped[str | None] = mapped_column(String(63))  # a DNS label

@@ -17,6 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from amst_core.catalog import DATASETS, METHODS
+from amst_core.placement import Placement
 from amst_core.store import lifecycle
 from amst_core.store.db import get_engine
 from amst_core.store.models import Run, RunStatus, Worker, utcnow
@@ -101,8 +102,8 @@ def test_datasets_say_whether_prepared(client: TestClient, data_root: Path) -> N
 
 def test_workers(client: TestClient, db_url: str) -> None:
     with Session(get_engine(db_url)) as s, s.begin():
-        lifecycle.register_worker(s, "gpu0@box", "box", 11, "gpu", "cuda:0")
-        lifecycle.register_worker(s, "cpu@box", "box", 12, "cpu", "cpu")
+        lifecycle.register_worker(s, "gpu0@box", Placement("box", 11), "gpu", "cuda:0", [])
+        lifecycle.register_worker(s, "cpu@box", Placement("box", 12), "cpu", "cpu", [])
         s.execute(update(Worker).where(Worker.id == "cpu@box").values(heartbeat_at=utcnow() - timedelta(hours=1)))
     workers = client.get("/workers").json()
     assert [w["id"] for w in workers] == ["gpu0@box", "cpu@box"]
@@ -196,11 +197,11 @@ def test_reaper_resends_a_message_only_an_idle_worker_could_have_lost(
     waiting = submit(client)["id"]
     with Session(get_engine(db_url)) as s, s.begin():
         s.execute(update(Run).where(Run.id == waiting).values(updated_at=utcnow() - timedelta(days=1)))
-        lifecycle.register_worker(s, "busy", "box", 1, "cpu,gpu", "cpu")
+        lifecycle.register_worker(s, "busy", Placement("box", 1), "cpu,gpu", "cpu", [])
         lifecycle.worker_heartbeat(s, "busy", "another-run")
     assert reap_once(app) == []  # the only worker is training: the run is simply waiting its turn
     with Session(get_engine(db_url)) as s, s.begin():
-        lifecycle.register_worker(s, "idle", "box", 2, "cpu", "cpu")
+        lifecycle.register_worker(s, "idle", Placement("box", 2), "cpu", "cpu", [])
     assert reap_once(app) == [waiting]
     assert dispatcher.sent[-1] == (waiting, "cpu")
     assert reap_once(app) == []  # updated_at moved: not again on the next pass

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from amst_core.placement import Placement
 from amst_core.settings import Settings
 from amst_core.store import lifecycle, reaper
 from amst_core.store import sweeps as store
@@ -86,7 +87,7 @@ def test_a_refused_message_is_tried_again_at_the_next_pass(url: str) -> None:
     assert a_pass(url, broker_down).resent == []  # type: ignore[arg-type]
     # It is queued now, its message never sent: re-sent once it has waited on an idle queue.
     with tx(url) as s:
-        lifecycle.register_worker(s, "idle", "host", 1, "cpu", "cpu")
+        lifecycle.register_worker(s, "idle", Placement("host", 1), "cpu", "cpu", [])
         s.execute(update(Run).where(Run.id == run_id).values(updated_at=utcnow() - timedelta(hours=1)))
     assert a_pass(url, Sender("api")).resent == [run_id]
 
@@ -99,7 +100,7 @@ def test_a_worker_alone_reaps_and_releases_with_the_same_pass(url: str) -> None:
     settings = WorkerSettings(**{**SETTINGS.model_dump(), "database_url": url})
     executor = SimpleNamespace(settings=settings, worker_id="alive", current_run=None, device="cpu")
     with tx(url) as s:
-        lifecycle.register_worker(s, "alive", "host", 1, "cpu", "cpu")
+        lifecycle.register_worker(s, "alive", Placement("host", 1), "cpu", "cpu", [])
     send = Sender("worker")
     maintenance = Maintenance(executor, "cpu", send)  # type: ignore[arg-type]
     maintenance.clock = lifecycle.ReaperClock.sure(settings.lost_after_s)

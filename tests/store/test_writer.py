@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 
 from amst_core.metrics import MetricPoint
+from amst_core.placement import Placement
 from amst_core.selection import ModelSelection
 from amst_core.store import lifecycle
 from amst_core.store.db import get_engine
 from amst_core.store.migrate import alembic_config, current
-from amst_core.store.models import Modality, Point, Series
+from amst_core.store.models import Modality, Point, Series, Worker
 from amst_core.store.writer import DbSink
 from tests.kit.db import empty_pg_database, tx
 from tests.kit.store import epoch, load, new_run, selecting, stored
@@ -247,3 +249,34 @@ def test_migrations_upgrade_an_empty_database_to_head_without_drift(empty_url: s
     command.upgrade(cfg, "head")  # idempotent
     with tx(empty_url) as s:
         lifecycle.create_run(s, tiny_config())
+
+
+OLD_WORKER = {"id": "gpu0@box", "hostname": "box", "pid": 11, "queues": "gpu", "device": "cuda:0",
+              "started_at": "2026-12-01 10:00:00", "heartbeat_at": "2026-12-01 10:00:05", "current_run_id": "r1"}
+
+
+def test_0005_keeps_the_workers_registered_before_it_and_goes_back(empty_url: str) -> None:
+    """Workers announce their GPUs, Slurm job and pod from 0005 on: a worker row written at 0004 survives the
+    upgrade (nothing announced: NULL, which GET /workers reads as "not said"), registers again with all of it, and
+    the downgrade drops the new columns and keeps the row (SQLite rebuilds the table for it)."""
+    cfg = alembic_config(empty_url)
+    command.upgrade(cfg, "0004")
+    columns = ", ".join(OLD_WORKER)
+    with get_engine(empty_url).begin() as conn:
+        conn.execute(text(f"INSERT INTO workers ({columns}) VALUES ({', '.join(':' + c for c in OLD_WORKER)})"),
+                     OLD_WORKER)
+    command.upgrade(cfg, "0005")
+    with tx(empty_url) as s:
+        old = s.get(Worker, "gpu0@box")
+        assert (old.hostname, old.pid, old.queues, old.device, old.current_run_id) == ("box", 11, "gpu", "cuda:0", "r1")
+        assert old.heartbeat_at == datetime(2026, 12, 1, 10, 0, 5, tzinfo=UTC)
+        assert (old.gpus, old.slurm_job_id, old.pod_name) == (None, None, None)
+        lifecycle.register_worker(s, "gpu0@box", Placement("node7", 12, slurm_job_id="4242"), "gpu", "cuda:0",
+                                  [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_mib": 81_105}])
+    with tx(empty_url) as s:
+        again = s.get(Worker, "gpu0@box")
+        assert (again.hostname, again.slurm_job_id, again.gpus[0]["memory_mib"]) == ("node7", "4242", 81_105)
+    command.downgrade(cfg, "0004")
+    with get_engine(empty_url).connect() as conn:
+        row = conn.execute(text("SELECT * FROM workers")).mappings().one()
+    assert "gpus" not in row and (row["id"], row["hostname"], row["queues"]) == ("gpu0@box", "node7", "gpu")
