@@ -110,6 +110,8 @@ class Client:
         return self.json("GET", "/datasets")
 
     def workers(self) -> list[Worker]:
+        """Every worker that registered, latest heartbeat first: where it runs (host, Slurm job, Kubernetes pod),
+        its GPUs, queues, the run it trains and its state (alive, lost, stopped)."""
         return self.json("GET", "/workers")
 
     # ---- runs ---------------------------------------------------------------------------------------------------

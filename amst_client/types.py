@@ -156,17 +156,42 @@ class Dataset(TypedDict):
     knobs: NotRequired[list[str]]  # the dataset options (dataset.<knob>) a run of it may set
 
 
+class Gpu(TypedDict):
+    index: int  # cuda:<index> in the worker's process
+    name: str
+    memory_mib: int
+
+
+class SlurmJob(TypedDict):
+    job_id: str
+    job_name: str | None
+    partition: str | None
+
+
+class Pod(TypedDict):
+    name: str
+    namespace: str | None
+
+
 class Worker(TypedDict):
+    """One worker: where it runs (`hostname`, `pid`, `slurm`, `pod`), its GPUs (None: it did not say), what it
+    trains (`current_run_id`, `current_run_name`) and `state`: alive, lost or stopped."""
+
     id: str
     hostname: str
     pid: int
     queues: list[str]
     device: str
+    gpus: list[Gpu] | None
+    slurm: SlurmJob | None
+    pod: Pod | None
     started_at: str
     heartbeat_at: str
     heartbeat_age_s: float
     alive: bool
+    state: str
     current_run_id: str | None
+    current_run_name: str | None
     stopped_at: str | None
 
 

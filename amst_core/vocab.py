@@ -125,6 +125,9 @@ RETRYABLE: tuple[RunStatus, ...] = (RunStatus.failed, RunStatus.cancelled, RunSt
 SweepStatus = Literal["queued", "running", "cancelling", "succeeded", "finished", "cancelled"]
 SWEEP_STATUSES: tuple[SweepStatus, ...] = get_args(SweepStatus)
 SWEEP_ACTIVE: tuple[SweepStatus, ...] = SWEEP_STATUSES[:3]
+# A worker's state, judged from its row (GET /workers): alive, heartbeating within the lost limit; lost, its
+# heartbeats stopped without a word (killed, its node or job gone); stopped, it said it was stopping.
+WorkerState = Literal["alive", "lost", "stopped"]
 
 
 def vocabulary() -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from amst_core.recipes import Origin, config_origin
 from amst_core.store.lifecycle import LIVE
 from amst_core.store.models import ACTIVE, Attempt, Run, RunStatus, Worker
 from amst_core.store.queries import LatestValue, SeriesPoints, finite
-from amst_core.vocab import Modality, SeriesKind, Split, SweepStatus
+from amst_core.vocab import Modality, SeriesKind, Split, SweepStatus, WorkerState
 
 # A stored config: a RunConfig in the OpenAPI schema (api.main.custom_openapi puts the reference where this
 # marker is, so that a generated client gets the model), answered as it was stored (a config an older version
@@ -319,26 +320,59 @@ class DatasetOut(BaseModel):
                                                  "paper's settings for this dataset, with its data's defaults")
 
 
+class GpuOut(BaseModel):
+    index: int = Field(description="the GPU's number in the worker's process (cuda:<index>; a worker pinned with "
+                                   "--gpu N sees its one GPU as 0)")
+    name: str = Field(description="the card's name, as CUDA says it (e.g. NVIDIA H100 80GB HBM3)")
+    memory_mib: int = Field(description="its total memory in MiB")
+
+
+class SlurmJobOut(BaseModel):
+    job_id: str = Field(description="SLURM_JOB_ID: what `scancel` and `squeue -j` take")
+    job_name: str | None
+    partition: str | None
+
+
+class PodOut(BaseModel):
+    name: str = Field(description="POD_NAME (the downward API), else the pod's HOSTNAME")
+    namespace: str | None = Field(description="POD_NAMESPACE, when the manifest sets it")
+
+
 class WorkerOut(BaseModel):
     id: str
     hostname: str
     pid: int
     queues: list[str]
     device: str
+    gpus: list[GpuOut] | None = Field(description="the GPUs the worker may use, as it announced them at start; [] "
+                                                  "on a CPU worker; null: it registered before workers said")
+    slurm: SlurmJobOut | None = Field(description="the Slurm job the worker runs in; null outside Slurm")
+    pod: PodOut | None = Field(description="the Kubernetes pod the worker runs in; null outside Kubernetes")
     started_at: datetime
     heartbeat_at: datetime
     heartbeat_age_s: float
-    alive: bool
-    current_run_id: str | None
+    alive: bool = Field(description="not stopped, and a heartbeat within the lost limit (AMST_HEARTBEAT_S x "
+                                    "AMST_LOST_AFTER)")
+    state: WorkerState = Field(description="alive; lost: its heartbeats stopped without a word (killed, its node "
+                                           "or job gone); stopped: it said it was stopping")
+    current_run_id: str | None = Field(description="the run it trains now (a lost worker: the run it trained when "
+                                                   "it went silent)")
+    current_run_name: str | None = Field(description="that run's name (null when the run was deleted since)")
     stopped_at: datetime | None
 
     @classmethod
-    def of(cls, w: Worker, now: datetime, lost_after_s: float) -> WorkerOut:
+    def of(cls, w: Worker, now: datetime, lost_after_s: float, run_names: Mapping[str, str]) -> WorkerOut:
         age = (now - w.heartbeat_at).total_seconds()
+        state: WorkerState = "stopped" if w.stopped_at is not None else "lost" if age > lost_after_s else "alive"
         return cls(id=w.id, hostname=w.hostname, pid=w.pid, queues=[q for q in w.queues.split(",") if q],
-                   device=w.device, started_at=w.started_at, heartbeat_at=w.heartbeat_at,
-                   heartbeat_age_s=round(age, 3), alive=w.stopped_at is None and age <= lost_after_s,
-                   current_run_id=w.current_run_id, stopped_at=w.stopped_at)
+                   device=w.device, gpus=w.gpus,
+                   slurm=SlurmJobOut(job_id=w.slurm_job_id, job_name=w.slurm_job_name, partition=w.slurm_partition)
+                   if w.slurm_job_id else None,
+                   pod=PodOut(name=w.pod_name, namespace=w.pod_namespace) if w.pod_name else None,
+                   started_at=w.started_at, heartbeat_at=w.heartbeat_at, heartbeat_age_s=round(age, 3),
+                   alive=state == "alive", state=state, current_run_id=w.current_run_id,
+                   current_run_name=run_names.get(w.current_run_id) if w.current_run_id else None,
+                   stopped_at=w.stopped_at)
 
 
 class DependencyOut(BaseModel):

@@ -267,6 +267,12 @@ def workers(s: Session, limit: int = 500) -> list[Worker]:
     return list(s.scalars(select(Worker).order_by(Worker.heartbeat_at.desc(), Worker.id).limit(limit)))
 
 
+def run_names(s: Session, run_ids: Sequence[str]) -> dict[str, str]:
+    """Run id -> name, for the runs that exist among `run_ids` (what workers train: one query for a whole list)."""
+    ids = sorted(set(run_ids))
+    return dict(s.execute(select(Run.id, Run.name).where(Run.id.in_(ids))).tuples().all()) if ids else {}
+
+
 def finite(value: float | None) -> float | None:
     """JSON has no NaN or infinity: a diverged loss is reported as null."""
     return value if value is not None and math.isfinite(value) else None

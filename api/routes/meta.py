@@ -96,9 +96,12 @@ def pair_runs(s: SessionDep,
 
 @router.get("/workers", response_model=list[WorkerOut])
 def list_workers(s: SessionDep, settings: SettingsDep) -> list[WorkerOut]:
-    """Workers that registered, most recent heartbeat first; `alive` means a heartbeat within the lost limit."""
+    """Workers that registered, most recent heartbeat first: where each runs (host, Slurm job, Kubernetes pod),
+    its GPUs, queues and device, the run it trains, its heartbeat's age and its state (alive, lost, stopped)."""
     now = utcnow()
-    return [WorkerOut.of(w, now, settings.lost_after_s) for w in queries.workers(s)]
+    workers = queries.workers(s)
+    names = queries.run_names(s, [w.current_run_id for w in workers if w.current_run_id])
+    return [WorkerOut.of(w, now, settings.lost_after_s, names) for w in workers]
 
 
 HEALTH_CACHE_S = 2.0  # a load balancer polling every second costs the broker one connection every 2 s

@@ -111,6 +111,39 @@ def test_workers(client: TestClient, db_url: str) -> None:
     assert not workers[1]["alive"] and workers[1]["heartbeat_age_s"] > 3000
 
 
+H100 = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_mib": 81_105}
+
+
+def test_workers_say_where_they_run_their_gpus_and_what_they_train(client: TestClient, db_url: str) -> None:
+    run = submit(client, config(name="skip-audio-2"))
+    in_slurm = Placement("node07", 311, slurm_job_id="4242", slurm_job_name="amst-worker", slurm_partition="gpu")
+    in_pod = Placement("amst-worker-0", 1, pod_name="amst-worker-0", pod_namespace="research")
+    with Session(get_engine(db_url)) as s, s.begin():
+        lifecycle.register_worker(s, "slurm", in_slurm, "gpu", "cuda:0", [H100, {**H100, "index": 1}])
+        lifecycle.worker_heartbeat(s, "slurm", run["id"])
+        lifecycle.register_worker(s, "pod", in_pod, "gpu", "cuda:0", [H100])
+        lifecycle.worker_heartbeat(s, "pod", "a-deleted-run")
+        lifecycle.register_worker(s, "gone", Placement("box", 2), "cpu", "cpu", [])
+        lifecycle.worker_stopped(s, "gone")
+        lifecycle.register_worker(s, "old", Placement("box", 3), "cpu", "cpu", [])
+        s.execute(update(Worker).where(Worker.id == "old").values(gpus=None,  # registered before 0005
+                                                                  heartbeat_at=utcnow() - timedelta(hours=1)))
+    workers = {w["id"]: w for w in client.get("/workers").json()}
+    slurm, pod, gone, old = workers["slurm"], workers["pod"], workers["gone"], workers["old"]
+    assert slurm["slurm"] == {"job_id": "4242", "job_name": "amst-worker", "partition": "gpu"}
+    assert slurm["pod"] is None and slurm["hostname"] == "node07" and slurm["pid"] == 311
+    assert slurm["gpus"] == [H100, {**H100, "index": 1}]
+    assert (slurm["current_run_id"], slurm["current_run_name"]) == (run["id"], "skip-audio-2")
+    assert (slurm["state"], slurm["alive"]) == ("alive", True)
+    assert pod["pod"] == {"name": "amst-worker-0", "namespace": "research"} and pod["slurm"] is None
+    assert (pod["current_run_id"], pod["current_run_name"]) == ("a-deleted-run", None)
+    assert (gone["state"], gone["alive"], gone["gpus"], gone["current_run_id"]) == ("stopped", False, [], None)
+    assert (old["state"], old["alive"], old["gpus"]) == ("lost", False, None)
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"GpuOut", "SlurmJobOut", "PodOut"} <= set(schema)
+    assert schema["WorkerOut"]["properties"]["state"]["enum"] == ["alive", "lost", "stopped"]
+
+
 def test_health(client: TestClient, db_url: str) -> None:
     body = client.get("/health").json()
     backend = "postgresql" if db_url.startswith("postgresql") else "sqlite"

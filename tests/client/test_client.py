@@ -11,9 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from sqlalchemy.orm import Session
 
 from amst_client import ApiError, ApiUnavailable, Client, Curves, SeriesKey, types
+from amst_core.placement import Placement
 from amst_core.runlog import log_path
+from amst_core.store import lifecycle
+from amst_core.store.db import get_engine
 from amst_core.vocab import MODALITIES, TERMINAL, RunStatus
 from api.settings import ApiSettings
 from tests.client.conftest import URL
@@ -30,6 +34,18 @@ def test_the_server_describes_itself(client: Client) -> None:
     assert "amst_alt" in {m["name"] for m in client.methods()}
     assert "synthetic" in {d["name"] for d in client.datasets()}
     assert client.workers() == []
+
+
+def test_workers_say_where_they_run_and_what_they_train(client: Client, settings: ApiSettings) -> None:
+    run = client.submit(config("naive", name="on-the-cluster"))
+    with Session(get_engine(settings.db_url)) as s, s.begin():
+        lifecycle.register_worker(s, "w1", Placement("node07", 9, slurm_job_id="4242"), "gpu", "cuda:0",
+                                  [{"index": 0, "name": "NVIDIA L4", "memory_mib": 22_488}])
+        lifecycle.worker_heartbeat(s, "w1", run["id"])
+    [worker] = client.workers()
+    assert worker["slurm"] == {"job_id": "4242", "job_name": None, "partition": None} and worker["pod"] is None
+    assert worker["gpus"] == [{"index": 0, "name": "NVIDIA L4", "memory_mib": 22_488}]
+    assert (worker["current_run_name"], worker["state"]) == ("on-the-cluster", "alive")
 
 
 def test_submit_get_and_list_runs_with_filters(client: Client) -> None:
@@ -216,7 +232,8 @@ def test_sweeps(client: Client, settings: ApiSettings) -> None:
     (types.Run, "RunDetail"), (types.Live, "LiveOut"), (types.Latest, "LatestOut"), (types.Attempt, "AttemptOut"),
     (types.Metrics, "MetricsOut"), (types.SeriesPoints, "SeriesOut"), (types.Log, "LogOut"),
     (types.Sweep, "SweepDetail"), (types.Method, "MethodOut"), (types.Dataset, "DatasetOut"),
-    (types.Worker, "WorkerOut"), (types.Health, "HealthOut"), (types.Vocabulary, "VocabularyOut")])
+    (types.Worker, "WorkerOut"), (types.Gpu, "GpuOut"), (types.SlurmJob, "SlurmJobOut"), (types.Pod, "PodOut"),
+    (types.Health, "HealthOut"), (types.Vocabulary, "VocabularyOut")])
 def test_the_typed_answers_have_the_apis_fields(app, answer, schema: str) -> None:
     fields = app.openapi()["components"]["schemas"][schema]["properties"]
     assert set(answer.__required_keys__ | answer.__optional_keys__) == set(fields)
