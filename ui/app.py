@@ -22,6 +22,7 @@ pages = [
     st.Page(PAGES["run"], title="Run", icon=":material/monitoring:", url_path="run"),
     st.Page(PAGES["compare"], title="Compare", icon=":material/compare_arrows:", url_path="compare"),
     st.Page(PAGES["sweeps"], title="Sweeps", icon=":material/grid_view:", url_path="sweeps"),
+    st.Page(PAGES["workers"], title="Workers", icon=":material/dns:", url_path="workers"),
 ]
 page = st.navigation(pages)
 

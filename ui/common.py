@@ -16,7 +16,7 @@ from ui.settings import ui_settings
 from ui.words import Words
 
 PAGES = {"runs": "views/runs.py", "new": "views/new_run.py", "run": "views/run.py", "compare": "views/compare.py",
-         "sweeps": "views/sweeps.py"}
+         "sweeps": "views/sweeps.py", "workers": "views/workers.py"}
 
 
 def api() -> Client:

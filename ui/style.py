@@ -20,6 +20,7 @@ STATUS_BADGE: dict[str, str] = {  # st.badge colours
     "queued": "gray", "starting": "blue", "running": "blue", "succeeded": "green", "failed": "red",
     "cancelled": "gray", "lost": "violet", "stalled": "orange",
 }
+WORKER_BADGE: dict[str, str] = {"alive": "green", "lost": "violet", "stopped": "gray"}  # as the run statuses
 
 COMPONENT_DASH: dict[str, str] = {
     "fused": "solid", "branch": "solid", "helper": "dot", "alt": "dash", "joint": "dashdot",
@@ -42,6 +43,10 @@ def status_color(status: str) -> str:
 
 def status_badge(status: str) -> str:
     return STATUS_BADGE.get(status, "gray")
+
+
+def worker_badge(state: str) -> str:
+    return WORKER_BADGE.get(state, "gray")
 
 
 def status_label(status: str) -> str:

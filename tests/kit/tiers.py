@@ -35,7 +35,7 @@ BY_PATH: dict[str, tuple[str, ...]] = {
 }
 # Fixtures that start an API process (the dashboard's pages read a real one through HTTP). A new such fixture
 # outside tests/service belongs here, or its tests land in the quick tier.
-SERVICE_FIXTURES = frozenset({"seeded_api", "sweep_api"})
+SERVICE_FIXTURES = frozenset({"seeded_api", "sweep_api", "workers_api"})
 
 
 def tiers_of(item: pytest.Item) -> set[str]:

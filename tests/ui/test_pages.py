@@ -11,7 +11,7 @@ import pytest
 
 from tests.kit.seeded import APP, EVIL_NAME
 
-PAGES = ["views/runs.py", "views/new_run.py", "views/run.py", "views/compare.py"]
+PAGES = ["views/runs.py", "views/new_run.py", "views/run.py", "views/compare.py", "views/workers.py"]
 
 
 def texts(elements) -> str:
