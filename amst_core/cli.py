@@ -36,7 +36,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _train(cfg: RunConfig, out: Path, progress: bool | None) -> dict[str, Any]:
+    """In this process, or on `resources.gpus` ranks under PyTorch's launcher (amst_core.ranks)."""
     from amst_core.execute import execute_run
+    from amst_core.ranks import train_on_ranks
+
+    if cfg.resources.gpus > 1:
+        return train_on_ranks(cfg, out)
     from amst_core.sinks import ConsoleSink, JsonlSink
 
     return execute_run(cfg, out, [JsonlSink(RunFolder(out).metrics), ConsoleSink(cfg.epochs)], run_id=out.name,

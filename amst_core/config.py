@@ -275,6 +275,18 @@ class ModelConfig(_Strict):
         return v
 
 
+class ResourcesConfig(_Strict):
+    """What a run needs of the worker that trains it (Doc/training.md, "Several GPUs")."""
+
+    gpus: int = Field(1, ge=1, le=64, description="processes (ranks) the run trains on, one GPU each (NCCL); on a "
+                      "CPU device, that many CPU processes (gloo). Every global batch is the one-process batch, "
+                      "split between the ranks")
+    min_gpu_memory_gb: float | None = Field(None, gt=0, le=100_000, description="only a worker whose GPUs each have "
+                                            "at least this much memory takes the run")
+    sync_batchnorm: bool = Field(True, description="BatchNorm statistics over the global batch (as on one GPU); "
+                                 "false: each rank normalises by its own slice's statistics, as plain DDP does")
+
+
 class RunConfig(_Strict):
     name: str | None = Field(None, min_length=1, max_length=200, pattern=PRINTABLE)
     tags: list[TagName] = []
@@ -289,6 +301,7 @@ class RunConfig(_Strict):
     seed: int = Field(0, ge=0, le=INT32)
     model: ModelConfig = ModelConfig()
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    resources: ResourcesConfig = ResourcesConfig()
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="bf16: mixed precision where the device has it (a GPU from Ampere on); fp16 with a "
                             "loss scaler; fp32 full precision")
@@ -354,6 +367,9 @@ class RunConfig(_Strict):
                              f"this run has {len(available)} ({', '.join(available)})")
         if info.check is not None:
             info.check(self, params)  # the method's own rules (its spec module)
+        if self.resources.gpus > 1 and self.device.startswith("cuda:"):
+            raise ValueError(f"device: {self.device} names one GPU; a run on {self.resources.gpus} "
+                             "(resources.gpus) takes auto, cuda (the worker's GPUs) or cpu (gloo processes)")
         return self
 
     @property

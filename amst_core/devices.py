@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from amst_core.config import ConfigError
+from amst_core.distributed import SINGLE, Ranks
 
 # cuBLAS reads its workspace setting when a process first uses it, and with a workspace of its own per stream its
 # results are reproducible only with ":4096:8" or ":16:8". Set before any CUDA work of this process (the engine
@@ -21,9 +22,12 @@ from amst_core.config import ConfigError
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
-def resolve_device(spec: str) -> torch.device:
-    """`auto`, `cpu`, `cuda` or `cuda:N` as a device with an index where it is a GPU (`auto` and `cuda`: cuda:0):
-    `torch.cuda.set_device`, NVML's bus-id lookup and the RNG state of 'the run's GPU' all need one."""
+def resolve_device(spec: str, ranks: Ranks = SINGLE) -> torch.device:
+    """`auto`, `cpu`, `cuda` or `cuda:N` as a device with an index where it is a GPU (`auto` and `cuda`: cuda:0;
+    on several ranks each rank's GPU, cuda:LOCAL_RANK): `torch.cuda.set_device`, NVML's bus-id lookup and the RNG
+    state of 'the run's GPU' all need one."""
+    if ranks.distributed and spec in ("auto", "cuda") and torch.cuda.is_available():
+        spec = f"cuda:{ranks.local_rank}"
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "cpu":

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from amst_core import gpu
+from amst_core import distributed, gpu
 from amst_core.config import ConfigError, RunConfig
 from amst_core.data import source_for, to_device
 from amst_core.data.augment import FrameAugment, batch_generator, finish_batch
@@ -33,6 +33,7 @@ from amst_core.devices import (
     seed_everything,
     set_cpu_kernels,
 )
+from amst_core.distributed import SINGLE, Ranks, any_rank, sum_across
 from amst_core.limits import get_limits
 from amst_core.methods import Method, build_method
 from amst_core.metrics import EpochMeters, MetricPoint, Plateau, imbalance_points
@@ -58,6 +59,7 @@ class EpochData:
         self.trainer, self.epoch = trainer, epoch
 
     def num_batches(self, split: str) -> int:
+        """Global batches: on several ranks each rank has a slice of each."""
         return math.ceil(len(self.trainer.datasets[split]) / self.trainer.cfg.batch_size)
 
     def batches(self, split: str, stream: int = 1) -> Iterator[dict[str, torch.Tensor]]:
@@ -70,25 +72,28 @@ class EpochData:
 class Trainer:
     def __init__(self, cfg: RunConfig, *, out_dir: Path | None = None, sinks: Sequence[MetricSink] = (),
                  run_id: str = "", attempt: int = 1, should_stop: Callable[[], bool] | None = None,
-                 progress: bool | None = None):
+                 progress: bool | None = None, ranks: Ranks = SINGLE):
         self.cfg = cfg
+        self.ranks = ranks  # on several ranks, rank 0 alone writes points and checkpoints (distributed.py)
         self.folder = RunFolder(Path(out_dir)) if out_dir is not None else None  # None: nothing saved
-        self.sinks = list(sinks)
+        self.sinks = list(sinks) if ranks.is_main else []
         self.run_id = run_id or cfg.display_name
         self.attempt = attempt
         self.should_stop = should_stop
         self.progress = sys.stderr.isatty() if progress is None else progress
         source = source_for(cfg)
         self.classes = source.classes(cfg)
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device, ranks)
+        distributed.start(ranks, self.device)
         check_precision(cfg.precision, self.device)
         set_cpu_kernels(cfg.precision, self.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # pinned-memory threads and new tensors go to the run's GPU
         seed_everything(cfg.seed, deterministic_for(cfg.deterministic, self.device))
-        self.method: Method = build_method(cfg, len(self.classes), self.device)
+        self.method: Method = build_method(cfg, len(self.classes), self.device, ranks)
         self.datasets = {split: source.split(cfg, split, train=(split == "train"))
                          for split in SPLITS}
+        distributed.check_split_sizes({split: len(ds) for split, ds in self.datasets.items()}, ranks)
         # dataset.on_bad_sample: skip: how many samples of each split were left out, and why (the first few)
         self.dropped = {split: list(getattr(ds, "dropped", [])) for split, ds in self.datasets.items()}
         self.selection = ModelSelection(self.method.selections())
@@ -97,7 +102,7 @@ class Trainer:
         self.replay: list[MetricPoint] = []  # points saved with the checkpoint a resumed run starts from
         self.live = LiveProgress()
         self.augment = FrameAugment(cfg.model.image_size)
-        self.loaders = Loaders(cfg.batch_size, cfg.seed, pin_memory=self.device.type == "cuda")
+        self.loaders = Loaders(cfg.batch_size, cfg.seed, pin_memory=self.device.type == "cuda", ranks=ranks)
         self.gpu: gpu.GpuSampler | None = None  # sampling only while fit() runs
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
@@ -117,7 +122,7 @@ class Trainer:
     def save_checkpoints(self, epoch: int, improved: bool, points: Sequence[MetricPoint]) -> None:
         """last.pt: everything exact resume needs (Doc/training.md, "Checkpoints"); best.pt: the best epoch's
         model alone."""
-        if self.folder is None:
+        if self.folder is None or not self.ranks.is_main:
             return
         is_last_epoch = epoch == self.cfg.epochs - 1
         if (epoch + 1) % self.cfg.checkpoint_every == 0 or is_last_epoch or improved:
@@ -152,6 +157,8 @@ class Trainer:
         for epoch in sorted({p.epoch for p in self.replay}):  # upserts: rewriting what a sink had is harmless
             for sink in self.sinks:
                 sink.write([p for p in self.replay if p.epoch == epoch])
+        for module in self.method.modules():  # equal from one seed or one checkpoint; rank 0's, to be certain
+            distributed.broadcast_state(module, self.ranks)
         last_points: list[MetricPoint] = []
         started = time.perf_counter()
         self.gpu = gpu.open_sampler(self.device)
@@ -197,11 +204,14 @@ class Trainer:
         self.save_checkpoints(epoch, improved, points)
         for sink in self.sinks:
             sink.write(points)
-        log.info("%s", epoch_line(points, epoch, self.cfg.epochs))
+        if self.ranks.is_main:
+            log.info("%s", epoch_line(points, epoch, self.cfg.epochs))
         return points
 
     def check_stop(self) -> None:
-        if self.should_stop is not None and self.should_stop():
+        """Raise RunCancelled when asked to stop; on several ranks, when any rank is (all stop at one batch)."""
+        asked = self.should_stop is not None and self.should_stop()
+        if any_rank(asked, self.ranks, self.device):
             raise RunCancelled()
 
     def loader(self, split: str, epoch: int, shuffle: bool, stream: int = 0) -> DataLoader:
@@ -214,26 +224,40 @@ class Trainer:
     def model_batch(self, batch: dict[str, torch.Tensor], split: str, epoch: int, index: int,
                     stream: int = 0) -> dict[str, torch.Tensor]:
         """A loader's batch on the run's device as the model takes it: cached frames augmented there (training)
-        with draws set by (seed, epoch, batch index, stream), so no generator state needs saving."""
+        with draws set by (seed, epoch, batch index, stream), so no generator state needs saving. On several
+        ranks each sample gets the draws it gets in one process (its place in the global batch)."""
         batch = to_device(batch, self.device)
         generator = batch_generator(self.device, self.cfg.seed, epoch, index, stream) if split == "train" else None
-        return finish_batch(batch, self.augment, train=split == "train", generator=generator)
+        first, total = self.place_in_batch(split, index)
+        return finish_batch(batch, self.augment, train=split == "train", generator=generator, part=(first, total))
 
-    def batches(self, split: str, epoch: int, desc: str):
+    def place_in_batch(self, split: str, index: int) -> tuple[int, int]:
+        """(first sample of this rank's slice, size) of global batch `index` of `split`."""
+        total = min(self.cfg.batch_size, len(self.datasets[split]) - index * self.cfg.batch_size)
+        return self.ranks.share(total)[0], total
+
+    def batch_share(self, split: str, index: int, local: int) -> float:
+        """This rank's slice of global batch `index` as a fraction of it (1 on one rank)."""
+        return local / self.place_in_batch(split, index)[1] if self.ranks.distributed else 1.0
+
+    def batches(self, split: str, epoch: int, desc: str) -> Iterator[tuple[dict[str, torch.Tensor], float]]:
+        """(batch, its share of the global batch: 1 on one rank)."""
         loader = self.loader(split, epoch, shuffle=(split == "train"))
         self.live.begin(epoch, split, len(loader))
         for index, batch in enumerate(tqdm(loader, desc=desc, leave=False, disable=not self.progress,
                                            file=sys.stderr)):
             self.check_stop()
             size = len(batch["label"])
-            yield self.model_batch(batch, split, epoch, index)
+            yield self.model_batch(batch, split, epoch, index), self.batch_share(split, index, size)
             self.live.advance(size)  # the consumer asked for the next one: this one is done
 
     def train_epoch(self, epoch: int) -> tuple[list[MetricPoint], int]:
         meters, samples = self.train_loop(epoch)
         if not self.method.forward_modalities(epoch):
             return [], 0  # fast mode, every modality skipped: nothing was trained, nothing to report
-        return meters.points("train", epoch), samples
+        if self.ranks.distributed:
+            samples = int(sum_across(torch.tensor([samples], device=self.device), self.ranks).item())
+        return meters.points("train", epoch, self.ranks), samples
 
     def train_loop(self, epoch: int) -> tuple[EpochMeters, int]:
         """The training batches of an epoch, trained on and added to the meters, which are not read here: no
@@ -243,17 +267,18 @@ class Trainer:
         samples = 0
         if not self.method.forward_modalities(epoch):
             return meters, 0  # fast mode, every modality skipped: no work at all in this epoch
-        for batch in self.batches("train", epoch, f"epoch {epoch + 1}/{self.cfg.epochs} train"):
-            meters.update(self.method.train_batch(batch, epoch), batch["label"])
+        for batch, share in self.batches("train", epoch, f"epoch {epoch + 1}/{self.cfg.epochs} train"):
+            self.method.loss_scale = self.ranks.world * share
+            meters.update(self.method.train_batch(batch, epoch), batch["label"], share)
             samples += len(batch["label"])  # a shape, not a value: no synchronisation
         return meters, samples
 
     def evaluate(self, split: str, epoch: int) -> list[MetricPoint]:
         self.method.train_mode(False)
         meters = EpochMeters(len(self.classes), self.device)
-        for batch in self.batches(split, epoch, f"epoch {epoch + 1}/{self.cfg.epochs} {split}"):
-            meters.update(self.method.eval_batch(batch), batch["label"])
-        return meters.points(split, epoch)
+        for batch, share in self.batches(split, epoch, f"epoch {epoch + 1}/{self.cfg.epochs} {split}"):
+            meters.update(self.method.eval_batch(batch), batch["label"], share)
+        return meters.points(split, epoch, self.ranks)
 
     def skip_decision(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
         """`skip: auto`: the schedule sees each modality's helper validation accuracy (AMST-FULL: its alternating

@@ -9,8 +9,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from amst_core import distributed
 from amst_core.config import RunConfig, dump_config
 from amst_core.datafiles import check_dataset
+from amst_core.distributed import SINGLE, Ranks
 from amst_core.engine import Trainer
 from amst_core.runfolder import RunFolder
 from amst_core.sinks import MetricSink
@@ -18,19 +20,25 @@ from amst_core.sinks import MetricSink
 
 def execute_run(cfg: RunConfig, out_dir: Path, sinks: Sequence[MetricSink], *, run_id: str, attempt: int = 1,
                 should_stop: Callable[[], bool] | None = None, progress: bool | None = None,
-                started: Callable[[Trainer], None] | None = None) -> dict[str, Any]:
-    """Train `cfg` in `out_dir`; `started(trainer)` is called once the trainer knows its first epoch."""
+                started: Callable[[Trainer], None] | None = None, ranks: Ranks = SINGLE) -> dict[str, Any]:
+    """Train `cfg` in `out_dir`; `started(trainer)` is called once the trainer knows its first epoch. On several
+    ranks (`ranks`, from torchrun) every rank calls this; rank 0 alone writes the run folder and its sinks."""
     checked = check_dataset(cfg)  # the data, once, before any training (the trainer trusts its caller)
-    trainer = Trainer(checked, out_dir=out_dir, sinks=sinks, run_id=run_id, attempt=attempt, should_stop=should_stop,
-                      progress=progress)
-    folder = RunFolder(out_dir)
-    if folder.can_resume():
-        trainer.resume()
-    folder.write_text(folder.config, dump_config(cfg))
-    if started is not None:
-        started(trainer)
-    summary = trainer.fit()
-    for sink in sinks:
-        sink.close()  # every epoch is stored before the run says it succeeded
-    folder.write_json(folder.summary, summary)
+    try:
+        trainer = Trainer(checked, out_dir=out_dir, sinks=sinks, run_id=run_id, attempt=attempt,
+                          should_stop=should_stop, progress=progress, ranks=ranks)
+        folder = RunFolder(out_dir)
+        if folder.can_resume():
+            trainer.resume()
+        if ranks.is_main:
+            folder.write_text(folder.config, dump_config(cfg))
+        if started is not None:
+            started(trainer)
+        summary = trainer.fit()
+    finally:
+        distributed.stop()
+    if ranks.is_main:
+        for sink in sinks:
+            sink.close()  # every epoch is stored before the run says it succeeded
+        folder.write_json(folder.summary, summary)
     return summary

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from amst_core import vocab
+from amst_core.distributed import SINGLE, Ranks, sum_across
 from amst_core.vocab import ACC_GAP, HELPER, RUN, VAL
 
 Key = tuple[str, str | None]  # (component, modality)
@@ -50,14 +51,17 @@ class ClassificationMeter:
         self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
         self.correct_conf = torch.zeros(num_classes, dtype=torch.float64, device=device)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        self.batches = 0
+        self.batches = 0.0  # on several ranks, each rank's share of every global batch: their sum is the count
 
     @torch.no_grad()
-    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, share: float = 1.0) -> None:
+        """`share`: this batch's fraction of its global batch (1 on one rank), so that the loss is the mean over
+        global batches of each global batch's mean loss once the ranks' sums are added."""
         logits = logits.float()
         c = self.num_classes
-        self.loss_sum += F.cross_entropy(logits, labels).double()
-        self.batches += 1
+        loss = F.cross_entropy(logits, labels).double()
+        self.loss_sum += loss * share if share != 1.0 else loss
+        self.batches += share
         probs = logits.softmax(dim=1)
         conf, pred = probs.max(dim=1)
         # scatter_add and a one-hot product instead of bincount and boolean indexing: no host-device sync
@@ -66,6 +70,14 @@ class ClassificationMeter:
         self.confusion.view(-1).scatter_add_(0, cell, torch.ones_like(cell))
         hit = (pred == labels).double()
         self.correct_conf += F.one_hot(labels, c).double().T @ (conf.double() * hit)
+
+    def reduce(self, ranks: Ranks) -> None:
+        """Every rank's sums added up: the epoch's meters over the global batches (in place, on every rank)."""
+        sum_across(self.confusion, ranks)
+        sum_across(self.correct_conf, ranks)
+        totals = sum_across(torch.stack([self.loss_sum, torch.tensor(self.batches, dtype=torch.float64,
+                                                                     device=self.loss_sum.device)]), ranks)
+        self.loss_sum, self.batches = totals[0], round(totals[1].item(), 6)
 
     def compute(self) -> dict[str, float]:
         confusion = self.confusion.double().cpu()
@@ -93,16 +105,20 @@ class EpochMeters:
         self.device = device
         self.meters: dict[Key, ClassificationMeter] = {}
 
-    def update(self, outputs: dict[Key, torch.Tensor], labels: torch.Tensor) -> None:
+    def update(self, outputs: dict[Key, torch.Tensor], labels: torch.Tensor, share: float = 1.0) -> None:
         for key, logits in outputs.items():
             meter = self.meters.get(key)
             if meter is None:
                 meter = self.meters[key] = ClassificationMeter(self.num_classes, self.device)
-            meter.update(logits, labels)
+            meter.update(logits, labels, share)
 
-    def points(self, split: str, epoch: int) -> list[MetricPoint]:
+    def points(self, split: str, epoch: int, ranks: Ranks = SINGLE) -> list[MetricPoint]:
+        """The epoch's points; on several ranks those of the global batches, the same on every rank (every rank
+        has the same keys: the same method, outputs and epoch)."""
         out = []
         for (component, modality), meter in sorted(self.meters.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+            if ranks.distributed:
+                meter.reduce(ranks)
             for name, value in meter.compute().items():
                 out.append(MetricPoint(split, component, modality, name, epoch, value))
         return out

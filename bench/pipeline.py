@@ -189,7 +189,7 @@ def measure(shape: PipelineShape, methods: list[str], device: torch.device, repe
         batch = {}
         for (m, c), trainer in trainers.items():  # warm up every path once (cache built, kernels chosen)
             log(f"  warm-up {shape.key} {m} {c}")
-            batch[(m, c)] = next(iter(trainer.batches("train", UNSKIPPED, "")))
+            batch[(m, c)], _ = next(iter(trainer.batches("train", UNSKIPPED, "")))
             step_work(trainer, batch[(m, c)], 1)()
         share = {(m, c): flops(t, batch[(m, c)], SKIPPED) / flops(t, batch[(m, c)], UNSKIPPED)
                  for (m, c), t in trainers.items() if m != "naive"}

@@ -90,13 +90,18 @@ class FrameAugment:
                                         torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255)
         return self.normalisers[device]
 
-    def __call__(self, frames: torch.Tensor, train: bool, generator: torch.Generator | None) -> torch.Tensor:
+    def __call__(self, frames: torch.Tensor, train: bool, generator: torch.Generator | None,
+                 part: tuple[int, int] | None = None) -> torch.Tensor:
+        """`part` (first, total): these frames are samples first.. of a global batch of `total` split between
+        ranks; the draws are the whole batch's, and these samples get theirs (as in one process)."""
         b, t, height, width, c = frames.shape
         images = frames.reshape(b * t, height, width, c).permute(0, 3, 1, 2).float()
         if train:
             assert generator is not None, "training draws its crops from the batch's generator"
-            top, left, h, w = crop_boxes(b * t, height, width, generator, frames.device)
-            flip = torch.rand(b * t, generator=generator, device=frames.device) < 0.5
+            first, total = part or (0, b)
+            rows = slice(first * t, (first + b) * t)
+            top, left, h, w = (x[rows] for x in crop_boxes(total * t, height, width, generator, frames.device))
+            flip = (torch.rand(total * t, generator=generator, device=frames.device) < 0.5)[rows]
             out = resized_crops(images, top, left, h, w, flip, self.size)
         else:
             out = F.interpolate(images, size=(self.size, self.size), mode="bilinear", antialias=True,
@@ -107,7 +112,7 @@ class FrameAugment:
 
 
 def finish_batch(batch: dict[str, torch.Tensor], augment: FrameAugment | None, train: bool,
-                 generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+                 generator: torch.Generator | None, part: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
     """A batch on its device as the model takes it: cached audio (float16) widened to float32, stored frames
     (uint8) augmented or resized and normalised; batches already in model form pass unchanged."""
     audio = batch.get(AUDIO)
@@ -116,5 +121,5 @@ def finish_batch(batch: dict[str, torch.Tensor], augment: FrameAugment | None, t
     visual = batch.get(VISUAL)
     if visual is not None and visual.dtype == torch.uint8:
         assert augment is not None, "stored frames need the run's FrameAugment"
-        batch[VISUAL] = augment(visual, train, generator)
+        batch[VISUAL] = augment(visual, train, generator, part)
     return batch

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from amst_core.distributed import SINGLE, RankBatches, Ranks
+
 if TYPE_CHECKING:
     from amst_core.config import RunConfig
 
@@ -116,12 +118,25 @@ class EpochSampler(Sampler[int]):
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
                 stream: int = 0, num_workers: int = 0, pin_memory: bool = False,
-                persistent: bool = False) -> DataLoader:
-    """`stream` > 0 gives a shuffle of its own (a method's extra pass over a split), still set by (seed, epoch)."""
+                persistent: bool = False, ranks: Ranks = SINGLE) -> DataLoader:
+    """`stream` > 0 gives a shuffle of its own (a method's extra pass over a split), still set by (seed, epoch).
+    On several ranks each takes its slice of every global batch (amst_core.distributed.RankBatches)."""
     sampler = None
     if shuffle:
         sampler = EpochSampler(len(dataset), seed, stream)
         sampler.set_epoch(epoch)
+    common: dict[str, Any] = dict(
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=persistent and num_workers > 0,
+        # A generator of its own for the worker seeds: a loader never draws from the run's global RNG, so the
+        # number of loader processes cannot change what the run draws later.
+        generator=epoch_generator(seed, epoch + 7_919),
+    )
+    if ranks.distributed:
+        order = sampler if sampler is not None else range(len(dataset))
+        return DataLoader(dataset, batch_sampler=RankBatches(order, len(dataset), batch_size, ranks, train=shuffle),
+                          **common)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -130,12 +145,7 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int =
         # The reference keeps the last partial batch; a last batch of ONE training sample would crash BatchNorm
         # (the reference's own failure), so that one sample waits for the next epoch's shuffle.
         drop_last=shuffle and len(dataset) > 1 and len(dataset) % batch_size == 1,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        persistent_workers=persistent and num_workers > 0,
-        # A generator of its own for the worker seeds: a loader never draws from the run's global RNG, so the
-        # number of loader processes cannot change what the run draws later.
-        generator=epoch_generator(seed, epoch + 7_919),
+        **common,
     )
 
 
@@ -145,8 +155,8 @@ class Loaders:
     epoch changing; a dataset that augments on the loader processes (SeededAugment) gets a new loader per epoch,
     its epoch seed set first."""
 
-    def __init__(self, batch_size: int, seed: int, pin_memory: bool):
-        self.batch_size, self.seed, self.pin_memory = batch_size, seed, pin_memory
+    def __init__(self, batch_size: int, seed: int, pin_memory: bool, ranks: Ranks = SINGLE):
+        self.batch_size, self.seed, self.pin_memory, self.ranks = batch_size, seed, pin_memory, ranks
         self.kept: dict[tuple, DataLoader] = {}
 
     def get(self, split: str, dataset: Dataset, epoch: int, *, shuffle: bool, stream: int,
@@ -154,14 +164,16 @@ class Loaders:
         if isinstance(dataset, SeededAugment):  # augmentation fixed by (seed, epoch, stream, sample)
             dataset.epoch_seed = (self.seed * 1_000_003 + epoch) * 7 + stream if shuffle else None
             return make_loader(dataset, self.batch_size, shuffle=shuffle, seed=self.seed, epoch=epoch, stream=stream,
-                               num_workers=num_workers, pin_memory=self.pin_memory)
+                               num_workers=num_workers, pin_memory=self.pin_memory, ranks=self.ranks)
         key = (split, shuffle, stream, num_workers)
         if key not in self.kept:
             self.kept[key] = make_loader(dataset, self.batch_size, shuffle=shuffle, seed=self.seed, stream=stream,
-                                         num_workers=num_workers, pin_memory=self.pin_memory, persistent=True)
+                                         num_workers=num_workers, pin_memory=self.pin_memory, persistent=True,
+                                         ranks=self.ranks)
         loader = self.kept[key]
-        if isinstance(loader.sampler, EpochSampler):
-            loader.sampler.set_epoch(epoch)
+        order = loader.batch_sampler.order if isinstance(loader.batch_sampler, RankBatches) else loader.sampler
+        if isinstance(order, EpochSampler):
+            order.set_epoch(epoch)
         return loader
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import torch
 
     from amst_core.config import RunConfig
+    from amst_core.distributed import Ranks
     from amst_core.methods.base import Method, TrainedNet
 
 
@@ -24,8 +25,9 @@ def method_class(name: str) -> type[Method]:
     return resolve(METHODS[name].implementation)
 
 
-def build_method(cfg: RunConfig, num_classes: int, device: torch.device) -> Method:
-    return method_class(cfg.method)(cfg, num_classes, device)
+def build_method(cfg: RunConfig, num_classes: int, device: torch.device, ranks: Ranks | None = None) -> Method:
+    """`ranks`: this process's place in a run on several ranks (amst_core.distributed); None: one process."""
+    return method_class(cfg.method)(cfg, num_classes, device, ranks)
 
 
 def __getattr__(name: str) -> Any:

@@ -33,6 +33,7 @@ from torch.optim.lr_scheduler import StepLR
 from amst_core.catalog import METHODS
 from amst_core.config import RunConfig
 from amst_core.devices import channels_last_for
+from amst_core.distributed import SINGLE, Ranks, average_gradients, global_batchnorm
 from amst_core.metrics import Key, MetricPoint
 from amst_core.models import MultimodalNet
 from amst_core.skip import AutoSkipSchedule, SkipSchedule
@@ -42,10 +43,13 @@ PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def build_net(modalities: tuple[str, ...], num_classes: int, fusion: str, cfg: RunConfig,
-              device: torch.device) -> MultimodalNet:
+              device: torch.device, ranks: Ranks = SINGLE) -> MultimodalNet:
     """The convolutional encoders hold channels-last tensors where `model.channels_last` says so (auto: on a
-    GPU; `devices.channels_last_for`); `compile: true` compiles each encoder (the first batches take longer)."""
+    GPU; `devices.channels_last_for`); `compile: true` compiles each encoder (the first batches take longer).
+    On several ranks BatchNorm normalises by the global batch unless `resources.sync_batchnorm` is false."""
     net = MultimodalNet(modalities, num_classes, fusion, cfg.model).to(device)
+    if ranks.distributed and cfg.resources.sync_batchnorm:
+        global_batchnorm(net)
     if channels_last_for(cfg.model.channels_last, device):
         for m, encoder in net.encoders.items():
             if m != "text":
@@ -130,8 +134,10 @@ class Method(ABC):
     name: ClassVar[str]
     tests_every_epoch: ClassVar[bool] = False  # evaluate the test split every epoch, not only on improvement
 
-    def __init__(self, cfg: RunConfig, num_classes: int, device: torch.device):
+    def __init__(self, cfg: RunConfig, num_classes: int, device: torch.device, ranks: Ranks | None = None):
         self.cfg = cfg
+        self.ranks = ranks or SINGLE
+        self.loss_scale = 1.0  # on several ranks, set per batch by the engine: Ranks.loss_scale
         self.modalities = tuple(sorted(cfg.modalities))
         self.n = len(self.modalities)
         self.device = device
@@ -143,7 +149,7 @@ class Method(ABC):
         self.params = cfg.params  # validated once, read every batch
         self.skip_mode = getattr(self.params, "skip_mode", "faithful")
         self.nets: dict[str, TrainedNet] = {
-            key: TrainedNet.build(build_net(self.modalities, num_classes, fusion, cfg, device), cfg, prefix,
+            key: TrainedNet.build(build_net(self.modalities, num_classes, fusion, cfg, device, self.ranks), cfg, prefix,
                                   fused=device.type == "cuda")
             for key, (fusion, prefix) in self.net_specs().items()
         }
@@ -211,13 +217,23 @@ class Method(ABC):
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), labels)
+        """The mean cross-entropy of the batch; on several ranks weighted by this rank's share of the global batch
+        (the gradients averaged over the ranks are then those of the global batch's mean loss)."""
+        loss = F.cross_entropy(logits.float(), labels)
+        return loss * self.loss_scale if self.ranks.distributed else loss
+
+    def average_gradients(self, *optimizers: torch.optim.Optimizer) -> None:
+        """On several ranks, the gradients of the parameters these optimizers step, averaged over the ranks: after
+        every backward, before any hook, unscale or step reads them (no-op on one rank)."""
+        if self.ranks.distributed:
+            average_gradients((p for o in optimizers for g in o.param_groups for p in g["params"]), self.ranks)
 
     def step(self, loss: torch.Tensor, trained: TrainedNet, parts: tuple[str, ...]) -> None:
         """zero_grad (to None: parts without a gradient are not moved at all), backward, step each part."""
         for part in parts:
             trained.optimizers[part].zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.average_gradients(*(trained.optimizers[part] for part in parts))
         if self.gradient_hook:
             for part in parts:
                 self.scaler.unscale_(trained.optimizers[part])  # the hook sees true gradients (fp16 scales them)
@@ -263,6 +279,7 @@ class Method(ABC):
         for key in helper_logits:
             self.nets[key].optimizers["helpers"].zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.average_gradients(*(self.nets[key].optimizers["helpers"] for key in helper_logits))
         for key in helper_logits:
             self.scaler.step(self.nets[key].optimizers["helpers"])
         self.scaler.update()
@@ -348,11 +365,13 @@ class Method(ABC):
                 logits = trained.net.head.branch(m, leaves[m])
             head.zero_grad(set_to_none=True)
             self.loss(logits, labels).backward(inputs=[*head_params, leaves[m]])
+            self.average_gradients(head)  # the embedding's gradient is per sample: it stays this rank's
             head.step()
         if updated:
             encoders = trained.optimizers["encoders"]
             encoders.zero_grad(set_to_none=True)
             torch.autograd.backward([embeddings[m] for m in updated], [leaves[m].grad for m in updated])
+            self.average_gradients(encoders)
             encoders.step()
 
     def joint_update(self, trained: TrainedNet, embeddings: Embeddings, labels: torch.Tensor,

@@ -14,15 +14,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from amst_core.distributed import SINGLE, Ranks, share_rng_state, sum_across
 from amst_core.methods.base import Embeddings, Method, TrainedNet
 from amst_core.metrics import MetricPoint
 
 
 def modulation(branches: dict[str, torch.Tensor], labels: torch.Tensor, alpha: float,
-               modalities: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(coefficients, ratios), one per modality in `modalities` order, on the device: no host sync."""
-    scores = torch.stack([F.softmax(branches[m].float(), dim=1).gather(1, labels[:, None]).sum()
-                          for m in modalities])
+               modalities: tuple[str, ...], ranks: Ranks = SINGLE) -> tuple[torch.Tensor, torch.Tensor]:
+    """(coefficients, ratios), one per modality in `modalities` order, on the device: no host sync. On several
+    ranks the scores are the global batch's (summed over the ranks' slices)."""
+    scores = sum_across(torch.stack([F.softmax(branches[m].float(), dim=1).gather(1, labels[:, None]).sum()
+                                     for m in modalities]), ranks)
     # Each score over the sum of the others', summed without the score itself: sum() - score rounds, so with two
     # modalities it would not be the reference's score_a / score_v to the last bit.
     others = (scores[None, :] * (1 - torch.eye(len(modalities), device=scores.device))).sum(dim=1)
@@ -52,7 +54,7 @@ class OgmGe(Method):
         trained, embs = self.nets["model"], embeddings["model"]
         with torch.no_grad(), self.autocast():  # half-precision embeddings meet the head's weights as in training
             branches = trained.net.head.branches({m: e.detach() for m, e in embs.items()})
-            coeffs, ratios = modulation(branches, labels, self.params.alpha, self.modalities)
+            coeffs, ratios = modulation(branches, labels, self.params.alpha, self.modalities, self.ranks)
         self.coeffs = coeffs if self.params.active(epoch) else None
         self.coeff_sum += coeffs.double() if self.coeffs is not None else 1.0
         self.ratio_sum += ratios.double()
@@ -62,6 +64,10 @@ class OgmGe(Method):
     def on_gradients(self, trained: TrainedNet, parts: tuple[str, ...]) -> None:
         if self.coeffs is None:
             return
+        # The noise comes from the global RNG, as the reference's; on several ranks from rank 0's state, so every
+        # rank adds the same noise to the same averaged gradients, whatever drew from one rank's RNG alone (a
+        # text encoder's dropout on slices of unequal size).
+        share_rng_state(self.device, self.ranks)
         for i, m in enumerate(self.modalities):
             for param in trained.net.encoders[m].parameters():
                 if param.requires_grad and param.grad is not None and param.grad.dim() == 4:

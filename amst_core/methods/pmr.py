@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from amst_core.distributed import sum_across
 from amst_core.methods.base import Embeddings, Method
 from amst_core.metrics import Key
 
@@ -38,8 +39,8 @@ def class_means(sums: torch.Tensor, counts: torch.Tensor, previous: torch.Tensor
 class Pmr(Method):
     name = "pmr"
 
-    def __init__(self, cfg, num_classes: int, device: torch.device):
-        super().__init__(cfg, num_classes, device)
+    def __init__(self, cfg, num_classes: int, device: torch.device, ranks=None):
+        super().__init__(cfg, num_classes, device, ranks)
         self.num_classes = num_classes
         self.prototypes: dict[str, torch.Tensor] | None = None
 
@@ -53,7 +54,7 @@ class Pmr(Method):
         for i, batch in enumerate(data.batches("train")):
             # Past the share, and every class seen (else read on: no NaN prototype). The only host sync of the
             # pass, once per batch past the share (once per epoch unless a class is rare).
-            if i >= wanted and bool((counts > 0).all()):
+            if i >= wanted and bool((sum_across(counts.clone(), self.ranks) > 0).all()):
                 break
             with self.autocast():
                 embeddings = net.embed(batch, self.modalities)
@@ -61,6 +62,9 @@ class Pmr(Method):
                 sums.setdefault(m, torch.zeros(self.num_classes, e.shape[1], device=self.device))
                 sums[m].index_add_(0, batch["label"], e.float())
             counts.index_add_(0, batch["label"], torch.ones_like(batch["label"], dtype=counts.dtype))  # no sync
+        sum_across(counts, self.ranks)
+        for m in self.modalities:
+            sum_across(sums[m], self.ranks)
         old = self.prototypes
         new = {m: class_means(sums[m], counts, old[m] if old else None) for m in self.modalities}
         if old is not None:
@@ -87,10 +91,11 @@ class Pmr(Method):
         """The prototype loss of the weaker modality (none when both score the same)."""
         m1, m2 = self.modalities
         logits = {m: prototype_logits(embs[m], self.prototypes[m]) for m in (m1, m2)}
-        losses = {m: F.cross_entropy(s, labels) for m, s in logits.items()}
-        with torch.no_grad():
-            scores = {m: F.softmax(s, dim=1).gather(1, labels[:, None]).sum() for m, s in logits.items()}
-            ratio = scores[m1] / scores[m2]
+        losses = {m: self.loss(s, labels) for m, s in logits.items()}
+        with torch.no_grad():  # the global batch's scores on several ranks
+            scores = sum_across(torch.stack([F.softmax(logits[m], dim=1).gather(1, labels[:, None]).sum()
+                                             for m in (m1, m2)]), self.ranks)
+            ratio = scores[0] / scores[1]
         zero = torch.zeros((), device=self.device)
         return torch.where(ratio > 1, losses[m2], torch.where(ratio < 1, losses[m1], zero))
 

@@ -111,7 +111,7 @@ def test_fp16_steps_after_a_resume_from_a_checkpoint_of_another_device() -> None
     resumed = Trainer(cfg, progress=False)
     rebuild_optimizers(resumed, fused=True)
     resumed.method.load_state_dict(saved.method.state_dict())
-    batch = next(iter(resumed.batches("train", 0, "")))
+    batch, _ = next(iter(resumed.batches("train", 0, "")))
     resumed.method.train_batch(batch, 0)  # 'Expected grad_scale and found_inf to be None' before the fix
 
 
