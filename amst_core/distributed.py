@@ -72,10 +72,21 @@ def start(ranks: Ranks, device: torch.device, timeout_s: float = COLLECTIVE_TIME
     if not ranks.distributed or dist.is_initialized():
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world,
-                            timeout=datetime.timedelta(seconds=timeout_s),
+    timeout = datetime.timedelta(seconds=timeout_s)
+    dist.init_process_group(backend, store=rendezvous_store(ranks, timeout), rank=ranks.rank,
+                            world_size=ranks.world, timeout=timeout,
                             device_id=device if device.type == "cuda" else None)
     log.info("rank %d of %d joined (%s on %s)", ranks.rank, ranks.world, backend, device)
+
+
+def rendezvous_store(ranks: Ranks, timeout: datetime.timedelta) -> dist.Store:
+    """The launcher's key-value store under a prefix of this round of ranks. torchrun keeps one store across the
+    restarts of its ranks, so without the prefix a restarted rank can read the address a dead rank published in
+    the round before and fail to connect ("Connection refused"; seen when one rank's imports take longer)."""
+    agent_hosts_it = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ.get("MASTER_PORT", "29500")),
+                          ranks.world, is_master=ranks.is_main and not agent_hosts_it, timeout=timeout)
+    return dist.PrefixStore(f"amst/round-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def stop() -> None:

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 
 from amst_core import runlog
 from amst_core.config import ConfigError, RunConfig
+from amst_core.distributed import SINGLE, Ranks, ranks_from_env
 from amst_core.limits import get_limits
 from amst_core.runlog import RunLogHandler, log_path
 from amst_core.store import lifecycle
@@ -77,10 +78,12 @@ class RunWatcher(threading.Thread):
 
 
 class AttemptRunner:
-    """Trains one claimed attempt in this process and records its end."""
+    """Trains one claimed attempt in this process and records its end. On several ranks (under PyTorch's
+    launcher) every rank trains; rank 0 alone heartbeats, watches for cancel, keeps the run's log and records the
+    end, and the others follow its stop at the same batch (amst_core.distributed)."""
 
-    def __init__(self, settings: WorkerSettings, worker_id: str, device: str):
-        self.settings, self.worker_id, self.device = settings, worker_id, device
+    def __init__(self, settings: WorkerSettings, worker_id: str, device: str, ranks: Ranks = SINGLE):
+        self.settings, self.worker_id, self.device, self.ranks = settings, worker_id, device, ranks
         self.watcher: RunWatcher | None = None
         self.shutting_down = False
 
@@ -97,6 +100,9 @@ class AttemptRunner:
             config = lifecycle.leased_config(s, run_id, self.worker_id, attempt)
         if config is None:
             log.info("run %s attempt %d is no longer this worker's: not trained", run_id, attempt)
+            return None
+        if not self.ranks.is_main:
+            self.train_follower(run_id, attempt, dict(config))
             return None
         with self.run_log(run_id, attempt) as run_log:
             return self.run_attempt(run_id, attempt, dict(config), run_log)
@@ -147,6 +153,20 @@ class AttemptRunner:
         log.info("run %s attempt %d ended: %s", run_id, attempt, status)
         return status
 
+    def train_follower(self, run_id: str, attempt: int, config: dict) -> None:
+        """A rank other than 0: train beside rank 0, which writes and records everything. A stop (cancel, a lost
+        lease, the worker stopping) reaches it from rank 0 at a batch; an error ends this process, and the
+        launcher ends the others and restarts them (or gives up: the worker records the crash)."""
+        from amst_core.engine import RunCancelled
+        from amst_core.execute import execute_run
+
+        cfg = on_this_worker(RunConfig.model_validate(config))
+        try:
+            execute_run(cfg, self.settings.run_dir(run_id), [], run_id=run_id, attempt=attempt,
+                        should_stop=lambda: self.shutting_down, progress=False, ranks=self.ranks)
+        except RunCancelled:
+            log.info("run %s: rank %d stopped with rank 0", run_id, self.ranks.rank)
+
     def hand_back(self, run_id: str, attempt: int) -> str:
         """Back to the queue; the worker, which holds the broker connection, sends its message."""
         with_database(self.settings, lambda s: lifecycle.release(s, run_id, self.worker_id, attempt))
@@ -170,7 +190,8 @@ class AttemptRunner:
                                                                              trainer.start_epoch))
 
             summary = execute_run(cfg, self.settings.run_dir(run_id), [sink], run_id=run_id, attempt=attempt,
-                                  should_stop=watcher.stop_training.is_set, progress=False, started=started)
+                                  should_stop=watcher.stop_training.is_set, progress=False, started=started,
+                                  ranks=self.ranks)
             return RunStatus.succeeded, None, summary
         except RunCancelled:
             why = "the worker is shutting down" if self.shutting_down else \
@@ -185,6 +206,9 @@ class AttemptRunner:
             log.error("run %s failed: %s", run_id, err)
             return RunStatus.failed, str(err), None
         except Exception as err:  # the run fails; this process ends with it, the worker lives on
+            if self.ranks.distributed:  # a rank died or a collective failed: the launcher restarts the ranks
+                log.exception("run %s: rank 0 stopped (the launcher restarts the ranks or gives up)", run_id)
+                raise
             log.exception("run %s failed", run_id)  # the whole traceback stays in the run's and the worker's log
             error = failure_summary(err)
             if is_device_failure(err):  # every later kernel in this process would fail: it ends with the run
@@ -215,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the process whose death ends this one (default: the parent)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runner = AttemptRunner(get_worker_settings(), args.worker_id, args.device)
+    runner = AttemptRunner(get_worker_settings(), args.worker_id, args.device, ranks_from_env())
     # SIGTERM from the worker (warm shutdown), SIGINT from a terminal's Ctrl-C to the worker's process group.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.shutdown())

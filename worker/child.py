@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import subprocess
 from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
@@ -120,27 +121,54 @@ def forkserver() -> ForkServerContext:
     return _forkserver
 
 
-class TrainingProcess:
-    """One training process: `worker.attempt.forked(argv, env)` forked from the fork server, waited for while
-    its memory is watched."""
+class LauncherProcess:
+    """PyTorch's elastic launcher running a run's ranks, seen as a multiprocessing process (pid, join, exitcode):
+    a new interpreter, not a fork, as the launcher starts its own."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], limit_mib: int = 0):
+    def __init__(self, command: list[str], env: dict[str, str]):
+        self.popen = subprocess.Popen(command, env=env)
+        self.pid: int | None = self.popen.pid
+
+    def join(self, timeout: float) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout)
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.popen.poll()
+
+
+class TrainingProcess:
+    """One training process: `worker.attempt.forked(argv, env)` forked from the fork server, or for a run on
+    several ranks (`ranks` > 1) PyTorch's launcher running `python -m worker.attempt argv...` once per rank;
+    waited for while its memory (with its ranks' and their data loaders') is watched."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], limit_mib: int = 0, ranks: int = 1,
+                 rank_restarts: int = 0):
         self.argv, self.env, self.limit_mib = argv, env, limit_mib
-        self.process: BaseProcess | None = None
+        self.ranks, self.rank_restarts = ranks, rank_restarts
+        self.process: BaseProcess | LauncherProcess | None = None
 
     def start(self) -> int:
-        from worker.attempt import forked
+        if self.ranks > 1:
+            from amst_core.ranks import launcher_command
 
-        # Not daemonic: a daemonic process may not start the data-loading processes. It is in the worker's
-        # process group (the fork server is), so a signal to the group (Ctrl-C, `amst up` stopping, a
-        # supervisor's SIGKILL) reaches it too.
-        self.process = forkserver().Process(target=forked, args=(self.argv, self.env), name="amst-attempt")
-        self.process.start()
+            command = launcher_command(self.ranks, self.rank_restarts, ["worker.attempt", *self.argv])
+            self.process = LauncherProcess(command, self.env)
+        else:
+            from worker.attempt import forked
+
+            # Not daemonic: a daemonic process may not start the data-loading processes. It is in the worker's
+            # process group (the fork server is), so a signal to the group (Ctrl-C, `amst up` stopping, a
+            # supervisor's SIGKILL) reaches it too.
+            self.process = forkserver().Process(target=forked, args=(self.argv, self.env), name="amst-attempt")
+            self.process.start()
         assert self.process.pid is not None
         return self.process.pid
 
     def terminate(self) -> None:
-        """Ask it to stop at the next batch and hand its run back (its SIGTERM handler)."""
+        """Ask it to stop at the next batch and hand its run back (its SIGTERM handler; the launcher passes it
+        to every rank, and all stop at the same batch)."""
         if self.process is not None and self.process.exitcode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGTERM)

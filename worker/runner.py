@@ -89,7 +89,8 @@ class Executor:
 
     def train_in_child(self, run_id: str, attempt: int) -> ProcessEnd:
         argv = [run_id, str(attempt), "--worker-id", self.worker_id, "--device", self.device]
-        child = TrainingProcess(argv, {**os.environ, **self.settings.as_env()}, self.settings.run_memory_mb)
+        child = TrainingProcess(argv, {**os.environ, **self.settings.as_env()}, self.settings.run_memory_mb,
+                                ranks=self.ranks_of(run_id, attempt), rank_restarts=self.settings.rank_restarts)
         started = time.monotonic()
         pid = child.start()
         self.child = child
@@ -107,6 +108,12 @@ class Executor:
                  time.monotonic() - started, f"exit status {end.returncode}" if end.returncode >= 0 else
                  f"signal {-end.returncode}")
         return end
+
+    def ranks_of(self, run_id: str, attempt: int) -> int:
+        """How many ranks the run trains on (`resources.gpus`); 1 when it is no longer this worker's (the
+        training process then finds that out and ends at once)."""
+        config = with_database(self.settings, lambda s: lifecycle.leased_config(s, run_id, self.worker_id, attempt))
+        return int(((config or {}).get("resources") or {}).get("gpus", 1))
 
     def settle(self, run_id: str, attempt: int, end: ProcessEnd) -> str | None:
         """The run's status once its training process is gone. A child that recorded an end (or handed the run

@@ -39,6 +39,10 @@ class WorkerSettings(Settings):
     health_file: Path | None = Field(None, alias="AMST_WORKER_HEALTH_FILE",
                                      description="touched at every maintenance tick (heartbeats, reaper): a "
                                                  "container's health check reads its age; unset: none")
+    rank_restarts: int = Field(1, alias="AMST_RANK_RESTARTS", ge=0, le=100,
+                               description="a run on several ranks: how often PyTorch's launcher restarts them all "
+                                           "when one dies (each restart continues from the last checkpoint) before "
+                                           "the attempt counts as crashed")
     run_memory_mb: int = Field(default_factory=default_run_memory_mb, alias="AMST_RUN_MEMORY_MB", ge=0,
                                description="a training process using more is killed and its run failed; 0: no "
                                            "limit; default 75% of the machine's memory")
