@@ -72,6 +72,7 @@ class Run(TypedDict):
     cancel_requested: NotRequired[bool]
     worker_id: NotRequired[str | None]
     queue_position: NotRequired[int | None]
+    waiting_for: NotRequired[str | None]
     median_epoch_s: NotRequired[float | None]
     last_epoch_at: NotRequired[str | None]
     summary: NotRequired[dict[str, Any] | None]

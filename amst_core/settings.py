@@ -88,6 +88,14 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def queue_for(device: str) -> str:
-    """Queues by device class: runs asking for the CPU go to `cpu`, every other run to `gpu`."""
-    return "cpu" if device == "cpu" else "gpu"
+def queue_for(device: str, gpus: int = 1) -> str:
+    """The queue of a run, by what it needs (Doc/service.md, "Queues"): `cpu` for a run asking for the CPU (on any
+    number of ranks: a CPU worker runs them as processes), `gpu` for one GPU, `gpu-xN` for N GPUs."""
+    if device == "cpu":
+        return "cpu"
+    return "gpu" if gpus == 1 else f"gpu-x{gpus}"
+
+
+def gpu_queues(gpus: int) -> list[str]:
+    """The queues of a worker holding `gpus` GPUs: runs asking for as many GPUs or fewer, the largest first."""
+    return [queue_for("cuda", n) for n in range(gpus, 0, -1)]

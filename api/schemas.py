@@ -144,6 +144,9 @@ class RunDetail(RunSummary):
     cancel_requested: bool
     worker_id: str | None
     queue_position: int | None = Field(description="queued runs ahead of this one on its queue")
+    waiting_for: str | None = Field(None, description="a queued run that no live worker can hold: why, and what "
+                                                      "would take it (a worker on its queue, or GPUs with more "
+                                                      "memory); null otherwise")
     median_epoch_s: float | None
     last_epoch_at: datetime | None
     summary: dict[str, Any] | None = Field(description="the worker's final summary of the run, when it ended")
@@ -158,11 +161,11 @@ class RunDetail(RunSummary):
 
     @classmethod
     def build(cls, run: Run, now: datetime, queue_position: int | None, attempts: list[Attempt],
-              latest: list[LatestValue], files: dict[str, int]) -> RunDetail:
+              latest: list[LatestValue], files: dict[str, int], waiting_for: str | None = None) -> RunDetail:
         return cls(
             **cls.fields_of(run, now), config=run.config, notes=run.notes, error=run.error, restarts=run.restarts,
             max_restarts=run.max_restarts, cancel_requested=run.cancel_requested, worker_id=run.worker_id,
-            queue_position=queue_position, median_epoch_s=finite(run.median_epoch_s),
+            queue_position=queue_position, waiting_for=waiting_for, median_epoch_s=finite(run.median_epoch_s),
             last_epoch_at=run.last_epoch_at, summary=run.summary, attempts=[AttemptOut.of(a) for a in attempts],
             latest=[LatestOut(**vars(v)) for v in latest],
             artifacts=ArtifactsOut(bytes=sum(files.values()), files=files), config_origin=origin_of(run.config),

@@ -10,6 +10,17 @@ from amst_core import cli
 from amst_core.config import load_config
 
 
+def gpu_list(text: str) -> list[int]:
+    """`--gpus 0,1,2,3`: GPU numbers, as `--gpu` counts them."""
+    try:
+        gpus = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give GPU numbers separated by commas, e.g. 0,1,2,3") from None
+    if not gpus or min(gpus) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give GPU numbers (0 or more) separated by commas")
+    return gpus
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from launch import processes
 
@@ -22,7 +33,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.role == "api":
         processes.serve_api(args.host, args.port or 8000, args.workers)
     elif args.role == "worker":
-        processes.serve_worker(args.gpu, args.queue)
+        processes.serve_worker(args.gpu, args.queue, args.gpus)
     else:
         processes.serve_ui(args.host, args.port or 8501)
     return 0
@@ -87,6 +98,8 @@ def service_commands(sub: argparse._SubParsersAction) -> None:
                    "uses at most one core)")
     p.add_argument("--host", default="127.0.0.1", help="api, ui: interface to listen on")
     p.add_argument("--gpu", type=int, help="worker: pin this process to GPU N (one worker process per GPU)")
+    p.add_argument("--gpus", type=gpu_list, metavar="0,1,...", help="worker: serve runs on up to these GPUs (runs "
+                   "asking for resources.gpus > 1 train on as many of them; default queues gpu-xN..gpu-x2,gpu)")
     p.add_argument("--queue", help="worker: comma-separated queues (default gpu,cpu; with --gpu: gpu)")
     p.set_defaults(func=cmd_serve)
 

@@ -27,24 +27,46 @@ def pin_gpu(gpu: int, env: MutableMapping[str, str] = os.environ) -> str:
     AMST_WORKER_GPU. `gpu` counts the GPUs this process was given: nvidia-smi's numbering (CUDA's own order, by
     speed, may differ: CUDA_DEVICE_ORDER=PCI_BUS_ID makes them agree), or the N-th of CUDA_VISIBLE_DEVICES where
     Slurm, Kubernetes or a user already chose some."""
-    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    given = env.get("CUDA_VISIBLE_DEVICES")
-    if given is None:
-        chosen = str(gpu)
-    else:
-        visible = [d.strip() for d in given.split(",") if d.strip()]
-        if not 0 <= gpu < len(visible):
-            raise SystemExit(f"--gpu {gpu}: this process was given {len(visible)} GPU(s) "
-                             f"(CUDA_VISIBLE_DEVICES={given!r}); --gpu counts from 0 among them")
-        chosen = visible[gpu]
-    env["CUDA_VISIBLE_DEVICES"] = env["AMST_WORKER_GPU"] = chosen
+    chosen = pin_gpus([gpu], env, "--gpu")
+    env["AMST_WORKER_GPU"] = chosen
     return chosen
 
 
-def serve_worker(gpu: int | None, queue: str | None) -> None:
+def pin_gpus(gpus: list[int], env: MutableMapping[str, str] = os.environ, option: str = "--gpus") -> str:
+    """This process sees these GPUs alone, counted as `pin_gpu` counts (a worker serving runs on several GPUs:
+    its ranks take cuda:0.. among them)."""
+    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    given = env.get("CUDA_VISIBLE_DEVICES")
+    visible = [d.strip() for d in given.split(",") if d.strip()] if given is not None else None
+    chosen = []
+    for gpu in gpus:
+        if visible is not None and not 0 <= gpu < len(visible):
+            raise SystemExit(f"{option} {gpu}: this process was given {len(visible)} GPU(s) "
+                             f"(CUDA_VISIBLE_DEVICES={given!r}); {option} counts from 0 among them")
+        chosen.append(str(gpu) if visible is None else visible[gpu])
+    if len(set(chosen)) != len(chosen):
+        raise SystemExit(f"{option} {','.join(map(str, gpus))}: a GPU is named twice")
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
+    return env["CUDA_VISIBLE_DEVICES"]
+
+
+def serve_worker(gpu: int | None, queue: str | None, gpus: list[int] | None = None) -> None:
+    """One worker process: on GPU `gpu` alone (runs asking for one GPU), on `gpus` (runs asking for up to that
+    many, one at a time: amst_core.settings.gpu_queues), or on what it was given (the CPU and any GPU)."""
+    from amst_core.settings import gpu_queues
+
+    if gpu is not None and gpus:
+        raise SystemExit("--gpu and --gpus: give one (--gpu N for a worker per GPU, --gpus 0,1,... for one "
+                         "worker whose runs may use them all)")
     if gpu is not None:
         pin_gpu(gpu)
-    queues = queue or ("gpu" if gpu is not None else "gpu,cpu")
+        default = "gpu"
+    elif gpus:
+        pin_gpus(gpus)
+        default = ",".join(gpu_queues(len(gpus)))
+    else:
+        default = "gpu,cpu"
+    queues = queue or default
     from celery import signals
 
     from amst_core.settings import get_settings
@@ -56,7 +78,8 @@ def serve_worker(gpu: int | None, queue: str | None) -> None:
     maintenance = start_maintenance(queues, Dispatcher(get_settings()).send)
     signals.worker_shutting_down.connect(lambda **_: current_executor().shutdown(), weak=False)
     signals.worker_shutdown.connect(lambda **_: maintenance.stop(), weak=False)  # GET /workers: stopped_at
-    name = f"amst-{'gpu' + str(gpu) if gpu is not None else 'cpu'}-{os.getpid()}@%h"
+    where = f"gpu{gpu}" if gpu is not None else f"gpus{'-'.join(map(str, gpus))}" if gpus else "cpu"
+    name = f"amst-{where}-{os.getpid()}@%h"
     app.worker_main(["worker", "--pool=solo", "--concurrency=1", "-Q", queues, "-n", name, "--loglevel=INFO",
                      "--without-gossip", "--without-mingle"])
 

@@ -49,7 +49,8 @@ def create_run(s: Session, cfg: RunConfig, idempotency_key: str | None = None,
                request_hash: str | None = None) -> Run:
     run = Run(
         id=new_run_id(), name=cfg.display_name, status=RunStatus.queued, method=cfg.method,
-        dataset=cfg.dataset.name, seed=cfg.seed, config=cfg.model_dump(mode="json"), queue=queue_for(cfg.device),
+        dataset=cfg.dataset.name, seed=cfg.seed, config=cfg.model_dump(mode="json"),
+        queue=queue_for(cfg.device, cfg.resources.gpus),
         idempotency_key=idempotency_key, request_hash=request_hash, max_restarts=cfg.max_restarts,
         epochs_total=cfg.epochs, epochs_done=0, attempt=0, restarts=0, cancel_requested=False,
         created_at=utcnow(),

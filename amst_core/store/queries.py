@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, defer
 from sqlalchemy.sql import Select
 
 from amst_core.store import search
-from amst_core.store.models import Attempt, Modality, Point, Run, RunTag, Series, Worker
+from amst_core.store.models import Attempt, Modality, Point, Run, RunStatus, RunTag, Series, Worker
 
 # A search reads rows in batches of this many until it has a page of matches, and stops after SEARCH_SCAN rows
 # so that one request costs a bounded amount; its cursor then says where to go on (the page may be short).
@@ -265,6 +265,35 @@ def idle_queues(s: Session, alive_since: datetime) -> set[str]:
 
 def workers(s: Session, limit: int = 500) -> list[Worker]:
     return list(s.scalars(select(Worker).order_by(Worker.heartbeat_at.desc(), Worker.id).limit(limit)))
+
+
+def waiting_reason(s: Session, run: Run, now: datetime, lost_after_s: float) -> str | None:
+    """Why a queued run may wait forever, or None: no live worker consumes its queue, or none of those has GPUs
+    with the memory it asks for (`resources.min_gpu_memory_gb`; a worker that announced no GPUs is given the
+    benefit of the doubt). The rule of the queues: amst_core.settings.queue_for."""
+    if run.status != RunStatus.queued:
+        return None
+    live = [w for w in workers(s) if w.stopped_at is None
+            and (now - w.heartbeat_at).total_seconds() <= lost_after_s]
+    serving = [w for w in live if run.queue in w.queues.split(",")]
+    resources = (run.config or {}).get("resources") or {}
+    gpus = int(resources.get("gpus") or 1)
+    if not serving:
+        start = ("amst serve worker --queue cpu" if run.queue == "cpu" else "amst serve worker --gpu 0" if gpus == 1
+                 else f"amst serve worker --gpus {','.join(map(str, range(gpus)))}")
+        return (f"no live worker serves queue {run.queue} ({len(live)} live worker(s) serve other queues): it waits "
+                f"until one does, e.g. `{start}`")
+    memory_gb = resources.get("min_gpu_memory_gb")
+    if memory_gb and run.queue != "cpu":
+        need_mib = float(memory_gb) * 1024
+        fits = [w for w in serving if w.gpus is None
+                or (len(w.gpus) >= gpus and min(g["memory_mib"] for g in w.gpus) >= need_mib)]
+        if not fits:
+            largest = max((min(g["memory_mib"] for g in w.gpus) for w in serving if w.gpus), default=0) / 1024
+            return (f"it asks for GPUs of at least {memory_gb:g} GB (resources.min_gpu_memory_gb); the live workers "
+                    f"of queue {run.queue} have at most {largest:.0f} GB each: it waits until a worker that can hold "
+                    "it joins")
+    return None
 
 
 def run_names(s: Session, run_ids: Sequence[str]) -> dict[str, str]:

@@ -77,8 +77,10 @@ async def empty_body(request: Request) -> None:
 def run_detail(s: Session, run: Run, settings: ApiSettings) -> RunDetail:
     """RunDetail in four small queries (tags came with the run; attempts, latest values, queue position) and a
     look at the run's folder."""
-    return RunDetail.build(run, utcnow(), lifecycle.queue_position(s, run), queries.attempts(s, run.id),
-                           queries.latest_values(s, run.id), disk_use(settings.run_dir(run.id)))
+    now = utcnow()
+    return RunDetail.build(run, now, lifecycle.queue_position(s, run), queries.attempts(s, run.id),
+                           queries.latest_values(s, run.id), disk_use(settings.run_dir(run.id)),
+                           queries.waiting_reason(s, run, now, settings.lost_after_s))
 
 
 @router.post("/runs", status_code=201, response_model=RunDetail, dependencies=Auth, openapi_extra=RUN_CONFIG_BODY,

@@ -359,6 +359,8 @@ def title_and_labels(detail: dict[str, Any]) -> None:
                + (f" · {detail['queue_position']} ahead in the queue" if detail["queue_position"] else ""))
     if detail["tags"]:
         st.caption("Tags: " + " · ".join(f"**{plain(t)}**" for t in detail["tags"]))
+    if detail.get("waiting_for"):  # a queued run no live worker can hold: said, not waited on in silence
+        st.warning(f"**No worker can take this run now**: {plain(detail['waiting_for'])}", icon=":material/block:")
 
 
 urlstate.page("run")
