@@ -12,7 +12,7 @@ SERVER_TAG_PREFIX = "sweep:"  # the API's own tags (amst_core.store.sweeps); the
 REFERENCE = "reference"  # RunConfig.recipe for the paper's settings; GET /datasets' key for them
 LR_FORMAT = "%g"  # a learning rate of 3e-6 reads 3e-06, not 0.00000
 FORM_FIELDS = ("name", "tags", "dataset.preset", "skip", "method_params", "fusion", "epochs", "batch_size", "seed",
-               "device", "optim.lr", "model")
+               "device", "optim.lr", "model", "resources.gpus")
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +106,8 @@ def run_body(start: dict[str, Any], method: dict[str, Any], dataset: dict[str, A
             body[key] = values[key]
     if "lr" in values:
         body.setdefault("optim", {})["lr"] = values["lr"]
+    if "gpus" in values:  # the rest of `resources` (a re-run's memory floor, BatchNorm switch) is kept
+        body["resources"] = {**body.get("resources", {}), "gpus": values["gpus"]}
     if values.get("model"):
         body["model"] = {**body.get("model", {}), **values["model"]}
     return body

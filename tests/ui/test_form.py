@@ -144,6 +144,12 @@ def test_run_body_keeps_what_the_form_does_not_show():
     assert PREFILL["fusion"] == "lsum" and PREFILL["optim"]["lr"] == 0.01  # the prefill is left alone
 
 
+def test_run_body_sets_the_gpus_and_keeps_the_rest_of_resources():
+    start = {**starting_config(PREFILL, AVDIGITS, "naive"), "resources": {"min_gpu_memory_gb": 40}}
+    body = run_body(start, AMST_FULL, AVDIGITS, {"gpus": 2})
+    assert body["resources"] == {"min_gpu_memory_gb": 40, "gpus": 2}
+
+
 def test_run_body_for_a_method_without_skip_empties_skip_and_sets_fusion():
     values = {"name": "", "tags": [], "fusion": "msum", "epochs": 3, "lr": 0.5}
     body = run_body(starting_config(PREFILL, AVDIGITS, "naive"), NAIVE, AVDIGITS, values)

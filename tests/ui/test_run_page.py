@@ -161,11 +161,21 @@ def test_cancel_asks_before_it_cancels(app, seeded_api) -> None:
     assert httpx.get(f"{seeded_api.url}/runs/{run.id}").json()["status"] == "queued"  # asked, not done
     assert "Cancel to\\-cancel?" in texts(at.warning)
     at = next(b for b in at.button if b.label == "Keep it running").click().run()
-    assert not at.warning and httpx.get(f"{seeded_api.url}/runs/{run.id}").json()["status"] == "queued"
+    assert "Cancel to\\-cancel?" not in texts(at.warning)
+    assert httpx.get(f"{seeded_api.url}/runs/{run.id}").json()["status"] == "queued"
     at = next(b for b in at.button if b.label == "Cancel").click().run()
     at = next(b for b in at.button if b.label == "Yes, cancel the run").click().run()
     assert not at.exception, texts(at.exception)
     assert httpx.get(f"{seeded_api.url}/runs/{run.id}").json()["status"] == "cancelled"
+
+
+def test_a_queued_run_no_worker_can_take_says_why(app, seeded_api) -> None:
+    from amst_core.store.models import RunStatus
+    from tests.kit.seeded import seed_run
+
+    run = seed_run(seeded_api.db, "naive", 0, 3, RunStatus.queued, name="waits", seed=12)
+    warnings = texts(run_page(app, run.id).warning)
+    assert "No worker can take this run now" in warnings and "no live worker serves queue" in warnings
 
 
 def test_the_first_epoch_has_an_eta_from_its_rate(app, seeded_api) -> None:

@@ -65,6 +65,7 @@ def field_starts(start: dict[str, Any], modalities: list[str]) -> dict[str, Any]
     return {"epochs": int(start.get("epochs", 100)), "batch_size": int(start.get("batch_size", 64)),
             "seed": int(start.get("seed", 0)), "device": str(start.get("device", "auto")),
             "optim.lr": float(start.get("optim", {}).get("lr", 1e-3)),
+            "resources.gpus": int((start.get("resources") or {}).get("gpus", 1)),
             "dataset.preset": start["dataset"].get("preset") or "",
             **{f"skip.{m}": int(start.get("skip", {}).get(m, 1)) for m in modalities}}
 
@@ -183,7 +184,7 @@ with shown_errors():
         slots["optim.lr"] = e.empty()
         if not prefill:
             st.caption(recipe_note(dataset, method_name, reference, [s for s in slots if s != "skip"]))
-        a, b, _ = st.columns([1, 1, 3])
+        a, b, c, _ = st.columns([1, 1, 1, 2])
         values["precision"] = a.selectbox("Precision", PRECISIONS, index=pick(PRECISIONS, start.get("precision")),
                                           help="bf16: mixed precision on a GPU from Ampere on (fastest); fp16 with "
                                                "a loss scaler; fp32 full precision")
@@ -191,6 +192,10 @@ with shown_errors():
         values["compile"] = b.checkbox("Compile encoders", bool(start.get("compile", False)),
                                        help="torch.compile: faster steps on a GPU after slower first batches")
         slots["compile"] = b.empty()
+        values["gpus"] = c.number_input("GPUs", step=1, key="new_run:resources.gpus",
+                                        help="ranks the run trains on, one GPU each (with device cpu: CPU "
+                                             "processes); a worker with that many GPUs takes it")
+        slots["resources.gpus"] = c.empty()
         # The API checks every value (0 epochs, a skip factor of 0, ...) and says which field is wrong; the form
         # sets no bounds of its own, which the browser would enforce silently.
         submitted = st.form_submit_button("Submit run", type="primary", disabled=not dataset["prepared"],
