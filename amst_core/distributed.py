@@ -11,8 +11,8 @@ Why not torch's DistributedDataParallel wrapper: AMST takes several backward pas
 modality through the head, then one through the encoders), skips modalities for whole epochs, and OGM-GE edits
 gradients between backward and step; DDP's reducer expects one backward per forward over a fixed set of
 parameters. Averaging the gradients of exactly the parameters about to step, in one flat collective per step,
-is what DDP computes, and fits every method unchanged. SyncBatchNorm is CUDA-only; `GlobalBatchNorm2d` is the same
-computation written with autograd-aware collectives, so it runs on gloo too (and is what a CPU test can check).
+is what DDP computes, and fits every method unchanged. SyncBatchNorm is CUDA-only; on CPUs `GlobalBatchNorm2d` is the
+same computation written with autograd-aware collectives over gloo (what this project's tests can check).
 """
 
 from __future__ import annotations
@@ -229,8 +229,12 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         return y.to(x.dtype)
 
 
-def global_batchnorm(module: nn.Module) -> nn.Module:
-    """Every BatchNorm2d of `module` made a GlobalBatchNorm2d in place (same parameters, buffers and keys)."""
+def global_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Every BatchNorm2d of `module` normalising by the global batch, in place (the same parameters, buffers and
+    state-dict keys): torch's SyncBatchNorm on GPUs (fused kernels over NCCL), GlobalBatchNorm2d on CPUs, where
+    SyncBatchNorm refuses to run (the same statistics, from autograd-aware gathers over gloo)."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     for sub in module.modules():
         if type(sub) is nn.BatchNorm2d:
             sub.__class__ = GlobalBatchNorm2d

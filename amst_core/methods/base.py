@@ -49,7 +49,7 @@ def build_net(modalities: tuple[str, ...], num_classes: int, fusion: str, cfg: R
     On several ranks BatchNorm normalises by the global batch unless `resources.sync_batchnorm` is false."""
     net = MultimodalNet(modalities, num_classes, fusion, cfg.model).to(device)
     if ranks.distributed and cfg.resources.sync_batchnorm:
-        global_batchnorm(net)
+        net = global_batchnorm(net, device)
     if channels_last_for(cfg.model.channels_last, device):
         for m, encoder in net.encoders.items():
             if m != "text":

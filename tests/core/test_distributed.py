@@ -64,6 +64,20 @@ def test_shares_differ_by_at_most_one_sample() -> None:
     assert SINGLE.share(10) == (0, 10)
 
 
+def test_the_global_batchnorm_keeps_the_checkpoint_format() -> None:
+    from torch import nn
+
+    from amst_core.distributed import GlobalBatchNorm2d, global_batchnorm
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm2d(4)))
+    keys = {k: v.shape for k, v in net.state_dict().items()}
+    converted = global_batchnorm(net, torch.device("cpu"))
+    assert converted is net and {k: v.shape for k, v in net.state_dict().items()} == keys
+    assert sum(isinstance(m, GlobalBatchNorm2d) for m in net.modules()) == 2
+    x = torch.randn(5, 4, 6, 6)
+    assert torch.equal(net[1](x), nn.functional.batch_norm(x, None, None, net[1].weight, net[1].bias, True))
+
+
 # ---- one process against two ranks ------------------------------------------------------------------------------
 
 
