@@ -124,6 +124,10 @@ def service_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--days", type=float, help="retention in days (default AMST_CHECKPOINT_RETENTION_DAYS, 30)")
     p.set_defaults(func=cmd_gc)
 
+    from launch import slurm  # stdlib only at import: the CLI stays quick to start
+
+    slurm.add_commands(sub)
+
 
 def build_parser() -> argparse.ArgumentParser:
     return cli.build_parser(service_commands)
