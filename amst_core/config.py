@@ -281,8 +281,9 @@ class ResourcesConfig(_Strict):
     gpus: int = Field(1, ge=1, le=64, description="processes (ranks) the run trains on, one GPU each (NCCL); on a "
                       "CPU device, that many CPU processes (gloo). Every global batch is the one-process batch, "
                       "split between the ranks")
-    min_gpu_memory_gb: float | None = Field(None, gt=0, le=100_000, description="only a worker whose GPUs each have "
-                                            "at least this much memory takes the run")
+    min_gpu_memory_gb: float | None = Field(None, gt=0, le=100_000, description="the memory each GPU needs: a queued "
+                                            "run says so (waiting_for) while no live worker of its queue has GPUs "
+                                            "this large; the queue alone decides which worker takes it")
     sync_batchnorm: bool = Field(True, description="BatchNorm statistics over the global batch (as on one GPU); "
                                  "false: each rank normalises by its own slice's statistics, as plain DDP does")
 
@@ -367,6 +368,9 @@ class RunConfig(_Strict):
                              f"this run has {len(available)} ({', '.join(available)})")
         if info.check is not None:
             info.check(self, params)  # the method's own rules (its spec module)
+        if self.batch_size < self.resources.gpus:
+            raise ValueError(f"batch_size: {self.batch_size} is smaller than resources.gpus ({self.resources.gpus}): "
+                             "every rank needs a sample of every batch")
         if self.resources.gpus > 1 and self.device.startswith("cuda:"):
             raise ValueError(f"device: {self.device} names one GPU; a run on {self.resources.gpus} "
                              "(resources.gpus) takes auto, cuda (the worker's GPUs) or cpu (gloo processes)")

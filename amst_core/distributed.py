@@ -4,8 +4,9 @@ The rule that makes N ranks train what one process trains: every global batch is
 (seed, epoch) order, and rank r takes a contiguous slice of it (`Ranks.share`). Before every optimizer step the
 ranks average their gradients (`average_gradients`), each rank's mean losses weighted by its slice's share of the
 global batch times the number of ranks (`Method.loss_scale`), so the step is the one-process step on the whole
-batch. Meters, per-batch scores (OGM-GE, PMR) and stop flags are summed across ranks. BatchNorm layers see the
-global batch's statistics (`global_batchnorm`, on by default: `resources.sync_batchnorm`).
+batch. Meters and per-batch scores (OGM-GE, PMR) are summed across ranks, and a stop asked of any rank stops all.
+BatchNorm layers see the global batch's statistics (`global_batchnorm`, on by default:
+`resources.sync_batchnorm`).
 
 Why not torch's DistributedDataParallel wrapper: AMST takes several backward passes per forward (one per
 modality through the head, then one through the encoders), skips modalities for whole epochs, and OGM-GE edits
@@ -30,6 +31,7 @@ from torch.utils.data import Sampler
 
 log = logging.getLogger("amst.distributed")
 COLLECTIVE_TIMEOUT_S = 600  # a rank that stops answering fails the others' collectives after this, never a hang
+_control: dist.ProcessGroup | None = None  # gloo beside NCCL, for the stop flags (None: the default group)
 
 
 @dataclass(frozen=True)
@@ -76,13 +78,18 @@ def start(ranks: Ranks, device: torch.device, timeout_s: float = COLLECTIVE_TIME
     dist.init_process_group(backend, store=rendezvous_store(ranks, timeout), rank=ranks.rank,
                             world_size=ranks.world, timeout=timeout,
                             device_id=device if device.type == "cuda" else None)
+    global _control
+    # Stop flags travel between CPUs: over NCCL the flag's all-reduce and its read would wait for the GPU's
+    # queued work at every batch, the one host sync per batch the engine otherwise avoids.
+    _control = dist.new_group(backend="gloo") if backend == "nccl" else None
     log.info("rank %d of %d joined (%s on %s)", ranks.rank, ranks.world, backend, device)
 
 
 def rendezvous_store(ranks: Ranks, timeout: datetime.timedelta) -> dist.Store:
-    """The launcher's key-value store under a prefix of this round of ranks. torchrun keeps one store across the
-    restarts of its ranks, so without the prefix a restarted rank can read the address a dead rank published in
-    the round before and fail to connect ("Connection refused"; seen when one rank's imports take longer)."""
+    """The launcher's key-value store under a prefix of this round of ranks. Without it a restarted rank read the
+    address a dead rank had published in the round before and failed to connect ("Connection refused", seen on
+    this project's CPU when one rank's imports took longer: the restarted ranks met at the same MASTER_PORT, so
+    the round before's keys were still there, whatever torch's comment on a store per retry says)."""
     agent_hosts_it = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     store = dist.TCPStore(os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ.get("MASTER_PORT", "29500")),
                           ranks.world, is_master=ranks.is_main and not agent_hosts_it, timeout=timeout)
@@ -90,6 +97,8 @@ def rendezvous_store(ranks: Ranks, timeout: datetime.timedelta) -> dist.Store:
 
 
 def stop() -> None:
+    global _control
+    _control = None
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -131,6 +140,16 @@ class RankBatches(Sampler[list[int]]):
 # ---- collectives --------------------------------------------------------------------------------------------
 
 
+def is_communication_error(err: BaseException) -> bool:
+    """An error of the collectives themselves (another rank died, a peer closed its connection, a timeout), as
+    opposed to this rank's own failure: the launcher's restart is the answer to the first kind only."""
+    if isinstance(err, dist.DistError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and any(word in text for word in ("gloo", "NCCL", "Connection reset",
+                                                                          "Connection closed"))
+
+
 def sum_across(tensor: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     """The tensor summed over the ranks, in place (unchanged with one rank)."""
     if ranks.distributed:
@@ -142,8 +161,8 @@ def any_rank(flag: bool, ranks: Ranks, device: torch.device) -> bool:
     """True on every rank when it is True on any (a stop asked of one rank stops all at the same batch)."""
     if not ranks.distributed:
         return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    value = torch.tensor([1.0 if flag else 0.0], device=device if _control is None else "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=_control)
     return bool(value.item())
 
 

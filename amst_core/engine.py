@@ -236,10 +236,6 @@ class Trainer:
         total = min(self.cfg.batch_size, len(self.datasets[split]) - index * self.cfg.batch_size)
         return self.ranks.share(total)[0], total
 
-    def batch_share(self, split: str, index: int, local: int) -> float:
-        """This rank's slice of global batch `index` as a fraction of it (1 on one rank)."""
-        return local / self.place_in_batch(split, index)[1] if self.ranks.distributed else 1.0
-
     def batches(self, split: str, epoch: int, desc: str) -> Iterator[tuple[dict[str, torch.Tensor], float]]:
         """(batch, its share of the global batch: 1 on one rank)."""
         loader = self.loader(split, epoch, shuffle=(split == "train"))
@@ -247,9 +243,9 @@ class Trainer:
         for index, batch in enumerate(tqdm(loader, desc=desc, leave=False, disable=not self.progress,
                                            file=sys.stderr)):
             self.check_stop()
-            size = len(batch["label"])
-            yield self.model_batch(batch, split, epoch, index), self.batch_share(split, index, size)
-            self.live.advance(size)  # the consumer asked for the next one: this one is done
+            size, total = len(batch["label"]), self.place_in_batch(split, index)[1]
+            yield self.model_batch(batch, split, epoch, index), size / total
+            self.live.advance(total)  # the consumer asked for the next one: this one (all ranks' slices) is done
 
     def train_epoch(self, epoch: int) -> tuple[list[MetricPoint], int]:
         meters, samples = self.train_loop(epoch)

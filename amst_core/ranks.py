@@ -14,7 +14,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,14 @@ def launcher_command(ranks: int, max_restarts: int, entry: Sequence[str]) -> lis
             f"--max-restarts={max_restarts}", f"--monitor-interval={MONITOR_INTERVAL_S}", "-m", *entry]
 
 
-def launcher_env(cfg: RunConfig) -> dict[str, str]:
-    """The ranks' environment: on a CPU, the cores shared out between the ranks (the launcher's default is one
-    thread each; AMST_RANK_THREADS overrides)."""
-    env = dict(os.environ)
+def launcher_env(ranks: int, device: str, base: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The ranks' environment: on a CPU the cores shared out between the ranks (the launcher would give each one
+    thread), on GPUs one thread each (the GPU does the work); AMST_RANK_THREADS or OMP_NUM_THREADS overrides."""
+    env = dict(base)
     if "OMP_NUM_THREADS" not in env:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        per_rank = max(1, cores // cfg.resources.gpus) if cfg.device == "cpu" else 1
-        env["OMP_NUM_THREADS"] = os.environ.get("AMST_RANK_THREADS", str(per_rank))
+        per_rank = max(1, cores // ranks) if device == "cpu" else 1
+        env["OMP_NUM_THREADS"] = env.get("AMST_RANK_THREADS", str(per_rank))
     return env
 
 
@@ -60,15 +60,19 @@ def check_devices(cfg: RunConfig) -> None:
 def train_on_ranks(cfg: RunConfig, out: Path, max_restarts: int = 0) -> dict[str, Any]:
     """Train `cfg` in `out` on `resources.gpus` ranks; the summary rank 0 wrote. Raises ConfigError when the
     ranks failed (their output, above, says why)."""
+    from amst_core.datafiles import check_dataset
+
     check_devices(cfg)
+    check_dataset(cfg)  # said once here, not once per rank with a traceback each
     folder = RunFolder(out)
     folder.write_text(folder.config, dump_config(cfg))
     command = launcher_command(cfg.resources.gpus, max_restarts, ["amst_core.ranks", str(out)])
-    code = subprocess.call(command, env=launcher_env(cfg))
+    code = subprocess.call(command, env=launcher_env(cfg.resources.gpus, cfg.device))
     if code != 0 or not folder.summary.exists():
+        again = (f" Resume it with `amst train --resume {out}`." if folder.can_resume() else
+                 " It saved no checkpoint: start it again.")
         raise ConfigError("resources.gpus", f"the run on {cfg.resources.gpus} ranks failed (launcher exit status "
-                                            f"{code}); the ranks' output above says why. Resume it with "
-                                            f"`amst train --resume {out}`")
+                                            f"{code}); the ranks' output above says why.{again}")
     return json.loads(folder.summary.read_text())
 
 

@@ -97,5 +97,5 @@ def queue_for(device: str, gpus: int = 1) -> str:
 
 
 def gpu_queues(gpus: int) -> list[str]:
-    """The queues of a worker holding `gpus` GPUs: runs asking for as many GPUs or fewer, the largest first."""
+    """The queues of a worker holding `gpus` GPUs: runs asking for as many GPUs or fewer."""
     return [queue_for("cuda", n) for n in range(gpus, 0, -1)]

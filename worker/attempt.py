@@ -24,7 +24,7 @@ from contextlib import contextmanager
 
 from amst_core import runlog
 from amst_core.config import ConfigError, RunConfig
-from amst_core.distributed import SINGLE, Ranks, ranks_from_env
+from amst_core.distributed import SINGLE, Ranks, is_communication_error, ranks_from_env
 from amst_core.limits import get_limits
 from amst_core.runlog import RunLogHandler, log_path
 from amst_core.store import lifecycle
@@ -32,11 +32,12 @@ from amst_core.store.db import session_scope
 from amst_core.store.models import RunStatus
 from amst_core.store.outage import OUTAGE, DatabaseUnavailable, Outage
 from amst_core.store.writer import DbSink, LeaseLost
-from worker.runner import failure_summary, on_this_worker, with_database
+from worker.runner import failure_summary, note_in_run_log, on_this_worker, with_database
 from worker.settings import WorkerSettings, get_worker_settings
 
 log = logging.getLogger("amst.worker")
 PR_SET_PDEATHSIG = 1
+RANK0_ENDED_ALONE = 3  # rank 0's exit status when it ended the run without the other ranks (AttemptRunner)
 
 
 class RunWatcher(threading.Thread):
@@ -86,6 +87,9 @@ class AttemptRunner:
         self.settings, self.worker_id, self.device, self.ranks = settings, worker_id, device, ranks
         self.watcher: RunWatcher | None = None
         self.shutting_down = False
+        # Rank 0 ended the run on its own (a failure of its writes, a lost lease) while the other ranks may be
+        # waiting in a collective for it: its process exits non-zero so that the launcher ends them.
+        self.ended_alone = False
 
     def shutdown(self) -> None:
         """The worker is stopping: end the run at the next batch and hand it back to the queue."""
@@ -166,6 +170,10 @@ class AttemptRunner:
                         should_stop=lambda: self.shutting_down, progress=False, ranks=self.ranks)
         except RunCancelled:
             log.info("run %s: rank %d stopped with rank 0", run_id, self.ranks.rank)
+        except Exception as err:  # this rank's own failure goes to the run's log, where rank 0's side is
+            if not isinstance(err, ConfigError) and not is_communication_error(err):  # rank 0 says those
+                note_in_run_log(self.settings, run_id, f"rank {self.ranks.rank}: {failure_summary(err)}")
+            raise
 
     def hand_back(self, run_id: str, attempt: int) -> str:
         """Back to the queue; the worker, which holds the broker connection, sends its message."""
@@ -181,6 +189,10 @@ class AttemptRunner:
 
         try:
             cfg = on_this_worker(RunConfig.model_validate(config))
+            if self.ranks.distributed:
+                from amst_core.ranks import check_devices
+
+                check_devices(cfg)  # as many GPUs here as the run asks for, else a failure that says so
             sink = DbSink(run_id, self.settings.db_url, worker_id=self.worker_id, grace_s=self.settings.db_grace_s,
                           max_buffered=self.settings.db_buffer_points, max_points=get_limits().points_per_run)
 
@@ -200,15 +212,17 @@ class AttemptRunner:
             log.info("run %s stopped: %s", run_id, why)
             return RunStatus.cancelled, None, None
         except LeaseLost:
-            watcher.lease_lost = True
+            watcher.lease_lost = self.ended_alone = True
             return None, None, None
         except (ConfigError, StorageFull, DatabaseUnavailable) as err:  # their messages say what to do
             log.error("run %s failed: %s", run_id, err)
+            self.ended_alone = True
             return RunStatus.failed, str(err), None
         except Exception as err:  # the run fails; this process ends with it, the worker lives on
-            if self.ranks.distributed:  # a rank died or a collective failed: the launcher restarts the ranks
-                log.exception("run %s: rank 0 stopped (the launcher restarts the ranks or gives up)", run_id)
+            if is_communication_error(err):  # another rank died: the launcher restarts the ranks, or gives up
+                log.exception("run %s: rank 0 lost the other ranks (the launcher restarts them or gives up)", run_id)
                 raise
+            self.ended_alone = True
             log.exception("run %s failed", run_id)  # the whole traceback stays in the run's and the worker's log
             error = failure_summary(err)
             if is_device_failure(err):  # every later kernel in this process would fail: it ends with the run
@@ -245,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: runner.shutdown())
     die_with_parent(args.parent)
     runner.run(args.run_id, args.attempt)
-    return 0
+    return RANK0_ENDED_ALONE if runner.ranks.distributed and runner.ended_alone else 0
 
 
 def forked(argv: list[str], env: dict[str, str]) -> None:

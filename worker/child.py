@@ -16,6 +16,7 @@ cgroup v2, which most hosts, containers and this CI lack.)
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 
 log = logging.getLogger("amst.worker")
 POLL_S = 0.2
+PR_SET_PDEATHSIG = 1
 LOADERS_EVERY = 10  # polls between two looks at the data-loading processes (smaps_rollup costs ~5 ms per GiB)
 MIB = 2**20
 
@@ -121,12 +123,20 @@ def forkserver() -> ForkServerContext:
     return _forkserver
 
 
+def die_with_worker() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class LauncherProcess:
     """PyTorch's elastic launcher running a run's ranks, seen as a multiprocessing process (pid, join, exitcode):
     a new interpreter, not a fork, as the launcher starts its own."""
 
     def __init__(self, command: list[str], env: dict[str, str]):
-        self.popen = subprocess.Popen(command, env=env)
+        # A worker that dies (SIGKILL, the out-of-memory killer) takes the launcher along, as the fork server's
+        # children go (worker.attempt.die_with_parent): SIGTERM, which the launcher passes to the ranks, which
+        # hand the run back at their next batch. Set in the child between fork and exec (the worker's other
+        # threads only heartbeat; prctl is async-signal-safe).
+        self.popen = subprocess.Popen(command, env=env, preexec_fn=die_with_worker)
         self.pid: int | None = self.popen.pid
 
     def join(self, timeout: float) -> None:

@@ -89,8 +89,14 @@ class Executor:
 
     def train_in_child(self, run_id: str, attempt: int) -> ProcessEnd:
         argv = [run_id, str(attempt), "--worker-id", self.worker_id, "--device", self.device]
-        child = TrainingProcess(argv, {**os.environ, **self.settings.as_env()}, self.settings.run_memory_mb,
-                                ranks=self.ranks_of(run_id, attempt), rank_restarts=self.settings.rank_restarts)
+        env = {**os.environ, **self.settings.as_env()}
+        ranks, device = self.ranks_of(run_id, attempt)
+        if ranks > 1:
+            from amst_core.ranks import launcher_env
+
+            env = launcher_env(ranks, device, env)
+        child = TrainingProcess(argv, env, self.settings.run_memory_mb, ranks=ranks,
+                                rank_restarts=self.settings.rank_restarts)
         started = time.monotonic()
         pid = child.start()
         self.child = child
@@ -109,11 +115,12 @@ class Executor:
                  f"signal {-end.returncode}")
         return end
 
-    def ranks_of(self, run_id: str, attempt: int) -> int:
-        """How many ranks the run trains on (`resources.gpus`); 1 when it is no longer this worker's (the
-        training process then finds that out and ends at once)."""
-        config = with_database(self.settings, lambda s: lifecycle.leased_config(s, run_id, self.worker_id, attempt))
-        return int(((config or {}).get("resources") or {}).get("gpus", 1))
+    def ranks_of(self, run_id: str, attempt: int) -> tuple[int, str]:
+        """How many ranks the run trains on (`resources.gpus`), and its device; one when it is no longer this
+        worker's (the training process then finds that out and ends at once)."""
+        config = with_database(self.settings, lambda s: lifecycle.leased_config(s, run_id, self.worker_id,
+                                                                                attempt)) or {}
+        return int((config.get("resources") or {}).get("gpus", 1)), str(config.get("device", "auto"))
 
     def settle(self, run_id: str, attempt: int, end: ProcessEnd) -> str | None:
         """The run's status once its training process is gone. A child that recorded an end (or handed the run

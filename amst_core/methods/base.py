@@ -137,7 +137,7 @@ class Method(ABC):
     def __init__(self, cfg: RunConfig, num_classes: int, device: torch.device, ranks: Ranks | None = None):
         self.cfg = cfg
         self.ranks = ranks or SINGLE
-        self.loss_scale = 1.0  # on several ranks, set per batch by the engine: Ranks.loss_scale
+        self.loss_scale = 1.0  # on several ranks, set per batch by the engine: ranks x this rank's share
         self.modalities = tuple(sorted(cfg.modalities))
         self.n = len(self.modalities)
         self.device = device

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from amst_core.distributed import sum_across
+from amst_core.config import RunConfig
+from amst_core.distributed import Ranks, sum_across
 from amst_core.methods.base import Embeddings, Method
 from amst_core.metrics import Key
 
@@ -39,7 +40,7 @@ def class_means(sums: torch.Tensor, counts: torch.Tensor, previous: torch.Tensor
 class Pmr(Method):
     name = "pmr"
 
-    def __init__(self, cfg, num_classes: int, device: torch.device, ranks=None):
+    def __init__(self, cfg: RunConfig, num_classes: int, device: torch.device, ranks: Ranks | None = None):
         super().__init__(cfg, num_classes, device, ranks)
         self.num_classes = num_classes
         self.prototypes: dict[str, torch.Tensor] | None = None

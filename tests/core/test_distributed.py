@@ -59,6 +59,26 @@ def test_training_drops_a_last_batch_some_rank_would_have_nothing_of() -> None:
     assert len(RankBatches(range(19), 19, 8, Ranks(3, 4), train=False)) == 2  # evaluation: rank 3's last is empty
 
 
+def test_a_batch_smaller_than_the_ranks_is_refused() -> None:
+    from amst_core.config import load_config
+
+    with pytest.raises(ValueError, match=r"batch_size: 3 is smaller than resources\.gpus"):
+        load_config(base={"method": "naive", "dataset": {"name": "synthetic"}, "batch_size": 3,
+                          "resources": {"gpus": 4}})
+
+
+def test_a_ranks_slice_gets_the_augmentation_draws_of_its_samples_in_the_whole_batch() -> None:
+    from amst_core.data.augment import FrameAugment, batch_generator
+
+    frames = torch.randint(0, 255, (7, 2, 40, 40, 3), dtype=torch.uint8)
+    augment, cpu = FrameAugment(32), torch.device("cpu")
+    whole = augment(frames, True, batch_generator(cpu, 3, 1, 5))
+    for rank in range(2):
+        lo, hi = Ranks(rank, 2).share(7)
+        part = augment(frames[lo:hi], True, batch_generator(cpu, 3, 1, 5), part=(lo, 7))
+        assert torch.equal(part, whole[lo:hi])
+
+
 def test_shares_differ_by_at_most_one_sample() -> None:
     assert [Ranks(r, 3).share(10) for r in range(3)] == [(0, 4), (4, 7), (7, 10)]
     assert SINGLE.share(10) == (0, 10)
@@ -86,15 +106,17 @@ def avdigits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_avdigits(tmp_path_factory.mktemp("data"), per_class=(6, 2, 2))
 
 
-def train_argv(out: Path, data: Path, method: str, *more: str, epochs: int = 2) -> list[str]:
+def train_argv(out: Path, data: Path, method: str, *more: str, epochs: int = 2, batch: int = 20) -> list[str]:
+    """60 training and 20 validation and test samples: batches of 20 split 10 + 10; batches of 17 unequally (9 + 8
+    samples a rank, the last training batch 9 as 5 + 4, the last evaluation batch 3 as 2 + 1)."""
     config = out.parent / f"{out.name}.yaml"
     config.write_text(f"method: {method}\ndataset: {{name: avdigits, root: {data}}}\nepochs: {epochs}\n"
-                      "batch_size: 20\ndevice: cpu\nmodel: {width: 8}\noptim: {lr: 0.002}\n")
+                      f"batch_size: {batch}\ndevice: cpu\nmodel: {{width: 8}}\noptim: {{lr: 0.002}}\n")
     return ["train", str(config), "--out", str(out), "--no-progress", *[a for s in more for a in ("--set", s)]]
 
 
-def train(out: Path, data: Path, method: str, *more: str, epochs: int = 2) -> None:
-    assert main(train_argv(out, data, method, *more, epochs=epochs)) == 0
+def train(out: Path, data: Path, method: str, *more: str, epochs: int = 2, batch: int = 20) -> None:
+    assert main(train_argv(out, data, method, *more, epochs=epochs, batch=batch)) == 0
 
 
 def curves(run: Path) -> dict[tuple, float]:
@@ -126,10 +148,15 @@ def assert_same_curves(a: Path, b: Path) -> None:
             assert math.isclose(value, other, rel_tol=1e-3, abs_tol=1e-4), (key, value, other)
 
 
-@pytest.mark.parametrize(("method", "epochs"), [("amst_full", 2), ("naive", 2), ("ogm_ge", 1)])
-def test_two_ranks_train_what_one_process_trains(tmp_path: Path, avdigits: Path, method: str, epochs: int) -> None:
-    train(tmp_path / "one", avdigits, method, epochs=epochs)
-    train(tmp_path / "two", avdigits, method, "resources.gpus=2", epochs=epochs)
+@pytest.mark.parametrize(("method", "epochs", "batch"), [("amst_full", 2, 20), ("naive", 2, 20), ("ogm_ge", 1, 20),
+                                                         ("pmr", 2, 20), ("amst_full", 1, 17), ("naive", 1, 17)])
+def test_two_ranks_train_what_one_process_trains(tmp_path: Path, avdigits: Path, method: str, epochs: int,
+                                                 batch: int) -> None:
+    """Batches of 17: unequal slices weigh their losses, meters and augmentation draws by their share. Over one
+    epoch only: in the second epoch of such a run the audio encoder's steps differ by a few percent (an open
+    finding of issue 25: the same step replayed alone from the same state and batch on 2 ranks agrees)."""
+    train(tmp_path / "one", avdigits, method, epochs=epochs, batch=batch)
+    train(tmp_path / "two", avdigits, method, "resources.gpus=2", epochs=epochs, batch=batch)
     assert_same_curves(tmp_path / "one", tmp_path / "two")
     assert worst_weight_difference(tmp_path / "one", tmp_path / "two") < WEIGHTS_RTOL
     assert {p["epoch"] for p in read_jsonl(tmp_path / "two" / "metrics.jsonl")} == set(range(epochs))
