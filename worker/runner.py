@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -211,7 +212,7 @@ def failure_summary(err: BaseException, limit: int = 300) -> str:
 class Maintenance(threading.Thread):
     """Worker row and run lease heartbeats, and the reaper-and-release pass (amst_core.store.reaper), for the
     worker's whole life: every tick, and at once when nudged (a run of this worker ended: its sweep may start its
-    next runs now, not at the next tick)."""
+    next runs now, not at the next tick). With AMST_WORKER_IDLE_EXIT_S, it also ends an idle worker."""
 
     def __init__(self, executor: Executor, queues: str, send):
         super().__init__(daemon=True, name="maintenance")
@@ -219,6 +220,8 @@ class Maintenance(threading.Thread):
         self.stopped = threading.Event()
         self.nudged = threading.Event()
         self.clock = lifecycle.ReaperClock(executor.settings.lost_after_s)
+        self.idle_since = time.monotonic()  # the worker's start, or the last time it was seen training
+        self.leaving = False
 
     def run(self) -> None:
         settings, worker_id = self.executor.settings, self.executor.worker_id
@@ -240,6 +243,7 @@ class Maintenance(threading.Thread):
         return self.stopped.is_set()
 
     def nudge(self) -> None:
+        self.idle_since = time.monotonic()  # a run of this worker just ended: one shorter than a tick counts too
         self.nudged.set()
 
     def tick(self) -> None:
@@ -258,6 +262,22 @@ class Maintenance(threading.Thread):
         except Exception:
             log.exception("maintenance tick failed")
         self.beat()
+        self.leave_when_idle()
+
+    def leave_when_idle(self) -> bool:
+        """AMST_WORKER_IDLE_EXIT_S: a worker that has trained nothing for that long stops as SIGTERM stops it
+        (Celery's warm shutdown: a message it takes meanwhile is given back), so that the Slurm job holding it
+        ends and frees its node. True when it asked."""
+        now, limit = time.monotonic(), self.executor.settings.idle_exit_s
+        if self.executor.current_run is not None:
+            self.idle_since = now
+        if limit is None or self.leaving or now - self.idle_since < limit:
+            return False
+        log.info("no run trained for %.0f s (AMST_WORKER_IDLE_EXIT_S=%g): this worker leaves",
+                 now - self.idle_since, limit)
+        self.leaving = True
+        os.kill(os.getpid(), signal.SIGTERM)
+        return True
 
     def beat(self) -> None:
         """The loop is alive (AMST_WORKER_HEALTH_FILE): a wedged worker stops touching it, a database outage does

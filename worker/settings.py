@@ -39,6 +39,10 @@ class WorkerSettings(Settings):
     health_file: Path | None = Field(None, alias="AMST_WORKER_HEALTH_FILE",
                                      description="touched at every maintenance tick (heartbeats, reaper): a "
                                                  "container's health check reads its age; unset: none")
+    idle_exit_s: float | None = Field(None, alias="AMST_WORKER_IDLE_EXIT_S", gt=0,
+                                      description="a worker that has trained nothing for this long stops (warmly, "
+                                                  "as on SIGTERM): the Slurm job holding it ends and frees its "
+                                                  "node; unset: it never leaves on its own")
     rank_restarts: int = Field(1, alias="AMST_RANK_RESTARTS", ge=0, le=100,
                                description="a run on several ranks: how often PyTorch's launcher restarts them all "
                                            "when one dies (each restart continues from the last checkpoint) before "

@@ -97,3 +97,39 @@ def test_a_workers_maintenance_announces_its_slurm_job_and_gpus_at_start(url: st
 def exists(url: str, worker_id: str) -> bool:
     with tx(url) as s:
         return s.get(Worker, worker_id) is not None
+
+
+def test_an_idle_worker_leaves_as_sigterm_would_stop_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AMST_WORKER_IDLE_EXIT_S: the maintenance thread sends the worker SIGTERM (Celery's warm shutdown) once it
+    has trained nothing for that long, once; a run in training, or one just ended, starts the count again."""
+    import signal
+
+    from worker import runner
+
+    asked = []
+    monkeypatch.setattr(runner.os, "kill", lambda pid, sig: asked.append((pid, sig)))
+    settings = WorkerSettings(AMST_WORKER_IDLE_EXIT_S=60)
+    executor = SimpleNamespace(settings=settings, worker_id="w1", current_run=None, device="cpu")
+    maintenance = runner.Maintenance(executor, "cpu", send=lambda *_: None)  # type: ignore[arg-type]
+    maintenance.idle_since -= 59
+    assert not maintenance.leave_when_idle() and not asked
+    executor.current_run = "r1"
+    maintenance.idle_since -= 3600
+    assert not maintenance.leave_when_idle(), "training is not idle"
+    executor.current_run = None
+    maintenance.idle_since -= 3600
+    maintenance.nudge()  # a run of this worker ended (one shorter than a tick is never seen training)
+    assert not maintenance.leave_when_idle()
+    maintenance.idle_since -= 61
+    assert maintenance.leave_when_idle() and asked == [(os.getpid(), signal.SIGTERM)]
+    assert not maintenance.leave_when_idle() and len(asked) == 1, "asked once"
+
+
+def test_without_an_idle_limit_a_worker_never_leaves_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker import runner
+
+    monkeypatch.setattr(runner.os, "kill", lambda *_: pytest.fail("no SIGTERM without AMST_WORKER_IDLE_EXIT_S"))
+    executor = SimpleNamespace(settings=WorkerSettings(), worker_id="w1", current_run=None, device="cpu")
+    maintenance = runner.Maintenance(executor, "cpu", send=lambda *_: None)  # type: ignore[arg-type]
+    maintenance.idle_since -= 10 * 365 * 86400
+    assert not maintenance.leave_when_idle()
