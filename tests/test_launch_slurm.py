@@ -5,6 +5,8 @@ real one-node cluster."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import stat
 import subprocess
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 from launch import slurm
 from launch.cli import main
 
+DEPLOY_DOC = Path(__file__).resolve().parents[1] / "Doc" / "deploy.md"
 JOBS = slurm.WorkerJobs(count=2, gpus=0, partition="amst", time="5")
 SQUEUE = "11|RUNNING|1:02|3:58|node07\n12|PENDING|0:00|5:00|(Resources)\n13|RUNNING|0:10|4:50|node08\n"
 
@@ -173,3 +176,24 @@ def test_status_reads_squeue_for_this_users_worker_jobs(monkeypatch: pytest.Monk
     assert [j.job_id for j in slurm.squeue()] == ["11", "12", "13"]
     assert (tmp_path / "args").read_text().split() == ["--me", "--name=amst-worker", "--noheader",
                                                        f"--format={slurm.SQUEUE_FORMAT}"]
+
+
+def test_the_docs_dry_run_prints_the_script_the_doc_describes(monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    """Doc/deploy.md's Slurm section: its exports, then its --dry-run line as written (the lines that submit need
+    a cluster with that partition and account: tests/service/test_slurm.py runs them on its own)."""
+    section = DEPLOY_DOC.read_text().split("### Slurm\n", 1)[1].split("\n### ", 1)[0]
+    (block,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    lines = [shlex.split(line) for line in block.splitlines() if line.strip()]
+    for words in (w for w in lines if w[0] == "export"):
+        for assignment in words[1:]:
+            monkeypatch.setenv(*assignment.split("=", 1))
+    (dry_run,) = [w for w in lines if "--dry-run" in w]
+    assert dry_run[:3] == ["amst", "slurm", "workers"] and main(dry_run[1:]) == 0
+    out = capsys.readouterr().out
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --time=8:00:00", "#SBATCH --gres=gpu:1", "#SBATCH --account=lab",
+                 "#SBATCH --signal=B:TERM@120", "#SBATCH --output=/shared/amst/artifacts/slurm/%x-%j.out",
+                 "export DATABASE_URL=postgresql+psycopg://amst:***@10.0.0.1:5432/amst",
+                 "export AMST_WORKER_IDLE_EXIT_S=600"):
+        assert line in out.splitlines(), line
+    assert out.rstrip().endswith("-m launch serve worker --gpu 0")

@@ -32,6 +32,7 @@ BY_PATH: dict[str, tuple[str, ...]] = {
     "api/test_api_schemathesis.py": ("service", "slow"),  # a real API process under a fuzzer, 25 + 20 s
     "test_offline_node.py": ("slow",),  # wheelhouses and offline pip installs into fresh environments
     "deploy/test_compose_stack.py": ("service", "slow"),  # the compose stack built and run with podman-compose
+    "service/test_slurm.py": ("service", "slow"),  # a one-node Slurm cluster of its own, worker jobs, 2-3 min
 }
 # Fixtures that start an API process (the dashboard's pages read a real one through HTTP). A new such fixture
 # outside tests/service belongs here, or its tests land in the quick tier.
