@@ -13,7 +13,7 @@ modality through the head, then one through the encoders), skips modalities for 
 gradients between backward and step; DDP's reducer expects one backward per forward over a fixed set of
 parameters. Averaging the gradients of exactly the parameters about to step, in one flat collective per step,
 is what DDP computes, and fits every method unchanged. SyncBatchNorm is CUDA-only; on CPUs `GlobalBatchNorm2d` is the
-same computation written with autograd-aware collectives over gloo (what this project's tests can check).
+same computation (all-reduced sums forward and backward) over gloo, which this project's tests can check.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -212,46 +213,69 @@ def broadcast_state(module: nn.Module, ranks: Ranks) -> None:
 # ---- BatchNorm over the global batch ------------------------------------------------------------------------
 
 
+class _GlobalNorm(torch.autograd.Function):
+    """x normalised by the statistics of every rank's x together, with the backward pass that matches: the
+    computation of torch's SyncBatchNorm (per channel, each rank's sums all-reduced, in the forward pass and again
+    for the gradient), written with plain tensor ops so that it runs over gloo too."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        channels, dims = x.shape[1], (0, 2, 3)
+        count = float(x.numel() // channels)
+        # Two all-reduces: the counts and sums give the global mean, then the squared deviations around it give
+        # the variance (sums of squares around zero would lose the variance of a channel with a large mean).
+        local_mean = x.mean(dim=dims) if x.numel() else x.new_zeros(channels)
+        sums = torch.cat([x.new_tensor([count]), local_mean * count])
+        dist.all_reduce(sums)
+        total, mean = sums[0], sums[1:] / sums[0]
+        m2 = ((x - mean[None, :, None, None]) ** 2).sum(dim=dims)
+        dist.all_reduce(m2)
+        var = m2 / total
+        invstd = torch.rsqrt(var + eps)
+        xhat = (x - mean[None, :, None, None]) * invstd[None, :, None, None]
+        ctx.save_for_backward(xhat, invstd, total)
+        unbiased = m2 / (total - 1).clamp(min=1)  # what BatchNorm keeps as running_var
+        ctx.mark_non_differentiable(mean, unbiased)
+        return xhat, mean, unbiased
+
+    @staticmethod
+    def backward(ctx: Any, grad_xhat: torch.Tensor, *_statistics: Any) -> tuple[torch.Tensor, None]:
+        xhat, invstd, total = ctx.saved_tensors
+        dims = (0, 2, 3)
+        sums = torch.cat([grad_xhat.sum(dim=dims), (grad_xhat * xhat).sum(dim=dims)])
+        dist.all_reduce(sums)  # over the global batch: every rank's loss reaches every x through the statistics
+        sum_g, sum_gx = sums.chunk(2)
+        grad_x = (grad_xhat - (sum_g / total)[None, :, None, None]
+                  - xhat * (sum_gx / total)[None, :, None, None]) * invstd[None, :, None, None]
+        return grad_x, None
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d whose training statistics are those of the global batch: each rank's count, mean and squared
-    deviations gathered (autograd flows back through the gather) and combined as in Chan et al.'s parallel
-    variance. The same parameters and buffers as BatchNorm2d, so checkpoints move between 1 and N ranks; in eval
-    mode, or on one rank, it is BatchNorm2d."""
+    """BatchNorm2d whose training statistics are those of the global batch (`_GlobalNorm`). The same parameters and
+    buffers as BatchNorm2d, so checkpoints move between 1 and N ranks; in eval mode, or on one rank, it is
+    BatchNorm2d. The affine parameters' gradients are this rank's part, averaged with the others' before the step
+    like every gradient (average_gradients)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_gather
-
-        dims = (0, 2, 3)
-        xf = x.float()
-        count = torch.full((1,), float(x.numel() // x.shape[1]), device=x.device)
-        mean = xf.mean(dim=dims) if x.numel() else torch.zeros(x.shape[1], device=x.device)
-        m2 = ((xf - mean[None, :, None, None]) ** 2).sum(dim=dims)
-        stats = torch.stack(all_gather(torch.cat([count, mean, m2])))  # (world, 1 + 2C)
-        c = x.shape[1]
-        counts, means, m2s = stats[:, :1], stats[:, 1:1 + c], stats[:, 1 + c:]
-        total = counts.sum()
-        global_mean = (counts * means).sum(dim=0) / total
-        var = (m2s + counts * (means - global_mean) ** 2).sum(dim=0) / total
+        xhat, mean, unbiased_var = _GlobalNorm.apply(x.float(), self.eps)
         if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
             self.num_batches_tracked.add_(1)
             momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
             with torch.no_grad():
-                unbiased = var * total / (total - 1).clamp(min=1)
-                self.running_mean.mul_(1 - momentum).add_(global_mean.detach() * momentum)
-                self.running_var.mul_(1 - momentum).add_(unbiased.detach() * momentum)
-        shape = (1, c, 1, 1)
-        y = (xf - global_mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+                self.running_mean.mul_(1 - momentum).add_(mean * momentum)
+                self.running_var.mul_(1 - momentum).add_(unbiased_var * momentum)
+        y = xhat
         if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
         return y.to(x.dtype)
 
 
 def global_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     """Every BatchNorm2d of `module` normalising by the global batch, in place (the same parameters, buffers and
     state-dict keys): torch's SyncBatchNorm on GPUs (fused kernels over NCCL), GlobalBatchNorm2d on CPUs, where
-    SyncBatchNorm refuses to run (the same statistics, from autograd-aware gathers over gloo)."""
+    SyncBatchNorm refuses to run (the same computation over gloo)."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     for sub in module.modules():

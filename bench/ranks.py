@@ -5,7 +5,8 @@ Each repeat trains the same config on one process, then on two (gloo on a CPU, N
 and the machine has two), the two interleaved so both see the same machine. Training throughput is the run's own
 `samples_per_s` (every rank's samples over the training pass's time), over the epochs after the first. The
 collectives are timed inside the two ranks: every all-reduce, all-gather and broadcast of a training pass
-(gradients, the global BatchNorm's statistics, the stop flag, the method's scores), per batch, against the batch.
+(gradients, the global BatchNorm's sums forward and backward, the stop flag, the method's scores), per batch,
+against the batch.
 
     python bench/ranks.py [--method amst_full] [--device cpu] [--repeats 2] [--epochs 3]
 """
@@ -141,7 +142,7 @@ def main() -> int:
     print("every repeat (1 rank / 2 ranks / 2 ranks, local BatchNorm): "
           + "; ".join(f"{a:.0f} / {b:.0f} / {c:.0f}" for a, b, c in zip(one, two, local_bn, strict=True)))
     print(f"2 ranks, per training batch: {timing['batch_ms']:.1f} ms, of which inside collectives (waiting for the "
-          f"other rank included; the gathers' backward passes not counted) "
+          f"other rank included) "
           f"{timing['collective_ms']:.1f} ms ({100 * timing['collective_ms'] / timing['batch_ms']:.0f} %, "
           f"{timing['collectives_per_batch']:.0f} calls)")
     return 0
