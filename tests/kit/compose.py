@@ -14,6 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.kit.apt import apt_install
+
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ("docker-compose.yml", "docker-compose.local.yml")
 DEPLOY_DOC = ROOT / "Doc" / "deploy.md"
@@ -42,14 +44,8 @@ def ensure_tools() -> str | None:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         return f"{', '.join(missing)} not installed, and this is not root on Debian to install them"
     packages = [PACKAGES[tool] for tool in missing]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages, "catatonit", "aardvark-dns",
-               "netavark", "fuse-overlayfs"]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-        done = subprocess.run(install, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            return f"apt-get could not install {' '.join(packages)}: {done.stderr.strip()[-500:]}"
+    if (failed := apt_install([*packages, "catatonit", "aardvark-dns", "netavark", "fuse-overlayfs"])) is not None:
+        return failed
     still = missing_tools()
     return f"{', '.join(still)} still missing after apt-get install" if still else None
 

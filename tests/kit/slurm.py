@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.kit.apt import apt_install
 from tests.kit.svc import free_port, wait_until
 
 TOOLS = ("slurmctld", "slurmd", "sbatch", "squeue", "scancel", "scontrol", "sinfo", "munged")
@@ -41,13 +42,8 @@ def ensure_slurm() -> str | None:
         return None
     if shutil.which("apt-get") is None:
         return f"{', '.join(missing)} not installed, and this is not Debian to install {' '.join(PACKAGES)}"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-        done = subprocess.run(install, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            return f"apt-get could not install {' '.join(PACKAGES)}: {done.stderr.strip()[-500:]}"
+    if (failed := apt_install(PACKAGES)) is not None:
+        return failed
     still = missing_tools()
     return f"{', '.join(still)} still missing after apt-get install" if still else None
 
