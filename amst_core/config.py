@@ -281,9 +281,9 @@ class ResourcesConfig(_Strict):
     gpus: int = Field(1, ge=1, le=64, description="processes (ranks) the run trains on, one GPU each (NCCL); on a "
                       "CPU device, that many CPU processes (gloo). Every global batch is the one-process batch, "
                       "split between the ranks")
-    min_gpu_memory_gb: float | None = Field(None, gt=0, le=100_000, description="the memory each GPU needs: a queued "
-                                            "run says so (waiting_for) while no live worker of its queue has GPUs "
-                                            "this large; the queue alone decides which worker takes it")
+    min_gpu_memory_gb: float | None = Field(None, gt=0, le=100_000, description="only a worker whose GPUs each have "
+                                            "at least this much memory takes the run (the others hand it back); "
+                                            "while no live worker can, GET /runs/{id} says so (waiting_for)")
     sync_batchnorm: bool = Field(True, description="BatchNorm statistics over the global batch (as on one GPU); "
                                  "false: each rank normalises by its own slice's statistics, as plain DDP does")
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # Slurm sets these in every job step's environment (sbatch, srun, salloc); SLURM_JOB_ID is what `scancel` takes.
 SLURM_JOB_ID, SLURM_JOB_NAME, SLURM_PARTITION = "SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_PARTITION"
@@ -52,3 +53,23 @@ def given(env: Mapping[str, str], name: str) -> str | None:
     """The variable's value with spaces stripped; unset or blank is None (a template that left it empty)."""
     value = env.get(name, "").strip()
     return value or None
+
+
+def cannot_hold(config: Mapping[str, Any], gpus: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why a worker with these GPUs (`amst_core.gpu.visible_gpus`) cannot hold a run of this config, or None.
+    A run on the CPU fits any worker, and a one-GPU run any worker of its queue (a worker without a GPU trains it
+    on its CPU, as `device: auto` allows); a run on N > 1 GPUs needs N of them, and `resources.min_gpu_memory_gb`
+    needs GPUs that large."""
+    if config.get("device") == "cpu":
+        return None
+    resources = config.get("resources") or {}
+    count, memory_gb = int(resources.get("gpus") or 1), resources.get("min_gpu_memory_gb")
+    if count > 1 and len(gpus) < count:
+        return f"it asks for {count} GPUs (resources.gpus); this worker has {len(gpus)}"
+    if memory_gb:
+        smallest = min((g["memory_mib"] for g in gpus), default=0) / 1024
+        if smallest < float(memory_gb):
+            return (f"it asks for GPUs of at least {float(memory_gb):g} GB (resources.min_gpu_memory_gb); this "
+                    f"worker's have {smallest:.0f} GB" if gpus else "it asks for GPUs of at least "
+                    f"{float(memory_gb):g} GB (resources.min_gpu_memory_gb); this worker has no GPU")
+    return None

@@ -28,13 +28,14 @@ from amst_core.config import RunConfig
 from amst_core.runlog import RunLogHandler, log_path
 from amst_core.store import lifecycle, reaper
 from amst_core.store.db import session_scope
-from amst_core.store.models import RunStatus
+from amst_core.store.models import Run, RunStatus
 from amst_core.store.outage import OUTAGE, DatabaseUnavailable, Outage, wait_out
 from worker.child import ProcessEnd, TrainingProcess, describe_end
 from worker.settings import WorkerSettings, get_worker_settings
 
 log = logging.getLogger("amst.worker")
 T = TypeVar("T")
+REFUSED_PAUSE_S = 5.0  # before handing back a run this worker cannot hold
 ASKED_TO_STOP = (-15, -2)  # SIGTERM, SIGINT: a training process that died of these was stopped, not crashed
 
 
@@ -56,6 +57,7 @@ class Executor:
         self.shutting_down = False
         self.send = None  # set by the worker: re-dispatches a run this worker hands back or retries
         self.run_ended: Callable[[], None] = lambda: None  # set by the worker: a reaper-and-release pass now
+        self.gpus: list[dict] | None = None  # what this worker has (amst_core.gpu.visible_gpus), read once
 
     def shutdown(self) -> None:
         """The worker is stopping: the training process ends the run at its next batch and hands it back."""
@@ -64,11 +66,15 @@ class Executor:
             self.child.terminate()
 
     def execute(self, run_id: str) -> str | None:
-        if self.shutting_down:  # a message taken during warm shutdown: give it back for another worker
-            from celery.exceptions import Reject
+        from celery.exceptions import Reject
 
+        if self.shutting_down:  # a message taken during warm shutdown: give it back for another worker
             log.info("run %s not taken: this worker is shutting down", run_id)
             raise Reject(f"worker {self.worker_id} is shutting down", requeue=True)
+        if (why := self.cannot_hold(run_id)) is not None:  # its queue's other workers may: back to the queue
+            log.info("run %s not taken: %s (GET /runs/%s says so while no live worker can)", run_id, why, run_id)
+            time.sleep(REFUSED_PAUSE_S)  # a worker alone on the queue takes it again: not in a tight loop
+            raise Reject(f"worker {self.worker_id} cannot hold run {run_id}: {why}", requeue=True)
         with session_scope(self.settings.db_url) as s:
             attempt = lifecycle.claim(s, run_id, self.worker_id, self.device)
         if attempt is None:
@@ -115,6 +121,25 @@ class Executor:
                  time.monotonic() - started, f"exit status {end.returncode}" if end.returncode >= 0 else
                  f"signal {-end.returncode}")
         return end
+
+    def cannot_hold(self, run_id: str) -> str | None:
+        """Why this worker cannot hold a queued run (too few GPUs, too little memory: amst_core.placement), or
+        None; None too for a run that is gone or not queued (the claim then says so)."""
+        from amst_core.placement import cannot_hold
+
+        with session_scope(self.settings.db_url) as s:
+            run = s.get(Run, run_id)
+            if run is None or run.status != RunStatus.queued or not run.config:
+                return None
+            return cannot_hold(run.config, self.gpus_here())
+
+    def gpus_here(self) -> list[dict]:
+        """This worker's GPUs as it announces them (amst_core.gpu.visible_gpus), read once."""
+        if self.gpus is None:
+            from amst_core.gpu import visible_gpus  # torch: this module stays light to import, as device_label
+
+            self.gpus = [dict(g) for g in visible_gpus()]
+        return self.gpus
 
     def ranks_of(self, run_id: str, attempt: int) -> tuple[int, str]:
         """How many ranks the run trains on (`resources.gpus`), and its device; one when it is no longer this

@@ -17,6 +17,7 @@ from sqlalchemy import select, text, tuple_
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.sql import Select
 
+from amst_core.placement import cannot_hold
 from amst_core.store import search
 from amst_core.store.models import Attempt, Modality, Point, Run, RunStatus, RunTag, Series, Worker
 
@@ -268,31 +269,25 @@ def workers(s: Session, limit: int = 500) -> list[Worker]:
 
 
 def waiting_reason(s: Session, run: Run, now: datetime, lost_after_s: float) -> str | None:
-    """Why a queued run may wait forever, or None: no live worker consumes its queue, or none of those has GPUs
-    with the memory it asks for (`resources.min_gpu_memory_gb`; a worker that announced no GPUs is given the
-    benefit of the doubt). The rule of the queues: amst_core.settings.queue_for."""
+    """Why a queued run may wait forever, or None: no live worker consumes its queue, or none of those can hold
+    it (amst_core.placement.cannot_hold: too few GPUs or too little memory; a worker registered before it
+    announced its GPUs is given the benefit of the doubt). The rule of the queues: amst_core.settings.queue_for."""
     if run.status != RunStatus.queued:
         return None
     live = [w for w in workers(s) if w.stopped_at is None
             and (now - w.heartbeat_at).total_seconds() <= lost_after_s]
     serving = [w for w in live if run.queue in w.queues.split(",")]
-    resources = (run.config or {}).get("resources") or {}
-    gpus = int(resources.get("gpus") or 1)
+    gpus = int(((run.config or {}).get("resources") or {}).get("gpus") or 1)
     if not serving:
         start = ("amst serve worker --queue cpu" if run.queue == "cpu" else "amst serve worker --gpu 0" if gpus == 1
                  else f"amst serve worker --gpus {','.join(map(str, range(gpus)))}")
         return (f"no live worker serves queue {run.queue} ({len(live)} live worker(s) serve other queues): it waits "
                 f"until one does, e.g. `{start}`")
-    memory_gb = resources.get("min_gpu_memory_gb")
-    if memory_gb and run.queue != "cpu":
-        need_mib = float(memory_gb) * 1024
-        fits = [w for w in serving if w.gpus is None
-                or (len(w.gpus) >= gpus and min(g["memory_mib"] for g in w.gpus) >= need_mib)]
-        if not fits:
-            largest = max((min(g["memory_mib"] for g in w.gpus) for w in serving if w.gpus), default=0) / 1024
-            return (f"it asks for GPUs of at least {memory_gb:g} GB (resources.min_gpu_memory_gb); the live workers "
-                    f"of queue {run.queue} have at most {largest:.0f} GB each: it waits until a worker that can hold "
-                    "it joins")
+    reasons = [cannot_hold(run.config or {}, w.gpus) for w in serving if w.gpus is not None]
+    if len(reasons) == len(serving) and all(reasons):
+        why = "; ".join(sorted({str(r) for r in reasons}))
+        return (f"no live worker of queue {run.queue} can hold it ({why}): each hands it back, and it waits until "
+                "a worker that can joins")
     return None
 
 

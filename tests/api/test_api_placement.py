@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from amst_core.placement import Placement
+from amst_core.placement import Placement, cannot_hold
 from amst_core.settings import gpu_queues, queue_for
 from amst_core.store import lifecycle
 from amst_core.store.db import get_engine
@@ -64,7 +64,18 @@ def test_a_run_asking_for_more_gpu_memory_than_any_worker_has_says_so(client: Te
     reason = waiting_for(client, run["id"])
     assert (reason is not None) == waits
     if waits:
-        assert "at least 40 GB" in reason and "at most 15 GB" in reason
+        assert "at least 40 GB" in reason and "this worker's have 15 GB" in reason
+
+
+def test_what_a_worker_can_hold() -> None:
+    auto = {"device": "auto"}
+    assert cannot_hold({"device": "cpu", "resources": {"gpus": 4, "min_gpu_memory_gb": 80}}, []) is None
+    assert cannot_hold(auto, []) is None  # one GPU's run on a worker without one: its CPU, as device auto allows
+    assert cannot_hold({**auto, "resources": {"gpus": 2}}, [GPU_16GB]) == \
+        "it asks for 2 GPUs (resources.gpus); this worker has 1"
+    assert cannot_hold({**auto, "resources": {"gpus": 2}}, [GPU_16GB, GPU_16GB]) is None
+    assert "this worker has no GPU" in cannot_hold({**auto, "resources": {"min_gpu_memory_gb": 8}}, [])
+    assert cannot_hold({**auto, "resources": {"min_gpu_memory_gb": 40}}, [GPU_80GB]) is None
 
 
 def test_a_run_that_is_not_queued_has_no_waiting_reason(client: TestClient) -> None:

@@ -82,3 +82,15 @@ def test_a_rank_killed_mid_run_is_restarted_and_the_run_loses_no_epoch(stack: Se
             assert s["epochs"] == list(range(12)), key  # every epoch once, none lost
     log = httpx.get(f"{stack.url}/runs/{run_id}/logs", timeout=10).json()["text"]
     assert "resuming from the checkpoint of epoch" in log
+
+
+def test_a_worker_hands_back_a_run_it_cannot_hold_and_the_run_says_why(stack: Service) -> None:
+    """This machine's worker has no GPU: a run asking for GPUs of 8 GB stays queued, untrained, and says so."""
+    run_id = httpx.post(f"{stack.url}/runs", json=tiny_run(device="auto", resources={"min_gpu_memory_gb": 8}),
+                        timeout=10).json()["id"]
+    wait_until(lambda: "not taken: it asks for GPUs of at least 8 GB" in stack.logs("worker"), 60,
+               message="the worker's refusal")
+    run = httpx.get(f"{stack.url}/runs/{run_id}", timeout=5).json()
+    assert run["status"] == "queued" and run["attempts"] == [] and run["epochs_done"] == 0
+    assert "this worker has no GPU" in run["waiting_for"]
+    assert httpx.post(f"{stack.url}/runs/{run_id}/cancel", json={}, timeout=10).status_code == 200
