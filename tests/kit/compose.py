@@ -23,7 +23,11 @@ PODMAN_SECTION = "### Without a registry, or with podman"
 DOC_PROJECT = "amst-studio"  # the project name the doc's podman commands use
 BASE_IMAGE = "localhost/amst-debian:bookworm"
 CONTAINERS_CONF = ROOT / "deploy" / "local" / "containers.conf"
-PACKAGES = {"podman": "podman", "podman-compose": "podman-compose", "runc": "runc", "debootstrap": "debootstrap"}
+# Each tool the stack needs and the Debian package that has it. iptables: podman's network backend (netavark) sets
+# up a container's network with it and fails with "netavark: No such file or directory" without (podman only
+# recommends it, and a fresh machine may lack it: CI's did).
+PACKAGES = {"podman": "podman", "podman-compose": "podman-compose", "runc": "runc", "debootstrap": "debootstrap",
+            "iptables": "iptables"}
 # The CA bundle of a machine that intercepts TLS, where its environment names one for pip (this workplace's does):
 # pip inside the build and `prepare avdigits` need it. It stays the machine's: mounted for one step, never copied
 # into the image or the repository. Elsewhere the doc's lines run exactly as written.
