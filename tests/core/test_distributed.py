@@ -31,6 +31,7 @@ from amst_core.cli import main
 from amst_core.distributed import SINGLE, RankBatches, Ranks
 from tests.kit.tiny import write_tiny_avdigits
 from tests.kit.training import read_jsonl
+from worker.child import descendants
 
 pytestmark = pytest.mark.slow
 
@@ -178,34 +179,18 @@ def test_a_two_rank_run_resumes_exactly(tmp_path: Path, avdigits: Path) -> None:
     assert worst_weight_difference(tmp_path / "through", tmp_path / "split") == 0.0
 
 
-def rank_pids(launcher: int) -> dict[int, int]:
-    """rank -> pid of the launcher's rank processes, from /proc (their RANK variable)."""
+def rank_pids(root: int) -> dict[int, int]:
+    """rank -> pid of the rank processes below `root` (the launcher's children), by their RANK variable."""
     found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid in descendants(root):
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == launcher:
-            rank = next((v for v in environ if v.startswith(b"RANK=")), None)
-            if rank is not None:
-                found[int(rank[5:])] = int(entry)
+        rank = next((v for v in environ if v.startswith(b"RANK=")), None)
+        if rank is not None:
+            found[int(rank[5:])] = pid
     return found
-
-
-def launcher_of(cli: subprocess.Popen) -> int | None:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2:].split()[1]) == cli.pid:
-                return int(entry)
-    return None
 
 
 def test_a_killed_rank_fails_the_run_promptly_and_it_resumes_with_nothing_lost(tmp_path: Path,
@@ -220,10 +205,7 @@ def test_a_killed_rank_fails_the_run_promptly_and_it_resumes_with_nothing_lost(t
         while not (out / "checkpoints" / "last.pt").exists():  # the first epoch is saved
             assert cli.poll() is None and time.monotonic() < deadline, "the run ended before its first epoch"
             time.sleep(0.05)
-        launcher = launcher_of(cli)
-        assert launcher is not None
-        ranks = rank_pids(launcher)
-        os.kill(ranks[1], signal.SIGKILL)
+        os.kill(rank_pids(cli.pid)[1], signal.SIGKILL)
         killed = time.monotonic()
         output, _ = cli.communicate(timeout=90)  # never a hang: the launcher sees the dead rank, ends the other
     finally:
