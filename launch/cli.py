@@ -97,8 +97,9 @@ def service_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="api: processes serving the port (default 1; each "
                    "uses at most one core)")
     p.add_argument("--host", default="127.0.0.1", help="api, ui: interface to listen on")
-    p.add_argument("--gpu", type=int, help="worker: pin this process to GPU N (one worker process per GPU)")
-    p.add_argument("--gpus", type=gpu_list, metavar="0,1,...", help="worker: serve runs on up to these GPUs (runs "
+    gpus = p.add_mutually_exclusive_group()  # refused at once, before `serve` waits for the database's schema
+    gpus.add_argument("--gpu", type=int, help="worker: pin this process to GPU N (one worker process per GPU)")
+    gpus.add_argument("--gpus", type=gpu_list, metavar="0,1,...", help="worker: serve runs on up to these GPUs (runs "
                    "asking for resources.gpus > 1 train on as many of them; default queues gpu-xN..gpu-x2,gpu)")
     p.add_argument("--queue", help="worker: comma-separated queues (default gpu,cpu; with --gpu: gpu)")
     p.set_defaults(func=cmd_serve)

@@ -55,9 +55,6 @@ def serve_worker(gpu: int | None, queue: str | None, gpus: list[int] | None = No
     many, one at a time: amst_core.settings.gpu_queues), or on what it was given (the CPU and any GPU)."""
     from amst_core.settings import gpu_queues
 
-    if gpu is not None and gpus:
-        raise SystemExit("--gpu and --gpus: give one (--gpu N for a worker per GPU, --gpus 0,1,... for one "
-                         "worker whose runs may use them all)")
     if gpu is not None:
         pin_gpu(gpu)
         default = "gpu"

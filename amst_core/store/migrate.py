@@ -80,7 +80,7 @@ def wait_for_schema(url: str, timeout_s: float, poll_s: float = 1.0) -> None:
         return revision, (f"its schema is at revision {revision or 'none (empty)'}, this code needs {newest}: "
                           "run `amst db upgrade`")
 
-    _wait(at_head, url, timeout_s, poll_s, "be at the current schema")
+    _wait(at_head, url, timeout_s, poll_s, "reach the current schema")
 
 
 def _known(revision: str) -> bool:
