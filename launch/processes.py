@@ -7,6 +7,8 @@ import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
+from worker.gpulocks import MEMBER_ENV
+
 KEEP_ALIVE_S = 65
 
 
@@ -51,16 +53,22 @@ def pin_gpus(gpus: list[int], env: MutableMapping[str, str] = os.environ, option
 
 
 def serve_worker(gpu: int | None, queue: str | None, gpus: list[int] | None = None) -> None:
-    """One worker process: on GPU `gpu` alone (runs asking for one GPU), on `gpus` (runs asking for up to that
-    many, one at a time: amst_core.settings.gpu_queues), or on what it was given (the CPU and any GPU)."""
+    """One worker process: on GPU `gpu` alone (runs asking for one GPU), or on what it was given (the CPU and any
+    GPU). On `gpus`: a set of workers sharing them (launch/gpuworkers.py: runs asking for up to that many, and
+    one-GPU runs on each GPU while none does), or, started by that set, its worker of the multi-GPU runs."""
     from amst_core.settings import gpu_queues
 
     if gpu is not None:
         pin_gpu(gpu)
         default = "gpu"
     elif gpus:
-        pin_gpus(gpus)
         default = ",".join(gpu_queues(len(gpus)))
+        if len(gpus) > 1 and MEMBER_ENV not in os.environ:  # not yet one of a set's workers: start the set
+            from launch.gpuworkers import supervise
+
+            pin_gpus(gpus, dict(os.environ))  # a GPU that is not there is said once, here
+            raise SystemExit(supervise(gpus, (queue or default).split(",")))
+        pin_gpus(gpus)
     else:
         default = "gpu,cpu"
     queues = queue or default

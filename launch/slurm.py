@@ -36,7 +36,7 @@ VALUES = {"--partition": (re.compile(r"[\w.@+-]+"), "letters, digits and . @ + -
           "--constraint": (re.compile(r"[\w.,:&|\[\]*()!+-]+"), "feature names and Slurm's & | [ ] * ( ) ! , :"),
           "--queue": (re.compile(r"[\w.,+-]+"), "queue names separated by commas")}
 # Variables that name one worker process: sbatch copies the submitting shell's environment into the job.
-ONE_WORKER = ("AMST_WORKER_ID", "AMST_WORKER_GPU", "AMST_WORKER_HEALTH_FILE")
+ONE_WORKER = ("AMST_WORKER_ID", "AMST_WORKER_GPU", "AMST_WORKER_HEALTH_FILE", "AMST_GPU_SET_MEMBER")
 PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
 

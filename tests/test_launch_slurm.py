@@ -84,7 +84,7 @@ def test_the_script_runs_the_worker_with_the_services_settings_and_slurms_signal
                        "AMST_HEARTBEAT_S": "5", "BROKER_URL": "redis://:hidden@redis.lab:6379/0",
                        "DATABASE_URL": "postgresql+psycopg://amst:s3cret@db.lab:5432/amst",
                        "AMST_WORKER_IDLE_EXIT_S": "300", "CUDA_VISIBLE_DEVICES": "''"}
-    assert "unset AMST_WORKER_ID AMST_WORKER_GPU AMST_WORKER_HEALTH_FILE" in lines
+    assert "unset AMST_WORKER_ID AMST_WORKER_GPU AMST_WORKER_HEALTH_FILE AMST_GPU_SET_MEMBER" in lines
     assert lines[-1].startswith("exec ") and lines[-1].endswith("-m launch serve worker --queue cpu")
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
 

@@ -30,12 +30,15 @@ from amst_core.store import lifecycle, reaper
 from amst_core.store.db import session_scope
 from amst_core.store.models import Run, RunStatus
 from amst_core.store.outage import OUTAGE, DatabaseUnavailable, Outage, wait_out
+from worker import gpulocks
 from worker.child import ProcessEnd, TrainingProcess, describe_end
+from worker.gpulocks import Taken
 from worker.settings import WorkerSettings, get_worker_settings
 
 log = logging.getLogger("amst.worker")
 T = TypeVar("T")
 REFUSED_PAUSE_S = 5.0  # before handing back a run this worker cannot hold
+STILL_QUEUED_S = 5.0  # how often a worker waiting for GPUs looks whether its run is still queued
 ASKED_TO_STOP = (-15, -2)  # SIGTERM, SIGINT: a training process that died of these was stopped, not crashed
 
 
@@ -58,6 +61,8 @@ class Executor:
         self.send = None  # set by the worker: re-dispatches a run this worker hands back or retries
         self.run_ended: Callable[[], None] = lambda: None  # set by the worker: a reaper-and-release pass now
         self.gpus: list[dict] | None = None  # what this worker has (amst_core.gpu.visible_gpus), read once
+        self.waiting_run: str | None = None  # a run it waits to have GPUs for
+        self.locks = gpulocks.from_env()  # GPUs shared with the other workers of `amst serve worker --gpus`
 
     def shutdown(self) -> None:
         """The worker is stopping: the training process ends the run at its next batch and hands it back."""
@@ -71,20 +76,26 @@ class Executor:
         if self.shutting_down:  # a message taken during warm shutdown: give it back for another worker
             log.info("run %s not taken: this worker is shutting down", run_id)
             raise Reject(f"worker {self.worker_id} is shutting down", requeue=True)
-        if (why := self.cannot_hold(run_id)) is not None:  # its queue's other workers may: back to the queue
+        config = self.queued_config(run_id)
+        if config and (why := placement.cannot_hold(config, self.gpus_here())) is not None:  # another worker may
             log.info("run %s not taken: %s (GET /runs/%s says so while no live worker can)", run_id, why, run_id)
             time.sleep(REFUSED_PAUSE_S)  # a worker alone on the queue takes it again: not in a tight loop
             raise Reject(f"worker {self.worker_id} cannot hold run {run_id}: {why}", requeue=True)
-        with session_scope(self.settings.db_url) as s:
-            attempt = lifecycle.claim(s, run_id, self.worker_id, self.device)
-        if attempt is None:
-            log.info("run %s not claimed (taken, cancelled, ended, or gone)", run_id)
-            return None
-        self.current_run = run_id
+        gpus = self.take_gpus(run_id, config)
         try:
-            end = self.train_in_child(run_id, attempt)
+            with session_scope(self.settings.db_url) as s:
+                attempt = lifecycle.claim(s, run_id, self.worker_id, self.device)
+            if attempt is None:
+                log.info("run %s not claimed (taken, cancelled, ended, or gone)", run_id)
+                return None
+            self.current_run = run_id
+            try:
+                end = self.train_in_child(run_id, attempt, gpus)
+            finally:
+                self.current_run = None
         finally:
-            self.current_run = None
+            if gpus is not None:
+                gpus.release()
         try:
             status = self.settle(run_id, attempt, end)
         except DatabaseUnavailable as err:  # the run stays live in the store: the reaper re-queues it later
@@ -94,9 +105,11 @@ class Executor:
             self.run_ended()
         return status
 
-    def train_in_child(self, run_id: str, attempt: int) -> ProcessEnd:
+    def train_in_child(self, run_id: str, attempt: int, gpus: Taken | None = None) -> ProcessEnd:
         argv = [run_id, str(attempt), "--worker-id", self.worker_id, "--device", self.device]
         env = {**os.environ, **self.settings.as_env()}
+        if gpus is not None:  # the GPUs this attempt holds among the worker's (worker.gpulocks)
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus.gpus)
         ranks, device = self.ranks_of(run_id, attempt)
         if ranks > 1:
             from amst_core.ranks import launcher_env
@@ -122,16 +135,48 @@ class Executor:
                  f"signal {-end.returncode}")
         return end
 
-    def cannot_hold(self, run_id: str) -> str | None:
-        """Why this worker cannot hold a queued run (too few GPUs, too little memory: amst_core.placement), or
-        None; None too for a run that is gone or not queued (the claim then says so)."""
-        from amst_core.placement import cannot_hold
-
+    def queued_config(self, run_id: str) -> dict | None:
+        """A queued run's config; None for a run that is gone or not queued (the claim then says so)."""
         with session_scope(self.settings.db_url) as s:
             run = s.get(Run, run_id)
-            if run is None or run.status != RunStatus.queued or not run.config:
-                return None
-            return cannot_hold(run.config, self.gpus_here())
+            return run.config if run is not None and run.status == RunStatus.queued and run.config else None
+
+    def take_gpus(self, run_id: str, config: dict | None) -> Taken | None:
+        """The GPUs a worker that shares them (`amst serve worker --gpus`: worker.gpulocks) trains this run on;
+        None for a worker alone on its GPUs, or for a run that stopped being queued while its worker waited. A
+        one-GPU worker whose GPU is busy or wanted by a multi-GPU run hands the run back; a multi-GPU worker waits
+        until enough of its GPUs are free."""
+        from celery.exceptions import Reject
+
+        if self.locks is None or not config or config.get("device") == "cpu":
+            return None
+        count = int((config.get("resources") or {}).get("gpus") or 1)
+        looked = [time.monotonic()]
+
+        def gave_up() -> bool:  # the worker stops, or the run was cancelled (looked at every few seconds)
+            if self.shutting_down:
+                return True
+            if time.monotonic() - looked[0] < STILL_QUEUED_S:
+                return False
+            looked[0] = time.monotonic()
+            return self.queued_config(run_id) is None
+
+        self.waiting_run = run_id  # busy, for AMST_WORKER_IDLE_EXIT_S, while it waits for its GPUs
+        try:
+            taken = self.locks.take(count, gave_up)
+        finally:
+            self.waiting_run = None
+        if taken is not None:
+            log.info("run %s trains on GPU(s) %s", run_id, ",".join(taken.gpus))
+            return taken
+        if not self.shutting_down and len(self.locks.gpus) > 1:
+            return None  # it waited, and the run is no longer queued: the claim says so
+        why = "its worker is shutting down" if self.shutting_down else \
+            f"GPU {self.locks.gpus[0]} is in use or wanted by a run on several GPUs"
+        log.info("run %s not taken: %s", run_id, why)
+        if not self.shutting_down:
+            time.sleep(REFUSED_PAUSE_S)  # another worker of the queue may hold it now
+        raise Reject(f"worker {self.worker_id}: run {run_id} not taken: {why}", requeue=True)
 
     def gpus_here(self) -> list[dict]:
         """This worker's GPUs as it announces them (amst_core.gpu.visible_gpus), read once."""
@@ -294,7 +339,7 @@ class Maintenance(threading.Thread):
         (Celery's warm shutdown: a message it takes meanwhile is given back), so that the Slurm job holding it
         ends and frees its node. True when it asked."""
         now, limit = time.monotonic(), self.executor.settings.idle_exit_s
-        if self.executor.current_run is not None:
+        if self.executor.current_run is not None or self.executor.waiting_run is not None:
             self.idle_since = now
         if limit is None or self.leaving or now - self.idle_since < limit:
             return False
