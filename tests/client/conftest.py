@@ -13,10 +13,9 @@ from fastapi.testclient import TestClient
 
 from amst_client import Client
 from api.settings import ApiSettings
+from tests.kit.api import IN_PROCESS_URL as URL
 from tests.kit.api import TOKEN, FakeDispatcher, in_process_app
 from tests.kit.db import sqlite_copy
-
-URL = "http://amst.test"
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from amst_core.store import lifecycle
 from amst_core.store.db import get_engine
 from amst_core.vocab import MODALITIES, TERMINAL, RunStatus
 from api.settings import ApiSettings
-from tests.client.conftest import URL
+from tests.kit.api import IN_PROCESS_URL as URL
 from tests.kit.api import FakeDispatcher, FakeWorker, config
 
 ROOT = Path(__file__).resolve().parents[2]

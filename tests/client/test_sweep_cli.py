@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from launch.cli import main
-from tests.client.conftest import URL
+from tests.kit.api import IN_PROCESS_URL as URL
 from tests.kit.api import TOKEN, FakeWorker, config
 
 

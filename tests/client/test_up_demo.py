@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from launch.up import Demo, DemoRun, demo_pair
-from tests.client.conftest import URL
+from tests.kit.api import IN_PROCESS_URL as URL
 from tests.kit.api import FakeWorker, config
 
 

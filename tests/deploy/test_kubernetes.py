@@ -29,7 +29,7 @@ except ImportError as err:  # a missing validator fails the module, never skips 
 from amst_core import placement
 from amst_core.settings import Settings
 from tests.kit.compose import DEPLOY_DOC, ROOT
-from tests.test_deploy_compose import (
+from tests.kit.composefile import (
     SERVICES,
     command,
     env_names,

@@ -21,6 +21,7 @@ from api.main import create_app
 from api.settings import ApiSettings
 
 TOKEN = "s3cret-token"  # the bearer token of the `locked` fixture's API
+IN_PROCESS_URL = "http://amst.test"  # the base URL of a client talking to the app in this process (no port)
 
 TABLES = (Run, RunTag, Attempt, Series, Point)
 

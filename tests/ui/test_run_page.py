@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from amst_core.vocab import vocabulary
-from tests.ui.test_series import make
+from tests.kit.series import make
 from ui import runinfo
 from ui.common import plain
 from ui.series import balance
