@@ -1,16 +1,24 @@
 """`amst serve worker --gpus 0,1,2,3`: runs on up to 4 GPUs, and one-GPU runs side by side on each GPU while no
-multi-GPU run needs them.
+multi-GPU run waits for them.
 
 It supervises one worker process per GPU (`--gpu K`, queue `gpu`) and one for the runs asking for several GPUs
 (`--gpus`, queues `gpu-x4`..`gpu-x2`). They share the GPUs through lock files (worker/gpulocks.py says the rule: a
 multi-GPU run waits for the one-GPU runs already training on its GPUs, and none starts there meanwhile; never two
-runs on one GPU). The supervisor forwards SIGTERM and SIGINT to them (each hands its run back, as any worker does),
-starts again one that died, and ends when they have all ended: a worker that left on its own after an idle period
-(AMST_WORKER_IDLE_EXIT_S) is not started again.
+runs on one GPU). The set's process:
+
+- passes SIGTERM and SIGINT on to its workers as SIGTERM (each hands its run back, as any worker does; they run in
+  sessions of their own, so a terminal's Ctrl-C reaches them once, through it);
+- starts again a worker that ended while the set was not stopping (after 5 s); five that die within 30 s of their
+  start in a row stop the set, which exits 1 (a worker that cannot start would otherwise be started forever);
+- leaves when the set is idle, with AMST_WORKER_IDLE_EXIT_S: no GPU of the set held or waited for that long (its
+  workers get no idle limit of their own: one idle while another trains must stay for the next one-GPU run);
+- gives each worker its own AMST_WORKER_HEALTH_FILE (`<file>.<worker>`, e.g. `health.gpu0`) and no
+  AMST_WORKER_ID or AMST_WORKER_GPU of the set's (they name one process).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -18,14 +26,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from worker.gpulocks import LOCK_DIR_ENV, MEMBER_ENV
+from worker.gpulocks import LOCK_DIR_ENV, MEMBER_ENV, GpuLocks
 
 log = logging.getLogger("amst.gpuworkers")
-RESTART_PAUSE_S = 5.0  # before starting again a worker that died
+RESTART_PAUSE_S = 5.0  # before starting again a worker that ended
+QUICK_DEATH_S = 30.0  # a worker that ends sooner after its start died starting
+QUICK_DEATHS = 5  # in a row: the set stops
 POLL_S = 0.5
+IDLE_LOOK_S = 2.0  # how often the set looks whether its GPUs are in use (with AMST_WORKER_IDLE_EXIT_S)
+ONE_PROCESS = ("AMST_WORKER_ID", "AMST_WORKER_GPU")  # name one worker process: not copied into the set's
 
 
 @dataclass
@@ -35,8 +47,9 @@ class Member:
     name: str
     args: list[str]
     proc: subprocess.Popen | None = None
+    started_at: float = 0.0
     died_at: float | None = None
-    restarts: int = field(default=0)
+    quick_deaths: int = 0
 
 
 def members(gpus: list[int], queues: list[str]) -> list[Member]:
@@ -50,71 +63,141 @@ def members(gpus: list[int], queues: list[str]) -> list[Member]:
 
 
 def lock_dir(environ: dict[str, str] | os._Environ = os.environ) -> Path:
-    """Where the GPUs' lock files live: AMST_GPU_LOCK_DIR, or one folder per user in the machine's temporary
-    folder (every `amst serve worker --gpus` of a user on this machine shares it)."""
+    """Where the GPUs' lock files live: AMST_GPU_LOCK_DIR, or a folder of the user's in the machine's temporary
+    folder, shared by every set of the user on the machine; one per Slurm job in a job (each job's GPUs are its
+    own, and may be numbered from 0 in each)."""
     given = environ.get(LOCK_DIR_ENV)
-    return Path(given) if given else Path(tempfile.gettempdir()) / f"amst-gpu-locks-{os.getuid()}"
+    if given:
+        return Path(given)
+    job = environ.get("SLURM_JOB_ID")
+    return Path(tempfile.gettempdir()) / f"amst-gpu-locks-{os.getuid()}{f'-slurm{job}' if job else ''}"
+
+
+def usable_lock_dir(folder: Path, given: bool) -> Path:
+    """Create the folder (the user's alone) or check one that is there: the set stops at once, saying why, rather
+    than every run failing on its lock. The default folder must be the user's; one given may be shared."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not given and folder.stat().st_uid != os.getuid():
+            raise SystemExit(f"{folder}: the GPU lock folder belongs to another user, who could hold this set's "
+                             f"GPUs; set {LOCK_DIR_ENV} to a folder of yours")
+        probe = GpuLocks(folder, ["probe"])
+        fd = probe.try_lock("probe", "lock")
+        if fd is not None:
+            os.close(fd)
+    except OSError as err:
+        raise SystemExit(f"{LOCK_DIR_ENV}={folder}: cannot keep the GPUs' lock files there ({err})") from None
+    return folder
+
+
+def member_env(base: dict[str, str], member: Member) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if k not in ONE_PROCESS}
+    if env.get("AMST_WORKER_HEALTH_FILE"):
+        env["AMST_WORKER_HEALTH_FILE"] = f"{env['AMST_WORKER_HEALTH_FILE']}.{member.name}"
+    return env
 
 
 class Supervisor:
-    def __init__(self, gpus: list[int], queues: list[str], environ: dict[str, str] | None = None):
+    def __init__(self, gpus: list[int], queues: list[str], environ: dict[str, str] | None = None,
+                 gpu_ids: list[str] | None = None):
         self.env = dict(os.environ if environ is None else environ)
+        self.lock_dir_given = bool(self.env.get(LOCK_DIR_ENV))
         self.env[LOCK_DIR_ENV] = str(lock_dir(self.env))
         self.env[MEMBER_ENV] = "1"
+        idle = self.env.pop("AMST_WORKER_IDLE_EXIT_S", None)
+        self.idle_exit_s = float(idle) if idle else None
+        self.gpu_ids = gpu_ids if gpu_ids is not None else [str(g) for g in gpus]  # as the lock files name them
         self.members = members(gpus, queues)
         self.command = [sys.executable, "-m", "launch", "serve", "worker"]
         self.stopping = False
+        self.failed = False
 
     def start(self, member: Member) -> None:
         from worker.child import die_with_worker
 
-        member.proc = subprocess.Popen([*self.command, *member.args], env=self.env, preexec_fn=die_with_worker)
+        member.proc = subprocess.Popen([*self.command, *member.args], env=member_env(self.env, member),
+                                       preexec_fn=die_with_worker, start_new_session=True)
+        member.started_at = time.monotonic()
         log.info("worker %s started (process %d): amst serve worker %s", member.name, member.proc.pid,
                  " ".join(member.args))
+        if self.stopping:  # the stop came while it was being started
+            member.proc.send_signal(signal.SIGTERM)
 
-    def stop(self, signum: int, _frame=None) -> None:
-        """Pass the signal on: each worker hands back its run and ends."""
+    def stop(self, _signum: int = signal.SIGTERM, _frame=None) -> None:
+        """Each worker hands back its run and ends (SIGTERM: Celery's warm shutdown)."""
         self.stopping = True
         for member in self.members:
             if member.proc is not None and member.proc.poll() is None:
-                member.proc.send_signal(signum)
+                member.proc.send_signal(signal.SIGTERM)
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self.stop)
-        Path(self.env[LOCK_DIR_ENV]).mkdir(parents=True, exist_ok=True)
+        usable_lock_dir(Path(self.env[LOCK_DIR_ENV]), self.lock_dir_given)
         for member in self.members:
             self.start(member)
+        idle_since, looked = time.monotonic(), 0.0
         while any(self.alive(m) for m in self.members):
             time.sleep(POLL_S)
             for member in self.members:
                 self.look_after(member)
+            if self.idle_exit_s is not None and not self.stopping and time.monotonic() - looked >= IDLE_LOOK_S:
+                looked = time.monotonic()
+                if self.in_use():
+                    idle_since = looked
+                elif looked - idle_since >= self.idle_exit_s:
+                    log.info("no GPU of the set used for %.0f s (AMST_WORKER_IDLE_EXIT_S=%g): the set leaves",
+                             looked - idle_since, self.idle_exit_s)
+                    self.stop()
         log.info("every worker of the set has ended")
-        return 0
+        return 1 if self.failed else 0
+
+    def in_use(self) -> bool:
+        """A GPU of the set is held by a run or wanted by a waiting one (a shared lock held for an instant: a
+        worker taking a GPU at that instant finds it busy and tries again)."""
+        locks = GpuLocks(Path(self.env[LOCK_DIR_ENV]), self.gpu_ids)
+        for gpu in self.gpu_ids:
+            for kind in ("lock", "wanted"):
+                fd = os.open(locks.path(gpu, kind), os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+                finally:
+                    os.close(fd)
+        return False
 
     def alive(self, member: Member) -> bool:
         """Running, or to be started again."""
         return member.proc is not None or (member.died_at is not None and not self.stopping)
 
     def look_after(self, member: Member) -> None:
-        """Start again a worker that died (after a pause); forget one that ended."""
+        """Start again a worker that ended (after a pause) unless the set stops."""
         if member.proc is None:
             if self.alive(member) and time.monotonic() - member.died_at >= RESTART_PAUSE_S:
-                member.died_at, member.restarts = None, member.restarts + 1
+                member.died_at = None
                 self.start(member)
             return
         code = member.proc.poll()
         if code is None:
             return
         member.proc = None
-        if code == 0 or self.stopping:
-            log.info("worker %s ended (exit status %d)", member.name, code)
+        said = f"exit status {code}" if code >= 0 else f"signal {-code}"
+        if self.stopping:
+            log.info("worker %s ended (%s)", member.name, said)
             return
-        log.error("worker %s died (%s); started again in %.0f s", member.name,
-                  f"exit status {code}" if code > 0 else f"signal {-code}", RESTART_PAUSE_S)
+        quick = time.monotonic() - member.started_at < QUICK_DEATH_S
+        member.quick_deaths = member.quick_deaths + 1 if quick else 0
+        if member.quick_deaths >= QUICK_DEATHS:
+            log.error("worker %s ended %d times within %.0f s of its start (last: %s): the set stops", member.name,
+                      member.quick_deaths, QUICK_DEATH_S, said)
+            self.failed = True
+            self.stop()
+            return
+        log.error("worker %s ended (%s); started again in %.0f s", member.name, said, RESTART_PAUSE_S)
         member.died_at = time.monotonic()
 
 
-def supervise(gpus: list[int], queues: list[str]) -> int:
+def supervise(gpus: list[int], queues: list[str], gpu_ids: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s")
-    return Supervisor(gpus, queues).run()
+    return Supervisor(gpus, queues, gpu_ids=gpu_ids).run()

@@ -7,7 +7,7 @@ import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
-from worker.gpulocks import MEMBER_ENV
+from worker.gpulocks import is_member
 
 KEEP_ALIVE_S = 65
 
@@ -63,11 +63,11 @@ def serve_worker(gpu: int | None, queue: str | None, gpus: list[int] | None = No
         default = "gpu"
     elif gpus:
         default = ",".join(gpu_queues(len(gpus)))
-        if len(gpus) > 1 and MEMBER_ENV not in os.environ:  # not yet one of a set's workers: start the set
+        if len(gpus) > 1 and not is_member():  # not yet one of a set's workers: start the set
             from launch.gpuworkers import supervise
 
-            pin_gpus(gpus, dict(os.environ))  # a GPU that is not there is said once, here
-            raise SystemExit(supervise(gpus, (queue or default).split(",")))
+            ids = pin_gpus(gpus, dict(os.environ)).split(",")  # a GPU that is not there is said once, here
+            raise SystemExit(supervise(gpus, (queue or default).split(","), ids))
         pin_gpus(gpus)
     else:
         default = "gpu,cpu"

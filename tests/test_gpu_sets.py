@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from launch.gpuworkers import Supervisor, members
+from launch.gpuworkers import members
 from tests.kit.svc import wait_until
 from worker import gpulocks
 from worker.gpulocks import GpuLocks, from_env
@@ -59,6 +59,7 @@ def test_a_gpu_holds_one_run_at_a_time(tmp_path: Path) -> None:
 def test_a_multi_gpu_run_waits_for_the_runs_training_and_no_new_one_starts_meanwhile(tmp_path: Path) -> None:
     gpu0, gpu1 = one_gpu_worker(tmp_path, "0"), one_gpu_worker(tmp_path, "1")
     training = gpu0.take(1, lambda: False)  # a one-GPU run trains on GPU 0
+    assert training is not None
     stop = threading.Event()
     thread, got = waiting_taker(GpuLocks(tmp_path, ["0", "1"]), 2, stop)
     wait_until(lambda: not can_start(gpu1), 5, interval=0.02, message="GPU 1 to be wanted by the two-GPU run")
@@ -74,25 +75,27 @@ def test_a_multi_gpu_run_waits_for_the_runs_training_and_no_new_one_starts_meanw
 
 def test_a_run_on_fewer_gpus_than_the_worker_has_takes_the_free_ones_at_once(tmp_path: Path) -> None:
     training = one_gpu_worker(tmp_path, "0").take(1, lambda: False)
-    taken = GpuLocks(tmp_path, ["0", "1", "2"]).take(2, lambda: False)
-    assert taken is not None and taken.gpus == ["1", "2"]
     assert training is not None
+    deadline = time.monotonic() + 5
+    taken = GpuLocks(tmp_path, ["0", "1", "2"]).take(2, lambda: time.monotonic() > deadline)
+    assert taken is not None and taken.gpus == ["1", "2"]
 
 
 def test_a_waiter_never_holds_some_gpus_while_it_waits_for_others(tmp_path: Path) -> None:
     training = one_gpu_worker(tmp_path, "1").take(1, lambda: False)
+    assert training is not None
     stop = threading.Event()
     thread, got = waiting_taker(GpuLocks(tmp_path, ["0", "1"]), 2, stop)
     time.sleep(0.2)
     # GPU 0 is free but wanted: another multi-GPU worker (another set on GPUs 0 and 2) still gets it, so two
     # waiters cannot block each other, each holding half of what the other needs
-    other = GpuLocks(tmp_path, ["0", "2"]).take(2, lambda: False)
+    deadline = time.monotonic() + 5
+    other = GpuLocks(tmp_path, ["0", "2"]).take(2, lambda: time.monotonic() > deadline)
     assert other is not None and other.gpus == ["0", "2"]
     other.release()
     stop.set()  # the worker stops while it waits: nothing taken
     thread.join(5)
     assert got == [None]
-    assert training is not None
 
 
 def test_a_lock_dies_with_its_process(tmp_path: Path) -> None:
@@ -128,50 +131,99 @@ def test_a_set_is_one_worker_per_gpu_and_one_for_the_runs_on_several() -> None:
     assert [m.name for m in members([0, 1], ["gpu"])] == ["gpu0", "gpu1"]
 
 
+# A stand-in for `amst serve worker`: says when it starts (with what it was given) and stops; GPU 1's dies once at
+# its start; with FAKE_DIES=all every one dies at once.
 FAKE_WORKER = """
 import os, signal, sys, time
 from pathlib import Path
 log = Path(os.environ["SET_LOG"])
 name = sys.argv[2] if sys.argv[1] == "--gpu" else "multi"
-with log.open("a") as f:
-    f.write(f"start {name} {os.getpid()} {os.environ['AMST_GPU_LOCK_DIR']}\\n")
-def leave(signum, _frame):
+def say(line):
     with log.open("a") as f:
-        f.write(f"stopped {name} {signum}\\n")
+        f.write(line + "\\n")
+say(f"start {name} {os.environ['AMST_GPU_LOCK_DIR']} {os.environ.get('AMST_WORKER_HEALTH_FILE')} "
+    f"{os.environ.get('AMST_WORKER_ID')} {os.environ.get('AMST_WORKER_IDLE_EXIT_S')}")
+def leave(signum, _frame):
+    say(f"stopped {name} {signum}")
     sys.exit(0)
 signal.signal(signal.SIGTERM, leave)
-if name == "1" and Path(os.environ["SET_LOG"]).read_text().count("start 1 ") == 1:
-    os._exit(7)  # GPU 1's worker dies once, at its start
+if os.environ.get("FAKE_DIES") == "all" or (name == "1" and log.read_text().count("start 1 ") == 1):
+    os._exit(7)
 time.sleep(60)
 """
 
+SET = """
+import sys
+import launch.gpuworkers as g
+g.RESTART_PAUSE_S, g.POLL_S, g.IDLE_LOOK_S = 0.2, 0.05, 0.1
+s = g.Supervisor([0, 1], ["gpu-x2", "gpu"])
+s.command = [sys.executable, sys.argv[1]]
+sys.exit(s.run())
+"""
 
-def test_the_supervisor_starts_its_workers_again_when_they_die_and_passes_a_stop_on(tmp_path: Path,
-                                                                                    monkeypatch) -> None:
-    monkeypatch.setattr("launch.gpuworkers.RESTART_PAUSE_S", 0.2)
-    monkeypatch.setattr("launch.gpuworkers.POLL_S", 0.05)
-    log = tmp_path / "set.log"
+
+def start_set(tmp_path: Path, **env: str) -> tuple[subprocess.Popen, Path]:
+    """`amst serve worker --gpus 0,1`'s set in a process of its own, over stand-in workers; its log."""
     script = tmp_path / "fake_worker.py"
     script.write_text(FAKE_WORKER)
-    env = {**os.environ, "SET_LOG": str(log), gpulocks.LOCK_DIR_ENV: str(tmp_path / "locks")}
-    supervisor = Supervisor([0, 1], ["gpu-x2", "gpu"], env)
-    supervisor.command = [sys.executable, str(script)]
-    ended: list[int] = []
-    thread = threading.Thread(target=lambda: ended.append(supervisor.run()), daemon=True)
-    monkeypatch.setattr("signal.signal", lambda *_: None)  # run() in a thread: stop() is called below instead
-    thread.start()
-    wait_until(lambda: log.exists() and log.read_text().count("start 1 ") == 2, 10, message="GPU 1's restart")
-    wait_until(lambda: all(m.proc is not None for m in supervisor.members), 10, message="every worker running")
-    text = log.read_text()
-    assert {"start 0", "start multi"} <= {" ".join(line.split()[:2]) for line in text.splitlines()}
-    assert str(tmp_path / "locks") in text  # every worker shares the set's lock folder
-    assert supervisor.env[gpulocks.MEMBER_ENV] == "1"  # and knows it is one of a set (it starts no set itself)
-    supervisor.stop(signal.SIGTERM)
-    thread.join(10)
-    assert ended == [0]
-    stopped = [line for line in log.read_text().splitlines() if line.startswith("stopped")]
-    assert sorted(stopped) == [f"stopped 0 {signal.SIGTERM}", f"stopped 1 {signal.SIGTERM}",
-                               f"stopped multi {signal.SIGTERM}"]
+    log = tmp_path / "set.log"
+    log.touch()
+    full = {**os.environ, "SET_LOG": str(log), gpulocks.LOCK_DIR_ENV: str(tmp_path / "locks"), **env}
+    proc = subprocess.Popen([sys.executable, "-c", SET, str(script)], env=full, cwd=Path(__file__).parents[1],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return proc, log
+
+
+def lines(log: Path, word: str) -> list[str]:
+    return [line for line in log.read_text().splitlines() if line.startswith(word)]
+
+
+def test_the_set_starts_again_a_worker_that_died_and_passes_ctrl_c_on_as_sigterm(tmp_path: Path) -> None:
+    proc, log = start_set(tmp_path, AMST_WORKER_HEALTH_FILE=str(tmp_path / "health"), AMST_WORKER_ID="one-id")
+    try:
+        wait_until(lambda: len(lines(log, "start 1 ")) == 2 and len(lines(log, "start ")) == 4, 20,
+                   message="GPU 1's worker started again")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    starts = {line.split()[1]: line.split()[2:] for line in lines(log, "start ")}
+    assert starts["0"] == [str(tmp_path / "locks"), f"{tmp_path / 'health'}.gpu0", "None", "None"]
+    assert starts["multi"][1] == f"{tmp_path / 'health'}.gpus0-1"  # a health file each, no shared worker id
+    assert sorted(lines(log, "stopped")) == [f"stopped {n} {signal.SIGTERM}" for n in ("0", "1", "multi")]
+
+
+def test_workers_that_keep_dying_at_their_start_stop_the_set(tmp_path: Path) -> None:
+    proc, log = start_set(tmp_path, FAKE_DIES="all")
+    assert proc.wait(60) == 1
+    assert "ended 5 times within 30 s of its start" in proc.stderr.read()
+    assert len(lines(log, "start 0 ")) == 5
+
+
+def test_the_set_leaves_when_none_of_its_gpus_is_used_for_the_idle_limit(tmp_path: Path) -> None:
+    (tmp_path / "locks").mkdir()
+    training = one_gpu_worker(tmp_path / "locks", "1").take(1, lambda: False)  # a run trains on GPU 1
+    assert training is not None
+    proc, log = start_set(tmp_path, AMST_WORKER_IDLE_EXIT_S="1")
+    try:
+        wait_until(lambda: len(lines(log, "start ")) >= 3, 20, message="the set's workers")
+        time.sleep(2)
+        assert proc.poll() is None  # a GPU in use: the set stays
+        training.release()
+        assert proc.wait(20) == 0  # idle a second: it leaves, its workers stopped as SIGTERM stops them
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert all(line.split()[-1] == "None" for line in lines(log, "start "))  # no idle limit of their own
+    assert len(lines(log, "stopped")) == 3
+
+
+def test_a_lock_folder_that_cannot_be_written_stops_the_set_saying_so(tmp_path: Path) -> None:
+    (tmp_path / "locks").write_text("a file, not a folder")
+    proc, _ = start_set(tmp_path)
+    assert proc.wait(20) == 1
+    assert f"AMST_GPU_LOCK_DIR={tmp_path / 'locks'}: cannot keep the GPUs' lock files there" in proc.stderr.read()
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -201,6 +253,7 @@ def test_a_worker_of_a_set_hands_back_a_run_or_stops_waiting_for_a_cancelled_one
         two = lifecycle.create_run(s, tiny_config(device="auto", resources={"gpus": 2}))
         one_id, two_id, one_config, two_config = one.id, two.id, one.config, two.config
     training = one_gpu_worker(tmp_path / "locks", "1").take(1, lambda: False)  # GPU 1 trains a run
+    assert training is not None
     with pytest.raises(Reject, match="GPU 1 is in use"):  # its worker hands a second one back to the queue
         worker_on("1").take_gpus(one_id, one_config)
     assert worker_on("0").take_gpus(one_id, {**one_config, "device": "cpu"}) is None  # a CPU run takes no GPU
@@ -214,4 +267,3 @@ def test_a_worker_of_a_set_hands_back_a_run_or_stops_waiting_for_a_cancelled_one
     waiting.join(5)
     assert got == [None] and multi.waiting_run is None  # gone from the queue: it stopped waiting, took nothing
     assert can_start(one_gpu_worker(tmp_path / "locks", "0"))  # and wants GPU 0 no more
-    assert training is not None

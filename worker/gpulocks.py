@@ -43,12 +43,14 @@ class GpuLocks:
 
     def try_lock(self, gpu: str, kind: str) -> int | None:
         """The open, locked file's descriptor, or None when another process holds it."""
-        fd = os.open(self.path(gpu, kind), os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(self.path(gpu, kind), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BaseException as err:
             os.close(fd)
-            return None
+            if isinstance(err, BlockingIOError):
+                return None
+            raise
         return fd
 
     def wanted(self, gpu: str) -> bool:
@@ -62,9 +64,10 @@ class GpuLocks:
     def take_one(self) -> Taken | None:
         """A one-GPU worker's GPU for its next run, or None (in use, or wanted by a multi-GPU run)."""
         gpu = self.gpus[0]
-        if self.wanted(gpu):
-            return None
         fd = self.try_lock(gpu, "lock")
+        if fd is not None and self.wanted(gpu):  # locked first, then looked: a waiter that came between is seen
+            os.close(fd)
+            return None
         return None if fd is None else Taken([gpu], [fd])
 
     def take(self, count: int, stopping: Callable[[], bool]) -> Taken | None:
@@ -100,17 +103,19 @@ class GpuLocks:
                 wants[gpu] = fd
 
     def take_free(self, count: int) -> Taken | None:
-        fds: list[int] = []
-        gpus: list[str] = []
-        for gpu in self.gpus:
-            fd = self.try_lock(gpu, "lock")
-            if fd is not None:
-                fds.append(fd)
-                gpus.append(gpu)
-                if len(gpus) == count:
-                    return Taken(gpus, fds)
-        for fd in fds:  # all or none: holding some while waiting for others could block another waiter
-            os.close(fd)
+        taken = Taken([], [])
+        try:
+            for gpu in self.gpus:
+                fd = self.try_lock(gpu, "lock")
+                if fd is not None:
+                    taken.gpus.append(gpu)
+                    taken.fds.append(fd)
+                    if len(taken.gpus) == count:
+                        return taken
+        except BaseException:
+            taken.release()
+            raise
+        taken.release()  # all or none: holding some while waiting for others could block another waiter
         return None
 
 
@@ -131,4 +136,9 @@ def from_env(environ: os._Environ | dict[str, str] = os.environ) -> GpuLocks | N
     set), on its pinned GPUs (CUDA_VISIBLE_DEVICES); None for a worker alone on its GPUs."""
     folder = environ.get(LOCK_DIR_ENV)
     gpus = [g.strip() for g in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
-    return GpuLocks(Path(folder), gpus) if environ.get(MEMBER_ENV) and folder and gpus else None
+    return GpuLocks(Path(folder), gpus) if is_member(environ) and folder and gpus else None
+
+
+def is_member(environ: os._Environ | dict[str, str] = os.environ) -> bool:
+    """This process is one of the workers `amst serve worker --gpus` started."""
+    return bool(environ.get(MEMBER_ENV))

@@ -82,6 +82,9 @@ class Executor:
             time.sleep(REFUSED_PAUSE_S)  # a worker alone on the queue takes it again: not in a tight loop
             raise Reject(f"worker {self.worker_id} cannot hold run {run_id}: {why}", requeue=True)
         gpus = self.take_gpus(run_id, config)
+        if gpus is None and self.shares_gpus(config):  # it stopped being queued: never claimed without its GPUs
+            log.info("run %s not taken: no longer queued", run_id)
+            return None
         try:
             with session_scope(self.settings.db_url) as s:
                 attempt = lifecycle.claim(s, run_id, self.worker_id, self.device)
@@ -141,6 +144,11 @@ class Executor:
             run = s.get(Run, run_id)
             return run.config if run is not None and run.status == RunStatus.queued and run.config else None
 
+    def shares_gpus(self, config: dict | None) -> bool:
+        """Whether this run (a queued one's config; None: no longer queued) trains on GPUs this worker shares with
+        the other workers of its set, under their locks."""
+        return self.locks is not None and (config or {}).get("device") != "cpu"
+
     def take_gpus(self, run_id: str, config: dict | None) -> Taken | None:
         """The GPUs a worker that shares them (`amst serve worker --gpus`: worker.gpulocks) trains this run on;
         None for a worker alone on its GPUs, or for a run that stopped being queued while its worker waited. A
@@ -148,7 +156,7 @@ class Executor:
         until enough of its GPUs are free."""
         from celery.exceptions import Reject
 
-        if self.locks is None or not config or config.get("device") == "cpu":
+        if not config or not self.shares_gpus(config):
             return None
         count = int((config.get("resources") or {}).get("gpus") or 1)
         looked = [time.monotonic()]
@@ -159,7 +167,10 @@ class Executor:
             if time.monotonic() - looked[0] < STILL_QUEUED_S:
                 return False
             looked[0] = time.monotonic()
-            return self.queued_config(run_id) is None
+            try:
+                return self.queued_config(run_id) is None
+            except OUTAGE:  # the database is away a while: go on waiting, look again later
+                return False
 
         self.waiting_run = run_id  # busy, for AMST_WORKER_IDLE_EXIT_S, while it waits for its GPUs
         try:
@@ -321,7 +332,8 @@ class Maintenance(threading.Thread):
         try:
             with session_scope(settings.db_url) as s:
                 training = self.executor.current_run
-                lifecycle.worker_heartbeat(s, worker_id, training)
+                # a run it waits to have GPUs for is its own too: the reaper must not take its queue for idle
+                lifecycle.worker_heartbeat(s, worker_id, training or self.executor.waiting_run)
                 if training is not None:  # the lease is the worker's: alive while its child starts or trains
                     lifecycle.heartbeat(s, training, worker_id)
                 s.commit()

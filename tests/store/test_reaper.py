@@ -98,7 +98,7 @@ def test_a_worker_alone_reaps_and_releases_with_the_same_pass(url: str) -> None:
 
     run_id = lost_run(url)
     settings = WorkerSettings(**{**SETTINGS.model_dump(), "database_url": url})
-    executor = SimpleNamespace(settings=settings, worker_id="alive", current_run=None, device="cpu")
+    executor = SimpleNamespace(settings=settings, worker_id="alive", current_run=None, waiting_run=None, device="cpu")
     with tx(url) as s:
         lifecycle.register_worker(s, "alive", Placement("host", 1), "cpu", "cpu", [])
     send = Sender("worker")
@@ -116,7 +116,7 @@ def test_a_worker_whose_run_ended_runs_the_pass_at_once(url: str) -> None:
 
     settings = WorkerSettings(**{**SETTINGS.model_dump(), "database_url": url, "heartbeat_s": 600.0,
                                  "reaper_s": 600.0})
-    executor = SimpleNamespace(settings=settings, worker_id="alive", current_run=None, device="cpu")
+    executor = SimpleNamespace(settings=settings, worker_id="alive", current_run=None, waiting_run=None, device="cpu")
     send = Sender("worker")
     maintenance = Maintenance(executor, "cpu", send)  # type: ignore[arg-type]
     maintenance.clock = lifecycle.ReaperClock.sure(settings.lost_after_s)

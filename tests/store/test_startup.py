@@ -81,7 +81,7 @@ def maintenance(health_file: Path | None, database_url: str):
     from worker.runner import Maintenance
 
     settings = WorkerSettings(DATABASE_URL=database_url, AMST_WORKER_HEALTH_FILE=health_file)
-    executor = SimpleNamespace(settings=settings, worker_id="w", current_run=None, device="cpu")
+    executor = SimpleNamespace(settings=settings, worker_id="w", current_run=None, waiting_run=None, device="cpu")
     return Maintenance(executor, "cpu", send=lambda *_: None)  # type: ignore[arg-type]
 
 

@@ -79,7 +79,7 @@ def test_a_workers_maintenance_announces_its_slurm_job_and_gpus_at_start(url: st
     monkeypatch.setenv("SLURM_JOB_PARTITION", "gpu")
     fake_cards(monkeypatch, [("NVIDIA H100 80GB HBM3", 85_045_231_616)])
     settings = WorkerSettings(DATABASE_URL=url, AMST_HEARTBEAT_S=600, AMST_REAPER_S=600)
-    executor = SimpleNamespace(settings=settings, worker_id="w1", current_run=None, device="cuda:0")
+    executor = SimpleNamespace(settings=settings, worker_id="w1", current_run=None, waiting_run=None, device="cuda:0")
     maintenance = Maintenance(executor, "gpu", send=lambda *_: None)  # type: ignore[arg-type]
     maintenance.start()
     try:
@@ -109,7 +109,7 @@ def test_an_idle_worker_leaves_as_sigterm_would_stop_it(monkeypatch: pytest.Monk
     asked = []
     monkeypatch.setattr(runner.os, "kill", lambda pid, sig: asked.append((pid, sig)))
     settings = WorkerSettings(AMST_WORKER_IDLE_EXIT_S=60)
-    executor = SimpleNamespace(settings=settings, worker_id="w1", current_run=None, device="cpu")
+    executor = SimpleNamespace(settings=settings, worker_id="w1", current_run=None, waiting_run=None, device="cpu")
     maintenance = runner.Maintenance(executor, "cpu", send=lambda *_: None)  # type: ignore[arg-type]
     maintenance.idle_since -= 59
     assert not maintenance.leave_when_idle() and not asked
@@ -129,7 +129,8 @@ def test_without_an_idle_limit_a_worker_never_leaves_on_its_own(monkeypatch: pyt
     from worker import runner
 
     monkeypatch.setattr(runner.os, "kill", lambda *_: pytest.fail("no SIGTERM without AMST_WORKER_IDLE_EXIT_S"))
-    executor = SimpleNamespace(settings=WorkerSettings(), worker_id="w1", current_run=None, device="cpu")
+    executor = SimpleNamespace(settings=WorkerSettings(), worker_id="w1", current_run=None, waiting_run=None,
+                               device="cpu")
     maintenance = runner.Maintenance(executor, "cpu", send=lambda *_: None)  # type: ignore[arg-type]
     maintenance.idle_since -= 10 * 365 * 86400
     assert not maintenance.leave_when_idle()
