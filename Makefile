@@ -41,14 +41,17 @@ chromium:
 # service processes some tests start, on 2 cores that costs more than it gives: one BLAS thread in tests.
 TEST_ENV := OPENBLAS_NUM_THREADS=1
 
-# The whole suite, what CI runs: unit, in-process API, service stacks, browser (tests/kit/tiers.py says which).
+# The whole suite, what CI runs: the quick tier spread over the cores (as test-fast), then the rest in one process
+# (unit, in-process API, service stacks, browser: tests/kit/tiers.py says which).
 test: $(STAMP) chromium
-	$(TEST_ENV) $(BIN)/python -m pytest
+	$(TEST_ENV) $(BIN)/python -m pytest -n auto -m "$(FAST)"
+	$(TEST_ENV) $(BIN)/python -m pytest -m "$(REST)"
 
 # The inner loop: unit tests and in-process API tests on the embedded SQLite store; no service process, browser,
 # long training, GPU tier or PostgreSQL variant; spread over the cores by pytest-xdist (about 2 minutes on 2 cores:
 # none of them starts a process that another one's could meet, unlike the service tests' shared stacks).
 FAST := not service and not browser and not slow and not gpu and not postgresql
+REST := service or browser or slow or gpu or postgresql
 test-fast: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest -n auto -m "$(FAST)"
 
