@@ -8,8 +8,8 @@ runs on one GPU). The set's process:
 
 - passes SIGTERM and SIGINT on to its workers as SIGTERM (each hands its run back, as any worker does; they run in
   sessions of their own, so a terminal's Ctrl-C reaches them once, through it);
-- starts again a worker that ended while the set was not stopping (after 5 s); five that die within 30 s of their
-  start in a row stop the set, which exits 1 (a worker that cannot start would otherwise be started forever);
+- starts again a worker that ended (launch/supervisor.py: after a growing pause; five that die within 10 s of their
+  start in a row stop the set, which exits 1: a worker that cannot start would otherwise be started for ever);
 - leaves when the set is idle, with AMST_WORKER_IDLE_EXIT_S: no GPU of the set held or waited for that long (its
   workers get no idle limit of their own: one idle while another trains must stay for the next one-GPU run);
 - gives each worker its own AMST_WORKER_HEALTH_FILE (`<file>.<worker>`, e.g. `health.gpu0`) and no
@@ -22,43 +22,29 @@ import fcntl
 import logging
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from launch import supervisor
 from worker.gpulocks import LOCK_DIR_ENV, MEMBER_ENV, GpuLocks
 
 log = logging.getLogger("amst.gpuworkers")
-RESTART_PAUSE_S = 5.0  # before starting again a worker that ended
-QUICK_DEATH_S = 30.0  # a worker that ends sooner after its start died starting
-QUICK_DEATHS = 5  # in a row: the set stops
 POLL_S = 0.5
 IDLE_LOOK_S = 2.0  # how often the set looks whether its GPUs are in use (with AMST_WORKER_IDLE_EXIT_S)
+STOP_GRACE_S = 100.0  # for its workers to hand their runs back (inside Slurm's and Kubernetes' 120 s)
 ONE_PROCESS = ("AMST_WORKER_ID", "AMST_WORKER_GPU")  # name one worker process: not copied into the set's
+WHO = "amst serve worker --gpus"
 
 
-@dataclass
-class Member:
-    """One worker process of the set: its arguments to `amst serve worker`, and the process running them."""
-
-    name: str
-    args: list[str]
-    proc: subprocess.Popen | None = None
-    started_at: float = 0.0
-    died_at: float | None = None
-    quick_deaths: int = 0
-
-
-def members(gpus: list[int], queues: list[str]) -> list[Member]:
-    """The worker processes serving `queues` on `gpus`: one per GPU for queue `gpu`, one for the other queues."""
-    found = [Member(f"gpu{g}", ["--gpu", str(g), "--queue", "gpu"]) for g in gpus if "gpu" in queues]
+def members(gpus: list[int], queues: list[str]) -> dict[str, list[str]]:
+    """The worker processes serving `queues` on `gpus`, by name, with their arguments to `amst serve worker`: one
+    per GPU for queue `gpu`, one for the other queues."""
+    found = {f"gpu{g}": ["--gpu", str(g), "--queue", "gpu"] for g in gpus if "gpu" in queues}
     several = [q for q in queues if q != "gpu"]
     if several:
-        found.append(Member("gpus" + "-".join(map(str, gpus)),
-                            ["--gpus", ",".join(map(str, gpus)), "--queue", ",".join(several)]))
+        found["gpus" + "-".join(map(str, gpus))] = ["--gpus", ",".join(map(str, gpus)), "--queue", ",".join(several)]
     return found
 
 
@@ -90,10 +76,10 @@ def usable_lock_dir(folder: Path, given: bool) -> Path:
     return folder
 
 
-def member_env(base: dict[str, str], member: Member) -> dict[str, str]:
+def member_env(base: dict[str, str], name: str) -> dict[str, str]:
     env = {k: v for k, v in base.items() if k not in ONE_PROCESS}
     if env.get("AMST_WORKER_HEALTH_FILE"):
-        env["AMST_WORKER_HEALTH_FILE"] = f"{env['AMST_WORKER_HEALTH_FILE']}.{member.name}"
+        env["AMST_WORKER_HEALTH_FILE"] = f"{env['AMST_WORKER_HEALTH_FILE']}.{name}"
     return env
 
 
@@ -107,50 +93,52 @@ class Supervisor:
         idle = self.env.pop("AMST_WORKER_IDLE_EXIT_S", None)
         self.idle_exit_s = float(idle) if idle else None
         self.gpu_ids = gpu_ids if gpu_ids is not None else [str(g) for g in gpus]  # as the lock files name them
-        self.members = members(gpus, queues)
         self.command = [sys.executable, "-m", "launch", "serve", "worker"]
+        self.args = members(gpus, queues)
+        self.children = {name: supervisor.Child(name, [], env=member_env(self.env, name)) for name in self.args}
         self.stopping = False
-        self.failed = False
-
-    def start(self, member: Member) -> None:
-        from worker.child import die_with_worker
-
-        member.proc = subprocess.Popen([*self.command, *member.args], env=member_env(self.env, member),
-                                       preexec_fn=die_with_worker, start_new_session=True)
-        member.started_at = time.monotonic()
-        log.info("worker %s started (process %d): amst serve worker %s", member.name, member.proc.pid,
-                 " ".join(member.args))
-        if self.stopping:  # the stop came while it was being started
-            member.proc.send_signal(signal.SIGTERM)
 
     def stop(self, _signum: int = signal.SIGTERM, _frame=None) -> None:
-        """Each worker hands back its run and ends (SIGTERM: Celery's warm shutdown)."""
         self.stopping = True
-        for member in self.members:
-            if member.proc is not None and member.proc.poll() is None:
-                member.proc.send_signal(signal.SIGTERM)
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self.stop)
         usable_lock_dir(Path(self.env[LOCK_DIR_ENV]), self.lock_dir_given)
-        for member in self.members:
-            self.start(member)
+        code = 0
+        try:
+            for name, child in self.children.items():
+                child.command = [*self.command, *self.args[name]]
+                if not self.stopping:
+                    supervisor.start(child, self.env, None)
+                    log.info("worker %s started (process %d): amst serve worker %s", name, child.process.pid,
+                             " ".join(self.args[name]))
+            code = self.keep_running()
+        finally:  # each worker hands its run back (SIGTERM: Celery's warm shutdown), then the set ends
+            supervisor.stop_all({c.name: c.process for c in self.children.values() if c.process is not None},
+                                STOP_GRACE_S)
+        log.info("every worker of the set has ended")
+        return code
+
+    def keep_running(self) -> int:
+        """Until a stop, a worker in a crash loop (1), or the idle limit."""
         idle_since, looked = time.monotonic(), 0.0
-        while any(self.alive(m) for m in self.members):
-            time.sleep(POLL_S)
-            for member in self.members:
-                self.look_after(member)
-            if self.idle_exit_s is not None and not self.stopping and time.monotonic() - looked >= IDLE_LOOK_S:
+        while not self.stopping:
+            broken = supervisor.watch(self.children, self.env, None, who=WHO)
+            if broken is not None:
+                log.error("worker %s keeps ending at its start (%d times in a row): the set stops", broken.name,
+                          supervisor.CRASH_LOOP)
+                return 1
+            if self.idle_exit_s is not None and time.monotonic() - looked >= IDLE_LOOK_S:
                 looked = time.monotonic()
                 if self.in_use():
                     idle_since = looked
                 elif looked - idle_since >= self.idle_exit_s:
                     log.info("no GPU of the set used for %.0f s (AMST_WORKER_IDLE_EXIT_S=%g): the set leaves",
                              looked - idle_since, self.idle_exit_s)
-                    self.stop()
-        log.info("every worker of the set has ended")
-        return 1 if self.failed else 0
+                    return 0
+            time.sleep(POLL_S)
+        return 0
 
     def in_use(self) -> bool:
         """A GPU of the set is held by a run or wanted by a waiting one (a shared lock held for an instant: a
@@ -166,36 +154,6 @@ class Supervisor:
                 finally:
                     os.close(fd)
         return False
-
-    def alive(self, member: Member) -> bool:
-        """Running, or to be started again."""
-        return member.proc is not None or (member.died_at is not None and not self.stopping)
-
-    def look_after(self, member: Member) -> None:
-        """Start again a worker that ended (after a pause) unless the set stops."""
-        if member.proc is None:
-            if self.alive(member) and time.monotonic() - member.died_at >= RESTART_PAUSE_S:
-                member.died_at = None
-                self.start(member)
-            return
-        code = member.proc.poll()
-        if code is None:
-            return
-        member.proc = None
-        said = f"exit status {code}" if code >= 0 else f"signal {-code}"
-        if self.stopping:
-            log.info("worker %s ended (%s)", member.name, said)
-            return
-        quick = time.monotonic() - member.started_at < QUICK_DEATH_S
-        member.quick_deaths = member.quick_deaths + 1 if quick else 0
-        if member.quick_deaths >= QUICK_DEATHS:
-            log.error("worker %s ended %d times within %.0f s of its start (last: %s): the set stops", member.name,
-                      member.quick_deaths, QUICK_DEATH_S, said)
-            self.failed = True
-            self.stop()
-            return
-        log.error("worker %s ended (%s); started again in %.0f s", member.name, said, RESTART_PAUSE_S)
-        member.died_at = time.monotonic()
 
 
 def supervise(gpus: list[int], queues: list[str], gpu_ids: list[str]) -> int:

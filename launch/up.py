@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,11 +21,13 @@ import httpx
 from amst_client import ApiError, ApiUnavailable, Client
 from amst_core.store.db import home
 from amst_core.vocab import HELPER, TERMINAL, component
+from launch import supervisor
+from launch.supervisor import CRASH_LOOP, tail
 
-# The exit status of a service process that stops itself to be started afresh: EX_TEMPFAIL, non-zero so that
-# every supervisor restarts it (systemd's on-failure, a Kubernetes pod, a Slurm requeue), and never counted by
-# `amst up` as a crash loop.
-EXIT_RESTART = 75
+# Restarted for ever (every BACKOFF_MAX_S at most) rather than stopping everything: the API must keep serving, and a
+# worker can die for its runs' sake (its training processes are children of its own; a worker killed with them,
+# by a person or the OOM killer, is started again and its run resumed).
+RESTARTED_FOR_EVER = ("worker",)
 
 
 def embedded_env() -> dict[str, str]:
@@ -183,31 +183,6 @@ def up(port: int, ui: bool, ui_port: int, demo: list[dict] | None = None) -> int
     return supervise(commands, env, watcher.poll if watcher else None)
 
 
-@dataclass
-class Child:
-    """One supervised process and its restart bookkeeping."""
-
-    name: str
-    command: list[str]
-    process: subprocess.Popen | None = None
-    started_at: float = 0.0
-    restart_at: float | None = None  # when a dead child is started again
-    quick_failures: int = 0  # deaths in a row within QUICK_DEATH_S of their start
-
-    def backoff_s(self) -> float:
-        return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** max(0, self.quick_failures - 1))
-
-
-STOP_GRACE_S = 20.0
-BACKOFF_FIRST_S, BACKOFF_MAX_S = 1.0, 30.0
-QUICK_DEATH_S = 10.0  # a child that dies sooner than this after its start counts towards a crash loop
-CRASH_LOOP = 5  # that many quick deaths in a row: something is wrong that a restart will not fix
-# Restarted for ever (every BACKOFF_MAX_S at most) rather than stopping everything: the API must keep serving, and a
-# worker can die for its runs' sake (its training processes are children of its own; a worker killed with them,
-# by a person or the OOM killer, is started again and its run resumed).
-RESTARTED_FOR_EVER = ("worker",)
-
-
 def supervise(commands: dict[str, list[str]], env: dict[str, str], tick=None) -> int:
     """Start the children and keep them running: one that dies (a crash, SIGKILL, the OOM killer) is started
     again after a growing pause, with a message; an API or dashboard that keeps dying at once (a port in use) ends
@@ -222,7 +197,7 @@ def supervise(commands: dict[str, list[str]], env: dict[str, str], tick=None) ->
         stopping["signal"] = signum
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    children = {name: Child(name, cmd) for name, cmd in commands.items()}
+    children = {name: supervisor.Child(name, cmd) for name, cmd in commands.items()}
     logs = Path(env["AMST_HOME"]) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     print(f"logs: {logs}/{{{','.join(commands)}}}.log", flush=True)
@@ -230,9 +205,9 @@ def supervise(commands: dict[str, list[str]], env: dict[str, str], tick=None) ->
     try:
         for child in children.values():
             if stopping["signal"] is None:
-                start(child, env, logs)
+                supervisor.start(child, env, logs)
         while stopping["signal"] is None:
-            broken = watch(children, env, logs)
+            broken = supervisor.watch(children, env, logs, restarted_for_ever=RESTARTED_FOR_EVER)
             if broken is not None:
                 print(f"amst up: {broken.name} keeps failing at start ({CRASH_LOOP} times in a row); stopping. "
                       f"--- end of {logs / broken.name}.log ---\n{tail(logs / f'{broken.name}.log')}",
@@ -243,68 +218,7 @@ def supervise(commands: dict[str, list[str]], env: dict[str, str], tick=None) ->
                 tick()
             time.sleep(0.2)
     finally:
-        stop_all({c.name: c.process for c in children.values() if c.process is not None})
+        supervisor.stop_all({c.name: c.process for c in children.values() if c.process is not None})
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return code
-
-
-def start(child: Child, env: dict[str, str], logs: Path) -> None:
-    # Each child's output goes to its log, so the console stays readable; each leads its own process group.
-    with (logs / f"{child.name}.log").open("a") as out:
-        child.process = subprocess.Popen(child.command, env=env, start_new_session=True, stdout=out,
-                                         stderr=subprocess.STDOUT)
-    child.started_at, child.restart_at = time.monotonic(), None
-
-
-def watch(children: dict[str, Child], env: dict[str, str], logs: Path) -> Child | None:
-    """One look at the children: restart the dead ones when their pause is over. Returns a child in a crash
-    loop, if any."""
-    now = time.monotonic()
-    for child in children.values():
-        process = child.process
-        if child.restart_at is None and process is not None and process.poll() is not None:
-            quick = now - child.started_at < QUICK_DEATH_S
-            if process.returncode == EXIT_RESTART:  # it asked for a fresh process: no crash, however soon
-                child.quick_failures = 0
-            else:
-                child.quick_failures = child.quick_failures + 1 if quick else 1
-            if child.quick_failures >= CRASH_LOOP and child.name not in RESTARTED_FOR_EVER:
-                return child
-            child.restart_at = now + child.backoff_s()
-            print(f"amst up: {child.name} exited ({describe_exit(process.returncode)}); restarting it in "
-                  f"{child.backoff_s():.0f} s (its log: {logs / child.name}.log)", file=sys.stderr, flush=True)
-            if child.quick_failures == CRASH_LOOP:  # said once per series, with what its log says
-                print(f"amst up: {child.name} keeps failing at start ({CRASH_LOOP} times in a row); it is restarted "
-                      f"every {BACKOFF_MAX_S:.0f} s at most while the API keeps serving. --- end of "
-                      f"{logs / child.name}.log ---\n{tail(logs / f'{child.name}.log')}", file=sys.stderr, flush=True)
-        elif child.restart_at is not None and now >= child.restart_at:
-            start(child, env, logs)
-            print(f"amst up: {child.name} restarted", file=sys.stderr, flush=True)
-    return None
-
-
-def describe_exit(code: int) -> str:
-    if code < 0:
-        name = signal.Signals(-code).name
-        return f"killed by {name}" + (", perhaps by the out-of-memory killer" if name == "SIGKILL" else "")
-    if code == EXIT_RESTART:
-        return f"exit code {code}: it asked for a fresh process"
-    return f"exit code {code}"
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-
-def stop_all(children: dict[str, subprocess.Popen]) -> None:
-    for p in children.values():
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    for p in children.values():
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()

@@ -132,10 +132,11 @@ BROKEN = [sys.executable, "-c", "import sys; print('address already in use'); sy
 
 def test_an_api_that_keeps_dying_at_start_ends_amst_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from launch import up as serve
+    from launch import supervisor as serve
+    from launch import up
 
     monkeypatch.setattr(serve, "BACKOFF_FIRST_S", 0.05)
-    code = serve.supervise({"api": BROKEN, "worker": HEALTHY}, {**os.environ, "AMST_HOME": str(tmp_path)})
+    code = up.supervise({"api": BROKEN, "worker": HEALTHY}, {**os.environ, "AMST_HOME": str(tmp_path)})
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("api exited (exit code 3)") == serve.CRASH_LOOP - 1
@@ -146,7 +147,8 @@ def test_a_worker_that_keeps_dying_never_ends_amst_up(tmp_path: Path, monkeypatc
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """Whatever kills it (its runs, a broker that is down), the worker is started again, every BACKOFF_MAX_S at
     most, and the API is never stopped."""
-    from launch import up as serve
+    from launch import supervisor as serve
+    from launch import up
 
     monkeypatch.setattr(serve, "BACKOFF_FIRST_S", 0.01)
     monkeypatch.setattr(serve, "BACKOFF_MAX_S", 0.05)
@@ -160,7 +162,7 @@ def test_a_worker_that_keeps_dying_never_ends_amst_up(tmp_path: Path, monkeypatc
         real_start(child, env, logs)
 
     monkeypatch.setattr(serve, "start", start)
-    code = serve.supervise({"api": HEALTHY, "worker": BROKEN}, {**os.environ, "AMST_HOME": str(tmp_path)})
+    code = up.supervise({"api": HEALTHY, "worker": BROKEN}, {**os.environ, "AMST_HOME": str(tmp_path)})
     err = capsys.readouterr().err
     assert code == 0, err
     assert started.count("api") == 1, "the API was never stopped"

@@ -13,7 +13,7 @@ import torch
 
 from amst_core.store import lifecycle
 from amst_core.store.models import Run, RunStatus
-from launch.up import EXIT_RESTART
+from launch.supervisor import EXIT_RESTART
 from tests.kit.db import tx
 from tests.kit.svc import Service, service_env, submit_and_wait, tiny_run
 from tests.kit.tiny import tiny_config
@@ -125,7 +125,7 @@ def test_amst_up_restarts_a_process_that_asks_for_it_however_often(tmp_path: Pat
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """A service process that exits with EXIT_RESTART asks for a fresh one, however soon after its start: no crash
     loop, while any other quick death still counts (the API here: a worker is restarted whatever its exits)."""
-    from launch import up as serve
+    from launch import supervisor as serve
 
     monkeypatch.setattr(serve, "BACKOFF_FIRST_S", 0.0)
 
