@@ -7,12 +7,14 @@
 A cache folder holds these .npy arrays and a meta.json (ids, labels, the samples that could not be decoded and
 why). Its name is a key over every setting a feature depends on (`FeatureSpec`) and every source file's path, size
 and modification time, so a changed file or setting makes a new cache and an unchanged dataset starts at once. A
-cache is built in a temporary folder and renamed into place: two processes building one at once both end with one
-complete cache. Augmentation happens later, on the run's device (`amst_core.data.augment`).
+cache is built in a temporary folder and renamed into place, by one process of a machine at a time (the others
+wait for it and read it); two machines building one at once both end with one complete cache. Augmentation happens later, on the run's device (`amst_core.data.augment`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -172,9 +174,27 @@ def decoded(entries: Sequence[Entry], extract: Callable[[Entry], dict[str, np.nd
 
 
 def build_atomically(folder: Path, build: Callable[[Path], None]) -> None:
-    """Run `build` into a temporary folder beside `folder`, then rename it into place; when another process
-    finished the same cache first, keep theirs."""
+    """Run `build` into a temporary folder beside `folder`, then rename it into place. Processes of one machine
+    (a run's ranks, runs side by side on one worker machine) build a cache one at a time: the others wait for it
+    and find it built (a lock file beside it, released by the kernel if its builder dies). Across machines sharing
+    the folder, when another process finished the same cache first, its cache is kept."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    with builder_lock(folder):
+        if not (folder / "meta.json").exists():
+            build_into_place(folder, build)
+
+
+@contextlib.contextmanager
+def builder_lock(folder: Path) -> Iterator[None]:
+    fd = os.open(folder.with_name(f"{folder.name}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def build_into_place(folder: Path, build: Callable[[Path], None]) -> None:
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     tmp.mkdir()
     try:

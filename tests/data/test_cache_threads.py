@@ -59,3 +59,30 @@ def test_the_number_of_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AMST_CACHE_THREADS", "many")
     with pytest.raises(ValueError, match="AMST_CACHE_THREADS='many' is not a whole number"):
         cache.decode_threads()
+
+
+def test_processes_of_one_machine_build_a_cache_once_the_others_wait_for_it(tmp_path: Path) -> None:
+    """A run's ranks (or two runs of one worker machine) open the same cache at once: one decodes, the others
+    wait and read what it built (before, each rank decoded the whole split and all but one threw theirs away)."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "samples" / "key"
+    log = tmp_path / "builds.log"
+    build = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from amst_core.data import cache\n"
+        "folder, log = Path(sys.argv[1]), Path(sys.argv[2])\n"
+        "def build(tmp):\n"
+        "    with log.open('a') as f:\n"
+        "        f.write('built\\n')\n"
+        "    time.sleep(0.5)\n"
+        "    (tmp / 'meta.json').write_text('{}')\n"
+        "cache.build_atomically(folder, build)\n"
+        "assert (folder / 'meta.json').exists()\n")
+    procs = [subprocess.Popen([sys.executable, "-c", build, str(folder), str(log)],
+                              cwd=Path(__file__).resolve().parents[2]) for _ in range(3)]
+    assert [p.wait(60) for p in procs] == [0, 0, 0]
+    assert log.read_text() == "built\n"
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["key", "key.lock"]  # no temporary folder left
