@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -176,7 +177,7 @@ def decoded(entries: Sequence[Entry], extract: Callable[[Entry], dict[str, np.nd
 def build_atomically(folder: Path, build: Callable[[Path], None]) -> None:
     """Run `build` into a temporary folder beside `folder`, then rename it into place. Processes of one machine
     (a run's ranks, runs side by side on one worker machine) build a cache one at a time: the others wait for it
-    and find it built (a lock file beside it, released by the kernel if its builder dies). Across machines sharing
+    and find it built (`builder_lock`, released by the kernel if its builder dies). Across machines sharing
     the folder, when another process finished the same cache first, its cache is kept."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     with builder_lock(folder):
@@ -186,7 +187,12 @@ def build_atomically(folder: Path, build: Callable[[Path], None]) -> None:
 
 @contextlib.contextmanager
 def builder_lock(folder: Path) -> Iterator[None]:
-    fd = os.open(folder.with_name(f"{folder.name}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    """One builder of `folder` on this machine at a time: a lock file named by the folder's path in the machine's
+    temporary folder (none in the cache, whose folders are the caches themselves)."""
+    locks = Path(tempfile.gettempdir()) / f"amst-cache-locks-{os.getuid()}"
+    locks.mkdir(mode=0o700, exist_ok=True)
+    name = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:32]
+    fd = os.open(locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
