@@ -27,6 +27,8 @@ from amst_core.catalog import METHODS
 from amst_core.cli import main
 from amst_core.config import ConfigError, load_config
 from amst_core.engine import RunCancelled, Trainer
+from amst_core.methods import method_class
+from amst_core.methods.base import Method
 from amst_core.sinks import MemorySink
 from tests.kit.tiny import write_tiny_avdigits
 from tests.kit.training import PARAMS, comparable, read_jsonl
@@ -46,6 +48,15 @@ EVERY_METHOD: set[Key] = {("val", "fused", None, "acc"), ("val", "run", None, "b
                           ("val", "run", "audio", "epochs_to_plateau"), ("train", "run", "audio", "lr")}
 EPOCHS = 3
 RESUME_FAMILIES = ("amst_full", "ogm_ge", "pmr", "mslr", "mla")
+# Every method that carries state of its own between epochs (`extra_state`) beyond these families resumes too.
+RESUMED = (*RESUME_FAMILIES, *(m for m in METHODS if m not in RESUME_FAMILIES and m not in ("pmr", "mslr")
+                               and method_class(m).extra_state is not Method.extra_state))
+
+
+def declared_series(method: str) -> set[Key]:
+    """The run-level series the method's spec declares, for the tiny run's two modalities."""
+    return {(s.split, "run", m, s.name) for s in METHODS[method].series
+            for m in (("audio", "visual") if s.per_modality else (None,))}
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +100,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict]:
 def test_every_method_writes_its_series_through_amst_train(trained: Callable[[str], dict], method: str) -> None:
     points = trained(method)["points"]
     keys = {(p["split"], p["component"], p["modality"], p["name"]) for p in points}
-    expected = (EVERY_METHOD | OWN_SERIES.get(method, set()))
+    expected = EVERY_METHOD | OWN_SERIES.get(method, set()) | declared_series(method)
     assert expected <= keys, sorted(expected - keys)
     assert {p["epoch"] for p in points} == set(range(EPOCHS))
     if method == "unimodal":
@@ -104,7 +115,7 @@ def test_every_method_summarises_its_run(trained: Callable[[str], dict], method:
         assert set(summary["selections"]) >= {"combo:a30_v70", "combo:entropy"}
 
 
-@pytest.mark.parametrize("method", RESUME_FAMILIES)
+@pytest.mark.parametrize("method", RESUMED)
 def test_resume_is_exact_once_per_family(trained: Callable[[str], dict], method: str, tmp_path: Path) -> None:
     """Stop in the middle of epoch 2, resume from the checkpoint of epoch 1, finish: the metrics of the
     uninterrupted run (PMR's prototypes, MSLR's history and learning rates, MLA's selections, OGM-GE's noise, the
