@@ -39,6 +39,7 @@ SEED = "seed"
 MIN_PAIRS = 5  # below this many paired seeds a p-value says little (Wilcoxon's smallest two-sided p at n=4: 0.125)
 MAX_RUNS = 1000
 MEASURES = ("best_val_acc", "test_acc_at_best")
+ALL_METHODS = "all"  # `method: [all]` in a grid: every registered method (`every_method`)
 SKIPPED_KEY = "-"  # a grid key that does not apply to the cell's method (skip.* for naive)
 
 
@@ -116,9 +117,28 @@ def applies(key: str, method: Any) -> bool:
     return skips or key.split(".")[0] != "skip"
 
 
+def every_method(base: Mapping[str, Any]) -> list[str]:
+    """`method: [all]`: every registered method that trains the base config as it is, each with its own defaults.
+    Left out: a method the base cannot run without more (unimodal's `method_params.modality`, PMR on three
+    modalities); the base's own `method_params` and `fusion` stay with the base's method."""
+    own = base.get("method")
+    names = []
+    for name in METHODS:
+        data = {k: v for k, v in base.items() if name == own or k not in ("method_params", "fusion")}
+        try:
+            RunConfig.model_validate({**data, "method": name})
+        except ValidationError:
+            continue
+        names.append(name)
+    if not names:
+        raise SweepError("grid.method", "no registered method trains this base config")
+    return names
+
+
 def expand(base: Mapping[str, Any], grid: Mapping[str, Any]) -> list[SweepRun]:
     """One validated run config per combination of the grid's values, duplicates (keys that do not apply) once."""
-    grid = check_grid(grid)
+    everything = grid.get("method") in (ALL_METHODS, [ALL_METHODS])
+    grid = check_grid({**grid, "method": every_method(base)} if everything else grid)
     runs: list[SweepRun] = []
     seen: set[tuple] = set()
     for values in itertools.product(*grid.values()):
@@ -130,6 +150,9 @@ def expand(base: Mapping[str, Any], grid: Mapping[str, Any]) -> list[SweepRun]:
             continue
         seen.add(key)
         data = copy.deepcopy(dict(base))
+        if everything and method != base.get("method"):  # the base's own parameters are its method's
+            data.pop("method_params", None)
+            data.pop("fusion", None)
         for name, value in cell.items():
             if applies(name, method):  # the run as it trains: skip keys of a method that does not skip left out
                 set_dotted(data, name, value)

@@ -54,6 +54,22 @@ def test_skip_keys_do_not_multiply_a_method_that_does_not_skip() -> None:
                                            {"method": "amst_alt", "skip.audio": "auto"}]
 
 
+def test_method_all_is_every_registered_method_that_trains_the_base() -> None:
+    """One call sweeps the field: `method: [all]` (or "all") is every method in the registry, each with its own
+    defaults; the base's parameters stay with the base's method; a method that needs more is left out."""
+    from amst_core.catalog import METHODS
+
+    base = {**BASE, "method": "ogm_ge", "method_params": {"alpha": 0.3}, "fusion": "concat"}
+    runs = expand(base, {"method": ["all"], "seed": [0, 1]})
+    methods = [r.cell["method"] for r in runs[::2]]
+    assert methods == [m for m in METHODS if m != "unimodal"]  # unimodal needs method_params.modality
+    by_method = {r.config.method: r.config for r in runs}
+    assert by_method["ogm_ge"].params.alpha == 0.3 and by_method["ogm_ge"].fusion_head == "concat"
+    assert by_method["pmr"].fusion_head == "lsum"  # its own default, not the base's concat
+    three = {**BASE, "dataset": {"name": "synthetic", "synthetic": {"modalities": ["audio", "text", "visual"]}}}
+    assert "pmr" not in {r.config.method for r in expand(three, {"method": "all"})}  # two modalities only
+
+
 @pytest.mark.parametrize(("grid", "field", "cell"), [
     ({"method": ["naive", "amst_full"], "skip.audio": [1, 0]}, "skip.audio", "method=amst_full, skip.audio=0"),
     ({"optim.lr": [0.1, -1]}, "optim.lr", "optim.lr=-1"),
