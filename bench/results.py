@@ -29,12 +29,25 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "amst_joint": ("configs/avdigits/amst_joint.yaml", []),
     "amst_full": ("configs/avdigits/amst_full.yaml", []),
 }
+BASELINE = "naive (concat)"  # every row's test accuracy is paired with it by seed
+
+
+def every_method(runs: dict[str, tuple[str, list[str]]], dataset: str) -> dict[str, tuple[str, list[str]]]:
+    """`runs`, then every other registered method that has a config for the dataset (the field's methods)."""
+    from amst_core.catalog import METHODS
+
+    labels = {config.rsplit("/", 1)[-1].removesuffix(".yaml") for config, _ in runs.values()}
+    more = {name: (f"configs/{dataset}/{name}.yaml", []) for name in METHODS
+            if name not in labels and Path(f"configs/{dataset}/{name}.yaml").exists()}
+    return {**runs, **more}
+
+
 AVT_RUNS: dict[str, tuple[str, list[str]]] = {
     "naive (concat)": ("configs/avtdigits/naive.yaml", []),
     "mla": ("configs/avtdigits/mla.yaml", []),
     "amst_full": ("configs/avtdigits/amst_full.yaml", []),
 }
-DATASET_RUNS = {"avdigits": RUNS, "avtdigits": AVT_RUNS}
+DATASET_RUNS = {"avdigits": RUNS, "avtdigits": AVT_RUNS}  # main() adds every other method with a config
 COLOURS = {"audio": "#1f77b4", "visual": "#ff7f0e", "text": "#2ca02c", None: "black"}
 
 
@@ -84,21 +97,43 @@ def last_value(points: list[dict], split: str, modality: str, name: str) -> floa
     return max(values, key=lambda p: p["epoch"])["value"] if values else None
 
 
+def paired(test: list[float], baseline: list[float] | None) -> str:
+    """The paired difference to the baseline's test accuracy by seed (mean ± std) and the paired t-test's p."""
+    if baseline is None or len(baseline) != len(test):
+        return "–"
+    from amst_core.sweeps import paired_test
+
+    diffs = [a - b for a, b in zip(test, baseline, strict=True)]
+    t_p, _ = paired_test(test, baseline)
+    return f"{mean_spread(diffs, 3)} (p {t_p:.2f})" if t_p is not None else mean_spread(diffs, 3)
+
+
 def row(label: str, skip: dict, best_val: list[float], test: list[float], helpers: dict[str, list[float]],
-        plateau: dict[str, list[float]], times: list[float], modalities: tuple[str, ...]) -> str:
+        plateau: dict[str, list[float]], times: list[float], modalities: tuple[str, ...],
+        baseline: list[float] | None = None) -> str:
     return (f"| {label} | {', '.join(str(skip.get(m, '–')) for m in modalities)} | {mean_spread(best_val)} | "
-            f"{mean_spread(test)} | " + "".join(f"{mean_spread(helpers[m])} | " for m in modalities)
+            f"{mean_spread(test)} | {paired(test, baseline)} | "
+            + "".join(f"{mean_spread(helpers[m])} | " for m in modalities)
             + "".join(f"{mean_spread(plateau[m], 1)} | " for m in modalities) + f"{statistics.mean(times):.1f} |")
 
 
-def table(out: Path, seeds: list[int], runs: dict) -> str:
-    first = json.loads((run_dir(out, next(iter(runs)), seeds[0]) / "summary.json").read_text())
+def test_accuracies(out: Path, label: str, seeds: list[int]) -> list[float] | None:
+    folders = [run_dir(out, label, s) / "summary.json" for s in seeds]
+    if not all(f.exists() for f in folders):
+        return None
+    return [json.loads(f.read_text())["test_acc_at_best"] for f in folders]
+
+
+def table(out: Path, seeds: list[int], runs: dict, labels: list[str] | None = None) -> str:
+    """Rows for `labels` (default every run), each paired with the baseline by seed."""
+    first = json.loads((run_dir(out, next(iter(labels or runs)), seeds[0]) / "summary.json").read_text())
     modalities = tuple(sorted(first["skip_factors"]))
+    baseline = test_accuracies(out, BASELINE, seeds)
     rows = [f"| method | skip ({', '.join(modalities)}) | best val acc | test acc at best | "
-            + "".join(f"{m} helper test | " for m in modalities)
+            "Δ test vs naive (paired) | " + "".join(f"{m} helper test | " for m in modalities)
             + "".join(f"{m} epochs to plateau | " for m in modalities) + "train s / epoch |",
-            "|---" * (5 + 2 * len(modalities)) + "|"]
-    for label in runs:
+            "|---" * (6 + 2 * len(modalities)) + "|"]
+    for label in labels or runs:
         summaries = [json.loads((run_dir(out, label, s) / "summary.json").read_text()) for s in seeds]
         points = [load_points(run_dir(out, label, s)) for s in seeds]
         helpers = {m: [s["test_at_best"][c][m] for s in summaries for m2, c in helper_components(s).items()
@@ -108,14 +143,14 @@ def table(out: Path, seeds: list[int], runs: dict) -> str:
         times = [p["value"] for pts in points for p in pts if p["name"] == "train_time"]
         skip = summaries[0]["skip_factors"]
         rows.append(row(label, skip, [s["best_val_acc"] for s in summaries], [s["test_acc_at_best"] for s in summaries],
-                        helpers, plateau, times, modalities))
+                        helpers, plateau, times, modalities, baseline if label != BASELINE else None))
         if summaries[0].get("selections"):  # MLA: per seed, the combination with the best val accuracy
             chosen = [max(s["selections"].values(), key=lambda b: b["best_val_acc"]) for s in summaries]
             names = [max(s["selections"], key=lambda c: s["selections"][c]["best_val_acc"]) for s in summaries]
             empty = {m: [] for m in modalities}
             rows.append(row(f"{label} (best combination: {', '.join(n.removeprefix('combo:') for n in names)})",
                             skip, [c["best_val_acc"] for c in chosen], [c["test_acc_at_best"] for c in chosen],
-                            empty, empty, times, modalities))
+                            empty, empty, times, modalities, baseline))
     return "\n".join(rows)
 
 
@@ -164,20 +199,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, help="run folders (default runs/results, runs/results-avtdigits)")
     parser.add_argument("--img", type=Path, help="curves (default Doc/img/results, Doc/img/results-avtdigits)")
-    parser.add_argument("--only", nargs="+", help="train only these labels")
+    parser.add_argument("--only", nargs="+", help="train only these labels (then print their rows)")
     parser.add_argument("--set", action="append", default=[], help="extra override for every run")
     args = parser.parse_args()
-    runs = DATASET_RUNS[args.dataset]
+    runs = every_method(DATASET_RUNS[args.dataset], args.dataset)
     suffix = "" if args.dataset == "avdigits" else f"-{args.dataset}"
     out, img = args.out or Path(f"runs/results{suffix}"), args.img or Path(f"Doc/img/results{suffix}")
     labels = args.only or list(runs)
     for seed in args.seeds:
         for label in labels:
             train(out, label, seed, args.set, runs)
-    if args.only:
-        return
-    print(table(out, args.seeds, runs))
-    for label in runs:
+    print(table(out, args.seeds, runs, labels))
+    for label in labels:
         print(f"curves: {plot(out, label, args.seeds, img, args.dataset)}", file=sys.stderr)
 
 
