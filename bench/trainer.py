@@ -125,6 +125,8 @@ SETUPS: dict[str, Setup] = {
         Setup("unimodal_visual", "unimodal", {"modality": "visual"}),
     ]
 }
+# Every other registered method (the field's methods, a plugin's) with its defaults.
+SETUPS.update({name: Setup(name, name) for name in METHODS if name not in {s.method for s in SETUPS.values()}})
 METHOD_ALIASES = {"amst_full": ["amst_full_alt", "amst_full_joint"]}
 
 
