@@ -167,23 +167,29 @@ def any_rank(flag: bool, ranks: Ranks, device: torch.device) -> bool:
     return bool(value.item())
 
 
-def average_gradients(params: Iterable[nn.Parameter], ranks: Ranks) -> None:
-    """Every rank's gradients of `params` replaced by their mean over the ranks: one flat collective per dtype.
-    Every rank has gradients on the same parameters (the same methods, skip schedule and epoch)."""
+def average_tensors(tensors: list[torch.Tensor], ranks: Ranks) -> None:
+    """Each tensor replaced, in place, by its mean over the ranks: one flat collective per dtype. Every rank passes
+    tensors of the same shapes in the same order."""
     if not ranks.distributed:
         return
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for p in params:
-        if p.grad is not None:
-            by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
-    for grads in by_dtype.values():
-        flat = torch.cat([g.reshape(-1) for g in grads])
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for group in by_dtype.values():
+        flat = torch.cat([t.reshape(-1) for t in group])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat.div_(ranks.world)
         offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
+        for t in group:
+            t.copy_(flat[offset:offset + t.numel()].view_as(t))
+            offset += t.numel()
+
+
+def average_gradients(params: Iterable[nn.Parameter], ranks: Ranks) -> None:
+    """Every rank's gradients of `params` replaced by their mean over the ranks. Every rank has gradients on the
+    same parameters (the same methods, skip schedule and epoch)."""
+    if ranks.distributed:
+        average_tensors([p.grad for p in params if p.grad is not None], ranks)
 
 
 def share_rng_state(device: torch.device, ranks: Ranks) -> None:

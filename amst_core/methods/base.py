@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -130,6 +130,18 @@ def split_param_groups(saved: dict[str, Any], optimizer: torch.optim.Optimizer) 
     return {**saved, "param_groups": new}
 
 
+def encoder_gradients(encoder: nn.Module, conv_only: bool = True) -> list[torch.Tensor]:
+    """The gradients of an encoder's trainable parameters: of its convolution kernels (4-D) only, or all of them
+    (a text encoder has no convolution)."""
+    return [p.grad for p in encoder.parameters()
+            if p.requires_grad and p.grad is not None and (not conv_only or p.grad.dim() == 4)]
+
+
+def clip_to_norm(optimizers: list[torch.optim.Optimizer], max_norm: float) -> None:
+    """Every gradient these optimizers step, clipped together to one global L2 norm (unscaled gradients)."""
+    nn.utils.clip_grad_norm_([p for o in optimizers for g in o.param_groups for p in g["params"]], max_norm)
+
+
 class Method(ABC):
     name: ClassVar[str]
     tests_every_epoch: ClassVar[bool] = False  # evaluate the test split every epoch, not only on improvement
@@ -216,11 +228,14 @@ class Method(ABC):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The mean cross-entropy of the batch; on several ranks weighted by this rank's share of the global batch
-        (the gradients averaged over the ranks are then those of the global batch's mean loss)."""
-        loss = F.cross_entropy(logits.float(), labels)
+    def scaled(self, loss: torch.Tensor) -> torch.Tensor:
+        """A mean over this rank's samples, on several ranks weighted by its share of the global batch (the
+        gradients averaged over the ranks are then those of the global batch's mean)."""
         return loss * self.loss_scale if self.ranks.distributed else loss
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The mean cross-entropy of the batch (`scaled` on several ranks)."""
+        return self.scaled(F.cross_entropy(logits.float(), labels))
 
     def average_gradients(self, *optimizers: torch.optim.Optimizer) -> None:
         """On several ranks, the gradients of the parameters these optimizers step, averaged over the ranks: after
@@ -233,13 +248,24 @@ class Method(ABC):
         for part in parts:
             trained.optimizers[part].zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        self.average_gradients(*(trained.optimizers[part] for part in parts))
-        if self.gradient_hook:
-            for part in parts:
-                self.scaler.unscale_(trained.optimizers[part])  # the hook sees true gradients (fp16 scales them)
-            self.on_gradients(trained, parts)
-        for part in parts:
-            self.scaler.step(trained.optimizers[part])
+        hook = (lambda: self.on_gradients(trained, parts)) if self.gradient_hook else None
+        self.finish_step([trained.optimizers[part] for part in parts], hook)
+
+    def finish_step(self, optimizers: list[torch.optim.Optimizer], hook: Callable[[], None] | None = None,
+                    clip_norm: float = 0.0) -> None:
+        """After a backward: the gradients averaged over the ranks; unscaled (fp16) where a hook or a clip reads
+        them, so both see true gradients; the hook; a clip of all of them to one global norm (`clip_norm` > 0);
+        a step of each optimizer (fp16: skipped on overflow) and the scaler's update."""
+        self.average_gradients(*optimizers)
+        if hook is not None or clip_norm > 0:
+            for optimizer in optimizers:
+                self.scaler.unscale_(optimizer)
+        if hook is not None:
+            hook()
+        if clip_norm > 0:
+            clip_to_norm(optimizers, clip_norm)
+        for optimizer in optimizers:
+            self.scaler.step(optimizer)
         self.scaler.update()
 
     def train_mode(self, training: bool) -> None:

@@ -15,8 +15,15 @@ import torch
 import torch.nn.functional as F
 
 from amst_core.distributed import SINGLE, Ranks, share_rng_state, sum_across
-from amst_core.methods.base import Embeddings, Method, TrainedNet
+from amst_core.methods.base import Embeddings, Method, TrainedNet, encoder_gradients
 from amst_core.metrics import MetricPoint
+
+
+def others_sum(values: torch.Tensor) -> torch.Tensor:
+    """Each entry's sum of the other entries, summed without the entry itself: sum() - value rounds, so with two
+    it would not be exactly the other one (the reference's score_a / score_v to the last bit)."""
+    n = values.shape[0]
+    return (values[None, :] * (1 - torch.eye(n, device=values.device, dtype=values.dtype))).sum(dim=1)
 
 
 def modulation(branches: dict[str, torch.Tensor], labels: torch.Tensor, alpha: float,
@@ -25,10 +32,7 @@ def modulation(branches: dict[str, torch.Tensor], labels: torch.Tensor, alpha: f
     ranks the scores are the global batch's (summed over the ranks' slices)."""
     scores = sum_across(torch.stack([F.softmax(branches[m].float(), dim=1).gather(1, labels[:, None]).sum()
                                      for m in modalities]), ranks)
-    # Each score over the sum of the others', summed without the score itself: sum() - score rounds, so with two
-    # modalities it would not be the reference's score_a / score_v to the last bit.
-    others = (scores[None, :] * (1 - torch.eye(len(modalities), device=scores.device))).sum(dim=1)
-    ratios = scores / others.clamp(min=1e-12)
+    ratios = scores / others_sum(scores).clamp(min=1e-12)
     dominant = torch.arange(len(modalities), device=ratios.device) == ratios.argmax()
     coeffs = torch.where(dominant, 1 - torch.tanh(alpha * F.relu(ratios)), torch.ones_like(ratios))
     return coeffs, ratios
@@ -69,10 +73,9 @@ class OgmGe(Method):
         # text encoder's dropout on slices of unequal size).
         share_rng_state(self.device, self.ranks)
         for i, m in enumerate(self.modalities):
-            for param in trained.net.encoders[m].parameters():
-                if param.requires_grad and param.grad is not None and param.grad.dim() == 4:
-                    noise = torch.randn_like(param.grad) * (param.grad.std() + 1e-8)  # std of the raw gradient
-                    param.grad.mul_(self.coeffs[i].to(param.grad.dtype)).add_(noise)
+            for grad in encoder_gradients(trained.net.encoders[m]):
+                noise = torch.randn_like(grad) * (grad.std() + 1e-8)  # std of the raw gradient
+                grad.mul_(self.coeffs[i].to(grad.dtype)).add_(noise)
 
     def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
         if not self.batches:
