@@ -7,7 +7,10 @@ from amst_core.method_specs import (  # one line per method
     amst_alt,
     amst_full,
     amst_joint,
+    cml,
+    dgl,
     mla,
+    mmcosine,
     mslr,
     naive,
     ogm_ge,
@@ -28,7 +31,10 @@ BUILTIN: tuple[MethodSpec, ...] = (
     mla.SPEC,
     mslr.SPEC,
     unimodal.SPEC,
-    # The field's methods (issue 26): one line each, in the order the dashboard lists them.
+    # The field's methods (issue 26): BalanceBenchmark's, then 2025's.
+    mmcosine.SPEC,
+    cml.SPEC,
+    dgl.SPEC,
 )
 
 _registry: Registry[MethodSpec] = Registry("method", MethodSpec)

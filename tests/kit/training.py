@@ -20,7 +20,10 @@ from amst_core.methods.base import Method
 from tests.kit.tiny import tiny_config
 
 # Methods whose tiny run needs a parameter of its own.
-PARAMS: dict[str, dict[str, Any]] = {"unimodal": {"modality": "audio"}, "mslr": {"window": 1}}
+PARAMS: dict[str, dict[str, Any]] = {
+    "unimodal": {"modality": "audio"},
+    "mslr": {"window": 1},
+}
 
 
 TIMING = {"epoch_time", "train_time", "samples_per_s"}
