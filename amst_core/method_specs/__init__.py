@@ -4,16 +4,19 @@ amst_core.plugins) call `register` themselves. Torch-free: the API and the run c
 from __future__ import annotations
 
 from amst_core.method_specs import (  # one line per method
+    amco,
     amst_alt,
     amst_full,
     amst_joint,
     cml,
+    data_remixing,
     dgl,
     mla,
     mmcosine,
     mslr,
     naive,
     ogm_ge,
+    opm,
     pmr,
     unimodal,
 )
@@ -32,9 +35,12 @@ BUILTIN: tuple[MethodSpec, ...] = (
     mslr.SPEC,
     unimodal.SPEC,
     # The field's methods (issue 26): BalanceBenchmark's, then 2025's.
+    opm.SPEC,
+    amco.SPEC,
     mmcosine.SPEC,
     cml.SPEC,
     dgl.SPEC,
+    data_remixing.SPEC,
 )
 
 _registry: Registry[MethodSpec] = Registry("method", MethodSpec)
