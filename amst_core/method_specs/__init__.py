@@ -4,6 +4,7 @@ amst_core.plugins) call `register` themselves. Torch-free: the API and the run c
 from __future__ import annotations
 
 from amst_core.method_specs import (  # one line per method
+    agm,
     amco,
     amst_alt,
     amst_full,
@@ -11,8 +12,10 @@ from amst_core.method_specs import (  # one line per method
     cml,
     data_remixing,
     dgl,
+    greedy,
     mla,
     mmcosine,
+    modality_valuation,
     mslr,
     naive,
     ogm_ge,
@@ -36,9 +39,12 @@ BUILTIN: tuple[MethodSpec, ...] = (
     unimodal.SPEC,
     # The field's methods (issue 26): BalanceBenchmark's, then 2025's.
     opm.SPEC,
+    agm.SPEC,
+    greedy.SPEC,
     amco.SPEC,
     mmcosine.SPEC,
     cml.SPEC,
+    modality_valuation.SPEC,
     dgl.SPEC,
     data_remixing.SPEC,
 )
