@@ -26,6 +26,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "opm": {"modulation_start": 1},
     "amco": {"modulation_start": 1},
     "data_remixing": {"warmup_epochs": 1},
+    "gblending": {"super_epoch": 3},
 }
 
 
