@@ -30,7 +30,7 @@ RUN = "run"  # run-level series (skip schedule, epoch time, a method's own quant
 COMBO_PREFIX = "combo:"  # MLA: a named combination of the branches, e.g. combo:entropy
 FAMILIES: tuple[str, ...] = (FUSED, BRANCH, HELPER)
 # AMST-FULL trains two modules and logs each under a prefix; "" is every other method's single module.
-MODULE_PREFIXES: tuple[str, ...] = ("", "alt_", "joint_")
+MODULE_PREFIXES: tuple[str, ...] = ("", "alt_", "joint_", "teacher_")  # teacher_: UMT's and G2D's teachers
 # Optimizer parts a learning-rate point is logged for (component = the part, modality none); MSLR's per-encoder
 # rates are run-level points with the modality set.
 OPTIMIZER_PARTS: tuple[str, ...] = ("encoders", "head", "helpers")

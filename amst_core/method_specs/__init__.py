@@ -12,9 +12,11 @@ from amst_core.method_specs import (  # one line per method
     cml,
     data_remixing,
     dgl,
+    g2d,
     gblending,
     greedy,
     inforeg,
+    mbsd,
     mla,
     mmcosine,
     mmpareto,
@@ -24,6 +26,7 @@ from amst_core.method_specs import (  # one line per method
     ogm_ge,
     opm,
     pmr,
+    umt,
     unimodal,
 )
 from amst_core.method_specs.base import Fusion, MethodParams, MethodSpec, NoParams, SkipMode, SkipParams, Window
@@ -46,12 +49,15 @@ BUILTIN: tuple[MethodSpec, ...] = (
     greedy.SPEC,
     amco.SPEC,
     mmcosine.SPEC,
+    umt.SPEC,
+    mbsd.SPEC,
     cml.SPEC,
     mmpareto.SPEC,
     gblending.SPEC,
     modality_valuation.SPEC,
     inforeg.SPEC,
     dgl.SPEC,
+    g2d.SPEC,
     data_remixing.SPEC,
 )
 

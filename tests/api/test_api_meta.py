@@ -45,7 +45,7 @@ def test_vocabulary_serves_the_library_words_and_is_in_openapi(client: TestClien
     assert served.status_code == 200 and served.json() == vocab.vocabulary()
     words = served.json()
     assert words["modalities"] == ["audio", "text", "visual"] and words["splits"] == ["train", "val", "test"]
-    assert words["components"]["families"]["branch"] == ["branch", "alt_branch", "joint_branch"]
+    assert words["components"]["families"]["branch"] == ["branch", "alt_branch", "joint_branch", "teacher_branch"]
     assert words["statuses"]["active"] == ["queued", "starting", "running", "stalled"]
     assert {"skip", "epoch_time"} <= {s["name"] for s in words["engine_series"]}
     spec = client.get("/openapi.json").json()

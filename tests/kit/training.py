@@ -23,6 +23,8 @@ from tests.kit.tiny import tiny_config
 PARAMS: dict[str, dict[str, Any]] = {
     "unimodal": {"modality": "audio"},
     "mslr": {"window": 1},
+    "umt": {"teacher_epochs": 1},
+    "g2d": {"teacher_epochs": 1},
     "opm": {"modulation_start": 1},
     "amco": {"modulation_start": 1},
     "data_remixing": {"warmup_epochs": 1},
