@@ -26,6 +26,8 @@ from amst_core.method_specs import (  # one line per method
     ogm_ge,
     opm,
     pmr,
+    reconboost,
+    relearning,
     umt,
     unimodal,
 )
@@ -54,6 +56,8 @@ BUILTIN: tuple[MethodSpec, ...] = (
     cml.SPEC,
     mmpareto.SPEC,
     gblending.SPEC,
+    relearning.SPEC,
+    reconboost.SPEC,
     modality_valuation.SPEC,
     inforeg.SPEC,
     dgl.SPEC,
