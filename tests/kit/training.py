@@ -23,6 +23,7 @@ from tests.kit.tiny import tiny_config
 PARAMS: dict[str, dict[str, Any]] = {
     "unimodal": {"modality": "audio"},
     "mslr": {"window": 1},
+    "arl": {"start": 0},
     "reconboost": {"stage_epochs": 1, "correct_epochs": 1},
     "relearning": {"diagnose_every": 1, "kmeans_restarts": 2},
     "umt": {"teacher_epochs": 1},
