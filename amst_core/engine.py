@@ -177,7 +177,7 @@ class Trainer:
         t0 = time.perf_counter()
         if self.gpu is not None:
             self.gpu.begin_epoch()
-        self.method.before_epoch(epoch, EpochData(self, epoch))
+        self.method.begin_epoch(epoch, EpochData(self, epoch))
         points, samples = self.train_epoch(epoch)
         train_time = time.perf_counter() - t0
         self.method.scheduler_step()

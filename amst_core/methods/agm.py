@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 from amst_core.distributed import sum_across
 from amst_core.methods.base import Embeddings, Method, TrainedNet
+from amst_core.methods.epoch_means import EpochMeans
 from amst_core.methods.subsets import head_over, shapley_values
-from amst_core.metrics import MetricPoint
 
 
 def shapley_responses(branches: dict[str, torch.Tensor],
@@ -63,15 +63,7 @@ class Agm(Method):
         self.coeffs: torch.Tensor | None = None  # this batch's, inside the window
         self.running = torch.zeros(self.n, device=self.device, dtype=torch.float64)
         self.iteration = 0
-        self.reset_epoch()
-
-    def reset_epoch(self) -> None:
-        self.coeff_sum = torch.zeros(self.n, device=self.device, dtype=torch.float64)
-        self.score_sum = torch.zeros(self.n, device=self.device, dtype=torch.float64)
-        self.batches = 0
-
-    def before_epoch(self, epoch: int, data) -> None:
-        self.reset_epoch()
+        self.means = EpochMeans(self.modalities, self.device, per_modality=("agm_coeff", "agm_score"))
 
     def update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
         trained, embs = self.nets["model"], embeddings["model"]
@@ -87,9 +79,9 @@ class Agm(Method):
         coeffs = agm_coefficients(scores, self.running, self.params.alpha)
         self.running = running_average(self.running, scores, self.iteration)
         self.coeffs = coeffs if self.params.active(epoch) else None
-        self.coeff_sum += coeffs if self.coeffs is not None else 1.0
-        self.score_sum += scores
-        self.batches += 1
+        self.means.add("agm_coeff", coeffs if self.coeffs is not None else 1.0)
+        self.means.add("agm_score", scores)
+        self.means.batch()
         self.joint_update(trained, embs, labels, self.modalities)
 
     def on_gradients(self, trained: TrainedNet, parts: tuple[str, ...]) -> None:
@@ -104,13 +96,6 @@ class Agm(Method):
         if self.params.clip > 0:
             clip_when_head_exceeds(net.head.parameters(), [*net.encoders.parameters(), *net.head.parameters()],
                                    self.params.clip)
-
-    def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        if not self.batches:
-            return []
-        coeff, score = (self.coeff_sum / self.batches).tolist(), (self.score_sum / self.batches).tolist()
-        return [MetricPoint("train", "run", m, name, epoch, value) for i, m in enumerate(self.modalities)
-                for name, value in (("agm_coeff", coeff[i]), ("agm_score", score[i]))]
 
     def extra_state(self) -> dict[str, Any]:
         return {"running": self.running.cpu(), "iteration": self.iteration}

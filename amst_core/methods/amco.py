@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from amst_core.distributed import share_rng_state, sum_across
 from amst_core.methods.base import Embeddings, Method
-from amst_core.metrics import MetricPoint
+from amst_core.methods.epoch_means import EpochMeans
 
 
 def mask_ratio(progress: float, eps: float) -> float:
@@ -63,13 +63,14 @@ class Amco(Method):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # zero outside the window: the mean over every batch of the epoch, masked or not
+        self.means = EpochMeans(self.modalities, self.device, per_modality=("amco_mask",))
         self.reset_epoch()
 
     def reset_epoch(self) -> None:
+        """Every epoch starts afresh: no progress, no modality flagged (the means reset themselves)."""
         self.progress = 0.0
         self.dependent = torch.zeros(self.n, dtype=torch.bool, device=self.device)
-        self.mask_sum = torch.zeros(self.n, device=self.device, dtype=torch.float64)
-        self.batches = 0
 
     def before_epoch(self, epoch: int, data: Any) -> None:
         self.reset_epoch()
@@ -79,18 +80,19 @@ class Amco(Method):
         p = self.params
         ratio = mask_ratio(self.progress, p.eps)
         self.progress += epoch * p.progress_rate
-        self.batches += 1
+        self.means.batch()
         if not p.active(epoch):
             self.joint_update(trained, embs, labels, self.modalities)
             return
         masked = first_true(self.dependent)
         share_rng_state(self.device, self.ranks)  # one mask per global batch, the same on every rank
-        masked_embs = {}
+        masked_embs, shares = {}, []
         for i, m in enumerate(self.modalities):
             e = embs[m]
             mask = feature_mask(e.shape[1], ratio, self.device)
             masked_embs[m] = e * torch.where(masked[i], mask, torch.ones_like(mask)).to(e.dtype)
-            self.mask_sum[i] += masked[i].double() * (int(ratio * e.shape[1]) / e.shape[1])
+            shares.append(masked[i].double() * (int(ratio * e.shape[1]) / e.shape[1]))
+        self.means.add("amco_mask", torch.stack(shares))
         head = trained.net.head
         with self.autocast():
             branches = head.branches(masked_embs)
@@ -102,9 +104,3 @@ class Amco(Method):
             shares = sum_across(torch.cat([dependence_shares([b.detach() for b in branches.values()]), count]),
                                 self.ranks)
             self.dependent = flag_dependent(self.dependent, shares[:-1] / shares[-1], p.sigma)
-
-    def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        if not self.batches:
-            return []
-        share = (self.mask_sum / self.batches).tolist()
-        return [MetricPoint("train", "run", m, "amco_mask", epoch, share[i]) for i, m in enumerate(self.modalities)]

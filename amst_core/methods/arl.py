@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from amst_core.distributed import SINGLE, Ranks, sum_across
 from amst_core.methods.base import Embeddings, Method, TrainedNet, clip_to_norm
+from amst_core.methods.epoch_means import EpochMeans
 from amst_core.methods.ogm_ge import others_sum
-from amst_core.metrics import MetricPoint
 
 
 class GradScale(torch.autograd.Function):
@@ -64,14 +64,7 @@ class Arl(Method):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.reset_epoch()
-
-    def reset_epoch(self) -> None:
-        self.scale_sum = torch.zeros(self.n, device=self.device, dtype=torch.float64)
-        self.batches = 0
-
-    def before_epoch(self, epoch: int, data: Any) -> None:
-        self.reset_epoch()
+        self.means = EpochMeans(self.modalities, self.device, per_modality=("arl_grad_scale",))
 
     def active(self, epoch: int) -> bool:
         return epoch > self.params.start
@@ -87,10 +80,10 @@ class Arl(Method):
                                  self.ranks)
             factors = 1 + k
             embs = {m: GradScale.apply(embs[m], factors[i]) for i, m in enumerate(self.modalities)}
-            self.scale_sum += factors.double()
+            self.means.add("arl_grad_scale", factors)
         else:
-            self.scale_sum += 1.0
-        self.batches += 1
+            self.means.add("arl_grad_scale", 1.0)  # no scaling before the start
+        self.means.batch()
         weight = self.params.gamma if active else 1.0
         with self.autocast():
             branches = head.branches(embs)
@@ -101,10 +94,3 @@ class Arl(Method):
     def on_gradients(self, trained: TrainedNet, parts: tuple[str, ...]) -> None:
         if self.params.max_grad_norm > 0:
             clip_to_norm([trained.optimizers[part] for part in parts], self.params.max_grad_norm)
-
-    def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        if not self.batches:
-            return []
-        scale = (self.scale_sum / self.batches).tolist()
-        return [MetricPoint("train", "run", m, "arl_grad_scale", epoch, scale[i])
-                for i, m in enumerate(self.modalities)]

@@ -7,7 +7,8 @@
 5. helper update (never skipped).
 A method subclass says which networks it trains (`net_specs`), how they predict (`head_outputs`) and how
 they learn (`update`). Hooks for what a method does outside that step, each a no-op here:
-- `before_epoch(epoch, data)`: with the epoch's loaders (PMR's class prototypes);
+- `before_epoch(epoch, data)`: with the epoch's loaders (PMR's class prototypes); `begin_epoch`, which the engine
+  calls, first resets the method's `EpochMeans` (`means`), which `after_validation` here reports;
 - `on_gradients(trained, parts)`: between backward and the optimizer step, gradients unscaled (OGM-GE);
 - `after_validation(epoch, points)`: with the epoch's val (and test) points; returns run-level points of its
   own (MSLR's learning-rate rule, OGM-GE's coefficients);
@@ -34,6 +35,7 @@ from amst_core.catalog import METHODS
 from amst_core.config import RunConfig
 from amst_core.devices import channels_last_for
 from amst_core.distributed import SINGLE, Ranks, average_gradients, global_batchnorm
+from amst_core.methods.epoch_means import EpochMeans
 from amst_core.metrics import Key, MetricPoint
 from amst_core.models import MultimodalNet
 from amst_core.skip import AutoSkipSchedule, SkipSchedule
@@ -145,6 +147,7 @@ def clip_to_norm(optimizers: list[torch.optim.Optimizer], max_norm: float) -> No
 class Method(ABC):
     name: ClassVar[str]
     tests_every_epoch: ClassVar[bool] = False  # evaluate the test split every epoch, not only on improvement
+    means: EpochMeans | None = None  # the per-epoch means a method logs, if it makes them
 
     def __init__(self, cfg: RunConfig, num_classes: int, device: torch.device, ranks: Ranks | None = None):
         self.cfg = cfg
@@ -192,6 +195,13 @@ class Method(ABC):
 
     # ---- hooks around the batch step (no-ops unless a method needs them) -------------------------------------
 
+    def begin_epoch(self, epoch: int, data: Any) -> None:
+        """What the engine calls before an epoch's training batches: the epoch's means start from zero here, so a
+        method's `before_epoch` is only for what it does itself (and need not call super for this)."""
+        if self.means is not None:
+            self.means.reset()
+        self.before_epoch(epoch, data)
+
     def before_epoch(self, epoch: int, data: Any) -> None:  # noqa: B027 (a hook: most methods need none)
         """Before the epoch's training batches; `data` is the engine's EpochData (batches of any split)."""
 
@@ -199,8 +209,9 @@ class Method(ABC):
         """Between backward and the optimizer step of `parts` of `trained`; gradients are unscaled."""
 
     def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        """After the epoch's evaluation, with its points; returns the method's own run-level points."""
-        return []
+        """After the epoch's evaluation, with its points; returns the method's own run-level points: here its
+        epoch means, if it keeps them."""
+        return self.means.points(epoch) if self.means is not None else []
 
     def eval_outputs(self, outputs: dict[Key, torch.Tensor]) -> dict[Key, torch.Tensor]:
         """More predictions to evaluate on val and test, made from the head outputs of a batch."""

@@ -16,10 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from amst_core.distributed import sum_across
 from amst_core.methods.base import Embeddings, Method
+from amst_core.methods.epoch_means import EpochMeans
 from amst_core.methods.subsets import head_over, subsets
-from amst_core.metrics import MetricPoint
 
 
 def confidence(logits: torch.Tensor) -> torch.Tensor:
@@ -41,14 +40,7 @@ class Cml(Method):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.subsets = subsets(self.modalities, proper=True)
-        self.reset_epoch()
-
-    def reset_epoch(self) -> None:
-        self.sums = torch.zeros(2, device=self.device, dtype=torch.float64)  # reg, active
-        self.batches = 0
-
-    def before_epoch(self, epoch: int, data) -> None:
-        self.reset_epoch()
+        self.means = EpochMeans(self.modalities, self.device, scalars=("cml_reg", "cml_active"), ranks=self.ranks)
 
     def update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
         trained, embs = self.nets["model"], embeddings["model"]
@@ -62,13 +54,7 @@ class Cml(Method):
             reg = reg * self.loss_scale
             active = active * self.loss_scale
         # Summed over the ranks when logged: loss_scale / world is this rank's share of the global batch.
-        self.sums += torch.stack([reg.detach(), active]).double() / self.ranks.world
-        self.batches += 1
+        self.means.add("cml_reg", reg.detach().double() / self.ranks.world)
+        self.means.add("cml_active", active.double() / self.ranks.world)
+        self.means.batch()
         self.step(self.loss(full, labels) + self.params.lam * reg, trained, ("head", "encoders"))
-
-    def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        if not self.batches:
-            return []
-        reg, active = (sum_across(self.sums.clone(), self.ranks) / self.batches).tolist()
-        return [MetricPoint("train", "run", None, "cml_reg", epoch, reg),
-                MetricPoint("train", "run", None, "cml_active", epoch, active)]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from amst_core.methods.base import Embeddings, Method, TrainedNet
-from amst_core.metrics import MetricPoint
+from amst_core.methods.epoch_means import EpochMeans
 
 
 def disentangled_backward(trained: TrainedNet, fused: torch.Tensor, unimodal: torch.Tensor,
@@ -39,14 +39,7 @@ class Dgl(Method):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.reset_epoch()
-
-    def reset_epoch(self) -> None:
-        self.loss_sum = torch.zeros(self.n, device=self.device, dtype=torch.float64)
-        self.batches = 0
-
-    def before_epoch(self, epoch: int, data) -> None:
-        self.reset_epoch()
+        self.means = EpochMeans(self.modalities, self.device, per_modality=("dgl_unimodal_loss",))
 
     def update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
         trained, embs = self.nets["model"], embeddings["model"]
@@ -56,17 +49,10 @@ class Dgl(Method):
             branches = {m: head.branch(m, embs[m]) for m in self.modalities if m in embs}
         losses = {m: self.loss(logits, labels) for m, logits in branches.items()}
         with torch.no_grad():
-            self.loss_sum += torch.stack([losses[m].detach() if m in losses else torch.zeros((), device=self.device)
-                                          for m in self.modalities]).double()
-            self.batches += 1
+            self.means.add("dgl_unimodal_loss", torch.stack([
+                losses[m].detach() if m in losses else torch.zeros((), device=self.device) for m in self.modalities]))
+            self.means.batch()
         unimodal = self.params.alpha * sum(losses.values())
         disentangled_backward(trained, self.loss(fused, labels), unimodal, self.scaler.scale)
         self.finish_step([trained.optimizers["encoders"], trained.optimizers["head"]],
                          clip_norm=self.params.clip_norm)
-
-    def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        if not self.batches:
-            return []
-        means = (self.loss_sum / self.batches).tolist()
-        return [MetricPoint("train", "run", m, "dgl_unimodal_loss", epoch, means[i])
-                for i, m in enumerate(self.modalities)]

@@ -16,16 +16,14 @@ in which it was prioritised (another modality suppressed, not it).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
 from amst_core.config import RunConfig
 from amst_core.distributed import SINGLE, Ranks, sum_across
 from amst_core.methods.base import Embeddings, TrainedNet, encoder_gradients
+from amst_core.methods.epoch_means import EpochMeans
 from amst_core.methods.umt import TEACHER, TeacherPhase, feature_distance
-from amst_core.metrics import MetricPoint
 
 
 def logit_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -58,19 +56,12 @@ class G2d(TeacherPhase):
     def __init__(self, cfg: RunConfig, num_classes: int, device: torch.device, ranks: Ranks | None = None):
         super().__init__(cfg, num_classes, device, ranks)
         self.coeffs: torch.Tensor | None = None  # this batch's, in phase 2 inside the window
-        self.reset_epoch()
-
-    def reset_epoch(self) -> None:
-        self.priority_sum = torch.zeros(self.n, device=self.device, dtype=torch.float64)
-        self.batches = 0
-
-    def before_epoch(self, epoch: int, data: Any) -> None:
-        super().before_epoch(epoch, data)
-        self.reset_epoch()
+        # zero outside the window (phase 1 included): the mean over every batch of the epoch
+        self.means = EpochMeans(self.modalities, self.device, per_modality=("g2d_priority",))
 
     def update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
         self.coeffs = None
-        self.batches += 1
+        self.means.batch()
         super().update(embeddings, labels, epoch)
 
     def student_update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
@@ -80,7 +71,7 @@ class G2d(TeacherPhase):
             teacher_logits = self.nets[TEACHER].net.head.branches(teacher)
         if p.active(epoch):
             self.coeffs, _ = smp_coefficients(teacher_logits, labels, self.modalities, self.ranks)
-            self.priority_sum += prioritised(self.coeffs).double()
+            self.means.add("g2d_priority", prioritised(self.coeffs))
         with self.autocast():
             fused = trained.net.head(embs)
         distill = sum(p.logit_weight * logit_distillation(fused, teacher_logits[m], p.temperature)
@@ -94,11 +85,3 @@ class G2d(TeacherPhase):
             grads = encoder_gradients(trained.net.encoders[m], conv_only=self.params.suppress != "all")
             if grads:
                 torch._foreach_mul_(grads, self.coeffs[i].to(grads[0].dtype))
-
-    def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        out = super().after_validation(epoch, points)
-        if self.batches:
-            priority = (self.priority_sum / self.batches).tolist()
-            out += [MetricPoint("train", "run", m, "g2d_priority", epoch, priority[i])
-                    for i, m in enumerate(self.modalities)]
-        return out

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from amst_core.methods.base import Embeddings, Method
+from amst_core.methods.epoch_means import EpochMeans
 from amst_core.metrics import MetricPoint
 
 
@@ -57,14 +58,7 @@ class Lfm(Method):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.reset_epoch()
-
-    def reset_epoch(self) -> None:
-        self.align_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        self.batches = 0
-
-    def before_epoch(self, epoch: int, data: Any) -> None:
-        self.reset_epoch()
+        self.means = EpochMeans(self.modalities, self.device, scalars=("lfm_align_loss",))
 
     def weight(self, epoch: int) -> float:
         p = self.params
@@ -77,14 +71,11 @@ class Lfm(Method):
             ce = self.loss(trained.net.head(embs), labels)
         # The pairs' loss in float32 (normalising and exponentiating half-precision embeddings loses too much).
         align = alignment_loss(embs, self.modalities, self.params.alignment, self.params.temperature)
-        self.align_sum += align.detach().double()
-        self.batches += 1
+        self.means.add("lfm_align_loss", align.detach())
+        self.means.batch()
         # The negatives are this rank's samples; on several ranks weighted by its share, as the CE is.
         self.step(w * self.scaled(align) + (1 - w) * ce, trained, ("head", "encoders"))
 
     def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        out = [MetricPoint("train", "run", None, "lfm_weight", epoch, self.weight(epoch))]
-        if self.batches:
-            out.append(MetricPoint("train", "run", None, "lfm_align_loss", epoch,
-                                   (self.align_sum / self.batches).item()))
-        return out
+        return [MetricPoint("train", "run", None, "lfm_weight", epoch, self.weight(epoch)),
+                *super().after_validation(epoch, points)]

@@ -18,7 +18,6 @@ window), and `mbsd_confident`, the share of samples in which it gives the true c
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 from amst_core.config import RunConfig
 from amst_core.distributed import Ranks
 from amst_core.methods.base import Embeddings, Method
-from amst_core.metrics import MetricPoint
+from amst_core.methods.epoch_means import EpochMeans
 
 
 def pair_terms(logits_a: torch.Tensor, logits_b: torch.Tensor, labels: torch.Tensor,
@@ -76,16 +75,9 @@ class Mbsd(Method):
 
     def __init__(self, cfg: RunConfig, num_classes: int, device: torch.device, ranks: Ranks | None = None):
         super().__init__(cfg, num_classes, device, ranks)
-        self.reset_epoch()
-
-    def reset_epoch(self) -> None:
-        self.weight_sum = torch.zeros(self.n, device=self.device, dtype=torch.float64)
-        self.confident = torch.zeros(self.n, device=self.device, dtype=torch.float64)
-        self.batches = 0
-        self.samples = 0
-
-    def before_epoch(self, epoch: int, data: Any) -> None:
-        self.reset_epoch()
+        # mbsd_weight: zero outside the window, over every batch; mbsd_confident: a share of the epoch's samples
+        self.means = EpochMeans(self.modalities, self.device, per_modality=("mbsd_weight", "mbsd_confident"),
+                                counted=("mbsd_confident",))
 
     def update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
         trained, embs = self.nets["model"], embeddings["model"]
@@ -93,21 +85,12 @@ class Mbsd(Method):
             branches = trained.net.head.branches(embs)
             fused = trained.net.head.combine(list(branches.values()))
         loss = self.loss(fused, labels)
-        self.batches += 1
-        self.samples += len(labels)
-        self.confident += most_confident({m: o.detach() for m, o in branches.items()}, labels,
-                                         self.modalities).double()
+        self.means.batch()
+        self.means.add("mbsd_confident", most_confident({m: o.detach() for m, o in branches.items()}, labels,
+                                                        self.modalities), count=len(labels))
         if self.params.active(epoch):
             extra, weights = distillation(branches, labels, self.modalities)
             loss = loss + sum(self.loss(branches[m], labels) for m in self.modalities)
             loss = loss + self.scaled(extra)
-            self.weight_sum += weights.double()
+            self.means.add("mbsd_weight", weights)
         self.step(loss, trained, ("head", "encoders"))
-
-    def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        if not self.batches:
-            return []
-        weight = (self.weight_sum / self.batches).tolist()
-        confident = (self.confident / self.samples).tolist()
-        return [MetricPoint("train", "run", m, name, epoch, value) for i, m in enumerate(self.modalities)
-                for name, value in (("mbsd_weight", weight[i]), ("mbsd_confident", confident[i]))]

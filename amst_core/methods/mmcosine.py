@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from amst_core.distributed import sum_across
 from amst_core.methods.base import Embeddings, Method
-from amst_core.metrics import Key, MetricPoint
+from amst_core.methods.epoch_means import EpochMeans
+from amst_core.metrics import Key
 
 
 def cosine_logits(embedding: torch.Tensor, weight: torch.Tensor, scaling: float) -> torch.Tensor:
@@ -34,15 +34,9 @@ class MmCosine(Method):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.reset_epoch()
-
-    def reset_epoch(self) -> None:
-        # per modality the sum of cos(E_m, W_m^y) over the epoch's samples, then their count
-        self.sums = torch.zeros(self.n + 1, device=self.device, dtype=torch.float64)
-        self.batches = 0
-
-    def before_epoch(self, epoch: int, data) -> None:
-        self.reset_epoch()
+        # per modality the mean of cos(E_m, W_m^y) over every rank's samples of the epoch
+        self.means = EpochMeans(self.modalities, self.device, per_modality=("mmcosine_true_cos",),
+                                counted=("mmcosine_true_cos",), ranks=self.ranks)
 
     def branches(self, embeddings: Embeddings) -> dict[str, torch.Tensor]:
         linears = self.nets["model"].net.head.linears
@@ -61,16 +55,8 @@ class MmCosine(Method):
             branches = self.branches(embeddings["model"])
             fused = torch.stack(list(branches.values())).sum(dim=0)
         with torch.no_grad():
-            self.sums[:-1] += torch.stack([true_class_cosine(branches[m].detach(), labels, self.params.scaling)
-                                           for m in self.modalities]).double()
-            self.sums[-1] += len(labels)
-            self.batches += 1
+            self.means.add("mmcosine_true_cos", torch.stack([
+                true_class_cosine(branches[m].detach(), labels, self.params.scaling) for m in self.modalities]),
+                count=len(labels))
+            self.means.batch()
         self.step(self.loss(fused, labels), trained, ("head", "encoders"))
-
-    def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        if not self.batches:
-            return []
-        sums = sum_across(self.sums.clone(), self.ranks)  # every rank's samples
-        means = (sums[:-1] / sums[-1]).tolist()
-        return [MetricPoint("train", "run", m, "mmcosine_true_cos", epoch, means[i])
-                for i, m in enumerate(self.modalities)]

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from amst_core.distributed import average_tensors
 from amst_core.methods.base import Embeddings, Method
-from amst_core.metrics import MetricPoint
+from amst_core.methods.epoch_means import EpochMeans
 
 
 def pareto_weights(g_mm: torch.Tensor, g_uni: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,16 +55,8 @@ class MmPareto(Method):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.reset_epoch()
-
-    def reset_epoch(self) -> None:
-        self.cos_sum = torch.zeros(self.n, device=self.device, dtype=torch.float64)
-        self.weight_sum = torch.zeros(self.n, device=self.device, dtype=torch.float64)
-        self.finite = torch.zeros(self.n, device=self.device, dtype=torch.float64)  # batches in the means
-        self.batches = 0
-
-    def before_epoch(self, epoch: int, data: object) -> None:
-        self.reset_epoch()
+        series = ("mmpareto_cos", "mmpareto_weight")  # each over its modality's finite batches
+        self.means = EpochMeans(self.modalities, self.device, per_modality=series, counted=series)
 
     def update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
         trained, embs = self.nets["model"], embeddings["model"]
@@ -110,17 +102,9 @@ class MmPareto(Method):
         # fp16: a batch whose scaled gradients overflowed (the scaler skips its step) has NaN weights; the epoch's
         # means leave it out rather than turn NaN
         finite = torch.isfinite(cos) & torch.isfinite(weight)
-        self.cos_sum += torch.where(finite, cos, 0.0).double()
-        self.weight_sum += torch.where(finite, weight, 0.0).double()
-        self.finite += finite.double()
-        self.batches += 1
+        self.means.add("mmpareto_cos", torch.where(finite, cos, 0.0), count=finite)
+        self.means.add("mmpareto_weight", torch.where(finite, weight, 0.0), count=finite)
+        self.means.batch()
         self.scaler.step(encoders)
         self.scaler.step(head_opt)
         self.scaler.update()
-
-    def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        if not self.batches:
-            return []
-        cos, weight = (self.cos_sum / self.finite).tolist(), (self.weight_sum / self.finite).tolist()
-        return [MetricPoint("train", "run", m, name, epoch, value) for i, m in enumerate(self.modalities)
-                for name, value in (("mmpareto_cos", cos[i]), ("mmpareto_weight", weight[i]))]

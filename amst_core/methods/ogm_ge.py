@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from amst_core.distributed import SINGLE, Ranks, share_rng_state, sum_across
 from amst_core.methods.base import Embeddings, Method, TrainedNet, encoder_gradients
-from amst_core.metrics import MetricPoint
+from amst_core.methods.epoch_means import EpochMeans
 
 
 def others_sum(values: torch.Tensor) -> torch.Tensor:
@@ -44,15 +44,7 @@ class OgmGe(Method):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.coeffs: torch.Tensor | None = None  # this batch's, inside the window
-        self.reset_epoch()
-
-    def reset_epoch(self) -> None:
-        self.coeff_sum = torch.zeros(self.n, device=self.device, dtype=torch.float64)
-        self.ratio_sum = torch.zeros(self.n, device=self.device, dtype=torch.float64)
-        self.batches = 0
-
-    def before_epoch(self, epoch: int, data) -> None:
-        self.reset_epoch()
+        self.means = EpochMeans(self.modalities, self.device, per_modality=("ogm_coeff", "ogm_ratio"))
 
     def update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
         trained, embs = self.nets["model"], embeddings["model"]
@@ -60,9 +52,9 @@ class OgmGe(Method):
             branches = trained.net.head.branches({m: e.detach() for m, e in embs.items()})
             coeffs, ratios = modulation(branches, labels, self.params.alpha, self.modalities, self.ranks)
         self.coeffs = coeffs if self.params.active(epoch) else None
-        self.coeff_sum += coeffs.double() if self.coeffs is not None else 1.0
-        self.ratio_sum += ratios.double()
-        self.batches += 1
+        self.means.add("ogm_coeff", coeffs if self.coeffs is not None else 1.0)
+        self.means.add("ogm_ratio", ratios)
+        self.means.batch()
         self.joint_update(trained, embs, labels, self.modalities)
 
     def on_gradients(self, trained: TrainedNet, parts: tuple[str, ...]) -> None:
@@ -76,10 +68,3 @@ class OgmGe(Method):
             for grad in encoder_gradients(trained.net.encoders[m]):
                 noise = torch.randn_like(grad) * (grad.std() + 1e-8)  # std of the raw gradient
                 grad.mul_(self.coeffs[i].to(grad.dtype)).add_(noise)
-
-    def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        if not self.batches:
-            return []
-        coeff, ratio = (self.coeff_sum / self.batches).tolist(), (self.ratio_sum / self.batches).tolist()
-        return [MetricPoint("train", "run", m, name, epoch, value) for i, m in enumerate(self.modalities)
-                for name, value in (("ogm_coeff", coeff[i]), ("ogm_ratio", ratio[i]))]

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from amst_core.distributed import share_rng_state, sum_across
 from amst_core.methods.base import Embeddings, Method
+from amst_core.methods.epoch_means import EpochMeans
 from amst_core.methods.ogm_ge import modulation
-from amst_core.metrics import MetricPoint
 
 
 def drop_probabilities(ratios: torch.Tensor, q_base: float, lam: float) -> torch.Tensor:
@@ -48,18 +48,12 @@ class Opm(Method):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.reset_epoch()
-
-    def reset_epoch(self) -> None:
-        self.q_sum = torch.zeros(self.n, device=self.device, dtype=torch.float64)
-        self.batches = 0
-
-    def before_epoch(self, epoch: int, data: Any) -> None:
-        self.reset_epoch()
+        # zero outside the window: the mean over every batch of the epoch
+        self.means = EpochMeans(self.modalities, self.device, per_modality=("opm_drop",))
 
     def update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
         trained, embs = self.nets["model"], embeddings["model"]
-        self.batches += 1
+        self.means.batch()
         if not self.params.active(epoch):
             self.joint_update(trained, embs, labels, self.modalities)
             return
@@ -68,7 +62,7 @@ class Opm(Method):
             branches = trained.net.head.branches({m: e.detach() for m, e in embs.items()})
             _, ratios = modulation(branches, labels, 0.0, self.modalities, self.ranks)
         q = drop_probabilities(ratios.float(), p.q_base, p.lam)
-        self.q_sum += q.double()
+        self.means.add("opm_drop", q)
         # One decision per global batch: every rank draws from rank 0's state (OGM-GE's noise does the same).
         share_rng_state(self.device, self.ranks)
         execute = torch.rand((), device=self.device) < p.p_exe
@@ -90,9 +84,3 @@ class Opm(Method):
         if end - start != size:  # not a slice of a global batch as the engine cuts it: this batch's own draws
             start, end, total = 0, size, size
         return torch.bernoulli((1 - q)[:, None].expand(self.n, total).contiguous())[:, start:end]
-
-    def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        if not self.batches:
-            return []
-        q = (self.q_sum / self.batches).tolist()
-        return [MetricPoint("train", "run", m, "opm_drop", epoch, q[i]) for i, m in enumerate(self.modalities)]

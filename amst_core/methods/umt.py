@@ -27,6 +27,7 @@ from amst_core.config import RunConfig
 from amst_core.distributed import Ranks
 from amst_core.method_specs.umt import TEACHER_PREFIX
 from amst_core.methods.base import Embeddings, Method, TrainedNet
+from amst_core.methods.epoch_means import EpochMeans
 from amst_core.metrics import Key, MetricPoint
 from amst_core.vocab import BRANCH, FUSED, component
 
@@ -105,7 +106,9 @@ class TeacherPhase(Method):
                     scheduler.step()
 
     def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        return [MetricPoint("train", "run", None, "phase", epoch, float(self.phase(epoch)))]
+        """The phase, then a subclass's epoch means."""
+        return [MetricPoint("train", "run", None, "phase", epoch, float(self.phase(epoch))),
+                *super().after_validation(epoch, points)]
 
 
 class Umt(TeacherPhase):
@@ -113,15 +116,7 @@ class Umt(TeacherPhase):
 
     def __init__(self, cfg: RunConfig, num_classes: int, device: torch.device, ranks: Ranks | None = None):
         super().__init__(cfg, num_classes, device, ranks)
-        self.reset_epoch()
-
-    def reset_epoch(self) -> None:
-        self.distance_sum = torch.zeros(self.n, device=self.device, dtype=torch.float64)
-        self.batches = 0
-
-    def before_epoch(self, epoch: int, data: Any) -> None:
-        super().before_epoch(epoch, data)
-        self.reset_epoch()
+        self.means = EpochMeans(self.modalities, self.device, per_modality=("umt_distill",))
 
     def update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
         if self.teaching(epoch):  # measured only: the student is not trained in phase 1
@@ -131,8 +126,8 @@ class Umt(TeacherPhase):
         super().update(embeddings, labels, epoch)
 
     def record(self, distances: list[torch.Tensor]) -> None:
-        self.distance_sum += torch.stack([d.detach() for d in distances]).double()
-        self.batches += 1
+        self.means.add("umt_distill", torch.stack([d.detach() for d in distances]))
+        self.means.batch()
 
     def student_update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
         trained, embs, teacher = self.nets["model"], embeddings["model"], embeddings[TEACHER]
@@ -142,11 +137,3 @@ class Umt(TeacherPhase):
             logits = trained.net.head(embs)
         loss = self.loss(logits, labels) + self.params.distill_weight * self.scaled(sum(distances))
         self.step(loss, trained, ("head", "encoders"))
-
-    def after_validation(self, epoch: int, points: list[MetricPoint]) -> list[MetricPoint]:
-        out = super().after_validation(epoch, points)
-        if self.batches:
-            distance = (self.distance_sum / self.batches).tolist()
-            out += [MetricPoint("train", "run", m, "umt_distill", epoch, distance[i])
-                    for i, m in enumerate(self.modalities)]
-        return out

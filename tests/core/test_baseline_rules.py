@@ -90,7 +90,7 @@ def test_ogm_outside_its_window_is_naive_fusion_with_lsum() -> None:
     inside.nets["model"].net.load_state_dict(naive_t.method.nets["model"].net.state_dict())
     inside.train_mode(True)
     inside.train_batch(batch, epoch=3)
-    assert inside.coeffs is not None and inside.batches == 1
+    assert inside.coeffs is not None and inside.means.batches == 1
 
 
 # ---- PMR --------------------------------------------------------------------------------------------------------

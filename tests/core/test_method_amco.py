@@ -78,15 +78,15 @@ def test_inside_the_window_a_modality_is_flagged_then_masked_with_a_growing_rati
     trainer = trainer_for("amco", modulation_start=0, sigma=0.5)
     method, batch = trainer.method, first_batch(trainer)
     method.train_mode(True)
-    method.before_epoch(1, None)
+    method.begin_epoch(1, None)
     method.train_batch(batch, epoch=1)  # p = 0: nothing masked; two modalities' shares sum to 1: one flagged
-    assert method.dependent.sum() == 1 and method.mask_sum.sum() == 0
+    assert method.dependent.sum() == 1 and method.means.sums["amco_mask"].sum() == 0
     flagged = int(method.dependent.nonzero()[0])
     method.train_batch(batch, epoch=1)  # progress 0.1: p = sin(pi/6) = 0.5 of the flagged one's features
     dim = method.nets["model"].net.head.weights[method.modalities[flagged]].in_features
-    assert method.mask_sum[flagged] == pytest.approx(int(0.5 * dim) / dim)
-    assert method.mask_sum[1 - flagged] == 0
-    method.before_epoch(2, None)
+    assert method.means.sums["amco_mask"][flagged] == pytest.approx(int(0.5 * dim) / dim)
+    assert method.means.sums["amco_mask"][1 - flagged] == 0
+    method.begin_epoch(2, None)
     assert method.progress == 0 and not method.dependent.any(), "every epoch starts afresh"
 
 

@@ -112,7 +112,7 @@ def test_the_series_is_one_before_start_and_one_plus_k_after() -> None:
     batch = batches(method.cfg, 1)[0]
     grads_of(method, batch, epoch=2)
     assert {p.modality: p.value for p in method.after_validation(2, [])} == {"audio": 1.0, "visual": 1.0}
-    method.before_epoch(4, None)
+    method.begin_epoch(4, None)
     grads_of(method, batch, epoch=4)
     scales = {p.modality: p.value for p in method.after_validation(4, [])}
     assert sum(scales.values()) == pytest.approx(3.0)  # 1 + k_a + 1 + k_v, k summing to 1

@@ -49,7 +49,7 @@ def test_lam_zero_is_naive_fusion_with_lsum_and_the_series_are_logged() -> None:
     batch = batches(cml.cfg, 1)[0]
     for method in (cml, naive):
         method.train_mode(True)
-        method.before_epoch(0, None)
+        method.begin_epoch(0, None)
         method.train_batch(batch, epoch=0)
     for (name, a), (_, b) in zip(cml.nets["model"].net.state_dict().items(),
                                  naive.nets["model"].net.state_dict().items(), strict=True):

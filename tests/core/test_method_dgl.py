@@ -34,7 +34,7 @@ def grads_after_one_batch(**params):
             group["lr"] = 0.0
     method.train_mode(True)
     batch = batches(method.cfg, 1)[0]
-    method.before_epoch(0, None)
+    method.begin_epoch(0, None)
     method.train_batch(batch, epoch=0)
     return method, batch
 

@@ -85,7 +85,7 @@ def test_no_suppression_in_phase_one_or_outside_the_window() -> None:
     method = method_for("g2d", method_params={"teacher_epochs": 1, "modulation_start": 0, "modulation_end": 1})
     batch = batches(method.cfg, 1)[0]
     for epoch, expected in ((0, None), (1, "set"), (2, None)):
-        method.before_epoch(epoch, None)
+        method.begin_epoch(epoch, None)
         method.train_mode(True)
         method.train_batch(batch, epoch)
         assert (method.coeffs is None) is (expected is None), epoch

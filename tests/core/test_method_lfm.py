@@ -69,7 +69,7 @@ def test_with_weight_zero_a_step_is_naive_fusion_with_lsum() -> None:
 def test_the_epoch_series_are_the_weight_and_the_mean_alignment_loss() -> None:
     method = method_for("lfm", method_params={"alignment": "js"})
     batch = batches(method.cfg, 1)[0]
-    method.before_epoch(1, None)
+    method.begin_epoch(1, None)
     method.train_mode(True)
     embs = method.nets["model"].net.embed(batch, method.modalities)
     expected = js_loss(embs["audio"].detach(), embs["visual"].detach()).item()

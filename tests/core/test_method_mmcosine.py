@@ -46,7 +46,7 @@ def test_one_batch_trains_and_logs_the_true_class_cosine() -> None:
     batch = batches(method.cfg, 1)[0]
     method.train_mode(True)
     before = {k: v.clone() for k, v in method.nets["model"].net.state_dict().items()}
-    method.before_epoch(0, None)
+    method.begin_epoch(0, None)
     method.train_batch(batch, epoch=0)
     after = method.nets["model"].net.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("encoders."))

@@ -116,7 +116,8 @@ def test_one_batch_matches_the_authors_procedure() -> None:
     for m in method.modalities:
         for got, want in zip(seen[m], expected[m], strict=True):
             assert torch.allclose(got, want, rtol=1e-4, atol=1e-6), m
-    assert method.batches == 1 and method.weight_sum.min() >= 0 and method.weight_sum.max() <= 1
+    weight_sum = method.means.sums["mmpareto_weight"]
+    assert method.means.batches == 1 and weight_sum.min() >= 0 and weight_sum.max() <= 1
 
 
 def test_an_overflowed_batch_is_left_out_of_the_epoch_means(monkeypatch: pytest.MonkeyPatch) -> None:

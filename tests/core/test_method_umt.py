@@ -60,7 +60,7 @@ def test_phase_one_trains_the_teachers_phase_two_the_student() -> None:
     method = method_for("umt", method_params={"teacher_epochs": 2})
     batch = batches(method.cfg, 1)[0]
     for epoch, teaching in ((0, True), (1, True), (2, False)):
-        method.before_epoch(epoch, None)
+        method.begin_epoch(epoch, None)
         method.train_mode(True)
         assert method.nets["teacher"].net.training is teaching  # frozen teachers stay in eval mode
         student, teacher = snapshot(method.nets["model"].net), snapshot(method.nets["teacher"].net)
