@@ -425,8 +425,9 @@ def test_a_combination_takes_the_whole_models_panel():
 
 
 def test_words_of_the_served_vocabulary():
-    assert WORDS.family("branch") == ("branch", "alt_branch", "joint_branch") and WORDS.family("fused") == ("fused",)
-    assert WORDS.family("prototype") == ("prototype",) and WORDS.families["fused"] == ("fused", "alt", "joint")
+    assert WORDS.family("branch") == ("branch", "alt_branch", "joint_branch", "teacher_branch")
+    assert WORDS.family("fused") == ("fused",) and WORDS.family("prototype") == ("prototype",)
+    assert WORDS.families["fused"] == ("fused", "alt", "joint", "teacher")
     assert WORDS.judged_first() == ["val", "test", "train"] and WORDS.eval_splits[0] == "val"
     assert WORDS.is_combo("combo:entropy") and not WORDS.is_prediction("run") and WORDS.is_prediction("alt_helper")
     ogm = {"name": "ogm_ge", "series": [{"name": "ogm_coeff", "kind": "bounded", "per_modality": True,
