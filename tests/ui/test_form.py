@@ -247,6 +247,17 @@ def test_param_widgets_of_every_baseline():
         assert spec.get("description") and "default" in spec
 
 
+def test_every_registered_method_gets_a_typed_widget_per_parameter():
+    """The New run form offers every method of the registry (the field's too): each parameter a widget of its type,
+    with its description, and its default unless it is required."""
+    for name, spec in METHODS.items():
+        schema = spec.params.model_json_schema()
+        for param, kind, widget in param_widgets(schema, ["audio", "visual"], MODALITIES):
+            assert kind != "text" or widget.get("type") == "string", (name, param, widget)
+            assert widget.get("description"), (name, param)
+            assert "default" in widget or param in schema.get("required", []), (name, param)
+
+
 # ---- the form itself (AppTest against the seeded API) -----------------------------------------------------------
 
 def new_run_form(app):
