@@ -128,10 +128,11 @@ def test_resume_is_exact_on_cached_frames_augmented_on_the_device(tmp_path: Path
 @pytest.mark.slow  # 300 training samples in bf16 convolutions, whose backward pass a CPU runs 15x slower than fp32
 def test_bf16_and_fp32_reach_the_same_accuracy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Mixed precision changes the arithmetic, not what is learned: AMST-FULL on avdigits-format data whose audio
-    separates the digits clearly, trained until both have learned it (5 epochs of 300 samples: both reach 1.0 on an
-    AMD EPYC without AVX-512), within 1 point of each other on val and test. At 3 epochs (of 600 samples) the tiny
-    run is still on its way and follows the rounding: within 1 point on a CPU with AVX-512, 10 points apart (0.9
-    against 0.8) on one without."""
+    separates the digits clearly, trained until both have learned it (5 epochs of 300 samples), both above 0.9 and
+    within 5 points (5 of 100 samples) of each other on val and test. Which samples the rounding flips depends on
+    the CPU's kernels: both reach 1.0 on an AMD EPYC without AVX-512, and 3 points apart (0.97) on one with it. At 3
+    epochs (of 600 samples) the tiny run is still on its way and follows the rounding: within 1 point on a CPU with
+    AVX-512, 10 points apart (0.9 against 0.8) on one without."""
     from amst_core.config import load_config
     from tests.kit.tiny import write_tiny_avdigits
 
@@ -143,6 +144,6 @@ def test_bf16_and_fp32_reach_the_same_accuracy(tmp_path: Path, monkeypatch: pyte
                                 "batch_size": 16, "device": "cpu", "precision": precision, "model": {"width": 8},
                                 "optim": {"lr": 0.05}, "recipe": "reference"})  # the data as written
         summaries[precision] = Trainer(cfg, progress=False).fit()
-    for key in ("best_val_acc", "test_acc_at_best"):  # 1 point: one sample of 100, and float rounding
+    for key in ("best_val_acc", "test_acc_at_best"):  # a broken bf16 path learns nothing: near 0.1, not 0.9
         gap = abs(summaries["fp32"][key] - summaries["bf16"][key])
-        assert summaries["fp32"][key] > 0.5 and gap <= 0.01 + 1e-9, key
+        assert min(summaries["fp32"][key], summaries["bf16"][key]) > 0.9 and gap <= 0.05 + 1e-9, (key, summaries)
