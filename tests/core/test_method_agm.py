@@ -13,7 +13,7 @@ from amst_core.config import ConfigError, load_config
 from amst_core.methods.agm import agm_coefficients, running_average, shapley_responses
 from amst_core.methods.subsets import shapley_weight
 from amst_core.models.fusion import SharedMeanHead
-from tests.kit.training import batches, method_for
+from tests.kit.training import assert_same_weights, batches, method_for, one_update
 
 
 def test_shapley_responses_by_hand() -> None:
@@ -106,12 +106,8 @@ def test_outside_the_window_a_step_is_naive_fusion_and_logs_coefficient_one() ->
     naive = method_for("naive", fusion="lsum")
     batch = batches(agm.cfg, 1)[0]
     for method in (agm, naive):
-        method.train_mode(True)
-        net = method.nets["model"].net
-        method.update({"model": net.embed(batch, method.modalities)}, batch["label"], 0)
-    for (name, p), q in zip(agm.nets["model"].net.named_parameters(), naive.nets["model"].net.parameters(),
-                            strict=True):
-        assert torch.allclose(p, q, atol=1e-7), name
+        one_update(method, batch)
+    assert_same_weights(agm, naive)
     points = {(p.modality, p.name): p.value for p in agm.after_validation(0, [])}
     assert points[("audio", "agm_coeff")] == 1.0 and points[("visual", "agm_coeff")] == 1.0
     assert points[("audio", "agm_score")] > 0

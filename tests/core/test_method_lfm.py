@@ -10,7 +10,7 @@ import torch
 
 from amst_core.config import ConfigError, load_config
 from amst_core.methods.lfm import alignment_weight, contrastive_loss, js_loss
-from tests.kit.training import batches, method_for
+from tests.kit.training import assert_same_weights, batches, method_for, one_update
 
 
 def test_the_alignment_weight_decays_per_epoch_and_is_clipped() -> None:
@@ -54,13 +54,9 @@ def test_with_weight_zero_a_step_is_naive_fusion_with_lsum() -> None:
     naive = method_for("naive", fusion="lsum")
     batch = batches(lfm.cfg, 1)[0]
     for method in (lfm, naive):
-        method.train_mode(True)
         torch.manual_seed(1)
-        net = method.nets["model"].net
-        method.update({"model": net.embed(batch, method.modalities)}, batch["label"], 0)
-    for (name, p), q in zip(lfm.nets["model"].net.named_parameters(), naive.nets["model"].net.parameters(),
-                            strict=True):
-        assert torch.allclose(p, q, atol=1e-7), name
+        one_update(method, batch)
+    assert_same_weights(lfm, naive)
     untrained = method_for("naive", fusion="lsum").nets["model"].net.head
     assert not all(torch.equal(p, q) for p, q in zip(untrained.parameters(), naive.nets["model"].net.head.parameters(),
                                                        strict=True)), "the step moved the head"

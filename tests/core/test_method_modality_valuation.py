@@ -11,7 +11,7 @@ import torch
 
 from amst_core.config import ConfigError, load_config
 from amst_core.methods.modality_valuation import copy_subsets, resample_share, sample_shapley, subset_correctness
-from tests.kit.training import batches, method_for
+from tests.kit.training import assert_same_weights, batches, method_for, one_update
 
 A, V = frozenset({"audio"}), frozenset({"visual"})
 
@@ -121,12 +121,8 @@ def test_equal_contributions_are_naive_fusion() -> None:
     valuation.contributions, valuation.resample = torch.tensor([0.5, 0.5]), resample_share(torch.tensor([0.5, 0.5]))
     batch = batches(valuation.cfg, 1)[0]
     for method in (valuation, naive):
-        method.train_mode(True)
-        net = method.nets["model"].net
-        method.update({"model": net.embed(batch, method.modalities)}, batch["label"], 0)
-    for (name, p), q in zip(valuation.nets["model"].net.named_parameters(), naive.nets["model"].net.parameters(),
-                            strict=True):
-        assert torch.allclose(p, q, atol=1e-7), name
+        one_update(method, batch)
+    assert_same_weights(valuation, naive)
 
 
 @pytest.mark.parametrize(("params", "field"), [({"part_ratio": 0}, "part_ratio"), ({"part_ratio": 1.5}, "part_ratio"),

@@ -82,6 +82,19 @@ def method_for(name: str, **fields) -> Method:
     return build_method(cfg, cfg.dataset.synthetic.num_classes, torch.device("cpu"))
 
 
+def one_update(method: Method, batch: dict, epoch: int = 0) -> None:
+    """The method's own update on one batch, from a train-mode forward of every modality (no helper step)."""
+    method.train_mode(True)
+    net = method.nets["model"].net
+    method.update({"model": net.embed(batch, method.modalities)}, batch["label"], epoch)
+
+
+def assert_same_weights(a: Method, b: Method, atol: float = 1e-7) -> None:
+    """Both methods' networks hold the same weights (a rule that does nothing: the neutral case of a method)."""
+    for (name, p), q in zip(a.nets["model"].net.named_parameters(), b.nets["model"].net.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=atol), name
+
+
 def optimizer_flags(trainer: Trainer) -> set:
     return {g.get("fused") for t in trainer.method.nets.values() for o in t.optimizers.values()
             for g in o.param_groups}
