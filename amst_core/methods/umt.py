@@ -18,6 +18,7 @@ Teachers, optimizers and schedulers are in the checkpoint: a run resumes in eith
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 import torch
@@ -94,8 +95,9 @@ class TeacherPhase(Method):
         loss = sum(self.loss(logits, labels) for logits in branches.values())
         self.step(loss, trained, ("head", "encoders"))
 
+    @abstractmethod
     def student_update(self, embeddings: dict[str, Embeddings], labels: torch.Tensor, epoch: int) -> None:
-        raise NotImplementedError
+        """The student's step after the teacher phase: what UMT and G2D each distil."""
 
     def scheduler_step(self) -> None:
         """Each network's encoder and head schedules count the epochs of its own phase; helpers every epoch."""
