@@ -305,17 +305,31 @@ class Maintenance(threading.Thread):
         self.leaving = False
 
     def run(self) -> None:
-        settings, worker_id = self.executor.settings, self.executor.worker_id
+        registered = self.register()
+        self.beat()
+        while not self.sleep(min(self.executor.settings.heartbeat_s, self.executor.settings.reaper_s)):
+            registered = registered or self.register()
+            self.tick()
+        try:
+            with session_scope(self.executor.settings.db_url) as s:
+                lifecycle.worker_stopped(s, self.executor.worker_id)
+        except OUTAGE as err:
+            log.warning("cannot record the worker's stop: database unreachable (%s)", type(err).__name__)
+
+    def register(self) -> bool:
+        """The worker's row; False while the database does not answer (a container can start before its network
+        resolves the database's name): the loop lives on and tries again every tick."""
         from amst_core.gpu import visible_gpus  # torch: this module stays light to import, as device_label
 
-        with session_scope(settings.db_url) as s:
-            lifecycle.register_worker(s, worker_id, placement.here(), self.queues, self.executor.device,
-                                      visible_gpus())
-        self.beat()
-        while not self.sleep(min(settings.heartbeat_s, settings.reaper_s)):
-            self.tick()
-        with session_scope(settings.db_url) as s:
-            lifecycle.worker_stopped(s, worker_id)
+        try:
+            with session_scope(self.executor.settings.db_url) as s:
+                lifecycle.register_worker(s, self.executor.worker_id, placement.here(), self.queues,
+                                          self.executor.device, visible_gpus())
+            return True
+        except OUTAGE as err:
+            log.warning("cannot register the worker yet: database unreachable (%s); trying again every tick",
+                        type(err).__name__)
+            return False
 
     def sleep(self, seconds: float) -> bool:
         """Wait a tick or a nudge; True when the worker stops."""

@@ -134,3 +134,36 @@ def test_without_an_idle_limit_a_worker_never_leaves_on_its_own(monkeypatch: pyt
     maintenance = runner.Maintenance(executor, "cpu", send=lambda *_: None)  # type: ignore[arg-type]
     maintenance.idle_since -= 10 * 365 * 86400
     assert not maintenance.leave_when_idle()
+
+
+def test_a_worker_that_starts_before_its_database_answers_registers_once_it_does(url: str, tmp_path) -> None:
+    """The compose stack's `up`: the worker container can start before the network resolves `postgres`. Its
+    maintenance thread must live through that (keep the health file fresh) and register at a later tick, not die
+    at the first write and leave a worker that never heartbeats."""
+    from worker.runner import Maintenance
+
+    closed = "postgresql+psycopg://amst:secret@127.0.0.1:9/amst"  # the discard port: nothing answers
+    alive = tmp_path / "alive"
+    settings = WorkerSettings(DATABASE_URL=closed, AMST_HEARTBEAT_S=0.05, AMST_REAPER_S=0.05,
+                              AMST_WORKER_HEALTH_FILE=alive)
+    executor = SimpleNamespace(settings=settings, worker_id="late", current_run=None, waiting_run=None, device="cpu")
+    maintenance = Maintenance(executor, "cpu", send=lambda *_: None)  # type: ignore[arg-type]
+    maintenance.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not alive.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert maintenance.is_alive() and alive.exists(), "the loop lives through a database that does not answer"
+        executor.settings = WorkerSettings(DATABASE_URL=url, AMST_HEARTBEAT_S=0.05, AMST_REAPER_S=0.05,
+                                           AMST_WORKER_HEALTH_FILE=alive)
+        while not exists(url, "late") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert exists(url, "late"), "registered once the database answered"
+        first = row(url, "late").heartbeat_at
+        while row(url, "late").heartbeat_at == first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert row(url, "late").heartbeat_at != first, "and heartbeats"
+    finally:
+        maintenance.stop()
+    assert row(url, "late").stopped_at is not None
