@@ -104,6 +104,7 @@ class Trainer:
         self.augment = FrameAugment(cfg.model.image_size)
         self.loaders = Loaders(cfg.batch_size, cfg.seed, pin_memory=self.device.type == "cuda", ranks=ranks)
         self.gpu: gpu.GpuSampler | None = None  # sampling only while fit() runs
+        self.provenance: dict[str, Any] | None = None  # set by execute_run (amst_core.provenance.collect)
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
 
@@ -111,7 +112,8 @@ class Trainer:
         """The model of the best epoch, for evaluation and download: half of last.pt (no momentum buffers,
         schedulers, RNG states or points, which only resuming needs)."""
         return model_checkpoint(epoch=epoch, config=self.cfg.model_dump(mode="json"), classes=list(self.classes),
-                                method=self.method.model_state_dict(), selection=self.selection.state_dict())
+                                method=self.method.model_state_dict(), selection=self.selection.state_dict(),
+                                provenance=self.provenance)
 
     def checkpoint(self, epoch: int, points: Sequence[MetricPoint]) -> dict[str, Any]:
         """last.pt: the best checkpoint's fields with the method's whole state, and what resuming needs."""

@@ -64,6 +64,10 @@ class RunFolder:
         return self.path / "summary.json"
 
     @property
+    def provenance(self) -> Path:
+        return self.path / "provenance.json"
+
+    @property
     def log(self) -> Path:
         return self.path / LOG_FILE
 
@@ -105,6 +109,25 @@ class RunFolder:
 
 
 # ---- atomic writes ------------------------------------------------------------------------------------------------
+
+def find_run(ref: str | Path) -> RunFolder:
+    """A run named on the command line: a run folder (`amst train --out`), or the id of a run of this machine's
+    service (AMST_ARTIFACTS/runs/<id>). A FileNotFoundError says where it looked."""
+    from amst_core.settings import get_settings
+
+    given = Path(ref)
+    if given.is_dir():
+        folder = RunFolder(given)
+    else:
+        folder = RunFolder(get_settings().run_dir(str(ref)))
+        if not folder.path.is_dir():
+            raise FileNotFoundError(f"{ref}: neither a run folder nor the id of a run under AMST_ARTIFACTS "
+                                    f"({folder.path.parent})")
+    if not (folder.config.exists() or folder.provenance.exists()):
+        raise FileNotFoundError(f"{folder.path} holds no {folder.config.name} or {folder.provenance.name}: not a "
+                                "run folder")
+    return folder
+
 
 class StorageFull(OSError):
     """The artifacts disk is full: said as such, not as a serialization error."""
@@ -160,10 +183,10 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 
 
 def model_checkpoint(*, epoch: int, config: dict[str, Any], classes: list[str], method: dict[str, Any],
-                     selection: dict[str, Any]) -> dict[str, Any]:
-    """best.pt: the model of one epoch, what evaluation and download need."""
+                     selection: dict[str, Any], provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """best.pt: the model of one epoch, what evaluation and download need, and what it can be traced to."""
     return {"version": CHECKPOINT_VERSION, "epoch": epoch, "config": config, "classes": classes, "method": method,
-            "selection": selection}
+            "selection": selection, "provenance": provenance}
 
 
 def resume_checkpoint(model: dict[str, Any], *, method: dict[str, Any], plateau: dict[str, Any],
