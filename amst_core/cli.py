@@ -96,6 +96,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# What a re-run may change: where it runs, not what it computes (a CPU re-run of a GPU run sets device=cpu).
+RERUN_FIELDS = {"device", "num_workers"}
+
+
+@on_local_paths
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """A run again from its record: provenance.json's resolved config (config.yaml for a run trained before
+    provenance was recorded), refused where its data changed unless --force."""
+    from amst_core.runfolder import find_run
+
+    folder = find_run(args.run)
+    refused = sorted({item.partition("=")[0].strip() for item in args.set} - RERUN_FIELDS)
+    if refused:
+        raise ConfigError(refused[0], f"a re-run computes what its run did; it may change only "
+                                      f"{', '.join(sorted(RERUN_FIELDS))}")
+    cfg, warnings = rerun_config(folder, args.set, force=args.force)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    out = Path(args.out) if args.out else folder.path.with_name(f"{folder.name}-rerun")
+    if RunFolder(out).holds_run():
+        raise ConfigError("--out", f"{out} already holds a run; choose another --out")
+    summary = _train(cfg, out, progress=False if args.no_progress else None)
+    print(json.dumps({k: summary[k] for k in ("best_epoch", "best_val_acc", "test_acc_at_best")}))
+    print(f"run folder: {out}", file=sys.stderr)
+    return 0
+
+
+def rerun_config(folder: RunFolder, overrides: list[str], *, force: bool) -> tuple[RunConfig, list[str]]:
+    """The run's recorded config, expecting its recorded data (`data_fingerprint`), and what the caller should be
+    warned of. A ConfigError names what changed in the data unless `force`."""
+    from amst_core import provenance
+
+    if not folder.provenance.exists():
+        cfg = load_config(folder.config, overrides)
+        return cfg, [f"{folder.path} recorded no provenance (trained before it was recorded): its config is re-run "
+                     "as saved, and nothing checks that its data are the same"]
+    recorded = json.loads(folder.provenance.read_text())
+    cfg = RunConfig.model_validate(config_data(None, overrides, recorded["config"]))
+    changes = provenance.data_changes(recorded["data"], provenance.data_fingerprint(cfg))
+    if not changes:
+        return cfg.model_copy(update={"data_fingerprint": recorded["data"]["digest"]}), []
+    said = "; ".join(changes)
+    if not force:
+        raise ConfigError("data", f"the data changed since {folder.name} was trained: {said}. The re-run would not "
+                                  "be the same run; --force re-runs it on today's data")
+    return cfg.model_copy(update={"data_fingerprint": None}), [f"re-running on changed data: {said}"]
+
+
 @on_local_paths
 def cmd_preprocess(args: argparse.Namespace) -> int:
     """An original release (or the user's folder) to the layout the loaders read; finished samples are skipped."""
@@ -213,6 +261,38 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+@on_local_paths
+def cmd_export_model(args: argparse.Namespace) -> int:
+    """A run's trained model as safetensors or ONNX, with the preprocessing its inputs need (Doc/models.md)."""
+    from amst_core.modelexport import PREPROCESSING, export_model
+
+    path = export_model(args.run, args.format, Path(args.out) if args.out else None, args.checkpoint)
+    print(f"model: {path}\npreprocessing: {path.parent / PREPROCESSING}", file=sys.stderr)
+    return 0
+
+
+@on_local_paths
+def cmd_predict(args: argparse.Namespace) -> int:
+    """A run's predictions on files of its dataset's kind, one row per sample (Doc/models.md)."""
+    from amst_core.predict import predict
+
+    out = Path(args.out)
+    rows = predict(args.run, Path(args.input), out, args.checkpoint, args.split, args.device)
+    print(f"{rows} predictions: {out}", file=sys.stderr)
+    return 0
+
+
+@on_local_paths
+def cmd_export(args: argparse.Namespace) -> int:
+    """Runs copied to TensorBoard event files or an MLflow tracking store (Doc/exports.md)."""
+    from amst_core.exporters import export_runs
+
+    tool, target = args.to
+    for line in export_runs(args.runs, tool, target, args.experiment, args.replace):
+        print(line)
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the fully resolved config (defaults filled in)."""
     cfg = load_config(args.config, args.set)
@@ -251,6 +331,17 @@ def library_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (to --set epochs=N)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("rerun", help="train a run again from its record (config, data check)",
+                       description="Rebuilds the run from its provenance.json (the resolved config); refuses when "
+                                   "the data it recorded changed, unless --force.")
+    p.add_argument("run", help="a run folder, or the id of a run under AMST_ARTIFACTS/runs")
+    p.add_argument("--out", help="run folder (default: <run folder>-rerun beside it)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"only {', '.join(sorted(RERUN_FIELDS))}")
+    p.add_argument("--force", action="store_true", help="re-run even though the data changed (warns)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_rerun)
 
     from amst_core.preprocess import RELEASES
 
@@ -309,6 +400,36 @@ def library_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="override the run's device")
     p.add_argument("--json", action="store_true", help="print metric points as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export-model", help="a run's trained model as safetensors or ONNX, with its preprocessing")
+    p.add_argument("run", help="a run folder, or the id of a run under AMST_ARTIFACTS/runs")
+    p.add_argument("--format", required=True, choices=("safetensors", "onnx"))
+    p.add_argument("--out", help="folder to write (default: <run folder>/export)")
+    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
+    p.set_defaults(func=cmd_export_model)
+
+    p = sub.add_parser("predict", help="a run's predictions on files: a folder, a CSV of paths, or a dataset root")
+    p.add_argument("run", help="a run folder, or the id of a run under AMST_ARTIFACTS/runs")
+    p.add_argument("input", metavar="INPUT", help="a folder of <id>.* samples (or <label>/<id>.*), a CSV with one "
+                   "column per modality, or a dataset root in the run's layout (Doc/models.md)")
+    p.add_argument("--out", default="predictions.csv", help="CSV, or JSON lines if it ends .jsonl "
+                                                             "(default predictions.csv)")
+    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
+    p.add_argument("--split", default="test", choices=SPLITS, help="the split of a dataset root")
+    p.add_argument("--device", default="cpu", help="where the model runs (default cpu)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="copy runs to TensorBoard event files or an MLflow tracking store",
+                       description="Every point as a scalar or metric (val/acc/audio/branch, step = epoch), the "
+                                   "config as parameters, the provenance as tags or text (Doc/exports.md).")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="a run folder, or the id of a run of this machine's "
+                                                          "service (AMST_ARTIFACTS/runs/<id>)")
+    p.add_argument("--to", nargs=2, required=True, metavar=("tensorboard|mlflow", "DIR|URI"),
+                   help="tensorboard DIR (a folder per run under DIR), or mlflow URI (http(s)://host:port or "
+                        "sqlite:///path.db)")
+    p.add_argument("--experiment", default="amst", help="the MLflow experiment (made if missing; default amst)")
+    p.add_argument("--replace", action="store_true", help="a run exported before is written anew (else refused)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("config", help="validate a config and print it with every default filled in")
     p.add_argument("config")

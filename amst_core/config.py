@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from amst_core.catalog import DATASETS, METHODS, MODALITIES, Fusion
 from amst_core.datasets import KNOBS
 from amst_core.datasets.avdigits import PRESETS as AVDIGITS_PRESETS
+from amst_core.datasets.base import LEAVE_ONE_SESSION_OUT, REFERENCE_SPLIT, DatasetSpec, SplitScheme
 from amst_core.recipes import RecipeMode, with_defaults
 from amst_core.vocab import AUDIO, SPLITS, TEST, TEXT, TRAIN, VAL, VISUAL, Modality, Split
 
@@ -115,6 +116,7 @@ class SyntheticConfig(_Strict):
 
 
 # Why a knob is refused, where its name alone does not say.
+DEFAULT_TEST_SESSION = 5  # leave_one_session_out holds out IEMOCAP's session 5 unless told otherwise, as is usual
 KNOB_NOTES = {"audio_rate": "; the reference layouts keep each release's own rate (their fbanks are computed by "
                             "amst preprocess)"}
 
@@ -146,6 +148,14 @@ class DatasetConfig(_Strict):
         None, ge=1000, le=384_000, description="folder layout: every audio file and video soundtrack is resampled "
         "to this rate (Hz) before its fbank, so that every sample's mel bins span the same frequencies; default: the "
         "most common rate among the folder's files (the run's resolved config says which)")
+    split_scheme: SplitScheme | None = Field(
+        None, description="how the samples are split: reference (default: the split files), speaker_independent "
+        "(CREMA-D: every actor in one split) or leave_one_session_out (IEMOCAP: one session is the test split); "
+        "a drawn split takes the samples the split files list (Doc/datasets.md)")
+    split_seed: int | None = Field(None, ge=0, le=2**31 - 1, description="a drawn split's seed (default 0, apart "
+                                   "from the run's seed: runs of several seeds share one split)")
+    test_session: int | None = Field(None, ge=1, le=5, description="leave_one_session_out: the IEMOCAP session "
+                                     f"held out as the test split (default {DEFAULT_TEST_SESSION})")
 
     @field_validator("name")
     @classmethod
@@ -175,6 +185,7 @@ class DatasetConfig(_Strict):
                                  + KNOB_NOTES.get(knob, ""))
         if self.preset is not None and self.preset not in AVDIGITS_PRESETS:
             raise ValueError(f"dataset.preset: unknown preset {self.preset!r}; known: {', '.join(AVDIGITS_PRESETS)}")
+        self._split_fits(spec)
         if spec.always_cached and not self.cache:
             raise ValueError(f"dataset.cache: a {self.name} dataset is always cached (its raw media are decoded once)")
         if "synthetic" in spec.knobs and self.synthetic is None:
@@ -186,6 +197,24 @@ class DatasetConfig(_Strict):
                 raise ValueError(f"dataset.modalities_used: {self.name} has modalities {', '.join(available)}; "
                                  f"got {self.modalities_used}")
         return self
+
+    def _split_fits(self, spec: DatasetSpec) -> None:
+        """A drawn split is one the dataset offers; its seed (0) and held-out session are filled in. The reference
+        split draws nothing, so it takes neither."""
+        offered = (REFERENCE_SPLIT, *spec.split_schemes)
+        if self.split_scheme is not None and self.split_scheme not in offered:
+            raise ValueError(f"dataset.split_scheme: {self.name} offers {' or '.join(offered)}, not "
+                             f"{self.split_scheme}")
+        loso = self.split_scheme == LEAVE_ONE_SESSION_OUT
+        takers = {"split_seed": spec.split_schemes, "test_session": (LEAVE_ONE_SESSION_OUT,)}
+        for knob, schemes in takers.items():
+            if getattr(self, knob) is not None and self.split_scheme not in schemes:
+                raise ValueError(f"dataset.{knob}: the {self.split_scheme or REFERENCE_SPLIT} split takes none; "
+                                 f"set dataset.split_scheme: {' or '.join(schemes)}")
+        if self.split_scheme in spec.split_schemes and self.split_seed is None:
+            self.split_seed = 0
+        if loso and self.test_session is None:
+            self.test_session = DEFAULT_TEST_SESSION
 
     def knob(self, key: str) -> float:
         """An avdigits knob: explicit value, else the preset's, else off."""
@@ -288,6 +317,46 @@ class ResourcesConfig(_Strict):
                                  "false: each rank normalises by its own slice's statistics, as plain DDP does")
 
 
+MLFLOW_SCHEMES = ("http", "https", "sqlite")  # a tracking server, or a database file (MLflow 3 refuses file stores)
+
+
+class ExportConfig(_Strict):
+    """Live copies of the run's metrics in the tools people use, written as each epoch ends (Doc/exports.md)."""
+
+    tensorboard: str | None = Field(None, min_length=1, max_length=1000, description="a folder: the run's event "
+                                    "file goes to <folder>/<run id>/; on the service, a folder inside "
+                                    "AMST_EXPORT_ROOT (a relative one is taken relative to it)")
+    mlflow: str | None = Field(None, min_length=1, max_length=1000, description="an MLflow tracking URI: "
+                               "http(s)://host:port (a tracking server) or sqlite:///path.db; on the service, a "
+                               "sqlite file inside AMST_EXPORT_ROOT")
+    mlflow_experiment: str = Field("amst", min_length=1, max_length=200, pattern=PRINTABLE,
+                                   description="the MLflow experiment the run goes to (made if missing)")
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _a_folder(cls, v: str | None) -> str | None:
+        if v is not None and "\x00" in v:
+            raise ValueError("a path holds no NUL character")
+        return v
+
+    @field_validator("mlflow")
+    @classmethod
+    def _tracking_uri(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        scheme = v.partition("://")[0].lower() if "://" in v else ""
+        if scheme in ("", "file"):
+            raise ValueError(f"{v!r} is a file store, which MLflow 3 refuses (maintenance mode); give a database "
+                             "file, sqlite:///path/mlflow.db, or a tracking server, http://host:5000")
+        if scheme not in MLFLOW_SCHEMES:
+            raise ValueError(f"{v!r}: unknown scheme {scheme}://; use http(s)://host:port (a tracking server) or "
+                             "sqlite:///path/mlflow.db")
+        if scheme == "sqlite" and not (v.lower().startswith("sqlite:///") and v[len("sqlite:///"):].strip("/")):
+            raise ValueError(f"{v!r} names no database file; sqlite:///mlflow.db (relative) or "
+                             "sqlite:////abs/path/mlflow.db")
+        return v
+
+
 class RunConfig(_Strict):
     name: str | None = Field(None, min_length=1, max_length=200, pattern=PRINTABLE)
     tags: list[TagName] = []
@@ -323,6 +392,12 @@ class RunConfig(_Strict):
     deterministic: bool | None = Field(
         None, description="true: exact reproducibility (cuDNN deterministic, no autotuning); false: cuDNN picks its "
                           "fastest kernels (results vary in the last digits); unset: true on a CPU, false on a GPU")
+    data_fingerprint: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[0-9a-f]+$",
+        description="the data digest this run expects (a re-run's: its run's provenance.digests.data); a run whose "
+                    "data differ fails before training, naming what changed; unset: any data")
+    export: ExportConfig = Field(ExportConfig(), description="live copies of the metrics: a TensorBoard folder, "
+                                 "an MLflow tracking URI (amst export copies a finished run)")
 
     @model_validator(mode="before")
     @classmethod
