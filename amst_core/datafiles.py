@@ -27,18 +27,22 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from amst_core.config import ConfigError, data_root
+from amst_core.datasets.base import REFERENCE_SPLIT
 from amst_core.layouts import SPLITS, Layout, Media
 from amst_core.limits import oversized
+from amst_core.vocab import TRAIN
 
 if TYPE_CHECKING:
     from amst_core.config import DatasetConfig, RunConfig
     from amst_core.datasets import DatasetSpec
+    from amst_core.layouts.schemes import SplitCounts
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,11 @@ def any_data_path() -> Iterator[None]:
         yield
     finally:
         _confined = before
+
+
+def paths_confined() -> bool:
+    """Whether the paths a run names are held to the service's folders (false inside `any_data_path`)."""
+    return _confined
 
 
 class PathRefused(ConfigError):
@@ -337,7 +346,21 @@ class ReferenceFiles:
         return names
 
     def items(self, split: str) -> list[tuple[str, int]]:
+        """The split's (id, class index): its split file's lines, or its part of a drawn split
+        (`dataset.split_scheme`)."""
+        if self.cfg.dataset.split_scheme in (None, REFERENCE_SPLIT):
+            return self.listed(split)
+        return self.drawn[split]
+
+    def listed(self, split: str) -> list[tuple[str, int]]:
         return read_split_file(self.split_path(split), self.layout, self.classes(), self.class_file_name)
+
+    @cached_property
+    def drawn(self) -> dict[str, list[tuple[str, int]]]:
+        """Every split of a drawn split scheme, drawn once over the samples the split files list."""
+        from amst_core.layouts.schemes import draw
+
+        return draw(self.cfg.dataset, self.layout, {split: self.listed(split) for split in SPLITS})
 
     def media(self, *parts: str) -> Path:
         """A file or folder a sample reads, confined (a symlink out of the data root is refused)."""
@@ -355,6 +378,8 @@ class ReferenceFiles:
                 raise ConfigError("dataset.split_files", f"the {split} split file {path} lists no samples")
             for sample_id, _ in items:
                 ids.setdefault(sample_id, split)
+        if self.cfg.dataset.split_scheme not in (None, REFERENCE_SPLIT):
+            self.items(TRAIN)  # a split that cannot be drawn from these files says why now
         listings = {m: self.listing(media.folder) for m, media in self.used_media}
         if self.cfg.dataset.on_bad_sample == "skip":
             return  # the loaders drop (and count) what is missing
@@ -430,6 +455,7 @@ class DatasetState:
     ready: bool
     problem: str | None = None  # why it is not ready (the check's message)
     sizes: dict[str, int] | None = None  # samples per split, when the data say
+    counts: dict[str, SplitCounts] | None = None  # per split: class counts and speakers, where its spec counts
     classes: tuple[str, ...] = ()
     modalities: tuple[str, ...] = ()
     folders: tuple[str, ...] = ()  # folder layout: the folders under AMST_DATA_ROOT that hold a train/
@@ -460,4 +486,5 @@ def checked_state(spec: DatasetSpec, roots: DataRoots) -> DatasetState:
 
     cfg = check_data(RunConfig.model_validate({"method": "naive", "dataset": {"name": spec.name}}), roots)
     sizes = spec.sizes(cfg, roots) if spec.sizes is not None else None
-    return DatasetState(ready=True, sizes=sizes, classes=spec.classes, modalities=spec.modalities)
+    counts = spec.counts(cfg, roots) if spec.counts is not None else None
+    return DatasetState(ready=True, sizes=sizes, counts=counts, classes=spec.classes, modalities=spec.modalities)

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     data_extra_roots: str = Field("", alias="AMST_DATA_EXTRA_ROOTS",
                                   description="more folders (os.pathsep-separated) that data symlinks may point to")
     artifacts: Path = Field(Path(""), alias="AMST_ARTIFACTS", description="checkpoints; default .amst/artifacts")
+    export_root: Path = Field(Path(""), alias="AMST_EXPORT_ROOT",
+                              description="the only folder a run's export targets (a TensorBoard folder, a sqlite "
+                                          "MLflow store) may lie in on the service; default <AMST_ARTIFACTS>/exports")
     heartbeat_s: float = Field(10.0, alias="AMST_HEARTBEAT_S", gt=0)
     lost_after_heartbeats: int = Field(3, alias="AMST_LOST_AFTER", ge=2)
     stalled_factor: float = Field(5.0, alias="AMST_STALLED_FACTOR", gt=1, description="x median epoch time")
@@ -58,6 +61,11 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return (self.artifacts if str(self.artifacts) not in ("", ".") else home() / "artifacts").resolve()
+
+    @property
+    def export_dir(self) -> Path:
+        chosen = str(self.export_root) not in ("", ".")
+        return (self.export_root if chosen else self.artifacts_dir / "exports").resolve()
 
     @property
     def data_roots(self) -> DataRoots:
