@@ -10,8 +10,10 @@ from ui.series import flatten
 
 SERVER_TAG_PREFIX = "sweep:"  # the API's own tags (amst_core.store.sweeps); the UI talks only to the API
 REFERENCE = "reference"  # RunConfig.recipe for the paper's settings; GET /datasets' key for them
+REFERENCE_SPLIT = "reference"  # dataset.split_scheme of a dataset's own split files (GET /datasets split_schemes)
 LR_FORMAT = "%g"  # a learning rate of 3e-6 reads 3e-06, not 0.00000
-FORM_FIELDS = ("name", "tags", "dataset.preset", "skip", "method_params", "fusion", "epochs", "batch_size", "seed",
+FORM_FIELDS = ("name", "tags", "dataset.preset", "dataset.split_scheme", "dataset.split_seed", "dataset.test_session",
+               "skip", "method_params", "fusion", "epochs", "batch_size", "seed",
                "device", "optim.lr", "model", "resources.gpus")
 
 
@@ -95,6 +97,8 @@ def run_body(start: dict[str, Any], method: dict[str, Any], dataset: dict[str, A
         body["dataset"]["preset"] = values["preset"] or None
     if values.get("root"):
         body["dataset"]["root"] = values["root"]
+    if "split_scheme" in values:
+        body["dataset"].update(split_settings(dataset, values))
     body["skip"] = {**body.get("skip", {}), **values.get("skip", {})} if method["uses_skip"] else {}
     body["method_params"] = values.get("method_params", {})
     if method["fusion_fixed"]:
@@ -111,6 +115,37 @@ def run_body(start: dict[str, Any], method: dict[str, Any], dataset: dict[str, A
     if values.get("model"):
         body["model"] = {**body.get("model", {}), **values["model"]}
     return body
+
+
+def split_settings(dataset: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """dataset.split_scheme and what it takes: the reference split (the split files) draws nothing, so it sends
+    no seed or session; a drawn split its seed, and its held-out session where the dataset takes one."""
+    drawn = values["split_scheme"] != REFERENCE_SPLIT
+    takes_session = drawn and "test_session" in dataset.get("knobs", [])
+    return {"split_scheme": values["split_scheme"] if drawn else None,
+            "split_seed": values.get("split_seed") if drawn else None,
+            "test_session": values.get("test_session") if takes_session else None}
+
+
+def split_rows(dataset: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per split of the dataset's reference split (GET /datasets `split_counts`): its samples, each class's
+    count, and how many speakers; none where the server counted nothing."""
+    rows = []
+    for split, counts in (dataset.get("split_counts") or {}).items():
+        speakers = {"speakers": len(counts["speakers"])} if counts["speakers"] else {}
+        rows.append({"split": split, "samples": counts["samples"], **counts["classes"], **speakers})
+    return rows
+
+
+def speaker_leak(dataset: dict[str, Any]) -> str | None:
+    """What a reader must know when speakers of the test split are also trained on (CREMA-D's reference split)."""
+    shared = (dataset.get("shared_speakers") or {}).get("train/test", 0)
+    if not shared:
+        return None
+    drawn = [s for s in dataset.get("split_schemes", []) if s != REFERENCE_SPLIT]
+    fix = f"; `{drawn[0]}` keeps every speaker in one split" if drawn else ""
+    return (f"The reference split has {shared} speakers in both train and test: test accuracy is measured on "
+            f"voices the model trained on{fix}.")
 
 
 def slot_for(field: str | None, slots: list[str]) -> str | None:

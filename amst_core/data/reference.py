@@ -259,16 +259,22 @@ def screen(split: str, items: list[tuple[str, int]], readers: list[MediaReader],
     return [item for item in items if checked[item[0]] is None], bad
 
 
+def split_key(spec: cache.FeatureSpec, files: ReferenceFiles, readers: list[MediaReader], split: str,
+              items: list[tuple[str, int]]) -> str:
+    """The name of a split's cache folder: over its samples (in order, with their labels) and their files, so a
+    drawn split (`dataset.split_scheme`, its seed or session) has its own and the reference split keeps its."""
+    return cache.cache_key(spec, files.layout.name, split, str(files.root()),
+                           files=((f"{sample_id}\0{label}", [p for r in readers for p in r.source_files(sample_id)])
+                                  for sample_id, label in items))
+
+
 def cached_split(cfg: RunConfig, files: ReferenceFiles, readers: list[MediaReader], split: str,
                  progress: bool | None = None) -> tuple[cache.CachedSamples, list[BadSample]]:
     """The split from its cache folder (AMST_CACHE/samples/<key>), decoded now if missing; bad samples fail the run
     or are dropped as `dataset.on_bad_sample` says."""
     items = files.items(split)
     spec = cache.FeatureSpec.of(cfg)
-    key = cache.cache_key(spec, files.layout.name, split, str(files.root()),
-                          files=((f"{sample_id}\0{label}", [p for r in readers for p in r.source_files(sample_id)])
-                                 for sample_id, label in items))
-    folder = cache_dir() / "samples" / key
+    folder = cache_dir() / "samples" / split_key(spec, files, readers, split, items)
     if not (folder / "meta.json").exists():
         def build(tmp: Path) -> None:
             def extract(item: tuple[str, int]) -> dict[str, np.ndarray]:

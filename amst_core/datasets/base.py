@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from amst_core.registry import SpecError, resolve
 from amst_core.vocab import SPLITS, Modality, Split
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from amst_core.config import RunConfig
     from amst_core.datafiles import DataRoots, DatasetState
+    from amst_core.layouts.schemes import SplitCounts
 
 # (run config, data roots) -> the config resolved against the data (or None: unchanged); raises ConfigError
 # naming the field when the data cannot serve the run.
@@ -34,9 +35,19 @@ Sizes = Callable[["RunConfig", "DataRoots"], "dict[str, int] | None"]
 Describe = Callable[["DatasetSpec", "DataRoots"], "DatasetState"]
 # (run config that passed the check, show progress) -> one line saying what was cached, for `amst cache`.
 Cache = Callable[["RunConfig", bool], str]
+# (run config that passed the check, data roots) -> per split: samples, class counts, speakers (GET /datasets).
+Counts = Callable[["RunConfig", "DataRoots"], "dict[str, SplitCounts]"]
 
 # Dataset options of the run config (`dataset.<knob>`) that only some datasets take; a spec names those it takes.
-KNOBS: tuple[str, ...] = ("preset", "image_pca_energy", "audio_noise", "audio_rate", "synthetic")
+KNOBS: tuple[str, ...] = ("preset", "image_pca_energy", "audio_noise", "audio_rate", "synthetic", "split_scheme",
+                          "split_seed", "test_session")
+# How a run's samples are split (`dataset.split_scheme`): a reference layout's own split files, or a split drawn
+# over the same samples that keeps each speaker in one split (amst_core.layouts.schemes).
+REFERENCE_SPLIT = "reference"
+SPEAKER_INDEPENDENT = "speaker_independent"
+LEAVE_ONE_SESSION_OUT = "leave_one_session_out"
+SplitScheme = Literal["reference", "speaker_independent", "leave_one_session_out"]
+SPLIT_KNOBS = ("split_scheme", "split_seed")  # the knobs of a dataset that offers a drawn split
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,7 @@ class DatasetSpec:
     classes: tuple[str, ...] = field(default=())  # empty: discovered from the data
     splits: tuple[Split, ...] = SPLITS
     knobs: tuple[str, ...] = ()  # the KNOBS a run of it may set
+    split_schemes: tuple[str, ...] = ()  # the drawn splits it offers besides its reference split (dataset.split_scheme)
     # Run-config fields the data dictate (input shapes): a request that leaves one out gets this value.
     defaults: dict = field(default_factory=dict)
     # The paper's settings for this dataset beyond the reference code's defaults (its skip factors): part of the
@@ -64,6 +76,7 @@ class DatasetSpec:
     layout: str | None = None  # "module:attribute" of its reference `Layout`, if it has one
     cache: Cache | None = None  # `amst cache NAME`; None: nothing to cache (generated or held in memory)
     sizes: Sizes | None = None
+    counts: Counts | None = None  # None: GET /datasets shows its sizes only
     describe: Describe | None = None  # None: ready when its default folder passes `check`
     always_cached: bool = False  # its raw media are decoded once: dataset.cache may not be false
     command: str | None = None  # what prepares it, when not `amst prepare NAME` / `amst preprocess NAME RAW_DIR`

@@ -11,6 +11,7 @@ from amst_core.vocab import SPLITS
 if TYPE_CHECKING:
     from amst_core.config import RunConfig
     from amst_core.datafiles import DataRoots, ReferenceFiles
+    from amst_core.layouts.schemes import SplitCounts
 
 
 def files(cfg: RunConfig, roots: DataRoots | None = None) -> ReferenceFiles:
@@ -27,6 +28,14 @@ def check(cfg: RunConfig, roots: DataRoots) -> None:
 def sizes(cfg: RunConfig, roots: DataRoots) -> dict[str, int]:
     found = files(cfg, roots)
     return {split: len(found.items(split)) for split in SPLITS}
+
+
+def counts(cfg: RunConfig, roots: DataRoots) -> dict[str, SplitCounts]:
+    """Each split's class counts and speakers, from the split files (and the run's split scheme)."""
+    from amst_core.layouts.schemes import count_splits
+
+    found = files(cfg, roots)
+    return count_splits({split: found.items(split) for split in SPLITS}, found.classes(), found.layout)
 
 
 def cache(cfg: RunConfig, progress: bool) -> str:
@@ -46,5 +55,5 @@ def reference_spec(name: str, summary: str, modalities: tuple, layout: str, **fi
     """A dataset in a reference layout: `layout` names its `Layout` ('module:attribute'), its release is turned
     into that layout by `amst_core.preprocess.<name>:plan` unless `preprocess` says otherwise."""
     fields.setdefault("preprocess", f"amst_core.preprocess.{name}:plan")
-    return DatasetSpec(name, summary, modalities, check=check, sizes=sizes, cache=cache, layout=layout,
+    return DatasetSpec(name, summary, modalities, check=check, sizes=sizes, counts=counts, cache=cache, layout=layout,
                        source=f"amst_core.data.reference:SOURCES.{name}", **fields)

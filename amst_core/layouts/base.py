@@ -8,6 +8,7 @@ dataset in a reference layout is one module with one `Layout`, named by its spec
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -58,6 +59,9 @@ class Layout:
     class_file: str
     media: tuple[tuple[str, Media], ...]  # (modality, media), sorted by modality
     line_example: str = ""
+    # Who speaks in a sample, read from its id: a regular expression whose groups, joined, name the speaker ("":
+    # the ids do not say). Drawn splits keep a speaker's samples together (amst_core.layouts.schemes).
+    speaker_pattern: str = ""
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -65,6 +69,11 @@ class Layout:
 
     def media_of(self, modality: str) -> Media:
         return dict(self.media)[modality]
+
+    def speaker(self, sample_id: str) -> str | None:
+        """The speaker of a sample (CREMA-D's actor 1001, IEMOCAP's Ses01F), or None when its id does not say."""
+        found = re.match(self.speaker_pattern, sample_id) if self.speaker_pattern else None
+        return "".join(found.groups()) if found else None
 
     def default_split_file(self, split: str) -> str:
         return {TRAIN: self.train_file, VAL: self.val_file, TEST: self.test_file}[split]
@@ -80,7 +89,8 @@ class Layout:
 
 
 def audio_visual(name: str, files: tuple[str, str, str], separator: str, class_file: str, frames_dir: str,
-                 example: str) -> Layout:
+                 example: str, speaker_pattern: str = "") -> Layout:
     """A reference audio-visual layout: fbank/<id>.npy and <frames_dir>/<id>/*.jpg."""
     return Layout(name, *files, separator=separator, class_file=class_file, line_example=example,
-                  media=((AUDIO, Media("fbank", "fbank")), (VISUAL, Media("frames", frames_dir))))
+                  media=((AUDIO, Media("fbank", "fbank")), (VISUAL, Media("frames", frames_dir))),
+                  speaker_pattern=speaker_pattern)

@@ -17,6 +17,8 @@ from ui.form import (
     recipe_of,
     restart_fields,
     run_body,
+    speaker_leak,
+    split_rows,
     starting_config,
 )
 from ui.series import flatten
@@ -76,6 +78,40 @@ def origin_help(slot: str, layer: dict[str, Any], whose: str) -> str:
     return f"{whose}: {printable(value)}" if value is not None else f"{whose}: not set (the reference code's)"
 
 
+def show_splits(dataset: dict[str, Any]) -> None:
+    """Its reference split: samples, classes and speakers per split, and the speakers train and test share."""
+    rows = split_rows(dataset)
+    if not rows:
+        return
+    with st.expander(f"Splits of {dataset['name']}: classes and speakers", expanded=False):
+        st.dataframe(rows, hide_index=True)
+        for split, counts in dataset["split_counts"].items():
+            if counts["speakers"]:
+                st.caption(f"**{split}** speakers: {', '.join(counts['speakers'])}")
+        leak = speaker_leak(dataset)
+        if leak:
+            st.warning(leak, icon=":material/record_voice_over:")
+
+
+def split_fields(dataset: dict[str, Any], start: dict[str, Any], values: dict[str, Any], slots: dict[str, Any]
+                 ) -> None:
+    """How its samples are split: its split files, or a split drawn over them (Doc/datasets.md)."""
+    schemes = dataset["split_schemes"]
+    a, b, c = st.columns(3)
+    values["split_scheme"] = a.selectbox(
+        "Split", schemes, index=pick(schemes, start.get("split_scheme") or schemes[0]),
+        help="reference: the dataset's split files; speaker_independent: every speaker in one split; "
+             "leave_one_session_out: one session is the test split")
+    slots["dataset.split_scheme"] = a.empty()
+    values["split_seed"] = b.number_input("Split seed", value=int(start.get("split_seed") or 0), step=1,
+                                          help="a drawn split's seed (the reference split draws nothing)")
+    slots["dataset.split_seed"] = b.empty()
+    if "test_session" in dataset.get("knobs", []):
+        values["test_session"] = c.number_input("Held-out session", value=int(start.get("test_session") or 5),
+                                                step=1, help="leave_one_session_out: the session held out as test")
+        slots["dataset.test_session"] = c.empty()
+
+
 def show_errors(err: ApiError, slots: dict[str, Any], general: Any) -> None:
     """Each problem the API names under its own field; what belongs to no field under the button."""
     for slot, messages in placed_errors(err, list(slots)).items():
@@ -104,6 +140,7 @@ with shown_errors():
     dataset = next(d for d in datasets if d["name"] == dataset_name)
     if not dataset["prepared"]:
         st.warning(unprepared_message(dataset), icon=":material/inventory_2:")
+    show_splits(dataset)
     reference = not prefill and st.toggle(
         "Start from the paper's reference settings", key="new_run:reference",
         help="the reference code's settings, the paper's, with only the input shapes this dataset's files "
@@ -129,6 +166,8 @@ with shown_errors():
                                             format_func=lambda p: p or "none (clean data)",
                                             help=origin_help("dataset.preset", layer, whose))
             slots["dataset.preset"] = st.empty()
+        if dataset.get("split_schemes"):
+            split_fields(dataset, start["dataset"], values, slots)
         if dataset.get("folders"):  # a dataset of the user's own folders: which one
             root = start["dataset"].get("root")
             values["root"] = st.selectbox("Folder under the data root", dataset["folders"],
