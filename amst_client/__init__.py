@@ -11,7 +11,20 @@ that reaches the server.
 from amst_client.client import Client
 from amst_client.curves import Curve, Curves, SeriesKey
 from amst_client.errors import ApiError, ApiUnavailable
-from amst_client.types import Dataset, Health, Log, Method, Metrics, Run, SeriesPoints, Sweep, Vocabulary, Worker
+from amst_client.types import (
+    Dataset,
+    Differences,
+    Health,
+    Log,
+    Method,
+    Metrics,
+    Rerun,
+    Run,
+    SeriesPoints,
+    Sweep,
+    Vocabulary,
+    Worker,
+)
 
-__all__ = ["ApiError", "ApiUnavailable", "Client", "Curve", "Curves", "Dataset", "Health", "Log", "Method",
-           "Metrics", "Run", "SeriesKey", "SeriesPoints", "Sweep", "Vocabulary", "Worker"]
+__all__ = ["ApiError", "ApiUnavailable", "Client", "Curve", "Curves", "Dataset", "Differences", "Health", "Log",
+           "Method", "Metrics", "Rerun", "Run", "SeriesKey", "SeriesPoints", "Sweep", "Vocabulary", "Worker"]

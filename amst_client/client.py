@@ -13,7 +13,19 @@ import httpx
 
 from amst_client.curves import Curves
 from amst_client.errors import ApiError, ApiUnavailable, error_of
-from amst_client.types import Dataset, Health, Log, Method, Metrics, Run, Sweep, Vocabulary, Worker
+from amst_client.types import (
+    Dataset,
+    Differences,
+    Health,
+    Log,
+    Method,
+    Metrics,
+    Rerun,
+    Run,
+    Sweep,
+    Vocabulary,
+    Worker,
+)
 
 # Mutating calls say they are JSON even without a body: an API without a token refuses anything else (CSRF).
 JSON = {"Content-Type": "application/json"}
@@ -200,6 +212,17 @@ class Client:
     def retry(self, run_id: str) -> Run:
         """Start a failed, cancelled or lost run again from its last checkpoint."""
         return self.post(f"/runs/{run_id}/retry")
+
+    def rerun(self, run_id: str, force: bool = False) -> Rerun:
+        """A new run from the run's record (its recorded config, on the data it trained on). Where those data
+        changed since, an ApiError 409 says what changed; `force` re-runs on the data as they are, and the answer's
+        `warnings` say so."""
+        return self.post(f"/runs/{run_id}/rerun", {"force": force})
+
+    def differences(self, run_ids: Iterable[str]) -> list[str]:
+        """How these runs differ in code, environment or data, one line per aspect; [] when they agree."""
+        answer: Differences = self.json("GET", "/differences", params={"run": list(run_ids)})
+        return answer["differences"]
 
     def update_run(self, run_id: str, **fields: Any) -> Run:
         """Change any of name, notes (None clears), tags (replaced) and archived; the run as it is now."""

@@ -80,6 +80,21 @@ class Run(TypedDict):
     latest: NotRequired[list[Latest]]
     artifacts: NotRequired[dict[str, Any]]
     config_origin: NotRequired[dict[str, str]]
+    provenance: NotRequired[dict[str, Any] | None]  # what its latest attempt recorded: code, environment, data, ...
+    rerun_of: NotRequired[str | None]  # the run it re-runs
+
+
+class Rerun(Run):
+    """POST /runs/{id}/rerun: the new run, and what the re-run could not check or had to let go."""
+
+    warnings: list[str]
+
+
+class Differences(TypedDict):
+    """GET /differences: one line per aspect (code, environment, data) in which the runs differ."""
+
+    runs: list[str]
+    differences: list[str]
 
 
 class SeriesPoints(TypedDict):
@@ -126,6 +141,7 @@ class Sweep(TypedDict):
     runs: NotRequired[list[Run]]
     cells: NotRequired[list[dict[str, Any]]]
     matrix: NotRequired[list[dict[str, Any]]]
+    differences: NotRequired[list[str]]  # how its runs differ in code, environment or data
 
 
 class Method(TypedDict):
@@ -155,6 +171,15 @@ class Dataset(TypedDict):
     recipes: dict[str, dict[str, Any]]
     reference: dict[str, dict[str, Any]]
     knobs: NotRequired[list[str]]  # the dataset options (dataset.<knob>) a run of it may set
+    split_counts: NotRequired[dict[str, SplitCounts] | None]  # per split of its reference split, where counted
+    shared_speakers: NotRequired[dict[str, int]]  # speakers found in two splits, per pair ("train/test")
+    split_schemes: NotRequired[list[str]]  # the dataset.split_scheme values a run of it may set
+
+
+class SplitCounts(TypedDict):
+    samples: int
+    classes: dict[str, int]  # class -> samples of it
+    speakers: list[str]  # sorted; empty where the sample ids do not say who speaks
 
 
 class Gpu(TypedDict):

@@ -158,6 +158,14 @@ class RunDetail(RunSummary):
                                              "recipe), data (what the dataset's files dictate), reference (the "
                                              "reference code's, the paper's); empty when the config no longer "
                                              "validates (a method or dataset since removed)")
+    provenance: dict[str, Any] | None = Field(None, description="what the latest attempt recorded at its start "
+                                              "(amst_core.provenance): code {version, commit, dirty}, environment "
+                                              "{python, torch, cuda, cudnn, platform, host, device, device_name}, "
+                                              "data (the dataset's fingerprint), config (the full resolved config), "
+                                              "digests {code, environment, data}; null before a worker starts it "
+                                              "(or for a run trained before runs recorded it)")
+    rerun_of: str | None = Field(None, description="the run this one re-runs (POST /runs/{id}/rerun); null when "
+                                                   "it re-runs none, or that run was deleted")
 
     @classmethod
     def build(cls, run: Run, now: datetime, queue_position: int | None, attempts: list[Attempt],
@@ -169,7 +177,32 @@ class RunDetail(RunSummary):
             last_epoch_at=run.last_epoch_at, summary=run.summary, attempts=[AttemptOut.of(a) for a in attempts],
             latest=[LatestOut(**vars(v)) for v in latest],
             artifacts=ArtifactsOut(bytes=sum(files.values()), files=files), config_origin=origin_of(run.config),
+            provenance=run.provenance, rerun_of=run.rerun_of,
         )
+
+
+class RerunOut(RunDetail):
+    """The answer of POST /runs/{id}/rerun: the new run, and what a person should know about it."""
+
+    warnings: list[str] = Field(default_factory=list, description="what the re-run could not check or had to let "
+                                "go (data changed since the run trained, with force; no provenance recorded)")
+
+
+class RerunIn(BaseModel):
+    """The body of POST /runs/{id}/rerun (optional: nothing, or {} re-runs without force)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    force: StrictBool = Field(False, description="re-run even where the data changed since the run trained (the "
+                                                 "answer's warnings say what changed); the new run then accepts the "
+                                                 "data as they are")
+
+
+class DifferencesOut(BaseModel):
+    runs: list[str] = Field(description="the runs compared")
+    differences: list[str] = Field(description="one line per aspect (code, environment, data) in which the runs "
+                                               "differ, naming each value and how many runs have it; empty when "
+                                               "they agree")
 
 
 def origin_of(config: dict[str, Any]) -> dict[str, Origin]:
@@ -299,6 +332,30 @@ class PairOut(BaseModel):
     baseline_id: str = Field(description="the baseline run it is compared with: same dataset and seed")
 
 
+class SplitCountsOut(BaseModel):
+    samples: int
+    classes: dict[str, int] = Field(description="class -> samples of it in this split, in class order")
+    speakers: list[str] = Field(description="who speaks in this split (CREMA-D's actors, IEMOCAP's Ses01F ...), "
+                                            "sorted; empty where the sample ids do not say")
+
+    @classmethod
+    def of_splits(cls, counts: Mapping[str, Any] | None) -> dict[str, SplitCountsOut] | None:
+        """amst_core.layouts.schemes.SplitCounts per split, as served."""
+        if counts is None:
+            return None
+        return {split: cls(samples=c.samples, classes=c.classes, speakers=list(c.speakers))
+                for split, c in counts.items()}
+
+
+class DatasetSplitsOut(BaseModel):
+    dataset: str
+    split_scheme: str = Field(description="reference (the split files) or a drawn split (dataset.split_scheme)")
+    split_seed: int | None = Field(description="a drawn split's seed, as a run with these settings gets it")
+    test_session: int | None = Field(description="leave_one_session_out: the held-out session")
+    split_counts: dict[str, SplitCountsOut]
+    shared_speakers: dict[str, int] = Field(description="speakers found in two splits, per pair")
+
+
 class DatasetOut(BaseModel):
     name: str
     summary: str
@@ -309,6 +366,12 @@ class DatasetOut(BaseModel):
                                        "AMST_DATA_ROOT (always true for synthetic; folder: some folder holds a train/)")
     problem: str | None = Field(None, description="why it is not prepared: what the check found")
     sizes: dict[str, int] | None = Field(None, description="samples per split, where the data say")
+    split_counts: dict[str, SplitCountsOut] | None = Field(
+        None, description="per split of its reference split (its split files): class counts and speakers, where "
+                          "its files say; GET /datasets/{name}/splits gives them for a drawn split")
+    shared_speakers: dict[str, int] = Field({}, description="speakers found in two splits, per pair (train/test: "
+                                                            "the samples of a speaker on both sides of the test)")
+    split_schemes: list[str] = Field([], description="the dataset.split_scheme values a run of it may set")
     folders: list[str] = Field([], description="folder layout: the folders under AMST_DATA_ROOT with a train/")
     text: bool = Field(False, description="it has a text modality (a run may set model.text_model)")
     prepare_command: str | None

@@ -40,6 +40,14 @@ def baseline_pairs(run_ids: list[str], baseline: str) -> list[tuple[str, str]]:
             for p in api().json("GET", "/pairs", params={"run": run_ids, "baseline": baseline})]
 
 
+def differences_warning(lines: list[str]) -> None:
+    """How the runs shown differ in code, environment or data (the API's one rule: GET /differences, a sweep's
+    `differences`), above what compares them: a gap between them may come from there."""
+    if lines:
+        st.warning("**These runs did not all run the same code, environment or data:**  \n"
+                   + "  \n".join(plain(line) for line in lines), icon=":material/difference:")
+
+
 def series_cache() -> dict[str, RunSeries]:
     return st.session_state.setdefault("series_cache", {})
 

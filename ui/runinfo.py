@@ -1,6 +1,7 @@
 """The Run page's facts, as pure functions of the API's JSON (unit-tested without Streamlit): progress inside an
 epoch and the ETA, the chance level a modality is judged against, what a re-run or a config download carries,
-and where each config value came from (GET /runs/{id}'s config_origin)."""
+where each config value came from (GET /runs/{id}'s config_origin), and what the run can be traced to (its
+provenance)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import yaml
 
 from ui.series import CHANCE_MARGIN, Balance, flatten
 
-# What a run is called and how it is labelled: the run's own, never part of what reproduces it.
-LABEL_FIELDS = ("name", "tags")
+# What a run is called and how it is labelled: the run's own, never part of what reproduces it. So is the data
+# digest a re-run expects (data_fingerprint): a copy is checked against its data only when re-run exactly.
+LABEL_FIELDS = ("name", "tags", "data_fingerprint")
 
 
 # ---- progress inside an epoch ---------------------------------------------------------------------------------
@@ -161,3 +163,52 @@ def origin_caption(config: dict[str, Any], origin: dict[str, str] | None, listed
     asked = " (this run asked for the reference's settings: recipe reference)" if config.get("recipe") == "reference" \
         else ""
     return "Defaults" + asked + " — " + "; ".join(parts) + "."
+
+
+# ---- what the run can be traced to (GET /runs/{id}'s provenance) ------------------------------------------------
+
+def code_label(code: dict[str, Any]) -> str:
+    """3f2a1c0, 3f2a1c0-dirty (a modified tree), or the version where the code ran from no git checkout."""
+    if not code.get("commit"):
+        return f"v{code.get('version', '?')}"
+    return code["commit"][:7] + ("-dirty" if code.get("dirty") else "")
+
+
+def provenance_label(prov: dict[str, Any]) -> str:
+    """The panel's title: the code, torch, the device and the data at a glance."""
+    env = prov.get("environment") or {}
+    return (f"Provenance · {code_label(prov.get('code') or {})} · torch {env.get('torch', '?')} · "
+            f"{env.get('device', '?')} · data {(prov.get('digests') or {}).get('data', '?')[:8]}")
+
+
+def provenance_rows(prov: dict[str, Any]) -> list[dict[str, str]]:
+    """What the run ran: code, environment, host and device, and the data, each in a row a person reads."""
+    code, env, data = prov.get("code") or {}, prov.get("environment") or {}, prov.get("data") or {}
+    commit = code.get("commit")
+    rows = [("code", f"version {code.get('version', '?')} · "
+                     + (f"commit {commit[:12]}" + (" · modified tree" if code.get("dirty") else " · clean tree")
+                        if commit else "not run from a git checkout")),
+            ("python", env.get("python")), ("torch", env.get("torch")),
+            ("CUDA", env.get("cuda") or "none (a CPU build)"), ("cuDNN", env.get("cudnn") or "—"),
+            ("platform", env.get("platform")), ("host", env.get("host")),
+            ("device", f"{env.get('device', '?')} ({env.get('device_name') or 'unnamed'})"),
+            ("data", f"{data.get('dataset', '?')} · digest {data.get('digest', '?')}"),
+            ("data covers", data_coverage(data))]
+    if prov.get("attempt"):
+        rows.append(("recorded by", f"attempt {prov['attempt']}"))
+    return [{"what": what, "value": str(value) if value is not None else "—"} for what, value in rows]
+
+
+def data_coverage(data: dict[str, Any]) -> str:
+    """What the data digest stands for: the dataset folder's files, its split files, the preprocessing settings."""
+    files = data.get("files")
+    parts = [f"{files['count']:,} files ({files['bytes']:,} bytes) under {data.get('root', '?')}/: path, size, "
+             "modification time" if files else "no dataset folder (generated data)"]
+    if data.get("split_files"):
+        parts.append("the contents of the split and class files (" + ", ".join(sorted(data["split_files"])) + ")")
+    settings = data.get("preprocessing") or {}
+    if settings:
+        parts.append(f"{len(flatten(settings))} preprocessing settings ({', '.join(sorted(settings))})")
+    if data.get("text_model"):
+        parts.append("the text model's files")
+    return "; ".join(parts)

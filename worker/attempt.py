@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from sqlalchemy.orm import Session
+
 from amst_core import runlog
 from amst_core.config import ConfigError, RunConfig
 from amst_core.distributed import SINGLE, Ranks, is_communication_error, ranks_from_env
@@ -196,10 +198,16 @@ class AttemptRunner:
             sink = DbSink(run_id, self.settings.db_url, worker_id=self.worker_id, grace_s=self.settings.db_grace_s,
                           max_buffered=self.settings.db_buffer_points, max_points=get_limits().points_per_run)
 
-            def started(trainer: Trainer) -> None:
+            def started(trainer: Trainer) -> None:  # rank 0 alone: the other ranks train without it
                 watcher.progress = trainer.live.snapshot
-                with_database(self.settings, lambda s: lifecycle.set_running(s, run_id, self.worker_id, attempt,
-                                                                             trainer.start_epoch))
+                provenance = getattr(trainer, "provenance", None)  # amst_core.provenance.collect, for this attempt
+
+                def running(s: Session) -> None:
+                    lifecycle.set_running(s, run_id, self.worker_id, attempt, trainer.start_epoch)
+                    if provenance is not None:
+                        lifecycle.record_provenance(s, run_id, self.worker_id, attempt, provenance)
+
+                with_database(self.settings, running)
 
             summary = execute_run(cfg, self.settings.run_dir(run_id), [sink], run_id=run_id, attempt=attempt,
                                   should_stop=watcher.stop_training.is_set, progress=False, started=started,

@@ -46,14 +46,14 @@ def new_run_id() -> str:
 
 
 def create_run(s: Session, cfg: RunConfig, idempotency_key: str | None = None,
-               request_hash: str | None = None) -> Run:
+               request_hash: str | None = None, rerun_of: str | None = None) -> Run:
     run = Run(
         id=new_run_id(), name=cfg.display_name, status=RunStatus.queued, method=cfg.method,
         dataset=cfg.dataset.name, seed=cfg.seed, config=cfg.model_dump(mode="json"),
         queue=queue_for(cfg.device, cfg.resources.gpus),
         idempotency_key=idempotency_key, request_hash=request_hash, max_restarts=cfg.max_restarts,
         epochs_total=cfg.epochs, epochs_done=0, attempt=0, restarts=0, cancel_requested=False,
-        created_at=utcnow(),
+        created_at=utcnow(), rerun_of=rerun_of,
     )
     run.tags = [RunTag(tag=t) for t in sorted(set(cfg.tags))]
     s.add(run)
@@ -101,6 +101,15 @@ def set_running(s: Session, run_id: str, worker_id: str, attempt: int, start_epo
         s.execute(update(Attempt).where(Attempt.run_id == run_id, Attempt.number == attempt)
                   .values(status=RunStatus.running, start_epoch=start_epoch))
     return ok
+
+
+def record_provenance(s: Session, run_id: str, worker_id: str, attempt: int, provenance: dict[str, Any]) -> bool:
+    """What attempt `attempt` recorded at its start (amst_core.provenance.collect), kept with the run: each attempt
+    replaces the last one's (a retried run may resume on another host, with other versions). Only while
+    `worker_id` holds the lease of that attempt."""
+    return s.execute(update(Run).where(Run.id == run_id, Run.worker_id == worker_id, Run.attempt == attempt,
+                                       Run.status.in_(LIVE))
+                     .values(provenance=provenance)).rowcount == 1
 
 
 def leased_config(s: Session, run_id: str, worker_id: str, attempt: int) -> dict[str, Any] | None:

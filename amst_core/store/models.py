@@ -131,6 +131,10 @@ class Run(Base):
     # what a person keeps with the run (PATCH /runs/{id}); an archived run is hidden from run lists unless asked
     notes: Mapped[str | None] = mapped_column(Text)
     archived_at: Mapped[datetime | None] = mapped_column(Tz)
+    # what the latest attempt recorded at its start (amst_core.provenance.collect: code, environment, data, the
+    # resolved config, their digests); deferred: only one run's page reads it, never a run list
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
+    rerun_of: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))  # POST /runs/{id}/rerun
 
     tags: Mapped[list[RunTag]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 

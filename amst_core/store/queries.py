@@ -63,7 +63,7 @@ def list_runs(s: Session, filters: RunFilters, limit: int, after: PageKey | None
 def filtered(filters: RunFilters, with_config: bool) -> Select[tuple[Run]]:
     """The runs that pass the SQL filters, loading only the columns the page and its search terms read: a column
     left out raises when touched (raiseload), so a forgotten one is an error, not a silent N+1."""
-    deferred = [defer(Run.summary, raiseload=True)]
+    deferred = [defer(Run.summary, raiseload=True), defer(Run.provenance, raiseload=True)]
     if not (with_config or search.uses(filters.search, "config")):
         deferred.append(defer(Run.config, raiseload=True))
     if not search.uses(filters.search, "notes"):
@@ -295,6 +295,15 @@ def run_names(s: Session, run_ids: Sequence[str]) -> dict[str, str]:
     """Run id -> name, for the runs that exist among `run_ids` (what workers train: one query for a whole list)."""
     ids = sorted(set(run_ids))
     return dict(s.execute(select(Run.id, Run.name).where(Run.id.in_(ids))).tuples().all()) if ids else {}
+
+
+def provenances(s: Session, run_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+    """Run id -> its recorded provenance (None: nothing recorded yet), for the runs that exist among `run_ids`, in
+    one query (Compare and a sweep's table ask for many runs at once)."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    return {run_id: prov for run_id, prov in s.execute(select(Run.id, Run.provenance).where(Run.id.in_(ids)))}
 
 
 def finite(value: float | None) -> float | None:

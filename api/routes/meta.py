@@ -1,4 +1,5 @@
-"""What the server offers: its vocabulary, methods, datasets, workers, health; AMST runs paired with baselines."""
+"""What the server offers: its vocabulary, methods, datasets, workers, health; AMST runs paired with baselines, and
+how runs differ in code, environment or data."""
 
 from __future__ import annotations
 
@@ -10,24 +11,33 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from amst_core.catalog import DATASETS, METHODS
+from amst_core.config import ConfigError, RunConfig
 from amst_core.datafiles import describe_dataset
+from amst_core.datasets.base import REFERENCE_SPLIT, SplitScheme
+from amst_core.layouts.schemes import shared_speakers
+from amst_core.provenance import differences
 from amst_core.recipes import filled_in
 from amst_core.store import queries
 from amst_core.store.models import utcnow
 from amst_core.store.queries import RunFilters
 from amst_core.sweeps import pair_baselines
 from amst_core.vocab import TEXT, vocabulary
-from api.deps import SessionDep, SettingsDep, find_run
+from api.deps import RUN_ID, SessionDep, SettingsDep, find_run
+from api.errors import ApiError, validation_error
 from api.schemas import (
     DatasetOut,
+    DatasetSplitsOut,
     DependencyOut,
+    DifferencesOut,
     ErrorResponse,
     HealthOut,
     MethodOut,
     PairOut,
     RunSeriesOut,
+    SplitCountsOut,
     VocabularyOut,
     WorkerOut,
 )
@@ -62,18 +72,54 @@ def list_methods() -> list[MethodOut]:
 @router.get("/datasets", response_model=list[DatasetOut])
 def list_datasets(settings: SettingsDep) -> list[DatasetOut]:
     """Datasets: modalities, classes, sizes when the data are there, and whether each is ready on this server (its
-    files pass the check a run gets, under AMST_DATA_ROOT)."""
+    files pass the check a run gets, under AMST_DATA_ROOT); per split of the reference split, class counts and
+    speakers (and the speakers two splits share) where the files say."""
     out = []
     for d in DATASETS.values():
         state = describe_dataset(d.name, settings.data_roots)
         out.append(DatasetOut(name=d.name, summary=d.summary, modalities=list(d.modalities),
                               classes=list(state.classes or d.classes), splits=list(d.splits), prepared=state.ready,
                               problem=state.problem, sizes=state.sizes, folders=list(state.folders),
+                              split_counts=SplitCountsOut.of_splits(state.counts),
+                              shared_speakers=shared_speakers(state.counts or {}),
+                              split_schemes=[REFERENCE_SPLIT, *d.split_schemes] if d.split_schemes else [],
                               text=TEXT in d.modalities, prepare_command=d.prepare_command, knobs=list(d.knobs),
                               defaults=d.defaults,
                               recipes={m: filled_in(d.name, m) for m in METHODS},
                               reference={m: filled_in(d.name, m, "reference") for m in METHODS}))
     return out
+
+
+@router.get("/datasets/{name}/splits", response_model=DatasetSplitsOut,
+            responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+def dataset_splits(name: str, settings: SettingsDep,
+                   split_scheme: Annotated[SplitScheme, Query(description="dataset.split_scheme")] = "reference",
+                   split_seed: Annotated[int | None, Query(ge=0, le=2**31 - 1,
+                                                           description="dataset.split_seed (default 0)")] = None,
+                   test_session: Annotated[int | None, Query(ge=1, le=5, description="dataset.test_session")] = None,
+                   ) -> DatasetSplitsOut:
+    """Per split, the class counts and speakers a run with these split settings gets (its drawn split, from the
+    split files: no media read), and the speakers two splits share."""
+    spec = DATASETS.get(name)
+    if spec is None:
+        raise ApiError(404, f"no dataset {name!r}; GET /datasets lists them", "name")
+    if spec.counts is None:
+        raise ApiError(404, f"{name} has no split files to count; GET /datasets gives its sizes", "name")
+    asked = {"split_scheme": None if split_scheme == REFERENCE_SPLIT else split_scheme, "split_seed": split_seed,
+             "test_session": test_session}
+    try:
+        cfg = RunConfig.model_validate({"method": "naive", "dataset": {
+            "name": name, **{k: v for k, v in asked.items() if v is not None}}})
+        counts = spec.counts(cfg, settings.data_roots)
+    except ValidationError as err:
+        raise validation_error(err.errors()) from None
+    except ConfigError as err:
+        raise ApiError(422, str(err), err.field) from None
+    dataset = cfg.dataset
+    return DatasetSplitsOut(dataset=name, split_scheme=dataset.split_scheme or REFERENCE_SPLIT,
+                            split_seed=dataset.split_seed, test_session=dataset.test_session,
+                            split_counts=SplitCountsOut.of_splits(counts) or {},
+                            shared_speakers=shared_speakers(counts))
 
 
 MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
@@ -92,6 +138,20 @@ def pair_runs(s: SessionDep,
     filters = RunFilters(methods=(baseline,), datasets=tuple(sorted({r.dataset for r in runs})), archived="all")
     candidates, _ = queries.list_runs(s, filters, PAIR_POOL)
     return [PairOut(run_id=a.id, baseline_id=b.id) for a, b in pair_baselines(runs, candidates, baseline)]
+
+
+@router.get("/differences", response_model=DifferencesOut, responses={404: {"model": ErrorResponse}})
+def run_differences(s: SessionDep, run: Annotated[list[str], Query(min_length=1, max_length=PAIR_RUNS,
+                                                                   description="the runs compared")]
+                    ) -> DifferencesOut:
+    """How the runs differ in code, environment or data, from what each recorded at its start: one line per
+    aspect, e.g. "code differs: 3f2a1c0 (2 runs), 9e81b44-dirty (1 run)" (amst_core.provenance.differences: one
+    rule for Compare and the sweep tables). Runs that recorded nothing are counted, not compared."""
+    ids = list(dict.fromkeys(run))
+    recorded = queries.provenances(s, [i for i in ids if RUN_ID.match(i)])
+    if missing := [i for i in ids if i not in recorded]:
+        raise ApiError(404, f"run {missing[0][:100]} not found", "run")
+    return DifferencesOut(runs=ids, differences=differences([recorded[i] for i in ids]))
 
 
 @router.get("/workers", response_model=list[WorkerOut])

@@ -1,5 +1,5 @@
-"""Runs: submit, list and search, inspect, stream, label (PATCH), cancel, retry, delete, download (DESIGN.md
-section 6)."""
+"""Runs: submit, list and search, inspect, stream, label (PATCH), cancel, retry, re-run, delete, download
+(DESIGN.md section 6)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ from api.events import RunEvents
 from api.guards import require_token
 from api.idempotency import KeyHeader, idempotency_key, keyed_run, race_winner, replayed, request_hash
 from api.pagination import decode_cursor, encode_cursor
+from api.rerun import RERUN_BODY, plan, rerun_body
 from api.runconfig import RUN_CONFIG_BODY, RUN_CONFIG_SCHEMA, check_dataset_files, check_user_tags, run_config_body
 from api.runpatch import RUN_PATCH_BODY, run_patch_body
-from api.schemas import ErrorResponse, MetricsOut, RunDetail, RunPage, RunPatch, RunSummary
+from api.schemas import ErrorResponse, MetricsOut, RerunIn, RerunOut, RunDetail, RunPage, RunPatch, RunSummary
 from api.settings import ApiSettings
 
 log = logging.getLogger("amst.api")
@@ -62,7 +63,8 @@ def values(item: Any, what: str) -> Any:
 RUN_LINKS = {name: {"operationId": op, "parameters": {"run_id": "$response.body#/id"}} for name, op in (
     ("GetRun", "get_run_runs__run_id__get"), ("GetMetrics", "get_metrics_runs__run_id__metrics_get"),
     ("CancelRun", "cancel_run_runs__run_id__cancel_post"), ("RetryRun", "retry_run_runs__run_id__retry_post"),
-    ("DeleteRun", "delete_run_runs__run_id__delete"), ("UpdateRun", "update_run_runs__run_id__patch"))}
+    ("DeleteRun", "delete_run_runs__run_id__delete"), ("UpdateRun", "update_run_runs__run_id__patch"),
+    ("RerunRun", "rerun_run_runs__run_id__rerun_post"))}
 # Cancel and retry take no input, but a POST must say it is JSON (api.guards): an empty body or `{}`.
 EMPTY_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "maxProperties": 0, "description": "nothing, or {}"}}}}}
@@ -268,6 +270,35 @@ def retry_run(run_id: str, s: SessionDep, settings: SettingsDep, dispatch: Dispa
     except lifecycle.MessageRefused as err:
         raise ApiError(503, f"could not queue the run: {err}") from None
     return run_detail(s, run, settings)
+
+
+@router.post("/runs/{run_id}/rerun", status_code=201, response_model=RerunOut, dependencies=Auth,
+             openapi_extra=RERUN_BODY,
+             responses={**Mutation, 201: {"links": RUN_LINKS}, 503: {"model": ErrorResponse},
+                        200: {"model": RerunOut, "description": "a replay: the re-run an earlier request with this "
+                                                                "Idempotency-Key created"}})
+def rerun_run(run_id: str, response: Response, s: SessionDep, settings: SettingsDep, dispatch: DispatcherDep,
+              body: Annotated[RerunIn, Depends(rerun_body)], key: KeyHeader = None) -> RerunOut:
+    """A new run from the run's record: its recorded resolved config (the stored one if it recorded none), named
+    "<name> (re-run)", expecting the data it trained on. 409 when those data changed since (the message says
+    what changed); `{"force": true}` re-runs on the data as they are, and the answer's `warnings` say so."""
+    key = idempotency_key(key)
+    digest = request_hash({"rerun": run_id, "force": body.force})
+    if (earlier := keyed_run(s, key)) is not None:
+        return RerunOut(**dict(replay(s, response, earlier, digest, settings)))
+    run = find_run(s, run_id)
+    rerun = plan(run, body.force, settings)
+    try:
+        new = lifecycle.create_run(s, rerun.config, key, digest, rerun_of=run.id)
+        s.commit()
+    except IntegrityError:  # a concurrent request with the same key won the race
+        if key is None:
+            raise
+        return RerunOut(**dict(replay(s, response, race_winner(s, key), digest, settings)))
+    queue_or_undo(s, lambda: lifecycle.message_sent(s, new.id, dispatch.send(new.id, new.queue)),
+                  lambda: lifecycle.discard_unsent(s, new.id), "run")
+    response.headers["Location"] = f"/runs/{new.id}"
+    return RerunOut(**dict(run_detail(s, new, settings)), warnings=rerun.warnings)
 
 
 @router.delete("/runs/{run_id}", status_code=204, dependencies=Auth, responses=Mutation)

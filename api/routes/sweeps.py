@@ -14,6 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from amst_core.config import PRINTABLE, ConfigError, RunConfig
+from amst_core.provenance import differences
+from amst_core.store import queries
 from amst_core.store import sweeps as store
 from amst_core.store.models import Run, Sweep, utcnow
 from amst_core.sweeps import (
@@ -95,6 +97,8 @@ class SweepDetail(SweepOut):
     runs: list[RunSummary]
     cells: list[dict[str, Any]] = Field(description="each run's grid values, in the order of `runs`")
     matrix: list[RowOut] = Field(description="one row per cell (the grid minus seed) over its succeeded runs")
+    differences: list[str] = Field([], description="how its runs differ in code, environment or data (one line per "
+                                                   "aspect, as GET /differences says it); empty when they agree")
 
 
 class SweepPage(BaseModel):
@@ -269,10 +273,12 @@ def detail(s: Session, sweep: Sweep, baseline: dict[str, Any] | None = None) -> 
     runs = store.sweep_runs(s, sweep.id)
     now = utcnow()
     rows = results_matrix(sweep, runs, baseline)
+    recorded = queries.provenances(s, [r.id for r in runs])
     return SweepDetail(**sweep_out(sweep, runs), base=sweep.base, runs=[RunSummary.of(r, now) for r in runs],
                        cells=[r.sweep_cell or {} for r in runs],
                        matrix=[RowOut(cell=r.cell, stats={k: StatOut(**vars(v)) for k, v in r.stats.items()},
-                                      paired={k: PairedOut(**vars(v)) for k, v in r.paired.items()}) for r in rows])
+                                      paired={k: PairedOut(**vars(v)) for k, v in r.paired.items()}) for r in rows],
+                       differences=differences([recorded[r.id] for r in runs]))
 
 
 @router.get("/sweeps", response_model=SweepPage, responses=Errors)

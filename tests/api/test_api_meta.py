@@ -329,6 +329,7 @@ def test_openapi_declares_auth_only_when_the_server_requires_it(client: TestClie
         spec = locked.get("/openapi.json").json()
     secured = {(m, p) for p, ops in spec["paths"].items() for m, op in ops.items() if op.get("security")}
     assert secured == {("post", "/runs"), ("post", "/runs/{run_id}/cancel"), ("post", "/runs/{run_id}/retry"),
+                       ("post", "/runs/{run_id}/rerun"),
                        ("delete", "/runs/{run_id}"), ("patch", "/runs/{run_id}"), ("post", "/sweeps"),
                        ("post", "/sweeps/{sweep_id}/cancel")}
     assert "HTTPBearer" in spec["components"]["securitySchemes"]

@@ -130,7 +130,7 @@ def test_a_text_model_is_checked_at_submission(client: TestClient, outside: Path
 @pytest.fixture
 def strict(make_settings: Callable[..., ApiSettings], dispatcher: FakeDispatcher) -> Iterator[TestClient]:
     limits = Limits(tags=5, epochs=100, batch_size=256, num_workers=4, batch_input_mb=64, synthetic_mb=16,
-                    body_bytes=8192, config_bytes=1200)
+                    body_bytes=8192, config_bytes=1600)
     app = create_app(make_settings(limits=limits))
     app.state.dispatcher = dispatcher
     with TestClient(app, headers={"Content-Type": "application/json"}) as c:
@@ -190,7 +190,7 @@ def test_body_and_config_size(strict: TestClient, db_url: str) -> None:
 
     r = strict.post("/runs", content=chunks())
     assert r.status_code == 413, r.text
-    # Under the body limit (about 700 bytes), but over 1,200 bytes as stored with every default filled in.
+    # Under the body limit (about 700 bytes), but over 1,600 bytes as stored with every default filled in.
     body = config(tags=[f"{i:03d}" + "z" * 96 for i in range(5)], name="n" * 200)
     r = strict.post("/runs", json=body)
     assert r.status_code == 422 and "AMST_MAX_CONFIG_BYTES" in r.json()["error"]["message"], r.text

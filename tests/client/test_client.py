@@ -177,6 +177,18 @@ def test_cancel_retry_update_and_delete(client: Client, settings: ApiSettings) -
     assert [r["id"] for r in client.runs()] == [live]
 
 
+def test_rerun_and_differences(client: Client, settings: ApiSettings) -> None:
+    run_id = client.submit(config(name="once", seed=5))["id"]
+    again = client.rerun(run_id)
+    assert (again["name"], again["rerun_of"], again["config"]["seed"]) == ("once (re-run)", run_id, 5)
+    assert "recorded no provenance" in again["warnings"][0]  # it never trained: nothing to check its data against
+    assert client.run(again["id"])["rerun_of"] == run_id and client.rerun(run_id, force=True)["rerun_of"] == run_id
+    assert client.differences([run_id, again["id"]]) == []  # nothing recorded by either: nothing compared
+    with pytest.raises(ApiError) as err:
+        client.differences(["0123456789abcdef"])
+    assert (err.value.status, err.value.field) == (404, "run")
+
+
 def test_logs_config_and_checkpoints(client: Client, settings: ApiSettings, tmp_path: Path) -> None:
     run_id = client.submit(config(seed=4))["id"]
     assert client.logs(run_id)["size"] == 0
@@ -233,7 +245,8 @@ def test_sweeps(client: Client, settings: ApiSettings) -> None:
     (types.Metrics, "MetricsOut"), (types.SeriesPoints, "SeriesOut"), (types.Log, "LogOut"),
     (types.Sweep, "SweepDetail"), (types.Method, "MethodOut"), (types.Dataset, "DatasetOut"),
     (types.Worker, "WorkerOut"), (types.Gpu, "GpuOut"), (types.SlurmJob, "SlurmJobOut"), (types.Pod, "PodOut"),
-    (types.Health, "HealthOut"), (types.Vocabulary, "VocabularyOut")])
+    (types.Health, "HealthOut"), (types.Vocabulary, "VocabularyOut"), (types.Rerun, "RerunOut"),
+    (types.Differences, "DifferencesOut")])
 def test_the_typed_answers_have_the_apis_fields(app, answer, schema: str) -> None:
     fields = app.openapi()["components"]["schemas"][schema]["properties"]
     assert set(answer.__required_keys__ | answer.__optional_keys__) == set(fields)

@@ -110,6 +110,26 @@ def seed_run(url: str, method: str, epochs_done: int, epochs_total: int, status:
     return SeededRun(run_id, method, seed, status)
 
 
+def seed_provenance(url: str, run_id: str, commit: str = "3f2a1c0d9e81", dirty: bool = False,
+                    torch: str = "2.9.0") -> dict:
+    """What a worker records for a run at its start (amst_core.provenance.collect's shape), written into its row:
+    code at `commit` (modified tree: `dirty`), a CPU environment with `torch`, the synthetic dataset."""
+    from sqlalchemy import update
+
+    from amst_core.provenance import digest
+    from amst_core.store.models import Run
+
+    code = {"version": "0.4.0", "commit": commit.ljust(40, "0"), "dirty": dirty}
+    environment = {"python": "3.11.9", "torch": torch, "cuda": None, "cudnn": None, "platform": "Linux",
+                   "host": "seed-host", "device": "cpu", "device_name": "seed CPU"}
+    data = {"dataset": "synthetic", "files": None, "split_files": {}, "preprocessing": {}, "digest": "5eed5eed5eed5eed"}
+    prov = {"code": code, "environment": environment, "data": data, "config": {},
+            "digests": {"code": digest(code), "environment": digest(environment), "data": data["digest"]}}
+    with Session(get_engine(url)) as s, s.begin():
+        s.execute(update(Run).where(Run.id == run_id).values(provenance=prov))
+    return prov
+
+
 def seed_sweep(url: str, name: str, grid: dict, runs: list[tuple[SeededRun, dict]], baseline: dict | None) -> str:
     """A sweep over already seeded runs (each with its grid values), as POST /sweeps would have made it."""
     from sqlalchemy import update

@@ -129,6 +129,45 @@ def test_set_running_by_the_lease_holder_only(url: str) -> None:
     assert (row.status, row.start_epoch) == ("running", 3)
 
 
+PROVENANCE = {"code": {"version": "0.1.0", "commit": "3f2a1c0" + "0" * 33, "dirty": False},
+              "environment": {"torch": "2.9.0", "cuda": None, "host": "box", "device": "cpu"},
+              "data": {"dataset": "synthetic", "digest": "0840849064a50c5e"}, "config": {"seed": 0},
+              "digests": {"code": "c0de", "environment": "e0e0", "data": "0840849064a50c5e"}}
+
+
+def provenance_of(url: str, run_id: str) -> dict | None:
+    with tx(url) as s:  # a deferred column: read inside the session
+        return s.scalar(select(Run.provenance).where(Run.id == run_id))
+
+
+def test_provenance_is_recorded_by_the_lease_holder_of_that_attempt_only(url: str) -> None:
+    run_id, attempt = running(url)
+    assert provenance_of(url, run_id) is None
+    with tx(url) as s:
+        assert not lifecycle.record_provenance(s, run_id, "w2", attempt, PROVENANCE)  # not its lease
+        assert not lifecycle.record_provenance(s, run_id, "w1", attempt + 1, PROVENANCE)  # not this attempt
+    assert provenance_of(url, run_id) is None
+    with tx(url) as s:
+        assert lifecycle.record_provenance(s, run_id, "w1", attempt, PROVENANCE)
+    assert provenance_of(url, run_id) == PROVENANCE
+    with tx(url) as s:
+        lifecycle.finish(s, run_id, "w1", attempt, RunStatus.succeeded)
+    moved = {**PROVENANCE, "environment": {**PROVENANCE["environment"], "host": "other"}}
+    with tx(url) as s:  # an ended run keeps what its attempt recorded
+        assert not lifecycle.record_provenance(s, run_id, "w1", attempt, moved)
+    assert provenance_of(url, run_id) == PROVENANCE
+
+
+def test_a_rerun_names_its_run_until_that_run_is_deleted(url: str) -> None:
+    original = new_run(url)
+    with tx(url) as s:
+        again = lifecycle.create_run(s, tiny_config(), rerun_of=original).id
+    assert load(url, again).rerun_of == original and load(url, original).rerun_of is None
+    with tx(url) as s:
+        assert lifecycle.delete_run(s, original)
+    assert load(url, again).rerun_of is None  # ON DELETE SET NULL: the re-run stays
+
+
 # ---- heartbeat, finish, release --------------------------------------------------------------------------------
 
 def test_heartbeat_reports_cancel_and_lease_loss(url: str) -> None:

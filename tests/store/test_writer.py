@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, select, text, update
 
 from amst_core.metrics import MetricPoint
 from amst_core.placement import Placement
@@ -18,7 +18,7 @@ from amst_core.selection import ModelSelection
 from amst_core.store import lifecycle
 from amst_core.store.db import get_engine
 from amst_core.store.migrate import alembic_config, current
-from amst_core.store.models import Modality, Point, Series, Worker
+from amst_core.store.models import Modality, Point, Run, Series, Worker
 from amst_core.store.writer import DbSink
 from tests.kit.db import empty_pg_database, tx
 from tests.kit.store import epoch, load, new_run, selecting, stored
@@ -280,3 +280,28 @@ def test_0005_keeps_the_workers_registered_before_it_and_goes_back(empty_url: st
     with get_engine(empty_url).connect() as conn:
         row = conn.execute(text("SELECT * FROM workers")).mappings().one()
     assert "gpus" not in row and (row["id"], row["hostname"], row["queues"]) == ("gpu0@box", "node7", "gpu")
+
+
+def test_0006_gives_runs_a_provenance_and_the_run_they_rerun_and_goes_back(empty_url: str) -> None:
+    """Runs record their provenance and the run they re-run from 0006 on: a run written at 0005 survives the
+    upgrade with neither (NULL: nothing recorded), takes both, and the downgrade drops them and keeps the runs."""
+    cfg = alembic_config(empty_url)
+    command.upgrade(cfg, "0005")
+    with get_engine(empty_url).begin() as conn:
+        conn.execute(text("INSERT INTO runs (id, name, status, method, dataset, seed, config, queue, created_at, "
+                          "updated_at, attempt, restarts, max_restarts, cancel_requested, epochs_total, epochs_done) "
+                          "VALUES ('old', 'before', 'succeeded', 'naive', 'synthetic', 0, '{}', 'cpu', "
+                          "'2026-12-01 10:00:00', '2026-12-01 10:00:00', 1, 0, 2, false, 2, 2)"))
+    command.upgrade(cfg, "0006")
+    with tx(empty_url) as s:
+        assert s.execute(select(Run.provenance, Run.rerun_of).where(Run.id == "old")).one() == (None, None)
+        again = lifecycle.create_run(s, tiny_config(), rerun_of="old").id
+        s.execute(update(Run).where(Run.id == "old").values(provenance={"digests": {"data": "abc"}}))
+    with tx(empty_url) as s:
+        assert s.execute(select(Run.provenance, Run.rerun_of).where(Run.id == again)).one() == (None, "old")
+        assert s.scalar(select(Run.provenance).where(Run.id == "old")) == {"digests": {"data": "abc"}}
+    command.downgrade(cfg, "0005")
+    with get_engine(empty_url).connect() as conn:
+        rows = conn.execute(text("SELECT * FROM runs")).mappings().all()
+    assert {r["id"] for r in rows} == {"old", again}
+    assert all("provenance" not in r and "rerun_of" not in r for r in rows)

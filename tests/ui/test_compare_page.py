@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from amst_core.store.models import RunStatus
-from tests.kit.seeded import seed_run
+from tests.kit.seeded import seed_provenance, seed_run
+from ui.common import plain
 
 
 def figures(at) -> list[dict]:
@@ -83,3 +84,17 @@ def test_runs_drawn_on_top_of_each_other_are_named(app, seeded_api) -> None:
     at = compare(app, runs=f"{runs['base'].id},{twin.id},{runs['full'].id}")
     said = texts(at.caption).replace("\\", "")
     assert "Drawn exactly on top of each other (identical values): base-s0" in said and "base-twin" in said
+
+
+def test_runs_that_ran_other_code_or_environments_are_said_to_differ(app, seeded_api) -> None:
+    """The API's one rule (GET /differences): one line per aspect, naming each value and its runs."""
+    runs = [seed_run(seeded_api.db, "naive", 3, 3, RunStatus.succeeded, name=f"traced-{i}", seed=40 + i)
+            for i in range(3)]
+    seed_provenance(seeded_api.db, runs[0].id, "3f2a1c0")
+    seed_provenance(seeded_api.db, runs[1].id, "3f2a1c0")
+    seed_provenance(seeded_api.db, runs[2].id, "9e81b44", dirty=True, torch="2.8.0")
+    at = compare(app, runs=",".join(r.id for r in runs))
+    warning = texts(at.warning)
+    assert "These runs did not all run the same code, environment or data" in warning
+    assert plain("code differs: 3f2a1c0 (2 runs), 9e81b44-dirty (1 run)") in warning
+    assert plain("environment differs: torch 2.9.0, seed CPU (2 runs), torch 2.8.0, seed CPU (1 run)") in warning

@@ -93,7 +93,7 @@ def test_run_page_shows_live_curves_balance_and_skip_strip(app, seeded_api) -> N
     assert len(charts(at)) == 4  # a figure per split (acc and loss); the balance with the skip strip under it
     assert "Lagging modality: **visual**" in texts(at.markdown)
     labels = {b.label for b in at.button}
-    assert {"Cancel", "Re-run with same config"} <= labels and "Retry" not in labels
+    assert {"Cancel", "Re-run with same config", "Edit a copy"} <= labels and "Retry" not in labels
     assert {d.label for d in at.get("download_button")} >= {"Config (YAML)", "Best checkpoint", "All points (CSV)"}
 
 
@@ -155,9 +155,9 @@ def test_new_run_form_follows_the_datasets_modalities_and_says_why_one_is_not_re
     assert "no folder under AMST_DATA_ROOT" in texts(at.warning)
 
 
-def test_rerun_with_same_config_prefills_the_form(app, seeded_api) -> None:
+def test_edit_a_copy_prefills_the_form(app, seeded_api) -> None:
     at = run_page(app, seeded_api.runs["full"].id)
-    next(b for b in at.button if b.label == "Re-run with same config").click().run()
+    next(b for b in at.button if b.label == "Edit a copy").click().run()
     no_traceback(at)
     assert "Re-running with the config of **full\\-s0**" in texts(at.info)
     assert at.selectbox[0].value == "amst_full" and at.selectbox[1].value == "synthetic"

@@ -83,7 +83,8 @@ def test_the_chance_level_is_one_over_the_classes() -> None:
 # ---- what a re-run and the config download carry -----------------------------------------------------------------
 
 def test_the_reproducible_config_has_no_name_and_no_tags() -> None:
-    config = {"name": "full-s0", "tags": ["amst", "paper"], "method": "amst_full", "optim": {"lr": 0.01}}
+    config = {"name": "full-s0", "tags": ["amst", "paper"], "method": "amst_full", "optim": {"lr": 0.01},
+              "data_fingerprint": "0840849064a50c5e"}  # a re-run's: a copy is checked only when re-run exactly
     assert runinfo.reproducible(config) == {"method": "amst_full", "optim": {"lr": 0.01}}
     assert config["name"] == "full-s0"  # the run's own config is left as it is
     assert yaml.safe_load(runinfo.reproducible_yaml(config)) == {"method": "amst_full", "optim": {"lr": 0.01}}
@@ -140,9 +141,9 @@ def test_the_heading_is_the_runs_name_and_its_tags_and_notes_show(app, seeded_ap
     assert "Notes: first line  \nsecond line" in captions  # a line break in Markdown, not a space
 
 
-def test_rerun_hands_the_form_a_config_without_the_old_name_and_tags(app, seeded_api) -> None:
+def test_edit_a_copy_hands_the_form_a_config_without_the_old_name_and_tags(app, seeded_api) -> None:
     at = run_page(app, seeded_api.runs["full"].id)
-    next(b for b in at.button if b.label == "Re-run with same config").click().run()
+    next(b for b in at.button if b.label == "Edit a copy").click().run()
     assert not at.exception, texts(at.exception)
     prefill = at.session_state["prefill"]
     assert "name" not in prefill and "tags" not in prefill and prefill["method"] == "amst_full"
@@ -209,3 +210,105 @@ def test_a_run_picked_on_the_bare_page_gets_its_own_heading(app, seeded_api) -> 
     run_id = at.query_params["run"]
     run_id = run_id[0] if isinstance(run_id, list) else run_id
     assert at.title[0].value == plain(httpx.get(f"{seeded_api.url}/runs/{run_id}").json()["name"])
+
+
+# ---- provenance and the exact re-run ------------------------------------------------------------------------------
+
+PROVENANCE = {
+    "code": {"version": "0.4.0", "commit": "3f2a1c0d9e81b44a" + "0" * 24, "dirty": True},
+    "environment": {"python": "3.11.9", "torch": "2.9.0", "cuda": None, "cudnn": None, "platform": "Linux-6.1",
+                    "host": "node07", "device": "cpu", "device_name": "AMD EPYC 9654"},
+    "data": {"dataset": "avdigits", "root": "avdigits", "files": {"count": 3, "bytes": 48_000, "digest": "ab",
+                                                                   "sizes_digest": "cd"},
+             "split_files": {}, "preprocessing": {"dataset": {"name": "avdigits"}, "model": {"mel_bins": 13}},
+             "digest": "feedfacefeedface"},
+    "config": {}, "digests": {"code": "c0de", "environment": "e0e0", "data": "feedfacefeedface"}, "attempt": 2}
+
+
+def test_the_provenance_rows_say_what_the_run_ran_and_what_its_data_digest_covers() -> None:
+    rows = {r["what"]: r["value"] for r in runinfo.provenance_rows(PROVENANCE)}
+    assert rows["code"] == "version 0.4.0 · commit 3f2a1c0d9e81 · modified tree"
+    assert (rows["torch"], rows["CUDA"], rows["cuDNN"]) == ("2.9.0", "none (a CPU build)", "—")
+    assert (rows["host"], rows["device"]) == ("node07", "cpu (AMD EPYC 9654)")
+    assert rows["data"] == "avdigits · digest feedfacefeedface"
+    assert rows["data covers"] == ("3 files (48,000 bytes) under avdigits/: path, size, modification time; "
+                                   "2 preprocessing settings (dataset, model)")
+    assert rows["recorded by"] == "attempt 2"
+    assert runinfo.provenance_label(PROVENANCE) == "Provenance · 3f2a1c0-dirty · torch 2.9.0 · cpu · data feedface"
+    clean = {**PROVENANCE, "code": {"version": "0.4.0", "commit": None, "dirty": None}}
+    assert runinfo.code_label(clean["code"]) == "v0.4.0"
+    assert {r["what"]: r["value"] for r in runinfo.provenance_rows(clean)}["code"] == \
+        "version 0.4.0 · not run from a git checkout"
+
+
+def record_provenance(seeded_api, run_id: str, **data: object) -> dict:
+    """What a worker would have recorded for the run, on the API's data (`data` changes the recorded fingerprint:
+    the data the run trained on were not those there now)."""
+    from pathlib import Path
+
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from amst_core import provenance
+    from amst_core.config import RunConfig
+    from amst_core.datafiles import DataRoots
+    from amst_core.store.db import get_engine
+    from amst_core.store.models import Run
+
+    config = httpx.get(f"{seeded_api.url}/runs/{run_id}").json()["config"]
+    found = provenance.data_fingerprint(RunConfig.model_validate(config),
+                                        DataRoots(Path(seeded_api.artifacts).parent / "data"))
+    found = {**found, **data}
+    prov = {**PROVENANCE, "data": found, "config": config,
+            "digests": {**PROVENANCE["digests"], "data": found["digest"]}}
+    with Session(get_engine(seeded_api.db)) as s, s.begin():
+        s.execute(update(Run).where(Run.id == run_id).values(provenance=prov))
+    return prov
+
+
+def test_the_run_page_shows_its_provenance(app, seeded_api) -> None:
+    from amst_core.store.models import RunStatus
+    from tests.kit.seeded import seed_run
+
+    run = seed_run(seeded_api.db, "naive", 2, 2, RunStatus.succeeded, name="traced", seed=21, dataset="avdigits")
+    at = run_page(app, run.id)
+    assert "No provenance recorded yet" in texts(at.caption)
+    prov = record_provenance(seeded_api, run.id)
+    at = run_page(app, run.id)
+    [panel] = [e for e in at.expander if e.label.startswith("Provenance")]
+    assert panel.label == f"Provenance · 3f2a1c0\\-dirty · torch 2\\.9\\.0 · cpu · data {prov['digests']['data'][:8]}"
+    table = next(d.value for d in at.dataframe if "what" in d.value.columns)
+    shown = dict(zip(table["what"], table["value"], strict=True))
+    assert shown["host"] == "node07" and shown["data"] == f"avdigits · digest {prov['data']['digest']}"
+    assert "Provenance (JSON)" in {d.label for d in at.get("download_button")}
+
+
+def test_re_run_queues_the_runs_record_and_opens_the_new_run(app, seeded_api) -> None:
+    at = run_page(app, seeded_api.runs["base"].id)  # seeded without provenance: re-run, with a warning
+    at = next(b for b in at.button if b.label == "Re-run with same config").click().run()
+    assert not at.exception, texts(at.exception)
+    assert at.title[0].value == "base\\-s0 \\(re\\-run\\)"
+    assert "recorded no provenance" in texts(at.warning) and "Re-run of base\\-s0 queued" in texts(at.success)
+    new_id = at.query_params["run"]
+    new_id = new_id[0] if isinstance(new_id, list) else new_id
+    again = httpx.get(f"{seeded_api.url}/runs/{new_id}").json()
+    assert again["rerun_of"] == seeded_api.runs["base"].id and again["status"] == "queued"
+
+
+def test_a_re_run_refused_for_changed_data_says_why_and_can_go_on(app, seeded_api) -> None:
+    from amst_core.store.models import RunStatus
+    from tests.kit.seeded import seed_run
+
+    run = seed_run(seeded_api.db, "naive", 2, 2, RunStatus.succeeded, name="old-data", seed=22, dataset="avdigits")
+    record_provenance(seeded_api, run.id, files={"count": 4, "bytes": 1, "digest": "0", "sizes_digest": "0"},
+                      digest="0123456789abcdef")
+    at = run_page(app, run.id)
+    at = next(b for b in at.button if b.label == "Re-run with same config").click().run()
+    assert not at.exception, texts(at.exception)
+    warning = texts(at.warning)
+    assert "**Not re-run:**" in warning and "the dataset folder held 4 files" in warning
+    assert at.title[0].value == "old\\-data"  # still the run's own page
+    at = next(b for b in at.button if b.label == "Re-run anyway").click().run()
+    assert not at.exception, texts(at.exception)
+    assert at.title[0].value == "old\\-data \\(re\\-run\\)"
+    assert "the data changed since run" in texts(at.warning)

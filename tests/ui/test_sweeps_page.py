@@ -10,9 +10,10 @@ import pytest
 from amst_core.store.models import RunStatus
 from amst_core.vocab import vocabulary
 from tests.kit.db import migrated_sqlite
-from tests.kit.seeded import APP, seed_run, seed_sweep
+from tests.kit.seeded import APP, seed_provenance, seed_run, seed_sweep
 from tests.kit.svc import Service, service_env
 from ui import charts
+from ui.common import plain
 from ui.series import RunSeries, group_bands
 from ui.words import Words
 
@@ -135,3 +136,28 @@ def test_the_heatmap_averages_a_measure_over_two_grid_keys() -> None:
     assert list(heat.x) == ["1", "5", "auto"] and list(heat.y) == ["alt", "full"]
     assert heat.z[0] == (0.8, None, 0.9) or list(heat.z[0]) == [0.8, None, 0.9]
     assert heat.text[1][1] == "0.950 (n=3)"
+
+
+def test_a_sweep_whose_runs_ran_different_code_says_so(sweep_api, ui_env) -> None:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+    from streamlit.testing.v1 import AppTest
+
+    from amst_core.store.db import get_engine
+    from amst_core.store.models import Run
+
+    url, sweep_id, db = sweep_api
+    with Session(get_engine(db)) as s:
+        ids = list(s.scalars(select(Run.id).where(Run.sweep_id == sweep_id).order_by(Run.name)))
+    ui_env(url)
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    at.query_params["sweep"] = sweep_id
+    at = at.switch_page("views/sweeps.py").run()
+    assert not at.exception and "did not all run the same" not in "".join(w.value for w in at.warning)
+    for i, run_id in enumerate(ids):  # one of the four trained on a modified tree
+        seed_provenance(db, run_id, "3f2a1c0", dirty=i == 0)
+    at = at.run()
+    warning = "\n".join(w.value for w in at.warning)
+    assert "did not all run the same code, environment or data" in warning
+    assert plain("3f2a1c0-dirty (1 run)") in warning and plain("3f2a1c0 (3 runs)") in warning

@@ -10,7 +10,18 @@ import streamlit as st
 
 from ui import urlstate
 from ui.charts import PLOT_CONFIG, Clocks, band_figure, compare_figure, difference_figure, run_styles
-from ui.common import api, baseline_pairs, catalog, plain, run_label, series_cache, short_label, shown_errors, words
+from ui.common import (
+    api,
+    baseline_pairs,
+    catalog,
+    differences_warning,
+    plain,
+    run_label,
+    series_cache,
+    short_label,
+    shown_errors,
+    words,
+)
 from ui.series import (
     RunSeries,
     coinciding,
@@ -165,6 +176,7 @@ with shown_errors():
         st.info(f"Choose runs above. AMST runs are paired with a {chosen['baseline']} run of the same dataset and "
                 "seed.")
     else:
+        differences_warning(api().differences([r["id"] for r in selected]))
         group_by, configs = group_options(selected)
         pairs = baseline_pairs([r["id"] for r in selected], chosen["baseline"])
         ids = list(dict.fromkeys([r["id"] for r in selected] + [base for _, base in pairs]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import streamlit as st
@@ -30,6 +31,8 @@ from ui.runinfo import (
     pass_fraction,
     pass_seconds_left,
     plateau_line,
+    provenance_label,
+    provenance_rows,
     reproducible,
     reproducible_yaml,
 )
@@ -81,11 +84,16 @@ def controls(detail: dict[str, Any]) -> None:
         api().retry(run_id)
         series_cache().pop(run_id, None)
         st.rerun()
-    if bar.button("Re-run with same config", icon=":material/content_copy:",
-                  help="a new run with this config: its name and tags are left for you to give"):
+    if bar.button("Re-run with same config", icon=":material/replay_circle_filled:",
+                  help="a new run from this run's record: the config it recorded, on the data it trained on (it "
+                       "refuses data that changed since, unless you say so)"):
+        rerun(detail)
+    if bar.button("Edit a copy", icon=":material/content_copy:",
+                  help="the New run form with this config: its name and tags are left for you to give"):
         st.session_state.prefill = reproducible(detail["config"])
         st.session_state.prefill_from = detail["name"]
         st.switch_page(PAGES["new"])
+    confirm_rerun(detail)
     bar.download_button("Config (YAML)", lambda: reproducible_yaml(detail["config"]), f"{run_id}.yaml",
                         "application/yaml", icon=":material/description:",
                         help="the config that trains this run again (amst train --config, POST /runs): without "
@@ -93,6 +101,38 @@ def controls(detail: dict[str, Any]) -> None:
     if detail["best_epoch"] is not None:
         bar.download_button("Best checkpoint", lazy(api().checkpoint, run_id, "best"), f"{run_id}-best.pt",
                             "application/octet-stream", icon=":material/download:")
+
+
+def rerun(detail: dict[str, Any], force: bool = False) -> None:
+    """POST /runs/{id}/rerun, then the new run's page with what the API warned about; a refusal because the data
+    changed (409 on `force`) is kept to be shown with a way to go on (confirm_rerun)."""
+    try:
+        again = api().rerun(detail["id"], force=force)
+    except ApiError as err:
+        if err.status != 409 or err.field != "force":
+            raise
+        st.session_state.rerun_refused = {"run": detail["id"], "message": err.message}
+        return
+    st.session_state.pop("rerun_refused", None)
+    st.session_state.flash = f"Re-run of {plain(detail['name'])} queued."
+    st.session_state.flash_warnings = again["warnings"]
+    st.query_params["run"] = again["id"]
+    st.rerun()
+
+
+def confirm_rerun(detail: dict[str, Any]) -> None:
+    """The data changed since the run trained: the API's words, and a re-run on the data as they are now."""
+    refused = st.session_state.get("rerun_refused")
+    if not refused or refused["run"] != detail["id"]:
+        return
+    st.warning(f"**Not re-run:** {plain(refused['message'])}", icon=":material/database:")
+    row = st.container(horizontal=True)
+    if row.button("Re-run anyway", type="primary", icon=":material/replay:",
+                  help="on the data as they are now: the new run will not match this one's data"):
+        rerun(detail, force=True)
+    if row.button("Leave it"):
+        st.session_state.pop("rerun_refused", None)
+        st.rerun()
 
 
 def confirm_cancel(detail: dict[str, Any]) -> None:
@@ -352,6 +392,22 @@ def config_panel(detail: dict[str, Any]) -> None:
         st.dataframe(origin_rows(config, origin), hide_index=True)
 
 
+def provenance_panel(detail: dict[str, Any]) -> None:
+    """What the run can be traced to (GET /runs/{id}'s provenance): code, environment, device, data; the whole
+    record (with the full resolved config) as a download."""
+    prov = detail.get("provenance")
+    if not prov:
+        st.caption("No provenance recorded yet: a worker records the code, environment and data when it starts the "
+                   "run (runs trained before this was recorded have none).")
+        return
+    with st.expander(plain(provenance_label(prov)), icon=":material/fingerprint:"):
+        st.dataframe(provenance_rows(prov), hide_index=True, width="stretch")
+        st.download_button("Provenance (JSON)", json.dumps(prov, indent=2), f"{detail['id']}-provenance.json",
+                           "application/json", icon=":material/download:",
+                           help="the whole record: code, environment, the data's fingerprint, the full resolved "
+                                "config and the digests")
+
+
 def title_and_labels(detail: dict[str, Any]) -> None:
     """The run's name as the heading; its method, dataset, seed, id, queue and device; its tags."""
     st.title(plain(detail["name"]))
@@ -359,6 +415,11 @@ def title_and_labels(detail: dict[str, Any]) -> None:
                + (f" · {detail['queue_position']} ahead in the queue" if detail["queue_position"] else ""))
     if detail["tags"]:
         st.caption("Tags: " + " · ".join(f"**{plain(t)}**" for t in detail["tags"]))
+    if detail.get("rerun_of"):
+        expects = (detail.get("config") or {}).get("data_fingerprint")
+        st.page_link(PAGES["run"], label=f"Re-run of run {detail['rerun_of']}"
+                     + (f" · expects its data (digest {expects})" if expects else ""),
+                     query_params={"run": detail["rerun_of"]}, icon=":material/replay:")
     if detail.get("waiting_for"):  # a queued run no live worker can hold: said, not waited on in silence
         st.warning(f"**No worker can take this run now**: {plain(detail['waiting_for'])}", icon=":material/block:")
 
@@ -375,6 +436,8 @@ with shown_errors():
         title_and_labels(detail)
         if flash := st.session_state.pop("flash", None):
             st.success(flash, icon=":material/check_circle:")
+        for warning in st.session_state.pop("flash_warnings", []):
+            st.warning(plain(warning), icon=":material/warning:")
         if detail["error"]:
             st.error(f"**{detail['status']}:** {plain(detail['error'])}", icon=":material/error:")
         controls(detail)
@@ -410,4 +473,5 @@ with shown_errors():
             st.download_button("All points (CSV)", lambda: to_csv(rs), f"{run_id}-metrics.csv", "text/csv",
                                icon=":material/table_view:", key="csv")  # built when pressed, not per redraw
         config_panel(detail)
+        provenance_panel(detail)
         logs_panel(run_id, live)

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.charts import PLOT_CONFIG, band_figure, heatmap_figure
-from ui.common import PAGES, age, api, series_cache, shown_errors, words
+from ui.common import PAGES, age, api, differences_warning, series_cache, shown_errors, words
 from ui.series import group_bands, refresh, whole_model
 
 NO_BASELINE = "(none)"
@@ -143,6 +143,7 @@ def one_sweep(sweep_id: str) -> None:
         asked = "" if chosen == NO_BASELINE else chosen.replace(", ", ",")
         st.query_params["baseline"] = asked
         sweep = client.sweep(sweep_id, asked)
+    differences_warning(sweep.get("differences") or [])
     results(sweep, asked, chosen)
     grouped_curves(sweep)
     with st.expander(f"Runs ({len(sweep['runs'])})"):
