@@ -44,6 +44,14 @@ def tensorboard_folder(given: str | Path, field: str) -> Path:
 def tracking_uri(uri: str, field: str) -> str:
     """An MLflow tracking URI that can be written now: a sqlite file's folder writable (the URI returned names the
     file where it will be, which on the service is inside AMST_EXPORT_ROOT), or an http(s) server answering."""
+    from pydantic import ValidationError
+
+    from amst_core.config import ExportConfig
+
+    try:
+        ExportConfig(mlflow=uri)  # the schemes a run's config takes, for `amst export --to mlflow` too
+    except ValidationError as err:
+        raise ConfigError(field, err.errors()[0]["msg"].removeprefix("Value error, ")) from None
     if uri.lower().startswith(SQLITE):
         database = confined(Path(uri[len(SQLITE):]).expanduser(), field, "the MLflow database")
         if database.is_dir():

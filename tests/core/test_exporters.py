@@ -347,6 +347,8 @@ def test_bad_runs_and_tools_are_one_clear_line(trained_run: Path, tmp_path: Path
     assert main(["export", str(trained_run), "--to", "mlflow", "http://127.0.0.1:9"]) == 2
     assert "error: --to mlflow: the MLflow tracking server http://127.0.0.1:9 does not answer" in \
         capsys.readouterr().err
+    assert main(["export", str(trained_run), "--to", "mlflow", f"file://{tmp_path / 'mlruns'}"]) == 2
+    assert "error: --to mlflow: " in (err := capsys.readouterr().err) and "file store" in err, err
 
 
 # ---- the live mirror ----------------------------------------------------------------------------------------------
