@@ -133,7 +133,7 @@ def rerun_config(folder: RunFolder, overrides: list[str], *, force: bool) -> tup
         return cfg, [f"{folder.path} recorded no provenance (trained before it was recorded): its config is re-run "
                      "as saved, and nothing checks that its data are the same"]
     recorded = json.loads(folder.provenance.read_text())
-    cfg = RunConfig.model_validate(config_data(None, overrides, recorded["config"]))
+    cfg = load_config(None, overrides, recorded["config"])  # a refused value is a ConfigError, not a traceback
     changes = provenance.data_changes(recorded["data"], provenance.data_fingerprint(cfg))
     if not changes:
         return cfg.model_copy(update={"data_fingerprint": recorded["data"]["digest"]}), []

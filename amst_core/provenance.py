@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from amst_core.config import ConfigError, RunConfig
-from amst_core.datafiles import DataRoots, looks_like_path
+from amst_core.datafiles import DataRoots, PathRefused, looks_like_path, text_model_source
 from amst_core.vocab import TEXT
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def data_fingerprint(cfg: RunConfig, roots: DataRoots | None = None) -> dict[str
     roots = roots or DataRoots.from_env()
     spec = DATASETS[cfg.dataset.name]
     folder = roots.dataset_dir(cfg.dataset)
-    files = folder_stats(folder) if folder.is_dir() else None
+    files = folder_stats(folder, roots) if folder.is_dir() else None
     found: dict[str, Any] = {
         "dataset": cfg.dataset.name,
         "root": cfg.dataset.root or cfg.dataset.name,
@@ -128,17 +128,22 @@ def data_fingerprint(cfg: RunConfig, roots: DataRoots | None = None) -> dict[str
                           "model": {k: getattr(cfg.model, k) for k in PREPROCESSING_MODEL_FIELDS}},
     }
     if TEXT in cfg.modalities and looks_like_path(cfg.model.text_model):
-        text_folder = roots.root / cfg.model.text_model
-        found["text_model"] = folder_stats(text_folder) if text_folder.is_dir() else None
+        try:  # the folder the run reads (confined, `~` expanded), as amst_core.datafiles finds it
+            text_folder = text_model_source(cfg.model.text_model, roots)
+        except PathRefused:
+            raise
+        except ConfigError:
+            text_folder = None  # missing: the run's own check says so
+        found["text_model"] = folder_stats(text_folder, roots) if isinstance(text_folder, Path) else None
     return {**found, "digest": digest(found)}
 
 
-def folder_stats(folder: Path) -> dict[str, Any]:
+def folder_stats(folder: Path, roots: DataRoots | None = None) -> dict[str, Any]:
     """Every file under `folder` (hidden ones left out, as no reader reads them): how many, their bytes, a digest
     of (relative path, size, modification time) and one of (relative path, size) to tell a copy from a change."""
     with_times, sizes = hashlib.sha256(), hashlib.sha256()
     count = total = 0
-    for path, size, mtime_ns in walk_files(folder):
+    for path, size, mtime_ns in walk_files(folder, roots or DataRoots.from_env()):
         with_times.update(f"{path}\0{size}\0{mtime_ns}\n".encode())
         sizes.update(f"{path}\0{size}\n".encode())
         count, total = count + 1, total + size
@@ -146,12 +151,34 @@ def folder_stats(folder: Path) -> dict[str, Any]:
             "sizes_digest": sizes.hexdigest()[:16]}
 
 
-def walk_files(folder: Path) -> Iterable[tuple[str, int, int]]:
-    """(relative path, size, mtime_ns) of every non-hidden file, in a fixed order."""
+def walk_files(folder: Path, roots: DataRoots) -> Iterable[tuple[str, int, int]]:
+    """(relative path, size, mtime_ns) of every non-hidden file, in a fixed order. A link is followed only where it
+    stays inside the data roots (`roots.confine`), and a folder reached twice (a link loop) is walked once."""
+    seen = {os.path.realpath(folder)}
+
+    def inside(path: str) -> bool:
+        if not os.path.islink(path):
+            return True
+        try:
+            roots.confine(Path(path), "dataset.root", "the dataset's file")
+        except ConfigError:
+            return False  # a link out of the data roots: no (confined) reader reads it either
+        return True
+
+    def once(path: str) -> bool:
+        real = os.path.realpath(path)
+        if real in seen:
+            return False
+        seen.add(real)
+        return True
+
     for parent, dirs, names in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = [d for d in sorted(dirs) if not d.startswith(".") and inside(os.path.join(parent, d))
+                   and once(os.path.join(parent, d))]
         for name in sorted(n for n in names if not n.startswith(".")):
             path = os.path.join(parent, name)
+            if not inside(path):
+                continue
             try:
                 st = os.stat(path)
             except OSError:
@@ -172,8 +199,11 @@ def split_file_hashes(cfg: RunConfig, roots: DataRoots) -> dict[str, str]:
             hashes[split] = file_hash(files.split_path(split))
         except ConfigError:
             hashes[split] = "missing"
-    class_file = files.root() / files.class_file_name
-    hashes["classes"] = file_hash(class_file) if class_file.is_file() else "missing"
+    try:  # confined, as the split files are: a link out of the data roots is not read
+        hashes["classes"] = file_hash(files.existing_file(files.class_file_name, "the class file",
+                                                          "dataset.class_file"))
+    except ConfigError:
+        hashes["classes"] = "missing"
     return hashes
 
 

@@ -102,6 +102,8 @@ def test_a_rerun_whose_data_changed_is_refused_saying_what_changed_and_force_goe
 def test_a_rerun_changes_only_where_it_runs(trained: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["rerun", str(trained), "--set", "epochs=5"]) == 2
     assert "epochs" in capsys.readouterr().err
+    assert main(["rerun", str(trained), "--set", "device=gpu"]) == 2, "a refused value is an error, no traceback"
+    assert "device" in capsys.readouterr().err
     assert main(["rerun", "no-such-run"]) == 2
     assert "neither a run folder nor the id of a run" in capsys.readouterr().err
 
@@ -178,3 +180,35 @@ def test_synthetic_data_have_a_fingerprint_of_their_settings() -> None:
                                                                                     "test": 24}}})
     assert provenance.data_fingerprint(one)["files"] is None
     assert provenance.data_fingerprint(one)["digest"] != provenance.data_fingerprint(two)["digest"]
+
+
+def test_the_fingerprint_follows_no_link_out_of_the_data_root_and_walks_a_link_loop_once(data_root: Path) -> None:
+    folder = write_tiny_avdigits(data_root)
+    cfg = load_config(base=AVDIGITS)
+    before = provenance.data_fingerprint(cfg)
+    outside = data_root.parent / f"{data_root.name}-outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "secret.bin").write_bytes(b"x" * 1000)
+    (outside / "secret.txt").write_text("not data")
+    os.symlink(outside, folder / "out")
+    os.symlink(outside / "secret.txt", folder / "secret.txt")
+    os.symlink(folder, folder / "loop")  # inside the root, but back to where the walk began
+    (folder / "sub").mkdir()
+    os.symlink(folder / "sub", folder / "sub" / "again")
+    after = provenance.data_fingerprint(cfg)
+    assert (after["files"]["count"], after["files"]["bytes"]) == (before["files"]["count"],
+                                                                  before["files"]["bytes"])
+    (outside / "deep" / "secret.bin").write_bytes(b"y" * 5000)
+    assert provenance.data_fingerprint(cfg) == after, "files outside AMST_DATA_ROOT are no part of the data"
+
+
+def test_a_class_file_linked_out_of_the_data_root_is_not_read(data_root: Path) -> None:
+    from tests.kit.tiny import write_tiny_cremad
+
+    folder = write_tiny_cremad(data_root)
+    outside = data_root.parent / f"{data_root.name}-classes"
+    outside.write_text((folder / "stat_cre.txt").read_text())
+    (folder / "stat_cre.txt").unlink()
+    os.symlink(outside, folder / "stat_cre.txt")
+    cfg = load_config(base={"method": "naive", "dataset": {"name": "cremad"}, "device": "cpu"})
+    assert provenance.data_fingerprint(cfg)["split_files"]["classes"] == "missing"
