@@ -213,11 +213,11 @@ class Client:
         """Start a failed, cancelled or lost run again from its last checkpoint."""
         return self.post(f"/runs/{run_id}/retry")
 
-    def rerun(self, run_id: str, force: bool = False) -> Rerun:
+    def rerun(self, run_id: str, force: bool = False, idempotency_key: str | None = None) -> Rerun:
         """A new run from the run's record (its recorded config, on the data it trained on). Where those data
         changed since, an ApiError 409 says what changed; `force` re-runs on the data as they are, and the answer's
-        `warnings` say so."""
-        return self.post(f"/runs/{run_id}/rerun", {"force": force})
+        `warnings` say so. With an `idempotency_key`, a repeat (an answer lost) makes no second run."""
+        return self.post(f"/runs/{run_id}/rerun", {"force": force}, idempotency_key)
 
     def differences(self, run_ids: Iterable[str]) -> list[str]:
         """How these runs differ in code, environment or data, one line per aspect; [] when they agree."""

@@ -106,6 +106,11 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     provenance was recorded), refused where its data changed unless --force."""
     from amst_core.runfolder import find_run
 
+    if args.api:
+        if args.set or args.out:
+            raise ConfigError("--set" if args.set else "--out", "a re-run on a server is its run's record as it "
+                              "stands: no --set or --out with --api")
+        return on_server(args, {"run": args.run, "force": args.force})
     folder = find_run(args.run)
     refused = sorted({item.partition("=")[0].strip() for item in args.set} - RERUN_FIELDS)
     if refused:
@@ -197,15 +202,20 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return build_cache([f"dataset.name={args.target}", *args.set], None, not args.no_progress)
 
 
+def on_server(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    """`--api URL`: the library talks no HTTP; the `amst` command (launch.cli) gives --api its client."""
+    submit_to_api = getattr(args, "submit_to_api", None)
+    if submit_to_api is None:
+        raise ConfigError("--api", "this command line has no API client; use the installed `amst` command")
+    return submit_to_api(args, body)
+
+
 def run_study(base: dict[str, Any], grid: dict[str, Any], baseline: dict[str, Any] | None,
               args: argparse.Namespace, name: str) -> int:
     from amst_core import study
 
-    if args.api:  # the library talks no HTTP: the `amst` command (launch.cli) gives --api its client
-        submit_to_api = getattr(args, "submit_to_api", None)
-        if submit_to_api is None:
-            raise ConfigError("--api", "this command line has no API client; use the installed `amst` command")
-        return submit_to_api(args, {"name": name, "base": base, "grid": grid, "baseline": baseline})
+    if args.api:
+        return on_server(args, {"name": name, "base": base, "grid": grid, "baseline": baseline})
     out = Path(args.out or Path("sweeps") / name)
     results = study.run_here(base, grid, baseline, out, False if args.no_progress else None)
     print(study.write_tables(results, baseline, out, args.table))
@@ -335,12 +345,15 @@ def library_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rerun", help="train a run again from its record (config, data check)",
                        description="Rebuilds the run from its provenance.json (the resolved config); refuses when "
                                    "the data it recorded changed, unless --force.")
-    p.add_argument("run", help="a run folder, or the id of a run under AMST_ARTIFACTS/runs")
+    p.add_argument("run", help="a run folder, or the id of a run under AMST_ARTIFACTS/runs (with --api: on that "
+                   "server)")
     p.add_argument("--out", help="run folder (default: <run folder>-rerun beside it)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help=f"only {', '.join(sorted(RERUN_FIELDS))}")
     p.add_argument("--force", action="store_true", help="re-run even though the data changed (warns)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--api", metavar="URL", help="re-run a run of this server there instead (POST /runs/{id}/rerun; "
+                   "AMST_API_TOKEN)")
     p.set_defaults(func=cmd_rerun)
 
     from amst_core.preprocess import RELEASES

@@ -87,9 +87,16 @@ def submit_study(args: argparse.Namespace, body: dict) -> int:
     return remote.submit_study(args, body)
 
 
+def submit_rerun(args: argparse.Namespace, body: dict) -> int:
+    from launch import remote
+
+    return remote.submit_rerun(args, body)
+
+
 def service_commands(sub: argparse._SubParsersAction) -> None:
     for study in ("sweep", "reproduce"):  # their --api: the library talks no HTTP
         sub.choices[study].set_defaults(submit_to_api=submit_study)
+    sub.choices["rerun"].set_defaults(submit_to_api=submit_rerun)
 
     p = sub.add_parser("serve", help="run one service process (api, worker or the ui dashboard)")
     p.add_argument("role", choices=["api", "worker", "ui"])

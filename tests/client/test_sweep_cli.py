@@ -109,3 +109,34 @@ def test_the_librarys_own_command_line_talks_no_http(base: Path, capsys) -> None
     assert "--api: this command line has no API client" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         library_main(["gc", "--dry-run"])  # a service operation: `amst gc` (launch.cli)
+
+
+def test_rerun_api_asks_the_server_and_says_what_changed_or_what_it_let_go(sent, settings, capsys) -> None:
+    """`amst rerun RUN_ID --api URL`: POST /runs/{id}/rerun with a key of its own; the server's 409 (the data the
+    run recorded are not those it holds now) is one line naming what to do, --force queues it with the warning."""
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from amst_client import Client
+    from amst_core import provenance
+    from amst_core.config import RunConfig
+    from amst_core.store.db import get_engine
+    from amst_core.store.models import Run
+
+    with Client(URL, token=TOKEN) as client:
+        run = client.submit(config(name="paper"))
+    cfg = RunConfig.model_validate(run["config"])
+    other_data = {**provenance.data_fingerprint(cfg, settings.data_roots), "digest": "5eed5eed5eed5eed"}
+    with Session(get_engine(settings.database_url)) as s, s.begin():
+        s.execute(update(Run).where(Run.id == run["id"]).values(provenance=provenance.collect(cfg, "cpu", other_data)))
+    assert main(["rerun", run["id"], "--api", URL]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: force: the data changed since run {run['id']} trained") and "force" in err, err
+    assert main(["rerun", run["id"], "--api", URL, "--force"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["run"] != run["id"]
+    assert f"warning: the data changed since run {run['id']} trained" in err, err
+    posts = [r for r in sent if r.method == "POST" and r.url.path == f"/runs/{run['id']}/rerun"]
+    assert len(posts) == 2 and all(r.headers.get("Idempotency-Key") for r in posts)
+    assert main(["rerun", run["id"], "--api", URL, "--set", "device=cpu"]) == 2
+    assert "no --set or --out with --api" in capsys.readouterr().err
