@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,15 +85,27 @@ def run_here(base: Mapping[str, Any], grid: Mapping[str, Any], baseline: Mapping
 
 def write_tables(results: list[RunResult], baseline: Mapping[str, Any] | None, out: Path,
                  shown: str = "markdown") -> str:
-    """matrix.csv, .md and .tex in `out`; the `shown` one's text."""
+    """matrix.csv, .md and .tex in `out`; the `shown` one's text. Where the runs differ in code, environment or
+    data (their provenance.json), the tables' notes say so first, and so does stderr."""
     try:
         rows = matrix(results, baseline)
     except SweepError as err:
         raise ConfigError(err.field, str(err)) from None
+    warnings = run_differences(out / run_dir_name(r.cell) for r in results)
+    for line in warnings:
+        print(f"warning: the runs' {line}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     for suffix in ("csv", "md", "tex"):
-        (out / f"matrix.{suffix}").write_text(render_table(rows, suffix))
-    return render_table(rows, shown)
+        (out / f"matrix.{suffix}").write_text(render_table(rows, suffix, warnings))
+    return render_table(rows, shown, warnings)
+
+
+def run_differences(folders: Iterable[Path]) -> list[str]:
+    from amst_core.provenance import differences
+    from amst_core.runfolder import RunFolder
+
+    recorded = [RunFolder(f).provenance for f in folders]
+    return differences([json.loads(p.read_text()) if p.exists() else None for p in recorded])
 
 
 def load_study(path: Path) -> dict[str, Any]:

@@ -454,15 +454,17 @@ def table_notes(rows: Sequence[Row]) -> list[str]:
     return notes
 
 
-def render_table(rows: Sequence[Row], fmt: str) -> str:
-    """The matrix in one of TABLE_FORMATS: the numeric CSV, or the compact table as Markdown or LaTeX."""
+def render_table(rows: Sequence[Row], fmt: str, warnings: Sequence[str] = ()) -> str:
+    """The matrix in one of TABLE_FORMATS: the numeric CSV, or the compact table as Markdown or LaTeX, whose notes
+    start with `warnings` (how its runs differ in code, environment or data: amst_core.provenance.differences)."""
     kind = TABLE_FORMATS[fmt]
     if kind == "csv":
         return to_csv(*numeric_table(rows))
     header, body = compact_table(rows)
+    notes = [*(f"Warning: the runs' {line}." for line in warnings), *table_notes(rows)]
     if kind == "markdown":
-        return to_markdown(header, body, table_notes(rows))
-    return to_latex(header, body, table_notes(rows), labels=len(grid_keys(rows)))
+        return to_markdown(header, body, notes)
+    return to_latex(header, body, notes, labels=len(grid_keys(rows)))
 
 
 def csv_number(value: Any) -> str:

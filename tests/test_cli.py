@@ -337,6 +337,15 @@ def test_amst_sweep_trains_a_grid_here_writes_its_tables_and_continues_where_it_
     assert main([*args, "--table", "latex"]) == 0  # every run already has its summary: nothing is trained again
     assert (out / "matrix.md").read_text().strip() == printed.strip()
     assert capsys.readouterr().out.strip() == (out / "matrix.tex").read_text().strip()  # the table asked for
+    assert "Warning" not in printed, "runs of one checkout agree"
+    record = out / "method-naive_seed-1" / "provenance.json"  # as if trained by a modified tree
+    prov = json.loads(record.read_text())
+    prov["digests"]["code"] = "0" * 16
+    prov["code"] = {**prov["code"], "dirty": True}
+    record.write_text(json.dumps(prov))
+    assert main(args) == 0
+    assert "warning: the runs' code differs: " in capsys.readouterr().err
+    assert "Warning: the runs' code differs: " in (out / "matrix.md").read_text()
     assert study.parse_grid(["skip.audio=1,2,auto"]) == {"skip.audio": [1, 2, "auto"]}
     assert main(["sweep", str(config), "--grid", "skip.audio=0", "--grid", "method=amst_alt", "--out",
                  str(tmp_path / "bad")]) == 2

@@ -336,9 +336,13 @@ def get_table(sweep_id: str, s: SessionDep, format: Literal["csv", "markdown", "
     per primary measure) and the significance in words (`significant`, `not significant`, `too few seeds`,
     `baseline`). `markdown` (`md`) and `latex` (`tex`, a booktabs tabular): the compact table for a paper, one row
     per cell with "mean ± std" per measure, the best of each column bold, Δ and the paired t-test's p against the
-    baseline (marked † with too few seeds), and notes saying so."""
+    baseline (marked † with too few seeds), and notes saying so, first of them how its runs differ in code,
+    environment or data where they do."""
     sweep = find_sweep(s, sweep_id)
-    text = render_table(results_matrix(sweep, store.sweep_runs(s, sweep.id), parse_baseline(baseline)), format)
+    runs = store.sweep_runs(s, sweep.id)
+    recorded = queries.provenances(s, [r.id for r in runs])
+    text = render_table(results_matrix(sweep, runs, parse_baseline(baseline)), format,
+                        differences([recorded[r.id] for r in runs]))
     media, suffix = TABLE_MEDIA[TABLE_FORMATS[format]]
     return Response(text, media_type=media,
                     headers={"Content-Disposition": f'attachment; filename="{sweep.id}.{suffix}"'})

@@ -187,6 +187,9 @@ def test_a_sweep_says_how_its_runs_differ(client: TestClient, settings: ApiSetti
     trained(settings, second, commit="3f2a1c0" + "0" * 33, dirty=True)
     assert client.get(f"/sweeps/{sweep['id']}").json()["differences"] == [
         "code differs: 3f2a1c0 (1 run), 3f2a1c0-dirty (1 run)"]
+    for fmt, warned in (("markdown", True), ("latex", True), ("csv", False)):  # the CSV holds numbers only
+        table = client.get(f"/sweeps/{sweep['id']}/table", params={"format": fmt}).text
+        assert ("Warning: the runs' code differs: 3f2a1c0 (1 run), 3f2a1c0-dirty (1 run)." in table) is warned, fmt
     again = client.post(f"/runs/{first}/rerun").json()  # a re-run joins no sweep
     assert not any(t.startswith("sweep:") for t in again["tags"]) and again["id"] not in {
         run["id"] for run in client.get(f"/sweeps/{sweep['id']}").json()["runs"]}
