@@ -212,3 +212,14 @@ def test_a_class_file_linked_out_of_the_data_root_is_not_read(data_root: Path) -
     os.symlink(outside, folder / "stat_cre.txt")
     cfg = load_config(base={"method": "naive", "dataset": {"name": "cremad"}, "device": "cpu"})
     assert provenance.data_fingerprint(cfg)["split_files"]["classes"] == "missing"
+
+
+def test_a_gpu_runs_environment_names_the_card_and_cudnn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA branch on a machine without a GPU: torch.cuda answering for an H200 (tests/kit/gpu.py)."""
+    from tests.kit.gpu import fake_cards
+
+    fake_cards(monkeypatch, [("NVIDIA H200", 150_000_000_000)])
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91002)
+    env = provenance.environment("cuda:0")
+    assert (env["device"], env["device_name"], env["cudnn"]) == ("cuda:0", "NVIDIA H200", "91002")
+    assert provenance.environment("cpu")["cudnn"] is None, "a CPU run used no cuDNN"

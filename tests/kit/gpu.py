@@ -17,7 +17,8 @@ def cuda_only(device: torch.device, why: str) -> None:
 
 def fake_cards(monkeypatch: pytest.MonkeyPatch, cards: list[tuple[str, int] | None]) -> None:
     """torch.cuda answering for these cards (name, total bytes); None: a card whose properties the driver refuses."""
-    def properties(index: int) -> SimpleNamespace:
+    def properties(device: int | torch.device | str) -> SimpleNamespace:  # torch takes an index or a device
+        index = device if isinstance(device, int) else (torch.device(device).index or 0)
         card = cards[index]
         if card is None:
             raise RuntimeError("CUDA error: unspecified launch failure")
