@@ -47,8 +47,9 @@ def listed(folder: Path, split: str) -> list[tuple[str, str]]:
 
 
 def test_the_new_run_page_shows_the_splits_and_submits_a_drawn_split(app, seeded_api) -> None:
-    folder = seeded_api.artifacts.parent / "data" / "cremad"  # under the API's data root
-    write_cremad(folder, actors=4, clips=1, media=True)
+    folder = seeded_api.artifacts.parent / "data" / "cremad"  # under the API's data root; one folder for this module
+    if not folder.exists():
+        write_cremad(folder, actors=4, clips=1, media=True)
     app.run()
     at = app.switch_page("views/new_run.py").run()
     at.selectbox[1].set_value("cremad").run()
@@ -76,3 +77,25 @@ def test_the_new_run_page_shows_the_splits_and_submits_a_drawn_split(app, seeded
     dataset = httpx.get(f"{seeded_api.url}/runs/{run['id']}").json()["config"]["dataset"]
     assert (dataset["split_scheme"], dataset["split_seed"], dataset["test_session"]) == ("speaker_independent", 3,
                                                                                          None)
+
+
+def test_the_splits_panel_shows_the_counts_of_a_drawn_split_with_no_speaker_in_two(app, seeded_api) -> None:
+    folder = seeded_api.artifacts.parent / "data" / "cremad"  # one folder for this module: its API is shared
+    if not folder.exists():
+        write_cremad(folder, actors=4, clips=1, media=True)
+    app.run()
+    at = app.switch_page("views/new_run.py").run()
+    at.selectbox[1].set_value("cremad").run()
+    shown = next(s for s in at.selectbox if s.label == "Counts of the split")
+    assert shown.value == "reference" and "in both train and test" in texts(at.warning)
+    shown.set_value("speaker_independent").run()
+    assert not at.exception, texts(at.exception)
+    table = at.dataframe[0].value
+    assert sum(table["samples"]) == len({i for split in SPLITS for i in listed(folder, split)})
+    speakers = {split: set(c.value.partition(": ")[2].split(", ")) for split in SPLITS
+                for c in at.caption if c.value.startswith(f"**{split}** speakers")}
+    assert speakers["train"] and speakers["test"] and not speakers["train"] & speakers["test"], speakers
+    assert "in both train and test" not in texts(at.warning)
+    expected = httpx.get(f"{seeded_api.url}/datasets/cremad/splits",
+                         params={"split_scheme": "speaker_independent", "split_seed": 0}).json()
+    assert list(table["samples"]) == [expected["split_counts"][s]["samples"] for s in SPLITS]

@@ -10,6 +10,7 @@ from amst_client import ApiError
 from ui.common import PAGES, api, catalog, plain, shown_errors, words
 from ui.form import (
     LR_FORMAT,
+    REFERENCE_SPLIT,
     param_widgets,
     placed_errors,
     printable,
@@ -79,18 +80,36 @@ def origin_help(slot: str, layer: dict[str, Any], whose: str) -> str:
 
 
 def show_splits(dataset: dict[str, Any]) -> None:
-    """Its reference split: samples, classes and speakers per split, and the speakers train and test share."""
-    rows = split_rows(dataset)
-    if not rows:
+    """Samples, classes and speakers per split, and the speakers train and test share: of its reference split, or
+    of a drawn one chosen here (GET /datasets/{name}/splits: the form's own choice is known only once submitted)."""
+    if not split_rows(dataset):
         return
     with st.expander(f"Splits of {dataset['name']}: classes and speakers", expanded=False):
-        st.dataframe(rows, hide_index=True)
-        for split, counts in dataset["split_counts"].items():
+        shown = drawn_split(dataset) if len(dataset.get("split_schemes", [])) > 1 else dataset
+        st.dataframe(split_rows(shown), hide_index=True)
+        for split, counts in shown["split_counts"].items():
             if counts["speakers"]:
                 st.caption(f"**{split}** speakers: {', '.join(counts['speakers'])}")
-        leak = speaker_leak(dataset)
+        leak = speaker_leak(shown)
         if leak:
             st.warning(leak, icon=":material/record_voice_over:")
+
+
+def drawn_split(dataset: dict[str, Any]) -> dict[str, Any]:
+    """The counts of the split scheme, seed and session picked above the table (the reference split's come with
+    GET /datasets; a drawn split's are asked for)."""
+    schemes = dataset["split_schemes"]
+    a, b, c = st.columns(3)
+    scheme = a.selectbox("Counts of the split", schemes, key=f"splits:{dataset['name']}:scheme")
+    if scheme == REFERENCE_SPLIT:
+        return dataset
+    params = {"split_scheme": scheme, "split_seed": b.number_input(
+        "Of split seed", min_value=0, value=0, step=1, key=f"splits:{dataset['name']}:seed")}
+    if "test_session" in dataset.get("knobs", []):  # IEMOCAP's one drawn split: a session held out
+        params["test_session"] = c.number_input("Of held-out session", min_value=1, max_value=5, value=5, step=1,
+                                                key=f"splits:{dataset['name']}:session")
+    drawn = api().json("GET", f"/datasets/{dataset['name']}/splits", params=params)
+    return {**drawn, "split_schemes": schemes}
 
 
 def split_fields(dataset: dict[str, Any], start: dict[str, Any], values: dict[str, Any], slots: dict[str, Any]
