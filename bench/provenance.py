@@ -12,7 +12,7 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
+import timeit
 from pathlib import Path
 
 from amst_core import provenance
@@ -37,13 +37,8 @@ def write_cremad_like(root: Path, clips: int) -> None:
             (frames / f"{k:05d}.jpg").write_bytes(b"\0" * 32)
 
 
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def median_s(fn, repeats: int) -> float:
+    return statistics.median(timeit.repeat(fn, number=1, repeat=repeats))
 
 
 def main() -> int:
@@ -58,11 +53,10 @@ def main() -> int:
         roots = DataRoots(root)
         cfg = load_config(base={"method": "naive", "dataset": {"name": "cremad"}, "device": "cpu"})
         files = sum(len(names) for _, _, names in os.walk(root / "cremad"))
-        listing = timed(lambda: sum(len(n) for _, _, n in os.walk(root / "cremad")), args.repeats)
-        fingerprint = timed(lambda: provenance.data_fingerprint(cfg, roots), args.repeats)
-        provenance.code.cache_clear()
-        code = timed(lambda: (provenance.code.cache_clear(), provenance.code()), args.repeats)
-        environment = timed(lambda: provenance.environment("cpu"), args.repeats)
+        listing = median_s(lambda: sum(len(n) for _, _, n in os.walk(root / "cremad")), args.repeats)
+        fingerprint = median_s(lambda: provenance.data_fingerprint(cfg, roots), args.repeats)
+        code = median_s(lambda: (provenance.code.cache_clear(), provenance.code()), args.repeats)
+        environment = median_s(lambda: provenance.environment("cpu"), args.repeats)
     print(f"{files} files: data fingerprint {fingerprint:.3f} s, bare listing {listing:.3f} s "
           f"(x{fingerprint / listing:.1f}); code (git) {code * 1000:.0f} ms, environment {environment * 1000:.1f} ms")
     return 0

@@ -14,6 +14,7 @@ import argparse
 import statistics
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 import torch
@@ -27,13 +28,9 @@ from amst_core.sinks import JsonlSink
 
 
 def median_s(fn, repeats: int) -> float:
-    fn()  # warm: first calls allocate
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """After a first call (which allocates), the median of `repeats` calls."""
+    fn()
+    return statistics.median(timeit.repeat(fn, number=1, repeat=repeats))
 
 
 def trained_run(folder: Path, method: str) -> Path:
