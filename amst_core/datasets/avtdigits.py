@@ -51,4 +51,5 @@ SPEC = DatasetSpec(
                         "text_trainable_layers": 2}},
     recipe={"dataset": {"preset": "hard"}, "skip": {AUDIO: 3, TEXT: 2}, "optim": {"lr": 0.01, "lr_step": 15},
                  "epochs": 20},
+    method_recipes={"umt": avdigits.TEACHERS_FIRST, "g2d": avdigits.TEACHERS_FIRST},
 )

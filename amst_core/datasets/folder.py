@@ -73,4 +73,6 @@ SPEC = DatasetSpec(
     command="amst cache folder --set dataset.root=FOLDER",
     defaults={"model": {"frames": 1, "image_size": 112, "audio_frames": 512, "width": 32}},
     recipe={"optim": {"lr": 0.01}, "epochs": 30},
+    # UMT and G2D: the recipe's 30 epochs for the unimodal teachers, as many again for the student
+    method_recipes={m: {"epochs": 60, "method_params": {"teacher_epochs": 30}} for m in ("umt", "g2d")},
 )

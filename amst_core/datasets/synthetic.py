@@ -24,4 +24,5 @@ SPEC = DatasetSpec(
     "synthetic", "generated tensors with a controllable signal per modality (tests)", (AUDIO, VISUAL),
     check=check, sizes=sizes, source="amst_core.data.synthetic:Synthetic", knobs=("synthetic",),
     defaults={"model": {"frames": 1}}, recipe={"optim": {"lr": 0.05}, "epochs": 5},
+    method_recipes={m: {"method_params": {"teacher_epochs": 1}} for m in ("umt", "g2d")},  # a student from epoch 1
 )

@@ -3,7 +3,7 @@ from typing import Literal
 from pydantic import Field
 
 from amst_core.method_specs.base import MethodSpec, Window
-from amst_core.method_specs.umt import PHASE, TEACHER_PREFIX, TeacherParams
+from amst_core.method_specs.umt import PHASE, TEACHER_PREFIX, TeacherParams, check_student_epochs
 from amst_core.vocab import RunSeries
 
 
@@ -30,4 +30,5 @@ SERIES = (
 
 SPEC = MethodSpec("g2d", "G2D: unimodal teachers distilled (features and logits), the dominant modality's gradients "
                   "suppressed", G2dParams, "lsum", fusion_fixed=False, uses_skip=False, series=SERIES,
+                  check=check_student_epochs,
                   implementation="amst_core.methods.g2d:G2d", modules=("", TEACHER_PREFIX))

@@ -1,7 +1,14 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
 from amst_core.method_specs.base import MethodParams, MethodSpec
 from amst_core.vocab import RunSeries
+
+if TYPE_CHECKING:
+    from amst_core.config import RunConfig
 
 TEACHER_PREFIX = "teacher_"  # the unimodal teachers' network (vocab.MODULE_PREFIXES)
 
@@ -15,6 +22,14 @@ class TeacherParams(MethodParams):
 
     def teaching(self, epoch: int) -> bool:
         return epoch < self.teacher_epochs
+
+
+def check_student_epochs(cfg: RunConfig, params: TeacherParams) -> None:
+    """A run whose teachers take every epoch trains no multimodal model at all: refused, not run for nothing."""
+    if cfg.epochs <= params.teacher_epochs:
+        raise ValueError(f"method_params.teacher_epochs: {params.teacher_epochs} teacher epochs leave none of the "
+                         f"run's {cfg.epochs} epochs to the multimodal student; set epochs above teacher_epochs "
+                         f"(e.g. epochs={cfg.epochs + params.teacher_epochs}) or fewer teacher_epochs")
 
 
 class UmtParams(TeacherParams):
@@ -31,5 +46,5 @@ SERIES = (
 )
 
 SPEC = MethodSpec("umt", "UMT: unimodal teachers trained first, their features distilled into the multimodal model",
-                  UmtParams, "lsum", fusion_fixed=False, uses_skip=False, series=SERIES,
+                  UmtParams, "lsum", fusion_fixed=False, uses_skip=False, series=SERIES, check=check_student_epochs,
                   implementation="amst_core.methods.umt:Umt", modules=("", TEACHER_PREFIX))

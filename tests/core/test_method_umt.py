@@ -57,7 +57,7 @@ def moved(before: dict[str, torch.Tensor], net: torch.nn.Module, prefix: str) ->
 
 
 def test_phase_one_trains_the_teachers_phase_two_the_student() -> None:
-    method = method_for("umt", method_params={"teacher_epochs": 2})
+    method = method_for("umt", method_params={"teacher_epochs": 2}, epochs=3)
     batch = batches(method.cfg, 1)[0]
     for epoch, teaching in ((0, True), (1, True), (2, False)):
         method.begin_epoch(epoch, None)
@@ -108,3 +108,18 @@ def test_bad_params_are_refused_naming_the_field(params: dict, field: str) -> No
     with pytest.raises(ConfigError) as err:
         load_config(base={"dataset": {"name": "synthetic"}, "method": "umt", "method_params": params})
     assert str(err.value).startswith(f"method_params.{field}: "), str(err.value)
+
+
+@pytest.mark.parametrize("method", ["umt", "g2d"])
+def test_a_run_whose_teachers_take_every_epoch_is_refused_and_recipes_leave_the_student_epochs(method: str) -> None:
+    """Teachers for all of a run's epochs would train no multimodal model: refused, naming the field; the datasets
+    whose recipes run fewer epochs than the default 50 teacher epochs give the student as many as the teachers."""
+    from amst_core.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(base={"method": method, "dataset": {"name": "avdigits"}, "epochs": 20})
+    assert str(refused.value).startswith("method_params.teacher_epochs: 20 teacher epochs leave none of the run's 20 "
+                                         "epochs to the multimodal student")
+    cfg = load_config(base={"method": method, "dataset": {"name": "avdigits"}})
+    assert (cfg.epochs, cfg.params.teacher_epochs) == (40, 20), "avdigits' recipe, as configs/avdigits/<method>.yaml"
+    assert load_config(base={"method": method, "dataset": {"name": "avdigits"}, "recipe": "reference"}).epochs == 100
