@@ -130,9 +130,9 @@ def data_fingerprint(cfg: RunConfig, roots: DataRoots | None = None) -> dict[str
     if TEXT in cfg.modalities and looks_like_path(cfg.model.text_model):
         try:  # the folder the run reads (confined, `~` expanded), as amst_core.datafiles finds it
             text_folder = text_model_source(cfg.model.text_model, roots)
-        except PathRefused:
-            raise
-        except ConfigError:
+        except ConfigError as err:
+            if isinstance(err, PathRefused):  # outside the data roots: refused here as the run's check refuses it
+                raise
             text_folder = None  # missing: the run's own check says so
         found["text_model"] = folder_stats(text_folder, roots) if isinstance(text_folder, Path) else None
     return {**found, "digest": digest(found)}
